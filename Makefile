@@ -1,0 +1,28 @@
+# The two commands of the README: `make run` and `make test`.
+BUILD ?= build
+JOBS  ?= 2
+BUILD_TYPE ?= RelWithDebInfo
+
+.PHONY: all deps configure build run test clean
+
+all: build
+
+deps:
+	@scripts/install-deps
+
+configure: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) >/dev/null
+
+build: configure
+	@cmake --build $(BUILD) -j$(JOBS)
+
+# The main job: a short tour of the API on ./var/demo.db.
+run: build
+	@mkdir -p var
+	$(BUILD)/examples/quickstart var/demo.db
+
+test: build
+	@cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
+
+clean:
+	rm -rf $(BUILD)

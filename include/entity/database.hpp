@@ -1,0 +1,186 @@
+// entity-db layer 2: the SQL resource (the seed's AsyncDatabaseResource).
+//
+// Every operation exists twice with one implementation beneath:
+//   async_execute(sql, params, token)  any asio completion token: use_awaitable, deferred,
+//                                      use_future, as_tuple(...), a plain callback;
+//   execute(sql, params)               for code without an event loop; throws entity::error.
+// The async handler runs on its associated executor (a plain callback's runs on the thread that
+// finished the work). An overload taking `diagnostics&` before the token fills it on failure;
+// the caller keeps it alive until the handler runs.
+#pragma once
+
+#include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/async_result.hpp>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "entity/error.hpp"
+#include "entity/infrastructure.hpp"
+#include "entity/value.hpp"
+
+namespace entity {
+
+/// A handle on an infrastructure (cheap to copy; every copy shares the engine).
+class database {
+ public:
+  using rows = std::vector<row>;
+  template <class T>
+  using handler = boost::asio::any_completion_handler<void(error_code, T)>;
+  using void_handler = boost::asio::any_completion_handler<void(error_code)>;
+
+  /// REQUIRES: `infra` is not null. The engine need not be started yet.
+  explicit database(std::shared_ptr<infrastructure> infra);
+
+  /// A handle whose operations use `timeout` instead of the engine's query_timeout.
+  database with_timeout(std::chrono::milliseconds timeout) const;
+
+  infrastructure& infra() const noexcept { return *infra_; }
+  const std::shared_ptr<infrastructure>& infra_ptr() const noexcept { return infra_; }
+  std::string_view backend_name() const noexcept { return infra_->backend_name(); }
+
+  // ---- sync -----------------------------------------------------------------------------
+
+  /// Runs one statement. Read-only statements go to a reader, the rest to the writer queue.
+  result execute(std::string sql, params args = {}) const;
+  result execute(std::string sql, params args, error_code& ec, diagnostics& diag) const;
+  /// The first row, or nullopt when the statement returned none.
+  std::optional<row> fetch_one(std::string sql, params args = {}) const;
+  std::optional<row> fetch_one(std::string sql, params args, error_code& ec,
+                               diagnostics& diag) const;
+  rows fetch_all(std::string sql, params args = {}) const;
+  rows fetch_all(std::string sql, params args, error_code& ec, diagnostics& diag) const;
+  /// Runs several ';'-separated statements in order on the writer. No parameters. A script
+  /// that opens a transaction must close it: one left open is rolled back and reported.
+  void execute_script(std::string sql) const;
+  void execute_script(std::string sql, error_code& ec, diagnostics& diag) const;
+  /// Runs `sql` once per parameter set, all in one transaction: all or nothing.
+  /// The result's rows_affected is the total.
+  result execute_many(std::string sql, std::vector<params> batch) const;
+  result execute_many(std::string sql, std::vector<params> batch, error_code& ec,
+                      diagnostics& diag) const;
+  /// Runs `body` on the writer connection inside one transaction; committed when it returns,
+  /// rolled back when it throws (the exception is rethrown).
+  void transaction(transaction_body body) const;
+  void transaction(transaction_body body, error_code& ec, diagnostics& diag) const;
+  /// True when the engine is running and answers a trivial query.
+  bool health_check() const noexcept;
+  infrastructure_stats stats() const { return infra_->stats(); }
+  /// Borrows a read connection (see connection_lease). Throws pool_exhausted after
+  /// `acquire_timeout` (the engine's default when not given).
+  connection_lease acquire(std::optional<std::chrono::milliseconds> acquire_timeout = {}) const;
+
+  // ---- async ----------------------------------------------------------------------------
+
+  template <class Token>
+  auto async_execute(std::string sql, params args, Token&& token) const {
+    return initiate<result>(make_request(request_kind::execute, std::move(sql), std::move(args)),
+                            nullptr, std::forward<Token>(token));
+  }
+  template <class Token>
+  auto async_execute(std::string sql, params args, diagnostics& diag, Token&& token) const {
+    return initiate<result>(make_request(request_kind::execute, std::move(sql), std::move(args)),
+                            &diag, std::forward<Token>(token));
+  }
+
+  template <class Token>
+  auto async_fetch_one(std::string sql, params args, Token&& token) const {
+    return initiate<std::optional<row>>(
+        make_request(request_kind::fetch_one, std::move(sql), std::move(args)), nullptr,
+        std::forward<Token>(token));
+  }
+  template <class Token>
+  auto async_fetch_one(std::string sql, params args, diagnostics& diag, Token&& token) const {
+    return initiate<std::optional<row>>(
+        make_request(request_kind::fetch_one, std::move(sql), std::move(args)), &diag,
+        std::forward<Token>(token));
+  }
+
+  template <class Token>
+  auto async_fetch_all(std::string sql, params args, Token&& token) const {
+    return initiate<rows>(make_request(request_kind::execute, std::move(sql), std::move(args)),
+                          nullptr, std::forward<Token>(token));
+  }
+  template <class Token>
+  auto async_fetch_all(std::string sql, params args, diagnostics& diag, Token&& token) const {
+    return initiate<rows>(make_request(request_kind::execute, std::move(sql), std::move(args)),
+                          &diag, std::forward<Token>(token));
+  }
+
+  template <class Token>
+  auto async_execute_script(std::string sql, Token&& token) const {
+    return initiate<void>(make_request(request_kind::script, std::move(sql), {}), nullptr,
+                          std::forward<Token>(token));
+  }
+  template <class Token>
+  auto async_execute_script(std::string sql, diagnostics& diag, Token&& token) const {
+    return initiate<void>(make_request(request_kind::script, std::move(sql), {}), &diag,
+                          std::forward<Token>(token));
+  }
+
+  template <class Token>
+  auto async_execute_many(std::string sql, std::vector<params> batch, Token&& token) const {
+    return initiate<result>(make_many(std::move(sql), std::move(batch)), nullptr,
+                            std::forward<Token>(token));
+  }
+  template <class Token>
+  auto async_execute_many(std::string sql, std::vector<params> batch, diagnostics& diag,
+                          Token&& token) const {
+    return initiate<result>(make_many(std::move(sql), std::move(batch)), &diag,
+                            std::forward<Token>(token));
+  }
+
+  /// The body runs on the writer's thread; keep it short and free of blocking waits.
+  /// A body that throws completes with the entity::error's code, or errc::aborted.
+  template <class Token>
+  auto async_transaction(transaction_body body, Token&& token) const {
+    return initiate<void>(make_transaction(std::move(body)), nullptr, std::forward<Token>(token));
+  }
+  template <class Token>
+  auto async_transaction(transaction_body body, diagnostics& diag, Token&& token) const {
+    return initiate<void>(make_transaction(std::move(body)), &diag, std::forward<Token>(token));
+  }
+
+  /// Completes with success when the engine answers a trivial query.
+  template <class Token>
+  auto async_health_check(Token&& token) const {
+    return initiate<void>(make_request(request_kind::fetch_one, "SELECT 1", {}), nullptr,
+                          std::forward<Token>(token));
+  }
+
+  /// The compiled bodies behind the templates (one per completion signature).
+  void start(request req, diagnostics* diag, handler<result> h) const;
+  void start(request req, diagnostics* diag, handler<std::optional<row>> h) const;
+  void start(request req, diagnostics* diag, handler<rows> h) const;
+  void start(request req, diagnostics* diag, void_handler h) const;
+
+ private:
+  request make_request(request_kind kind, std::string sql, params args) const;
+  request make_many(std::string sql, std::vector<params> batch) const;
+  request make_transaction(transaction_body body) const;
+
+  template <class T, class Token>
+  auto initiate(request req, diagnostics* diag, Token&& token) const {
+    if constexpr (std::is_void_v<T>) {
+      return boost::asio::async_initiate<Token, void(error_code)>(
+          [self = *this](auto h, request r, diagnostics* d) {
+            self.start(std::move(r), d, void_handler(std::move(h)));
+          },
+          token, std::move(req), diag);
+    } else {
+      return boost::asio::async_initiate<Token, void(error_code, T)>(
+          [self = *this](auto h, request r, diagnostics* d) {
+            self.start(std::move(r), d, handler<T>(std::move(h)));
+          },
+          token, std::move(req), diag);
+    }
+  }
+
+  std::shared_ptr<infrastructure> infra_;
+  std::optional<std::chrono::milliseconds> timeout_;
+};
+
+}  // namespace entity

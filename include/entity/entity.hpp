@@ -1,0 +1,9 @@
+// entity-db: the whole API in one include.
+#pragma once
+
+#include "entity/database.hpp"
+#include "entity/error.hpp"
+#include "entity/infrastructure.hpp"
+#include "entity/memory.hpp"
+#include "entity/sqlite.hpp"
+#include "entity/value.hpp"

@@ -1,0 +1,177 @@
+// The async face of layer 2: the one translation unit (with memory.cpp) that sees asio.
+// Each async operation arrives here as an any_completion_handler; its work is handed to the
+// engine and the handler is dispatched to its associated executor when the engine is done.
+#include "entity/database.hpp"
+
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+
+namespace entity {
+namespace asio = boost::asio;
+
+namespace {
+
+template <class T>
+T convert(result&& r);
+template <>
+result convert<result>(result&& r) {
+  return std::move(r);
+}
+template <>
+std::optional<row> convert<std::optional<row>>(result&& r) {
+  if (r.rows.empty()) return std::nullopt;
+  return std::move(r.rows.front());
+}
+template <>
+std::vector<row> convert<std::vector<row>>(result&& r) {
+  return std::move(r.rows);
+}
+
+// Wraps `h` into an engine completion that dispatches it to its executor. The work guard keeps
+// the handler's io_context running while the request is in flight.
+template <class T>
+completion bridge(asio::any_completion_handler<void(error_code, T)> h, diagnostics* diag) {
+  auto work = asio::make_work_guard(h);
+  return [h = std::move(h), work = std::move(work), diag](outcome&& out) mutable {
+    if (out.ec && diag) *diag = std::move(out.diag);
+    auto ex = work.get_executor();
+    asio::dispatch(ex, [h = std::move(h), ec = out.ec, v = convert<T>(std::move(out.res))]() mutable {
+      std::move(h)(ec, std::move(v));
+    });
+  };
+}
+
+completion bridge(asio::any_completion_handler<void(error_code)> h, diagnostics* diag) {
+  auto work = asio::make_work_guard(h);
+  return [h = std::move(h), work = std::move(work), diag](outcome&& out) mutable {
+    if (out.ec && diag) *diag = std::move(out.diag);
+    auto ex = work.get_executor();
+    asio::dispatch(ex, [h = std::move(h), ec = out.ec]() mutable { std::move(h)(ec); });
+  };
+}
+
+}  // namespace
+
+database::database(std::shared_ptr<infrastructure> infra) : infra_(std::move(infra)) {
+  if (!infra_) throw error(errc::invalid_argument, {"database: the infrastructure is null", {}});
+}
+
+database database::with_timeout(std::chrono::milliseconds timeout) const {
+  database d(*this);
+  d.timeout_ = timeout;
+  return d;
+}
+
+request database::make_request(request_kind kind, std::string sql, params args) const {
+  request r;
+  r.kind = kind;
+  r.sql = std::move(sql);
+  r.args = std::move(args);
+  r.timeout = timeout_;
+  return r;
+}
+
+request database::make_many(std::string sql, std::vector<params> batch) const {
+  request r = make_request(request_kind::many, std::move(sql), {});
+  r.batch = std::move(batch);
+  return r;
+}
+
+request database::make_transaction(transaction_body body) const {
+  request r = make_request(request_kind::transaction, {}, {});
+  r.body = std::move(body);
+  return r;
+}
+
+void database::start(request req, diagnostics* diag, handler<result> h) const {
+  infra_->submit(std::move(req), bridge<result>(std::move(h), diag));
+}
+void database::start(request req, diagnostics* diag, handler<std::optional<row>> h) const {
+  infra_->submit(std::move(req), bridge<std::optional<row>>(std::move(h), diag));
+}
+void database::start(request req, diagnostics* diag, handler<rows> h) const {
+  infra_->submit(std::move(req), bridge<rows>(std::move(h), diag));
+}
+void database::start(request req, diagnostics* diag, void_handler h) const {
+  infra_->submit(std::move(req), bridge(std::move(h), diag));
+}
+
+// ---- sync ---------------------------------------------------------------------------------
+
+namespace {
+result run_sync(infrastructure& infra, request req, error_code& ec, diagnostics& diag) {
+  outcome out = infra.run(std::move(req));
+  ec = out.ec;
+  diag = std::move(out.diag);
+  return std::move(out.res);
+}
+result run_throwing(infrastructure& infra, request req) {
+  outcome out = infra.run(std::move(req));
+  if (out.exception) std::rethrow_exception(out.exception);
+  throw_if(out.ec, out.diag);
+  return std::move(out.res);
+}
+}  // namespace
+
+result database::execute(std::string sql, params args) const {
+  return run_throwing(*infra_, make_request(request_kind::execute, std::move(sql), std::move(args)));
+}
+result database::execute(std::string sql, params args, error_code& ec, diagnostics& diag) const {
+  return run_sync(*infra_, make_request(request_kind::execute, std::move(sql), std::move(args)),
+                  ec, diag);
+}
+std::optional<row> database::fetch_one(std::string sql, params args) const {
+  return convert<std::optional<row>>(run_throwing(
+      *infra_, make_request(request_kind::fetch_one, std::move(sql), std::move(args))));
+}
+std::optional<row> database::fetch_one(std::string sql, params args, error_code& ec,
+                                       diagnostics& diag) const {
+  return convert<std::optional<row>>(run_sync(
+      *infra_, make_request(request_kind::fetch_one, std::move(sql), std::move(args)), ec, diag));
+}
+database::rows database::fetch_all(std::string sql, params args) const {
+  return std::move(execute(std::move(sql), std::move(args)).rows);
+}
+database::rows database::fetch_all(std::string sql, params args, error_code& ec,
+                                   diagnostics& diag) const {
+  return std::move(execute(std::move(sql), std::move(args), ec, diag).rows);
+}
+void database::execute_script(std::string sql) const {
+  run_throwing(*infra_, make_request(request_kind::script, std::move(sql), {}));
+}
+void database::execute_script(std::string sql, error_code& ec, diagnostics& diag) const {
+  run_sync(*infra_, make_request(request_kind::script, std::move(sql), {}), ec, diag);
+}
+result database::execute_many(std::string sql, std::vector<params> batch) const {
+  return run_throwing(*infra_, make_many(std::move(sql), std::move(batch)));
+}
+result database::execute_many(std::string sql, std::vector<params> batch, error_code& ec,
+                              diagnostics& diag) const {
+  return run_sync(*infra_, make_many(std::move(sql), std::move(batch)), ec, diag);
+}
+void database::transaction(transaction_body body) const {
+  run_throwing(*infra_, make_transaction(std::move(body)));
+}
+void database::transaction(transaction_body body, error_code& ec, diagnostics& diag) const {
+  run_sync(*infra_, make_transaction(std::move(body)), ec, diag);
+}
+bool database::health_check() const noexcept {
+  try {
+    if (!infra_->running()) return false;
+    error_code ec;
+    diagnostics diag;
+    auto r = fetch_one("SELECT 1", {}, ec, diag);
+    return !ec && r && r->get<std::int64_t>(0) == 1;
+  } catch (...) {
+    return false;
+  }
+}
+connection_lease database::acquire(std::optional<std::chrono::milliseconds> t) const {
+  error_code ec;
+  diagnostics diag;
+  connection_lease lease = infra_->acquire(t, ec, diag);
+  throw_if(ec, diag);
+  return lease;
+}
+
+}  // namespace entity

@@ -1,0 +1,24 @@
+#include <string>
+
+#include "entity/infrastructure.hpp"
+#include "entity/sqlite.hpp"
+
+namespace entity {
+
+std::shared_ptr<infrastructure> make_infrastructure(std::string_view url) {
+  auto starts = [&](std::string_view prefix) { return url.substr(0, prefix.size()) == prefix; };
+  if (starts("postgresql://") || starts("postgres://"))
+    throw error(errc::invalid_argument,
+                {"this build of entity-db has no PostgreSQL backend: '" + std::string(url) + "'", {}});
+  std::string path(url);
+  if (starts("sqlite://"))
+    path = std::string(url.substr(9));
+  else if (starts("sqlite:"))
+    path = std::string(url.substr(7));
+  if (path.empty()) throw error(errc::invalid_argument, {"the database path is empty", {}});
+  sqlite_params p;
+  p.path = path;
+  return std::make_shared<sqlite_infrastructure>(std::move(p));
+}
+
+}  // namespace entity

@@ -1,0 +1,30 @@
+// How the SQLite engine routes a statement, decided from its text before it is prepared.
+// The statement's own read-only flag (sqlite3_stmt_readonly) is the final authority: a
+// statement classified `read` that turns out to write is moved to the writer.
+#pragma once
+
+#include <string_view>
+
+namespace entity::sqlite_detail {
+
+enum class route {
+  read,   ///< may be read-only: try a reader (SELECT, WITH, VALUES, EXPLAIN)
+  write,  ///< runs on the writer inside a group commit
+  solo,   ///< runs on the writer alone, outside any group (transaction control, VACUUM, PRAGMA,
+          ///< ATTACH, DETACH): these cannot run inside a transaction or change its state
+};
+
+/// The first keyword of `sql`, upper-cased, skipping whitespace and comments ("" if none).
+/// At most 16 characters are looked at.
+std::string_view first_keyword(std::string_view sql, char (&buf)[17]);
+
+route classify(std::string_view sql);
+
+/// True when `sql` holds more than one statement (ignoring trailing ';', whitespace and
+/// comments; ';' inside literals, quoted identifiers and comments does not count).
+bool has_several_statements(std::string_view sql);
+
+/// True when `sql` holds nothing but whitespace, comments and ';'.
+bool is_blank(std::string_view sql);
+
+}  // namespace entity::sqlite_detail

@@ -1,0 +1,282 @@
+#include "sqlite/connection.hpp"
+
+#include <sqlite3.h>
+
+#include <string>
+
+#include "sqlite/classify.hpp"
+
+namespace entity::sqlite_detail {
+namespace {
+
+const char* journal_name(journal_mode m) {
+  switch (m) {
+    case journal_mode::wal: return "WAL";
+    case journal_mode::delete_: return "DELETE";
+    case journal_mode::truncate: return "TRUNCATE";
+    case journal_mode::persist: return "PERSIST";
+    case journal_mode::memory: return "MEMORY";
+    case journal_mode::off: return "OFF";
+  }
+  return "WAL";
+}
+const char* synchronous_name(synchronous_mode m) {
+  switch (m) {
+    case synchronous_mode::off: return "OFF";
+    case synchronous_mode::normal: return "NORMAL";
+    case synchronous_mode::full: return "FULL";
+    case synchronous_mode::extra: return "EXTRA";
+  }
+  return "NORMAL";
+}
+const char* temp_store_name(temp_store_mode m) {
+  switch (m) {
+    case temp_store_mode::default_: return "DEFAULT";
+    case temp_store_mode::file: return "FILE";
+    case temp_store_mode::memory: return "MEMORY";
+  }
+  return "MEMORY";
+}
+
+}  // namespace
+
+int bind_value(sqlite3_stmt* stmt, int index, const value& v) noexcept {
+  struct visitor {
+    sqlite3_stmt* s;
+    int i;
+    int operator()(null_t) const { return sqlite3_bind_null(s, i); }
+    int operator()(std::int64_t x) const { return sqlite3_bind_int64(s, i, x); }
+    int operator()(double x) const { return sqlite3_bind_double(s, i, x); }
+    int operator()(const std::string& x) const {
+      return sqlite3_bind_text64(s, i, x.data(), x.size(), SQLITE_STATIC, SQLITE_UTF8);
+    }
+    int operator()(const blob& x) const {
+      return sqlite3_bind_blob64(s, i, x.bytes.empty() ? "" : static_cast<const void*>(x.bytes.data()),
+                                 x.bytes.size(), SQLITE_STATIC);
+    }
+  };
+  return std::visit(visitor{stmt, index}, v.raw());
+}
+
+value column_value(sqlite3_stmt* stmt, int i) {
+  switch (sqlite3_column_type(stmt, i)) {
+    case SQLITE_INTEGER: return value(static_cast<std::int64_t>(sqlite3_column_int64(stmt, i)));
+    case SQLITE_FLOAT: return value(sqlite3_column_double(stmt, i));
+    case SQLITE_TEXT: {
+      auto* p = reinterpret_cast<const char*>(sqlite3_column_text(stmt, i));
+      return value(std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(stmt, i))));
+    }
+    case SQLITE_BLOB: {
+      const void* p = sqlite3_column_blob(stmt, i);
+      return value(blob(p, static_cast<std::size_t>(sqlite3_column_bytes(stmt, i))));
+    }
+    default: return value();
+  }
+}
+
+connection::connection(sqlite3* db, role r, std::size_t cache_size)
+    : db_(db), role_(r), cache_size_(cache_size == 0 ? 1 : cache_size) {
+  // Every 1000 virtual-machine steps SQLite asks whether to go on: that is where a statement
+  // past its deadline stops, wherever it is (sorting, a recursive CTE, a long scan).
+  sqlite3_progress_handler(db_, 1000, &connection::on_progress, this);
+}
+
+connection::~connection() {
+  for (auto& [sql, c] : cache_) sqlite3_finalize(c.stmt);
+  sqlite3_close_v2(db_);
+}
+
+int connection::on_progress(void* self) noexcept {
+  auto* c = static_cast<connection*>(self);
+  return clock::now() >= c->deadline_ ? 1 : 0;
+}
+
+std::unique_ptr<connection> connection::open(const std::string& target, bool uri, role r,
+                                             const sqlite_params& p, error_code& ec,
+                                             diagnostics& diag) {
+  sqlite3* db = nullptr;
+  int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+  if (uri) flags |= SQLITE_OPEN_URI;
+  int rc = sqlite3_open_v2(target.c_str(), &db, flags, nullptr);
+  if (rc != SQLITE_OK) {
+    ec = make_sqlite_error(db ? sqlite3_extended_errcode(db) : rc);
+    diag.message = "cannot open database '" + target + "': " +
+                   (db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+    sqlite3_close_v2(db);
+    return nullptr;
+  }
+  sqlite3_extended_result_codes(db, 1);
+  sqlite3_busy_timeout(db, static_cast<int>(p.busy_timeout.count()));
+  std::unique_ptr<connection> c(new connection(db, r, p.statement_cache_size));
+
+  if (sqlite3_db_readonly(db, "main") == 1) {
+    ec = make_sqlite_error(SQLITE_READONLY);
+    diag.message = "database '" + target + "' is read-only: entity-db needs to write to it";
+    return nullptr;
+  }
+
+  std::string setup;
+  if (r == role::writer) setup += std::string("PRAGMA journal_mode=") + journal_name(p.journal) + ";";
+  setup += std::string("PRAGMA synchronous=") + synchronous_name(p.synchronous) + ";";
+  setup += std::string("PRAGMA temp_store=") + temp_store_name(p.temp_store) + ";";
+  setup += "PRAGMA mmap_size=" + std::to_string(p.mmap_size) + ";";
+  // A reader refuses to write: a write that reached it by mistake fails instead of bypassing
+  // the writer's queue.
+  if (r == role::reader) setup += "PRAGMA query_only=1;";
+  // Reading the schema proves the file is a database (a non-database fails here, not later).
+  setup += "SELECT count(*) FROM sqlite_schema;";
+  ec = c->run_script(setup, diag);
+  if (ec) {
+    diag.message = "cannot open database '" + target + "': " + diag.message;
+    return nullptr;
+  }
+  return c;
+}
+
+bool connection::autocommit() const noexcept { return sqlite3_get_autocommit(db_) != 0; }
+
+error_code connection::fail(int rc, std::string_view sql, diagnostics& diag) {
+  diag.sql = sql_excerpt(sql);
+  if ((rc & 0xff) == SQLITE_INTERRUPT && clock::now() >= deadline_) {
+    diag.message = "the statement ran past its deadline and was interrupted";
+    return make_error_code(errc::query_timeout);
+  }
+  diag.message = sqlite3_errmsg(db_);
+  int ext = sqlite3_extended_errcode(db_);
+  return make_sqlite_error(ext != SQLITE_OK ? ext : rc);
+}
+
+connection::cached* connection::prepare(std::string_view sql, error_code& ec, diagnostics& diag) {
+  if (auto it = cache_.find(sql); it != cache_.end()) {
+    it->second.last_used = ++use_clock_;
+    return &it->second;
+  }
+  sqlite3_stmt* stmt = nullptr;
+  const char* tail = nullptr;
+  int rc = sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()),
+                              SQLITE_PREPARE_PERSISTENT, &stmt, &tail);
+  if (rc != SQLITE_OK) {
+    ec = fail(rc, sql, diag);
+    return nullptr;
+  }
+  if (stmt == nullptr) {
+    ec = make_error_code(errc::invalid_argument);
+    diag.message = "the SQL holds no statement";
+    diag.sql = sql_excerpt(sql);
+    return nullptr;
+  }
+  if (tail && !is_blank(std::string_view(tail, sql.data() + sql.size() - tail))) {
+    sqlite3_finalize(stmt);
+    ec = make_error_code(errc::invalid_argument);
+    diag.message = "the SQL holds several statements: use execute_script";
+    diag.sql = sql_excerpt(sql);
+    return nullptr;
+  }
+  if (cache_.size() >= cache_size_) {
+    auto victim = cache_.begin();
+    for (auto it = cache_.begin(); it != cache_.end(); ++it)
+      if (it->second.last_used < victim->second.last_used) victim = it;
+    sqlite3_finalize(victim->second.stmt);
+    cache_.erase(victim);
+  }
+  auto [it, inserted] = cache_.emplace(std::string(sql), cached{stmt, ++use_clock_, nullptr});
+  return &it->second;
+}
+
+error_code connection::run(std::string_view sql, const params& args, std::size_t max_rows,
+                           result& out, diagnostics& diag, bool readers_only,
+                           bool* needs_writer) {
+  error_code ec;
+  cached* c = prepare(sql, ec, diag);
+  if (!c) return ec;
+  sqlite3_stmt* stmt = c->stmt;
+  bool readonly = sqlite3_stmt_readonly(stmt) != 0;
+  if (readers_only && !readonly) {
+    if (needs_writer) *needs_writer = true;
+    return {};
+  }
+  int expected = sqlite3_bind_parameter_count(stmt);
+  if (static_cast<std::size_t>(expected) != args.size()) {
+    diag.message = "the statement has " + std::to_string(expected) + " parameter" +
+                   (expected == 1 ? "" : "s") + " but " + std::to_string(args.size()) +
+                   (args.size() == 1 ? " was" : " were") + " given";
+    diag.sql = sql_excerpt(sql);
+    return make_error_code(errc::invalid_argument);
+  }
+  for (int i = 0; i < expected; ++i) {
+    if (int rc = bind_value(stmt, i + 1, args[static_cast<std::size_t>(i)]); rc != SQLITE_OK) {
+      ec = fail(rc, sql, diag);
+      sqlite3_reset(stmt);
+      sqlite3_clear_bindings(stmt);
+      return ec;
+    }
+  }
+  int rc;
+  while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+    if (out.rows.size() < max_rows) {
+      int n = sqlite3_column_count(stmt);
+      if (!c->names || c->names->size() != static_cast<std::size_t>(n)) {
+        auto names = std::make_shared<std::vector<std::string>>();
+        names->reserve(static_cast<std::size_t>(n));
+        for (int i = 0; i < n; ++i) {
+          const char* name = sqlite3_column_name(stmt, i);
+          names->emplace_back(name ? name : "");
+        }
+        c->names = std::move(names);
+      }
+      std::vector<value> values;
+      values.reserve(static_cast<std::size_t>(n));
+      for (int i = 0; i < n; ++i) values.push_back(column_value(stmt, i));
+      out.rows.emplace_back(c->names, std::move(values));
+    } else if (readonly) {
+      break;  // a read has nothing more to do; a write (RETURNING) must run to the end
+    }
+  }
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) ec = fail(rc, sql, diag);
+  sqlite3_reset(stmt);
+  sqlite3_clear_bindings(stmt);
+  if (!ec && !readonly) {
+    out.rows_affected += sqlite3_changes64(db_);
+    out.last_insert_id = sqlite3_last_insert_rowid(db_);
+  }
+  return ec;
+}
+
+error_code connection::run_script(std::string_view sql, diagnostics& diag) {
+  const char* p = sql.data();
+  const char* end = sql.data() + sql.size();
+  while (p < end) {
+    sqlite3_stmt* stmt = nullptr;
+    const char* tail = nullptr;
+    int rc = sqlite3_prepare_v2(db_, p, static_cast<int>(end - p), &stmt, &tail);
+    if (rc != SQLITE_OK) return fail(rc, std::string_view(p, static_cast<std::size_t>(end - p)), diag);
+    std::string_view text(p, static_cast<std::size_t>((tail ? tail : end) - p));
+    p = tail ? tail : end;
+    if (!stmt) continue;  // whitespace or a comment
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+    }
+    if (rc != SQLITE_DONE) {
+      error_code ec = fail(rc, text, diag);
+      sqlite3_finalize(stmt);
+      return ec;
+    }
+    sqlite3_finalize(stmt);
+  }
+  return {};
+}
+
+error_code connection::exec(std::string_view sql, diagnostics& diag) {
+  result ignored;
+  return run(sql, {}, 0, ignored, diag);
+}
+
+result connection::query(std::string_view sql, const params& args, std::size_t max_rows) {
+  if (per_query_timeout_) deadline_ = clock::now() + *per_query_timeout_;
+  result out;
+  diagnostics diag;
+  error_code ec = run(sql, args, max_rows, out, diag);
+  throw_if(ec, diag);
+  return out;
+}
+
+}  // namespace entity::sqlite_detail

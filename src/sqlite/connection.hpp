@@ -1,0 +1,91 @@
+// One SQLite connection: RAII over sqlite3*, a bounded prepared-statement cache, statements
+// run against a deadline that interrupts them inside SQLite.
+// Not thread-safe (opened with SQLITE_OPEN_NOMUTEX): one thread at a time.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "entity/infrastructure.hpp"
+#include "entity/sqlite.hpp"
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace entity::sqlite_detail {
+
+using clock = std::chrono::steady_clock;
+
+class connection final : public session {
+ public:
+  enum class role { writer, reader };
+
+  /// Opens `target` (a path, or a memdb URI when `uri` is set) and applies `p`'s settings.
+  static std::unique_ptr<connection> open(const std::string& target, bool uri, role r,
+                                          const sqlite_params& p, error_code& ec,
+                                          diagnostics& diag);
+  ~connection() override;
+  connection(const connection&) = delete;
+  connection& operator=(const connection&) = delete;
+
+  /// Runs one statement. When `readers_only` is set and the statement would write, nothing
+  /// runs and `needs_writer` is set instead.
+  error_code run(std::string_view sql, const params& args, std::size_t max_rows, result& out,
+                 diagnostics& diag, bool readers_only = false, bool* needs_writer = nullptr);
+  /// Runs every statement of `sql` in order (no parameters, rows discarded).
+  error_code run_script(std::string_view sql, diagnostics& diag);
+  /// Runs a fixed statement such as "BEGIN IMMEDIATE" through the cache.
+  error_code exec(std::string_view sql, diagnostics& diag);
+
+  /// Statements stop with query_timeout once `deadline` passes.
+  void set_deadline(clock::time_point deadline) noexcept { deadline_ = deadline; }
+  clock::time_point deadline() const noexcept { return deadline_; }
+  /// For a leased connection: each query() gets now + timeout as its deadline.
+  void set_per_query_timeout(std::optional<std::chrono::milliseconds> t) noexcept {
+    per_query_timeout_ = t;
+  }
+  /// True when no transaction is open.
+  bool autocommit() const noexcept;
+  role kind() const noexcept { return role_; }
+
+  // session
+  result query(std::string_view sql, const params& args, std::size_t max_rows) override;
+
+ private:
+  struct cached {
+    sqlite3_stmt* stmt = nullptr;
+    std::uint64_t last_used = 0;
+    columns names;  // shared by every row this statement returns
+  };
+  struct string_hash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const noexcept {
+      return std::hash<std::string_view>{}(s);
+    }
+  };
+
+  connection(sqlite3* db, role r, std::size_t cache_size);
+  cached* prepare(std::string_view sql, error_code& ec, diagnostics& diag);
+  error_code fail(int rc, std::string_view sql, diagnostics& diag);
+  static int on_progress(void* self) noexcept;
+
+  sqlite3* db_;
+  role role_;
+  std::size_t cache_size_;
+  std::uint64_t use_clock_ = 0;
+  std::unordered_map<std::string, cached, string_hash, std::equal_to<>> cache_;
+  clock::time_point deadline_ = clock::time_point::max();
+  std::optional<std::chrono::milliseconds> per_query_timeout_;
+};
+
+/// Binds `v` to parameter `index` (1-based) of `stmt`; returns SQLite's result code.
+int bind_value(sqlite3_stmt* stmt, int index, const value& v) noexcept;
+/// Reads column `i` of the current row of `stmt`.
+value column_value(sqlite3_stmt* stmt, int i);
+
+}  // namespace entity::sqlite_detail

@@ -1,0 +1,706 @@
+// The SQLite engine: one writer with a queue and group commit, a pool of readers, deadlines.
+//
+// Threads: one writer thread and pool_size reader threads run async requests. A sync request
+// runs on its caller's thread: a read leases an idle reader; a write joins the writer queue and,
+// when no one is committing, its caller becomes the leader and commits the whole queue itself
+// (LevelDB's writer queue), so the writer thread is woken only for async work.
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <filesystem>
+#include <mutex>
+#include <thread>
+#include <unistd.h>
+#include <vector>
+
+#include "common/latency_histogram.hpp"
+#include "entity/sqlite.hpp"
+#include "sqlite/classify.hpp"
+#include "sqlite/connection.hpp"
+#include "sqlite/spin.hpp"
+
+namespace entity {
+
+using sqlite_detail::clock;
+using sqlite_detail::connection;
+using sqlite_detail::route;
+
+namespace {
+
+// A request in flight. Async ones live on the heap until their completion runs; a sync one
+// lives on its caller's stack and is signalled through `mu`/`cv`.
+struct pending {
+  request req;
+  completion done;
+  clock::time_point submitted;
+  clock::time_point deadline;
+  outcome out;
+  // sync waiters only
+  std::mutex mu;
+  std::condition_variable cv;
+  bool finished = false;
+};
+
+std::size_t max_rows_of(const request& r) {
+  return r.kind == request_kind::fetch_one ? 1 : std::numeric_limits<std::size_t>::max();
+}
+
+route route_of(const request& r) {
+  switch (r.kind) {
+    case request_kind::execute:
+    case request_kind::fetch_one: return sqlite_detail::classify(r.sql);
+    case request_kind::script: return route::solo;
+    case request_kind::many:
+    case request_kind::transaction: return route::write;
+  }
+  return route::write;
+}
+
+void set_error(outcome& out, error_code ec, std::string message, std::string_view sql = {}) {
+  out.ec = ec;
+  out.diag.message = std::move(message);
+  out.diag.sql = sql_excerpt(sql);
+}
+
+std::atomic<unsigned> memdb_counter{0};
+
+}  // namespace
+
+struct sqlite_infrastructure::impl final : connection_lease::owner,
+                                           std::enable_shared_from_this<impl> {
+  explicit impl(sqlite_params params) : p(std::move(params)) {}
+
+  sqlite_params p;
+  std::string target;
+  bool uri = false;
+
+  enum class state { idle, running, stopped };
+  std::mutex lifecycle_mu;
+  std::atomic<state> st{state::idle};
+
+  // The writer: its connection is used only by the current leader.
+  std::unique_ptr<connection> writer;
+  std::mutex wmu;
+  std::condition_variable wcv;
+  std::deque<pending*> wq;  // GUARDED_BY(wmu)
+  bool leader = false;      // GUARDED_BY(wmu): someone is committing
+  bool wstop = false;       // GUARDED_BY(wmu)
+  std::atomic<std::size_t> wq_size{0};
+  std::thread writer_thread;
+
+  // Async reads wait here for a reader thread.
+  std::mutex rmu;
+  std::condition_variable rcv;
+  std::deque<pending*> rq;  // GUARDED_BY(rmu)
+  bool rstop = false;       // GUARDED_BY(rmu)
+  std::atomic<std::size_t> rq_size{0};
+  std::vector<std::thread> reader_threads;
+  sqlite_detail::spin_gate reader_spinner;
+
+  // Reader connections.
+  std::mutex pmu;
+  std::condition_variable pcv;
+  std::vector<std::unique_ptr<connection>> idle;  // GUARDED_BY(pmu)
+  std::size_t open_readers = 0;                   // GUARDED_BY(pmu)
+  bool pool_closed = false;                       // GUARDED_BY(pmu)
+
+  // Counters.
+  std::atomic<std::uint64_t> ops{0}, errors{0}, timeouts{0}, group_commits{0}, grouped_ops{0};
+  std::atomic<bool> writer_busy{false};
+  detail::latency_histogram latency;
+
+  // ---- lifecycle ----------------------------------------------------------------------
+
+  void startup() {
+    std::lock_guard lk(lifecycle_mu);
+    if (st == state::running) return;
+    if (st == state::stopped)
+      throw error(errc::shut_down, {"an infrastructure cannot be started again after shutdown()", {}});
+    if (p.path.empty())
+      throw error(errc::invalid_argument, {"the database path is empty", {}});
+    if (p.path == ":memory:") {
+      // memdb: one in-memory database that every connection of this process opening the same
+      // name shares; the name is unique to this infrastructure.
+      target = "file:/entitydb-" + std::to_string(::getpid()) + "-" +
+               std::to_string(memdb_counter.fetch_add(1)) + "?vfs=memdb";
+      uri = true;
+    } else {
+      target = p.path;
+      uri = false;
+      std::filesystem::path parent = std::filesystem::path(p.path).parent_path();
+      if (!parent.empty()) {
+        std::error_code fec;
+        std::filesystem::create_directories(parent, fec);
+        if (fec)
+          throw error(errc::open_failed, {"cannot create folder '" + parent.string() +
+                                              "': " + fec.message(),
+                                          {}});
+      }
+    }
+    error_code ec;
+    diagnostics diag;
+    writer = connection::open(target, uri, connection::role::writer, p, ec, diag);
+    if (!writer) throw error(ec, diag);
+    std::size_t readers = std::min(p.pool_size, p.min_connections > 0 ? p.min_connections - 1 : 0);
+    for (std::size_t i = 0; i < readers; ++i) {
+      auto c = connection::open(target, uri, connection::role::reader, p, ec, diag);
+      if (!c) {
+        idle.clear();
+        writer.reset();
+        throw error(ec, diag);
+      }
+      idle.push_back(std::move(c));
+    }
+    open_readers = idle.size();
+    st = state::running;
+    writer_thread = std::thread([this] { writer_loop(); });
+    for (std::size_t i = 0; i < std::max<std::size_t>(p.pool_size, 1); ++i)
+      reader_threads.emplace_back([this] { reader_loop(); });
+  }
+
+  void shutdown() {
+    std::lock_guard lk(lifecycle_mu);
+    if (st != state::running) {
+      st = state::stopped;
+      return;
+    }
+    st = state::stopped;
+    {
+      std::lock_guard w(wmu);
+      wstop = true;
+    }
+    wcv.notify_all();
+    if (writer_thread.joinable()) writer_thread.join();
+    {
+      std::lock_guard r(rmu);
+      rstop = true;
+    }
+    rcv.notify_all();
+    for (auto& t : reader_threads) t.join();
+    reader_threads.clear();
+    writer.reset();
+    std::lock_guard pl(pmu);
+    pool_closed = true;
+    open_readers -= idle.size();
+    idle.clear();
+  }
+
+  error_code not_running_error() const {
+    return st == state::idle ? make_error_code(errc::not_started) : make_error_code(errc::shut_down);
+  }
+
+  // ---- completion ---------------------------------------------------------------------
+
+  void finish(pending* op) {
+    auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(clock::now() - op->submitted);
+    latency.record(static_cast<std::uint64_t>(ns.count()));
+    ops.fetch_add(1, std::memory_order_relaxed);
+    if (op->out.ec) {
+      errors.fetch_add(1, std::memory_order_relaxed);
+      if (op->out.ec == errc::query_timeout) timeouts.fetch_add(1, std::memory_order_relaxed);
+    }
+    if (op->done) {
+      completion done = std::move(op->done);
+      outcome out = std::move(op->out);
+      delete op;
+      done(std::move(out));
+    } else {
+      std::lock_guard lk(op->mu);
+      op->finished = true;
+      op->cv.notify_one();
+    }
+  }
+
+  void wait(pending& op) {
+    std::unique_lock lk(op.mu);
+    op.cv.wait(lk, [&] { return op.finished; });
+  }
+
+  // ---- reader pool --------------------------------------------------------------------
+
+  // Borrows a reader, waiting until `wait_until`; when that passes, fails with `expired`.
+  std::unique_ptr<connection> acquire_reader(clock::time_point wait_until, errc expired,
+                                             error_code& ec, diagnostics& diag) {
+    std::unique_lock lk(pmu);
+    while (true) {
+      if (pool_closed) {
+        ec = make_error_code(errc::shut_down);
+        diag.message = "the database has been shut down";
+        return nullptr;
+      }
+      if (!idle.empty()) {
+        auto c = std::move(idle.back());
+        idle.pop_back();
+        return c;
+      }
+      if (open_readers < std::max<std::size_t>(p.pool_size, 1)) {
+        ++open_readers;
+        lk.unlock();
+        auto c = connection::open(target, uri, connection::role::reader, p, ec, diag);
+        if (!c) {
+          lk.lock();
+          --open_readers;
+          pcv.notify_one();
+        }
+        return c;
+      }
+      if (pcv.wait_until(lk, wait_until) == std::cv_status::timeout && idle.empty() &&
+          !pool_closed) {
+        ec = make_error_code(expired);
+        diag.message = expired == errc::pool_exhausted
+                           ? "every one of the " + std::to_string(p.pool_size) +
+                                 " reader connections stayed busy past acquire_timeout"
+                           : "the deadline passed while waiting for a reader connection";
+        return nullptr;
+      }
+    }
+  }
+
+  void release_reader(std::unique_ptr<connection> c) noexcept {
+    std::lock_guard lk(pmu);
+    if (pool_closed) {
+      --open_readers;
+      c.reset();
+      return;
+    }
+    idle.push_back(std::move(c));
+    pcv.notify_one();
+  }
+
+  void give_back(std::unique_ptr<session> s) noexcept override {
+    std::unique_ptr<connection> c(static_cast<connection*>(s.release()));
+    c->set_per_query_timeout(std::nullopt);
+    c->set_deadline(clock::time_point::max());
+    if (!c->autocommit()) {
+      diagnostics ignored;
+      c->exec("ROLLBACK", ignored);
+    }
+    release_reader(std::move(c));
+  }
+
+  // Runs a read-routed request on a reader. Returns false when the statement turned out to
+  // write: the caller must send it to the writer.
+  bool run_read(pending& op) {
+    auto now = clock::now();
+    if (now >= op.deadline) {
+      set_error(op.out, make_error_code(errc::query_timeout),
+                "the deadline passed before the statement could start", op.req.sql);
+      return true;
+    }
+    auto acquire_deadline = now + p.acquire_timeout;
+    bool deadline_first = op.deadline < acquire_deadline;
+    auto c = acquire_reader(deadline_first ? op.deadline : acquire_deadline,
+                            deadline_first ? errc::query_timeout : errc::pool_exhausted,
+                            op.out.ec, op.out.diag);
+    if (!c) return true;
+    c->set_deadline(op.deadline);
+    bool needs_writer = false;
+    op.out.ec = c->run(op.req.sql, op.req.args, max_rows_of(op.req), op.out.res, op.out.diag,
+                       true, &needs_writer);
+    c->set_deadline(clock::time_point::max());
+    release_reader(std::move(c));
+    return !needs_writer;
+  }
+
+  void reader_loop() {
+    while (pending* op = pop_read()) {
+      if (run_read(*op))
+        finish(op);
+      else
+        push_write(op);
+    }
+  }
+
+  pending* pop_read() {
+    reader_spinner.spin_while([&] { return rq_size.load(std::memory_order_acquire) == 0; });
+    std::unique_lock lk(rmu);
+    rcv.wait(lk, [&] { return !rq.empty() || rstop; });
+    if (rq.empty()) return nullptr;
+    pending* op = rq.front();
+    rq.pop_front();
+    rq_size.fetch_sub(1, std::memory_order_relaxed);
+    return op;
+  }
+
+  void push_read(pending* op) {
+    {
+      std::lock_guard lk(rmu);
+      if (!rstop) {
+        rq.push_back(op);
+        rq_size.fetch_add(1, std::memory_order_release);
+        op = nullptr;
+      }
+    }
+    if (op) {
+      set_error(op->out, make_error_code(errc::shut_down), "the database has been shut down");
+      finish(op);
+      return;
+    }
+    rcv.notify_one();
+  }
+
+  // ---- writer -------------------------------------------------------------------------
+
+  void push_write(pending* op) {
+    {
+      std::lock_guard lk(wmu);
+      if (!wstop) {
+        wq.push_back(op);
+        wq_size.fetch_add(1, std::memory_order_release);
+        op = nullptr;
+      }
+    }
+    if (op) {
+      set_error(op->out, make_error_code(errc::shut_down), "the database has been shut down");
+      finish(op);
+      return;
+    }
+    wcv.notify_one();
+  }
+
+  // REQUIRES: wmu held.
+  void take_group(std::vector<pending*>& group, std::size_t room) {
+    std::size_t n = std::min(wq.size(), room);
+    for (std::size_t i = 0; i < n; ++i) {
+      group.push_back(wq.front());
+      wq.pop_front();
+    }
+    wq_size.fetch_sub(n, std::memory_order_relaxed);
+  }
+
+  void writer_loop() {
+    std::vector<pending*> group;
+    sqlite_detail::spin_gate spinner;
+    while (true) {
+      spinner.spin_while([&] { return wq_size.load(std::memory_order_acquire) == 0; });
+      std::unique_lock lk(wmu);
+      wcv.wait(lk, [&] { return (!wq.empty() && !leader) || (wstop && !leader); });
+      if (wq.empty()) return;  // stopping, and everything queued has been committed
+      leader = true;
+      take_group(group, std::max<std::size_t>(p.max_group_size, 1));
+      lk.unlock();
+      process(group);
+      group.clear();
+      lk.lock();
+      leader = false;
+    }
+  }
+
+  // A sync write: commit it ourselves when no one else is committing, else queue and wait.
+  void run_write_sync(pending& op) {
+    std::unique_lock lk(wmu);
+    if (wstop) {
+      set_error(op.out, make_error_code(errc::shut_down), "the database has been shut down");
+      return;
+    }
+    if (leader) {
+      wq.push_back(&op);
+      wq_size.fetch_add(1, std::memory_order_release);
+      lk.unlock();
+      wait(op);
+      return;
+    }
+    leader = true;
+    std::vector<pending*> group;
+    take_group(group, std::max<std::size_t>(p.max_group_size, 2) - 1);
+    group.push_back(&op);
+    lk.unlock();
+    process(group);
+    lk.lock();
+    leader = false;
+    bool wake = !wq.empty() || wstop;
+    lk.unlock();
+    if (wake) wcv.notify_all();
+  }
+
+  bool is_solo(const pending& op) const { return route_of(op.req) == route::solo; }
+
+  // Commits `ops` (in order) and then completes every one of them.
+  void process(std::vector<pending*>& ops) {
+    writer_busy.store(true, std::memory_order_relaxed);
+    auto now = clock::now();
+    std::vector<pending*> batch;
+    batch.reserve(ops.size());
+    for (pending* op : ops) {
+      if (now >= op->deadline) {
+        set_error(op->out, make_error_code(errc::query_timeout),
+                  "the deadline passed while the request waited for the writer", op->req.sql);
+      } else if (is_solo(*op)) {
+        run_batch(batch);
+        batch.clear();
+        run_solo(*op);
+      } else {
+        batch.push_back(op);
+      }
+    }
+    run_batch(batch);
+    writer_busy.store(false, std::memory_order_relaxed);
+    for (pending* op : ops) finish(op);
+  }
+
+  // Runs one request's statements on the writer (inside whatever transaction is open).
+  void run_on_writer(pending& op) {
+    outcome& out = op.out;
+    writer->set_deadline(op.deadline);
+    switch (op.req.kind) {
+      case request_kind::execute:
+      case request_kind::fetch_one:
+        out.ec = writer->run(op.req.sql, op.req.args, max_rows_of(op.req), out.res, out.diag);
+        break;
+      case request_kind::script: out.ec = writer->run_script(op.req.sql, out.diag); break;
+      case request_kind::many:
+        for (const entity::params& args : op.req.batch) {
+          out.ec = writer->run(op.req.sql, args, 0, out.res, out.diag);
+          if (out.ec) break;
+        }
+        break;
+      case request_kind::transaction:
+        try {
+          if (!op.req.body) throw error(errc::invalid_argument, {"the transaction body is empty", {}});
+          op.req.body(*writer);
+        } catch (const error& e) {
+          out.ec = e.code();
+          out.diag = e.diag();
+        } catch (const std::exception& e) {
+          set_error(out, make_error_code(errc::aborted), e.what());
+          out.exception = std::current_exception();
+        } catch (...) {
+          set_error(out, make_error_code(errc::aborted), "the transaction body threw");
+          out.exception = std::current_exception();
+        }
+        break;
+    }
+    writer->set_deadline(clock::time_point::max());
+  }
+
+  // A fixed control statement on the writer; never subject to a request's deadline.
+  error_code control(std::string_view sql, diagnostics& diag) {
+    writer->set_deadline(clock::time_point::max());
+    return writer->exec(sql, diag);
+  }
+
+  // BEGIN IMMEDIATE takes the write lock now, so no statement inside can fail with
+  // SQLITE_BUSY later. Another process may hold it: retry until `deadline`.
+  error_code begin(clock::time_point deadline, diagnostics& diag) {
+    while (true) {
+      diag.clear();
+      error_code ec = control("BEGIN IMMEDIATE", diag);
+      if (ec != condition::busy || clock::now() >= deadline) return ec;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  }
+
+  void run_solo(pending& op) {
+    while (true) {
+      op.out = outcome{};
+      run_on_writer(op);
+      // A statement that could not take the lock ran nothing: try again until the deadline.
+      if (op.out.ec != condition::busy || clock::now() >= op.deadline || !writer->autocommit())
+        break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    if (!writer->autocommit()) {
+      diagnostics ignored;
+      control("ROLLBACK", ignored);
+      if (!op.out.ec)
+        set_error(op.out, make_error_code(errc::transaction_open),
+                  "the statements left a transaction open, so it was rolled back; "
+                  "use transaction() or end the script with COMMIT",
+                  op.req.sql);
+    }
+  }
+
+  void run_batch(std::vector<pending*>& batch) {
+    if (batch.empty()) return;
+    if (batch.size() == 1 && (batch[0]->req.kind == request_kind::execute ||
+                              batch[0]->req.kind == request_kind::fetch_one)) {
+      // A lone statement commits by itself (autocommit): two statements fewer than a group.
+      run_solo(*batch[0]);
+      return;
+    }
+    clock::time_point first_deadline = clock::time_point::max();
+    for (pending* op : batch) first_deadline = std::min(first_deadline, op->deadline);
+    diagnostics diag;
+    if (error_code ec = begin(first_deadline, diag)) {
+      for (pending* op : batch) op->out.ec = ec, op->out.diag = diag;
+      return;
+    }
+    const bool savepoints = batch.size() > 1;
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      pending& op = *batch[i];
+      if (clock::now() >= op.deadline) {
+        set_error(op.out, make_error_code(errc::query_timeout),
+                  "the deadline passed while the request waited in its group", op.req.sql);
+        continue;
+      }
+      if (savepoints) {
+        if (error_code ec = control("SAVEPOINT entity_op", op.out.diag)) {
+          op.out.ec = ec;
+          continue;
+        }
+      }
+      run_on_writer(op);
+      if (!op.out.ec) {
+        if (savepoints) control("RELEASE entity_op", diag);
+        continue;
+      }
+      if (writer->autocommit()) {
+        // SQLite rolled back the whole transaction (disk full, I/O error, out of memory): the
+        // requests before this one are gone with it and must not be reported as committed.
+        for (std::size_t j = 0; j < i; ++j) {
+          pending& prev = *batch[j];
+          if (prev.out.ec) continue;
+          prev.out.ec = op.out.ec;
+          prev.out.diag.message =
+              "rolled back with its group after another request failed: " + op.out.diag.message;
+          prev.out.res = result{};
+        }
+        if (i + 1 < batch.size()) {
+          if (error_code ec = begin(first_deadline, diag)) {
+            for (std::size_t j = i + 1; j < batch.size(); ++j)
+              batch[j]->out.ec = ec, batch[j]->out.diag = diag;
+            return;
+          }
+        }
+        continue;
+      }
+      if (savepoints) {
+        diagnostics ignored;
+        control("ROLLBACK TO entity_op", ignored);
+        control("RELEASE entity_op", ignored);
+      } else {
+        diagnostics ignored;
+        control("ROLLBACK", ignored);
+      }
+    }
+    if (writer->autocommit()) return;  // nothing left open (everything was rolled back)
+    if (!savepoints && batch[0]->out.ec) return;  // rolled back above
+    if (error_code ec = control("COMMIT", diag)) {
+      diagnostics ignored;
+      if (!writer->autocommit()) control("ROLLBACK", ignored);
+      for (pending* op : batch) {
+        if (op->out.ec) continue;
+        op->out.ec = ec;
+        op->out.diag.message = "the commit failed: " + diag.message;
+        op->out.res = result{};
+      }
+      return;
+    }
+    std::size_t committed = 0;
+    for (pending* op : batch) committed += op->out.ec ? 0 : 1;
+    if (committed >= 2) {
+      group_commits.fetch_add(1, std::memory_order_relaxed);
+      grouped_ops.fetch_add(committed, std::memory_order_relaxed);
+    }
+  }
+
+  // ---- entry points -------------------------------------------------------------------
+
+  clock::time_point deadline_of(const request& r, clock::time_point now) const {
+    auto t = r.timeout.value_or(p.query_timeout);
+    return t.count() <= 0 ? now : now + t;
+  }
+
+  void submit(request req, completion done) {
+    auto* op = new pending;
+    op->req = std::move(req);
+    op->done = std::move(done);
+    op->submitted = clock::now();
+    op->deadline = deadline_of(op->req, op->submitted);
+    if (st.load(std::memory_order_acquire) != state::running) {
+      set_error(op->out, not_running_error(), not_running_error().message());
+      finish(op);
+      return;
+    }
+    if (route_of(op->req) == route::read)
+      push_read(op);
+    else
+      push_write(op);
+  }
+
+  outcome run(request req) {
+    pending op;
+    op.req = std::move(req);
+    op.submitted = clock::now();
+    op.deadline = deadline_of(op.req, op.submitted);
+    if (st.load(std::memory_order_acquire) != state::running) {
+      set_error(op.out, not_running_error(), not_running_error().message());
+      return std::move(op.out);
+    }
+    if (route_of(op.req) == route::read) {
+      if (run_read(op)) {
+        finish(&op);
+        return std::move(op.out);
+      }
+    }
+    run_write_sync(op);
+    return std::move(op.out);
+  }
+
+  connection_lease acquire(std::optional<std::chrono::milliseconds> timeout, error_code& ec,
+                           diagnostics& diag) {
+    if (st.load(std::memory_order_acquire) != state::running) {
+      ec = not_running_error();
+      diag.message = ec.message();
+      return {};
+    }
+    auto c = acquire_reader(clock::now() + timeout.value_or(p.acquire_timeout),
+                            errc::pool_exhausted, ec, diag);
+    if (!c) return {};
+    c->set_per_query_timeout(p.query_timeout);
+    return connection_lease(std::move(c), shared_from_this());
+  }
+
+  infrastructure_stats stats() {
+    infrastructure_stats s;
+    s.pool_size = p.pool_size + 1;
+    {
+      std::lock_guard lk(pmu);
+      s.open_connections = open_readers;
+      s.idle_connections = idle.size();
+    }
+    bool writer_open = writer != nullptr && st == state::running;
+    if (writer_open) {
+      s.open_connections += 1;
+      if (!writer_busy.load(std::memory_order_relaxed)) s.idle_connections += 1;
+    }
+    s.busy_connections = s.open_connections - s.idle_connections;
+    s.queued_operations = wq_size.load() + rq_size.load();
+    s.operations = ops.load();
+    s.errors = errors.load();
+    s.timeouts = timeouts.load();
+    s.group_commits = group_commits.load();
+    s.grouped_operations = grouped_ops.load();
+    s.mean_group_size =
+        s.group_commits ? static_cast<double>(s.grouped_operations) / s.group_commits : 0.0;
+    s.p50_latency_us = latency.quantile(0.50) / 1000.0;
+    s.p99_latency_us = latency.quantile(0.99) / 1000.0;
+    return s;
+  }
+};
+
+sqlite_infrastructure::sqlite_infrastructure(sqlite_params params)
+    : impl_(std::make_shared<impl>(std::move(params))) {}
+
+sqlite_infrastructure::~sqlite_infrastructure() { impl_->shutdown(); }
+
+void sqlite_infrastructure::startup() { impl_->startup(); }
+void sqlite_infrastructure::shutdown() { impl_->shutdown(); }
+bool sqlite_infrastructure::running() const noexcept {
+  return impl_->st.load() == impl::state::running;
+}
+void sqlite_infrastructure::submit(request req, completion done) {
+  impl_->submit(std::move(req), std::move(done));
+}
+outcome sqlite_infrastructure::run(request req) { return impl_->run(std::move(req)); }
+connection_lease sqlite_infrastructure::acquire(std::optional<std::chrono::milliseconds> t,
+                                                error_code& ec, diagnostics& diag) {
+  return impl_->acquire(t, ec, diag);
+}
+infrastructure_stats sqlite_infrastructure::stats() const { return impl_->stats(); }
+const sqlite_params& sqlite_infrastructure::params() const noexcept { return impl_->p; }
+
+}  // namespace entity
