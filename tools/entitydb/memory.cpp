@@ -1,0 +1,5 @@
+#include "commands.hpp"
+
+namespace entitydb {
+void add_memory_command(CLI::App& app) { app.add_subcommand("memory", "(not built yet)"); }
+}  // namespace entitydb
