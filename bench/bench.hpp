@@ -1,0 +1,58 @@
+// entitydb bench: the seed's DatabaseBenchmark done properly. Every workload runs in every
+// variant in one run, raw SQLite (`sqlite_c`) beside entity-db's paths as the physical floor.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace entity::bench {
+
+struct bench_params {
+  int ops = 1000;          ///< N: operations per workload
+  int repeat = 3;          ///< runs per workload x variant; the median run is reported
+  std::string db_dir;      ///< where the database files go (empty: a temporary folder)
+  bool durable = false;    ///< synchronous=FULL
+  std::vector<std::string> workloads;  ///< empty: all
+  std::vector<std::string> variants;   ///< empty: all
+};
+
+/// The median run of one workload in one variant.
+struct run_result {
+  std::string workload;
+  std::string variant;
+  std::int64_t ops = 0;
+  double seconds = 0;
+  double ops_per_sec = 0;
+  double p50_us = 0;
+  double p99_us = 0;
+  std::int64_t rows = 0;  ///< what the run left behind or found: equal across variants
+};
+
+struct report {
+  nlohmann::json machine;
+  nlohmann::json params;
+  std::vector<run_result> results;
+};
+
+/// The workload and variant names, in report order.
+const std::vector<std::string>& workload_names();
+const std::vector<std::string>& variant_names();
+
+/// Called before each run: (runs done, runs in all, "workload/variant").
+using progress_fn = std::function<void(int, int, const std::string&)>;
+
+/// Runs the benchmark. Throws entity::error or std::runtime_error on failure.
+report run(const bench_params& p, const progress_fn& progress);
+
+/// An aligned table: one row per workload, each variant's ops/s and its time per op as a
+/// multiple of sqlite_c's.
+std::string format_table(const report& r);
+nlohmann::json to_json(const report& r);
+/// A grouped bar chart of ops/s per workload and variant, log scale.
+std::string to_svg(const report& r);
+
+}  // namespace entity::bench

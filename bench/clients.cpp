@@ -1,0 +1,393 @@
+#include "clients.hpp"
+
+#include <sqlite3.h>
+
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <exception>
+#include <stdexcept>
+
+namespace entity::bench {
+namespace asio = boost::asio;
+using asio::use_awaitable;
+
+json value_of(int i) {
+  return {{"id", i}, {"data", "test_value_" + std::to_string(i)}, {"nested", {{"count", i}}}};
+}
+std::string key_of(int i) { return "key_" + std::to_string(i); }
+
+namespace {
+
+constexpr std::size_t in_chunk = memory::load_chunk;
+const char* create_memory = "CREATE TABLE IF NOT EXISTS memory (key TEXT PRIMARY KEY, value TEXT)";
+const char* create_bench =
+    "CREATE TABLE IF NOT EXISTS bench_table "
+    "(id INTEGER PRIMARY KEY, name TEXT, value REAL, data TEXT)";
+const char* insert_sql = "INSERT INTO bench_table (id, name, value, data) VALUES (?, ?, ?, ?)";
+const char* select_sql = "SELECT id, name, value, data FROM bench_table WHERE id = ?";
+const char* select_named_sql =
+    "SELECT id, name, value, data FROM bench_table WHERE name = ? LIMIT 10";
+
+std::string in_sql() {
+  std::string sql = "SELECT key, value FROM memory WHERE key IN (";
+  for (std::size_t i = 0; i < in_chunk; ++i) sql += i ? ",?" : "?";
+  return sql + ")";
+}
+
+entity::params row_params(int i, const std::string& name) {
+  return {i, name, i * 1.5, "data_" + std::to_string(i)};
+}
+
+// ---- raw SQLite --------------------------------------------------------------------------
+
+class raw_sqlite final : public sync_client {
+ public:
+  explicit raw_sqlite(const client_config& c) {
+    if (sqlite3_open_v2(c.path.c_str(), &db_,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                        nullptr) != SQLITE_OK)
+      throw std::runtime_error("sqlite_c: cannot open " + c.path);
+    sqlite3_busy_timeout(db_, 5000);
+    // The same settings as entity-db's defaults, so that only the access path differs.
+    exec(std::string("PRAGMA journal_mode=WAL; PRAGMA synchronous=") +
+         (c.durable ? "FULL" : "NORMAL") +
+         "; PRAGMA temp_store=MEMORY; PRAGMA mmap_size=268435456;");
+    exec(create_memory);
+    upsert_ = prepare("INSERT OR REPLACE INTO memory (key, value) VALUES (?, ?)");
+    load_ = prepare("SELECT value FROM memory WHERE key = ?");
+    in_ = prepare(in_sql().c_str());
+  }
+  ~raw_sqlite() override {
+    for (sqlite3_stmt* s : {upsert_, load_, in_, insert_, select_, named_}) sqlite3_finalize(s);
+    sqlite3_close_v2(db_);
+  }
+
+  bool thread_safe() const override { return false; }
+
+  void store(const std::string& key, const json& value) override {
+    std::string text = value.dump();
+    sqlite3_bind_text(upsert_, 1, key.data(), static_cast<int>(key.size()), SQLITE_STATIC);
+    sqlite3_bind_text(upsert_, 2, text.data(), static_cast<int>(text.size()), SQLITE_STATIC);
+    step_done(upsert_);
+  }
+
+  bool load(const std::string& key) override {
+    sqlite3_bind_text(load_, 1, key.data(), static_cast<int>(key.size()), SQLITE_STATIC);
+    bool found = false;
+    if (sqlite3_step(load_) == SQLITE_ROW) {
+      auto* p = reinterpret_cast<const char*>(sqlite3_column_text(load_, 0));
+      json v = json::parse(p, p + sqlite3_column_bytes(load_, 0));
+      found = !v.is_discarded();
+    }
+    sqlite3_reset(load_);
+    return found;
+  }
+
+  void batch_store(memory::items items) override {
+    exec("BEGIN IMMEDIATE");
+    for (const auto& [key, value] : items) store(key, value);
+    exec("COMMIT");
+  }
+
+  std::size_t batch_load(std::vector<std::string> keys) override {
+    std::unordered_map<std::string, json> out;
+    out.reserve(keys.size());
+    for (std::size_t from = 0; from < keys.size(); from += in_chunk) {
+      std::size_t to = std::min(keys.size(), from + in_chunk);
+      for (std::size_t i = 0; i < in_chunk; ++i) {
+        const std::string& k = keys[std::min(from + i, to - 1)];
+        sqlite3_bind_text(in_, static_cast<int>(i + 1), k.data(), static_cast<int>(k.size()),
+                          SQLITE_STATIC);
+      }
+      while (sqlite3_step(in_) == SQLITE_ROW) {
+        auto* k = reinterpret_cast<const char*>(sqlite3_column_text(in_, 0));
+        auto* p = reinterpret_cast<const char*>(sqlite3_column_text(in_, 1));
+        out.emplace(std::string(k, static_cast<std::size_t>(sqlite3_column_bytes(in_, 0))),
+                    json::parse(p, p + sqlite3_column_bytes(in_, 1)));
+      }
+      sqlite3_reset(in_);
+    }
+    return out.size();
+  }
+
+  void create_table() override {
+    exec(create_bench);
+    insert_ = prepare(insert_sql);
+    select_ = prepare(select_sql);
+    named_ = prepare(select_named_sql);
+  }
+
+  void insert(int i, const std::string& name) override {
+    std::string data = "data_" + std::to_string(i);
+    sqlite3_bind_int64(insert_, 1, i);
+    sqlite3_bind_text(insert_, 2, name.data(), static_cast<int>(name.size()), SQLITE_STATIC);
+    sqlite3_bind_double(insert_, 3, i * 1.5);
+    sqlite3_bind_text(insert_, 4, data.data(), static_cast<int>(data.size()), SQLITE_STATIC);
+    step_done(insert_);
+  }
+
+  void insert_many(int n) override {
+    exec("BEGIN IMMEDIATE");
+    for (int i = 0; i < n; ++i) insert(i, "name_" + std::to_string(i));
+    exec("COMMIT");
+  }
+
+  bool select(int id) override {
+    sqlite3_bind_int64(select_, 1, id);
+    bool found = false;
+    if (sqlite3_step(select_) == SQLITE_ROW) found = read_row(select_);
+    sqlite3_reset(select_);
+    return found;
+  }
+
+  std::size_t select_named(const std::string& name) override {
+    sqlite3_bind_text(named_, 1, name.data(), static_cast<int>(name.size()), SQLITE_STATIC);
+    std::size_t n = 0;
+    while (sqlite3_step(named_) == SQLITE_ROW) n += read_row(named_) ? 1 : 0;
+    sqlite3_reset(named_);
+    return n;
+  }
+
+  std::int64_t count(const std::string& table) override {
+    sqlite3_stmt* s = prepare(("SELECT count(*) FROM " + table).c_str());
+    sqlite3_step(s);
+    std::int64_t n = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    return n;
+  }
+
+ private:
+  // Reads every column the way a caller would (the text copied out).
+  static bool read_row(sqlite3_stmt* s) {
+    volatile std::int64_t id = sqlite3_column_int64(s, 0);
+    std::string name(reinterpret_cast<const char*>(sqlite3_column_text(s, 1)),
+                     static_cast<std::size_t>(sqlite3_column_bytes(s, 1)));
+    volatile double v = sqlite3_column_double(s, 2);
+    std::string data(reinterpret_cast<const char*>(sqlite3_column_text(s, 3)),
+                     static_cast<std::size_t>(sqlite3_column_bytes(s, 3)));
+    (void)id;
+    (void)v;
+    return !name.empty() && !data.empty();
+  }
+  sqlite3_stmt* prepare(const char* sql) {
+    sqlite3_stmt* s = nullptr;
+    if (sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &s, nullptr) != SQLITE_OK)
+      throw std::runtime_error(std::string("sqlite_c: ") + sqlite3_errmsg(db_));
+    return s;
+  }
+  void exec(const std::string& sql) {
+    char* msg = nullptr;
+    if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &msg) != SQLITE_OK) {
+      std::string m = msg ? msg : "?";
+      sqlite3_free(msg);
+      throw std::runtime_error("sqlite_c: " + m);
+    }
+  }
+  void step_done(sqlite3_stmt* s) {
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    if (rc != SQLITE_DONE) throw std::runtime_error(std::string("sqlite_c: ") + sqlite3_errmsg(db_));
+  }
+
+  sqlite3* db_ = nullptr;
+  sqlite3_stmt* upsert_ = nullptr;
+  sqlite3_stmt* load_ = nullptr;
+  sqlite3_stmt* in_ = nullptr;
+  sqlite3_stmt* insert_ = nullptr;
+  sqlite3_stmt* select_ = nullptr;
+  sqlite3_stmt* named_ = nullptr;
+};
+
+bool read_row(const row& r) {
+  volatile std::int64_t id = r.get<std::int64_t>(0);
+  (void)id;
+  return !r.get<std::string>(1).empty() && r.get<double>(2) >= 0 && !r.get<std::string>(3).empty();
+}
+
+// ---- entity-db sync ----------------------------------------------------------------------
+
+class entity_sync final : public sync_client {
+ public:
+  explicit entity_sync(const database& db) : db_(db), mem_(db) {}
+  bool thread_safe() const override { return true; }
+  void store(const std::string& key, const json& value) override { mem_.store(key, value); }
+  bool load(const std::string& key) override { return mem_.load(key).has_value(); }
+  void batch_store(memory::items items) override { mem_.batch_store(std::move(items)); }
+  std::size_t batch_load(std::vector<std::string> keys) override {
+    return mem_.batch_load(std::move(keys)).size();
+  }
+  void create_table() override { db_.execute(create_bench); }
+  void insert(int i, const std::string& name) override { db_.execute(insert_sql, row_params(i, name)); }
+  void insert_many(int n) override {
+    std::vector<entity::params> rows;
+    rows.reserve(static_cast<std::size_t>(n));
+    for (int i = 0; i < n; ++i) rows.push_back(row_params(i, "name_" + std::to_string(i)));
+    db_.execute_many(insert_sql, std::move(rows));
+  }
+  bool select(int id) override {
+    auto r = db_.fetch_one(select_sql, {id});
+    return r && read_row(*r);
+  }
+  std::size_t select_named(const std::string& name) override {
+    std::size_t n = 0;
+    for (const row& r : db_.fetch_all(select_named_sql, {name})) n += read_row(r) ? 1 : 0;
+    return n;
+  }
+  std::int64_t count(const std::string& table) override {
+    return db_.fetch_one("SELECT count(*) FROM " + table)->get<std::int64_t>(0);
+  }
+
+ private:
+  database db_;
+  memory mem_;
+};
+
+// ---- entity-db async ---------------------------------------------------------------------
+
+class entity_async final : public async_client {
+ public:
+  explicit entity_async(const database& db) : db_(db), mem_(db) {}
+  awaitable<> store(std::string key, json value) override {
+    co_await mem_.async_store(std::move(key), std::move(value), use_awaitable);
+  }
+  awaitable<bool> load(std::string key) override {
+    auto v = co_await mem_.async_load(std::move(key), use_awaitable);
+    co_return v.has_value();
+  }
+  awaitable<> batch_store(memory::items items) override {
+    co_await mem_.async_batch_store(std::move(items), use_awaitable);
+  }
+  awaitable<std::size_t> batch_load(std::vector<std::string> keys) override {
+    auto m = co_await mem_.async_batch_load(std::move(keys), use_awaitable);
+    co_return m.size();
+  }
+  awaitable<> create_table() override {
+    co_await db_.async_execute(create_bench, {}, use_awaitable);
+  }
+  awaitable<> insert(int i, std::string name) override {
+    co_await db_.async_execute(insert_sql, row_params(i, name), use_awaitable);
+  }
+  awaitable<> insert_many(int n) override {
+    std::vector<entity::params> rows;
+    rows.reserve(static_cast<std::size_t>(n));
+    for (int i = 0; i < n; ++i) rows.push_back(row_params(i, "name_" + std::to_string(i)));
+    co_await db_.async_execute_many(insert_sql, std::move(rows), use_awaitable);
+  }
+  awaitable<bool> select(int id) override {
+    entity::params args{id};
+    auto r = co_await db_.async_fetch_one(select_sql, std::move(args), use_awaitable);
+    co_return r && read_row(*r);
+  }
+  awaitable<std::size_t> select_named(std::string name) override {
+    entity::params args{std::move(name)};
+    auto rows = co_await db_.async_fetch_all(select_named_sql, std::move(args), use_awaitable);
+    std::size_t n = 0;
+    for (const row& r : rows) n += read_row(r) ? 1 : 0;
+    co_return n;
+  }
+  awaitable<std::int64_t> count(std::string table) override {
+    auto r = co_await db_.async_fetch_one("SELECT count(*) FROM " + table, {}, use_awaitable);
+    co_return r->get<std::int64_t>(0);
+  }
+
+ private:
+  database db_;
+  memory mem_;
+};
+
+// ---- the sync API on a thread pool ---------------------------------------------------------
+
+// Runs `f` on `pool` and resumes the awaiting coroutine on its own executor with the result:
+// what asyncio.to_thread does.
+template <class F>
+auto to_thread(asio::thread_pool& pool, F f) {
+  using R = decltype(f());
+  using T = std::conditional_t<std::is_void_v<R>, int, R>;
+  return asio::async_initiate<decltype(use_awaitable), void(std::exception_ptr, T)>(
+      [&pool](auto handler, F f) {
+        auto work = asio::make_work_guard(handler);
+        asio::post(pool, [f = std::move(f), handler = std::move(handler),
+                          work = std::move(work)]() mutable {
+          std::exception_ptr ep;
+          T value{};
+          try {
+            if constexpr (std::is_void_v<R>)
+              f();
+            else
+              value = f();
+          } catch (...) {
+            ep = std::current_exception();
+          }
+          asio::dispatch(work.get_executor(),
+                         [handler = std::move(handler), ep, value = std::move(value)]() mutable {
+                           std::move(handler)(ep, std::move(value));
+                         });
+        });
+      },
+      use_awaitable, std::move(f));
+}
+
+class threadpool_client final : public async_client {
+ public:
+  threadpool_client(std::unique_ptr<sync_client> inner, int threads)
+      : inner_(std::move(inner)), pool_(static_cast<std::size_t>(threads)) {}
+  ~threadpool_client() override { pool_.join(); }
+
+  awaitable<> store(std::string key, json value) override {
+    co_await to_thread(pool_, [&] { inner_->store(key, value); });
+  }
+  awaitable<bool> load(std::string key) override {
+    co_return co_await to_thread(pool_, [&] { return inner_->load(key); });
+  }
+  awaitable<> batch_store(memory::items items) override {
+    co_await to_thread(pool_, [&] { inner_->batch_store(std::move(items)); });
+  }
+  awaitable<std::size_t> batch_load(std::vector<std::string> keys) override {
+    co_return co_await to_thread(pool_, [&] { return inner_->batch_load(std::move(keys)); });
+  }
+  awaitable<> create_table() override {
+    co_await to_thread(pool_, [&] { inner_->create_table(); });
+  }
+  awaitable<> insert(int i, std::string name) override {
+    co_await to_thread(pool_, [&] { inner_->insert(i, name); });
+  }
+  awaitable<> insert_many(int n) override {
+    co_await to_thread(pool_, [&] { inner_->insert_many(n); });
+  }
+  awaitable<bool> select(int id) override {
+    co_return co_await to_thread(pool_, [&] { return inner_->select(id); });
+  }
+  awaitable<std::size_t> select_named(std::string name) override {
+    co_return co_await to_thread(pool_, [&] { return inner_->select_named(name); });
+  }
+  awaitable<std::int64_t> count(std::string table) override {
+    co_return co_await to_thread(pool_, [&] { return inner_->count(table); });
+  }
+
+ private:
+  std::unique_ptr<sync_client> inner_;
+  asio::thread_pool pool_;
+};
+
+}  // namespace
+
+std::unique_ptr<sync_client> make_raw_sqlite_client(const client_config& c) {
+  return std::make_unique<raw_sqlite>(c);
+}
+std::unique_ptr<sync_client> make_entity_sync_client(const database& db) {
+  return std::make_unique<entity_sync>(db);
+}
+std::unique_ptr<async_client> make_entity_async_client(const database& db) {
+  return std::make_unique<entity_async>(db);
+}
+std::unique_ptr<async_client> make_threadpool_client(std::unique_ptr<sync_client> inner,
+                                                     int threads) {
+  return std::make_unique<threadpool_client>(std::move(inner), threads);
+}
+
+}  // namespace entity::bench

@@ -1,0 +1,82 @@
+// The benchmark's clients: the same operations done by raw SQLite, by entity-db's sync API, by
+// the sync API handed to a thread pool, and by entity-db's async API.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "entity/memory.hpp"
+
+namespace entity::bench {
+
+using json = nlohmann::json;
+template <class T = void>
+using awaitable = boost::asio::awaitable<T>;
+
+/// The value the seed's benchmark stored for item i.
+json value_of(int i);
+std::string key_of(int i);
+
+/// Where a client's database lives and how it is tuned.
+struct client_config {
+  std::string path;
+  bool durable = false;
+};
+
+/// Operations that complete before they return.
+class sync_client {
+ public:
+  virtual ~sync_client() = default;
+  /// False when the client must not be used from several threads at once.
+  virtual bool thread_safe() const = 0;
+  virtual void store(const std::string& key, const json& value) = 0;
+  /// True when the key was found (its value is decoded).
+  virtual bool load(const std::string& key) = 0;
+  virtual void batch_store(memory::items items) = 0;
+  /// How many of the keys were found.
+  virtual std::size_t batch_load(std::vector<std::string> keys) = 0;
+  virtual void create_table() = 0;
+  /// Inserts row i of bench_table (id, name, value, data).
+  virtual void insert(int i, const std::string& name) = 0;
+  /// Inserts rows 0..n-1 in one call, all or nothing.
+  virtual void insert_many(int n) = 0;
+  /// True when row `id` exists (its columns are read).
+  virtual bool select(int id) = 0;
+  /// Rows named `name`, at most 10 (each row's columns are read).
+  virtual std::size_t select_named(const std::string& name) = 0;
+  virtual std::int64_t count(const std::string& table) = 0;
+};
+
+/// The same operations, as coroutines.
+class async_client {
+ public:
+  virtual ~async_client() = default;
+  virtual awaitable<> store(std::string key, json value) = 0;
+  virtual awaitable<bool> load(std::string key) = 0;
+  virtual awaitable<> batch_store(memory::items items) = 0;
+  virtual awaitable<std::size_t> batch_load(std::vector<std::string> keys) = 0;
+  virtual awaitable<> create_table() = 0;
+  virtual awaitable<> insert(int i, std::string name) = 0;
+  virtual awaitable<> insert_many(int n) = 0;
+  virtual awaitable<bool> select(int id) = 0;
+  virtual awaitable<std::size_t> select_named(std::string name) = 0;
+  virtual awaitable<std::int64_t> count(std::string table) = 0;
+};
+
+/// Raw SQLite C API: one connection, prepared statements reused. The floor.
+std::unique_ptr<sync_client> make_raw_sqlite_client(const client_config& c);
+/// entity-db's sync API on an engine that is running.
+std::unique_ptr<sync_client> make_entity_sync_client(const database& db);
+/// entity-db's async API.
+std::unique_ptr<async_client> make_entity_async_client(const database& db);
+/// `inner` handed per operation to a thread pool and awaited (the seed's asyncio.to_thread).
+std::unique_ptr<async_client> make_threadpool_client(std::unique_ptr<sync_client> inner,
+                                                     int threads);
+
+}  // namespace entity::bench

@@ -1,0 +1,185 @@
+// The benchmark's three outputs: a table for people, JSON for machines, SVG for a glance.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <map>
+#include <sstream>
+
+#include "bench.hpp"
+
+namespace entity::bench {
+namespace {
+
+const run_result* find(const report& r, const std::string& w, const std::string& v) {
+  for (const auto& x : r.results)
+    if (x.workload == w && x.variant == v) return &x;
+  return nullptr;
+}
+
+std::vector<std::string> present(const report& r, bool workloads) {
+  std::vector<std::string> out;
+  for (const auto& name : workloads ? workload_names() : variant_names())
+    for (const auto& x : r.results)
+      if ((workloads ? x.workload : x.variant) == name) {
+        out.push_back(name);
+        break;
+      }
+  return out;
+}
+
+std::string human(double v) {
+  char buf[32];
+  if (v >= 1e6)
+    std::snprintf(buf, sizeof buf, "%.2fM", v / 1e6);
+  else if (v >= 1e4)
+    std::snprintf(buf, sizeof buf, "%.1fk", v / 1e3);
+  else
+    std::snprintf(buf, sizeof buf, "%.0f", v);
+  return buf;
+}
+
+std::string escape_xml(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '&': out += "&amp;"; break;
+      case '"': out += "&quot;"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string format_table(const report& r) {
+  auto workloads = present(r, true);
+  auto variants = present(r, false);
+  std::ostringstream out;
+  char buf[128];
+  std::snprintf(buf, sizeof buf, "%-20s", "workload (ops/s, x)");
+  out << buf;
+  for (const auto& v : variants) {
+    std::snprintf(buf, sizeof buf, " %20s", v.c_str());
+    out << buf;
+  }
+  out << "\n";
+  for (const auto& w : workloads) {
+    std::snprintf(buf, sizeof buf, "%-20s", w.c_str());
+    out << buf;
+    const run_result* floor = find(r, w, "sqlite_c");
+    for (const auto& v : variants) {
+      const run_result* x = find(r, w, v);
+      std::string cell = "-";
+      if (x) {
+        cell = human(x->ops_per_sec) + "/s";
+        if (floor && x->ops_per_sec > 0) {
+          // Time per op as a multiple of raw SQLite's: 1.00x is the floor.
+          char ratio[32];
+          std::snprintf(ratio, sizeof ratio, " %6.2fx", floor->ops_per_sec / x->ops_per_sec);
+          cell += ratio;
+        }
+      }
+      std::snprintf(buf, sizeof buf, " %20s", cell.c_str());
+      out << buf;
+    }
+    out << "\n";
+  }
+  out << "(ops/s of the median run; x = time per op / sqlite_c's; lower x is better)\n";
+  return out.str();
+}
+
+nlohmann::json to_json(const report& r) {
+  nlohmann::json results = nlohmann::json::array();
+  for (const auto& x : r.results)
+    results.push_back({{"workload", x.workload},
+                       {"variant", x.variant},
+                       {"ops", x.ops},
+                       {"seconds", x.seconds},
+                       {"ops_per_sec", x.ops_per_sec},
+                       {"p50_us", x.p50_us},
+                       {"p99_us", x.p99_us},
+                       {"rows", x.rows}});
+  return {{"machine", r.machine}, {"params", r.params}, {"results", results}};
+}
+
+std::string to_svg(const report& r) {
+  auto workloads = present(r, true);
+  auto variants = present(r, false);
+  static const char* colors[] = {"#4d4d4d", "#2b83ba", "#fdae61", "#1a9641", "#d7191c", "#8c510a"};
+
+  const int left = 80, right = 170, top = 60, bottom = 130;
+  const int group_w = std::max<int>(48, static_cast<int>(variants.size()) * 12 + 12);
+  const int plot_w = group_w * static_cast<int>(std::max<std::size_t>(workloads.size(), 1));
+  const int plot_h = 360;
+  const int width = left + plot_w + right, height = top + plot_h + bottom;
+
+  double lo = 1e300, hi = 0;
+  for (const auto& x : r.results)
+    if (x.ops_per_sec > 0) lo = std::min(lo, x.ops_per_sec), hi = std::max(hi, x.ops_per_sec);
+  if (hi <= 0) lo = 1, hi = 10;
+  int dmin = static_cast<int>(std::floor(std::log10(lo)));
+  int dmax = static_cast<int>(std::ceil(std::log10(hi)));
+  if (dmax == dmin) ++dmax;
+  auto y_of = [&](double v) {
+    double t = (std::log10(std::max(v, std::pow(10.0, dmin))) - dmin) / (dmax - dmin);
+    return top + plot_h - t * plot_h;
+  };
+
+  std::ostringstream s;
+  s << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << width << "\" height=\"" << height
+    << "\" font-family=\"sans-serif\" font-size=\"12\">\n";
+  s << "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
+  std::string title = "entitydb bench: operations per second (log scale), N=" +
+                      r.params.value("ops", nlohmann::json(0)).dump() +
+                      (r.params.value("durable", false) ? ", synchronous=FULL" : "");
+  s << "<text x=\"" << width / 2 << "\" y=\"28\" text-anchor=\"middle\" font-size=\"16\">"
+    << escape_xml(title) << "</text>\n";
+  // Decade grid lines and labels.
+  for (int d = dmin; d <= dmax; ++d) {
+    double y = y_of(std::pow(10.0, d));
+    s << "<line x1=\"" << left << "\" x2=\"" << left + plot_w << "\" y1=\"" << y << "\" y2=\""
+      << y << "\" stroke=\"#ddd\"/>\n";
+    s << "<text x=\"" << left - 6 << "\" y=\"" << y + 4 << "\" text-anchor=\"end\">"
+      << human(std::pow(10.0, d)) << "</text>\n";
+  }
+  s << "<text transform=\"translate(18," << top + plot_h / 2
+    << ") rotate(-90)\" text-anchor=\"middle\">operations per second</text>\n";
+  // Bars.
+  for (std::size_t wi = 0; wi < workloads.size(); ++wi) {
+    int gx = left + static_cast<int>(wi) * group_w + 6;
+    for (std::size_t vi = 0; vi < variants.size(); ++vi) {
+      const run_result* x = find(r, workloads[wi], variants[vi]);
+      if (!x || x->ops_per_sec <= 0) continue;
+      double y = y_of(x->ops_per_sec);
+      s << "<rect x=\"" << gx + static_cast<int>(vi) * 12 << "\" y=\"" << y
+        << "\" width=\"11\" height=\"" << top + plot_h - y << "\" fill=\"" << colors[vi % 6]
+        << "\"><title>" << escape_xml(x->workload + " / " + x->variant + ": " +
+                                      human(x->ops_per_sec) + " ops/s")
+        << "</title></rect>\n";
+    }
+    int cx = left + static_cast<int>(wi) * group_w + group_w / 2;
+    s << "<text transform=\"translate(" << cx << "," << top + plot_h + 10
+      << ") rotate(40)\" text-anchor=\"start\">" << escape_xml(workloads[wi]) << "</text>\n";
+  }
+  s << "<line x1=\"" << left << "\" x2=\"" << left + plot_w << "\" y1=\"" << top + plot_h
+    << "\" y2=\"" << top + plot_h << "\" stroke=\"black\"/>\n";
+  s << "<line x1=\"" << left << "\" x2=\"" << left << "\" y1=\"" << top << "\" y2=\""
+    << top + plot_h << "\" stroke=\"black\"/>\n";
+  s << "<text x=\"" << left + plot_w / 2 << "\" y=\"" << height - 10
+    << "\" text-anchor=\"middle\">workload</text>\n";
+  // Legend.
+  for (std::size_t vi = 0; vi < variants.size(); ++vi) {
+    int ly = top + 10 + static_cast<int>(vi) * 20;
+    s << "<rect x=\"" << left + plot_w + 20 << "\" y=\"" << ly << "\" width=\"14\" height=\"14\" fill=\""
+      << colors[vi % 6] << "\"/>\n";
+    s << "<text x=\"" << left + plot_w + 40 << "\" y=\"" << ly + 11 << "\">"
+      << escape_xml(variants[vi]) << "</text>\n";
+  }
+  s << "</svg>\n";
+  return s.str();
+}
+
+}  // namespace entity::bench

@@ -1,0 +1,406 @@
+// Runs every workload in every variant, each run on a fresh database file.
+#include <sqlite3.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include "bench.hpp"
+#include "clients.hpp"
+#include "entity/sqlite.hpp"
+
+namespace entity::bench {
+namespace asio = boost::asio;
+using clock = std::chrono::steady_clock;
+
+const std::vector<std::string>& workload_names() {
+  static const std::vector<std::string> names = {
+      "memory_store",  "memory_load",    "memory_batch_store", "memory_batch_load",
+      "db_insert",     "db_insert_many", "db_select",          "concurrent_1",
+      "concurrent_5",  "concurrent_10",  "concurrent_20",      "group_commit_20"};
+  return names;
+}
+
+const std::vector<std::string>& variant_names() {
+  static const std::vector<std::string> names = {"sqlite_c", "sync", "threadpool", "async"};
+  return names;
+}
+
+namespace {
+
+constexpr int select_ops = 100;  // db_select: point selects per run, as the seed
+constexpr int pool_threads = 4;  // the threadpool variant's workers
+
+// What one run measured.
+struct sample {
+  std::vector<double> op_ns;  // per-operation latencies
+  double seconds = 0;
+  std::int64_t ops = 0;
+  std::int64_t rows = 0;
+};
+
+int concurrency_of(const std::string& w) {
+  if (w == "group_commit_20") return 20;
+  if (w.rfind("concurrent_", 0) == 0) return std::stoi(w.substr(11));
+  return 1;
+}
+
+memory::items items_of(int n) {
+  memory::items items;
+  items.reserve(static_cast<std::size_t>(n));
+  for (int i = 0; i < n; ++i) items.emplace_back(key_of(i), value_of(i));
+  return items;
+}
+
+std::vector<std::string> keys_of(int n) {
+  std::vector<std::string> keys;
+  keys.reserve(static_cast<std::size_t>(n));
+  for (int i = 0; i < n; ++i) keys.push_back(key_of(i));
+  return keys;
+}
+
+// A batch counts as n operations of equal share.
+void batch_sample(sample& s, double ns, std::int64_t n) {
+  s.seconds = ns / 1e9;
+  s.ops = n;
+  s.op_ns.assign(1, ns / static_cast<double>(n));
+}
+
+double elapsed_ns(clock::time_point since) {
+  return std::chrono::duration<double, std::nano>(clock::now() - since).count();
+}
+
+// ---- sync variants (sqlite_c, sync) ---------------------------------------------------------
+
+// Runs op(i, worker) for i in [0, n) on `threads` threads (worker w takes i = w, w+threads...).
+template <class Op>
+void per_op(sample& s, int n, int threads, Op op) {
+  std::vector<std::vector<double>> lat(static_cast<std::size_t>(threads));
+  auto body = [&](int w) {
+    auto& mine = lat[static_cast<std::size_t>(w)];
+    mine.reserve(static_cast<std::size_t>(n / threads + 1));
+    for (int i = w; i < n; i += threads) {
+      auto t = clock::now();
+      op(i, w);
+      mine.push_back(elapsed_ns(t));
+    }
+  };
+  auto t0 = clock::now();
+  if (threads == 1) {
+    body(0);
+  } else {
+    std::vector<std::thread> ts;
+    for (int w = 0; w < threads; ++w) ts.emplace_back(body, w);
+    for (auto& t : ts) t.join();
+  }
+  s.seconds = elapsed_ns(t0) / 1e9;
+  s.ops = n;
+  for (auto& l : lat) s.op_ns.insert(s.op_ns.end(), l.begin(), l.end());
+}
+
+sample run_sync(sync_client& c, const std::string& w, int n) {
+  sample s;
+  int k = concurrency_of(w);
+  int threads = c.thread_safe() ? k : 1;  // raw SQLite: back to back on its one connection
+  if (w == "memory_store") {
+    per_op(s, n, 1, [&](int i, int) { c.store(key_of(i), value_of(i)); });
+    s.rows = c.count("memory");
+  } else if (w == "memory_load") {
+    c.batch_store(items_of(n));
+    std::atomic<std::int64_t> found{0};
+    per_op(s, n, 1, [&](int i, int) { found += c.load(key_of(i)) ? 1 : 0; });
+    s.rows = found;
+  } else if (w == "memory_batch_store") {
+    auto items = items_of(n);
+    auto t = clock::now();
+    c.batch_store(std::move(items));
+    batch_sample(s, elapsed_ns(t), n);
+    s.rows = c.count("memory");
+  } else if (w == "memory_batch_load") {
+    c.batch_store(items_of(n));
+    auto keys = keys_of(n);
+    auto t = clock::now();
+    s.rows = static_cast<std::int64_t>(c.batch_load(std::move(keys)));
+    batch_sample(s, elapsed_ns(t), n);
+  } else if (w == "db_insert") {
+    c.create_table();
+    per_op(s, n, 1, [&](int i, int) { c.insert(i, "name_" + std::to_string(i)); });
+    s.rows = c.count("bench_table");
+  } else if (w == "db_insert_many") {
+    c.create_table();
+    auto t = clock::now();
+    c.insert_many(n);
+    batch_sample(s, elapsed_ns(t), n);
+    s.rows = c.count("bench_table");
+  } else if (w == "db_select") {
+    c.create_table();
+    c.insert_many(n);
+    std::atomic<std::int64_t> found{0};
+    per_op(s, select_ops, 1, [&](int i, int) { found += c.select(i * 7919 % n) ? 1 : 0; });
+    s.rows = found;
+  } else if (w == "group_commit_20") {
+    int total = n / k * k;
+    per_op(s, total, threads, [&](int i, int) { c.store(key_of(i), value_of(i)); });
+    s.rows = c.count("memory");
+  } else {  // concurrent_k: each worker inserts a row, then reads its own rows back
+    c.create_table();
+    per_op(s, n, threads, [&](int i, int worker) {
+      std::string name = "worker_" + std::to_string(i % k);
+      (void)worker;
+      c.insert(i, name);
+      c.select_named(name);
+    });
+    s.rows = c.count("bench_table");
+  }
+  return s;
+}
+
+// ---- async variants (threadpool, async) -----------------------------------------------------
+
+template <class Op>
+void per_op_async(asio::io_context& io, sample& s, int n, int workers, Op op) {
+  std::vector<std::vector<double>> lat(static_cast<std::size_t>(workers));
+  auto t0 = clock::now();
+  for (int w = 0; w < workers; ++w) {
+    asio::co_spawn(
+        io,
+        [&, w]() -> awaitable<> {
+          auto& mine = lat[static_cast<std::size_t>(w)];
+          for (int i = w; i < n; i += workers) {
+            auto t = clock::now();
+            co_await op(i);
+            mine.push_back(elapsed_ns(t));
+          }
+        },
+        [](std::exception_ptr e) {
+          if (e) std::rethrow_exception(e);
+        });
+  }
+  io.run();
+  io.restart();
+  s.seconds = elapsed_ns(t0) / 1e9;
+  s.ops = n;
+  for (auto& l : lat) s.op_ns.insert(s.op_ns.end(), l.begin(), l.end());
+}
+
+// Runs one coroutine to completion on `io`.
+template <class T>
+T block_on(asio::io_context& io, awaitable<T> a) {
+  std::optional<T> out;
+  std::exception_ptr err;
+  asio::co_spawn(io, std::move(a), [&](std::exception_ptr e, T v) {
+    err = e;
+    if (!e) out = std::move(v);
+  });
+  io.run();
+  io.restart();
+  if (err) std::rethrow_exception(err);
+  return std::move(*out);
+}
+inline void block_on(asio::io_context& io, awaitable<> a) {
+  std::exception_ptr err;
+  asio::co_spawn(io, std::move(a), [&](std::exception_ptr e) { err = e; });
+  io.run();
+  io.restart();
+  if (err) std::rethrow_exception(err);
+}
+
+sample run_async(asio::io_context& io, async_client& c, const std::string& w, int n) {
+  sample s;
+  int k = concurrency_of(w);
+  if (w == "memory_store") {
+    per_op_async(io, s, n, 1, [&](int i) { return c.store(key_of(i), value_of(i)); });
+    s.rows = block_on(io, c.count("memory"));
+  } else if (w == "memory_load") {
+    block_on(io, c.batch_store(items_of(n)));
+    std::int64_t found = 0;
+    per_op_async(io, s, n, 1, [&](int i) -> awaitable<> {
+      found += (co_await c.load(key_of(i))) ? 1 : 0;
+    });
+    s.rows = found;
+  } else if (w == "memory_batch_store") {
+    auto items = items_of(n);
+    auto t = clock::now();
+    block_on(io, c.batch_store(std::move(items)));
+    batch_sample(s, elapsed_ns(t), n);
+    s.rows = block_on(io, c.count("memory"));
+  } else if (w == "memory_batch_load") {
+    block_on(io, c.batch_store(items_of(n)));
+    auto keys = keys_of(n);
+    auto t = clock::now();
+    s.rows = static_cast<std::int64_t>(block_on(io, c.batch_load(std::move(keys))));
+    batch_sample(s, elapsed_ns(t), n);
+  } else if (w == "db_insert") {
+    block_on(io, c.create_table());
+    per_op_async(io, s, n, 1, [&](int i) { return c.insert(i, "name_" + std::to_string(i)); });
+    s.rows = block_on(io, c.count("bench_table"));
+  } else if (w == "db_insert_many") {
+    block_on(io, c.create_table());
+    auto t = clock::now();
+    block_on(io, c.insert_many(n));
+    batch_sample(s, elapsed_ns(t), n);
+    s.rows = block_on(io, c.count("bench_table"));
+  } else if (w == "db_select") {
+    block_on(io, c.create_table());
+    block_on(io, c.insert_many(n));
+    std::int64_t found = 0;
+    per_op_async(io, s, select_ops, 1, [&](int i) -> awaitable<> {
+      found += (co_await c.select(i * 7919 % n)) ? 1 : 0;
+    });
+    s.rows = found;
+  } else if (w == "group_commit_20") {
+    int total = n / k * k;
+    per_op_async(io, s, total, k, [&](int i) { return c.store(key_of(i), value_of(i)); });
+    s.rows = block_on(io, c.count("memory"));
+  } else {
+    block_on(io, c.create_table());
+    per_op_async(io, s, n, k, [&](int i) -> awaitable<> {
+      std::string name = "worker_" + std::to_string(i % k);
+      co_await c.insert(i, name);
+      co_await c.select_named(name);
+    });
+    s.rows = block_on(io, c.count("bench_table"));
+  }
+  return s;
+}
+
+// ---- one run ------------------------------------------------------------------------------
+
+void remove_db(const std::string& path) {
+  std::error_code ec;
+  for (const char* suffix : {"", "-wal", "-shm", "-journal"})
+    std::filesystem::remove(path + suffix, ec);
+}
+
+sample run_once(const bench_params& p, const std::string& workload, const std::string& variant,
+                const std::string& path) {
+  remove_db(path);
+  sample s;
+  if (variant == "sqlite_c") {
+    auto c = make_raw_sqlite_client({path, p.durable});
+    s = run_sync(*c, workload, p.ops);
+  } else {
+    sqlite_params sp;
+    sp.path = path;
+    if (p.durable) sp.synchronous = synchronous_mode::full;
+    auto infra = std::make_shared<sqlite_infrastructure>(sp);
+    infra->startup();
+    database db(infra);
+    if (variant == "sync") {
+      s = run_sync(*make_entity_sync_client(db), workload, p.ops);
+    } else {
+      asio::io_context io;
+      auto c = variant == "async" ? make_entity_async_client(db)
+                                  : make_threadpool_client(make_entity_sync_client(db), pool_threads);
+      s = run_async(io, *c, workload, p.ops);
+    }
+    infra->shutdown();
+  }
+  remove_db(path);
+  return s;
+}
+
+double quantile(std::vector<double> v, double q) {
+  if (v.empty()) return 0;
+  auto k = static_cast<std::size_t>(q * static_cast<double>(v.size() - 1));
+  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
+  return v[k];
+}
+
+std::string cpu_model() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
+  return "unknown";
+}
+
+nlohmann::json machine_info() {
+  utsname u{};
+  uname(&u);
+  return {{"cpus", std::thread::hardware_concurrency()},
+          {"cpu", cpu_model()},
+          {"os", std::string(u.sysname) + " " + u.release},
+          {"sqlite", sqlite3_libversion()},
+          {"compiler", __VERSION__}};
+}
+
+bool selected(const std::vector<std::string>& chosen, const std::string& name) {
+  return chosen.empty() || std::find(chosen.begin(), chosen.end(), name) != chosen.end();
+}
+
+}  // namespace
+
+report run(const bench_params& p, const progress_fn& progress) {
+  if (p.ops < 20) throw std::invalid_argument("--ops must be at least 20");
+  if (p.repeat < 1) throw std::invalid_argument("--repeat must be at least 1");
+  for (const auto& w : p.workloads)
+    if (!selected(workload_names(), w) || w.empty())
+      throw std::invalid_argument("unknown workload: " + w);
+  for (const auto& v : p.variants)
+    if (!selected(variant_names(), v) || v.empty())
+      throw std::invalid_argument("unknown variant: " + v);
+
+  std::filesystem::path dir = p.db_dir;
+  bool temporary = dir.empty();
+  if (temporary) {
+    std::random_device rd;
+    dir = std::filesystem::temp_directory_path() /
+          ("entitydb-bench-" + std::to_string(::getpid()) + "-" + std::to_string(rd()));
+  }
+  std::filesystem::create_directories(dir);
+
+  report r;
+  r.machine = machine_info();
+  r.params = {{"ops", p.ops},         {"repeat", p.repeat},
+              {"durable", p.durable}, {"synchronous", p.durable ? "FULL" : "NORMAL"},
+              {"backend", "sqlite"},  {"threadpool_threads", pool_threads}};
+
+  std::vector<std::pair<std::string, std::string>> plan;
+  for (const auto& w : workload_names())
+    if (selected(p.workloads, w))
+      for (const auto& v : variant_names())
+        if (selected(p.variants, v)) plan.emplace_back(w, v);
+
+  int total = static_cast<int>(plan.size()) * p.repeat;
+  int done = 0;
+  try {
+    for (const auto& [w, v] : plan) {
+      std::vector<sample> runs;
+      for (int rep = 0; rep < p.repeat; ++rep) {
+        if (progress) progress(done, total, w + "/" + v);
+        runs.push_back(run_once(p, w, v, (dir / (w + "-" + v + ".db")).string()));
+        ++done;
+      }
+      std::sort(runs.begin(), runs.end(),
+                [](const sample& a, const sample& b) { return a.seconds < b.seconds; });
+      const sample& m = runs[runs.size() / 2];
+      run_result res;
+      res.workload = w;
+      res.variant = v;
+      res.ops = m.ops;
+      res.seconds = m.seconds;
+      res.ops_per_sec = m.seconds > 0 ? static_cast<double>(m.ops) / m.seconds : 0;
+      res.p50_us = quantile(m.op_ns, 0.50) / 1000.0;
+      res.p99_us = quantile(m.op_ns, 0.99) / 1000.0;
+      res.rows = m.rows;
+      r.results.push_back(res);
+    }
+  } catch (...) {
+    if (temporary) std::filesystem::remove_all(dir);
+    throw;
+  }
+  if (progress) progress(total, total, "done");
+  if (temporary) std::filesystem::remove_all(dir);
+  return r;
+}
+
+}  // namespace entity::bench
