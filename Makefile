@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS  ?= 2
 BUILD_TYPE ?= RelWithDebInfo
 
-.PHONY: all deps configure build run test clean
+.PHONY: all deps configure build run demo test clean
 
 all: build
 
@@ -16,8 +16,15 @@ configure: deps
 build: configure
 	@cmake --build $(BUILD) -j$(JOBS)
 
-# The main job: a short tour of the API on ./var/demo.db.
+# The main job: the benchmark, on embedded SQLite files under ./var/bench; the JSON report and
+# the SVG chart are left in ./var.
 run: build
+	@mkdir -p var/bench
+	$(BUILD)/tools/entitydb/entitydb bench --db var/bench --json var/bench.json --svg var/bench.svg
+	@echo "report: var/bench.json, chart: var/bench.svg"
+
+# A short tour of the API on ./var/demo.db.
+demo: build
 	@mkdir -p var
 	$(BUILD)/examples/quickstart var/demo.db
 
