@@ -1,5 +1,234 @@
+// entitydb memory: an agent's JSON key/value memory from the shell, and moving it in and out
+// as JSON Lines ({"key": ..., "value": ...} per line).
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+
 #include "commands.hpp"
+#include "common.hpp"
 
 namespace entitydb {
-void add_memory_command(CLI::App& app) { app.add_subcommand("memory", "(not built yet)"); }
+namespace {
+
+using entity::json;
+
+// The options of one verb. Each verb needs its own: CLI11 fills every subcommand's --db from
+// $ENTITYDB_PATH, run or not, so a shared record would be overwritten.
+struct memory_args {
+  std::string db;
+  std::string scope;
+  std::string key;
+  std::string value;
+  std::string pattern = "%";
+  std::string file;
+};
+
+// Opens the memory --db and --scope name and runs `body` on it.
+void with_memory(const memory_args& a, const std::function<void(const entity::memory&)>& body) {
+  engine e(a.db);
+  entity::memory whole(e.db());
+  body(a.scope.empty() ? whole : whole.scope(a.scope));
+}
+
+// nlohmann's message without its "[json.exception.parse_error.101] " tag.
+std::string reason(const json::exception& e) {
+  std::string_view what = e.what();
+  auto tag_end = what.find("] ");
+  return std::string(tag_end == std::string_view::npos ? what : what.substr(tag_end + 2));
+}
+
+json parse_value(const std::string& key, const std::string& text) {
+  try {
+    return json::parse(text);
+  } catch (const json::exception& e) {
+    throw failure("the value of key '" + key + "' is not JSON (a string needs quotes: '\"" + text +
+                  "\"'): " + reason(e));
+  }
+}
+
+// Reads JSON Lines of {"key": ..., "value": ...}; any bad line fails naming FILE:LINE, so that
+// nothing is stored from a file that is not entirely right. Blank lines are skipped.
+entity::memory::items read_items(const std::string& file) {
+  std::ifstream in_file;
+  if (file != "-") {
+    in_file.open(file, std::ios::binary);
+    if (!in_file) throw failure("cannot read '" + file + "': " + std::strerror(errno));
+  }
+  std::istream& in = file == "-" ? std::cin : in_file;
+  entity::memory::items items;
+  std::string line;
+  for (std::size_t number = 1; std::getline(in, line); ++number) {
+    auto bad = [&](const std::string& why) {
+      return failure(file + ":" + std::to_string(number) + ": " + why);
+    };
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    json j;
+    try {
+      j = json::parse(line);
+    } catch (const json::exception& e) {
+      throw bad("not JSON: " + reason(e));
+    }
+    if (!j.is_object()) throw bad("not a JSON object");
+    auto key = j.find("key");
+    if (key == j.end()) throw bad("no \"key\"");
+    if (!key->is_string()) throw bad("\"key\" is not a string");
+    auto value = j.find("value");
+    if (value == j.end()) throw bad("no \"value\"");
+    items.emplace_back(key->get<std::string>(), std::move(*value));
+  }
+  if (in.bad()) throw failure("cannot read '" + file + "': " + std::strerror(errno));
+  return items;
+}
+
+// Every item of the memory as JSON Lines, sorted by key, in the form read_items reads.
+std::string export_lines(const entity::memory& mem) {
+  std::vector<std::string> keys = mem.keys();
+  entity::memory::loaded values = mem.batch_load(keys);
+  std::string out;
+  for (const std::string& key : keys) {
+    auto v = values.find(key);
+    if (v == values.end()) continue;  // erased by someone else between the two reads
+    nlohmann::ordered_json line = {{"key", key}, {"value", v->second}};
+    out += dump_json(line) + "\n";
+  }
+  return out;
+}
+
+void write_file(const std::string& file, const std::string& text) {
+  std::ofstream out(file, std::ios::binary | std::ios::trunc);
+  if (out) out << text;
+  if (out) out.flush();
+  if (!out) throw failure("cannot write '" + file + "': " + std::strerror(errno));
+}
+
+const CLI::Validator non_empty(
+    [](std::string& text) {
+      return text.empty() ? std::string("a scope name must not be empty") : "";
+    },
+    "");
+
+// A verb of `memory` with the --db and --scope every verb takes.
+CLI::App* add_verb(CLI::App& memory_cmd, const std::string& name, const std::string& about,
+                   memory_args& a) {
+  CLI::App* verb = memory_cmd.add_subcommand(name, about);
+  add_db_option(*verb, a.db);
+  verb->add_option("--scope", a.scope,
+                   "work inside scope NAME: its keys live under 'NAME:', isolated from others")
+      ->option_text("NAME")
+      ->check(non_empty);
+  return verb;
+}
+
+}  // namespace
+
+void add_memory_command(CLI::App& app) {
+  CLI::App* cmd = app.add_subcommand("memory", "Read and write an agent's JSON key/value memory");
+  cmd->require_subcommand(1);
+  cmd->footer(
+      "Values are JSON. Keys of a --scope live under 'NAME:' in the same table, invisible to\n"
+      "other scopes. PATTERNs are SQL LIKE patterns: '%' any run, '_' one character.\n"
+      "Exit status: 0 success, 1 the operation failed (a missing key, invalid JSON, a bad\n"
+      "import line), 2 a usage error.");
+
+  {
+    auto a = std::make_shared<memory_args>();
+    CLI::App* put = add_verb(*cmd, "put", "Store JSON under KEY (replacing any value)", *a);
+    put->add_option("KEY", a->key, "the key")->required();
+    put->add_option("JSON", a->value, "the value as JSON text: 42, true, '\"text\"', '{\"a\":1}'")
+        ->required();
+    put->footer(
+        "Text that is not valid JSON is an error (exit 1); a JSON string needs its quotes.");
+    on_run(*put, [a] {
+      json value = parse_value(a->key, a->value);
+      with_memory(*a, [&](const entity::memory& mem) { mem.store(a->key, std::move(value)); });
+    });
+  }
+  {
+    auto a = std::make_shared<memory_args>();
+    CLI::App* get = add_verb(*cmd, "get", "Print the JSON stored under KEY", *a);
+    get->add_option("KEY", a->key, "the key")->required();
+    get->footer("A missing key prints 'error: no such key: KEY' and exits 1.");
+    on_run(*get, [a] {
+      with_memory(*a, [&](const entity::memory& mem) {
+        std::optional<json> v = mem.load(a->key);
+        if (!v) throw failure("no such key: " + a->key);
+        std::cout << dump_json(*v) << "\n";
+      });
+    });
+  }
+  {
+    auto a = std::make_shared<memory_args>();
+    CLI::App* del = add_verb(*cmd, "del", "Remove KEY", *a);
+    del->add_option("KEY", a->key, "the key")->required();
+    del->footer("A missing key prints 'error: no such key: KEY' and exits 1.");
+    on_run(*del, [a] {
+      with_memory(*a, [&](const entity::memory& mem) {
+        if (!mem.erase(a->key)) throw failure("no such key: " + a->key);
+      });
+    });
+  }
+  {
+    auto a = std::make_shared<memory_args>();
+    CLI::App* keys =
+        add_verb(*cmd, "keys", "List the keys matching PATTERN, one per line, sorted", *a);
+    keys->add_option("PATTERN", a->pattern, "a LIKE pattern")->capture_default_str();
+    on_run(*keys, [a] {
+      with_memory(*a, [&](const entity::memory& mem) {
+        for (const std::string& k : mem.keys(a->pattern)) std::cout << k << "\n";
+      });
+    });
+  }
+  {
+    auto a = std::make_shared<memory_args>();
+    CLI::App* clear =
+        add_verb(*cmd, "clear", "Remove the keys matching PATTERN; print how many", *a);
+    clear->add_option("PATTERN", a->pattern, "a LIKE pattern")->capture_default_str();
+    on_run(*clear, [a] {
+      with_memory(*a,
+                  [&](const entity::memory& mem) { std::cout << mem.clear(a->pattern) << "\n"; });
+    });
+  }
+  {
+    auto a = std::make_shared<memory_args>();
+    CLI::App* size = add_verb(*cmd, "size", "Print how many keys there are", *a);
+    on_run(*size, [a] {
+      with_memory(*a, [&](const entity::memory& mem) { std::cout << mem.size() << "\n"; });
+    });
+  }
+  {
+    auto a = std::make_shared<memory_args>();
+    CLI::App* import = add_verb(*cmd, "import", "Store every item of a JSON Lines file", *a);
+    import
+        ->add_option("FILE", a->file,
+                     "JSON Lines, one {\"key\": ..., \"value\": ...} per line; - for stdin")
+        ->required();
+    import->footer(
+        "All items are stored in one transaction: a bad line (not JSON, not an object, no string\n"
+        "\"key\", no \"value\") fails with 'error: FILE:LINE: why' and stores nothing. Blank\n"
+        "lines are skipped; a key given twice keeps its last value. Prints how many were stored.");
+    on_run(*import, [a] {
+      entity::memory::items items = read_items(a->file);
+      std::size_t n = items.size();
+      with_memory(*a, [&](const entity::memory& mem) { mem.batch_store(std::move(items)); });
+      std::cout << n << "\n";
+    });
+  }
+  {
+    auto a = std::make_shared<memory_args>();
+    CLI::App* exp = add_verb(*cmd, "export", "Write every item as JSON Lines, sorted by key", *a);
+    exp->add_option("FILE", a->file, "where to write; standard output when not given");
+    exp->footer(
+        "The output is what 'import' reads: export, import and export again give the same bytes.");
+    on_run(*exp, [a] {
+      std::string text;
+      with_memory(*a, [&](const entity::memory& mem) { text = export_lines(mem); });
+      if (a->file.empty())
+        std::cout << text;
+      else
+        write_file(a->file, text);
+    });
+  }
+}
+
 }  // namespace entitydb

@@ -1,0 +1,306 @@
+// `entitydb memory`: every verb through the real binary, scopes, and JSON Lines import/export
+// (all or nothing on import, byte-identical round trips).
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "test_support.hpp"
+
+namespace {
+
+using entity::test::command_result;
+using entity::test::run_command;
+using entity::test::shell_quote;
+using entity::test::temp_dir;
+using nlohmann::json;
+
+command_result entitydb(const std::vector<std::string>& args, const std::string& input = {}) {
+  std::string cmd = shell_quote(ENTITYDB_BIN);
+  for (const std::string& a : args) cmd += " " + shell_quote(a);
+  return run_command(cmd, input);
+}
+
+// A memory file in a fresh folder, driven through `entitydb memory VERB --db FILE ...`.
+class CliMemory : public testing::Test {
+ protected:
+  command_result memory(const std::string& verb, std::vector<std::string> args = {},
+                        const std::string& input = {}) {
+    return memory_in(db, verb, std::move(args), input);
+  }
+  command_result memory_in(const std::string& file, const std::string& verb,
+                           std::vector<std::string> args, const std::string& input = {}) {
+    args.insert(args.begin(), {"memory", verb, "--db", file});
+    return entitydb(args, input);
+  }
+  void put(const std::string& key, const std::string& value, std::vector<std::string> extra = {}) {
+    extra.push_back(key);
+    extra.push_back(value);
+    auto r = memory("put", extra);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
+  std::string write(const std::string& name, const std::string& text) {
+    std::string path = dir.file(name);
+    std::ofstream(path, std::ios::binary) << text;
+    return path;
+  }
+  static std::string slurp(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::ostringstream s;
+    s << in.rdbuf();
+    return s.str();
+  }
+
+  temp_dir dir;
+  std::string db = dir.file("memory.db");
+};
+
+TEST_F(CliMemory, PutGetRoundTrip) {
+  std::vector<json> values = {
+      json{{"goal", "book a flight"}, {"done", false}, {"legs", {1, 2.5, "three"}}},
+      json::array(),
+      json("text with \"quotes\" and ünïcode"),
+      json(-12),
+      json(0.1),
+      json(true),
+      json(nullptr)};
+  for (std::size_t i = 0; i < values.size(); ++i) put("k" + std::to_string(i), values[i].dump());
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    auto r = memory("get", {"k" + std::to_string(i)});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(r.out, values[i].dump() + "\n");
+    EXPECT_EQ(json::parse(r.out), values[i]);
+  }
+}
+
+TEST_F(CliMemory, PutReplaces) {
+  put("k", "1");
+  put("k", "{\"v\":2}");
+  EXPECT_EQ(memory("get", {"k"}).out, "{\"v\":2}\n");
+  EXPECT_EQ(memory("size").out, "1\n");
+}
+
+TEST_F(CliMemory, GetOfMissingKeyFails) {
+  put("present", "1");
+  auto r = memory("get", {"K"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err, "error: no such key: K\n");
+}
+
+TEST_F(CliMemory, InvalidJsonFailsAndStoresNothing) {
+  for (std::string bad : {"hello", "{\"a\":", "[1,]", ""}) {
+    auto r = memory("put", {"k", bad});
+    EXPECT_EQ(r.exit_code, 1) << bad;
+    EXPECT_EQ(r.err.rfind("error: ", 0), 0u) << r.err;
+    EXPECT_NE(r.err.find("JSON"), std::string::npos) << r.err;
+  }
+  EXPECT_EQ(memory("get", {"k"}).exit_code, 1);
+}
+
+TEST_F(CliMemory, DelRemovesAndFailsWhenMissing) {
+  put("a", "1");
+  put("b", "2");
+  auto r = memory("del", {"a"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(memory("get", {"a"}).exit_code, 1);
+  EXPECT_EQ(memory("get", {"b"}).out, "2\n");
+  r = memory("del", {"a"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "error: no such key: a\n");
+}
+
+TEST_F(CliMemory, KeysAreSortedAndFilteredByPattern) {
+  for (std::string k : {"user:2", "task:1", "user:10", "user:1"}) put(k, "0");
+  EXPECT_EQ(memory("keys").out, "task:1\nuser:1\nuser:10\nuser:2\n");
+  EXPECT_EQ(memory("keys", {"user:1%"}).out, "user:1\nuser:10\n");
+  EXPECT_EQ(memory("keys", {"user:_"}).out, "user:1\nuser:2\n");
+  auto none = memory("keys", {"nothing%"});
+  EXPECT_EQ(none.exit_code, 0);
+  EXPECT_EQ(none.out, "");
+}
+
+TEST_F(CliMemory, ClearPrintsCountRemoved) {
+  for (std::string k : {"tmp:1", "tmp:2", "keep"}) put(k, "0");
+  auto r = memory("clear", {"tmp:%"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "2\n");
+  EXPECT_EQ(memory("keys").out, "keep\n");
+  EXPECT_EQ(memory("clear").out, "1\n");
+  EXPECT_EQ(memory("size").out, "0\n");
+}
+
+TEST_F(CliMemory, SizeCounts) {
+  EXPECT_EQ(memory("size").out, "0\n");
+  put("a", "1");
+  put("b", "1");
+  auto r = memory("size");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "2\n");
+}
+
+TEST_F(CliMemory, ScopesIsolate) {
+  put("k", "\"in a\"", {"--scope", "a"});
+  EXPECT_EQ(memory("get", {"--scope", "a", "k"}).out, "\"in a\"\n");
+
+  auto unscoped = memory("get", {"k"});
+  EXPECT_EQ(unscoped.exit_code, 1);
+  EXPECT_EQ(unscoped.err, "error: no such key: k\n");
+  auto other = memory("get", {"--scope", "b", "k"});
+  EXPECT_EQ(other.exit_code, 1);
+  EXPECT_EQ(other.err, "error: no such key: k\n");
+
+  EXPECT_EQ(memory("keys", {"--scope", "a"}).out, "k\n");
+  EXPECT_EQ(memory("keys", {"--scope", "b"}).out, "");
+  EXPECT_EQ(memory("size", {"--scope", "b"}).out, "0\n");
+  EXPECT_EQ(memory("clear", {"--scope", "b"}).out, "0\n");
+  EXPECT_EQ(memory("del", {"--scope", "b", "k"}).exit_code, 1);
+  EXPECT_EQ(memory("size", {"--scope", "a"}).out, "1\n");
+}
+
+TEST_F(CliMemory, ImportStoresEveryLineAndCounts) {
+  std::string file = write("in.jsonl",
+                           "{\"key\":\"a\",\"value\":{\"x\":1}}\n"
+                           "\n"
+                           "  \n"
+                           "{\"value\":[1,2],\"key\":\"b\"}\r\n"
+                           "{\"key\":\"c\",\"value\":null}");  // no final newline
+  auto r = memory("import", {file});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "3\n");
+  EXPECT_EQ(memory("get", {"a"}).out, "{\"x\":1}\n");
+  EXPECT_EQ(memory("get", {"b"}).out, "[1,2]\n");
+  EXPECT_EQ(memory("get", {"c"}).out, "null\n");
+}
+
+TEST_F(CliMemory, ImportReadsStandardInput) {
+  auto r = memory("import", {"-"}, "{\"key\":\"a\",\"value\":1}\n");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "1\n");
+  EXPECT_EQ(memory("get", {"a"}).out, "1\n");
+}
+
+TEST_F(CliMemory, ImportWithBadLineStoresNothing) {
+  put("earlier", "\"kept\"");
+  const std::vector<std::pair<std::string, std::string>> bad_lines = {
+      {"{\"key\": \"c\", \"value\": ", "not JSON"},
+      {"[\"c\", 3]", "not a JSON object"},
+      {"{\"value\": 3}", "no \"key\""},
+      {"{\"key\": 3, \"value\": 3}", "\"key\" is not a string"},
+      {"{\"key\": \"c\"}", "no \"value\""},
+  };
+  for (const auto& [line, why] : bad_lines) {
+    SCOPED_TRACE(line);
+    std::string file = write("bad.jsonl",
+                             "{\"key\":\"a\",\"value\":1}\n"
+                             "{\"key\":\"earlier\",\"value\":\"replaced\"}\n" +
+                                 line + "\n{\"key\":\"d\",\"value\":4}\n");
+    auto r = memory("import", {file});
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_EQ(r.out, "");
+    EXPECT_EQ(r.err.rfind("error: " + file + ":3: " + why, 0), 0u) << r.err;
+    // Nothing from the file was written, and what was there is intact.
+    EXPECT_EQ(memory("keys").out, "earlier\n");
+    EXPECT_EQ(memory("get", {"earlier"}).out, "\"kept\"\n");
+  }
+
+  std::string fresh = dir.file("fresh.db");
+  std::string file = write("bad.jsonl", "{\"key\":\"a\",\"value\":1}\n\nnope\n");
+  auto r = memory_in(fresh, "import", {file});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err.rfind("error: " + file + ":3: not JSON", 0), 0u) << r.err;
+  EXPECT_EQ(memory_in(fresh, "size", {}).out, "0\n");
+}
+
+TEST_F(CliMemory, ImportOfMissingFileFails) {
+  auto r = memory("import", {dir.file("absent.jsonl")});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err.rfind("error: cannot read", 0), 0u) << r.err;
+}
+
+TEST_F(CliMemory, ExportImportExportIsIdentical) {
+  put("b", "{\"nested\":{\"z\":1,\"a\":[true,null,0.1,1e300,-0.0]}}");
+  put("a", "\"ünïcode \\u0001 \\\"q\\\"\"");
+  put("c:1", "123456789012345");
+  put("note", "\"scoped\"", {"--scope", "s"});
+  auto first = memory("export");
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+
+  // Sorted by key, one {"key","value"} object per line.
+  std::vector<std::string> keys;
+  std::istringstream in(first.out);
+  for (std::string line; std::getline(in, line);) keys.push_back(json::parse(line).at("key"));
+  EXPECT_EQ(keys, (std::vector<std::string>{"a", "b", "c:1", "s:note"}));
+
+  // Writing to a FILE gives the same bytes as standard output.
+  std::string file = dir.file("export.jsonl");
+  ASSERT_EQ(memory("export", {file}).exit_code, 0);
+  EXPECT_EQ(slurp(file), first.out);
+
+  std::string fresh = dir.file("fresh.db");
+  auto imported = memory_in(fresh, "import", {file});
+  ASSERT_EQ(imported.exit_code, 0) << imported.err;
+  EXPECT_EQ(imported.out, "4\n");
+  auto second = memory_in(fresh, "export", {});
+  ASSERT_EQ(second.exit_code, 0) << second.err;
+  EXPECT_EQ(second.out, first.out);
+  EXPECT_EQ(memory_in(fresh, "get", {"--scope", "s", "note"}).out, "\"scoped\"\n");
+}
+
+TEST_F(CliMemory, ScopedExportImportsIntoScope) {
+  put("x", "1", {"--scope", "s"});
+  put("y", "2");
+  auto out = memory("export", {"--scope", "s"});
+  ASSERT_EQ(out.exit_code, 0) << out.err;
+  EXPECT_EQ(out.out, "{\"key\":\"x\",\"value\":1}\n");
+
+  std::string fresh = dir.file("fresh.db");
+  ASSERT_EQ(memory_in(fresh, "import", {"--scope", "t", "-"}, out.out).exit_code, 0);
+  EXPECT_EQ(memory_in(fresh, "keys", {}).out, "t:x\n");
+}
+
+TEST_F(CliMemory, DatabaseFromEnvironment) {
+  std::string env_db = dir.file("env.db");
+  auto r = run_command("ENTITYDB_PATH=" + shell_quote(env_db) + " " + shell_quote(ENTITYDB_BIN) +
+                       " memory put k 1");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(memory_in(env_db, "get", {"k"}).out, "1\n");
+  // Every verb honours --db over the environment.
+  r = run_command("ENTITYDB_PATH=" + shell_quote(env_db) + " " + shell_quote(ENTITYDB_BIN) +
+                  " memory size --db " + shell_quote(db));
+  EXPECT_EQ(r.out, "0\n");
+}
+
+TEST_F(CliMemory, GarbageDatabaseCannotBeOpened) {
+  std::string garbage = write("garbage.db", std::string(4096, 'g'));
+  auto r = memory_in(garbage, "size", {});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err.rfind("error: cannot open", 0), 0u) << r.err;
+}
+
+TEST_F(CliMemory, UsageErrorsExitTwo) {
+  for (const auto& args : std::vector<std::vector<std::string>>{
+           {"memory"},
+           {"memory", "frob"},
+           {"memory", "get", "--db", db},
+           {"memory", "put", "--db", db, "k"},
+           {"memory", "get", "--db", db, "--scope", "", "k"},
+           {"memory", "import", "--db", db},
+       }) {
+    auto r = entitydb(args);
+    EXPECT_EQ(r.exit_code, 2) << testing::PrintToString(args) << "\n" << r.err;
+  }
+}
+
+TEST_F(CliMemory, HelpDescribesEveryVerb) {
+  auto r = entitydb({"memory", "--help"});
+  EXPECT_EQ(r.exit_code, 0);
+  for (std::string verb : {"put", "get", "del", "keys", "clear", "size", "import", "export"})
+    EXPECT_NE(r.out.find("  " + verb + " "), std::string::npos) << verb;
+  r = entitydb({"memory", "put", "--help"});
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.out.find("--scope"), std::string::npos);
+  EXPECT_NE(r.out.find("--db"), std::string::npos);
+}
+
+}  // namespace

@@ -1,0 +1,55 @@
+// What the entitydb subcommands share: the --db option and the engine it names, the one way a
+// failure reaches the user ("error: ..." on stderr, exit code 1), and typed parameters.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <entity/entity.hpp>
+#include <functional>
+#include <memory>
+#include <stdexcept>
+#include <string>
+
+namespace entitydb {
+
+/// A failure whose message says everything: the subcommand ends with "error: <message>".
+class failure : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// Sets `cmd`'s callback to `body`. Any exception it throws (a failure, an entity::error, a
+/// std::exception) is printed as "error: <what>" and ends the program with exit code 1;
+/// CLI11's own errors (usage errors) pass through untouched.
+void on_run(CLI::App& cmd, std::function<void()> body);
+
+/// Adds --db to `cmd`, stored in `url`: a path, sqlite:PATH or :memory:, defaulting to
+/// $ENTITYDB_PATH, else ./entity.db.
+CLI::Option* add_db_option(CLI::App& cmd, std::string& url);
+
+/// The engine a --db value names, started for the life of the object, shut down after.
+/// Throws a failure ("cannot open ...") when it cannot be opened.
+class engine {
+ public:
+  explicit engine(const std::string& url);
+  ~engine();
+  engine(const engine&) = delete;
+  engine& operator=(const engine&) = delete;
+
+  entity::database db() const { return entity::database(infra_); }
+
+ private:
+  std::shared_ptr<entity::infrastructure> infra_;
+};
+
+/// Types a command-line parameter: an integer becomes int64, a finite real double, anything
+/// else text. An integer too big for int64 becomes a real, as it does in SQL.
+entity::value parse_param(const std::string& text);
+
+/// JSON text that never throws on invalid UTF-8 (such bytes become U+FFFD): text read back
+/// from SQL is not guaranteed to be UTF-8.
+template <class Json>
+std::string dump_json(const Json& j) {
+  return j.dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
+}  // namespace entitydb
