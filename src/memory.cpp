@@ -1,18 +1,29 @@
 #include "entity/memory.hpp"
 
+#include <atomic>
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/dispatch.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/system_executor.hpp>
 #include <mutex>
 
 namespace entity {
 namespace asio = boost::asio;
 
-// What every view of one memory shares: the SQL of its backend and whether the table exists.
+// What every view of one memory shares: the SQL of its backend, fixed when the memory is made
+// (views are made from any thread while others use the memory, so nothing here is rewritten),
+// and whether the table is known to exist.
 struct memory::shared {
-  bool postgres = false;
-  std::once_flag table_once;
+  explicit shared(bool pg)
+      : upsert(pg ? "INSERT INTO memory (key, value) VALUES (?, ?) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+                  : "INSERT OR REPLACE INTO memory (key, value) VALUES (?, ?)"),
+        // Bytes, not characters: SQLite's length() of TEXT counts characters.
+        value_bytes(pg ? "octet_length(value)" : "length(CAST(value AS BLOB))") {}
+  const std::string upsert;
+  const std::string value_bytes;
   std::atomic<bool> table_ready{false};
-  std::string upsert;
 };
 
 namespace {
@@ -74,9 +85,11 @@ json decode(const value& stored, const std::string& key, error_code& ec, diagnos
     if (!j.is_discarded()) return j;
   }
   ec = make_error_code(errc::decode_error);
-  if (diag)
+  if (diag) {
+    diag->clear();  // a caller's diagnostics may hold an earlier failure
     diag->message = "the stored value of key '" + key + "' is not valid JSON" +
                     (text ? ": " + sql_excerpt(*text) : std::string());
+  }
   return json();
 }
 
@@ -100,7 +113,8 @@ const std::string& batch_load_sql() {
 
 // The parameters of one chunk of a batch_load; short chunks repeat their last key so that
 // every chunk shares one prepared statement.
-params chunk_params(const std::vector<std::string>& keys, std::size_t from, const std::string& prefix) {
+params chunk_params(const std::vector<std::string>& keys, std::size_t from,
+                    const std::string& prefix) {
   params args;
   args.reserve(memory::load_chunk);
   std::size_t to = std::min(keys.size(), from + memory::load_chunk);
@@ -109,8 +123,8 @@ params chunk_params(const std::vector<std::string>& keys, std::size_t from, cons
   return args;
 }
 
-void collect(std::vector<row>& rows, const std::string& prefix, memory::loaded& out,
-             error_code& ec, diagnostics* diag) {
+void collect(std::vector<row>& rows, const std::string& prefix, memory::loaded& out, error_code& ec,
+             diagnostics* diag) {
   for (row& r : rows) {
     std::string key = r[0].as_text().substr(prefix.size());
     json j = decode(r[1], key, ec, diag);
@@ -119,51 +133,98 @@ void collect(std::vector<row>& rows, const std::string& prefix, memory::loaded& 
   }
 }
 
+// Completes `h` with (ec, args...) outside the call that started the operation, as asio
+// requires: through a thread of the system executor, then on the handler's own executor. A
+// type-erased handler's executor cannot be required to be non-blocking, hence the hop.
+template <class... A>
+void complete_later(asio::any_completion_handler<void(error_code, A...)>& h, error_code ec,
+                    std::type_identity_t<A>... args) {
+  auto work = asio::make_work_guard(h);  // keeps the caller's executor running meanwhile
+  asio::post(asio::system_executor(),
+             [h = std::move(h), work = std::move(work), ec, ... args = std::move(args)]() mutable {
+               auto ex = work.get_executor();
+               asio::dispatch(ex, [h = std::move(h), ec, ... args = std::move(args)]() mutable {
+                 std::move(h)(ec, std::move(args)...);
+               });
+             });
+}
 
-// Completes `h` now, with `args`, on its executor.
-template <class H, class... A>
-void complete_now(H& h, A... args) {
-  auto ex = asio::get_associated_executor(h);
-  asio::dispatch(ex, [h = std::move(h), ... args = std::move(args)]() mutable {
-    std::move(h)(std::move(args)...);
-  });
+// Fails `h` with `ec` and empty results.
+template <class... A>
+void fail_later(asio::any_completion_handler<void(error_code, A...)>& h, error_code ec) {
+  complete_later(h, ec, A{}...);
+}
+
+// The database's async calls, with or without the caller's diagnostics.
+template <class Cont>
+void run_execute(const database& db, std::string sql, params args, diagnostics* diag, Cont&& c) {
+  if (diag)
+    db.async_execute(std::move(sql), std::move(args), *diag, std::forward<Cont>(c));
+  else
+    db.async_execute(std::move(sql), std::move(args), std::forward<Cont>(c));
+}
+template <class Cont>
+void run_fetch_one(const database& db, std::string sql, params args, diagnostics* diag, Cont&& c) {
+  if (diag)
+    db.async_fetch_one(std::move(sql), std::move(args), *diag, std::forward<Cont>(c));
+  else
+    db.async_fetch_one(std::move(sql), std::move(args), std::forward<Cont>(c));
+}
+template <class Cont>
+void run_fetch_all(const database& db, std::string sql, params args, diagnostics* diag, Cont&& c) {
+  if (diag)
+    db.async_fetch_all(std::move(sql), std::move(args), *diag, std::forward<Cont>(c));
+  else
+    db.async_fetch_all(std::move(sql), std::move(args), std::forward<Cont>(c));
+}
+template <class Cont>
+void run_transaction(const database& db, transaction_body body, diagnostics* diag, Cont&& c) {
+  if (diag)
+    db.async_transaction(std::move(body), *diag, std::forward<Cont>(c));
+  else
+    db.async_transaction(std::move(body), std::forward<Cont>(c));
+}
+
+// The first async use of a memory: creates the table without waiting for it, then `retry(h)`
+// starts the operation again (the table is known from then on), or `h` fails with the
+// creation's error. Waiting would block the caller's executor, and a caller running on the
+// engine's writer thread (a plain callback of a write) would wait for itself forever.
+template <class H, class Retry>
+void create_table_then(const database& db, std::shared_ptr<memory::shared> s, diagnostics* diag,
+                       H h, Retry retry) {
+  auto work = asio::make_work_guard(h);  // the caller's executor has nothing else to wait on
+  run_execute(db, create_sql, {}, diag,
+              [s = std::move(s), h = std::move(h), retry = std::move(retry),
+               work = std::move(work)](error_code ec, result) mutable {
+                if (ec) return fail_later(h, ec);
+                s->table_ready.store(true, std::memory_order_release);
+                retry(std::move(h));
+              });
 }
 
 }  // namespace
 
-memory::memory(database db) : memory(std::move(db), "", std::make_shared<shared>()) {}
+memory::memory(database db)
+    : memory(db, "", std::make_shared<shared>(db.backend_name() == "postgres")) {}
 
 memory::memory(database db, std::string prefix, std::shared_ptr<shared> s)
-    : db_(std::move(db)), prefix_(std::move(prefix)), shared_(std::move(s)) {
-  shared_->postgres = db_.backend_name() == "postgres";
-  shared_->upsert = shared_->postgres
-                        ? "INSERT INTO memory (key, value) VALUES (?, ?) "
-                          "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
-                        : "INSERT OR REPLACE INTO memory (key, value) VALUES (?, ?)";
-}
+    : db_(std::move(db)), prefix_(std::move(prefix)), shared_(std::move(s)) {}
 
 memory memory::scope(std::string_view name) const {
   if (name.empty()) throw error(errc::invalid_argument, {"a scope name must not be empty", {}});
   return memory(db_, prefix_ + std::string(name) + ":", shared_);
 }
 
-error_code memory::table_error() const noexcept {
-  try {
-    ensure_table();
-    return {};
-  } catch (const error& e) {
-    return e.code();
-  } catch (...) {
-    return make_error_code(errc::open_failed);
-  }
+bool memory::table_known() const noexcept {
+  return shared_->table_ready.load(std::memory_order_acquire);
 }
 
+// Several threads may each create the table on a first use at once: CREATE ... IF NOT EXISTS
+// makes that harmless, so no lock is held across the statement.
 void memory::ensure_table() const {
-  if (shared_->table_ready.load(std::memory_order_acquire)) return;
-  std::call_once(shared_->table_once, [&] {
-    db_.execute(create_sql);
-    shared_->table_ready.store(true, std::memory_order_release);
-  });
+  if (table_known()) return;
+  db_.execute(create_sql);
+  shared_->table_ready.store(true, std::memory_order_release);
 }
 
 // ---- sync ---------------------------------------------------------------------------------
@@ -198,7 +259,8 @@ bool memory::exists(std::string key) const {
 std::vector<std::string> memory::keys(std::string pattern) const {
   ensure_table();
   params args;
-  std::string sql = "SELECT key FROM memory" + where_matching(prefix_, pattern, args) + " ORDER BY key";
+  std::string sql =
+      "SELECT key FROM memory" + where_matching(prefix_, pattern, args) + " ORDER BY key";
   std::vector<std::string> out;
   for (const row& r : db_.fetch_all(std::move(sql), std::move(args)))
     out.push_back(r[0].as_text().substr(prefix_.size()));
@@ -222,7 +284,7 @@ std::int64_t memory::size() const {
 memory_stats memory::stats() const {
   ensure_table();
   params args;
-  std::string sql = "SELECT count(*), coalesce(sum(length(value)), 0) FROM memory" +
+  std::string sql = "SELECT count(*), coalesce(sum(" + shared_->value_bytes + "), 0) FROM memory" +
                     where_matching(prefix_, "%", args);
   auto r = db_.fetch_one(std::move(sql), std::move(args));
   memory_stats s;
@@ -252,8 +314,8 @@ transaction_body batch_store_body(std::shared_ptr<const memory::items> values, s
 void memory::batch_store(items values) const {
   ensure_table();
   if (values.empty()) return;
-  db_.transaction(batch_store_body(std::make_shared<const items>(std::move(values)), prefix_,
-                                   shared_->upsert));
+  db_.transaction(
+      batch_store_body(std::make_shared<const items>(std::move(values)), prefix_, shared_->upsert));
 }
 
 memory::loaded memory::batch_load(std::vector<std::string> keys) const {
@@ -274,133 +336,198 @@ memory::loaded memory::batch_load(std::vector<std::string> keys) const {
 // Each continuation is bound to the executor of the caller's handler: the database dispatches
 // it there, so the handler runs where asio's rules say it must.
 
-
-void memory::start_store(std::string key, json value, void_handler h) const {
-  if (error_code ec = table_error()) return complete_now(h, ec);
+void memory::start_store(diagnostics* diag, void_handler h, std::string key, json value) const {
+  if (!table_known())
+    return create_table_then(db_, shared_, diag, std::move(h),
+                             [self = *this, diag, key = std::move(key),
+                              value = std::move(value)](void_handler h) mutable {
+                               self.start_store(diag, std::move(h), std::move(key),
+                                                std::move(value));
+                             });
   std::string text;
   try {
     text = encode(value, key);
   } catch (const error& e) {
-    return complete_now(h, e.code());
+    if (diag) *diag = e.diag();
+    return fail_later(h, e.code());
   }
   auto ex = asio::get_associated_executor(h);  // before h moves into the continuation
-  auto cont = asio::bind_executor(ex, [h = std::move(h)](error_code ec, result) mutable {
-    std::move(h)(ec);
-  });
-  db_.async_execute(shared_->upsert, {prefix_ + key, std::move(text)}, std::move(cont));
+  auto cont = asio::bind_executor(
+      ex, [h = std::move(h)](error_code ec, result) mutable { std::move(h)(ec); });
+  run_execute(db_, shared_->upsert, {prefix_ + key, std::move(text)}, diag, std::move(cont));
 }
 
-void memory::start_load(std::string key, handler<std::optional<json>> h) const {
-  if (error_code ec = table_error()) return complete_now(h, ec, std::nullopt);
+void memory::start_load(diagnostics* diag, handler<std::optional<json>> h, std::string key) const {
+  if (!table_known())
+    return create_table_then(
+        db_, shared_, diag, std::move(h),
+        [self = *this, diag, key = std::move(key)](handler<std::optional<json>> h) mutable {
+          self.start_load(diag, std::move(h), std::move(key));
+        });
   std::string stored_key = prefix_ + key;
   auto ex = asio::get_associated_executor(h);  // before h moves into the continuation
-  auto cont = asio::bind_executor(ex, [h = std::move(h), key = std::move(key)](
-                                    error_code ec, std::optional<row> r) mutable {
+  auto cont = asio::bind_executor(ex, [h = std::move(h), key = std::move(key), diag](
+                                          error_code ec, std::optional<row> r) mutable {
     std::optional<json> out;
-    if (!ec && r) out = decode((*r)[0], key, ec, nullptr);
+    if (!ec && r) out = decode((*r)[0], key, ec, diag);
     if (ec) out.reset();
     std::move(h)(ec, std::move(out));
   });
-  db_.async_fetch_one(load_sql, {std::move(stored_key)}, std::move(cont));
+  run_fetch_one(db_, load_sql, {std::move(stored_key)}, diag, std::move(cont));
 }
 
-void memory::start_erase(std::string key, handler<bool> h) const {
-  if (error_code ec = table_error()) return complete_now(h, ec, false);
+void memory::start_erase(diagnostics* diag, handler<bool> h, std::string key) const {
+  if (!table_known())
+    return create_table_then(db_, shared_, diag, std::move(h),
+                             [self = *this, diag, key = std::move(key)](handler<bool> h) mutable {
+                               self.start_erase(diag, std::move(h), std::move(key));
+                             });
   auto ex = asio::get_associated_executor(h);  // before h moves into the continuation
   auto cont = asio::bind_executor(ex, [h = std::move(h)](error_code ec, result r) mutable {
     std::move(h)(ec, !ec && r.rows_affected > 0);
   });
-  db_.async_execute(erase_sql, {prefix_ + key}, std::move(cont));
+  run_execute(db_, erase_sql, {prefix_ + key}, diag, std::move(cont));
 }
 
-void memory::start_exists(std::string key, handler<bool> h) const {
-  if (error_code ec = table_error()) return complete_now(h, ec, false);
+void memory::start_exists(diagnostics* diag, handler<bool> h, std::string key) const {
+  if (!table_known())
+    return create_table_then(db_, shared_, diag, std::move(h),
+                             [self = *this, diag, key = std::move(key)](handler<bool> h) mutable {
+                               self.start_exists(diag, std::move(h), std::move(key));
+                             });
   auto ex = asio::get_associated_executor(h);  // before h moves into the continuation
-  auto cont = asio::bind_executor(ex, [h = std::move(h)](error_code ec, std::optional<row> r) mutable {
-    std::move(h)(ec, !ec && r.has_value());
-  });
-  db_.async_fetch_one(exists_sql, {prefix_ + key}, std::move(cont));
+  auto cont =
+      asio::bind_executor(ex, [h = std::move(h)](error_code ec, std::optional<row> r) mutable {
+        std::move(h)(ec, !ec && r.has_value());
+      });
+  run_fetch_one(db_, exists_sql, {prefix_ + key}, diag, std::move(cont));
 }
 
-void memory::start_keys(std::string pattern, handler<std::vector<std::string>> h) const {
-  if (error_code ec = table_error()) return complete_now(h, ec, std::vector<std::string>{});
+void memory::start_keys(diagnostics* diag, handler<std::vector<std::string>> h,
+                        std::string pattern) const {
+  if (!table_known())
+    return create_table_then(db_, shared_, diag, std::move(h),
+                             [self = *this, diag, pattern = std::move(pattern)](
+                                 handler<std::vector<std::string>> h) mutable {
+                               self.start_keys(diag, std::move(h), std::move(pattern));
+                             });
   params args;
-  std::string sql = "SELECT key FROM memory" + where_matching(prefix_, pattern, args) + " ORDER BY key";
+  std::string sql =
+      "SELECT key FROM memory" + where_matching(prefix_, pattern, args) + " ORDER BY key";
   auto ex = asio::get_associated_executor(h);  // before h moves into the continuation
-  auto cont = asio::bind_executor(ex, [h = std::move(h), n = prefix_.size()](
-                                    error_code ec, std::vector<row> rows) mutable {
-    std::vector<std::string> out;
-    if (!ec) {
-      out.reserve(rows.size());
-      for (const row& r : rows) out.push_back(r[0].as_text().substr(n));
-    }
-    std::move(h)(ec, std::move(out));
-  });
-  db_.async_fetch_all(std::move(sql), std::move(args), std::move(cont));
+  auto cont = asio::bind_executor(
+      ex, [h = std::move(h), n = prefix_.size()](error_code ec, std::vector<row> rows) mutable {
+        std::vector<std::string> out;
+        if (!ec) {
+          out.reserve(rows.size());
+          for (const row& r : rows) out.push_back(r[0].as_text().substr(n));
+        }
+        std::move(h)(ec, std::move(out));
+      });
+  run_fetch_all(db_, std::move(sql), std::move(args), diag, std::move(cont));
 }
 
-void memory::start_clear(std::string pattern, handler<std::int64_t> h) const {
-  if (error_code ec = table_error()) return complete_now(h, ec, 0);
+void memory::start_clear(diagnostics* diag, handler<std::int64_t> h, std::string pattern) const {
+  if (!table_known())
+    return create_table_then(
+        db_, shared_, diag, std::move(h),
+        [self = *this, diag, pattern = std::move(pattern)](handler<std::int64_t> h) mutable {
+          self.start_clear(diag, std::move(h), std::move(pattern));
+        });
   params args;
   std::string sql = "DELETE FROM memory" + where_matching(prefix_, pattern, args);
   auto ex = asio::get_associated_executor(h);  // before h moves into the continuation
   auto cont = asio::bind_executor(ex, [h = std::move(h)](error_code ec, result r) mutable {
     std::move(h)(ec, ec ? 0 : r.rows_affected);
   });
-  db_.async_execute(std::move(sql), std::move(args), std::move(cont));
+  run_execute(db_, std::move(sql), std::move(args), diag, std::move(cont));
 }
 
-void memory::start_size(handler<std::int64_t> h) const {
-  if (error_code ec = table_error()) return complete_now(h, ec, 0);
+void memory::start_size(diagnostics* diag, handler<std::int64_t> h) const {
+  if (!table_known())
+    return create_table_then(db_, shared_, diag, std::move(h),
+                             [self = *this, diag](handler<std::int64_t> h) mutable {
+                               self.start_size(diag, std::move(h));
+                             });
   params args;
   std::string sql = "SELECT count(*) FROM memory" + where_matching(prefix_, "%", args);
   auto ex = asio::get_associated_executor(h);  // before h moves into the continuation
-  auto cont = asio::bind_executor(ex, [h = std::move(h)](error_code ec, std::optional<row> r) mutable {
-    std::move(h)(ec, (!ec && r) ? r->get<std::int64_t>(0) : 0);
-  });
-  db_.async_fetch_one(std::move(sql), std::move(args), std::move(cont));
+  auto cont =
+      asio::bind_executor(ex, [h = std::move(h)](error_code ec, std::optional<row> r) mutable {
+        std::move(h)(ec, (!ec && r) ? r->get<std::int64_t>(0) : 0);
+      });
+  run_fetch_one(db_, std::move(sql), std::move(args), diag, std::move(cont));
 }
 
-void memory::start_batch_store(items values, void_handler h) const {
-  if (error_code ec = table_error()) return complete_now(h, ec);
-  if (values.empty()) return complete_now(h, error_code{});
+void memory::start_batch_store(diagnostics* diag, void_handler h, items values) const {
+  if (!table_known())
+    return create_table_then(
+        db_, shared_, diag, std::move(h),
+        [self = *this, diag, values = std::move(values)](void_handler h) mutable {
+          self.start_batch_store(diag, std::move(h), std::move(values));
+        });
+  if (values.empty()) return complete_later(h, error_code{});
   auto ex = asio::get_associated_executor(h);  // before h moves into the continuation
-  auto cont = asio::bind_executor(ex, [h = std::move(h)](error_code ec) mutable { std::move(h)(ec); });
-  db_.async_transaction(batch_store_body(std::make_shared<const items>(std::move(values)), prefix_,
-                                         shared_->upsert),
-                        std::move(cont));
+  auto cont =
+      asio::bind_executor(ex, [h = std::move(h)](error_code ec) mutable { std::move(h)(ec); });
+  run_transaction(
+      db_,
+      batch_store_body(std::make_shared<const items>(std::move(values)), prefix_, shared_->upsert),
+      diag, std::move(cont));
 }
 
-void memory::start_batch_load(std::vector<std::string> keys, handler<loaded> h) const {
-  if (error_code ec = table_error()) return complete_now(h, ec, loaded{});
-  if (keys.empty()) return complete_now(h, error_code{}, loaded{});
+void memory::start_batch_load(diagnostics* diag, handler<loaded> h,
+                              std::vector<std::string> keys) const {
+  if (!table_known())
+    return create_table_then(
+        db_, shared_, diag, std::move(h),
+        [self = *this, diag, keys = std::move(keys)](handler<loaded> h) mutable {
+          self.start_batch_load(diag, std::move(h), std::move(keys));
+        });
+  if (keys.empty()) return complete_later(h, error_code{}, loaded{});
   // The chunks run concurrently on the readers; the last one to finish completes the handler.
+  // Each chunk has diagnostics of its own: the engine fills them from its own threads.
   struct gather {
     // Boost 1.81's any_completion_handler move-assignment wraps the handler in itself; only
     // ever move-construct it.
-    explicit gather(handler<loaded> handler) : h(std::move(handler)) {}
+    gather(handler<loaded> handler, std::size_t chunks, diagnostics* caller)
+        : remaining(chunks), h(std::move(handler)), diag(caller) {
+      if (diag) chunk_diags.resize(chunks);
+    }
     std::mutex mu;
     std::size_t remaining;
     error_code ec;
     loaded out;
     handler<loaded> h;
+    diagnostics* diag;
+    std::vector<diagnostics> chunk_diags;
+    diagnostics first_failure;
   };
+  const std::size_t chunks = (keys.size() + load_chunk - 1) / load_chunk;
   auto ex = asio::get_associated_executor(h);
-  auto state = std::make_shared<gather>(std::move(h));
-  state->remaining = (keys.size() + load_chunk - 1) / load_chunk;
+  auto state = std::make_shared<gather>(std::move(h), chunks, diag);
   state->out.reserve(keys.size());
-  for (std::size_t from = 0; from < keys.size(); from += load_chunk) {
-    auto cont = asio::bind_executor(ex, [state, prefix = prefix_](error_code ec,
-                                                                  std::vector<row> rows) {
-      std::unique_lock lk(state->mu);
-      if (!ec && !state->ec) collect(rows, prefix, state->out, ec, nullptr);
-      if (ec && !state->ec) state->ec = ec;
-      if (--state->remaining > 0) return;
-      lk.unlock();
-      if (state->ec) state->out.clear();
-      std::move(state->h)(state->ec, std::move(state->out));
-    });
-    db_.async_fetch_all(batch_load_sql(), chunk_params(keys, from, prefix_), std::move(cont));
+  for (std::size_t i = 0; i < chunks; ++i) {
+    diagnostics* chunk_diag = diag ? &state->chunk_diags[i] : nullptr;
+    auto cont = asio::bind_executor(
+        ex, [state, chunk_diag, prefix = prefix_](error_code ec, std::vector<row> rows) {
+          std::unique_lock lk(state->mu);
+          if (ec) {
+            if (!state->ec && chunk_diag) state->first_failure = std::move(*chunk_diag);
+          } else if (!state->ec) {
+            collect(rows, prefix, state->out, ec, state->diag ? &state->first_failure : nullptr);
+          }
+          if (ec && !state->ec) state->ec = ec;
+          if (--state->remaining > 0) return;
+          lk.unlock();
+          if (state->ec) {
+            state->out.clear();
+            if (state->diag) *state->diag = std::move(state->first_failure);
+          }
+          std::move(state->h)(state->ec, std::move(state->out));
+        });
+    run_fetch_all(db_, batch_load_sql(), chunk_params(keys, i * load_chunk, prefix_), chunk_diag,
+                  std::move(cont));
   }
 }
 

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -47,7 +48,10 @@ class memory {
   explicit memory(database db);
 
   /// A view whose keys live under "<name>:" inside this memory's keyspace, isolated from other
-  /// scopes: keys, clear and size see only its own keys. The file format does not change.
+  /// scopes: keys, clear and size see only its own keys (names are compared byte for byte:
+  /// "User" and "user" are two scopes, and '%' or '_' in a name are plain characters). A scope
+  /// of a scope nests: scope("a").scope("b") is the same view as scope("a:b"), and scope("a")
+  /// sees its keys as "b:<key>". The file format does not change.
   /// Throws invalid_argument for an empty name.
   memory scope(std::string_view name) const;
   /// The key prefix of this view ("" for the whole memory).
@@ -64,7 +68,8 @@ class memory {
   /// Removes the key; true when it existed.
   bool erase(std::string key) const;
   bool exists(std::string key) const;
-  /// Keys matching a LIKE pattern ('%' any run, '_' one character), sorted.
+  /// Keys matching a LIKE pattern ('%' any run, '_' one character; letter case as the backend's
+  /// LIKE has it: SQLite matches ASCII letters of either case), sorted.
   std::vector<std::string> keys(std::string pattern = "%") const;
   /// Removes the keys matching a LIKE pattern; returns how many.
   std::int64_t clear(std::string pattern = "%") const;
@@ -72,98 +77,125 @@ class memory {
   memory_stats stats() const;
   /// Stores every item in one transaction: all or nothing, any number of items.
   void batch_store(items values) const;
-  /// The values of the keys that exist; missing keys are omitted.
+  /// The values of the keys that exist; missing keys are omitted. Any number of keys: they are
+  /// looked up load_chunk at a time.
   loaded batch_load(std::vector<std::string> keys) const;
 
   // ---- async ----------------------------------------------------------------------------
+  // The handler runs on its associated executor, never inside the call that starts the
+  // operation. The overloads taking `diagnostics&` fill it when the operation fails (with the
+  // key, for a value that is not JSON); the caller keeps it alive until the handler runs.
 
   template <class Token>
   auto async_store(std::string key, json value, Token&& token) const {
-    return boost::asio::async_initiate<Token, void(error_code)>(
-        [self = *this](auto h, std::string k, json v) {
-          self.start_store(std::move(k), std::move(v), void_handler(std::move(h)));
-        },
-        token, std::move(key), std::move(value));
+    return initiate(std::forward<Token>(token), &memory::start_store, nullptr, std::move(key),
+                    std::move(value));
+  }
+  template <class Token>
+  auto async_store(std::string key, json value, diagnostics& diag, Token&& token) const {
+    return initiate(std::forward<Token>(token), &memory::start_store, &diag, std::move(key),
+                    std::move(value));
   }
   template <class Token>
   auto async_load(std::string key, Token&& token) const {
-    return boost::asio::async_initiate<Token, void(error_code, std::optional<json>)>(
-        [self = *this](auto h, std::string k) {
-          self.start_load(std::move(k), handler<std::optional<json>>(std::move(h)));
-        },
-        token, std::move(key));
+    return initiate(std::forward<Token>(token), &memory::start_load, nullptr, std::move(key));
+  }
+  template <class Token>
+  auto async_load(std::string key, diagnostics& diag, Token&& token) const {
+    return initiate(std::forward<Token>(token), &memory::start_load, &diag, std::move(key));
   }
   template <class Token>
   auto async_erase(std::string key, Token&& token) const {
-    return boost::asio::async_initiate<Token, void(error_code, bool)>(
-        [self = *this](auto h, std::string k) {
-          self.start_erase(std::move(k), handler<bool>(std::move(h)));
-        },
-        token, std::move(key));
+    return initiate(std::forward<Token>(token), &memory::start_erase, nullptr, std::move(key));
+  }
+  template <class Token>
+  auto async_erase(std::string key, diagnostics& diag, Token&& token) const {
+    return initiate(std::forward<Token>(token), &memory::start_erase, &diag, std::move(key));
   }
   template <class Token>
   auto async_exists(std::string key, Token&& token) const {
-    return boost::asio::async_initiate<Token, void(error_code, bool)>(
-        [self = *this](auto h, std::string k) {
-          self.start_exists(std::move(k), handler<bool>(std::move(h)));
-        },
-        token, std::move(key));
+    return initiate(std::forward<Token>(token), &memory::start_exists, nullptr, std::move(key));
+  }
+  template <class Token>
+  auto async_exists(std::string key, diagnostics& diag, Token&& token) const {
+    return initiate(std::forward<Token>(token), &memory::start_exists, &diag, std::move(key));
   }
   template <class Token>
   auto async_keys(std::string pattern, Token&& token) const {
-    return boost::asio::async_initiate<Token, void(error_code, std::vector<std::string>)>(
-        [self = *this](auto h, std::string p) {
-          self.start_keys(std::move(p), handler<std::vector<std::string>>(std::move(h)));
-        },
-        token, std::move(pattern));
+    return initiate(std::forward<Token>(token), &memory::start_keys, nullptr, std::move(pattern));
+  }
+  template <class Token>
+  auto async_keys(std::string pattern, diagnostics& diag, Token&& token) const {
+    return initiate(std::forward<Token>(token), &memory::start_keys, &diag, std::move(pattern));
   }
   template <class Token>
   auto async_clear(std::string pattern, Token&& token) const {
-    return boost::asio::async_initiate<Token, void(error_code, std::int64_t)>(
-        [self = *this](auto h, std::string p) {
-          self.start_clear(std::move(p), handler<std::int64_t>(std::move(h)));
-        },
-        token, std::move(pattern));
+    return initiate(std::forward<Token>(token), &memory::start_clear, nullptr, std::move(pattern));
+  }
+  template <class Token>
+  auto async_clear(std::string pattern, diagnostics& diag, Token&& token) const {
+    return initiate(std::forward<Token>(token), &memory::start_clear, &diag, std::move(pattern));
   }
   template <class Token>
   auto async_size(Token&& token) const {
-    return boost::asio::async_initiate<Token, void(error_code, std::int64_t)>(
-        [self = *this](auto h) { self.start_size(handler<std::int64_t>(std::move(h))); }, token);
+    return initiate(std::forward<Token>(token), &memory::start_size, nullptr);
+  }
+  template <class Token>
+  auto async_size(diagnostics& diag, Token&& token) const {
+    return initiate(std::forward<Token>(token), &memory::start_size, &diag);
   }
   template <class Token>
   auto async_batch_store(items values, Token&& token) const {
-    return boost::asio::async_initiate<Token, void(error_code)>(
-        [self = *this](auto h, items v) {
-          self.start_batch_store(std::move(v), void_handler(std::move(h)));
-        },
-        token, std::move(values));
+    return initiate(std::forward<Token>(token), &memory::start_batch_store, nullptr,
+                    std::move(values));
+  }
+  template <class Token>
+  auto async_batch_store(items values, diagnostics& diag, Token&& token) const {
+    return initiate(std::forward<Token>(token), &memory::start_batch_store, &diag,
+                    std::move(values));
   }
   template <class Token>
   auto async_batch_load(std::vector<std::string> keys, Token&& token) const {
-    return boost::asio::async_initiate<Token, void(error_code, loaded)>(
-        [self = *this](auto h, std::vector<std::string> k) {
-          self.start_batch_load(std::move(k), handler<loaded>(std::move(h)));
-        },
-        token, std::move(keys));
+    return initiate(std::forward<Token>(token), &memory::start_batch_load, nullptr,
+                    std::move(keys));
+  }
+  template <class Token>
+  auto async_batch_load(std::vector<std::string> keys, diagnostics& diag, Token&& token) const {
+    return initiate(std::forward<Token>(token), &memory::start_batch_load, &diag, std::move(keys));
   }
 
-  // The compiled bodies behind the templates.
-  void start_store(std::string key, json value, void_handler h) const;
-  void start_load(std::string key, handler<std::optional<json>> h) const;
-  void start_erase(std::string key, handler<bool> h) const;
-  void start_exists(std::string key, handler<bool> h) const;
-  void start_keys(std::string pattern, handler<std::vector<std::string>> h) const;
-  void start_clear(std::string pattern, handler<std::int64_t> h) const;
-  void start_size(handler<std::int64_t> h) const;
-  void start_batch_store(items values, void_handler h) const;
-  void start_batch_load(std::vector<std::string> keys, handler<loaded> h) const;
+  // The compiled bodies behind the templates. `diag` may be null.
+  void start_store(diagnostics* diag, void_handler h, std::string key, json value) const;
+  void start_load(diagnostics* diag, handler<std::optional<json>> h, std::string key) const;
+  void start_erase(diagnostics* diag, handler<bool> h, std::string key) const;
+  void start_exists(diagnostics* diag, handler<bool> h, std::string key) const;
+  void start_keys(diagnostics* diag, handler<std::vector<std::string>> h,
+                  std::string pattern) const;
+  void start_clear(diagnostics* diag, handler<std::int64_t> h, std::string pattern) const;
+  void start_size(diagnostics* diag, handler<std::int64_t> h) const;
+  void start_batch_store(diagnostics* diag, void_handler h, items values) const;
+  void start_batch_load(diagnostics* diag, handler<loaded> h, std::vector<std::string> keys) const;
 
   struct shared;
 
  private:
   memory(database db, std::string prefix, std::shared_ptr<shared> s);
   void ensure_table() const;
-  error_code table_error() const noexcept;
+  bool table_known() const noexcept;
+
+  // Starts `(this->*start)(diag, handler, args...)` for the completion signature Sig: the one
+  // place where a token becomes a type-erased handler.
+  template <class Token, class Sig, class... Args>
+  auto initiate(Token&& token,
+                void (memory::*start)(diagnostics*, boost::asio::any_completion_handler<Sig>,
+                                      Args...) const,
+                diagnostics* diag, std::type_identity_t<Args>... args) const {
+    return boost::asio::async_initiate<Token, Sig>(
+        [self = *this, start](auto h, diagnostics* d, Args... a) {
+          (self.*start)(d, boost::asio::any_completion_handler<Sig>(std::move(h)), std::move(a)...);
+        },
+        token, diag, std::move(args)...);
+  }
 
   database db_;
   std::string prefix_;

@@ -1,0 +1,783 @@
+// Layer 3: the memory. Every requirement of the memory has a test here that fails without it:
+// the operations and their edge cases, the seed's table and JSON text, decode errors that name
+// their key, scopes that stay isolated, big batches that round trip or leave nothing behind,
+// and async stores that share group commits.
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include <atomic>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/use_future.hpp>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <future>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "entity/entity.hpp"
+#include "test_support.hpp"
+
+namespace {
+
+namespace asio = boost::asio;
+using entity::json;
+using entity::memory;
+using namespace std::chrono_literals;
+
+std::shared_ptr<entity::sqlite_infrastructure> started(const std::string& path) {
+  entity::sqlite_params p;
+  p.path = path;
+  auto infra = std::make_shared<entity::sqlite_infrastructure>(p);
+  infra->startup();
+  return infra;
+}
+
+// A memory over a fresh database file in its own temporary folder.
+struct fixture {
+  entity::test::temp_dir dir;
+  std::string path = dir.file("memory.db");
+  std::shared_ptr<entity::sqlite_infrastructure> infra = started(path);
+  entity::database db{infra};
+  memory mem{db};
+};
+
+// Runs the coroutine `make()` returns on a fresh io_context until it finishes; rethrows what it
+// threw. `make` outlives the run, so a lambda may capture by reference.
+template <class F>
+void run_coroutine(F&& make) {
+  asio::io_context io;
+  std::exception_ptr failure;
+  asio::co_spawn(io, make(), [&](std::exception_ptr e) { failure = e; });
+  io.run();
+  if (failure) std::rethrow_exception(failure);
+}
+
+// A string that is not UTF-8: nlohmann::json refuses to write it as JSON.
+json not_utf8() { return json(std::string("ok \xff\xfe bytes")); }
+
+std::string key_of(std::size_t i) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "k%07zu", i);
+  return buf;
+}
+
+memory::items numbered_items(std::size_t n) {
+  memory::items items;
+  items.reserve(n);
+  for (std::size_t i = 0; i < n; ++i) items.emplace_back(key_of(i), json{{"i", i}, {"s", "v"}});
+  return items;
+}
+
+std::vector<std::string> numbered_keys(std::size_t n) {
+  std::vector<std::string> keys;
+  keys.reserve(n);
+  for (std::size_t i = 0; i < n; ++i) keys.push_back(key_of(i));
+  return keys;
+}
+
+void expect_numbered(const memory::loaded& got, std::size_t n) {
+  ASSERT_EQ(got.size(), n);
+  for (std::size_t i = 0; i < n; ++i) {
+    auto it = got.find(key_of(i));
+    ASSERT_NE(it, got.end()) << key_of(i);
+    ASSERT_EQ(it->second, (json{{"i", i}, {"s", "v"}})) << key_of(i);
+  }
+}
+
+// One statement's single text result, read with SQLite directly (not through entity-db).
+std::string sqlite_text(const std::string& path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  EXPECT_EQ(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr), SQLITE_OK);
+  sqlite3_stmt* stmt = nullptr;
+  std::string out;
+  if (sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr) == SQLITE_OK &&
+      sqlite3_step(stmt) == SQLITE_ROW && sqlite3_column_text(stmt, 0))
+    out = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0));
+  sqlite3_finalize(stmt);
+  sqlite3_close(db);
+  return out;
+}
+
+void sqlite_exec(const std::string& path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr),
+            SQLITE_OK);
+  char* err = nullptr;
+  int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
+  EXPECT_EQ(rc, SQLITE_OK) << (err ? err : "");
+  sqlite3_free(err);
+  sqlite3_close(db);
+}
+
+// Stores a value behind the memory's back, as raw SQL text: how a broken value gets in.
+void store_raw(const entity::database& db, const std::string& key, const std::string& text) {
+  db.execute("INSERT OR REPLACE INTO memory (key, value) VALUES (?, ?)", {key, text});
+}
+
+// ---- the operations -----------------------------------------------------------------------
+
+TEST(Memory, StoreThenLoadRoundTripsEveryKindOfJson) {
+  fixture f;
+  const json values[] = {
+      json{{"goal", "book a flight"}, {"done", false}, {"legs", {1, 2, 3}}},
+      json::array({1, "two", 3.5, nullptr}),
+      json("Zürich ☃ 𝄞"),
+      json(42),
+      json(-1.25),
+      json(true),
+      json(nullptr),
+      json::object(),
+      json(""),
+      json(std::string("a\0b", 3)),
+  };
+  for (std::size_t i = 0; i < std::size(values); ++i)
+    f.mem.store("v" + std::to_string(i), values[i]);
+  for (std::size_t i = 0; i < std::size(values); ++i) {
+    auto got = f.mem.load("v" + std::to_string(i));
+    ASSERT_TRUE(got.has_value()) << i;
+    EXPECT_EQ(*got, values[i]) << i;
+  }
+  f.mem.store("v0", "replaced");
+  EXPECT_EQ(f.mem.load("v0"), json("replaced"));
+  EXPECT_EQ(f.mem.size(), static_cast<std::int64_t>(std::size(values)));
+}
+
+TEST(Memory, LoadOfAMissingKeyIsEmptyNotAnError) {
+  fixture f;
+  EXPECT_EQ(f.mem.load("nobody"), std::nullopt);
+  EXPECT_EQ(f.mem.load("nobody", json{{"fallback", 1}}), (json{{"fallback", 1}}));
+  f.mem.store("somebody", 7);
+  EXPECT_EQ(f.mem.load("somebody", json(0)), json(7));
+  // A stored JSON null is a value, not a missing key: the default does not replace it.
+  f.mem.store("null", nullptr);
+  EXPECT_EQ(f.mem.load("null", json("default")), json(nullptr));
+}
+
+TEST(Memory, EraseSaysWhetherTheKeyExisted) {
+  fixture f;
+  EXPECT_FALSE(f.mem.erase("missing"));
+  f.mem.store("k", 1);
+  f.mem.store("other", 2);
+  EXPECT_TRUE(f.mem.exists("k"));
+  EXPECT_TRUE(f.mem.erase("k"));
+  EXPECT_FALSE(f.mem.exists("k"));
+  EXPECT_EQ(f.mem.load("k"), std::nullopt);
+  EXPECT_EQ(f.mem.load("k", json("gone")), json("gone"));
+  EXPECT_FALSE(f.mem.erase("k"));
+  EXPECT_TRUE(f.mem.exists("other"));
+  EXPECT_EQ(f.mem.size(), 1);
+}
+
+TEST(Memory, KeysMatchALikePatternAndAreSorted) {
+  fixture f;
+  for (const char* k : {"task:2", "b", "task:10", "a", "task:1", "note", "B"}) f.mem.store(k, 0);
+  EXPECT_EQ(f.mem.keys(),
+            (std::vector<std::string>{"B", "a", "b", "note", "task:1", "task:10", "task:2"}));
+  EXPECT_EQ(f.mem.keys("task:%"), (std::vector<std::string>{"task:1", "task:10", "task:2"}));
+  EXPECT_EQ(f.mem.keys("task:_"), (std::vector<std::string>{"task:1", "task:2"}));
+  EXPECT_EQ(f.mem.keys("nothing%"), std::vector<std::string>{});
+}
+
+TEST(Memory, ClearRemovesTheMatchingKeysAndCountsThem) {
+  fixture f;
+  for (const char* k : {"tmp:1", "tmp:2", "tmp:3", "keep:1", "keep:2"}) f.mem.store(k, 0);
+  EXPECT_EQ(f.mem.clear("tmp:%"), 3);
+  EXPECT_EQ(f.mem.keys(), (std::vector<std::string>{"keep:1", "keep:2"}));
+  EXPECT_EQ(f.mem.clear("tmp:%"), 0);
+  EXPECT_EQ(f.mem.clear(), 2);
+  EXPECT_EQ(f.mem.size(), 0);
+}
+
+TEST(Memory, StatsCountKeysAndTheBytesOfTheirJsonText) {
+  fixture f;
+  EXPECT_EQ(f.mem.stats().keys, 0);
+  EXPECT_EQ(f.mem.stats().value_bytes, 0);
+  // Non-ASCII text: SQLite's length() counts characters; the stats promise bytes.
+  const json a = {{"city", "Zürich"}, {"snow", "☃☃☃"}};
+  const json b = {1, 2, 3};
+  f.mem.store("a", a);
+  f.mem.store("b", b);
+  auto s = f.mem.stats();
+  EXPECT_EQ(s.keys, 2);
+  EXPECT_EQ(s.value_bytes, static_cast<std::int64_t>(a.dump().size() + b.dump().size()));
+  EXPECT_GT(s.engine.operations, 0u);
+  EXPECT_EQ(f.mem.size(), 2);
+}
+
+// ---- the seed's table ---------------------------------------------------------------------
+
+TEST(Memory, TableIsTheSeedsAndIsCreatedOnFirstUse) {
+  fixture f;
+  EXPECT_EQ(sqlite_text(f.path, "SELECT sql FROM sqlite_schema WHERE name = 'memory'"), "");
+  EXPECT_EQ(f.mem.load("anything"), std::nullopt);  // a first use that only reads
+  EXPECT_EQ(sqlite_text(f.path, "SELECT sql FROM sqlite_schema WHERE name = 'memory'"),
+            "CREATE TABLE memory (key TEXT PRIMARY KEY, value TEXT)");
+  // The same through the sqlite3 command-line tool, the way a person would look.
+  auto cli = entity::test::run_command(std::string(ENTITY_SQLITE3_CLI) + " " +
+                                       entity::test::shell_quote(f.path) + " '.schema memory'");
+  EXPECT_EQ(cli.exit_code, 0) << cli.err;
+  EXPECT_EQ(cli.out, "CREATE TABLE memory (key TEXT PRIMARY KEY, value TEXT);\n");
+  // Values are JSON text, readable by anything that reads the seed's file.
+  f.mem.store("profile", json{{"a", 1}, {"b", {1, 2}}});
+  EXPECT_EQ(sqlite_text(f.path, "SELECT typeof(value) FROM memory WHERE key = 'profile'"), "text");
+  EXPECT_EQ(json::parse(sqlite_text(f.path, "SELECT value FROM memory WHERE key = 'profile'")),
+            (json{{"a", 1}, {"b", {1, 2}}}));
+}
+
+TEST(Memory, OpensAFileWrittenByPython) {
+  entity::test::temp_dir dir;
+  std::string path = dir.file("python.db");
+  // What Python's json.dumps writes: spaces after ':' and ',', non-ASCII escaped.
+  sqlite_exec(path,
+              "CREATE TABLE memory (key TEXT PRIMARY KEY, value TEXT);"
+              "INSERT INTO memory VALUES ('profile', '{\"a\": 1, \"b\": [1, 2]}');"
+              "INSERT INTO memory VALUES ('city', '{\"name\": \"Z\\u00fcrich\", \"pop\": 421878}');"
+              "INSERT INTO memory VALUES ('list', '[1, 2.5, \"x\", null, true]');"
+              "INSERT INTO memory VALUES ('text', '\"hello\"');"
+              "INSERT INTO memory VALUES ('n', '42');");
+  auto infra = started(path);
+  memory mem{entity::database(infra)};
+  EXPECT_EQ(mem.load("profile"), (json{{"a", 1}, {"b", {1, 2}}}));
+  EXPECT_EQ(mem.load("city"), (json{{"name", "Zürich"}, {"pop", 421878}}));
+  EXPECT_EQ(mem.load("list"), json::parse(R"([1, 2.5, "x", null, true])"));
+  EXPECT_EQ(mem.load("text"), json("hello"));
+  EXPECT_EQ(mem.load("n"), json(42));
+  EXPECT_EQ(mem.keys(), (std::vector<std::string>{"city", "list", "n", "profile", "text"}));
+  auto many = mem.batch_load({"profile", "n", "absent"});
+  EXPECT_EQ(many.size(), 2u);
+  EXPECT_EQ(many.at("profile"), (json{{"a", 1}, {"b", {1, 2}}}));
+  mem.store("from-cpp", json{{"x", 1}});
+  EXPECT_EQ(mem.size(), 6);
+}
+
+// ---- values that are not JSON -------------------------------------------------------------
+
+TEST(Memory, AValueThatIsNotJsonFailsItsLoadNamingTheKey) {
+  fixture f;
+  f.mem.store("good", 1);
+  store_raw(f.db, "broken-key", "{not json");
+  try {
+    f.mem.load("broken-key");
+    FAIL() << "loading a value that is not JSON succeeded";
+  } catch (const entity::error& e) {
+    EXPECT_EQ(e.code(), entity::errc::decode_error);
+    EXPECT_NE(std::string(e.what()).find("broken-key"), std::string::npos) << e.what();
+    EXPECT_NE(e.diag().message.find("broken-key"), std::string::npos) << e.diag().message;
+  }
+  // Not silently replaced by the default either.
+  EXPECT_THROW(f.mem.load("broken-key", json("default")), entity::error);
+  // The memory is still usable, and the other keys load.
+  EXPECT_EQ(f.mem.load("good"), json(1));
+  EXPECT_TRUE(f.mem.exists("broken-key"));
+  EXPECT_EQ(f.mem.keys(), (std::vector<std::string>{"broken-key", "good"}));
+}
+
+TEST(Memory, BatchLoadOfAValueThatIsNotJsonFailsNamingTheKey) {
+  fixture f;
+  auto items = numbered_items(1200);
+  f.mem.batch_store(items);
+  store_raw(f.db, key_of(777), "[1, 2");  // in the second chunk of the batch
+  try {
+    f.mem.batch_load(numbered_keys(1200));
+    FAIL() << "batch_load of a value that is not JSON succeeded";
+  } catch (const entity::error& e) {
+    EXPECT_EQ(e.code(), entity::errc::decode_error);
+    EXPECT_NE(std::string(e.what()).find(key_of(777)), std::string::npos) << e.what();
+  }
+  std::vector<std::string> others = {key_of(1), key_of(1199)};
+  EXPECT_EQ(f.mem.batch_load(others).size(), 2u);
+}
+
+TEST(Memory, AsyncLoadsOfAValueThatIsNotJsonFailWithDecodeError) {
+  fixture f;
+  f.mem.store("good", 1);
+  store_raw(f.db, "broken-key", "nope");
+  run_coroutine([&]() -> asio::awaitable<void> {
+    auto [ec, v] = co_await f.mem.async_load("broken-key", asio::as_tuple(asio::use_awaitable));
+    EXPECT_EQ(ec, entity::errc::decode_error);
+    EXPECT_FALSE(v.has_value());
+    std::vector<std::string> wanted = {"good", "broken-key"};
+    auto [ec2, m] =
+        co_await f.mem.async_batch_load(std::move(wanted), asio::as_tuple(asio::use_awaitable));
+    EXPECT_EQ(ec2, entity::errc::decode_error);
+    EXPECT_TRUE(m.empty());
+    auto good = co_await f.mem.async_load("good", asio::use_awaitable);
+    EXPECT_EQ(good, json(1));
+  });
+}
+
+TEST(Memory, AsyncDiagnosticsNameTheKeyOfAValueThatIsNotJson) {
+  fixture f;
+  f.mem.batch_store(numbered_items(1200));
+  store_raw(f.db, "broken-key", "nope");
+  store_raw(f.db, key_of(900), "{\"a\": ");
+  entity::diagnostics load_diag, batch_diag, store_diag;
+  run_coroutine([&]() -> asio::awaitable<void> {
+    const auto t = asio::as_tuple(asio::use_awaitable);
+    auto [ec, v] = co_await f.mem.async_load("broken-key", load_diag, t);
+    EXPECT_EQ(ec, entity::errc::decode_error);
+    auto [ec2, m] = co_await f.mem.async_batch_load(numbered_keys(1200), batch_diag, t);
+    EXPECT_EQ(ec2, entity::errc::decode_error);
+    auto [ec3] = co_await f.mem.async_store("unwritable", not_utf8(), store_diag, t);
+    EXPECT_EQ(ec3, entity::errc::invalid_argument);
+  });
+  EXPECT_NE(load_diag.message.find("broken-key"), std::string::npos) << load_diag.message;
+  EXPECT_NE(batch_diag.message.find(key_of(900)), std::string::npos) << batch_diag.message;
+  EXPECT_NE(store_diag.message.find("unwritable"), std::string::npos) << store_diag.message;
+}
+
+// ---- batches ------------------------------------------------------------------------------
+
+TEST(Memory, BatchLoadOmitsMissingKeys) {
+  fixture f;
+  memory::items items = {{"a", 1}, {"b", json{{"x", "y"}}}, {"c", nullptr}};
+  f.mem.batch_store(items);
+  auto got = f.mem.batch_load({"a", "missing", "b", "c", "a"});
+  EXPECT_EQ(got.size(), 3u);
+  EXPECT_EQ(got.at("a"), json(1));
+  EXPECT_EQ(got.at("b"), (json{{"x", "y"}}));
+  EXPECT_EQ(got.at("c"), json(nullptr));
+  EXPECT_TRUE(f.mem.batch_load({}).empty());
+  EXPECT_TRUE(f.mem.batch_load({"none", "of", "these"}).empty());
+}
+
+TEST(Memory, BatchStoreIsOneTransaction) {
+  fixture f;
+  EXPECT_EQ(f.mem.size(), 0);  // the table exists from here on
+  auto before = f.db.stats().operations;
+  f.mem.batch_store(numbered_items(1000));
+  EXPECT_EQ(f.db.stats().operations - before, 1u);
+  EXPECT_EQ(f.mem.size(), 1000);
+  f.mem.batch_store({});  // nothing to do is not an error
+  EXPECT_EQ(f.mem.size(), 1000);
+}
+
+TEST(Memory, BatchStoreIsAllOrNothing) {
+  fixture f;
+  f.mem.store("keep", 1);
+  memory::items items = {{"keep", 2}, {"new", 3}, {"bad-value", not_utf8()}, {"later", 4}};
+  try {
+    f.mem.batch_store(items);
+    FAIL() << "a batch holding a value that cannot be JSON was stored";
+  } catch (const entity::error& e) {
+    EXPECT_EQ(e.code(), entity::errc::invalid_argument);
+    EXPECT_NE(std::string(e.what()).find("bad-value"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(f.mem.load("keep"), json(1));
+  EXPECT_FALSE(f.mem.exists("new"));
+  EXPECT_FALSE(f.mem.exists("later"));
+  EXPECT_EQ(f.mem.size(), 1);
+  // A single store of such a value fails the same way and writes nothing.
+  EXPECT_THROW(f.mem.store("bad-value", not_utf8()), entity::error);
+  EXPECT_FALSE(f.mem.exists("bad-value"));
+}
+
+TEST(Memory, HundredThousandItemsRoundTrip) {
+  fixture f;
+  f.mem.batch_store(numbered_items(100'000));
+  EXPECT_EQ(f.mem.size(), 100'000);
+  auto keys = numbered_keys(100'000);
+  keys.push_back("missing");  // and a last chunk of one key
+  expect_numbered(f.mem.batch_load(std::move(keys)), 100'000);
+}
+
+TEST(Memory, HundredThousandItemsRoundTripAsync) {
+  fixture f;
+  memory::loaded got;
+  run_coroutine([&]() -> asio::awaitable<void> {
+    co_await f.mem.async_batch_store(numbered_items(100'000), asio::use_awaitable);
+    auto keys = numbered_keys(100'000);
+    keys.push_back("missing");
+    got = co_await f.mem.async_batch_load(std::move(keys), asio::use_awaitable);
+  });
+  expect_numbered(got, 100'000);
+  EXPECT_EQ(f.mem.size(), 100'000);
+}
+
+TEST(Memory, BatchStoreFailingHalfwayLeavesNothingWritten) {
+  fixture f;
+  auto items = numbered_items(100'000);
+  items[50'000].second = not_utf8();
+  try {
+    f.mem.batch_store(std::move(items));
+    FAIL() << "the batch was stored";
+  } catch (const entity::error& e) {
+    EXPECT_EQ(e.code(), entity::errc::invalid_argument);
+    EXPECT_NE(std::string(e.what()).find(key_of(50'000)), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(f.mem.size(), 0);
+  EXPECT_EQ(f.mem.keys(), std::vector<std::string>{});
+  f.mem.store("after", 1);  // the writer is healthy afterwards
+  EXPECT_EQ(f.mem.size(), 1);
+}
+
+TEST(Memory, AsyncBatchStoreFailingHalfwayLeavesNothingWritten) {
+  fixture f;
+  entity::error_code ec;
+  run_coroutine([&]() -> asio::awaitable<void> {
+    auto items = numbered_items(100'000);
+    items[50'000].second = not_utf8();
+    auto [e] =
+        co_await f.mem.async_batch_store(std::move(items), asio::as_tuple(asio::use_awaitable));
+    ec = e;
+  });
+  EXPECT_EQ(ec, entity::errc::invalid_argument);
+  EXPECT_EQ(f.mem.size(), 0);
+}
+
+// The peak resident memory of this process in KiB, after resetting the peak when `reset`.
+long peak_rss_kib(bool reset) {
+  if (reset) {
+    std::ofstream clear("/proc/self/clear_refs");
+    clear << "5";
+    if (!clear.flush()) return -1;
+  }
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line))
+    if (line.rfind("VmHWM:", 0) == 0) return std::strtol(line.c_str() + 6, nullptr, 10);
+  return -1;
+}
+
+TEST(Memory, MillionItemBatchStoreStreamsItsItems) {
+  fixture f;
+  constexpr std::size_t n = 1'000'000;
+  memory::items items;
+  items.reserve(n);
+  for (std::size_t i = 0; i < n; ++i) items.emplace_back(key_of(i), static_cast<int>(i));
+  const long baseline = peak_rss_kib(true);
+  f.mem.batch_store(std::move(items));
+  const long peak = peak_rss_kib(false);
+  // The items themselves take ~48 MiB. Binding one at a time adds SQLite's page cache and a
+  // few strings; a copy of the batch as SQL parameters would add more than 100 MiB.
+  if (baseline > 0 && peak > 0) EXPECT_LT(peak - baseline, 64 * 1024) << "KiB over the items";
+  EXPECT_EQ(f.mem.size(), static_cast<std::int64_t>(n));
+  EXPECT_EQ(f.mem.load(key_of(n - 1)), json(static_cast<int>(n - 1)));
+}
+
+// ---- scopes -------------------------------------------------------------------------------
+
+TEST(Memory, ScopeKeysLiveUnderItsPrefix) {
+  fixture f;
+  auto user = f.mem.scope("user-42");
+  EXPECT_EQ(user.prefix(), "user-42:");
+  user.store("mood", "curious");
+  EXPECT_EQ(f.mem.load("user-42:mood"), json("curious"));
+  EXPECT_EQ(user.load("mood"), json("curious"));
+  EXPECT_EQ(user.keys(), std::vector<std::string>{"mood"});
+  EXPECT_THROW(f.mem.scope(""), entity::error);
+}
+
+TEST(Memory, ScopesAreIsolated) {
+  fixture f;
+  auto alice = f.mem.scope("alice");
+  auto bob = f.mem.scope("bob");
+  f.mem.store("shared", 0);
+  alice.store("a1", 1);
+  alice.store("x", 2);
+  bob.store("x", 3);
+  memory::items bobs = {{"b1", 4}, {"b2", 5}};
+  bob.batch_store(bobs);
+  EXPECT_EQ(alice.keys(), (std::vector<std::string>{"a1", "x"}));
+  EXPECT_EQ(bob.keys(), (std::vector<std::string>{"b1", "b2", "x"}));
+  EXPECT_EQ(alice.load("x"), json(2));
+  EXPECT_EQ(bob.load("x"), json(3));
+  EXPECT_EQ(alice.size(), 2);
+  EXPECT_EQ(bob.size(), 3);
+  EXPECT_EQ(alice.stats().keys, 2);
+  EXPECT_FALSE(alice.exists("b1"));
+  EXPECT_FALSE(alice.erase("b1"));
+  EXPECT_EQ(alice.batch_load({"a1", "b1", "x"}).size(), 2u);
+  EXPECT_EQ(alice.clear(), 2);
+  EXPECT_EQ(bob.size(), 3);
+  EXPECT_EQ(f.mem.load("shared"), json(0));
+  EXPECT_EQ(f.mem.size(), 4);
+}
+
+TEST(Memory, ScopeWithLikeCharactersIsIsolated) {
+  fixture f;
+  auto odd = f.mem.scope("a%_b");
+  auto plain = f.mem.scope("aXYb");
+  auto near = f.mem.scope("a%Zb");
+  odd.store("k1", 1);
+  plain.store("k1", 2);
+  plain.store("k2", 3);
+  near.store("k3", 4);
+  EXPECT_EQ(odd.keys(), std::vector<std::string>{"k1"});
+  EXPECT_EQ(odd.keys("k%"), std::vector<std::string>{"k1"});
+  EXPECT_EQ(odd.size(), 1);
+  EXPECT_EQ(odd.stats().keys, 1);
+  EXPECT_EQ(odd.clear("k_"), 1);
+  EXPECT_EQ(plain.size(), 2);
+  EXPECT_EQ(near.size(), 1);
+  EXPECT_EQ(plain.load("k1"), json(2));
+  plain.clear();
+  EXPECT_EQ(near.load("k3"), json(4));
+}
+
+TEST(Memory, ScopesDifferingOnlyInCaseAreIsolated) {
+  fixture f;
+  auto upper = f.mem.scope("User");
+  auto lower = f.mem.scope("user");
+  upper.store("k", "upper");
+  lower.store("k", "lower");
+  lower.store("only-lower", 1);
+  EXPECT_EQ(upper.keys(), std::vector<std::string>{"k"});
+  EXPECT_EQ(upper.size(), 1);
+  EXPECT_EQ(lower.size(), 2);
+  EXPECT_EQ(upper.load("k"), json("upper"));
+  EXPECT_EQ(upper.clear(), 1);
+  EXPECT_EQ(lower.load("k"), json("lower"));
+  EXPECT_EQ(lower.size(), 2);
+}
+
+TEST(Memory, AsyncScopesAreIsolated) {
+  fixture f;
+  auto odd = f.mem.scope("a%_b");
+  auto plain = f.mem.scope("aXYb");
+  plain.store("k", 1);
+  run_coroutine([&]() -> asio::awaitable<void> {
+    co_await odd.async_store("k", json(2), asio::use_awaitable);
+    auto keys = co_await odd.async_keys("%", asio::use_awaitable);
+    EXPECT_EQ(keys, std::vector<std::string>{"k"});
+    EXPECT_EQ(co_await odd.async_size(asio::use_awaitable), 1);
+    EXPECT_EQ(co_await odd.async_clear("%", asio::use_awaitable), 1);
+  });
+  EXPECT_EQ(plain.load("k"), json(1));
+}
+
+// ---- async --------------------------------------------------------------------------------
+
+// Every result of one scripted session: run once with the sync calls, once with the async ones.
+struct session_results {
+  std::vector<std::optional<json>> loads;
+  std::vector<bool> flags;
+  std::vector<std::vector<std::string>> key_lists;
+  std::vector<std::int64_t> counts;
+  memory::loaded batch;
+  bool operator==(const session_results&) const = default;
+};
+
+session_results sync_session(const memory& m) {
+  session_results r;
+  m.store("a", json{{"x", 1}});
+  m.store("b", json::array({1, 2}));
+  m.store("tmp:1", "t");
+  m.store("tmp:2", "t");
+  r.loads.push_back(m.load("a"));
+  r.loads.push_back(m.load("missing"));
+  r.flags.push_back(m.exists("a"));
+  r.flags.push_back(m.exists("missing"));
+  r.flags.push_back(m.erase("b"));
+  r.flags.push_back(m.erase("b"));
+  r.key_lists.push_back(m.keys("%"));
+  r.key_lists.push_back(m.keys("tmp:%"));
+  r.counts.push_back(m.clear("tmp:%"));
+  r.counts.push_back(m.size());
+  m.batch_store({{"c", 3}, {"d", json{{"y", nullptr}}}});
+  r.batch = m.batch_load({"a", "c", "d", "missing"});
+  r.counts.push_back(m.size());
+  return r;
+}
+
+asio::awaitable<session_results> async_session(memory m) {
+  session_results r;
+  const auto t = asio::use_awaitable;
+  json a = {{"x", 1}}, b = json::array({1, 2}), tmp = "t";
+  co_await m.async_store("a", a, t);
+  co_await m.async_store("b", b, t);
+  co_await m.async_store("tmp:1", tmp, t);
+  co_await m.async_store("tmp:2", tmp, t);
+  r.loads.push_back(co_await m.async_load("a", t));
+  r.loads.push_back(co_await m.async_load("missing", t));
+  r.flags.push_back(co_await m.async_exists("a", t));
+  r.flags.push_back(co_await m.async_exists("missing", t));
+  r.flags.push_back(co_await m.async_erase("b", t));
+  r.flags.push_back(co_await m.async_erase("b", t));
+  r.key_lists.push_back(co_await m.async_keys("%", t));
+  r.key_lists.push_back(co_await m.async_keys("tmp:%", t));
+  r.counts.push_back(co_await m.async_clear("tmp:%", t));
+  r.counts.push_back(co_await m.async_size(t));
+  memory::items items = {{"c", 3}, {"d", json{{"y", nullptr}}}};
+  co_await m.async_batch_store(std::move(items), t);
+  std::vector<std::string> wanted = {"a", "c", "d", "missing"};
+  r.batch = co_await m.async_batch_load(std::move(wanted), t);
+  r.counts.push_back(co_await m.async_size(t));
+  co_return r;
+}
+
+TEST(Memory, AsyncAndSyncGiveTheSameResults) {
+  fixture f;
+  session_results from_sync = sync_session(f.mem.scope("sync"));
+  session_results from_async;
+  run_coroutine([&]() -> asio::awaitable<void> {
+    from_async = co_await async_session(f.mem.scope("async"));
+  });
+  EXPECT_EQ(from_sync.loads, from_async.loads);
+  EXPECT_EQ(from_sync.flags, from_async.flags);
+  EXPECT_EQ(from_sync.key_lists, from_async.key_lists);
+  EXPECT_EQ(from_sync.counts, from_async.counts);
+  EXPECT_EQ(from_sync.batch, from_async.batch);
+  EXPECT_EQ(from_sync.flags, (std::vector<bool>{true, false, true, false}));
+  EXPECT_EQ(from_sync.counts, (std::vector<std::int64_t>{2, 1, 3}));
+  EXPECT_EQ(from_sync.batch.size(), 3u);
+}
+
+TEST(Memory, AsyncHandlersRunOnTheCallersExecutor) {
+  fixture f;
+  asio::io_context io;
+  int checked = 0;
+  auto here = [&] {
+    EXPECT_TRUE(io.get_executor().running_in_this_thread());
+    ++checked;
+  };
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        const auto t = asio::as_tuple(asio::use_awaitable);
+        json one = 1;
+        co_await f.mem.async_store("k", one, t), here();
+        co_await f.mem.async_store("bad", not_utf8(), t), here();  // fails before the engine
+        co_await f.mem.async_load("k", t), here();
+        co_await f.mem.async_exists("k", t), here();
+        co_await f.mem.async_keys("%", t), here();
+        co_await f.mem.async_size(t), here();
+        co_await f.mem.async_batch_store(numbered_items(1500), t), here();
+        co_await f.mem.async_batch_load(numbered_keys(1500), t), here();
+        co_await f.mem.async_batch_load({}, t), here();
+        co_await f.mem.async_erase("k", t), here();
+        co_await f.mem.async_clear("%", t), here();
+      },
+      [](std::exception_ptr e) {
+        if (e) std::rethrow_exception(e);
+      });
+  io.run();
+  EXPECT_EQ(checked, 11);
+}
+
+TEST(Memory, AsyncWorksWithFuturesAndPlainCallbacks) {
+  fixture f;
+  f.mem.async_store("k", json(5), asio::use_future).get();
+  EXPECT_EQ(f.mem.async_load("k", asio::use_future).get(), json(5));
+  EXPECT_EQ(f.mem.async_load("missing", asio::use_future).get(), std::nullopt);
+  std::promise<std::pair<entity::error_code, bool>> erased;
+  f.mem.async_erase("k", [&](entity::error_code ec, bool existed) {
+    erased.set_value({ec, existed});
+  });
+  auto [ec, existed] = erased.get_future().get();
+  EXPECT_FALSE(ec);
+  EXPECT_TRUE(existed);
+  EXPECT_FALSE(f.mem.async_erase("k", asio::use_future).get());
+  EXPECT_THROW(f.mem.async_store("bad", not_utf8(), asio::use_future).get(), std::exception);
+}
+
+// asio's rule for every async operation: the handler is never invoked inside the call that
+// starts it, even when the outcome is known at once (a value that cannot be JSON, an empty batch).
+TEST(Memory, AsyncHandlersNeverRunInsideTheStartingCall) {
+  fixture f;
+  f.mem.store("k", 1);  // the table exists: nothing below needs the engine to start
+  asio::io_context io;
+  int completed = 0;
+  bool started = false;
+  asio::post(io, [&] {
+    auto check = [&](const char* what) {
+      return [&, what](auto&&...) {
+        EXPECT_TRUE(started) << what << " completed inside the call that started it";
+        ++completed;
+      };
+    };
+    f.mem.async_store("bad", not_utf8(), asio::bind_executor(io, check("store")));
+    f.mem.async_batch_store({}, asio::bind_executor(io, check("batch_store")));
+    f.mem.async_batch_load({}, asio::bind_executor(io, check("batch_load")));
+    f.mem.async_load("k", asio::bind_executor(io, check("load")));
+    started = true;
+  });
+  io.run();
+  EXPECT_EQ(completed, 4);
+}
+
+// An async call made from a handler that runs on the engine's writer thread, on a memory whose
+// table does not exist yet: the first use must not wait on the writer it is running on.
+TEST(Memory, FirstAsyncCallFromAnEngineThreadDoesNotDeadlock) {
+  fixture f;
+  std::promise<entity::error_code> stored;
+  auto done = stored.get_future();
+  memory mem = f.mem;
+  f.db.async_execute(
+      "CREATE TABLE other (x)", {}, [mem, &stored](entity::error_code, entity::result) {
+        mem.async_store("k", json(1), [&stored](entity::error_code ec) { stored.set_value(ec); });
+      });
+  if (done.wait_for(10s) != std::future_status::ready) {
+    std::fprintf(stderr, "the store never completed: the writer waits on itself\n");
+    std::_Exit(1);  // the engine cannot be shut down from here: its writer is stuck
+  }
+  EXPECT_FALSE(done.get());
+  EXPECT_EQ(f.mem.load("k"), json(1));
+}
+
+// ---- concurrency --------------------------------------------------------------------------
+
+TEST(Memory, ConcurrentAsyncStoresShareGroupCommits) {
+  fixture f;
+  constexpr int coroutines = 20, per_coroutine = 200;
+  asio::io_context io;
+  std::atomic<int> finished{0};
+  for (int c = 0; c < coroutines; ++c) {
+    asio::co_spawn(
+        io,
+        [&, c]() -> asio::awaitable<void> {
+          for (int i = 0; i < per_coroutine; ++i) {
+            json v = {{"c", c}, {"i", i}};
+            co_await f.mem.async_store("c" + std::to_string(c) + ":" + std::to_string(i), v,
+                                       asio::use_awaitable);
+          }
+          ++finished;
+        },
+        [](std::exception_ptr e) {
+          if (e) std::rethrow_exception(e);
+        });
+  }
+  io.run();
+  EXPECT_EQ(finished.load(), coroutines);
+  EXPECT_GT(f.db.stats().group_commits, 0u);
+  EXPECT_EQ(f.mem.size(), coroutines * per_coroutine);
+  std::vector<std::string> keys;
+  for (int c = 0; c < coroutines; ++c)
+    for (int i = 0; i < per_coroutine; ++i)
+      keys.push_back("c" + std::to_string(c) + ":" + std::to_string(i));
+  auto got = f.mem.batch_load(keys);
+  ASSERT_EQ(got.size(), keys.size());
+  for (int c = 0; c < coroutines; ++c)
+    for (int i = 0; i < per_coroutine; ++i)
+      ASSERT_EQ(got.at("c" + std::to_string(c) + ":" + std::to_string(i)),
+                (json{{"c", c}, {"i", i}}));
+}
+
+TEST(Memory, ViewsMayBeMadeAndUsedFromManyThreads) {
+  fixture f;
+  constexpr int threads = 4, per_thread = 300;
+  std::vector<std::thread> workers;
+  for (int t = 0; t < threads; ++t) {
+    workers.emplace_back([&f, t] {
+      for (int i = 0; i < per_thread; ++i) {
+        // A fresh view every time: making one must not disturb the others in use.
+        auto view = f.mem.scope("t" + std::to_string(t));
+        view.store(std::to_string(i), i);
+        if (view.load(std::to_string(i)) != json(i)) ADD_FAILURE() << t << ":" << i;
+      }
+    });
+  }
+  for (auto& w : workers) w.join();
+  for (int t = 0; t < threads; ++t)
+    EXPECT_EQ(f.mem.scope("t" + std::to_string(t)).size(), per_thread);
+}
+
+}  // namespace
