@@ -63,7 +63,10 @@ class database {
   result execute_many(std::string sql, std::vector<params> batch, error_code& ec,
                       diagnostics& diag) const;
   /// Runs `body` on the writer connection inside one transaction; committed when it returns,
-  /// rolled back when it throws (the exception is rethrown).
+  /// rolled back when it throws (the exception is rethrown). The body may share its
+  /// transaction with other queued writes; when one of those makes SQLite roll back the whole
+  /// transaction (a statement interrupted at its deadline, disk full), the body runs again, so
+  /// its effects outside the database should bear repeating. Its database effects commit once.
   void transaction(transaction_body body) const;
   void transaction(transaction_body body, error_code& ec, diagnostics& diag) const;
   /// True when the engine is running and answers a trivial query.

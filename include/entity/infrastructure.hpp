@@ -34,7 +34,9 @@ enum class request_kind {
 };
 
 /// A transaction body: runs on one connection inside one transaction. Throwing (an
-/// entity::error from a statement, or anything else) rolls the whole body back.
+/// entity::error from a statement, or anything else) rolls the whole body back. It may run
+/// again when a request sharing its transaction rolls the transaction back (see
+/// database::transaction).
 using transaction_body = detail::unique_function<void(session&)>;
 
 /// One unit of work for the engine.

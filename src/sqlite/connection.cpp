@@ -3,6 +3,7 @@
 #include <sqlite3.h>
 
 #include <string>
+#include <thread>
 
 #include "sqlite/classify.hpp"
 
@@ -125,7 +126,12 @@ std::unique_ptr<connection> connection::open(const std::string& target, bool uri
   if (r == role::reader) setup += "PRAGMA query_only=1;";
   // Reading the schema proves the file is a database (a non-database fails here, not later).
   setup += "SELECT count(*) FROM sqlite_schema;";
-  ec = c->run_script(setup, diag);
+  // Switching a new file to WAL needs an exclusive lock, and SQLite reports SQLITE_BUSY at once
+  // (without its busy handler) while another process opening the same file holds a shared
+  // one: retry each setup statement until busy_timeout.
+  c->set_deadline(clock::now() + p.busy_timeout);
+  ec = c->run_script(setup, diag, /*retry_busy=*/true);
+  c->set_deadline(clock::time_point::max());
   if (ec) {
     diag.message = "cannot open database '" + target + "': " + diag.message;
     return nullptr;
@@ -211,11 +217,17 @@ error_code connection::run(std::string_view sql, const params& args, std::size_t
       return ec;
     }
   }
+  // sqlite3_changes64() keeps the count of the last INSERT, UPDATE or DELETE, whatever ran
+  // since; a statement that changed nothing (DDL, an UPDATE matching no row) must report 0.
+  const std::int64_t changes_before = sqlite3_total_changes64(db_);
   int rc;
   while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
     if (out.rows.size() < max_rows) {
       int n = sqlite3_column_count(stmt);
-      if (!c->names || c->names->size() != static_cast<std::size_t>(n)) {
+      int reprepares = sqlite3_stmt_status(stmt, SQLITE_STMTSTATUS_REPREPARE, 0);
+      if (!c->names || c->names->size() != static_cast<std::size_t>(n) ||
+          c->reprepares != reprepares) {
+        c->reprepares = reprepares;
         auto names = std::make_shared<std::vector<std::string>>();
         names->reserve(static_cast<std::size_t>(n));
         for (int i = 0; i < n; ++i) {
@@ -236,13 +248,13 @@ error_code connection::run(std::string_view sql, const params& args, std::size_t
   sqlite3_reset(stmt);
   sqlite3_clear_bindings(stmt);
   if (!ec && !readonly) {
-    out.rows_affected += sqlite3_changes64(db_);
+    if (sqlite3_total_changes64(db_) != changes_before) out.rows_affected += sqlite3_changes64(db_);
     out.last_insert_id = sqlite3_last_insert_rowid(db_);
   }
   return ec;
 }
 
-error_code connection::run_script(std::string_view sql, diagnostics& diag) {
+error_code connection::run_script(std::string_view sql, diagnostics& diag, bool retry_busy) {
   const char* p = sql.data();
   const char* end = sql.data() + sql.size();
   while (p < end) {
@@ -253,7 +265,16 @@ error_code connection::run_script(std::string_view sql, diagnostics& diag) {
     std::string_view text(p, static_cast<std::size_t>((tail ? tail : end) - p));
     p = tail ? tail : end;
     if (!stmt) continue;  // whitespace or a comment
-    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+    while (true) {
+      while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+      }
+      // Another process held the lock past busy_timeout. Outside a transaction the statement
+      // did nothing, so this statement (not the script, whose earlier statements have already
+      // committed) is tried again until the deadline.
+      if (!retry_busy || (rc & 0xff) != SQLITE_BUSY || !autocommit() || clock::now() >= deadline_)
+        break;
+      sqlite3_reset(stmt);
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
     if (rc != SQLITE_DONE) {
       error_code ec = fail(rc, text, diag);

@@ -37,8 +37,10 @@ class connection final : public session {
   /// runs and `needs_writer` is set instead.
   error_code run(std::string_view sql, const params& args, std::size_t max_rows, result& out,
                  diagnostics& diag, bool readers_only = false, bool* needs_writer = nullptr);
-  /// Runs every statement of `sql` in order (no parameters, rows discarded).
-  error_code run_script(std::string_view sql, diagnostics& diag);
+  /// Runs every statement of `sql` in order (no parameters, rows discarded). With
+  /// `retry_busy`, a statement that finds the database locked by another process is retried
+  /// until the deadline.
+  error_code run_script(std::string_view sql, diagnostics& diag, bool retry_busy = false);
   /// Runs a fixed statement such as "BEGIN IMMEDIATE" through the cache.
   error_code exec(std::string_view sql, diagnostics& diag);
 
@@ -60,7 +62,8 @@ class connection final : public session {
   struct cached {
     sqlite3_stmt* stmt = nullptr;
     std::uint64_t last_used = 0;
-    columns names;  // shared by every row this statement returns
+    columns names;        // shared by every row this statement returns
+    int reprepares = 0;   // SQLite re-prepares after a schema change; the names may change
   };
   struct string_hash {
     using is_transparent = void;

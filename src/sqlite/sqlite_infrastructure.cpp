@@ -2,8 +2,10 @@
 //
 // Threads: one writer thread and pool_size reader threads run async requests. A sync request
 // runs on its caller's thread: a read leases an idle reader; a write joins the writer queue and,
-// when no one is committing, its caller becomes the leader and commits the whole queue itself
-// (LevelDB's writer queue), so the writer thread is woken only for async work.
+// when no one is committing, its caller becomes the leader and commits a group from the front of
+// the queue itself (LevelDB's writer queue), so the writer thread is woken only for async work.
+// Leadership is released as soon as a group has committed, before its requests are completed:
+// completion runs callers' handlers, and a handler may itself write.
 #include <sqlite3.h>
 
 #include <algorithm>
@@ -31,17 +33,19 @@ using sqlite_detail::route;
 namespace {
 
 // A request in flight. Async ones live on the heap until their completion runs; a sync one
-// lives on its caller's stack and is signalled through `mu`/`cv`.
+// lives on its caller's stack. A sync write queued behind a leader waits on `cv` under the
+// writer's mutex, for its completion or for the chance to lead.
 struct pending {
   request req;
   completion done;
   clock::time_point submitted;
   clock::time_point deadline;
   outcome out;
-  // sync waiters only
-  std::mutex mu;
+  // sync writes waiting in the queue only; GUARDED_BY(wmu)
   std::condition_variable cv;
-  bool finished = false;
+  bool waits = false;     // its caller waits on `cv`
+  bool queued = false;    // still in the writer queue
+  bool finished = false;  // completed
 };
 
 std::size_t max_rows_of(const request& r) {
@@ -67,6 +71,9 @@ void set_error(outcome& out, error_code ec, std::string message, std::string_vie
 
 std::atomic<unsigned> memdb_counter{0};
 
+// The engine whose writer this thread is committing for (a transaction body runs then).
+thread_local const void* committing_for = nullptr;
+
 }  // namespace
 
 struct sqlite_infrastructure::impl final : connection_lease::owner,
@@ -85,9 +92,10 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
   std::unique_ptr<connection> writer;
   std::mutex wmu;
   std::condition_variable wcv;
-  std::deque<pending*> wq;  // GUARDED_BY(wmu)
-  bool leader = false;      // GUARDED_BY(wmu): someone is committing
-  bool wstop = false;       // GUARDED_BY(wmu)
+  std::deque<pending*> wq;         // GUARDED_BY(wmu)
+  bool leader = false;             // GUARDED_BY(wmu): someone is committing
+  bool wstop = false;              // GUARDED_BY(wmu)
+  std::size_t sync_queued = 0;     // GUARDED_BY(wmu): sync writes waiting in wq
   std::atomic<std::size_t> wq_size{0};
   std::thread writer_thread;
 
@@ -207,16 +215,12 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
       outcome out = std::move(op->out);
       delete op;
       done(std::move(out));
-    } else {
-      std::lock_guard lk(op->mu);
+    } else if (op->waits) {
+      // Notified under the lock: once it is released the waiter may return and destroy `op`.
+      std::lock_guard lk(wmu);
       op->finished = true;
       op->cv.notify_one();
     }
-  }
-
-  void wait(pending& op) {
-    std::unique_lock lk(op.mu);
-    op.cv.wait(lk, [&] { return op.finished; });
   }
 
   // ---- reader pool --------------------------------------------------------------------
@@ -365,10 +369,52 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
   void take_group(std::vector<pending*>& group, std::size_t room) {
     std::size_t n = std::min(wq.size(), room);
     for (std::size_t i = 0; i < n; ++i) {
-      group.push_back(wq.front());
+      pending* op = wq.front();
       wq.pop_front();
+      op->queued = false;
+      if (op->waits) --sync_queued;
+      group.push_back(op);
     }
     wq_size.fetch_sub(n, std::memory_order_relaxed);
+  }
+
+  // REQUIRES: wmu held, leader false. Commits one group from the front of the queue (plus
+  // `own`, the request of a sync caller that leads without queueing), releases leadership, then
+  // completes the group's requests. Returns with wmu held again.
+  void lead_one_group(std::unique_lock<std::mutex>& lk, std::vector<pending*>& group,
+                      pending* own) {
+    leader = true;
+    take_group(group, std::max<std::size_t>(p.max_group_size, 1) - (own ? 1 : 0));
+    if (own) group.push_back(own);
+    lk.unlock();
+    committing_for = this;
+    commit(group);
+    committing_for = nullptr;
+    lk.lock();
+    leader = false;
+    hand_over();
+    lk.unlock();
+    for (pending* op : group) finish(op);
+    group.clear();
+    lk.lock();
+  }
+
+  // REQUIRES: wmu held, leader just released. Whoever can commit what is left is woken: the
+  // writer thread, and the first sync write still queued. Either may lead; the sync caller
+  // must not depend on the writer thread, which may be busy running a completion handler.
+  void hand_over() {
+    if (wq.empty()) {
+      if (wstop) wcv.notify_one();  // shutdown waits for the last leader
+      return;
+    }
+    wcv.notify_one();
+    if (sync_queued == 0) return;
+    for (pending* op : wq) {
+      if (op->waits) {
+        op->cv.notify_one();
+        break;
+      }
+    }
   }
 
   void writer_loop() {
@@ -377,49 +423,50 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
     while (true) {
       spinner.spin_while([&] { return wq_size.load(std::memory_order_acquire) == 0; });
       std::unique_lock lk(wmu);
-      wcv.wait(lk, [&] { return (!wq.empty() && !leader) || (wstop && !leader); });
+      wcv.wait(lk, [&] { return (!wq.empty() || wstop) && !leader; });
       if (wq.empty()) return;  // stopping, and everything queued has been committed
-      leader = true;
-      take_group(group, std::max<std::size_t>(p.max_group_size, 1));
-      lk.unlock();
-      process(group);
-      group.clear();
-      lk.lock();
-      leader = false;
+      lead_one_group(lk, group, nullptr);
     }
   }
 
-  // A sync write: commit it ourselves when no one else is committing, else queue and wait.
+  // A sync write: commit it ourselves when no one else is committing, else queue and wait for
+  // a leader to commit it, leading in turn when leadership frees up while it is still queued.
   void run_write_sync(pending& op) {
+    if (committing_for == this) {
+      // A transaction body writing through the database instead of its session: the write
+      // would queue behind the body that waits for it.
+      set_error(op.out, make_error_code(errc::invalid_argument),
+                "a write from inside a transaction body must use the body's session, not the "
+                "database (it would wait for the transaction it is part of)",
+                op.req.sql);
+      return;
+    }
     std::unique_lock lk(wmu);
     if (wstop) {
       set_error(op.out, make_error_code(errc::shut_down), "the database has been shut down");
       return;
     }
-    if (leader) {
-      wq.push_back(&op);
-      wq_size.fetch_add(1, std::memory_order_release);
-      lk.unlock();
-      wait(op);
+    std::vector<pending*> group;
+    if (!leader) {
+      lead_one_group(lk, group, &op);
       return;
     }
-    leader = true;
-    std::vector<pending*> group;
-    take_group(group, std::max<std::size_t>(p.max_group_size, 2) - 1);
-    group.push_back(&op);
-    lk.unlock();
-    process(group);
-    lk.lock();
-    leader = false;
-    bool wake = !wq.empty() || wstop;
-    lk.unlock();
-    if (wake) wcv.notify_all();
+    op.waits = true;
+    op.queued = true;
+    ++sync_queued;
+    wq.push_back(&op);
+    wq_size.fetch_add(1, std::memory_order_release);
+    while (true) {
+      op.cv.wait(lk, [&] { return op.finished || (op.queued && !leader); });
+      if (op.finished) return;
+      lead_one_group(lk, group, nullptr);
+    }
   }
 
   bool is_solo(const pending& op) const { return route_of(op.req) == route::solo; }
 
-  // Commits `ops` (in order) and then completes every one of them.
-  void process(std::vector<pending*>& ops) {
+  // Commits `ops` in order; each one's outcome is set, none is completed yet.
+  void commit(std::vector<pending*>& ops) {
     writer_busy.store(true, std::memory_order_relaxed);
     auto now = clock::now();
     std::vector<pending*> batch;
@@ -438,7 +485,6 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
     }
     run_batch(batch);
     writer_busy.store(false, std::memory_order_relaxed);
-    for (pending* op : ops) finish(op);
   }
 
   // Runs one request's statements on the writer (inside whatever transaction is open).
@@ -450,7 +496,9 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
       case request_kind::fetch_one:
         out.ec = writer->run(op.req.sql, op.req.args, max_rows_of(op.req), out.res, out.diag);
         break;
-      case request_kind::script: out.ec = writer->run_script(op.req.sql, out.diag); break;
+      case request_kind::script:
+        out.ec = writer->run_script(op.req.sql, out.diag, /*retry_busy=*/true);
+        break;
       case request_kind::many:
         for (const entity::params& args : op.req.batch) {
           out.ec = writer->run(op.req.sql, args, 0, out.res, out.diag);
@@ -498,7 +546,10 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
       op.out = outcome{};
       run_on_writer(op);
       // A statement that could not take the lock ran nothing: try again until the deadline.
-      if (op.out.ec != condition::busy || clock::now() >= op.deadline || !writer->autocommit())
+      // A script is not run again: its earlier statements have committed (it retries the
+      // statement that found the lock itself).
+      if (op.out.ec != condition::busy || clock::now() >= op.deadline || !writer->autocommit() ||
+          op.req.kind == request_kind::script)
         break;
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
@@ -521,60 +572,63 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
       run_solo(*batch[0]);
       return;
     }
-    clock::time_point first_deadline = clock::time_point::max();
-    for (pending* op : batch) first_deadline = std::min(first_deadline, op->deadline);
-    diagnostics diag;
-    if (error_code ec = begin(first_deadline, diag)) {
-      for (pending* op : batch) op->out.ec = ec, op->out.diag = diag;
-      return;
-    }
     const bool savepoints = batch.size() > 1;
-    for (std::size_t i = 0; i < batch.size(); ++i) {
-      pending& op = *batch[i];
-      if (clock::now() >= op.deadline) {
-        set_error(op.out, make_error_code(errc::query_timeout),
-                  "the deadline passed while the request waited in its group", op.req.sql);
-        continue;
+    diagnostics diag;
+    // A failure that makes SQLite roll back the whole transaction (a statement interrupted at
+    // its deadline, disk full, an I/O error) takes the requests before it in the group along.
+    // Nothing of theirs survived, so the group runs again without the failed request instead of
+    // reporting a neighbour's failure to them. A request whose outcome holds an error is
+    // finished; each new attempt finishes at least one more, so this ends.
+    while (true) {
+      clock::time_point first_deadline = clock::time_point::max();
+      bool any_left = false;
+      for (pending* op : batch) {
+        if (op->out.ec) continue;
+        any_left = true;
+        first_deadline = std::min(first_deadline, op->deadline);
       }
-      if (savepoints) {
-        if (error_code ec = control("SAVEPOINT entity_op", op.out.diag)) {
-          op.out.ec = ec;
+      if (!any_left) return;  // every request has failed
+      if (error_code ec = begin(first_deadline, diag)) {
+        for (pending* op : batch)
+          if (!op->out.ec) op->out.ec = ec, op->out.diag = diag;
+        return;
+      }
+      bool again = false;
+      for (std::size_t i = 0; i < batch.size() && !again; ++i) {
+        pending& op = *batch[i];
+        if (op.out.ec) continue;  // failed in an earlier attempt
+        if (clock::now() >= op.deadline) {
+          set_error(op.out, make_error_code(errc::query_timeout),
+                    "the deadline passed while the request waited in its group", op.req.sql);
           continue;
         }
-      }
-      run_on_writer(op);
-      if (!op.out.ec) {
-        if (savepoints) control("RELEASE entity_op", diag);
-        continue;
-      }
-      if (writer->autocommit()) {
-        // SQLite rolled back the whole transaction (disk full, I/O error, out of memory): the
-        // requests before this one are gone with it and must not be reported as committed.
-        for (std::size_t j = 0; j < i; ++j) {
-          pending& prev = *batch[j];
-          if (prev.out.ec) continue;
-          prev.out.ec = op.out.ec;
-          prev.out.diag.message =
-              "rolled back with its group after another request failed: " + op.out.diag.message;
-          prev.out.res = result{};
-        }
-        if (i + 1 < batch.size()) {
-          if (error_code ec = begin(first_deadline, diag)) {
-            for (std::size_t j = i + 1; j < batch.size(); ++j)
-              batch[j]->out.ec = ec, batch[j]->out.diag = diag;
-            return;
+        if (savepoints) {
+          if (error_code ec = control("SAVEPOINT entity_op", op.out.diag)) {
+            op.out.ec = ec;
+            continue;
           }
         }
-        continue;
+        run_on_writer(op);
+        if (!op.out.ec) {
+          if (savepoints) control("RELEASE entity_op", diag);
+          continue;
+        }
+        if (writer->autocommit()) {
+          for (std::size_t j = 0; j < i; ++j)
+            if (!batch[j]->out.ec) batch[j]->out = outcome{};
+          again = true;
+          continue;
+        }
+        if (savepoints) {
+          diagnostics ignored;
+          control("ROLLBACK TO entity_op", ignored);
+          control("RELEASE entity_op", ignored);
+        } else {
+          diagnostics ignored;
+          control("ROLLBACK", ignored);
+        }
       }
-      if (savepoints) {
-        diagnostics ignored;
-        control("ROLLBACK TO entity_op", ignored);
-        control("RELEASE entity_op", ignored);
-      } else {
-        diagnostics ignored;
-        control("ROLLBACK", ignored);
-      }
+      if (!again) break;
     }
     if (writer->autocommit()) return;  // nothing left open (everything was rolled back)
     if (!savepoints && batch[0]->out.ec) return;  // rolled back above
@@ -662,8 +716,9 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
       s.open_connections = open_readers;
       s.idle_connections = idle.size();
     }
-    bool writer_open = writer != nullptr && st == state::running;
-    if (writer_open) {
+    // `st` alone says whether the writer is open: `writer` itself is set and reset by
+    // startup() and shutdown() without a lock that stats() could take.
+    if (st.load(std::memory_order_acquire) == state::running) {
       s.open_connections += 1;
       if (!writer_busy.load(std::memory_order_relaxed)) s.idle_connections += 1;
     }

@@ -1,0 +1,614 @@
+// Layer 2: entity::database, its sync operations and the async ones with every kind of
+// completion token. Every test opens its own database.
+#include <gtest/gtest.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/deferred.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/use_future.hpp>
+#include <chrono>
+#include <cstring>
+#include <entity/entity.hpp>
+#include <future>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "test_support.hpp"
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+using entity::errc;
+using entity::error_code;
+
+namespace {
+
+struct fixture_db {
+  std::shared_ptr<entity::sqlite_infrastructure> infra;
+  entity::database db;
+};
+
+fixture_db open_memory() {
+  auto infra = std::make_shared<entity::sqlite_infrastructure>();
+  infra->startup();
+  return {infra, entity::database(infra)};
+}
+
+std::int64_t count_rows(const entity::database& db, const std::string& table) {
+  return db.fetch_one("SELECT count(*) FROM " + table)->get<std::int64_t>(0);
+}
+
+template <class F>
+void run_in_coroutine(F f) {  // `f` outlives the coroutine, so its captures stay valid
+  asio::io_context io;
+  std::exception_ptr failure;
+  asio::co_spawn(io, f(), [&](std::exception_ptr e) { failure = e; });
+  io.run();
+  if (failure) std::rethrow_exception(failure);
+}
+
+entity::blob bytes(std::initializer_list<int> b) {
+  std::vector<std::byte> v;
+  for (int x : b) v.push_back(static_cast<std::byte>(x));
+  return entity::blob(std::move(v));
+}
+
+}  // namespace
+
+// ---- sync CRUD -------------------------------------------------------------------------------
+
+TEST(Database, CrudInMemory) {
+  auto env = open_memory();
+  auto& db = env.db;
+  db.execute(
+      "CREATE TABLE people (id INTEGER PRIMARY KEY, name TEXT NOT NULL, score REAL, "
+      "photo BLOB, note TEXT)");
+
+  auto r = db.execute("INSERT INTO people (name, score, photo, note) VALUES (?, ?, ?, ?)",
+                      {"ada", 9.5, bytes({1, 2, 0, 255}), entity::null});
+  EXPECT_EQ(r.rows_affected, 1);
+  EXPECT_EQ(r.last_insert_id, 1);
+  EXPECT_TRUE(r.empty());
+  r = db.execute("INSERT INTO people (name, score, photo, note) VALUES (?, ?, ?, ?)",
+                 {"bob", 7.25, bytes({}), "likes tea"});
+  EXPECT_EQ(r.last_insert_id, 2);
+  r = db.execute("INSERT INTO people (name) VALUES (?)", {std::string("cy")});
+  EXPECT_EQ(r.last_insert_id, 3);
+
+  auto row = db.fetch_one("SELECT id, name, score, photo, note FROM people WHERE name = ?", {"ada"});
+  ASSERT_TRUE(row);
+  EXPECT_EQ(row->column_names(),
+            (std::vector<std::string>{"id", "name", "score", "photo", "note"}));
+  EXPECT_EQ(row->size(), 5u);
+  EXPECT_EQ(row->get<std::int64_t>("id"), 1);
+  EXPECT_EQ(row->get<std::string>("name"), "ada");
+  EXPECT_EQ(row->get<double>("score"), 9.5);
+  EXPECT_EQ(row->get<entity::blob>("photo"), bytes({1, 2, 0, 255}));
+  EXPECT_EQ(row->get<std::optional<std::string>>("note"), std::nullopt);
+  EXPECT_EQ(row->get<std::optional<std::int64_t>>(0), 1);
+  EXPECT_TRUE(row->at("note").is_null());
+  EXPECT_EQ(row->get<double>(0), 1.0);  // an integer reads as a double on request
+
+  auto all = db.fetch_all("SELECT name, note FROM people ORDER BY id");
+  ASSERT_EQ(all.size(), 3u);
+  EXPECT_EQ(all[0].get<std::string>("name"), "ada");
+  EXPECT_EQ(all[1].get<std::string>(0), "bob");
+  EXPECT_EQ(all[1].get<std::optional<std::string>>("note"), "likes tea");
+  EXPECT_EQ(all[2].get<std::string>("name"), "cy");
+  EXPECT_EQ(all[2].column_names(), (std::vector<std::string>{"name", "note"}));
+
+  r = db.execute("UPDATE people SET score = score + 1 WHERE score IS NOT NULL");
+  EXPECT_EQ(r.rows_affected, 2);
+  EXPECT_EQ(db.fetch_one("SELECT score FROM people WHERE id = 2")->get<double>(0), 8.25);
+  r = db.execute("DELETE FROM people WHERE name = ?", {"bob"});
+  EXPECT_EQ(r.rows_affected, 1);
+  EXPECT_EQ(count_rows(db, "people"), 2);
+
+  EXPECT_EQ(db.fetch_one("SELECT * FROM people WHERE name = ?", {"nobody"}), std::nullopt);
+  EXPECT_TRUE(db.fetch_all("SELECT * FROM people WHERE id > 100").empty());
+}
+
+TEST(Database, InsertReturningGivesItsRows) {
+  auto env = open_memory();
+  auto& db = env.db;
+  db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT)");
+  auto row = db.fetch_one("INSERT INTO t (a) VALUES (?) RETURNING id, a", {"x"});
+  ASSERT_TRUE(row);
+  EXPECT_EQ(row->get<int>("id"), 1);
+  EXPECT_EQ(row->get<std::string>("a"), "x");
+  // fetch_one keeps one row, but the statement still inserts every row.
+  db.fetch_one("INSERT INTO t (a) VALUES ('y'), ('z') RETURNING id");
+  EXPECT_EQ(count_rows(db, "t"), 3);
+}
+
+TEST(Database, RowsAffectedCountsOnlyTheStatementsOwnChanges) {
+  auto env = open_memory();
+  auto& db = env.db;
+  db.execute("CREATE TABLE t (a)");
+  EXPECT_EQ(db.execute("INSERT INTO t VALUES (1), (2), (3)").rows_affected, 3);
+  // Statements that change no rows report none, not the previous statement's count.
+  EXPECT_EQ(db.execute("CREATE TABLE u (b)").rows_affected, 0);
+  EXPECT_EQ(db.execute("CREATE INDEX t_a ON t (a)").rows_affected, 0);
+  EXPECT_EQ(db.execute("UPDATE t SET a = 0 WHERE a > 100").rows_affected, 0);
+  EXPECT_EQ(db.fetch_all("SELECT * FROM t").size(), 3u);
+}
+
+TEST(Database, ColumnNamesFollowSchemaChanges) {
+  entity::sqlite_params p;
+  p.pool_size = 1;  // every read runs on the same connection and its cached statement
+  auto infra = std::make_shared<entity::sqlite_infrastructure>(p);
+  infra->startup();
+  entity::database db(infra);
+  db.execute("CREATE TABLE t (a, b)");
+  db.execute("INSERT INTO t VALUES (1, 2)");
+  EXPECT_EQ(db.fetch_one("SELECT * FROM t")->column_names(),
+            (std::vector<std::string>{"a", "b"}));
+  db.execute("ALTER TABLE t RENAME COLUMN a TO c");
+  auto row = db.fetch_one("SELECT * FROM t");
+  EXPECT_EQ(row->column_names(), (std::vector<std::string>{"c", "b"}));
+  EXPECT_EQ(row->get<int>("c"), 1);
+}
+
+TEST(Database, FileDatabaseKeepsItsData) {
+  entity::test::temp_dir dir;
+  entity::sqlite_params p;
+  p.path = dir.file("nested/folder/data.db");
+  {
+    auto infra = std::make_shared<entity::sqlite_infrastructure>(p);
+    infra->startup();
+    entity::database db(infra);
+    db.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)");
+    db.execute_many("INSERT INTO notes (body) VALUES (?)", {{"one"}, {"two"}});
+  }  // the destructor shuts down
+  auto infra = std::make_shared<entity::sqlite_infrastructure>(p);
+  infra->startup();
+  entity::database db(infra);
+  auto rows = db.fetch_all("SELECT body FROM notes ORDER BY id");
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[1].get<std::string>(0), "two");
+}
+
+// ---- scripts, batches, transactions ----------------------------------------------------------
+
+TEST(Database, ExecuteScriptRunsEveryStatement) {
+  auto env = open_memory();
+  auto& db = env.db;
+  db.execute_script(R"(
+    -- a schema and some data
+    CREATE TABLE a (x INTEGER);
+    CREATE TABLE b (y TEXT);
+    INSERT INTO a VALUES (1), (2);
+    INSERT INTO b VALUES ('semi;colon');
+  )");
+  EXPECT_EQ(count_rows(db, "a"), 2);
+  EXPECT_EQ(db.fetch_one("SELECT y FROM b")->get<std::string>(0), "semi;colon");
+
+  // A script may hold its own transaction.
+  db.execute_script("BEGIN; INSERT INTO a VALUES (3); COMMIT;");
+  EXPECT_EQ(count_rows(db, "a"), 3);
+
+  // One that leaves it open is rolled back and reported.
+  error_code ec;
+  entity::diagnostics diag;
+  db.execute_script("BEGIN; INSERT INTO a VALUES (4);", ec, diag);
+  EXPECT_EQ(ec, errc::transaction_open);
+  EXPECT_EQ(count_rows(db, "a"), 3);
+  db.execute("INSERT INTO a VALUES (5)");  // and the writer is usable afterwards
+  EXPECT_EQ(count_rows(db, "a"), 4);
+
+  // A failing statement stops the script and names itself.
+  db.execute_script("INSERT INTO a VALUES (6); INSERT INTO nowhere VALUES (1); INSERT INTO a VALUES (7);",
+                    ec, diag);
+  EXPECT_EQ(ec, entity::condition::syntax);
+  EXPECT_NE(diag.sql.find("nowhere"), std::string::npos) << diag.sql;
+  EXPECT_EQ(db.fetch_one("SELECT count(*) FROM a WHERE x = 7")->get<int>(0), 0);
+}
+
+TEST(Database, ExecuteRejectsSeveralStatements) {
+  auto env = open_memory();
+  auto& db = env.db;
+  db.execute("CREATE TABLE t (a)");
+  error_code ec;
+  entity::diagnostics diag;
+  db.execute("INSERT INTO t VALUES (1); INSERT INTO t VALUES (2)", {}, ec, diag);
+  EXPECT_EQ(ec, errc::invalid_argument);
+  EXPECT_NE(diag.message.find("execute_script"), std::string::npos) << diag.message;
+  EXPECT_EQ(count_rows(db, "t"), 0);
+}
+
+TEST(Database, ExecuteManyInsertsEveryRow) {
+  auto env = open_memory();
+  auto& db = env.db;
+  db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT)");
+  std::vector<entity::params> batch;
+  for (int i = 0; i < 100; ++i) batch.push_back({i, "n" + std::to_string(i)});
+  auto r = db.execute_many("INSERT INTO t VALUES (?, ?)", batch);
+  EXPECT_EQ(r.rows_affected, 100);
+  EXPECT_EQ(count_rows(db, "t"), 100);
+  EXPECT_EQ(db.execute_many("UPDATE t SET name = ? WHERE id < ?", {{"low", 10}, {"lower", 5}})
+                .rows_affected,
+            15);
+  EXPECT_EQ(db.execute_many("INSERT INTO t VALUES (?, ?)", {}).rows_affected, 0);
+}
+
+TEST(Database, ExecuteManyIsAllOrNothing) {
+  auto env = open_memory();
+  auto& db = env.db;
+  db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)");
+  std::vector<entity::params> batch;
+  for (int i = 0; i < 1000; ++i) batch.push_back({i == 500 ? 0 : i});  // row 500 repeats row 0
+  error_code ec;
+  entity::diagnostics diag;
+  db.execute_many("INSERT INTO t VALUES (?)", batch, ec, diag);
+  EXPECT_EQ(ec, entity::condition::constraint) << diag.to_string();
+  EXPECT_EQ(count_rows(db, "t"), 0);
+
+  // A wrong parameter count in the middle aborts the whole batch too.
+  std::vector<entity::params> uneven = {{1}, {2}, {3, 4}, {5}};
+  db.execute_many("INSERT INTO t VALUES (?)", uneven, ec, diag);
+  EXPECT_EQ(ec, errc::invalid_argument);
+  EXPECT_EQ(count_rows(db, "t"), 0);
+
+  std::promise<error_code> async_ec;
+  db.async_execute_many("INSERT INTO t VALUES (?)", batch,
+                        [&](error_code e, entity::result) { async_ec.set_value(e); });
+  EXPECT_EQ(async_ec.get_future().get(), entity::condition::constraint);
+  EXPECT_EQ(count_rows(db, "t"), 0);
+}
+
+TEST(Database, TransactionCommits) {
+  auto env = open_memory();
+  auto& db = env.db;
+  db.execute("CREATE TABLE accounts (name TEXT PRIMARY KEY, balance INTEGER)");
+  db.execute("INSERT INTO accounts VALUES ('a', 100), ('b', 0)");
+  db.transaction([](entity::session& s) {
+    auto a = s.fetch_one("SELECT balance FROM accounts WHERE name = ?", {"a"});
+    s.execute("UPDATE accounts SET balance = balance - ? WHERE name = 'a'", {a->get<int>(0) / 2});
+    s.execute("UPDATE accounts SET balance = balance + 50 WHERE name = 'b'");
+    EXPECT_EQ(s.fetch_all("SELECT * FROM accounts").size(), 2u);
+  });
+  EXPECT_EQ(db.fetch_one("SELECT balance FROM accounts WHERE name = 'a'")->get<int>(0), 50);
+  EXPECT_EQ(db.fetch_one("SELECT balance FROM accounts WHERE name = 'b'")->get<int>(0), 50);
+}
+
+TEST(Database, TransactionRollsBackWhenTheBodyThrows) {
+  auto env = open_memory();
+  auto& db = env.db;
+  db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)");
+  db.execute("INSERT INTO t VALUES (1)");
+
+  // Anything thrown is rethrown as itself.
+  EXPECT_THROW(db.transaction([](entity::session& s) {
+    s.execute("INSERT INTO t VALUES (2)");
+    s.execute("DELETE FROM t WHERE id = 1");
+    throw std::runtime_error("no");
+  }),
+               std::runtime_error);
+  EXPECT_EQ(count_rows(db, "t"), 1);
+  EXPECT_EQ(db.fetch_one("SELECT id FROM t")->get<int>(0), 1);
+
+  // A failing statement inside the body rolls back what ran before it.
+  try {
+    db.transaction([](entity::session& s) {
+      s.execute("INSERT INTO t VALUES (3)");
+      s.execute("INSERT INTO t VALUES (1)");  // duplicate key
+    });
+    FAIL() << "the transaction committed";
+  } catch (const entity::error& e) {
+    EXPECT_EQ(e.code(), entity::condition::constraint);
+  }
+  EXPECT_EQ(count_rows(db, "t"), 1);
+
+  error_code ec;
+  entity::diagnostics diag;
+  db.transaction([](entity::session& s) {
+    s.execute("INSERT INTO t VALUES (4)");
+    throw 42;
+  },
+                 ec, diag);
+  EXPECT_EQ(ec, errc::aborted);
+  EXPECT_EQ(count_rows(db, "t"), 1);
+}
+
+TEST(Database, AsyncTransactionReportsAbortedOrTheErrorsCode) {
+  auto env = open_memory();
+  auto& db = env.db;
+  db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)");
+  run_in_coroutine([&]() -> asio::awaitable<void> {
+    co_await db.async_transaction(
+        [](entity::session& s) { s.execute("INSERT INTO t VALUES (1)"); }, asio::use_awaitable);
+
+    entity::diagnostics diag;
+    auto [ec] = co_await db.async_transaction(
+        [](entity::session& s) {
+          s.execute("INSERT INTO t VALUES (2)");
+          throw std::runtime_error("body gave up");
+        },
+        diag, asio::as_tuple(asio::use_awaitable));
+    EXPECT_EQ(ec, errc::aborted);
+    EXPECT_NE(diag.message.find("body gave up"), std::string::npos) << diag.message;
+
+    auto [ec2] = co_await db.async_transaction(
+        [](entity::session& s) {
+          s.execute("INSERT INTO t VALUES (3)");
+          s.execute("INSERT INTO t VALUES (1)");
+        },
+        asio::as_tuple(asio::use_awaitable));
+    EXPECT_EQ(ec2, entity::condition::constraint);
+  });
+  auto ids = db.fetch_all("SELECT id FROM t");
+  ASSERT_EQ(ids.size(), 1u);
+  EXPECT_EQ(ids[0].get<int>(0), 1);
+}
+
+// ---- errors ----------------------------------------------------------------------------------
+
+TEST(Database, InvalidSqlReportsSyntaxAndNamesTheSql) {
+  auto env = open_memory();
+  auto& db = env.db;
+  try {
+    db.execute("SELEC * FROM everywhere");
+    FAIL() << "invalid SQL ran";
+  } catch (const entity::error& e) {
+    EXPECT_EQ(e.code(), entity::condition::syntax);
+    EXPECT_EQ(e.code().category(), entity::sqlite_category());
+    EXPECT_NE(e.diag().sql.find("SELEC * FROM everywhere"), std::string::npos);
+    EXPECT_NE(e.diag().message.find("syntax error"), std::string::npos) << e.diag().message;
+    EXPECT_NE(std::string(e.what()).find("SELEC * FROM everywhere"), std::string::npos) << e.what();
+  }
+  error_code ec;
+  entity::diagnostics diag;
+  db.fetch_all("SELECT * FROM no_such_table", {}, ec, diag);
+  EXPECT_EQ(ec, entity::condition::syntax);
+  EXPECT_NE(diag.message.find("no_such_table"), std::string::npos) << diag.message;
+  EXPECT_EQ(diag.sql, "SELECT * FROM no_such_table");
+}
+
+TEST(Database, WrongParameterCountIsInvalidArgument) {
+  auto env = open_memory();
+  auto& db = env.db;
+  db.execute("CREATE TABLE t (a, b)");
+  error_code ec;
+  entity::diagnostics diag;
+  db.execute("INSERT INTO t VALUES (?, ?)", {1}, ec, diag);
+  EXPECT_EQ(ec, errc::invalid_argument);
+  EXPECT_NE(diag.message.find("2 parameters"), std::string::npos) << diag.message;
+  db.fetch_one("SELECT ?", {1, 2}, ec, diag);
+  EXPECT_EQ(ec, errc::invalid_argument);
+  EXPECT_THROW(db.fetch_all("SELECT 1", {1}), entity::error);
+  EXPECT_EQ(count_rows(db, "t"), 0);
+}
+
+TEST(Database, ConstraintViolationIsReported) {
+  auto env = open_memory();
+  auto& db = env.db;
+  db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT NOT NULL)");
+  db.execute("INSERT INTO t VALUES (1, 'a')");
+  error_code ec;
+  entity::diagnostics diag;
+  db.execute("INSERT INTO t VALUES (1, 'b')", {}, ec, diag);
+  EXPECT_EQ(ec, entity::condition::constraint);
+  db.execute("INSERT INTO t VALUES (2, NULL)", {}, ec, diag);
+  EXPECT_EQ(ec, entity::condition::constraint);
+  EXPECT_NE(diag.message.find("NOT NULL"), std::string::npos) << diag.message;
+  EXPECT_EQ(count_rows(db, "t"), 1);
+}
+
+// ---- health and stats ------------------------------------------------------------------------
+
+TEST(Database, HealthCheckSyncAndAsync) {
+  auto env = open_memory();
+  auto& db = env.db;
+  EXPECT_TRUE(db.health_check());
+  std::promise<error_code> healthy;
+  db.async_health_check([&](error_code ec) { healthy.set_value(ec); });
+  EXPECT_FALSE(healthy.get_future().get());
+  run_in_coroutine([&]() -> asio::awaitable<void> {
+    co_await db.async_health_check(asio::use_awaitable);
+  });
+
+  env.infra->shutdown();
+  EXPECT_FALSE(db.health_check());
+  std::promise<error_code> down;
+  db.async_health_check([&](error_code ec) { down.set_value(ec); });
+  EXPECT_EQ(down.get_future().get(), errc::shut_down);
+}
+
+TEST(Database, WithTimeoutKeepsTheEngine) {
+  auto env = open_memory();
+  auto& db = env.db;
+  auto quick = db.with_timeout(1s);
+  EXPECT_EQ(&quick.infra(), &db.infra());
+  EXPECT_EQ(quick.backend_name(), "sqlite");
+  EXPECT_EQ(quick.fetch_one("SELECT 1")->get<int>(0), 1);
+  EXPECT_THROW(entity::database(nullptr), entity::error);
+}
+
+// ---- async, every kind of completion token ---------------------------------------------------
+
+TEST(Database, AsyncWithUseAwaitable) {
+  auto env = open_memory();
+  auto& db = env.db;
+  run_in_coroutine([&]() -> asio::awaitable<void> {
+    co_await db.async_execute_script("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT)",
+                                     asio::use_awaitable);
+    entity::params ada{1, "ada"};
+    auto r = co_await db.async_execute("INSERT INTO t VALUES (?, ?)", std::move(ada),
+                                       asio::use_awaitable);
+    EXPECT_EQ(r.rows_affected, 1);
+    EXPECT_EQ(r.last_insert_id, 1);
+    std::vector<entity::params> more = {{2, "bob"}, {3, "cy"}};
+    auto m = co_await db.async_execute_many("INSERT INTO t VALUES (?, ?)", std::move(more),
+                                            asio::use_awaitable);
+    EXPECT_EQ(m.rows_affected, 2);
+    entity::params which{2};
+    auto one = co_await db.async_fetch_one("SELECT name FROM t WHERE id = ?", std::move(which),
+                                           asio::use_awaitable);
+    EXPECT_EQ(one->get<std::string>("name"), "bob");
+    auto none = co_await db.async_fetch_one("SELECT name FROM t WHERE id = 99", {},
+                                            asio::use_awaitable);
+    EXPECT_FALSE(none);
+    auto all = co_await db.async_fetch_all("SELECT name FROM t ORDER BY id", {},
+                                           asio::use_awaitable);
+    EXPECT_EQ(all.size(), 3u);
+
+    // An error arrives as an exception carrying its code.
+    try {
+      co_await db.async_execute("INSERT INTO t VALUES (1, 'again')", {}, asio::use_awaitable);
+      ADD_FAILURE() << "a duplicate key was inserted";
+    } catch (const boost::system::system_error& e) {
+      EXPECT_EQ(e.code(), entity::condition::constraint);
+    }
+  });
+}
+
+TEST(Database, AsyncHandlerRunsOnItsExecutor) {
+  auto env = open_memory();
+  auto& db = env.db;
+  asio::io_context io;
+  auto strand = asio::make_strand(io);
+  std::thread::id io_thread, handler_thread;
+  bool in_strand = false;
+  db.async_fetch_one("SELECT 1", {},
+                     asio::bind_executor(strand, [&](error_code ec, std::optional<entity::row>) {
+                       EXPECT_FALSE(ec);
+                       handler_thread = std::this_thread::get_id();
+                       in_strand = strand.running_in_this_thread();
+                     }));
+  // The work is in flight: the io_context must not run out of work before it completes.
+  io_thread = std::this_thread::get_id();
+  io.run();
+  EXPECT_EQ(handler_thread, io_thread);
+  EXPECT_TRUE(in_strand);
+
+  // Awaiting resumes the coroutine on its own thread, not on the engine's.
+  asio::io_context io2;
+  std::thread::id resumed_on;
+  asio::co_spawn(
+      io2,
+      [&]() -> asio::awaitable<void> {
+        co_await db.async_execute("CREATE TABLE t (a)", {}, asio::use_awaitable);
+        resumed_on = std::this_thread::get_id();
+      },
+      asio::detached);
+  io2.run();
+  EXPECT_EQ(resumed_on, std::this_thread::get_id());
+}
+
+TEST(Database, AsyncWithDeferred) {
+  auto env = open_memory();
+  auto& db = env.db;
+  db.execute("CREATE TABLE t (a)");
+  // A deferred operation starts only when invoked with a token.
+  auto op = db.async_execute("INSERT INTO t VALUES (1)", {}, asio::deferred);
+  EXPECT_EQ(count_rows(db, "t"), 0);
+  std::promise<std::int64_t> affected;
+  std::move(op)([&](error_code ec, entity::result r) { affected.set_value(ec ? -1 : r.rows_affected); });
+  EXPECT_EQ(affected.get_future().get(), 1);
+
+  run_in_coroutine([&]() -> asio::awaitable<void> {
+    auto count = db.async_fetch_one("SELECT count(*) FROM t", {}, asio::deferred);
+    auto row = co_await std::move(count)(asio::use_awaitable);
+    EXPECT_EQ(row->get<int>(0), 1);
+    // A deferred operation composes before it runs.
+    auto first_name = db.async_fetch_all("SELECT a FROM t", {}, asio::deferred) |
+                      asio::deferred([](error_code ec, entity::database::rows rows) {
+                        return asio::deferred.values(ec, rows.empty() ? -1 : rows[0].get<int>(0));
+                      });
+    auto [ec, a] = co_await std::move(first_name)(asio::as_tuple(asio::use_awaitable));
+    EXPECT_FALSE(ec);
+    EXPECT_EQ(a, 1);
+  });
+}
+
+TEST(Database, AsyncWithUseFuture) {
+  auto env = open_memory();
+  auto& db = env.db;
+  std::future<entity::result> created = db.async_execute("CREATE TABLE t (a)", {}, asio::use_future);
+  created.get();
+  auto inserted = db.async_execute("INSERT INTO t VALUES (?)", {5}, asio::use_future);
+  EXPECT_EQ(inserted.get().rows_affected, 1);
+  auto row = db.async_fetch_one("SELECT a FROM t", {}, asio::use_future).get();
+  EXPECT_EQ(row->get<int>(0), 5);
+  EXPECT_EQ(db.async_fetch_all("SELECT a FROM t", {}, asio::use_future).get().size(), 1u);
+  db.async_health_check(asio::use_future).get();
+
+  auto failed = db.async_execute("INSERT INTO missing VALUES (1)", {}, asio::use_future);
+  try {
+    failed.get();
+    FAIL() << "the future held a value";
+  } catch (const boost::system::system_error& e) {
+    EXPECT_EQ(e.code(), entity::condition::syntax);
+  }
+}
+
+TEST(Database, AsyncWithAsTuple) {
+  auto env = open_memory();
+  auto& db = env.db;
+  run_in_coroutine([&]() -> asio::awaitable<void> {
+    auto [ec, r] = co_await db.async_execute("CREATE TABLE t (a UNIQUE)", {},
+                                             asio::as_tuple(asio::use_awaitable));
+    EXPECT_FALSE(ec);
+    auto [ec2, r2] = co_await db.async_execute("INSERT INTO t VALUES (1)", {},
+                                               asio::as_tuple(asio::use_awaitable));
+    EXPECT_FALSE(ec2);
+    EXPECT_EQ(r2.rows_affected, 1);
+    auto [ec3, r3] = co_await db.async_execute("INSERT INTO t VALUES (1)", {},
+                                               asio::as_tuple(asio::use_awaitable));
+    EXPECT_EQ(ec3, entity::condition::constraint);
+    auto [ec4, rows] = co_await db.async_fetch_all("SELECT a FROM t", {},
+                                                   asio::as_tuple(asio::use_awaitable));
+    EXPECT_FALSE(ec4);
+    EXPECT_EQ(rows.size(), 1u);
+    auto [ec5] = co_await db.async_execute_script("NOT SQL AT ALL", asio::as_tuple(asio::use_awaitable));
+    EXPECT_EQ(ec5, entity::condition::syntax);
+  });
+}
+
+TEST(Database, AsyncWithPlainCallback) {
+  auto env = open_memory();
+  auto& db = env.db;
+  std::promise<void> created;
+  db.async_execute_script("CREATE TABLE t (a); INSERT INTO t VALUES (1), (2);", [&](error_code ec) {
+    EXPECT_FALSE(ec);
+    created.set_value();
+  });
+  created.get_future().get();
+  std::promise<std::int64_t> sum;
+  db.async_fetch_one("SELECT sum(a) FROM t", {}, [&](error_code ec, std::optional<entity::row> r) {
+    sum.set_value(ec || !r ? -1 : r->get<std::int64_t>(0));
+  });
+  EXPECT_EQ(sum.get_future().get(), 3);
+}
+
+TEST(Database, AsyncDiagnosticsOverloadFillsTheMessage) {
+  auto env = open_memory();
+  auto& db = env.db;
+  entity::diagnostics diag;
+  std::promise<error_code> done;
+  db.async_execute("SELECT * FROM absent_table", {}, diag,
+                   [&](error_code ec, entity::result) { done.set_value(ec); });
+  EXPECT_EQ(done.get_future().get(), entity::condition::syntax);
+  EXPECT_NE(diag.message.find("absent_table"), std::string::npos) << diag.message;
+  EXPECT_EQ(diag.sql, "SELECT * FROM absent_table");
+
+  run_in_coroutine([&]() -> asio::awaitable<void> {
+    entity::diagnostics d2;
+    entity::params one{1};
+    auto [ec, row] = co_await db.async_fetch_one("SELECT ?, ?", std::move(one), d2,
+                                                 asio::as_tuple(asio::use_awaitable));
+    EXPECT_EQ(ec, errc::invalid_argument);
+    EXPECT_NE(d2.message.find("parameter"), std::string::npos) << d2.message;
+    entity::diagnostics d3;
+    auto [ec3, rows] = co_await db.async_fetch_all("SELECT 1", {}, d3,
+                                                   asio::as_tuple(asio::use_awaitable));
+    EXPECT_FALSE(ec3);
+    EXPECT_TRUE(d3.message.empty());
+  });
+}

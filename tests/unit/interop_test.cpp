@@ -1,0 +1,145 @@
+// A database file is plain SQLite: the sqlite3 command-line tool reads what entity-db wrote and
+// the other way round, and the two can share a file while both are running.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <entity/entity.hpp>
+#include <filesystem>
+#include <string>
+#include <thread>
+
+#include "test_support.hpp"
+
+using namespace std::chrono_literals;
+using entity::test::run_command;
+using entity::test::shell_quote;
+
+namespace {
+
+const std::string sqlite3_cli = ENTITY_SQLITE3_CLI;
+
+std::shared_ptr<entity::sqlite_infrastructure> started(entity::sqlite_params p) {
+  auto infra = std::make_shared<entity::sqlite_infrastructure>(std::move(p));
+  infra->startup();
+  return infra;
+}
+
+// Runs `input` through the sqlite3 tool on `path`; returns what it printed.
+std::string cli(const std::string& path, const std::string& input) {
+  auto r = run_command(sqlite3_cli + " -batch " + shell_quote(path), input);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  return r.out;
+}
+
+bool cli_available() { return run_command(sqlite3_cli + " -version").exit_code == 0; }
+
+// Waits (boundedly) for a file another process creates when it has reached a point.
+bool wait_for_file(const std::string& path) {
+  for (int i = 0; i < 2000; ++i) {
+    if (std::filesystem::exists(path)) return true;
+    std::this_thread::sleep_for(5ms);
+  }
+  return false;
+}
+
+}  // namespace
+
+TEST(Interop, FileWrittenHereReadsInTheSqliteTool) {
+  if (!cli_available()) GTEST_SKIP() << "no sqlite3 command-line tool";
+  entity::test::temp_dir dir;
+  entity::sqlite_params p;
+  p.path = dir.file("ours.db");
+  {
+    auto infra = started(p);
+    entity::database db(infra);
+    db.execute("CREATE TABLE things (id INTEGER PRIMARY KEY, name TEXT, weight REAL, tag BLOB)");
+    std::vector<std::byte> tag = {std::byte{0xca}, std::byte{0xfe}};
+    db.execute("INSERT INTO things VALUES (?, ?, ?, ?)", {1, "anvil", 50.5, entity::blob(tag)});
+    db.execute("INSERT INTO things VALUES (?, ?, ?, ?)", {2, "it's", entity::null, entity::null});
+    // Still running: the tool reads the committed rows from the WAL alongside us.
+    EXPECT_EQ(cli(p.path, "SELECT count(*) FROM things;"), "2\n");
+    infra->shutdown();
+  }
+  EXPECT_EQ(cli(p.path,
+                "SELECT id, name, weight, hex(tag), typeof(weight) FROM things ORDER BY id;"),
+            "1|anvil|50.5|CAFE|real\n2|it's|||null\n");
+  EXPECT_EQ(cli(p.path, "PRAGMA integrity_check;"), "ok\n");
+  EXPECT_EQ(cli(p.path, "PRAGMA journal_mode;"), "wal\n");
+}
+
+TEST(Interop, FileWrittenBySqliteToolReadsHere) {
+  if (!cli_available()) GTEST_SKIP() << "no sqlite3 command-line tool";
+  entity::test::temp_dir dir;
+  std::string path = dir.file("theirs.db");
+  cli(path,
+      "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT, score REAL, raw BLOB);\n"
+      "INSERT INTO notes VALUES (1, 'hello', 0.25, x'00ff'), (2, NULL, 3, NULL);\n");
+  entity::sqlite_params p;
+  p.path = path;
+  auto infra = started(p);
+  entity::database db(infra);
+  auto rows = db.fetch_all("SELECT id, body, score, raw FROM notes ORDER BY id");
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0].get<std::string>("body"), "hello");
+  EXPECT_EQ(rows[0].get<double>("score"), 0.25);
+  EXPECT_EQ(rows[0].get<entity::blob>("raw"),
+            entity::blob(std::vector<std::byte>{std::byte{0}, std::byte{0xff}}));
+  EXPECT_EQ(rows[1].get<std::optional<std::string>>("body"), std::nullopt);
+  EXPECT_EQ(rows[1].get<double>("score"), 3.0);
+  // And it writes to it.
+  db.execute("INSERT INTO notes (body) VALUES (?)", {"from entity-db"});
+  infra->shutdown();
+  EXPECT_EQ(cli(path, "SELECT body FROM notes WHERE id = 3;"), "from entity-db\n");
+}
+
+TEST(Interop, WriterWaitsForAnotherProcessLock) {
+  if (!cli_available()) GTEST_SKIP() << "no sqlite3 command-line tool";
+  entity::test::temp_dir dir;
+  entity::sqlite_params p;
+  p.path = dir.file("shared.db");
+  // Shorter than the other process holds its lock: the writer must keep trying past it, up
+  // to the request's deadline.
+  p.busy_timeout = 20ms;
+  auto infra = started(p);
+  entity::database db(infra);
+  db.execute("CREATE TABLE t (who TEXT)");
+
+  std::string locked = dir.file("locked");
+  std::thread other([&] {
+    cli(p.path, "BEGIN IMMEDIATE;\nINSERT INTO t VALUES ('tool');\n.shell touch " +
+                    shell_quote(locked) + "\n.shell sleep 0.4\nCOMMIT;\n");
+  });
+  ASSERT_TRUE(wait_for_file(locked));
+  db.execute("INSERT INTO t VALUES ('entity')");
+  other.join();
+  auto rows = db.fetch_all("SELECT who FROM t ORDER BY rowid");
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0].get<std::string>(0), "tool");
+  EXPECT_EQ(rows[1].get<std::string>(0), "entity");
+}
+
+TEST(Interop, ScriptRetriedAfterAnotherProcessLockRunsEachStatementOnce) {
+  if (!cli_available()) GTEST_SKIP() << "no sqlite3 command-line tool";
+  entity::test::temp_dir dir;
+  entity::sqlite_params p;
+  p.path = dir.file("script.db");
+  p.busy_timeout = 20ms;
+  auto infra = started(p);
+  entity::database db(infra);
+  db.execute_script("CREATE TABLE log (line TEXT); CREATE TABLE t (a);");
+
+  std::string locked = dir.file("locked");
+  std::thread other([&] {
+    cli(p.path, "BEGIN IMMEDIATE;\nINSERT INTO t VALUES (0);\n.shell touch " +
+                    shell_quote(locked) + "\n.shell sleep 0.4\nCOMMIT;\n");
+  });
+  ASSERT_TRUE(wait_for_file(locked));
+  // The first statement needs no lock on the file (a temporary table); the second waits for
+  // the other process. The first must not run twice.
+  entity::error_code ec;
+  entity::diagnostics diag;
+  db.execute_script("CREATE TEMP TABLE scratch (x); INSERT INTO t VALUES (1);", ec, diag);
+  other.join();
+  EXPECT_FALSE(ec) << diag.to_string();
+  EXPECT_EQ(db.fetch_one("SELECT count(*) FROM t")->get<int>(0), 2);
+}
