@@ -28,8 +28,9 @@ demo: build
 	@mkdir -p var
 	$(BUILD)/examples/quickstart var/demo.db
 
+# Every test, the PostgreSQL ones against a throwaway server that scripts/with-postgres starts.
 test: build
-	@cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
+	@cd $(BUILD) && $(CURDIR)/scripts/with-postgres ctest --output-on-failure -j$(JOBS)
 
 clean:
 	rm -rf $(BUILD)

@@ -1,15 +1,18 @@
 #include <string>
 
 #include "entity/infrastructure.hpp"
+#include "entity/postgres.hpp"
 #include "entity/sqlite.hpp"
 
 namespace entity {
 
 std::shared_ptr<infrastructure> make_infrastructure(std::string_view url) {
   auto starts = [&](std::string_view prefix) { return url.substr(0, prefix.size()) == prefix; };
-  if (starts("postgresql://") || starts("postgres://"))
-    throw error(errc::invalid_argument,
-                {"this build of entity-db has no PostgreSQL backend: '" + std::string(url) + "'", {}});
+  if (starts("postgresql://") || starts("postgres://")) {
+    postgres_params p;
+    p.url = std::string(url);
+    return std::make_shared<postgres_infrastructure>(std::move(p));
+  }
   std::string path(url);
   if (starts("sqlite://"))
     path = std::string(url.substr(9));

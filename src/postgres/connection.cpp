@@ -1,0 +1,348 @@
+#include "postgres/connection.hpp"
+
+#include <cctype>
+#include <charconv>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+
+#include "postgres/placeholders.hpp"
+
+namespace entity::postgres_detail {
+namespace {
+
+// Type OIDs of pg_type that map to something other than text.
+constexpr Oid bool_oid = 16;
+constexpr Oid bytea_oid = 17;
+constexpr Oid int8_oid = 20;
+constexpr Oid int2_oid = 21;
+constexpr Oid int4_oid = 23;
+constexpr Oid oid_oid = 26;
+constexpr Oid float4_oid = 700;
+constexpr Oid float8_oid = 701;
+constexpr Oid numeric_oid = 1700;
+
+std::string trimmed(const char* s) {
+  std::string out = s ? s : "";
+  while (!out.empty() && std::isspace(static_cast<unsigned char>(out.back()))) out.pop_back();
+  return out;
+}
+
+std::string format_double(double d) {
+  if (std::isnan(d)) return "NaN";
+  if (std::isinf(d)) return d > 0 ? "Infinity" : "-Infinity";
+  char buf[64];
+  auto r = std::to_chars(buf, buf + sizeof buf, d);  // shortest text that reads back the same
+  return std::string(buf, r.ptr);
+}
+
+value convert(const PGresult* r, int row, int col) {
+  if (PQgetisnull(r, row, col)) return value(null);
+  const char* text = PQgetvalue(r, row, col);
+  int length = PQgetlength(r, row, col);
+  switch (PQftype(r, col)) {
+    case int2_oid:
+    case int4_oid:
+    case int8_oid:
+    case oid_oid: return value(static_cast<std::int64_t>(std::strtoll(text, nullptr, 10)));
+    case float4_oid:
+    case float8_oid:
+    case numeric_oid: return value(std::strtod(text, nullptr));
+    case bool_oid: return value(std::int64_t{text[0] == 't' ? 1 : 0});
+    case bytea_oid: {
+      std::size_t n = 0;
+      unsigned char* bytes = PQunescapeBytea(reinterpret_cast<const unsigned char*>(text), &n);
+      if (!bytes) return value(std::string(text, static_cast<std::size_t>(length)));
+      blob b(bytes, n);
+      PQfreemem(bytes);
+      return value(std::move(b));
+    }
+    default: return value(std::string(text, static_cast<std::size_t>(length)));
+  }
+}
+
+}  // namespace
+
+pg_conn::~pg_conn() {
+  if (sock) {
+    boost::system::error_code ignored;
+    sock->cancel(ignored);
+    sock->release();  // libpq closes the descriptor
+  }
+  if (cancel) PQfreeCancel(cancel);
+  if (pg) PQfinish(pg);
+}
+
+bool pg_conn::alive() {
+  if (broken || PQstatus(pg) != CONNECTION_OK) return false;
+  if (!PQconsumeInput(pg) || PQstatus(pg) != CONNECTION_OK) return false;
+  // Anything the server sent while the connection was idle (a terminated backend's FATAL
+  // message) is read and dropped here.
+  while (!PQisBusy(pg)) {
+    PGresult* r = PQgetResult(pg);
+    if (!r) break;
+    PQclear(r);
+  }
+  return PQstatus(pg) == CONNECTION_OK;
+}
+
+std::unique_ptr<pg_conn> open_connection(const std::string& conninfo,
+                                         std::chrono::milliseconds connect_timeout,
+                                         boost::asio::io_context& io, error_code& ec,
+                                         diagnostics& diag) {
+  // libpq's connect_timeout is whole seconds and treats 1 as 2; the caller's URL may override.
+  auto seconds = std::chrono::duration_cast<std::chrono::seconds>(connect_timeout).count();
+  std::string timeout = std::to_string(seconds < 2 ? 2 : seconds);
+  const char* keys[] = {"connect_timeout", "dbname", nullptr};
+  const char* values[] = {timeout.c_str(), conninfo.c_str(), nullptr};
+  auto c = std::make_unique<pg_conn>();
+  c->pg = PQconnectdbParams(keys, values, /*expand_dbname=*/1);
+  if (!c->pg || PQstatus(c->pg) != CONNECTION_OK) {
+    ec = make_error_code(errc::connection_error);
+    diag.message = "cannot connect to the PostgreSQL server: " +
+                   (c->pg ? trimmed(PQerrorMessage(c->pg)) : std::string("out of memory"));
+    diag.sql.clear();
+    return nullptr;
+  }
+  if (PQsetnonblocking(c->pg, 1) != 0) {
+    ec = make_error_code(errc::connection_error);
+    diag.message = "cannot put the connection in non-blocking mode: " +
+                   trimmed(PQerrorMessage(c->pg));
+    return nullptr;
+  }
+  // The server's notices (NOTICE, WARNING) are not errors; a library must not print them.
+  PQsetNoticeProcessor(c->pg, [](void*, const char*) {}, nullptr);
+  c->cancel = PQgetCancel(c->pg);
+  c->backend_pid = PQbackendPID(c->pg);
+  c->sock = std::make_unique<boost::asio::posix::stream_descriptor>(io, PQsocket(c->pg));
+  return c;
+}
+
+bound_params::bound_params(const params& args) {
+  const std::size_t n = args.size();
+  text_.resize(n);
+  types_.assign(n, 0);  // 0: the server infers the type from the statement
+  values_.assign(n, nullptr);
+  lengths_.assign(n, 0);
+  formats_.assign(n, 0);
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto& raw = args[i].raw();
+    if (std::holds_alternative<null_t>(raw)) continue;
+    if (auto* i64 = std::get_if<std::int64_t>(&raw)) {
+      text_[i] = std::to_string(*i64);
+    } else if (auto* d = std::get_if<double>(&raw)) {
+      text_[i] = format_double(*d);
+    } else if (auto* b = std::get_if<blob>(&raw)) {
+      types_[i] = bytea_oid;
+      formats_[i] = 1;
+      lengths_[i] = static_cast<int>(b->bytes.size());
+      // A non-null pointer even for an empty blob: null would bind NULL.
+      values_[i] = b->bytes.empty() ? "" : reinterpret_cast<const char*>(b->bytes.data());
+      continue;
+    } else {
+      const std::string& s = std::get<std::string>(raw);
+      values_[i] = s.c_str();
+      lengths_[i] = static_cast<int>(s.size());
+      continue;
+    }
+    values_[i] = text_[i].c_str();
+    lengths_[i] = static_cast<int>(text_[i].size());
+  }
+}
+
+bool send_statement(PGconn* pg, const std::string& sql, const params& args) {
+  bound_params b(args);
+  return PQsendQueryParams(pg, sql.c_str(), b.count(), b.types(), b.values(), b.lengths(),
+                           b.formats(), /*resultFormat=*/0) == 1;
+}
+
+void error_of(PGresult* r, PGconn* pg, std::string_view sql, error_code& ec, diagnostics& diag) {
+  const char* state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr;
+  std::string message;
+  if (r) message = trimmed(PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY));
+  if (message.empty() && r) message = trimmed(PQresultErrorMessage(r));
+  if (message.empty()) message = trimmed(PQerrorMessage(pg));
+  if (r) {
+    std::string detail = trimmed(PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL));
+    if (!detail.empty()) message += " (" + detail + ")";
+  }
+  // No SQLSTATE: libpq's own failure, which means the connection.
+  ec = state && std::strlen(state) == 5 ? make_postgres_error(state)
+                                        : make_error_code(errc::connection_error);
+  diag.message = std::move(message);
+  diag.sql = sql_excerpt(sql);
+}
+
+void absorb(PGresult* r, PGconn* pg, std::string_view sql, std::size_t max_rows, result& out,
+            error_code& ec, diagnostics& diag) {
+  switch (PQresultStatus(r)) {
+    case PGRES_COMMAND_OK: {
+      out.rows_affected += std::strtoll(PQcmdTuples(r), nullptr, 10);
+      return;
+    }
+    case PGRES_TUPLES_OK:
+    case PGRES_SINGLE_TUPLE: {
+      // SELECT's count is no change; INSERT/UPDATE/DELETE ... RETURNING report their rows.
+      if (std::strncmp(PQcmdStatus(r), "SELECT", 6) != 0)
+        out.rows_affected += std::strtoll(PQcmdTuples(r), nullptr, 10);
+      const int rows = PQntuples(r);
+      const int cols = PQnfields(r);
+      if (rows == 0 || out.rows.size() >= max_rows) return;
+      auto names = std::make_shared<std::vector<std::string>>();
+      names->reserve(static_cast<std::size_t>(cols));
+      for (int j = 0; j < cols; ++j) names->emplace_back(PQfname(r, j));
+      columns shared_names = std::move(names);
+      for (int i = 0; i < rows && out.rows.size() < max_rows; ++i) {
+        std::vector<value> values;
+        values.reserve(static_cast<std::size_t>(cols));
+        for (int j = 0; j < cols; ++j) values.push_back(convert(r, i, j));
+        out.rows.emplace_back(shared_names, std::move(values));
+      }
+      return;
+    }
+    case PGRES_EMPTY_QUERY:
+    case PGRES_PIPELINE_SYNC:
+    case PGRES_PIPELINE_ABORTED:
+    case PGRES_COPY_OUT:
+    case PGRES_COPY_IN:
+    case PGRES_COPY_BOTH:
+    case PGRES_NONFATAL_ERROR: return;
+    default:
+      if (!ec) error_of(r, pg, sql, ec, diag);
+      return;
+  }
+}
+
+bool note_broken(pg_conn& c, error_code& ec, diagnostics& diag) {
+  if (!c.broken && PQstatus(c.pg) == CONNECTION_OK) return false;
+  c.broken = true;
+  std::string why = diag.message.empty() ? trimmed(PQerrorMessage(c.pg)) : diag.message;
+  if (!ec || ec.category() == postgres_category() || ec == errc::connection_error) {
+    ec = make_error_code(errc::connection_error);
+    diag.message = "the connection to the PostgreSQL server was lost (the next request gets a "
+                   "fresh one)" +
+                   (why.empty() ? std::string() : ": " + why);
+  }
+  return true;
+}
+
+bool pipelinable(std::string_view sql) {
+  std::size_t i = 0;
+  while (i < sql.size() && std::isspace(static_cast<unsigned char>(sql[i]))) ++i;
+  if (sql.size() - i < 6) return false;
+  auto lower = [](char c) { return static_cast<char>(std::tolower(static_cast<unsigned char>(c))); };
+  std::string head;
+  for (std::size_t j = i; j < i + 6; ++j) head += lower(sql[j]);
+  if (head != "insert") return false;
+  std::string all;
+  all.reserve(sql.size());
+  for (char c : sql) all += lower(c);
+  return all.find("returning") == std::string::npos;
+}
+
+// ---- blocking_session ------------------------------------------------------------------------
+
+blocking_session::blocking_session(pg_conn* c, bool pipeline_inserts, std::size_t chunk,
+                                   std::function<void()> on_pipeline_batch)
+    : c_(c),
+      pipeline_inserts_(pipeline_inserts),
+      chunk_(chunk ? chunk : 1),
+      on_pipeline_batch_(std::move(on_pipeline_batch)) {}
+
+blocking_session::~blocking_session() {
+  if (queued_ == 0) return;
+  // Abandoned statements (the body threw): read their results so that the connection is idle.
+  try {
+    flush();
+  } catch (...) {
+  }
+}
+
+result blocking_session::query(std::string_view sql, const params& args, std::size_t max_rows) {
+  std::string text = translate_placeholders(sql);
+  if (pipeline_inserts_ && pipelinable(sql)) {
+    if (queued_ == 0) {
+      if (PQenterPipelineMode(c_->pg) != 1) {
+        error_code ec;
+        diagnostics diag;
+        error_of(nullptr, c_->pg, sql, ec, diag);
+        note_broken(*c_, ec, diag);
+        throw error(ec, diag);
+      }
+      first_queued_sql_ = std::string(sql);
+    }
+    if (!send_statement(c_->pg, text, args)) {
+      error_code ec;
+      diagnostics diag;
+      error_of(nullptr, c_->pg, sql, ec, diag);
+      note_broken(*c_, ec, diag);
+      throw error(ec, diag);
+    }
+    if (++queued_ >= chunk_) flush();
+    return {};
+  }
+  flush();
+  bound_params b(args);
+  PGresult* r = PQexecParams(c_->pg, text.c_str(), b.count(), b.types(), b.values(), b.lengths(),
+                             b.formats(), 0);
+  result out;
+  error_code ec;
+  diagnostics diag;
+  if (!r) {
+    error_of(nullptr, c_->pg, sql, ec, diag);
+  } else {
+    absorb(r, c_->pg, sql, max_rows, out, ec, diag);
+    PQclear(r);
+  }
+  note_broken(*c_, ec, diag);
+  if (ec) throw error(ec, diag);
+  return out;
+}
+
+void blocking_session::flush() {
+  if (queued_ == 0) return;
+  std::size_t expected = queued_;
+  queued_ = 0;
+  error_code ec;
+  diagnostics diag;
+  result ignored;
+  if (PQpipelineSync(c_->pg) != 1) {
+    error_of(nullptr, c_->pg, first_queued_sql_, ec, diag);
+  } else {
+    // Each statement's results end with a null; the sync point ends the batch.
+    std::size_t ended = 0;
+    for (;;) {
+      PGresult* r = PQgetResult(c_->pg);
+      if (!r) {
+        if (PQstatus(c_->pg) != CONNECTION_OK) break;
+        if (++ended > expected + 1) break;  // a protocol surprise: never spin
+        continue;
+      }
+      ExecStatusType st = PQresultStatus(r);
+      if (st == PGRES_PIPELINE_SYNC) {
+        PQclear(r);
+        break;
+      }
+      absorb(r, c_->pg, first_queued_sql_, 0, ignored, ec, diag);
+      PQclear(r);
+    }
+    if (on_pipeline_batch_) on_pipeline_batch_();
+  }
+  PQexitPipelineMode(c_->pg);
+  note_broken(*c_, ec, diag);
+  if (ec) throw error(ec, diag);
+}
+
+void blocking_session::command(const char* sql, error_code& ec, diagnostics& diag) {
+  PGresult* r = PQexec(c_->pg, sql);
+  result ignored;
+  if (!r) {
+    error_of(nullptr, c_->pg, sql, ec, diag);
+  } else {
+    absorb(r, c_->pg, sql, 0, ignored, ec, diag);
+    PQclear(r);
+  }
+  note_broken(*c_, ec, diag);
+}
+
+}  // namespace entity::postgres_detail

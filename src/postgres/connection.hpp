@@ -1,0 +1,115 @@
+// The pieces of the PostgreSQL engine that touch libpq directly: one pooled connection, binding
+// parameters, turning results into entity values and errors, and the blocking session that
+// transaction bodies and leases use.
+#pragma once
+
+#include <libpq-fe.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "entity/error.hpp"
+#include "entity/infrastructure.hpp"
+#include "entity/value.hpp"
+
+namespace entity::postgres_detail {
+
+/// One connection of the pool. Used by one party at a time (an async request on the io thread,
+/// a transaction on a worker, a lease on its caller's thread); the pool's mutex guards only
+/// who holds it.
+struct pg_conn {
+  PGconn* pg = nullptr;
+  PGcancel* cancel = nullptr;  ///< for cancel requests; PQcancel is safe from any thread
+  /// The socket, watched by the io thread. It does not own the descriptor: libpq does.
+  std::unique_ptr<boost::asio::posix::stream_descriptor> sock;
+  int backend_pid = 0;
+  bool broken = false;  ///< set when the connection failed; the pool closes it on give-back
+
+  pg_conn() = default;
+  pg_conn(const pg_conn&) = delete;
+  pg_conn& operator=(const pg_conn&) = delete;
+  ~pg_conn();
+
+  /// True when the connection is usable: reads whatever the server sent meanwhile (a
+  /// terminated backend's farewell) without blocking.
+  bool alive();
+};
+
+/// Opens a connection in non-blocking mode with its socket registered on `io`. Blocks for the
+/// connect. On failure returns null and sets `ec` (connection_error) and `diag`.
+std::unique_ptr<pg_conn> open_connection(const std::string& conninfo,
+                                         std::chrono::milliseconds connect_timeout,
+                                         boost::asio::io_context& io, error_code& ec,
+                                         diagnostics& diag);
+
+/// Parameters in libpq's form: text for integers, doubles and text, binary bytea for blobs.
+class bound_params {
+ public:
+  explicit bound_params(const params& args);
+  int count() const noexcept { return static_cast<int>(values_.size()); }
+  const Oid* types() const noexcept { return types_.data(); }
+  const char* const* values() const noexcept { return values_.data(); }
+  const int* lengths() const noexcept { return lengths_.data(); }
+  const int* formats() const noexcept { return formats_.data(); }
+
+ private:
+  std::vector<std::string> text_;
+  std::vector<Oid> types_;
+  std::vector<const char*> values_;
+  std::vector<int> lengths_;
+  std::vector<int> formats_;
+};
+
+/// Sends one statement with `PQsendQueryParams` (`sql` already translated). False on failure.
+bool send_statement(PGconn* pg, const std::string& sql, const params& args);
+
+/// Folds one PGresult into `out`: rows (at most `max_rows` in all), rows_affected, or the first
+/// error into `ec`/`diag`. Pipeline markers are ignored.
+void absorb(PGresult* r, PGconn* pg, std::string_view sql, std::size_t max_rows, result& out,
+            error_code& ec, diagnostics& diag);
+
+/// The error of a failed result (or of the connection when `r` is null).
+void error_of(PGresult* r, PGconn* pg, std::string_view sql, error_code& ec, diagnostics& diag);
+
+/// When the connection broke, turns `ec` into errc::connection_error with a message that says
+/// so, and marks `c` broken. Returns whether it broke.
+bool note_broken(pg_conn& c, error_code& ec, diagnostics& diag);
+
+/// A connection used with blocking libpq calls on the caller's thread: a transaction body's or
+/// a lease's. With `pipeline_inserts`, an INSERT without RETURNING is queued in pipeline mode
+/// and sent `chunk` at a time; queued statements are flushed before any other statement and
+/// by flush().
+class blocking_session final : public session {
+ public:
+  blocking_session(pg_conn* c, bool pipeline_inserts, std::size_t chunk,
+                   std::function<void()> on_pipeline_batch);
+  ~blocking_session() override;
+
+  result query(std::string_view sql, const params& args, std::size_t max_rows) override;
+  /// Sends the queued statements and reads their results; throws the first error.
+  void flush();
+  /// Runs a statement of our own (BEGIN, COMMIT, ...), outside any pipeline.
+  void command(const char* sql, error_code& ec, diagnostics& diag);
+
+  pg_conn* conn() const noexcept { return c_; }
+
+ private:
+  pg_conn* c_;
+  bool pipeline_inserts_;
+  std::size_t chunk_;
+  std::function<void()> on_pipeline_batch_;
+  std::size_t queued_ = 0;
+  std::string first_queued_sql_;
+};
+
+/// Whether a transaction body's statement may be pipelined: an INSERT without RETURNING.
+bool pipelinable(std::string_view sql);
+
+}  // namespace entity::postgres_detail

@@ -1,0 +1,796 @@
+// The PostgreSQL engine: a pool of libpq connections in non-blocking mode, each socket watched
+// by asio on one io thread. A request leases a connection, sends its statement(s), and waits
+// for readiness without holding a thread; transaction bodies, cancel requests and connects are
+// blocking work and run on worker threads.
+#include "entity/postgres.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <future>
+#include <list>
+#include <mutex>
+#include <thread>
+
+#include "common/latency_histogram.hpp"
+#include "postgres/connection.hpp"
+#include "postgres/placeholders.hpp"
+
+namespace entity {
+namespace asio = boost::asio;
+using namespace postgres_detail;
+using clock_type = std::chrono::steady_clock;
+
+namespace {
+
+// One request on the io thread, with what its deadline timer needs to see.
+struct op_state {
+  op_state(asio::io_context& io, request r, completion d, clock_type::time_point submitted,
+           clock_type::time_point deadline)
+      : req(std::move(r)), done(std::move(d)), submitted(submitted), deadline(deadline), timer(io) {}
+  request req;
+  completion done;
+  clock_type::time_point submitted;
+  clock_type::time_point deadline;
+  asio::steady_timer timer;
+  pg_conn* conn = nullptr;
+  bool finished = false;   ///< the statement(s) and their results are done
+  bool timed_out = false;  ///< the deadline passed while the statement ran
+  int holds = 1;           ///< the request itself, plus a cancel request in flight
+};
+
+// Waits for write readiness until libpq has sent everything. False when the connection failed.
+asio::awaitable<bool> flush_out(pg_conn& c) {
+  for (;;) {
+    int r = PQflush(c.pg);
+    if (r == 0) co_return true;
+    if (r < 0) co_return false;
+    boost::system::error_code ec;
+    co_await c.sock->async_wait(asio::posix::stream_descriptor::wait_write,
+                                asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) co_return false;
+  }
+}
+
+// Waits until PQgetResult will not block. Input is read before every wait, so readiness that
+// arrived earlier is never waited for again. False when the connection failed.
+asio::awaitable<bool> result_ready(pg_conn& c) {
+  for (;;) {
+    if (!PQconsumeInput(c.pg)) co_return false;
+    if (!PQisBusy(c.pg)) co_return true;
+    boost::system::error_code ec;
+    co_await c.sock->async_wait(asio::posix::stream_descriptor::wait_read,
+                                asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) co_return false;
+  }
+}
+
+// The next result, or null at the end of one statement's results; `ok` false when the
+// connection failed.
+asio::awaitable<PGresult*> next_result(pg_conn& c, bool& ok) {
+  ok = co_await result_ready(c);
+  if (!ok) co_return nullptr;
+  co_return PQgetResult(c.pg);
+}
+
+// Reads every result of the statement in flight into `out`.
+asio::awaitable<void> collect(pg_conn& c, std::string_view sql, std::size_t max_rows, result& out,
+                              error_code& ec, diagnostics& diag) {
+  for (;;) {
+    bool ok = true;
+    PGresult* r = co_await next_result(c, ok);
+    if (!ok) {
+      if (!ec) error_of(nullptr, c.pg, sql, ec, diag);
+      c.broken = true;
+      co_return;
+    }
+    if (!r) co_return;
+    absorb(r, c.pg, sql, max_rows, out, ec, diag);
+    PQclear(r);
+  }
+}
+
+struct waiter {
+  std::uint64_t id;
+  detail::unique_function<void(pg_conn*, error_code, diagnostics)> cb;
+  std::shared_ptr<asio::steady_timer> timer;
+};
+
+}  // namespace
+
+struct postgres_infrastructure::impl final : connection_lease::owner,
+                                             std::enable_shared_from_this<impl> {
+  using lease_callback = detail::unique_function<void(pg_conn*, error_code, diagnostics)>;
+
+  explicit impl(postgres_params p) : params(std::move(p)) {
+    if (params.pool_size == 0) params.pool_size = 1;
+    if (params.min_connections > params.pool_size) params.min_connections = params.pool_size;
+    if (params.pipeline_chunk == 0) params.pipeline_chunk = 1;
+  }
+
+  postgres_params params;
+  asio::io_context io{1};
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> io_work;
+  std::thread io_thread;
+  std::unique_ptr<asio::thread_pool> tx_workers;   // transaction bodies
+  std::unique_ptr<asio::thread_pool> aux_workers;  // connects and cancel requests
+
+  std::atomic<int> state{0};  // 0 new, 3 starting, 1 running, 2 shut down
+
+  mutable std::mutex mu;
+  std::condition_variable idle_cv;  // in_flight reached zero
+  std::vector<std::unique_ptr<pg_conn>> conns;
+  std::deque<pg_conn*> idle;
+  std::list<waiter> waiters;
+  std::size_t opening = 0;
+  std::size_t in_flight = 0;
+  std::uint64_t next_waiter = 1;
+
+  std::atomic<std::uint64_t> operations{0}, errors{0}, timeouts{0}, pipeline_batches{0};
+  detail::latency_histogram latency;
+
+  // ---- lifecycle ----------------------------------------------------------------------------
+
+  void startup() {
+    int expected = 0;
+    if (!state.compare_exchange_strong(expected, 3)) {
+      if (expected == 1 || expected == 3) return;
+      throw error(errc::shut_down, {"postgres_infrastructure: started again after shutdown()", {}});
+    }
+    io_work.emplace(io.get_executor());
+    io_thread = std::thread([this] { io.run(); });
+    tx_workers = std::make_unique<asio::thread_pool>(params.pool_size);
+    aux_workers = std::make_unique<asio::thread_pool>(2);
+    try {
+      for (std::size_t i = 0; i < params.min_connections; ++i) {
+        error_code ec;
+        diagnostics diag;
+        auto c = open_connection(params.url, params.connect_timeout, io, ec, diag);
+        if (!c) throw error(ec, diag);
+        std::unique_lock lk(mu);
+        idle.push_back(c.get());
+        conns.push_back(std::move(c));
+      }
+    } catch (...) {
+      stop_threads();
+      std::unique_lock lk(mu);
+      idle.clear();
+      conns.clear();
+      state = 2;
+      throw;
+    }
+    state = 1;
+  }
+
+  void stop_threads() {
+    tx_workers->join();
+    aux_workers->join();
+    io_work.reset();
+    io.stop();
+    if (io_thread.joinable()) io_thread.join();
+  }
+
+  void shutdown() {
+    int expected = 1;
+    if (!state.compare_exchange_strong(expected, 2)) {
+      if (expected == 0) state = 2;  // never started: nothing to stop
+      return;
+    }
+    // Queued requests fail; running ones finish (their deadlines bound the wait).
+    std::list<waiter> failed;
+    {
+      std::unique_lock lk(mu);
+      failed.swap(waiters);
+    }
+    for (auto& w : failed) {
+      diagnostics diag{"the engine was shut down while the request waited for a connection", {}};
+      w.cb(nullptr, make_error_code(errc::shut_down), diag);
+    }
+    {
+      std::unique_lock lk(mu);
+      idle_cv.wait(lk, [&] { return in_flight == 0; });
+    }
+    tx_workers->join();
+    aux_workers->join();
+    // Connections are closed on the io thread, which owns their sockets' registrations.
+    std::promise<void> closed;
+    asio::post(io, [&] {
+      std::unique_lock lk(mu);
+      std::erase_if(conns, [&](const std::unique_ptr<pg_conn>& c) {
+        return std::find(idle.begin(), idle.end(), c.get()) != idle.end();
+      });
+      idle.clear();
+      closed.set_value();
+    });
+    closed.get_future().wait();
+    stop_threads();
+  }
+
+  // ---- the pool -----------------------------------------------------------------------------
+
+  // Hands a connection to `cb` now, or when one frees up before `deadline`. The deadline of an
+  // acquire (`query_deadline` false) fails with pool_exhausted, a request's with query_timeout.
+  void lease(clock_type::time_point acquire_deadline, clock_type::time_point query_deadline,
+             lease_callback cb) {
+    for (;;) {
+      pg_conn* c = nullptr;
+      {
+        std::unique_lock lk(mu);
+        if (state != 1) {
+          lk.unlock();
+          diagnostics diag{"the engine is not running", {}};
+          cb(nullptr, make_error_code(state == 2 ? errc::shut_down : errc::not_started), diag);
+          return;
+        }
+        if (idle.empty()) {
+          auto timer = std::make_shared<asio::steady_timer>(io);
+          bool is_query = query_deadline <= acquire_deadline;
+          timer->expires_at(is_query ? query_deadline : acquire_deadline);
+          std::uint64_t id = next_waiter++;
+          waiters.push_back(waiter{id, std::move(cb), timer});
+          open_more_locked();
+          lk.unlock();
+          // The timer is only ever touched on the io thread. Its handler holds the engine
+          // weakly: a timer still pending at shutdown must not keep the engine alive.
+          asio::post(io, [weak = weak_from_this(), timer, id, is_query] {
+            timer->async_wait([weak, id, is_query](boost::system::error_code ec) {
+              auto self = weak.lock();
+              if (ec || !self) return;  // served meanwhile, or gone
+              self->expire(id, is_query);
+            });
+          });
+          return;
+        }
+        c = idle.back();
+        idle.pop_back();
+      }
+      // A connection that died while idle (the server restarted, an administrator terminated
+      // it) is replaced before any request sees it.
+      if (c->alive()) {
+        cb(c, {}, {});
+        return;
+      }
+      c->broken = true;
+      give_back_conn(c);
+    }
+  }
+
+  void expire(std::uint64_t id, bool is_query) {
+    lease_callback cb;
+    {
+      std::unique_lock lk(mu);
+      auto it = std::find_if(waiters.begin(), waiters.end(), [&](const waiter& w) { return w.id == id; });
+      if (it == waiters.end()) return;
+      cb = std::move(it->cb);
+      waiters.erase(it);
+    }
+    diagnostics diag;
+    if (is_query) {
+      diag.message = "the deadline passed while the request waited for a connection";
+      cb(nullptr, make_error_code(errc::query_timeout), diag);
+    } else {
+      diag.message = "no connection of the pool (" + std::to_string(params.pool_size) +
+                     ") became free within acquire_timeout";
+      cb(nullptr, make_error_code(errc::pool_exhausted), diag);
+    }
+  }
+
+  // Opens connections for waiters while the pool has room. Caller holds `mu`.
+  void open_more_locked() {
+    while (waiters.size() > opening && conns.size() + opening < params.pool_size) {
+      ++opening;
+      asio::post(*aux_workers, [self = shared_from_this()] { self->open_one(); });
+    }
+  }
+
+  void open_one() {
+    error_code ec;
+    diagnostics diag;
+    auto c = open_connection(params.url, params.connect_timeout, io, ec, diag);
+    lease_callback failed;
+    {
+      std::unique_lock lk(mu);
+      --opening;
+      if (c) {
+        pg_conn* raw = c.get();
+        conns.push_back(std::move(c));
+        lk.unlock();
+        hand_out(raw);
+        return;
+      }
+      if (!waiters.empty()) {
+        failed = std::move(waiters.front().cb);
+        cancel_timer(waiters.front().timer);
+        waiters.pop_front();
+      }
+    }
+    if (failed) failed(nullptr, ec, diag);
+  }
+
+  void cancel_timer(const std::shared_ptr<asio::steady_timer>& t) {
+    asio::post(io, [t] { t->cancel(); });
+  }
+
+  // Gives `c` to the first waiter, or makes it idle.
+  void hand_out(pg_conn* c) {
+    lease_callback cb;
+    {
+      std::unique_lock lk(mu);
+      if (waiters.empty() || state != 1) {
+        idle.push_back(c);
+        return;
+      }
+      cb = std::move(waiters.front().cb);
+      cancel_timer(waiters.front().timer);
+      waiters.pop_front();
+    }
+    cb(c, {}, {});
+  }
+
+  void give_back_conn(pg_conn* c) {
+    if (!c->broken && PQstatus(c->pg) == CONNECTION_OK) return hand_out(c);
+    std::unique_ptr<pg_conn> dead;
+    {
+      std::unique_lock lk(mu);
+      auto it = std::find_if(conns.begin(), conns.end(), [&](auto& p) { return p.get() == c; });
+      if (it != conns.end()) {
+        dead = std::move(*it);
+        conns.erase(it);
+      }
+      if (state == 1) open_more_locked();
+    }
+    // Closed on the io thread, which owns the socket's registration.
+    if (dead && state == 1)
+      asio::post(io, [d = std::shared_ptr<pg_conn>(std::move(dead))] {});
+  }
+
+  // A lease's session comes home.
+  void give_back(std::unique_ptr<session> s) noexcept override {
+    auto* bs = dynamic_cast<blocking_session*>(s.get());
+    if (!bs) return;
+    pg_conn* c = bs->conn();
+    s.reset();  // reads the results of anything the lease left queued
+    if (!c->broken && PQtransactionStatus(c->pg) != PQTRANS_IDLE) {
+      // The lease left a transaction open: it must not leak into the next user.
+      PGresult* r = PQexec(c->pg, "ROLLBACK");
+      if (r) PQclear(r);
+    }
+    if (PQsetnonblocking(c->pg, 1) != 0) c->broken = true;
+    give_back_conn(c);
+  }
+
+  // ---- requests -----------------------------------------------------------------------------
+
+  void finish(outcome&& out, completion& done, clock_type::time_point submitted) {
+    operations.fetch_add(1, std::memory_order_relaxed);
+    if (out.ec) errors.fetch_add(1, std::memory_order_relaxed);
+    if (out.ec == errc::query_timeout) timeouts.fetch_add(1, std::memory_order_relaxed);
+    latency.record(static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(clock_type::now() - submitted).count()));
+    done(std::move(out));
+    std::unique_lock lk(mu);
+    if (--in_flight == 0) idle_cv.notify_all();
+  }
+
+  void submit(request req, completion done) {
+    auto now = clock_type::now();
+    {
+      std::unique_lock lk(mu);
+      if (state != 1) {
+        lk.unlock();
+        outcome out;
+        bool stopped = state == 2;
+        out.ec = make_error_code(stopped ? errc::shut_down : errc::not_started);
+        out.diag.message = stopped ? "postgres_infrastructure: submit() after shutdown()"
+                                   : "postgres_infrastructure: submit() before startup()";
+        operations.fetch_add(1, std::memory_order_relaxed);
+        errors.fetch_add(1, std::memory_order_relaxed);
+        done(std::move(out));
+        return;
+      }
+      ++in_flight;
+    }
+    auto deadline = now + req.timeout.value_or(params.query_timeout);
+    auto acquire_deadline = now + params.acquire_timeout;
+    if (req.kind == request_kind::transaction) return submit_transaction(std::move(req), std::move(done), now, deadline, acquire_deadline);
+
+    auto op = std::make_shared<op_state>(io, std::move(req), std::move(done), now, deadline);
+    lease(acquire_deadline, deadline, [self = shared_from_this(), op](pg_conn* c, error_code ec, diagnostics diag) mutable {
+      if (!c) {
+        outcome out;
+        out.ec = ec;
+        out.diag = std::move(diag);
+        out.diag.sql = sql_excerpt(op->req.sql);
+        return self->finish(std::move(out), op->done, op->submitted);
+      }
+      op->conn = c;
+      asio::co_spawn(self->io, self->run_op(op), asio::detached);
+    });
+  }
+
+  // The deadline of a running statement: ask the server to cancel it (a blocking call, so on a
+  // worker); the statement then fails with 57014 and the request with query_timeout. Should the
+  // server not answer at all, the socket is closed a while later and the connection replaced.
+  void arm_deadline(const std::shared_ptr<op_state>& op) {
+    op->timer.expires_at(op->deadline);
+    op->timer.async_wait([weak = weak_from_this(), op](boost::system::error_code ec) {
+      auto self = weak.lock();
+      if (ec || op->finished || !self) return;
+      op->timed_out = true;
+      ++op->holds;
+      asio::post(*self->aux_workers, [self, op] {
+        char buf[256];
+        if (op->conn->cancel) PQcancel(op->conn->cancel, buf, sizeof buf);
+        asio::post(self->io, [self, op] { self->release_op_conn(op); });
+      });
+      op->timer.expires_after(std::chrono::seconds(5));
+      op->timer.async_wait([op](boost::system::error_code ec2) {
+        if (ec2 || op->finished) return;
+        op->conn->broken = true;
+        boost::system::error_code ignored;
+        op->conn->sock->cancel(ignored);  // the pending wait fails; the request ends
+      });
+    });
+  }
+
+  // The connection goes back once the request is done and no cancel request for it is in
+  // flight (a late cancel must not hit the next user's statement).
+  void release_op_conn(const std::shared_ptr<op_state>& op) {
+    if (--op->holds == 0) give_back_conn(op->conn);
+  }
+
+  asio::awaitable<void> run_op(std::shared_ptr<op_state> op) {
+    outcome out;
+    pg_conn& c = *op->conn;
+    request& req = op->req;
+    if (clock_type::now() >= op->deadline) {
+      out.ec = make_error_code(errc::query_timeout);
+      out.diag = {"the deadline passed while the request waited for a connection", sql_excerpt(req.sql)};
+    } else {
+      arm_deadline(op);
+      switch (req.kind) {
+        case request_kind::many: co_await run_many(c, req, out); break;
+        case request_kind::script: co_await run_script(c, req, out); break;
+        default: co_await run_single(c, req, out); break;
+      }
+    }
+    op->finished = true;
+    op->timer.cancel();
+    if (op->timed_out && out.ec && out.ec != errc::connection_error) {
+      out.ec = make_error_code(errc::query_timeout);
+      out.diag.message = "the deadline passed; the statement was cancelled on the server" +
+                         (out.diag.message.empty() ? std::string() : " (" + out.diag.message + ")");
+    } else if (op->timed_out && c.broken) {
+      out.ec = make_error_code(errc::query_timeout);
+      out.diag.message = "the deadline passed and the server did not answer the cancel request; "
+                         "the connection was closed";
+    }
+    if (out.ec) out.res = {};
+    // Completing before the connection goes back keeps results in submission order for one
+    // caller; the handler must not block.
+    release_op_conn(op);
+    finish(std::move(out), op->done, op->submitted);
+  }
+
+  asio::awaitable<void> run_single(pg_conn& c, request& req, outcome& out) {
+    std::string sql = translate_placeholders(req.sql);
+    std::size_t max_rows = req.kind == request_kind::fetch_one ? 1 : std::numeric_limits<std::size_t>::max();
+    bool sent = send_statement(c.pg, sql, req.args);
+    if (!sent) {
+      // Refused before anything was sent (a bad parameter): the connection is fine.
+      error_of(nullptr, c.pg, req.sql, out.ec, out.diag);
+      if (PQstatus(c.pg) == CONNECTION_OK) out.ec = make_error_code(errc::invalid_argument);
+    } else if (!(sent = co_await flush_out(c))) {
+      error_of(nullptr, c.pg, req.sql, out.ec, out.diag);
+      c.broken = true;
+    } else {
+      co_await collect(c, req.sql, max_rows, out.res, out.ec, out.diag);
+    }
+    note_broken(c, out.ec, out.diag);
+  }
+
+  asio::awaitable<void> run_script(pg_conn& c, request& req, outcome& out) {
+    bool sent = PQsendQuery(c.pg, req.sql.c_str()) == 1;
+    if (sent) sent = co_await flush_out(c);
+    if (!sent) {
+      error_of(nullptr, c.pg, req.sql, out.ec, out.diag);
+      c.broken = true;
+    } else {
+      co_await collect(c, req.sql, std::numeric_limits<std::size_t>::max(), out.res, out.ec, out.diag);
+    }
+    if (note_broken(c, out.ec, out.diag)) co_return;
+    if (PQtransactionStatus(c.pg) != PQTRANS_IDLE) {
+      // A script must close what it opens: the open transaction is rolled back, not leaked.
+      result ignored;
+      error_code rollback_ec;
+      diagnostics rollback_diag;
+      bool sent = PQsendQuery(c.pg, "ROLLBACK") == 1;
+      if (sent) sent = co_await flush_out(c);
+      if (sent)
+        co_await collect(c, "ROLLBACK", 0, ignored, rollback_ec, rollback_diag);
+      else
+        c.broken = true;
+      if (!out.ec) {
+        out.ec = make_error_code(errc::transaction_open);
+        out.diag = {"the script left a transaction open; it was rolled back", sql_excerpt(req.sql)};
+      }
+    }
+  }
+
+  // execute_many: BEGIN, the statements and COMMIT in pipeline mode, pipeline_chunk statements
+  // per round trip. The first error aborts the rest (the server skips them up to the sync
+  // point) and the transaction is rolled back.
+  asio::awaitable<void> run_many(pg_conn& c, request& req, outcome& out) {
+    std::string sql = translate_placeholders(req.sql);
+    if (PQenterPipelineMode(c.pg) != 1) {
+      error_of(nullptr, c.pg, req.sql, out.ec, out.diag);
+      co_return;
+    }
+    const std::size_t n = req.batch.size();
+    std::size_t next = 0;
+    bool committed = false;
+    bool began = false;
+    while (!out.ec && !committed) {
+      // What this round trip carries, in order: BEGIN?, statements, COMMIT?.
+      std::vector<int> kinds;  // 0 own command, 1 a statement of the batch
+      bool ok = true;
+      if (!began) {
+        ok = PQsendQueryParams(c.pg, "BEGIN", 0, nullptr, nullptr, nullptr, nullptr, 0) == 1;
+        kinds.push_back(0);
+        began = true;
+      }
+      std::size_t end = std::min(n, next + params.pipeline_chunk);
+      for (; ok && next < end; ++next) {
+        ok = send_statement(c.pg, sql, req.batch[next]);
+        kinds.push_back(1);
+      }
+      bool last = next >= n;
+      if (ok && last) {
+        ok = PQsendQueryParams(c.pg, "COMMIT", 0, nullptr, nullptr, nullptr, nullptr, 0) == 1;
+        kinds.push_back(0);
+      }
+      if (ok) ok = PQpipelineSync(c.pg) == 1;
+      if (ok) ok = co_await flush_out(c);
+      if (!ok) {
+        error_of(nullptr, c.pg, req.sql, out.ec, out.diag);
+        c.broken = true;
+        break;
+      }
+      // Results: each command's end with a null, the batch with the sync marker.
+      std::size_t index = 0;
+      result own;
+      for (;;) {
+        bool alive = true;
+        PGresult* r = co_await next_result(c, alive);
+        if (!alive) {
+          if (!out.ec) error_of(nullptr, c.pg, req.sql, out.ec, out.diag);
+          c.broken = true;
+          break;
+        }
+        if (!r) {
+          ++index;
+          if (index > kinds.size() + 1) break;  // a protocol surprise: never spin
+          continue;
+        }
+        if (PQresultStatus(r) == PGRES_PIPELINE_SYNC) {
+          PQclear(r);
+          break;
+        }
+        bool mine = index < kinds.size() && kinds[index] == 1;
+        absorb(r, c.pg, mine ? std::string_view(req.sql) : std::string_view("COMMIT"), 0,
+               mine ? out.res : own, out.ec, out.diag);
+        PQclear(r);
+      }
+      pipeline_batches.fetch_add(1, std::memory_order_relaxed);
+      if (c.broken) break;
+      if (!out.ec && last) committed = true;
+    }
+    if (out.ec && !c.broken) {
+      result ignored;
+      error_code rollback_ec;
+      diagnostics rollback_diag;
+      bool ok = PQsendQueryParams(c.pg, "ROLLBACK", 0, nullptr, nullptr, nullptr, nullptr, 0) == 1 &&
+                PQpipelineSync(c.pg) == 1;
+      if (ok) ok = co_await flush_out(c);
+      while (ok) {
+        bool alive = true;
+        PGresult* r = co_await next_result(c, alive);
+        if (!alive) {
+          c.broken = true;
+          break;
+        }
+        if (!r) continue;
+        bool sync = PQresultStatus(r) == PGRES_PIPELINE_SYNC;
+        PQclear(r);
+        if (sync) break;
+      }
+      if (!ok) c.broken = true;
+    }
+    if (!c.broken) PQexitPipelineMode(c.pg);
+    note_broken(c, out.ec, out.diag);
+  }
+
+  // A transaction body is synchronous user code: it runs on a worker with the connection in
+  // blocking mode, its deadline enforced by the server (SET LOCAL statement_timeout).
+  void submit_transaction(request req, completion done, clock_type::time_point submitted,
+                          clock_type::time_point deadline, clock_type::time_point acquire_deadline) {
+    struct tx {
+      request req;
+      completion done;
+      clock_type::time_point submitted, deadline;
+    };
+    auto t = std::make_shared<tx>(tx{std::move(req), std::move(done), submitted, deadline});
+    lease(acquire_deadline, deadline, [self = shared_from_this(), t](pg_conn* c, error_code ec, diagnostics diag) mutable {
+      if (!c) {
+        outcome out;
+        out.ec = ec;
+        out.diag = std::move(diag);
+        return self->finish(std::move(out), t->done, t->submitted);
+      }
+      asio::post(*self->tx_workers, [self, t, c] {
+        outcome out = self->run_transaction(c, t->req, t->deadline);
+        self->give_back_conn(c);
+        self->finish(std::move(out), t->done, t->submitted);
+      });
+    });
+  }
+
+  outcome run_transaction(pg_conn* c, request& req, clock_type::time_point deadline) {
+    outcome out;
+    auto remaining = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock_type::now());
+    if (remaining.count() <= 0) {
+      out.ec = make_error_code(errc::query_timeout);
+      out.diag.message = "the deadline passed while the transaction waited for a connection";
+      return out;
+    }
+    if (PQsetnonblocking(c->pg, 0) != 0) {
+      c->broken = true;
+      out.ec = make_error_code(errc::connection_error);
+      out.diag.message = "cannot put the connection in blocking mode";
+      return out;
+    }
+    auto counted = [self = shared_from_this()] {
+      self->pipeline_batches.fetch_add(1, std::memory_order_relaxed);
+    };
+    {
+      blocking_session s(c, /*pipeline_inserts=*/true, params.pipeline_chunk, counted);
+      std::string set_timeout =
+          "SET LOCAL statement_timeout = " + std::to_string(std::max<long long>(1, remaining.count()));
+      s.command("BEGIN", out.ec, out.diag);
+      if (!out.ec) s.command(set_timeout.c_str(), out.ec, out.diag);
+      if (!out.ec) {
+        try {
+          req.body(s);
+          s.flush();
+          if (PQtransactionStatus(c->pg) == PQTRANS_INERROR) {
+            // The body caught a statement's error and went on: nothing of it may commit.
+            out.ec = make_error_code(errc::aborted);
+            out.diag.message = "a statement of the transaction failed; the transaction was rolled back";
+          } else {
+            s.command("COMMIT", out.ec, out.diag);
+          }
+        } catch (const error& e) {
+          out.ec = e.code();
+          out.diag = e.diag();
+        } catch (...) {
+          out.ec = make_error_code(errc::aborted);
+          out.exception = std::current_exception();
+          try {
+            throw;
+          } catch (const std::exception& e) {
+            out.diag.message = std::string("the transaction body threw: ") + e.what();
+          } catch (...) {
+            out.diag.message = "the transaction body threw";
+          }
+        }
+      }
+      // Statements still queued by a body that threw are read (and dropped) first.
+      try {
+        s.flush();
+      } catch (...) {
+      }
+      if (out.ec && !c->broken && PQtransactionStatus(c->pg) != PQTRANS_IDLE) {
+        error_code rollback_ec;
+        diagnostics rollback_diag;
+        s.command("ROLLBACK", rollback_ec, rollback_diag);
+      }
+    }
+    // The server's statement_timeout is our deadline: report it as such.
+    if (out.ec.category() == postgres_category() && postgres_sqlstate(out.ec) == "57014" &&
+        clock_type::now() >= deadline - std::chrono::milliseconds(5))
+      out.ec = make_error_code(errc::query_timeout);
+    if (!c->broken && PQsetnonblocking(c->pg, 1) != 0) c->broken = true;
+    return out;
+  }
+
+  outcome run(request req) {
+    if (io.get_executor().running_in_this_thread()) {
+      outcome out;
+      out.ec = make_error_code(errc::invalid_argument);
+      out.diag.message = "a sync call on the engine's io thread would wait for itself; use the "
+                         "async API inside completion handlers";
+      return out;
+    }
+    std::promise<outcome> p;
+    auto f = p.get_future();
+    submit(std::move(req), [&p](outcome&& o) { p.set_value(std::move(o)); });
+    return f.get();
+  }
+
+  connection_lease acquire(std::optional<std::chrono::milliseconds> timeout, error_code& ec,
+                           diagnostics& diag) {
+    ec.clear();
+    diag.clear();
+    auto now = clock_type::now();
+    auto acquire_deadline = now + timeout.value_or(params.acquire_timeout);
+    std::promise<std::pair<pg_conn*, std::pair<error_code, diagnostics>>> p;
+    auto f = p.get_future();
+    lease(acquire_deadline, clock_type::time_point::max(),
+          [&p](pg_conn* c, error_code e, diagnostics d) {
+            p.set_value({c, {e, std::move(d)}});
+          });
+    auto [c, failure] = f.get();
+    if (!c) {
+      ec = failure.first;
+      diag = std::move(failure.second);
+      return {};
+    }
+    if (PQsetnonblocking(c->pg, 0) != 0) {
+      c->broken = true;
+      give_back_conn(c);
+      ec = make_error_code(errc::connection_error);
+      diag.message = "cannot put the connection in blocking mode";
+      return {};
+    }
+    return connection_lease(std::make_unique<blocking_session>(c, false, params.pipeline_chunk, nullptr),
+                            shared_from_this());
+  }
+
+  infrastructure_stats stats() const {
+    infrastructure_stats s;
+    s.pool_size = params.pool_size;
+    {
+      std::unique_lock lk(mu);
+      s.open_connections = conns.size();
+      s.idle_connections = idle.size();
+      s.queued_operations = waiters.size();
+    }
+    s.busy_connections = s.open_connections - s.idle_connections;
+    s.operations = operations.load(std::memory_order_relaxed);
+    s.errors = errors.load(std::memory_order_relaxed);
+    s.timeouts = timeouts.load(std::memory_order_relaxed);
+    s.pipeline_batches = pipeline_batches.load(std::memory_order_relaxed);
+    s.p50_latency_us = latency.quantile(0.50) / 1000.0;
+    s.p99_latency_us = latency.quantile(0.99) / 1000.0;
+    return s;
+  }
+};
+
+postgres_infrastructure::postgres_infrastructure(postgres_params params)
+    : impl_(std::make_shared<impl>(std::move(params))) {}
+
+postgres_infrastructure::~postgres_infrastructure() { shutdown(); }
+
+void postgres_infrastructure::startup() { impl_->startup(); }
+void postgres_infrastructure::shutdown() { impl_->shutdown(); }
+bool postgres_infrastructure::running() const noexcept { return impl_->state == 1; }
+void postgres_infrastructure::submit(request req, completion done) {
+  impl_->submit(std::move(req), std::move(done));
+}
+outcome postgres_infrastructure::run(request req) { return impl_->run(std::move(req)); }
+connection_lease postgres_infrastructure::acquire(std::optional<std::chrono::milliseconds> t,
+                                                  error_code& ec, diagnostics& diag) {
+  return impl_->acquire(t, ec, diag);
+}
+infrastructure_stats postgres_infrastructure::stats() const { return impl_->stats(); }
+const postgres_params& postgres_infrastructure::params() const noexcept { return impl_->params; }
+
+}  // namespace entity

@@ -1,0 +1,524 @@
+// The PostgreSQL engine against a real server. The server comes from ENTITYDB_PG_URL (make test
+// and scripts/with-postgres provide a throwaway one); without it every test here fails and says
+// so. Each test works in a schema of its own, so the tests run in parallel.
+#include <gtest/gtest.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "entity/entity.hpp"
+
+namespace {
+
+namespace asio = boost::asio;
+using entity::json;
+using entity::memory;
+using namespace std::chrono_literals;
+
+constexpr const char* missing_server =
+    "ENTITYDB_PG_URL is not set: the PostgreSQL tests need a server. Run them through "
+    "scripts/with-postgres (e.g. `cd build && ../scripts/with-postgres ctest`), as `make test` does.";
+
+std::string base_url() {
+  const char* u = std::getenv("ENTITYDB_PG_URL");
+  return u ? u : "";
+}
+
+// Fails the test when no server is configured.
+#define REQUIRE_SERVER()                                      \
+  do {                                                        \
+    if (base_url().empty()) FAIL() << missing_server;        \
+  } while (0)
+
+std::string with_option(const std::string& url, const std::string& option) {
+  return url + (url.find('?') == std::string::npos ? "?" : "&") + option;
+}
+
+// A fresh, empty schema named after the running test; returns a URL whose connections use it.
+std::string schema_url(const std::string& extra_option = "") {
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  std::string full = std::string(info->test_suite_name()) + "_" + info->name();
+  // Identifiers stop at 63 bytes: a readable prefix and a hash of the whole name.
+  std::string schema = "t_" + full.substr(0, 40) + "_" + std::to_string(std::hash<std::string>{}(full) % 1000000007);
+  for (char& c : schema) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  entity::postgres_params p;
+  p.url = base_url();
+  p.min_connections = 1;
+  entity::postgres_infrastructure admin(p);
+  admin.startup();
+  entity::database(std::shared_ptr<entity::infrastructure>(&admin, [](auto*) {}))
+      .execute_script("DROP SCHEMA IF EXISTS " + schema + " CASCADE; CREATE SCHEMA " + schema);
+  admin.shutdown();
+  std::string url = with_option(base_url(), "options=-csearch_path%3D" + schema);
+  if (!extra_option.empty()) url = with_option(url, extra_option);
+  return url;
+}
+
+std::shared_ptr<entity::postgres_infrastructure> started(std::string url, std::size_t pool = 5) {
+  entity::postgres_params p;
+  p.url = std::move(url);
+  p.pool_size = pool;
+  auto infra = std::make_shared<entity::postgres_infrastructure>(p);
+  infra->startup();
+  return infra;
+}
+
+// Runs the coroutine `make()` returns on a fresh io_context until it finishes.
+template <class F>
+void run_coroutine(F&& make) {
+  asio::io_context io;
+  std::exception_ptr failure;
+  asio::co_spawn(io, make(), [&](std::exception_ptr e) { failure = e; });
+  io.run();
+  if (failure) std::rethrow_exception(failure);
+}
+
+std::string key_of(std::size_t i) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "k%07zu", i);
+  return buf;
+}
+
+// ---- the engine ---------------------------------------------------------------------------
+
+TEST(PostgresInfrastructure, MakeInfrastructureChoosesPostgresForItsUrls) {
+  REQUIRE_SERVER();
+  auto a = entity::make_infrastructure(base_url());
+  EXPECT_EQ(a->backend_name(), "postgres");
+  auto b = entity::make_infrastructure("postgres://nobody@127.0.0.1:1/none");
+  EXPECT_EQ(b->backend_name(), "postgres");
+  EXPECT_EQ(entity::make_infrastructure(":memory:")->backend_name(), "sqlite");
+  a->startup();
+  EXPECT_TRUE(entity::database(a).health_check());
+  a->shutdown();
+  EXPECT_FALSE(a->running());
+}
+
+TEST(PostgresInfrastructure, UnreachableServerFailsStartupClearly) {
+  entity::postgres_params p;
+  p.url = "postgresql://nobody@127.0.0.1:1/none";
+  entity::postgres_infrastructure infra(p);
+  try {
+    infra.startup();
+    FAIL() << "startup() succeeded without a server";
+  } catch (const entity::error& e) {
+    EXPECT_EQ(e.code(), entity::errc::connection_error);
+    EXPECT_NE(std::string(e.what()).find("cannot connect"), std::string::npos) << e.what();
+  }
+}
+
+TEST(PostgresInfrastructure, WorkBeforeStartupFails) {
+  entity::postgres_params p;
+  p.url = "postgresql://nobody@127.0.0.1:1/none";
+  auto infra = std::make_shared<entity::postgres_infrastructure>(p);
+  entity::database db(infra);
+  entity::error_code ec;
+  entity::diagnostics diag;
+  db.execute("SELECT 1", {}, ec, diag);
+  EXPECT_EQ(ec, entity::errc::not_started);
+}
+
+TEST(PostgresInfrastructure, CrudWithQuestionMarkPlaceholders) {
+  REQUIRE_SERVER();
+  auto infra = started(schema_url());
+  entity::database db(infra);
+  db.execute("CREATE TABLE items (id bigint PRIMARY KEY, name text, score double precision)");
+  EXPECT_EQ(db.execute("INSERT INTO items VALUES (?, ?, ?), (?, ?, ?)",
+                       {1, "one", 1.5, 2, "two 'quoted' ?", 2.5})
+                .rows_affected,
+            2);
+  auto r = db.fetch_one("SELECT name, score FROM items WHERE id = ?", {2});
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->get<std::string>("name"), "two 'quoted' ?");
+  EXPECT_DOUBLE_EQ(r->get<double>("score"), 2.5);
+  EXPECT_EQ(db.execute("UPDATE items SET score = score * 2 WHERE id >= $1", {1}).rows_affected, 2);
+  auto all = db.fetch_all("SELECT id, score FROM items ORDER BY id");
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_EQ(all[0].get<std::int64_t>("id"), 1);
+  EXPECT_DOUBLE_EQ(all[1].get<double>(1), 5.0);
+  EXPECT_EQ(db.execute("DELETE FROM items WHERE id = ?", {1}).rows_affected, 1);
+  EXPECT_FALSE(db.fetch_one("SELECT 1 FROM items WHERE id = ?", {1}));
+  auto ret = db.execute("INSERT INTO items VALUES (?, ?, ?) RETURNING id", {7, "seven", 0.0});
+  ASSERT_EQ(ret.rows.size(), 1u);
+  EXPECT_EQ(ret.rows[0].get<std::int64_t>(0), 7);
+  EXPECT_EQ(ret.rows_affected, 1);
+}
+
+TEST(PostgresInfrastructure, ValuesMapByColumnType) {
+  REQUIRE_SERVER();
+  auto infra = started(schema_url());
+  entity::database db(infra);
+  std::vector<std::byte> bytes{std::byte{0}, std::byte{1}, std::byte{0xff}, std::byte{'\\'}};
+  auto r = db.fetch_one(
+      "SELECT 7::int2 AS a, 70000::int4 AS b, 9000000000::int8 AS c, 1.5::float4 AS d, "
+      "2.25::float8 AS e, 3.125::numeric AS f, true AS g, false AS h, NULL::int AS i, "
+      "'txt'::text AS j, ?::bytea AS k, '2020-01-02'::date AS l, ?::bigint AS m, ?::float8 AS n",
+      {entity::blob(bytes), std::int64_t{-42}, 0.1});
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->at("a"), entity::value(7));
+  EXPECT_EQ(r->at("b"), entity::value(70000));
+  EXPECT_EQ(r->at("c"), entity::value(std::int64_t{9000000000}));
+  EXPECT_EQ(r->at("d"), entity::value(1.5));
+  EXPECT_EQ(r->at("e"), entity::value(2.25));
+  EXPECT_EQ(r->at("f"), entity::value(3.125));
+  EXPECT_EQ(r->at("g"), entity::value(1));
+  EXPECT_EQ(r->at("h"), entity::value(0));
+  EXPECT_TRUE(r->at("i").is_null());
+  EXPECT_EQ(r->at("j"), entity::value("txt"));
+  EXPECT_EQ(r->at("k"), entity::value(entity::blob(bytes)));
+  EXPECT_EQ(r->at("l"), entity::value("2020-01-02"));
+  EXPECT_EQ(r->at("m"), entity::value(-42));
+  EXPECT_EQ(r->at("n"), entity::value(0.1));
+  auto empty = db.fetch_one("SELECT ?::bytea AS e, ?::text AS n", {entity::blob{}, entity::null});
+  ASSERT_TRUE(empty);
+  EXPECT_EQ(empty->at("e"), entity::value(entity::blob{}));
+  EXPECT_TRUE(empty->at("n").is_null());
+}
+
+TEST(PostgresInfrastructure, ErrorsCarrySqlstateAndTheServersMessage) {
+  REQUIRE_SERVER();
+  auto infra = started(schema_url());
+  entity::database db(infra);
+  entity::error_code ec;
+  entity::diagnostics diag;
+  db.execute("SELEC 1", {}, ec, diag);
+  EXPECT_EQ(ec.category(), entity::postgres_category());
+  EXPECT_EQ(entity::postgres_sqlstate(ec), "42601");
+  EXPECT_TRUE(ec == entity::condition::syntax);
+  EXPECT_NE(diag.message.find("syntax error"), std::string::npos) << diag.message;
+  EXPECT_EQ(diag.sql, "SELEC 1");
+
+  db.execute("CREATE TABLE u (k int PRIMARY KEY)");
+  db.execute("INSERT INTO u VALUES (?)", {1});
+  try {
+    db.execute("INSERT INTO u VALUES (?)", {1});
+    FAIL() << "a duplicate key was accepted";
+  } catch (const entity::error& e) {
+    EXPECT_TRUE(e.code() == entity::condition::constraint);
+    EXPECT_EQ(entity::postgres_sqlstate(e.code()), "23505");
+    EXPECT_NE(std::string(e.what()).find("duplicate key"), std::string::npos) << e.what();
+  }
+  // The connection that reported the errors serves the next request.
+  EXPECT_EQ(db.fetch_one("SELECT count(*) FROM u")->get<std::int64_t>(0), 1);
+}
+
+TEST(PostgresInfrastructure, ExecuteManyIsAllOrNothingInPipelineChunks) {
+  REQUIRE_SERVER();
+  entity::postgres_params p;
+  p.url = schema_url();
+  p.pipeline_chunk = 100;
+  auto infra = std::make_shared<entity::postgres_infrastructure>(p);
+  infra->startup();
+  entity::database db(infra);
+  db.execute("CREATE TABLE m (k int PRIMARY KEY, v text)");
+  std::vector<entity::params> batch;
+  for (int i = 0; i < 1000; ++i) batch.push_back({i, "v" + std::to_string(i)});
+  auto before = infra->stats().pipeline_batches;
+  EXPECT_EQ(db.execute_many("INSERT INTO m VALUES (?, ?)", batch).rows_affected, 1000);
+  EXPECT_GE(infra->stats().pipeline_batches - before, 10u);
+  EXPECT_EQ(db.fetch_one("SELECT count(*) FROM m")->get<std::int64_t>(0), 1000);
+
+  // A duplicate in the middle of a later chunk: nothing of the batch stays.
+  std::vector<entity::params> bad;
+  for (int i = 1000; i < 1500; ++i) bad.push_back({i, "x"});
+  bad.push_back({5, "dup"});
+  for (int i = 1500; i < 1600; ++i) bad.push_back({i, "x"});
+  entity::error_code ec;
+  entity::diagnostics diag;
+  db.execute_many("INSERT INTO m VALUES (?, ?)", bad, ec, diag);
+  EXPECT_TRUE(ec == entity::condition::constraint) << ec.message();
+  EXPECT_EQ(diag.sql, "INSERT INTO m VALUES (?, ?)");
+  EXPECT_EQ(db.fetch_one("SELECT count(*) FROM m")->get<std::int64_t>(0), 1000);
+  // The connection left pipeline mode cleanly.
+  EXPECT_EQ(db.fetch_one("SELECT v FROM m WHERE k = ?", {5})->get<std::string>(0), "v5");
+}
+
+TEST(PostgresInfrastructure, TransactionCommitsOrRollsBackAsAWhole) {
+  REQUIRE_SERVER();
+  auto infra = started(schema_url());
+  entity::database db(infra);
+  db.execute("CREATE TABLE t (k int PRIMARY KEY)");
+  db.transaction([](entity::session& s) {
+    s.execute("INSERT INTO t VALUES (?)", {1});
+    s.execute("INSERT INTO t VALUES (?)", {2});
+    EXPECT_EQ(s.fetch_one("SELECT count(*) FROM t")->get<std::int64_t>(0), 2);
+  });
+  EXPECT_EQ(db.fetch_one("SELECT count(*) FROM t")->get<std::int64_t>(0), 2);
+
+  EXPECT_THROW(db.transaction([](entity::session& s) {
+    s.execute("INSERT INTO t VALUES (?)", {3});
+    throw std::runtime_error("changed my mind");
+  }),
+               std::runtime_error);
+  // A failing (pipelined) insert surfaces at the latest at COMMIT; nothing of the body stays.
+  entity::error_code ec;
+  entity::diagnostics diag;
+  db.transaction(
+      [](entity::session& s) {
+        s.execute("INSERT INTO t VALUES (?)", {4});
+        s.execute("INSERT INTO t VALUES (?)", {1});
+      },
+      ec, diag);
+  EXPECT_TRUE(ec == entity::condition::constraint) << ec.message();
+  EXPECT_NE(diag.message.find("duplicate key"), std::string::npos) << diag.message;
+  EXPECT_EQ(db.fetch_one("SELECT count(*) FROM t")->get<std::int64_t>(0), 2);
+
+  // Async, from a coroutine.
+  run_coroutine([&]() -> asio::awaitable<void> {
+    entity::transaction_body body = [](entity::session& s) {
+      s.execute("INSERT INTO t VALUES (?)", {10});
+    };
+    auto [e] = co_await db.async_transaction(std::move(body), asio::as_tuple(asio::use_awaitable));
+    EXPECT_FALSE(e) << e.message();
+  });
+  EXPECT_EQ(db.fetch_one("SELECT count(*) FROM t")->get<std::int64_t>(0), 3);
+}
+
+TEST(PostgresInfrastructure, ScriptsRunInOrderAndMayNotLeaveTransactionsOpen) {
+  REQUIRE_SERVER();
+  auto infra = started(schema_url());
+  entity::database db(infra);
+  db.execute_script("CREATE TABLE s (k int); INSERT INTO s VALUES (1); INSERT INTO s VALUES (2);");
+  EXPECT_EQ(db.fetch_one("SELECT sum(k) FROM s")->get<std::int64_t>(0), 3);
+  entity::error_code ec;
+  entity::diagnostics diag;
+  db.execute_script("BEGIN; INSERT INTO s VALUES (3)", ec, diag);
+  EXPECT_EQ(ec, entity::errc::transaction_open);
+  EXPECT_EQ(db.fetch_one("SELECT count(*) FROM s")->get<std::int64_t>(0), 2);
+}
+
+TEST(PostgresInfrastructure, DeadlineCancelsTheQueryOnTheServer) {
+  REQUIRE_SERVER();
+  auto infra = started(schema_url(), /*pool=*/1);
+  entity::database db(infra);
+  auto t0 = std::chrono::steady_clock::now();
+  entity::error_code ec;
+  entity::diagnostics diag;
+  db.with_timeout(200ms).execute("SELECT pg_sleep(10)", {}, ec, diag);
+  auto took = std::chrono::steady_clock::now() - t0;
+  EXPECT_EQ(ec, entity::errc::query_timeout) << ec.message() << ": " << diag.message;
+  EXPECT_TRUE(ec == entity::condition::timeout);
+  EXPECT_LT(took, 1s);
+  // The one connection of the pool serves the next query, and nothing is still running.
+  EXPECT_EQ(db.fetch_one("SELECT 41 + 1")->get<std::int64_t>(0), 42);
+  EXPECT_EQ(db.fetch_one("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%' "
+                         "AND state = 'active' AND pid <> pg_backend_pid()")
+                ->get<std::int64_t>(0),
+            0);
+  EXPECT_EQ(infra->stats().timeouts, 1u);
+
+  // The same inside a transaction body: the server's statement_timeout stops it.
+  t0 = std::chrono::steady_clock::now();
+  db.with_timeout(300ms).transaction(
+      [](entity::session& s) { s.execute("SELECT pg_sleep(10)"); }, ec, diag);
+  EXPECT_EQ(ec, entity::errc::query_timeout) << ec.message() << ": " << diag.message;
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 1s);
+  EXPECT_TRUE(db.health_check());
+}
+
+TEST(PostgresInfrastructure, DroppedConnectionIsReplaced) {
+  REQUIRE_SERVER();
+  const std::string app = "entity_dropped_test";
+  auto infra = started(schema_url("application_name=" + app), /*pool=*/2);
+  entity::database db(infra);
+  // The request whose connection dies under it fails, and says why.
+  entity::error_code ec;
+  entity::diagnostics diag;
+  db.execute("SELECT pg_terminate_backend(pg_backend_pid())", {}, ec, diag);
+  EXPECT_EQ(ec, entity::errc::connection_error) << ec.message();
+  EXPECT_NE(diag.message.find("connection"), std::string::npos) << diag.message;
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(db.fetch_one("SELECT ?::int", {i})->get<int>(0), i);
+
+  // Every pooled connection terminated from outside: later requests run on fresh ones.
+  auto admin = started(base_url(), 1);
+  auto killed = entity::database(admin).fetch_one(
+      "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = ?",
+      {app});
+  EXPECT_GE(killed->get<std::int64_t>(0), 1);
+  std::this_thread::sleep_for(100ms);
+  int failures = 0;
+  for (int i = 0; i < 10; ++i) {
+    auto r = db.fetch_one("SELECT ?::int", {i}, ec, diag);
+    if (ec) {
+      EXPECT_EQ(ec, entity::errc::connection_error) << diag.message;
+      ++failures;
+    } else {
+      EXPECT_EQ(r->get<int>(0), i);
+    }
+  }
+  EXPECT_LE(failures, 2);
+  for (int i = 0; i < 5; ++i) EXPECT_TRUE(db.health_check());
+}
+
+TEST(PostgresInfrastructure, PoolExhaustedAfterAcquireTimeout) {
+  REQUIRE_SERVER();
+  auto infra = started(schema_url(), /*pool=*/1);
+  entity::database db(infra);
+  auto lease = db.acquire();
+  EXPECT_EQ(lease->fetch_one("SELECT 5")->get<int>(0), 5);
+  auto t0 = std::chrono::steady_clock::now();
+  try {
+    db.acquire(100ms);
+    FAIL() << "a second lease from a pool of one";
+  } catch (const entity::error& e) {
+    EXPECT_EQ(e.code(), entity::errc::pool_exhausted);
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 1s);
+  lease.release();
+  EXPECT_EQ(db.fetch_one("SELECT 6")->get<int>(0), 6);
+}
+
+TEST(PostgresInfrastructure, AsyncRequestsFromCoroutines) {
+  REQUIRE_SERVER();
+  auto infra = started(schema_url(), 3);
+  entity::database db(infra);
+  db.execute("CREATE TABLE a (k int PRIMARY KEY, v text)");
+  run_coroutine([&]() -> asio::awaitable<void> {
+    // Named strings: g++ 12 cannot take string literals as arguments inside co_await.
+    std::string v = "value";
+    std::string insert = "INSERT INTO a VALUES (?, ?)";
+    std::string select_one = "SELECT v FROM a WHERE k = ?";
+    std::string select_all = "SELECT k FROM a ORDER BY k";
+    std::string wrong = "SELECT nope FROM a";
+    entity::params first{1, v};
+    entity::params key{1};
+    co_await db.async_execute(insert, first, asio::use_awaitable);
+    auto r = co_await db.async_fetch_one(select_one, key, asio::use_awaitable);
+    EXPECT_TRUE(r && r->get<std::string>(0) == "value");
+    std::vector<entity::params> batch;
+    for (int i = 2; i < 50; ++i) batch.push_back({i, v});
+    auto m = co_await db.async_execute_many(insert, batch, asio::use_awaitable);
+    EXPECT_EQ(m.rows_affected, 48);
+    entity::params none;
+    auto rows = co_await db.async_fetch_all(select_all, none, asio::use_awaitable);
+    EXPECT_EQ(rows.size(), 49u);
+    auto [ec, bad] = co_await db.async_execute(wrong, none, asio::as_tuple(asio::use_awaitable));
+    EXPECT_TRUE(ec == entity::condition::syntax);
+  });
+}
+
+// ---- the memory on PostgreSQL -------------------------------------------------------------
+
+TEST(PostgresMemory, StoreLoadEraseAndScopes) {
+  REQUIRE_SERVER();
+  auto infra = started(schema_url());
+  entity::database db(infra);
+  memory mem(db);
+  mem.store("goal", json{{"book", "flight"}, {"n", 2}});
+  EXPECT_EQ(mem.load("goal"), (json{{"book", "flight"}, {"n", 2}}));
+  mem.store("goal", json("replaced"));
+  EXPECT_EQ(mem.load("goal"), json("replaced"));
+  EXPECT_FALSE(mem.load("missing"));
+  EXPECT_EQ(mem.load("missing", json(7)), json(7));
+  EXPECT_TRUE(mem.exists("goal"));
+  auto alice = mem.scope("alice");
+  auto bob = mem.scope("bob");
+  alice.store("k", json(1));
+  bob.store("k", json(2));
+  EXPECT_EQ(alice.load("k"), json(1));
+  EXPECT_EQ(bob.load("k"), json(2));
+  EXPECT_EQ(alice.keys("%"), std::vector<std::string>{"k"});
+  EXPECT_EQ(alice.size(), 1);
+  EXPECT_EQ(mem.size(), 3);
+  EXPECT_EQ(alice.clear("%"), 1);
+  EXPECT_FALSE(alice.exists("k"));
+  EXPECT_TRUE(bob.exists("k"));
+  EXPECT_TRUE(mem.erase("goal"));
+  EXPECT_FALSE(mem.erase("goal"));
+  auto st = mem.stats();
+  EXPECT_EQ(st.keys, 1);
+  EXPECT_GT(st.value_bytes, 0);
+}
+
+TEST(PostgresMemory, ConcurrentCoroutinesStoreTenThousandKeysOnAPoolOfFour) {
+  REQUIRE_SERVER();
+  auto infra = started(schema_url(), /*pool=*/4);
+  entity::database db(infra);
+  memory mem(db);
+  EXPECT_EQ(mem.size(), 0);  // creates the table once, before the concurrent first uses
+  asio::io_context io;
+  std::atomic<int> failures{0};
+  for (int c = 0; c < 20; ++c) {
+    asio::co_spawn(
+        io,
+        [&, c]() -> asio::awaitable<void> {
+          for (int i = 0; i < 500; ++i) {
+            std::string key = "c" + std::to_string(c) + ":" + std::to_string(i);
+            json value = {{"c", c}, {"i", i}};
+            auto [ec] = co_await mem.async_store(key, value, asio::as_tuple(asio::use_awaitable));
+            if (ec) ++failures;
+          }
+        },
+        asio::detached);
+  }
+  io.run();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(mem.size(), 10000);
+  EXPECT_EQ(mem.load("c19:499"), (json{{"c", 19}, {"i", 499}}));
+  auto s = infra->stats();
+  EXPECT_LE(s.open_connections, 4u);
+  EXPECT_GE(s.operations, 10000u);
+}
+
+TEST(PostgresMemory, TenThousandItemBatchStoreTravelsInPipelineChunks) {
+  REQUIRE_SERVER();
+  auto infra = started(schema_url());
+  entity::database db(infra);
+  memory mem(db);
+  memory::items items;
+  std::vector<std::string> keys;
+  for (std::size_t i = 0; i < 10000; ++i) {
+    items.emplace_back(key_of(i), json{{"i", i}});
+    keys.push_back(key_of(i));
+  }
+  auto before = infra->stats().pipeline_batches;
+  mem.batch_store(items);
+  EXPECT_GT(infra->stats().pipeline_batches - before, 1u);
+  EXPECT_EQ(mem.size(), 10000);
+  auto loaded = mem.batch_load(keys);
+  ASSERT_EQ(loaded.size(), 10000u);
+  EXPECT_EQ(loaded.at(key_of(9999)), (json{{"i", 9999}}));
+
+  // All or nothing: a value that cannot be written as JSON fails the whole batch.
+  memory::items bad;
+  for (std::size_t i = 0; i < 3000; ++i) bad.emplace_back("new" + std::to_string(i), json(1));
+  bad.emplace_back("broken", json(std::string("\xff\xfe")));
+  EXPECT_THROW(mem.batch_store(bad), entity::error);
+  EXPECT_EQ(mem.size(), 10000);
+  EXPECT_FALSE(mem.exists("new0"));
+}
+
+TEST(PostgresMemory, AsyncBatchStoreAndLoad) {
+  REQUIRE_SERVER();
+  auto infra = started(schema_url());
+  entity::database db(infra);
+  memory mem(db);
+  EXPECT_EQ(mem.size(), 0);
+  run_coroutine([&]() -> asio::awaitable<void> {
+    memory::items items;
+    std::vector<std::string> keys;
+    for (std::size_t i = 0; i < 1200; ++i) {
+      items.emplace_back(key_of(i), json(i));
+      keys.push_back(key_of(i));
+    }
+    co_await mem.async_batch_store(items, asio::use_awaitable);
+    auto got = co_await mem.async_batch_load(keys, asio::use_awaitable);
+    EXPECT_EQ(got.size(), 1200u);
+    auto one = co_await mem.async_load(key_of(7), asio::use_awaitable);
+    EXPECT_EQ(one, json(7));
+  });
+}
+
+}  // namespace
