@@ -5,5 +5,7 @@
 #include "entity/error.hpp"
 #include "entity/infrastructure.hpp"
 #include "entity/memory.hpp"
+#include "entity/postgres.hpp"
 #include "entity/sqlite.hpp"
 #include "entity/value.hpp"
+#include "entity/vector_store.hpp"

@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "bench.hpp"
+#include "soak.hpp"
 #include "commands.hpp"
 #include "entity/error.hpp"
 
@@ -17,6 +18,7 @@ struct bench_options {
   bool quick = false;
   std::string json_file;
   std::string svg_file;
+  double soak_seconds = 0;
 };
 
 // A one-line bar on stderr, redrawn in place on a terminal and printed once per step otherwise.
@@ -38,7 +40,32 @@ void write_file(const std::string& path, const std::string& text) {
   if (!out) throw std::runtime_error("cannot write " + path);
 }
 
+// The soak fails (exit 1) on any error or on resident memory growing more than 10%.
+void run_soak(const bench_options& o) {
+  entity::bench::soak_params p;
+  p.duration = std::chrono::duration<double>(o.soak_seconds);
+  p.db_dir = o.params.db_dir;
+  auto r = entity::bench::soak(p, [](double f) {
+    draw_progress(static_cast<int>(f * 100), 100, "soak");
+  });
+  draw_progress(100, 100, "soak");
+  nlohmann::json j = {{"seconds", r.seconds},         {"ops", r.ops},
+                      {"ops_per_sec", r.ops / r.seconds}, {"errors", r.errors},
+                      {"p50_us", r.p50_us},           {"p99_us", r.p99_us},
+                      {"rss_start_bytes", r.rss_start}, {"rss_end_bytes", r.rss_end},
+                      {"rss_growth", r.growth},       {"keys", r.keys}};
+  std::printf("soak: %.1f s, %lld operations (%.0f/s), %lld errors, p50 %.1f us, p99 %.1f us\n",
+              r.seconds, static_cast<long long>(r.ops), r.ops / r.seconds,
+              static_cast<long long>(r.errors), r.p50_us, r.p99_us);
+  std::printf("resident memory: %.1f MiB after warm-up, %.1f MiB at the end (%+.1f%%)\n",
+              r.rss_start / 1048576.0, r.rss_end / 1048576.0, r.growth * 100);
+  if (!o.json_file.empty()) write_file(o.json_file, j.dump(2) + "\n");
+  if (r.errors > 0) throw std::runtime_error("the soak saw errors, the first: " + r.first_error);
+  if (r.growth > 0.10) throw std::runtime_error("resident memory grew by more than 10%");
+}
+
 void run_bench(const bench_options& o) {
+  if (o.soak_seconds > 0) return run_soak(o);
   entity::bench::bench_params p = o.params;
   if (o.quick) {
     p.ops = 200;
@@ -70,6 +97,10 @@ void add_bench_command(CLI::App& app) {
   cmd->add_flag("--quick", opts->quick, "N=200, one run each");
   cmd->add_option("--json", opts->json_file, "write the results as JSON to FILE");
   cmd->add_option("--svg", opts->svg_file, "write a bar chart as SVG to FILE");
+  cmd->add_option("--soak", opts->soak_seconds,
+                  "instead of the benchmark, a soak of SECONDS: mixed operations from 20 coroutines "
+                  "and 2 threads; fails on any error or on memory growth over 10%")
+      ->check(CLI::Range(1.0, 86400.0));
   cmd->add_option("--workload", opts->params.workloads, "run only these workloads (repeatable)");
   cmd->add_option("--variant", opts->params.variants, "run only these variants (repeatable)");
   cmd->callback([opts] {

@@ -1,0 +1,174 @@
+// entitydb bench --soak SECONDS: a bounded soak. Mixed stores, loads and batches from 20
+// coroutines and 2 threads on one database for a fixed time; it must end with zero errors and
+// resident memory that did not grow by more than 10% after the warm-up.
+#include "soak.hpp"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include "clients.hpp"
+#include "common/latency_histogram.hpp"
+#include "entity/sqlite.hpp"
+
+namespace entity::bench {
+namespace asio = boost::asio;
+using clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr int keyspace = 10'000;  // bounded, so the file stops growing and memory can settle
+constexpr int batch = 10;
+
+std::int64_t resident_bytes() {
+  std::ifstream statm("/proc/self/statm");
+  std::int64_t size = 0, resident = 0;
+  statm >> size >> resident;
+  return resident * ::sysconf(_SC_PAGESIZE);
+}
+
+struct counters {
+  std::atomic<std::int64_t> ops{0};
+  std::atomic<std::int64_t> errors{0};
+  detail::latency_histogram latency;
+  std::mutex first_error_mu;
+  std::string first_error;
+
+  void fail(const std::string& what) {
+    errors.fetch_add(1);
+    std::lock_guard lk(first_error_mu);
+    if (first_error.empty()) first_error = what;
+  }
+  void done(clock::time_point since) {
+    ops.fetch_add(1, std::memory_order_relaxed);
+    latency.record(static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(clock::now() - since).count()));
+  }
+};
+
+memory::items batch_items(std::mt19937& rng) {
+  memory::items items;
+  for (int i = 0; i < batch; ++i) {
+    int k = static_cast<int>(rng() % keyspace);
+    items.emplace_back(key_of(k), value_of(k));
+  }
+  return items;
+}
+std::vector<std::string> batch_keys(std::mt19937& rng) {
+  std::vector<std::string> keys;
+  for (int i = 0; i < batch; ++i) keys.push_back(key_of(static_cast<int>(rng() % keyspace)));
+  return keys;
+}
+
+awaitable<> async_worker(memory mem, int seed, clock::time_point until, counters& c) {
+  std::mt19937 rng(static_cast<unsigned>(seed));
+  while (clock::now() < until) {
+    int k = static_cast<int>(rng() % keyspace);
+    auto t = clock::now();
+    try {
+      switch (rng() % 4) {
+        case 0: co_await mem.async_store(key_of(k), value_of(k), asio::use_awaitable); break;
+        case 1: co_await mem.async_load(key_of(k), asio::use_awaitable); break;
+        case 2: co_await mem.async_batch_store(batch_items(rng), asio::use_awaitable); break;
+        default: co_await mem.async_batch_load(batch_keys(rng), asio::use_awaitable); break;
+      }
+      c.done(t);
+    } catch (const std::exception& e) {
+      c.fail(e.what());
+    }
+  }
+}
+
+void sync_worker(memory mem, int seed, clock::time_point until, counters& c) {
+  std::mt19937 rng(static_cast<unsigned>(seed));
+  while (clock::now() < until) {
+    int k = static_cast<int>(rng() % keyspace);
+    auto t = clock::now();
+    try {
+      switch (rng() % 4) {
+        case 0: mem.store(key_of(k), value_of(k)); break;
+        case 1: mem.load(key_of(k)); break;
+        case 2: mem.batch_store(batch_items(rng)); break;
+        default: mem.batch_load(batch_keys(rng)); break;
+      }
+      c.done(t);
+    } catch (const std::exception& e) {
+      c.fail(e.what());
+    }
+  }
+}
+
+}  // namespace
+
+soak_result soak(const soak_params& p, const std::function<void(double)>& progress) {
+  namespace fs = std::filesystem;
+  fs::path dir = p.db_dir.empty() ? fs::temp_directory_path() /
+                                        ("entitydb-soak-" + std::to_string(::getpid()))
+                                  : fs::path(p.db_dir);
+  fs::create_directories(dir);
+  std::string path = (dir / "soak.db").string();
+  for (const char* s : {"", "-wal", "-shm"}) fs::remove(path + s);
+
+  sqlite_params sp;
+  sp.path = path;
+  auto infra = std::make_shared<sqlite_infrastructure>(sp);
+  infra->startup();
+  memory mem{database(infra)};
+
+  counters c;
+  auto start = clock::now();
+  auto length = std::chrono::duration_cast<clock::duration>(p.duration);
+  clock::time_point until = start + length;
+  // Warm-up: caches, statement caches and the page cache fill in the first part of the run;
+  // growth is measured from its end.
+  clock::time_point warm = start + length / 5;
+
+  asio::io_context io;
+  for (int i = 0; i < 20; ++i)
+    asio::co_spawn(io, async_worker(mem, i + 1, until, c), [&](std::exception_ptr e) {
+      if (e) c.fail("a coroutine ended with an exception");
+    });
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 2; ++i) threads.emplace_back(sync_worker, mem, 100 + i, until, std::ref(c));
+
+  std::atomic<std::int64_t> rss_start{0};
+  std::thread watcher([&] {
+    while (clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      auto now = clock::now();
+      if (rss_start == 0 && now >= warm) rss_start = resident_bytes();
+      if (progress)
+        progress(std::min(1.0, std::chrono::duration<double>(now - start) / p.duration));
+    }
+  });
+  io.run();
+  for (auto& t : threads) t.join();
+  watcher.join();
+
+  soak_result r;
+  r.seconds = std::chrono::duration<double>(clock::now() - start).count();
+  r.ops = c.ops.load();
+  r.errors = c.errors.load();
+  r.first_error = c.first_error;
+  r.p99_us = c.latency.quantile(0.99) / 1000.0;
+  r.p50_us = c.latency.quantile(0.50) / 1000.0;
+  r.rss_start = rss_start.load() ? rss_start.load() : resident_bytes();
+  r.rss_end = resident_bytes();
+  r.growth = r.rss_start > 0 ? static_cast<double>(r.rss_end - r.rss_start) / r.rss_start : 0;
+  r.keys = mem.size();
+  infra->shutdown();
+  if (p.db_dir.empty()) fs::remove_all(dir);
+  return r;
+}
+
+}  // namespace entity::bench

@@ -1,0 +1,131 @@
+// The in-memory index of one collection: its vectors in one contiguous float array (the exact
+// scan reads it front to back), their ids and metadata, and the HNSW graph once it is built.
+// It mirrors the collection's table at one stored `version` and is kept in step with this
+// store's own writes as they commit.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <shared_mutex>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "entity/vector_store.hpp"
+#include "vector/hnsw_index.hpp"
+
+namespace entity::vector_detail {
+
+/// A collection's rows as read from its table, all at one stored version.
+struct snapshot {
+  std::int64_t version = 0;
+  std::size_t dim = 0;
+  metric m = metric::cosine;
+  std::vector<std::string> ids;
+  std::vector<float> data;  ///< ids.size() * dim floats, row after row
+  std::vector<json> metadata;
+};
+
+/// One committed write of ours, replayed on the index: upserts in order, or one erase.
+struct change {
+  std::shared_ptr<const vector_store::items> upserts;
+  std::string erased;  ///< when `upserts` is null
+};
+
+/// Thread safety: every member may be called from any thread. Searches share the index; applying
+/// a write or installing a snapshot takes it alone.
+class collection {
+ public:
+  explicit collection(const vector_store_params& p) : p_(p) {}
+
+  // ---- what this store's writes report ----------------------------------------------------
+  // A write transaction claims the version it wrote before it commits, so that a reader who
+  // sees that version in the registry knows it is ours and on its way, not another process's.
+
+  /// Called inside the write transaction, once the write is complete.
+  void claim(std::int64_t version);
+  /// The claimed write failed (rolled back): the version is not ours after all.
+  void unclaim(std::int64_t version);
+  /// The claimed write committed: applies it now, or once the writes before it are applied.
+  void committed(std::int64_t version, change c);
+
+  // ---- loading ----------------------------------------------------------------------------
+
+  /// Replaces the index with `s` (unless it already mirrors that very version).
+  void install(snapshot s);
+
+  // ---- reading ----------------------------------------------------------------------------
+
+  /// The search, or nullopt when the index must be (re)loaded first: it is not loaded, has
+  /// another dimension or metric, or does not reflect the registry's `stored` version (apart
+  /// from writes of ours still being committed). Without `stored`, any loaded index of the right
+  /// shape is used (the caller has just loaded it). REQUIRES: query.size() == dim, k >= 1.
+  std::optional<vector_store::matches> search(std::optional<std::int64_t> stored, std::size_t dim,
+                                              metric m, std::span<const float> query, std::size_t k,
+                                              const json& filter, search_mode mode);
+  /// How many vectors, or nullopt when the index does not reflect `stored` (as for search).
+  std::optional<std::int64_t> count(std::int64_t stored, std::size_t dim, metric m);
+
+ private:
+  using position = std::uint32_t;
+  static constexpr position npos = ~position(0);
+
+  bool reflects(std::int64_t stored);  // mu_ held (shared or exclusive)
+  void drain();                        // mu_ exclusive and book_mu_ held
+  void apply(const change& c);         // mu_ exclusive
+  void apply_upsert(const vector_item& item);
+  void apply_erase(const std::string& id);
+  void unload() noexcept;
+  void drop_graph() noexcept;                       // mu_ exclusive
+  void add_to_graph(position p);                    // mu_ exclusive; gives row p a new label
+  void remove_from_graph(position p);               // mu_ exclusive
+  std::unique_ptr<hnsw_index> build_graph() const;  // mu_ shared
+  void adopt(std::unique_ptr<hnsw_index> g);        // mu_ exclusive
+  float distance_to(const float* query, float query_inv_norm, position p) const;
+  using scored = std::vector<std::pair<float, position>>;
+  scored scan(const float* query, float query_inv_norm, std::size_t k, const json& filter) const;
+  scored walk(const float* query, float query_inv_norm, std::size_t k, const json& filter) const;
+  vector_store::matches results(scored found, std::size_t k) const;
+
+  const vector_store_params p_;
+
+  // The index, guarded by mu_.
+  mutable std::shared_mutex mu_;
+  bool loaded_ = false;
+  std::int64_t version_ = 0;  // the stored version the index reflects
+  std::size_t dim_ = 0;
+  metric metric_ = metric::cosine;
+  std::vector<std::string> ids_;
+  std::vector<json> meta_;
+  std::vector<float> data_;       // ids_.size() * dim_
+  std::vector<float> inv_norms_;  // 1 / |row|, for cosine only
+  std::unordered_map<std::string, position> pos_of_id_;
+  std::uint64_t mutations_ = 0;  // raised by every change to the rows
+  // The graph, once built. Its labels outlive positions (an erase moves the last row into the
+  // hole it leaves), so each row has a label and each label a row. A label is used once: a
+  // replaced or erased vector leaves a tombstone in the graph, and once the tombstones outnumber
+  // the live vectors the graph is dropped, to be rebuilt by the next approximate search.
+  std::unique_ptr<hnsw_index> graph_;
+  std::vector<hnsw_index::label> label_of_;  // per position; empty while there is no graph
+  std::vector<position> pos_of_label_;       // npos for a tombstone
+  std::size_t tombstones_ = 0;
+
+  // A graph built under the shared lock, waiting for the exclusive one to be installed.
+  // Guarded by build_mu_ (taken after mu_).
+  std::mutex build_mu_;
+  std::unique_ptr<hnsw_index> staged_;
+  std::uint64_t staged_at_ = 0;  // mutations_ when it was built
+
+  // Our writes in flight, guarded by book_mu_ (taken after mu_, or alone).
+  std::mutex book_mu_;
+  std::multiset<std::int64_t> claims_;
+  std::map<std::int64_t, change> pending_;  // committed, waiting for an earlier version
+};
+
+}  // namespace entity::vector_detail

@@ -1,0 +1,979 @@
+// The vector store's operations, each written once: a chain of steps (statements on the
+// database, then work on the in-memory index) run either inline on the calling thread (the sync
+// API) or through the database's async API with every continuation on the caller's executor.
+#include "entity/vector_store.hpp"
+
+#include <boost/asio/any_completion_executor.hpp>
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/system_executor.hpp>
+#include <chrono>
+#include <variant>
+
+#include "vector/codec.hpp"
+#include "vector/collection.hpp"
+
+namespace entity {
+namespace asio = boost::asio;
+using vector_detail::check_name;
+using vector_detail::collection;
+using vector_detail::quote;
+using vector_detail::table_of;
+
+std::string_view to_string(metric m) noexcept {
+  switch (m) {
+    case metric::cosine:
+      return "cosine";
+    case metric::l2:
+      return "l2";
+    case metric::inner_product:
+      return "inner_product";
+  }
+  return "cosine";
+}
+
+std::optional<metric> parse_metric(std::string_view name) noexcept {
+  if (name == "cosine") return metric::cosine;
+  if (name == "l2") return metric::l2;
+  if (name == "inner_product" || name == "ip") return metric::inner_product;
+  return std::nullopt;
+}
+
+bool vector_store::valid_name(std::string_view name) noexcept {
+  if (name.empty() || name.size() > 63) return false;
+  auto letter = [](char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_'; };
+  if (!letter(name[0])) return false;
+  for (char c : name)
+    if (!letter(c) && !(c >= '0' && c <= '9')) return false;
+  return true;
+}
+
+// What every copy of one store shares: the database, the tuning and the in-memory indexes.
+struct vector_store::shared {
+  database db;
+  vector_store_params params;
+  // The column types of the backend's dialect (the rest of the SQL is common to both).
+  const char* blob_type;
+  const char* version_type;
+  std::atomic<bool> registry_ready{false};
+  std::mutex mu;
+  std::unordered_map<std::string, std::shared_ptr<collection>> collections;
+
+  shared(database d, vector_store_params p)
+      : db(std::move(d)),
+        params(p),
+        blob_type(db.backend_name() == "postgres" ? "BYTEA" : "BLOB"),
+        version_type(db.backend_name() == "postgres" ? "BIGINT" : "INTEGER") {}
+
+  std::string registry_sql() const {
+    return std::string(
+               "CREATE TABLE IF NOT EXISTS vector_collections (name TEXT PRIMARY KEY, "
+               "dim INTEGER NOT NULL, metric TEXT NOT NULL, version ") +
+           version_type + " NOT NULL)";
+  }
+
+  std::shared_ptr<collection> mirror(const std::string& name) {
+    std::lock_guard lk(mu);
+    auto& c = collections[name];
+    if (!c) c = std::make_shared<collection>(params);
+    return c;
+  }
+  std::shared_ptr<collection> find(const std::string& name) {
+    std::lock_guard lk(mu);
+    auto it = collections.find(name);
+    return it == collections.end() ? nullptr : it->second;
+  }
+  void forget(const std::string& name) {
+    std::lock_guard lk(mu);
+    collections.erase(name);
+  }
+};
+
+namespace {
+
+constexpr const char* lookup_sql =
+    "SELECT dim, metric, version FROM vector_collections WHERE name = ?";
+// Every write transaction raises the version: how other processes notice it.
+constexpr const char* bump_sql =
+    "UPDATE vector_collections SET version = version + 1 WHERE name = ? "
+    "RETURNING dim, metric, version";
+
+std::string quoted_table(std::string_view name) { return "\"" + table_of(name) + "\""; }
+
+error_code make_ec(errc e) { return make_error_code(e); }
+
+[[noreturn]] void fail(errc e, std::string message) { throw error(e, {std::move(message), {}}); }
+
+std::string no_collection(std::string_view name) {
+  return "no vector collection named " + quote(name);
+}
+
+// A registry row: (dim, metric, version) from lookup_sql or bump_sql.
+struct registry_row {
+  std::size_t dim = 0;
+  metric m = metric::cosine;
+  std::int64_t version = 0;
+};
+
+// Reads (dim, metric, version) from columns `first`, `first + 1` and `first + 2` of `r`.
+registry_row read_registry(const row& r, std::string_view name, std::size_t first = 0) {
+  registry_row out;
+  std::int64_t dim = r.get<std::int64_t>(first);
+  std::string metric_text = r.get<std::string>(first + 1);
+  auto m = parse_metric(metric_text);
+  if (dim < 1 || dim > std::int64_t(vector_store::max_dim) || !m)
+    fail(errc::decode_error, "the registry entry of vector collection " + quote(name) +
+                                 " is damaged (dim " + std::to_string(dim) + ", metric " +
+                                 quote(metric_text) + ")");
+  out.dim = static_cast<std::size_t>(dim);
+  out.m = *m;
+  out.version = r.get<std::int64_t>(first + 2);
+  return out;
+}
+
+std::string dimension_message(std::string_view name, std::size_t dim, std::string_view what,
+                              std::size_t got) {
+  return "vector collection " + quote(name) + " has dimension " + std::to_string(dim) + ", but " +
+         std::string(what) + " has " + std::to_string(got);
+}
+
+// A cosine distance needs a direction.
+bool all_zero(std::span<const float> v) {
+  for (float x : v)
+    if (x != 0) return false;
+  return true;
+}
+
+// Whatever `f` throws becomes (ec, diag); true when it threw nothing.
+template <class F>
+bool capture(F&& f, error_code& ec, diagnostics& diag) noexcept {
+  try {
+    f();
+    return true;
+  } catch (const error& e) {
+    ec = e.code();
+    diag = e.diag();
+  } catch (const std::exception& e) {
+    ec = make_ec(errc::aborted);
+    diag = {e.what(), {}};
+  } catch (...) {
+    ec = make_ec(errc::aborted);
+    diag = {"unknown exception", {}};
+  }
+  return false;
+}
+
+// ---- how steps run -----------------------------------------------------------------------------
+
+struct step_result {
+  error_code ec;
+  diagnostics diag;
+  result res;
+};
+using step = detail::unique_function<void(step_result)>;
+
+// Runs statements for an operation: inline (sync) or through the database's async API with the
+// continuation bound to the caller's executor (async).
+class runner {
+ public:
+  runner() = default;
+  explicit runner(asio::any_completion_executor ex) : ex_(std::move(ex)) {}
+
+  void execute(const database& db, std::string sql, params args, step next) const {
+    if (!ex_) {
+      step_result r;
+      r.res = db.execute(std::move(sql), std::move(args), r.ec, r.diag);
+      return next(std::move(r));
+    }
+    auto diag = std::make_shared<diagnostics>();
+    db.async_execute(std::move(sql), std::move(args), *diag,
+                     asio::bind_executor(
+                         *ex_, [diag, next = std::move(next)](error_code ec, result res) mutable {
+                           next(step_result{ec, std::move(*diag), std::move(res)});
+                         }));
+  }
+
+  void transaction(const database& db, transaction_body body, step next) const {
+    if (!ex_) {
+      step_result r;
+      db.transaction(std::move(body), r.ec, r.diag);
+      return next(std::move(r));
+    }
+    auto diag = std::make_shared<diagnostics>();
+    db.async_transaction(
+        std::move(body), *diag,
+        asio::bind_executor(*ex_, [diag, next = std::move(next)](error_code ec) mutable {
+          next(step_result{ec, std::move(*diag), {}});
+        }));
+  }
+
+ private:
+  std::optional<asio::any_completion_executor> ex_;
+};
+
+// Where an operation ends: (error_code, diagnostics, value).
+template <class T>
+using finish_fn = detail::unique_function<void(error_code, diagnostics, T)>;
+
+// The state every operation carries from step to step.
+template <class T>
+struct operation {
+  std::shared_ptr<vector_store::shared> st;
+  runner run;
+  finish_fn<T> finish;
+
+  operation(std::shared_ptr<vector_store::shared> s, runner r, finish_fn<T> f)
+      : st(std::move(s)), run(std::move(r)), finish(std::move(f)) {}
+
+  void succeed(T v) { end(error_code{}, diagnostics{}, std::move(v)); }
+  void fail_with(error_code ec, diagnostics diag) { end(ec, std::move(diag), T{}); }
+
+ private:
+  // The store (and with it the engine) is let go before the caller hears the end: a caller who
+  // then drops its own handles must not leave the engine's last owner on one of the engine's
+  // threads, which cannot shut the engine down from there.
+  void end(error_code ec, diagnostics diag, T v) {
+    finish_fn<T> f = std::move(finish);
+    st.reset();
+    f(ec, std::move(diag), std::move(v));
+  }
+};
+
+// Runs `next` once the registry table exists (created by the first operation of a store).
+template <class Op>
+void with_registry(std::shared_ptr<Op> op, void (*next)(std::shared_ptr<Op>)) {
+  if (op->st->registry_ready.load(std::memory_order_acquire)) return next(std::move(op));
+  auto& db = op->st->db;
+  op->run.execute(db, op->st->registry_sql(), {}, [op, next](step_result r) mutable {
+    if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
+    op->st->registry_ready.store(true, std::memory_order_release);
+    next(std::move(op));
+  });
+}
+
+// A statement that names a missing vec_ table fails as SQL; for the caller the collection is
+// simply not there (dropped while the operation ran).
+void missing_table_is_not_found(step_result& r, std::string_view name) {
+  if (r.ec == condition::syntax) {
+    r.ec = make_ec(errc::not_found);
+    r.diag = {no_collection(name), {}};
+  }
+}
+
+// ---- create / drop / list ----------------------------------------------------------------------
+
+struct create_op : operation<bool> {
+  using operation::operation;
+  std::string name;
+  std::size_t dim = 0;
+  metric m = metric::cosine;
+  std::shared_ptr<bool> created = std::make_shared<bool>(false);
+
+  static void start(std::shared_ptr<create_op> op) {
+    error_code ec;
+    diagnostics diag;
+    bool ok = capture(
+        [&] {
+          check_name(op->name);
+          if (op->dim < 1 || op->dim > vector_store::max_dim)
+            fail(errc::invalid_argument, "the dimension of a vector collection must be 1 to " +
+                                             std::to_string(vector_store::max_dim) + " (got " +
+                                             std::to_string(op->dim) + ")");
+        },
+        ec, diag);
+    if (!ok) return op->fail_with(ec, std::move(diag));
+    with_registry(op, &create_op::write);
+  }
+
+  static void write(std::shared_ptr<create_op> op) {
+    // Versions start from the clock (in microseconds) and rise by one per write, far slower:
+    // a collection dropped and created anew never repeats a version an index was built at.
+    auto now_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count();
+    auto body = [name = op->name, dim = op->dim, m = op->m, created = op->created, now_us,
+                 blob_type = std::string(op->st->blob_type)](session& s) {
+      auto same = s.fetch_one(
+          "SELECT name, dim, metric, version FROM vector_collections "
+          "WHERE lower(name) = lower(?)",
+          {name});
+      if (same) {
+        std::string existing = same->get<std::string>(0);
+        if (existing != name)
+          fail(errc::invalid_argument, "vector collection " + quote(name) +
+                                           " would share its table with " + quote(existing) +
+                                           " (table names ignore case)");
+        registry_row r = read_registry(*same, name, 1);
+        if (r.dim != dim || r.m != m)
+          fail(errc::invalid_argument,
+               "vector collection " + quote(name) + " already exists with dimension " +
+                   std::to_string(r.dim) + " and metric " + std::string(to_string(r.m)) +
+                   " (asked for " + std::to_string(dim) + " and " + std::string(to_string(m)) +
+                   ")");
+        *created = false;
+        return;
+      }
+      auto highest = s.fetch_one("SELECT coalesce(max(version), 0) FROM vector_collections");
+      std::int64_t version = std::max<std::int64_t>(now_us, highest->get<std::int64_t>(0) + 1);
+      s.execute("INSERT INTO vector_collections (name, dim, metric, version) VALUES (?, ?, ?, ?)",
+                {name, dim, std::string(to_string(m)), version});
+      s.execute("CREATE TABLE " + quoted_table(name) + " (id TEXT PRIMARY KEY, embedding " +
+                blob_type + " NOT NULL, metadata TEXT)");
+      *created = true;
+    };
+    auto& db = op->st->db;
+    op->run.transaction(db, std::move(body), [op](step_result r) {
+      if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
+      op->succeed(*op->created);
+    });
+  }
+};
+
+struct drop_op : operation<bool> {
+  using operation::operation;
+  std::string name;
+  std::shared_ptr<bool> existed = std::make_shared<bool>(false);
+
+  static void start(std::shared_ptr<drop_op> op) {
+    error_code ec;
+    diagnostics diag;
+    if (!capture([&] { check_name(op->name); }, ec, diag))
+      return op->fail_with(ec, std::move(diag));
+    with_registry(op, &drop_op::write);
+  }
+
+  static void write(std::shared_ptr<drop_op> op) {
+    auto body = [name = op->name, existed = op->existed](session& s) {
+      *existed =
+          s.execute("DELETE FROM vector_collections WHERE name = ?", {name}).rows_affected > 0;
+      s.execute("DROP TABLE IF EXISTS " + quoted_table(name));
+    };
+    auto& db = op->st->db;
+    op->run.transaction(db, std::move(body), [op](step_result r) {
+      if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
+      op->st->forget(op->name);
+      op->succeed(*op->existed);
+    });
+  }
+};
+
+struct list_op : operation<std::vector<collection_info>> {
+  using operation::operation;
+  std::vector<collection_info> found;
+  int attempts = 0;
+
+  static void start(std::shared_ptr<list_op> op) {
+    with_registry(op, &list_op::read_registry_rows);
+  }
+
+  static void read_registry_rows(std::shared_ptr<list_op> op) {
+    auto& db = op->st->db;
+    op->run.execute(db, "SELECT name, dim, metric FROM vector_collections ORDER BY name", {},
+                    [op](step_result r) mutable {
+                      if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
+                      op->found.clear();
+                      for (const row& rw : r.res.rows) {
+                        collection_info info;
+                        info.name = rw.get<std::string>(0);
+                        // Only names this library would have created become table names.
+                        if (!vector_store::valid_name(info.name)) continue;
+                        info.dim = static_cast<std::size_t>(rw.get<std::int64_t>(1));
+                        info.metric = parse_metric(rw.get<std::string>(2)).value_or(metric::cosine);
+                        op->found.push_back(std::move(info));
+                      }
+                      count_rows(std::move(op));
+                    });
+  }
+
+  static void count_rows(std::shared_ptr<list_op> op) {
+    if (op->found.empty()) return op->succeed({});
+    std::string sql;
+    for (std::size_t i = 0; i < op->found.size(); ++i) {
+      if (i) sql += " UNION ALL ";
+      sql += "SELECT " + std::to_string(i) + ", count(*) FROM " + quoted_table(op->found[i].name);
+    }
+    auto& db = op->st->db;
+    op->run.execute(db, std::move(sql), {}, [op](step_result r) mutable {
+      // A collection dropped between the two statements: list again.
+      if (r.ec == condition::syntax && ++op->attempts < 3) return read_registry_rows(std::move(op));
+      if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
+      for (const row& rw : r.res.rows)
+        op->found.at(static_cast<std::size_t>(rw.get<std::int64_t>(0))).count =
+            rw.get<std::int64_t>(1);
+      op->succeed(std::move(op->found));
+    });
+  }
+};
+
+// ---- writes ------------------------------------------------------------------------------------
+
+// What a write transaction tells the operation that submitted it.
+struct write_ticket {
+  std::int64_t version = 0;  // the version it wrote (0: none)
+  bool existed = false;      // erase: the id was there
+};
+
+// A body runs again when its shared transaction was rolled back under it: what the earlier run
+// claimed was rolled back too.
+void forget_earlier_run(write_ticket& t, collection& mirror) {
+  if (t.version) mirror.unclaim(t.version);
+  t = write_ticket{};
+}
+
+struct upsert_op : operation<std::monostate> {
+  using operation::operation;
+  std::string name;
+  std::shared_ptr<vector_store::items> batch;
+  std::shared_ptr<std::vector<params>> rows;  // the items as bound parameters
+  std::shared_ptr<collection> mirror;
+  std::shared_ptr<write_ticket> ticket = std::make_shared<write_ticket>();
+
+  // Everything about the items that does not need the registry is checked here, before
+  // anything is written.
+  void check() {
+    check_name(name);
+    const vector_store::items& items = *batch;
+    rows->reserve(items.size());
+    for (std::size_t i = 0; i < items.size(); ++i) {
+      const vector_item& item = items[i];
+      std::string whose = "item " + quote(item.id);
+      if (items.size() > 1) whose += " (#" + std::to_string(i + 1) + ")";
+      if (item.id.empty())
+        fail(errc::invalid_argument,
+             "an id must not be empty (item #" + std::to_string(i + 1) + ")");
+      if (auto why = vector_detail::vector_problem(item.vector))
+        fail(errc::invalid_argument, "the vector of " + whose + " " + *why);
+      if (item.vector.size() != items[0].vector.size())
+        fail(errc::dimension_mismatch,
+             "the vectors of one batch must have one dimension: " + whose + " has " +
+                 std::to_string(item.vector.size()) + ", item " + quote(items[0].id) + " has " +
+                 std::to_string(items[0].vector.size()));
+      std::string meta = vector_detail::encode_metadata(item.metadata, whose);
+      rows->push_back({item.id, vector_detail::encode_vector(item.vector), std::move(meta)});
+    }
+  }
+
+  static void start(std::shared_ptr<upsert_op> op) {
+    op->rows = std::make_shared<std::vector<params>>();
+    error_code ec;
+    diagnostics diag;
+    if (!capture([&] { op->check(); }, ec, diag)) return op->fail_with(ec, std::move(diag));
+    if (op->batch->empty()) return op->succeed({});
+    op->mirror = op->st->mirror(op->name);
+    with_registry(op, &upsert_op::write);
+  }
+
+  static void write(std::shared_ptr<upsert_op> op) {
+    std::string upsert_sql = "INSERT INTO " + quoted_table(op->name) +
+                             " (id, embedding, metadata) VALUES (?, ?, ?) ON CONFLICT (id) DO "
+                             "UPDATE SET embedding = excluded.embedding, "
+                             "metadata = excluded.metadata";
+    auto body = [name = op->name, batch = op->batch, rows = op->rows, mirror = op->mirror,
+                 ticket = op->ticket, upsert_sql = std::move(upsert_sql)](session& s) {
+      forget_earlier_run(*ticket, *mirror);
+      auto reg = s.fetch_one(bump_sql, {name});
+      if (!reg) fail(errc::not_found, no_collection(name));
+      registry_row r = read_registry(*reg, name);
+      const vector_store::items& items = *batch;
+      for (std::size_t i = 0; i < items.size(); ++i) {
+        const vector_item& item = items[i];
+        if (item.vector.size() != r.dim)
+          fail(errc::dimension_mismatch,
+               dimension_message(name, r.dim, "the vector of item " + quote(item.id),
+                                 item.vector.size()));
+        if (r.m == metric::cosine && all_zero(item.vector))
+          fail(errc::invalid_argument, "the vector of item " + quote(item.id) +
+                                           " is zero: a cosine collection needs a direction");
+      }
+      for (const params& p : *rows) s.execute(upsert_sql, p);
+      ticket->version = r.version;
+      mirror->claim(r.version);
+    };
+    auto& db = op->st->db;
+    op->run.transaction(db, std::move(body), [op](step_result r) {
+      if (r.ec) {
+        if (op->ticket->version) op->mirror->unclaim(op->ticket->version);
+        return op->fail_with(r.ec, std::move(r.diag));
+      }
+      op->mirror->committed(op->ticket->version, vector_detail::change{op->batch, {}});
+      op->succeed({});
+    });
+  }
+};
+
+struct erase_op : operation<bool> {
+  using operation::operation;
+  std::string name;
+  std::string id;
+  std::shared_ptr<collection> mirror;
+  std::shared_ptr<write_ticket> ticket = std::make_shared<write_ticket>();
+
+  static void start(std::shared_ptr<erase_op> op) {
+    error_code ec;
+    diagnostics diag;
+    if (!capture([&] { check_name(op->name); }, ec, diag))
+      return op->fail_with(ec, std::move(diag));
+    op->mirror = op->st->mirror(op->name);
+    with_registry(op, &erase_op::write);
+  }
+
+  static void write(std::shared_ptr<erase_op> op) {
+    std::string delete_sql = "DELETE FROM " + quoted_table(op->name) + " WHERE id = ?";
+    auto body = [name = op->name, id = op->id, mirror = op->mirror, ticket = op->ticket,
+                 delete_sql = std::move(delete_sql)](session& s) {
+      forget_earlier_run(*ticket, *mirror);
+      if (!s.fetch_one(lookup_sql, {name})) fail(errc::not_found, no_collection(name));
+      ticket->existed = s.execute(delete_sql, {id}).rows_affected > 0;
+      if (!ticket->existed) return;  // nothing changed: the version stays
+      auto reg = s.fetch_one(bump_sql, {name});
+      ticket->version = read_registry(reg.value(), name).version;
+      mirror->claim(ticket->version);
+    };
+    auto& db = op->st->db;
+    op->run.transaction(db, std::move(body), [op](step_result r) {
+      if (r.ec) {
+        if (op->ticket->version) op->mirror->unclaim(op->ticket->version);
+        return op->fail_with(r.ec, std::move(r.diag));
+      }
+      if (op->ticket->version)
+        op->mirror->committed(op->ticket->version, vector_detail::change{nullptr, op->id});
+      op->succeed(op->ticket->existed);
+    });
+  }
+};
+
+// ---- reads -------------------------------------------------------------------------------------
+
+struct get_op : operation<std::optional<vector_item>> {
+  using operation::operation;
+  std::string name;
+  std::string id;
+
+  static void start(std::shared_ptr<get_op> op) {
+    error_code ec;
+    diagnostics diag;
+    if (!capture([&] { check_name(op->name); }, ec, diag))
+      return op->fail_with(ec, std::move(diag));
+    with_registry(op, &get_op::read);
+  }
+
+  // One statement reads the registry and the row together: always current, no index needed.
+  static void read(std::shared_ptr<get_op> op) {
+    std::string sql =
+        "SELECT r.dim, v.embedding, v.metadata FROM vector_collections AS r "
+        "LEFT JOIN " +
+        quoted_table(op->name) + " AS v ON v.id = ? WHERE r.name = ?";
+    auto& db = op->st->db;
+    op->run.execute(db, std::move(sql), {op->id, op->name}, [op](step_result r) {
+      missing_table_is_not_found(r, op->name);
+      if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
+      if (r.res.rows.empty())
+        return op->fail_with(make_ec(errc::not_found), {no_collection(op->name), {}});
+      const row& rw = r.res.rows.front();
+      if (rw[1].is_null()) return op->succeed(std::nullopt);
+      std::optional<vector_item> item;
+      error_code ec;
+      diagnostics diag;
+      bool ok = capture(
+          [&] {
+            auto dim = static_cast<std::size_t>(rw.get<std::int64_t>(0));
+            vector_item out;
+            out.id = op->id;
+            out.vector.resize(dim);
+            if (!rw[1].is_blob() ||
+                !vector_detail::decode_vector(rw[1].as_blob(), dim, out.vector.data()))
+              fail(errc::decode_error, "the stored vector of " + quote(op->id) + " in collection " +
+                                           quote(op->name) + " is not " + std::to_string(dim) +
+                                           " float32 values");
+            out.metadata = vector_detail::decode_metadata(rw[2], quote(op->id));
+            item = std::move(out);
+          },
+          ec, diag);
+      if (!ok) return op->fail_with(ec, std::move(diag));
+      op->succeed(std::move(item));
+    });
+  }
+};
+
+struct count_op : operation<std::int64_t> {
+  using operation::operation;
+  std::string name;
+
+  static void start(std::shared_ptr<count_op> op) {
+    error_code ec;
+    diagnostics diag;
+    if (!capture([&] { check_name(op->name); }, ec, diag))
+      return op->fail_with(ec, std::move(diag));
+    with_registry(op, &count_op::lookup);
+  }
+
+  static void lookup(std::shared_ptr<count_op> op) {
+    auto& db = op->st->db;
+    op->run.execute(db, lookup_sql, {op->name}, [op](step_result r) mutable {
+      if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
+      if (r.res.rows.empty()) {
+        op->st->forget(op->name);
+        return op->fail_with(make_ec(errc::not_found), {no_collection(op->name), {}});
+      }
+      error_code ec;
+      diagnostics diag;
+      std::optional<std::int64_t> n;
+      bool ok = capture(
+          [&] {
+            registry_row reg = read_registry(r.res.rows.front(), op->name);
+            if (auto mirror = op->st->find(op->name))
+              n = mirror->count(reg.version, reg.dim, reg.m);
+          },
+          ec, diag);
+      if (!ok) return op->fail_with(ec, std::move(diag));
+      if (n) return op->succeed(*n);
+      count_table(std::move(op));  // no current index: ask the table
+    });
+  }
+
+  static void count_table(std::shared_ptr<count_op> op) {
+    auto& db = op->st->db;
+    op->run.execute(db, "SELECT count(*) FROM " + quoted_table(op->name), {}, [op](step_result r) {
+      missing_table_is_not_found(r, op->name);
+      if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
+      op->succeed(r.res.rows.at(0).get<std::int64_t>(0));
+    });
+  }
+};
+
+struct search_op : operation<vector_store::matches> {
+  using operation::operation;
+  std::string name;
+  std::vector<float> query;
+  std::int64_t k = 0;
+  json filter;
+  search_mode mode = search_mode::approximate;
+  registry_row reg;
+  std::shared_ptr<collection> mirror;
+  int attempts = 0;
+
+  void check() {
+    check_name(name);
+    if (k < 1) fail(errc::invalid_argument, "k must be at least 1 (got " + std::to_string(k) + ")");
+    if (auto why = vector_detail::vector_problem(query))
+      fail(errc::invalid_argument, "the query vector " + *why);
+    if (filter.is_null()) filter = json::object();
+    if (!filter.is_object())
+      fail(errc::invalid_argument,
+           std::string("a search filter must be a JSON object (it is ") + filter.type_name() + ")");
+  }
+
+  static void start(std::shared_ptr<search_op> op) {
+    error_code ec;
+    diagnostics diag;
+    if (!capture([&] { op->check(); }, ec, diag)) return op->fail_with(ec, std::move(diag));
+    with_registry(op, &search_op::lookup);
+  }
+
+  // The registry's version decides whether the index can answer as it is.
+  static void lookup(std::shared_ptr<search_op> op) {
+    auto& db = op->st->db;
+    op->run.execute(db, lookup_sql, {op->name}, [op](step_result r) mutable {
+      if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
+      if (r.res.rows.empty()) {
+        op->st->forget(op->name);
+        return op->fail_with(make_ec(errc::not_found), {no_collection(op->name), {}});
+      }
+      error_code ec;
+      diagnostics diag;
+      std::optional<vector_store::matches> found;
+      bool ok = capture(
+          [&] {
+            op->reg = read_registry(r.res.rows.front(), op->name);
+            op->check_against_registry();
+            op->mirror = op->st->mirror(op->name);
+            found = op->search(op->reg.version);
+          },
+          ec, diag);
+      if (!ok) return op->fail_with(ec, std::move(diag));
+      if (found) return op->succeed(std::move(*found));
+      load(std::move(op));
+    });
+  }
+
+  void check_against_registry() const {
+    if (query.size() != reg.dim)
+      fail(errc::dimension_mismatch, dimension_message(name, reg.dim, "the query", query.size()));
+    if (reg.m == metric::cosine && all_zero(query))
+      fail(errc::invalid_argument, "the query vector is zero: a cosine search needs a direction");
+  }
+
+  std::optional<vector_store::matches> search(std::optional<std::int64_t> stored) {
+    return mirror->search(stored, reg.dim, reg.m, query, static_cast<std::size_t>(k), filter, mode);
+  }
+
+  // Reads the whole collection in one statement (so at one version) and installs it.
+  static void load(std::shared_ptr<search_op> op) {
+    std::string sql =
+        "SELECT r.dim, r.metric, r.version, v.id, v.embedding, v.metadata "
+        "FROM vector_collections AS r LEFT JOIN " +
+        quoted_table(op->name) + " AS v ON TRUE WHERE r.name = ?";
+    auto& db = op->st->db;
+    op->run.execute(db, std::move(sql), {op->name}, [op](step_result r) mutable {
+      missing_table_is_not_found(r, op->name);
+      if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
+      if (r.res.rows.empty()) {
+        op->st->forget(op->name);
+        return op->fail_with(make_ec(errc::not_found), {no_collection(op->name), {}});
+      }
+      error_code ec;
+      diagnostics diag;
+      std::optional<vector_store::matches> found;
+      bool ok = capture(
+          [&] {
+            vector_detail::snapshot s = decode(r.res.rows, op->name);
+            op->reg = registry_row{s.dim, s.m, s.version};
+            op->check_against_registry();
+            op->mirror->install(std::move(s));
+            found = op->search(std::nullopt);
+          },
+          ec, diag);
+      if (!ok) return op->fail_with(ec, std::move(diag));
+      if (found) return op->succeed(std::move(*found));
+      // Another load of another shape (the collection was created anew) won the race.
+      if (++op->attempts < 3) return lookup(std::move(op));
+      op->fail_with(
+          make_ec(errc::aborted),
+          {"vector collection " + quote(op->name) + " kept changing while it was loaded", {}});
+    });
+  }
+
+  static vector_detail::snapshot decode(std::vector<row>& rows, const std::string& name) {
+    vector_detail::snapshot s;
+    registry_row reg = read_registry(rows.front(), name);
+    s.version = reg.version;
+    s.dim = reg.dim;
+    s.m = reg.m;
+    s.ids.reserve(rows.size());
+    s.metadata.reserve(rows.size());
+    s.data.resize(rows.size() * s.dim);
+    std::size_t n = 0;
+    for (row& rw : rows) {
+      if (rw[3].is_null()) continue;  // the one row of an empty collection
+      std::string id = rw.get<std::string>(3);
+      if (!rw[4].is_blob() ||
+          !vector_detail::decode_vector(rw[4].as_blob(), s.dim, &s.data[n * s.dim]))
+        fail(errc::decode_error, "the stored vector of " + quote(id) + " in collection " +
+                                     quote(name) + " is not " + std::to_string(s.dim) +
+                                     " float32 values");
+      s.metadata.push_back(vector_detail::decode_metadata(rw[5], quote(id)));
+      s.ids.push_back(std::move(id));
+      ++n;
+    }
+    s.data.resize(n * s.dim);
+    return s;
+  }
+};
+
+// ---- sync and async ends
+// -------------------------------------------------------------------------
+
+// Runs an operation inline and returns its value or throws its error.
+template <class T, class Op, class Init>
+T run_sync(std::shared_ptr<vector_store::shared> st, Init&& init) {
+  error_code ec;
+  diagnostics diag;
+  std::optional<T> out;
+  auto op = std::make_shared<Op>(std::move(st), runner{},
+                                 finish_fn<T>([&](error_code e, diagnostics d, T v) {
+                                   ec = e;
+                                   diag = std::move(d);
+                                   out.emplace(std::move(v));
+                                 }));
+  init(*op);
+  Op::start(op);
+  throw_if(ec, diag);
+  return std::move(*out);
+}
+
+// Calls `h` with (ec, v), or (ec) for an operation without a value.
+template <class T, class Handler>
+void call(Handler& h, error_code ec, T& v) {
+  if constexpr (std::is_same_v<T, std::monostate>)
+    std::move(h)(ec);
+  else
+    std::move(h)(ec, std::move(v));
+}
+
+// Starts an operation whose end calls `h` on its associated executor. An end reached inside
+// the starting call (bad input, an empty batch) is delivered later, as asio requires: through a
+// thread of the system executor, then on the handler's executor (a type-erased executor cannot
+// be required to be non-blocking, hence the hop).
+template <class T, class Op, class Init, class Handler>
+void run_async(std::shared_ptr<vector_store::shared> st, diagnostics* diag, Handler h,
+               Init&& init) {
+  auto ex = asio::get_associated_executor(h);  // before h moves into the finish
+  auto starting = std::make_shared<std::atomic<bool>>(true);
+  finish_fn<T> finish = [h = std::move(h), ex, diag, starting](error_code ec, diagnostics d,
+                                                               T v) mutable {
+    if (ec && diag) *diag = std::move(d);
+    if (!starting->load(std::memory_order_acquire)) {
+      asio::dispatch(ex, [h = std::move(h), ec, v = std::move(v)]() mutable { call<T>(h, ec, v); });
+      return;
+    }
+    auto work = asio::make_work_guard(ex);  // keeps the caller's executor running meanwhile
+    asio::post(asio::system_executor(), [h = std::move(h), work = std::move(work), ec,
+                                         v = std::move(v)]() mutable {
+      auto ex = work.get_executor();
+      asio::dispatch(ex, [h = std::move(h), ec, v = std::move(v)]() mutable { call<T>(h, ec, v); });
+    });
+  };
+  auto op = std::make_shared<Op>(std::move(st), runner{ex}, std::move(finish));
+  init(*op);
+  Op::start(op);
+  starting->store(false, std::memory_order_release);
+}
+
+}  // namespace
+
+// ---- the public face
+// -----------------------------------------------------------------------------
+
+vector_store::vector_store(database db, vector_store_params p)
+    : shared_(std::make_shared<shared>(std::move(db), p)) {}
+
+const database& vector_store::db() const noexcept { return shared_->db; }
+const vector_store_params& vector_store::params() const noexcept { return shared_->params; }
+
+bool vector_store::create_collection(std::string name, std::size_t dim, metric m) const {
+  return run_sync<bool, create_op>(shared_, [&](create_op& op) {
+    op.name = std::move(name);
+    op.dim = dim;
+    op.m = m;
+  });
+}
+
+bool vector_store::drop_collection(std::string name) const {
+  return run_sync<bool, drop_op>(shared_, [&](drop_op& op) { op.name = std::move(name); });
+}
+
+std::vector<collection_info> vector_store::list_collections() const {
+  return run_sync<std::vector<collection_info>, list_op>(shared_, [](list_op&) {});
+}
+
+void vector_store::upsert(std::string collection, std::string id, std::span<const float> vector,
+                          json metadata) const {
+  upsert(std::move(collection), std::move(id), std::vector<float>(vector.begin(), vector.end()),
+         std::move(metadata));
+}
+
+void vector_store::upsert(std::string collection, std::string id, std::vector<float> vector,
+                          json metadata) const {
+  items batch;
+  batch.push_back(vector_item{std::move(id), std::move(vector), std::move(metadata)});
+  upsert_batch(std::move(collection), std::move(batch));
+}
+
+void vector_store::upsert_batch(std::string collection, items batch) const {
+  run_sync<std::monostate, upsert_op>(shared_, [&](upsert_op& op) {
+    op.name = std::move(collection);
+    op.batch = std::make_shared<items>(std::move(batch));
+  });
+}
+
+bool vector_store::erase(std::string collection, std::string id) const {
+  return run_sync<bool, erase_op>(shared_, [&](erase_op& op) {
+    op.name = std::move(collection);
+    op.id = std::move(id);
+  });
+}
+
+std::optional<vector_item> vector_store::get(std::string collection, std::string id) const {
+  return run_sync<std::optional<vector_item>, get_op>(shared_, [&](get_op& op) {
+    op.name = std::move(collection);
+    op.id = std::move(id);
+  });
+}
+
+std::int64_t vector_store::count(std::string collection) const {
+  return run_sync<std::int64_t, count_op>(shared_,
+                                          [&](count_op& op) { op.name = std::move(collection); });
+}
+
+vector_store::matches vector_store::search(std::string collection, std::span<const float> query,
+                                           std::int64_t k, json filter, search_mode mode) const {
+  return search(std::move(collection), std::vector<float>(query.begin(), query.end()), k,
+                std::move(filter), mode);
+}
+
+vector_store::matches vector_store::search(std::string collection, std::vector<float> query,
+                                           std::int64_t k, json filter, search_mode mode) const {
+  return run_sync<matches, search_op>(shared_, [&](search_op& op) {
+    op.name = std::move(collection);
+    op.query = std::move(query);
+    op.k = k;
+    op.filter = std::move(filter);
+    op.mode = mode;
+  });
+}
+
+void vector_store::start_create_collection(diagnostics* diag, handler<bool> h, std::string name,
+                                           std::size_t dim, metric m) const {
+  run_async<bool, create_op>(shared_, diag, std::move(h), [&](create_op& op) {
+    op.name = std::move(name);
+    op.dim = dim;
+    op.m = m;
+  });
+}
+
+void vector_store::start_drop_collection(diagnostics* diag, handler<bool> h,
+                                         std::string name) const {
+  run_async<bool, drop_op>(shared_, diag, std::move(h),
+                           [&](drop_op& op) { op.name = std::move(name); });
+}
+
+void vector_store::start_list_collections(diagnostics* diag,
+                                          handler<std::vector<collection_info>> h) const {
+  run_async<std::vector<collection_info>, list_op>(shared_, diag, std::move(h), [](list_op&) {});
+}
+
+void vector_store::start_upsert_batch(diagnostics* diag, void_handler h, std::string collection,
+                                      items batch) const {
+  run_async<std::monostate, upsert_op>(shared_, diag, std::move(h), [&](upsert_op& op) {
+    op.name = std::move(collection);
+    op.batch = std::make_shared<items>(std::move(batch));
+  });
+}
+
+void vector_store::start_erase(diagnostics* diag, handler<bool> h, std::string collection,
+                               std::string id) const {
+  run_async<bool, erase_op>(shared_, diag, std::move(h), [&](erase_op& op) {
+    op.name = std::move(collection);
+    op.id = std::move(id);
+  });
+}
+
+void vector_store::start_get(diagnostics* diag, handler<std::optional<vector_item>> h,
+                             std::string collection, std::string id) const {
+  run_async<std::optional<vector_item>, get_op>(shared_, diag, std::move(h), [&](get_op& op) {
+    op.name = std::move(collection);
+    op.id = std::move(id);
+  });
+}
+
+void vector_store::start_count(diagnostics* diag, handler<std::int64_t> h,
+                               std::string collection) const {
+  run_async<std::int64_t, count_op>(shared_, diag, std::move(h),
+                                    [&](count_op& op) { op.name = std::move(collection); });
+}
+
+void vector_store::start_search(diagnostics* diag, handler<matches> h, std::string collection,
+                                std::vector<float> query, std::int64_t k, json filter,
+                                search_mode mode) const {
+  run_async<matches, search_op>(shared_, diag, std::move(h), [&](search_op& op) {
+    op.name = std::move(collection);
+    op.query = std::move(query);
+    op.k = k;
+    op.filter = std::move(filter);
+    op.mode = mode;
+  });
+}
+
+}  // namespace entity
