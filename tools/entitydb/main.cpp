@@ -1,5 +1,5 @@
 // entitydb: the command-line face of entity-db.
-//   entitydb sql | memory | bench | check ...     (entitydb --help lists them)
+//   entitydb sql | memory | vector | bench | check ...     (entitydb --help lists them)
 // Exit codes: 0 success, 1 the operation failed, 2 a usage error.
 #include <iostream>
 
@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
   entitydb::add_sql_command(app);
   entitydb::add_check_command(app);
   entitydb::add_memory_command(app);
+  entitydb::add_vector_command(app);
   entitydb::add_bench_command(app);
   try {
     app.parse(argc, argv);
