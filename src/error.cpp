@@ -158,9 +158,12 @@ std::string diagnostics::to_string() const {
 
 namespace {
 std::string what_of(const error_code& ec, const diagnostics& d) {
+  // The backend's message often is the code's own text ("disk I/O error"): say it once.
   std::string w = ec.message();
-  std::string detail = d.to_string();
-  if (!detail.empty() && detail != w) w += ": " + detail;
+  diagnostics rest = d;
+  if (rest.message == w) rest.message.clear();
+  std::string detail = rest.to_string();
+  if (!detail.empty()) w += (rest.message.empty() ? " " : ": ") + detail;
   return w;
 }
 }  // namespace

@@ -1,6 +1,9 @@
 #include "common.hpp"
 
+#include <cerrno>
 #include <charconv>
+#include <cstring>
+#include <fstream>
 #include <cmath>
 #include <iostream>
 
@@ -57,6 +60,38 @@ entity::value parse_param(const std::string& text) {
       ec == std::errc() && p == end && std::isfinite(d))
     return d;
   return text;
+}
+
+std::string json_reason(const entity::json::exception& e) {
+  std::string_view what = e.what();
+  auto tag_end = what.find("] ");
+  return std::string(tag_end == std::string_view::npos ? what : what.substr(tag_end + 2));
+}
+
+void for_each_json_line(const std::string& file,
+                        const std::function<void(entity::json&, const line_failure&)>& each) {
+  std::ifstream in_file;
+  if (file != "-") {
+    in_file.open(file, std::ios::binary);
+    if (!in_file) throw failure("cannot read '" + file + "': " + std::strerror(errno));
+  }
+  std::istream& in = file == "-" ? std::cin : in_file;
+  std::string line;
+  for (std::size_t number = 1; std::getline(in, line); ++number) {
+    line_failure bad = [&](const std::string& why) {
+      return failure(file + ":" + std::to_string(number) + ": " + why);
+    };
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    entity::json j;
+    try {
+      j = entity::json::parse(line);
+    } catch (const entity::json::exception& e) {
+      throw bad("not JSON: " + json_reason(e));
+    }
+    if (!j.is_object()) throw bad("not a JSON object");
+    each(j, bad);
+  }
+  if (in.bad()) throw failure("cannot read '" + file + "': " + std::strerror(errno));
 }
 
 }  // namespace entitydb

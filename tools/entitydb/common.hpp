@@ -52,4 +52,17 @@ std::string dump_json(const Json& j) {
   return j.dump(-1, ' ', false, Json::error_handler_t::replace);
 }
 
+/// nlohmann's message without its "[json.exception...] " tag.
+std::string json_reason(const entity::json::exception& e);
+
+/// Makes the failure for the current line of a JSON Lines file: "FILE:LINE: why".
+using line_failure = std::function<failure(const std::string& why)>;
+
+/// Reads JSON Lines from `file` ("-" for stdin), skipping blank lines, and calls `each` with
+/// every line parsed as a JSON object. A line that is not a JSON object throws a FILE:LINE
+/// failure; `each` throws `bad(why)` for a line whose fields are wrong. Nothing is kept, so the
+/// caller decides what to store once every line has passed.
+void for_each_json_line(const std::string& file,
+                        const std::function<void(entity::json& object, const line_failure& bad)>& each);
+
 }  // namespace entitydb

@@ -32,52 +32,27 @@ void with_memory(const memory_args& a, const std::function<void(const entity::me
 }
 
 // nlohmann's message without its "[json.exception.parse_error.101] " tag.
-std::string reason(const json::exception& e) {
-  std::string_view what = e.what();
-  auto tag_end = what.find("] ");
-  return std::string(tag_end == std::string_view::npos ? what : what.substr(tag_end + 2));
-}
-
 json parse_value(const std::string& key, const std::string& text) {
   try {
     return json::parse(text);
   } catch (const json::exception& e) {
     throw failure("the value of key '" + key + "' is not JSON (a string needs quotes: '\"" + text +
-                  "\"'): " + reason(e));
+                  "\"'): " + json_reason(e));
   }
 }
 
 // Reads JSON Lines of {"key": ..., "value": ...}; any bad line fails naming FILE:LINE, so that
 // nothing is stored from a file that is not entirely right. Blank lines are skipped.
 entity::memory::items read_items(const std::string& file) {
-  std::ifstream in_file;
-  if (file != "-") {
-    in_file.open(file, std::ios::binary);
-    if (!in_file) throw failure("cannot read '" + file + "': " + std::strerror(errno));
-  }
-  std::istream& in = file == "-" ? std::cin : in_file;
   entity::memory::items items;
-  std::string line;
-  for (std::size_t number = 1; std::getline(in, line); ++number) {
-    auto bad = [&](const std::string& why) {
-      return failure(file + ":" + std::to_string(number) + ": " + why);
-    };
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    json j;
-    try {
-      j = json::parse(line);
-    } catch (const json::exception& e) {
-      throw bad("not JSON: " + reason(e));
-    }
-    if (!j.is_object()) throw bad("not a JSON object");
+  for_each_json_line(file, [&](json& j, const line_failure& bad) {
     auto key = j.find("key");
     if (key == j.end()) throw bad("no \"key\"");
     if (!key->is_string()) throw bad("\"key\" is not a string");
     auto value = j.find("value");
     if (value == j.end()) throw bad("no \"value\"");
     items.emplace_back(key->get<std::string>(), std::move(*value));
-  }
-  if (in.bad()) throw failure("cannot read '" + file + "': " + std::strerror(errno));
+  });
   return items;
 }
 

@@ -32,12 +32,6 @@ struct vector_args {
 };
 
 // nlohmann's message without its "[json.exception.parse_error.101] " tag.
-std::string reason(const json::exception& e) {
-  std::string_view what = e.what();
-  auto tag_end = what.find("] ");
-  return std::string(tag_end == std::string_view::npos ? what : what.substr(tag_end + 2));
-}
-
 // A JSON array of numbers as floats; the failure says which element is wrong and why.
 std::vector<float> to_floats(const json& j, std::string_view what) {
   if (!j.is_array()) throw failure(std::string(what) + " is not a JSON array of numbers");
@@ -62,7 +56,7 @@ std::vector<float> parse_vector(const std::string& text) {
   try {
     return to_floats(json::parse(text), "the vector");
   } catch (const json::exception& e) {
-    throw failure("the vector is not JSON (write it as [0.1, 0.2, ...]): " + reason(e));
+    throw failure("the vector is not JSON (write it as [0.1, 0.2, ...]): " + json_reason(e));
   }
 }
 
@@ -72,7 +66,7 @@ json parse_object(const std::string& text, std::string_view what) {
   try {
     j = json::parse(text);
   } catch (const json::exception& e) {
-    throw failure(std::string(what) + " is not JSON: " + reason(e));
+    throw failure(std::string(what) + " is not JSON: " + json_reason(e));
   }
   if (!j.is_object())
     throw failure(std::string(what) + " must be a JSON object, like '{\"tag\": \"x\"}'");
@@ -95,26 +89,8 @@ entity::collection_info collection_named(const entity::vector_store& store,
 // naming FILE:LINE, so that nothing is stored from a file that is not entirely right. Blank
 // lines are skipped.
 entity::vector_store::items read_items(const std::string& file, const entity::collection_info& c) {
-  std::ifstream in_file;
-  if (file != "-") {
-    in_file.open(file, std::ios::binary);
-    if (!in_file) throw failure("cannot read '" + file + "': " + std::strerror(errno));
-  }
-  std::istream& in = file == "-" ? std::cin : in_file;
   entity::vector_store::items items;
-  std::string line;
-  for (std::size_t number = 1; std::getline(in, line); ++number) {
-    auto bad = [&](const std::string& why) {
-      return failure(file + ":" + std::to_string(number) + ": " + why);
-    };
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    json j;
-    try {
-      j = json::parse(line);
-    } catch (const json::exception& e) {
-      throw bad("not JSON: " + reason(e));
-    }
-    if (!j.is_object()) throw bad("not a JSON object");
+  for_each_json_line(file, [&](json& j, const line_failure& bad) {
     auto id = j.find("id");
     if (id == j.end()) throw bad("no \"id\"");
     if (!id->is_string()) throw bad("\"id\" is not a string");
@@ -139,8 +115,7 @@ entity::vector_store::items read_items(const std::string& file, const entity::co
       item.metadata = std::move(*meta);
     }
     items.push_back(std::move(item));
-  }
-  if (in.bad()) throw failure("cannot read '" + file + "': " + std::strerror(errno));
+  });
   return items;
 }
 
