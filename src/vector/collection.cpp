@@ -47,13 +47,14 @@ void collection::drain() {
   }
 }
 
-// The registry says `stored`. The index is current when it is at that version, or behind it
-// only by versions our own transactions wrote and have not applied yet (a read racing our own
-// write may see it or not). A version nobody here claims is another process's write.
+// The registry says `stored`. The index is current when it is at that version or past it, or
+// behind it only by versions our own transactions wrote and have not applied yet (a read racing
+// our own write may see it or not). A version nobody here claims is another process's write.
+// An older version than the index's is a read that started before one of our own commits: a
+// collection dropped and created anew starts from the clock, past every version it had.
 bool collection::reflects(std::int64_t stored) {
   if (!loaded_) return false;
-  if (stored == version_) return true;
-  if (stored < version_) return false;  // dropped and created anew
+  if (stored <= version_) return true;
   std::lock_guard b(book_mu_);
   auto gap = static_cast<std::uint64_t>(stored - version_);
   if (gap > claims_.size() + pending_.size()) return false;
@@ -175,7 +176,8 @@ void collection::install(snapshot s) {
 
   std::unique_ptr<hnsw_index> old_graph;  // freed after the lock is released
   std::unique_lock lk(mu_);
-  if (loaded_ && s.version == version_ && s.dim == dim_ && s.m == metric_) return;
+  // A snapshot read before one of our own commits was applied is older than the index.
+  if (loaded_ && s.version <= version_ && s.dim == dim_ && s.m == metric_) return;
   old_graph = std::move(graph_);
   loaded_ = true;
   version_ = s.version;
