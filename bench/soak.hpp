@@ -20,8 +20,14 @@ struct soak_result {
   std::string first_error;
   double p50_us = 0;
   double p99_us = 0;
-  std::int64_t rss_start = 0;  ///< resident bytes after the warm-up (the first fifth of the run)
+  /// The process's own resident memory (anonymous pages: heap, stacks) after the warm-up (the
+  /// first fifth of the run) and at the end.
+  std::int64_t rss_start = 0;
   std::int64_t rss_end = 0;
+  /// Resident file-backed pages (the database read through its memory map, the program's own
+  /// code): the operating system's cache, reported but not held against the limit.
+  std::int64_t mapped_start = 0;
+  std::int64_t mapped_end = 0;
   double growth = 0;           ///< (end - start) / start; must stay at or under 0.10
   std::int64_t keys = 0;
 };

@@ -1,6 +1,7 @@
 // entitydb bench: every workload in every variant, raw SQLite beside entity-db, in one run.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -21,11 +22,17 @@ struct bench_options {
   double soak_seconds = 0;
 };
 
-// A one-line bar on stderr, redrawn in place on a terminal and printed once per step otherwise.
+// A one-line bar on stderr, redrawn in place on a terminal. Elsewhere (a log) a line is
+// printed only when the bar gains a mark, so a long run writes at most a few dozen lines.
 void draw_progress(int done, int total, const std::string& what) {
   static const bool tty = ::isatty(STDERR_FILENO) == 1;
+  static int last_filled = -1;
   const int width = 30;
   int filled = total > 0 ? done * width / total : width;
+  if (!tty) {
+    if (filled == last_filled && done != total) return;
+    last_filled = done == total ? -1 : filled;
+  }
   std::string bar(static_cast<std::size_t>(filled), '#');
   bar.resize(width, '.');
   std::fprintf(stderr, "%s[%s] %3d/%d %-40s%s", tty ? "\r" : "", bar.c_str(), done, total,
@@ -46,19 +53,22 @@ void run_soak(const bench_options& o) {
   p.duration = std::chrono::duration<double>(o.soak_seconds);
   p.db_dir = o.params.db_dir;
   auto r = entity::bench::soak(p, [](double f) {
-    draw_progress(static_cast<int>(f * 100), 100, "soak");
+    draw_progress(std::min(99, static_cast<int>(f * 100)), 100, "soak");
   });
   draw_progress(100, 100, "soak");
   nlohmann::json j = {{"seconds", r.seconds},         {"ops", r.ops},
                       {"ops_per_sec", r.ops / r.seconds}, {"errors", r.errors},
                       {"p50_us", r.p50_us},           {"p99_us", r.p99_us},
                       {"rss_start_bytes", r.rss_start}, {"rss_end_bytes", r.rss_end},
-                      {"rss_growth", r.growth},       {"keys", r.keys}};
+                      {"rss_growth", r.growth},       {"mapped_start_bytes", r.mapped_start},
+                      {"mapped_end_bytes", r.mapped_end}, {"keys", r.keys}};
   std::printf("soak: %.1f s, %lld operations (%.0f/s), %lld errors, p50 %.1f us, p99 %.1f us\n",
               r.seconds, static_cast<long long>(r.ops), r.ops / r.seconds,
               static_cast<long long>(r.errors), r.p50_us, r.p99_us);
   std::printf("resident memory: %.1f MiB after warm-up, %.1f MiB at the end (%+.1f%%)\n",
               r.rss_start / 1048576.0, r.rss_end / 1048576.0, r.growth * 100);
+  std::printf("mapped file pages (database, code): %.1f MiB after warm-up, %.1f MiB at the end\n",
+              r.mapped_start / 1048576.0, r.mapped_end / 1048576.0);
   if (!o.json_file.empty()) write_file(o.json_file, j.dump(2) + "\n");
   if (r.errors > 0) throw std::runtime_error("the soak saw errors, the first: " + r.first_error);
   if (r.growth > 0.10) throw std::runtime_error("resident memory grew by more than 10%");
