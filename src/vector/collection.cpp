@@ -116,10 +116,9 @@ void collection::apply_upsert(const vector_item& item) {
     std::copy(v, v + dim_, data_.begin() + std::ptrdiff_t(p) * dim_);
     meta_[p] = std::move(meta);
     if (metric_ == metric::cosine) inv_norms_[p] = inverse_norm(v, dim_);
-    if (graph_) {
-      remove_from_graph(p);
-      add_to_graph(p);
-    }
+    // Given a label it already holds, hnswlib moves that node in place and relinks it: no
+    // tombstone, so replacing vectors never grows the graph nor forces a rebuild.
+    if (graph_) graph_->add(&data_[std::size_t(p) * dim_], label_of_[p]);
     return;
   }
   auto p = static_cast<position>(ids_.size());

@@ -29,7 +29,8 @@ class hnsw_index {
   hnsw_index(const hnsw_index&) = delete;
   hnsw_index& operator=(const hnsw_index&) = delete;
 
-  /// Inserts `vector` under `label`. REQUIRES: `l` was never added before.
+  /// Inserts `vector` under `label`; a label already in the graph (and not removed) is moved to
+  /// the new vector in place.
   void add(const float* vector, label l);
   /// Marks `label` deleted: searches never return it again until it is added anew.
   /// REQUIRES: `l` is present and not removed.
