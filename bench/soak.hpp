@@ -20,8 +20,8 @@ struct soak_result {
   std::string first_error;
   double p50_us = 0;
   double p99_us = 0;
-  /// The process's own resident memory (anonymous pages: heap, stacks) after the warm-up (the
-  /// first fifth of the run) and at the end.
+  /// The process's own resident memory (anonymous pages: heap, stacks): the highest seen in the
+  /// second quarter of the run (after the warm-up) and in the last quarter.
   std::int64_t rss_start = 0;
   std::int64_t rss_end = 0;
   /// Resident file-backed pages (the database read through its memory map, the program's own

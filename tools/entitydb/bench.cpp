@@ -65,9 +65,9 @@ void run_soak(const bench_options& o) {
   std::printf("soak: %.1f s, %lld operations (%.0f/s), %lld errors, p50 %.1f us, p99 %.1f us\n",
               r.seconds, static_cast<long long>(r.ops), r.ops / r.seconds,
               static_cast<long long>(r.errors), r.p50_us, r.p99_us);
-  std::printf("resident memory: %.1f MiB after warm-up, %.1f MiB at the end (%+.1f%%)\n",
+  std::printf("resident memory (peak): %.1f MiB after the warm-up, %.1f MiB at the end (%+.1f%%)\n",
               r.rss_start / 1048576.0, r.rss_end / 1048576.0, r.growth * 100);
-  std::printf("mapped file pages (database, code): %.1f MiB after warm-up, %.1f MiB at the end\n",
+  std::printf("mapped file pages (database, code): %.1f MiB after the warm-up, %.1f MiB at the end\n",
               r.mapped_start / 1048576.0, r.mapped_end / 1048576.0);
   if (!o.json_file.empty()) write_file(o.json_file, j.dump(2) + "\n");
   if (r.errors > 0) throw std::runtime_error("the soak saw errors, the first: " + r.first_error);
