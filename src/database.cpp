@@ -1,10 +1,19 @@
 // The async face of layer 2: the one translation unit (with memory.cpp) that sees asio.
 // Each async operation arrives here as an any_completion_handler; its work is handed to the
 // engine and the handler is dispatched to its associated executor when the engine is done.
+//
+// When that executor is an event loop's (an io_context's, a coroutine's), the engine may leave
+// short work to it (infrastructure::defer): the ticket is posted there and runs as a handler
+// of its own, so the work happens on the loop's thread without a hand-off to the engine's
+// threads and back, and never inside the initiating call.
 #include "entity/database.hpp"
 
+#include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
 
 namespace entity {
 namespace asio = boost::asio;
@@ -50,6 +59,38 @@ completion bridge(asio::any_completion_handler<void(error_code)> h, diagnostics*
   };
 }
 
+// Calls `f` with the event loop's executor behind `ex` and returns true, when `ex` is one that
+// work can be posted to. A type-erased completion executor cannot be asked not to block (post
+// needs that), so the executors asio's own code hands out are looked for behind it; any other
+// (the system executor of a plain callback, a user's own executor type) finds none.
+template <class F>
+bool with_loop(const asio::any_completion_executor& ex, F&& f) {
+  if (auto* io = ex.target<asio::io_context::executor_type>()) {
+    f(*io);
+  } else if (auto* any = ex.target<asio::any_io_executor>()) {
+    f(*any);
+  } else if (auto* s = ex.target<asio::strand<asio::io_context::executor_type>>()) {
+    f(*s);
+  } else if (auto* sa = ex.target<asio::strand<asio::any_io_executor>>()) {
+    f(*sa);
+  } else if (auto* inner = ex.target<asio::any_completion_executor>()) {
+    return with_loop(*inner, std::forward<F>(f));
+  } else {
+    return false;
+  }
+  return true;
+}
+
+// Hands `req` to the engine, deferred to the handler's event loop when it has one.
+template <class Handler>
+void start_on(infrastructure& infra, request req, diagnostics* diag, Handler h) {
+  asio::any_completion_executor ex = asio::get_associated_executor(h);
+  if (!with_loop(ex, [](auto&) {})) return infra.submit(std::move(req), bridge(std::move(h), diag));
+  std::unique_ptr<deferred_work> t = infra.defer(std::move(req), bridge(std::move(h), diag));
+  if (!t) return;
+  with_loop(ex, [&t](auto& loop) { asio::post(loop, [t = std::move(t)] { t->run(); }); });
+}
+
 }  // namespace
 
 database::database(std::shared_ptr<infrastructure> infra) : infra_(std::move(infra)) {
@@ -84,16 +125,16 @@ request database::make_transaction(transaction_body body) const {
 }
 
 void database::start(request req, diagnostics* diag, handler<result> h) const {
-  infra_->submit(std::move(req), bridge<result>(std::move(h), diag));
+  start_on(*infra_, std::move(req), diag, std::move(h));
 }
 void database::start(request req, diagnostics* diag, handler<std::optional<row>> h) const {
-  infra_->submit(std::move(req), bridge<std::optional<row>>(std::move(h), diag));
+  start_on(*infra_, std::move(req), diag, std::move(h));
 }
 void database::start(request req, diagnostics* diag, handler<rows> h) const {
-  infra_->submit(std::move(req), bridge<rows>(std::move(h), diag));
+  start_on(*infra_, std::move(req), diag, std::move(h));
 }
 void database::start(request req, diagnostics* diag, void_handler h) const {
-  infra_->submit(std::move(req), bridge(std::move(h), diag));
+  start_on(*infra_, std::move(req), diag, std::move(h));
 }
 
 // ---- sync ---------------------------------------------------------------------------------

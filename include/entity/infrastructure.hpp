@@ -62,6 +62,17 @@ struct outcome {
 /// Called exactly once per submitted request.
 using completion = detail::unique_function<void(outcome&&)>;
 
+/// A request an engine holds for its caller to run (see infrastructure::defer).
+class deferred_work {
+ public:
+  /// Destroyed without run(): the engine's own workers take the request.
+  virtual ~deferred_work() = default;
+  /// Runs the request on the calling thread for at most the engine's budget for such work;
+  /// what does not finish within it moves to the engine's workers. The completion may be
+  /// called before run() returns.
+  virtual void run() noexcept = 0;
+};
+
 /// A connection borrowed for a run of statements: a transaction body's, or a lease's.
 /// Not thread-safe: one thread at a time, as the connection itself.
 class session {
@@ -132,6 +143,7 @@ struct infrastructure_stats {
   std::uint64_t grouped_operations = 0;///< requests committed inside those transactions
   double mean_group_size = 0;          ///< grouped_operations / group_commits
   std::uint64_t pipeline_batches = 0;  ///< round trips that carried a pipelined batch (PostgreSQL)
+  std::uint64_t inline_operations = 0; ///< async requests run on their caller's thread (defer)
   double p50_latency_us = 0;           ///< median time from submit to completion
   double p99_latency_us = 0;
 };
@@ -152,6 +164,15 @@ class infrastructure {
 
   /// Runs `req` asynchronously; `done` is called exactly once, from any thread.
   virtual void submit(request req, completion done) = 0;
+  /// Like submit, but the engine may leave short work to its caller instead of waking one of
+  /// its own threads: it returns a ticket, and the request runs when the ticket's run() is
+  /// called (the caller posts it to its event loop, so it never runs inside the initiating
+  /// call) or, should the ticket be destroyed unrun, on the engine's workers. Returns null when
+  /// the request was submitted as by submit(). The default submits.
+  virtual std::unique_ptr<deferred_work> defer(request req, completion done) {
+    submit(std::move(req), std::move(done));
+    return nullptr;
+  }
   /// Runs `req` before returning, on the calling thread where that is safe.
   virtual outcome run(request req) = 0;
 

@@ -49,6 +49,16 @@ struct sqlite_params {
   std::size_t statement_cache_size = 64;
   /// Most requests committed in one group. Default 256.
   std::size_t max_group_size = 256;
+  /// An async statement whose caller runs an asio event loop (an io_context, a coroutine) runs
+  /// on that loop, as a handler of its own, for at most this long; one that takes longer is
+  /// interrupted and run again from the start on the engine's threads, so the loop is never
+  /// held longer than this. Handing work to another thread costs tens of microseconds, more
+  /// than most statements take. Writes run there only where a commit does not wait for the
+  /// disk (WAL with synchronous NORMAL or OFF, the default; or ":memory:") and are still
+  /// committed as groups. Transaction bodies
+  /// and scripts always run on the engine's threads. Zero: every async request goes to the
+  /// engine's threads. Default 250 µs.
+  std::chrono::microseconds inline_budget{250};
 
   /// The durable mode: synchronous=FULL.
   static sqlite_params durable(std::string path) {
@@ -72,6 +82,7 @@ class sqlite_infrastructure final : public infrastructure {
   void shutdown() override;
   bool running() const noexcept override;
   void submit(request req, completion done) override;
+  std::unique_ptr<deferred_work> defer(request req, completion done) override;
   outcome run(request req) override;
   connection_lease acquire(std::optional<std::chrono::milliseconds> acquire_timeout,
                            error_code& ec, diagnostics& diag) override;

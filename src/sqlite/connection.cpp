@@ -75,8 +75,10 @@ value column_value(sqlite3_stmt* stmt, int i) {
   }
 }
 
-connection::connection(sqlite3* db, role r, std::size_t cache_size)
-    : db_(db), role_(r), cache_size_(cache_size == 0 ? 1 : cache_size) {
+connection::connection(sqlite3* db, role r, std::size_t cache_size,
+                       std::chrono::milliseconds busy_timeout)
+    : db_(db), role_(r), cache_size_(cache_size == 0 ? 1 : cache_size),
+      busy_timeout_(busy_timeout) {
   // Every 1000 virtual-machine steps SQLite asks whether to go on: that is where a statement
   // past its deadline stops, wherever it is (sorting, a recursive CTE, a long scan).
   sqlite3_progress_handler(db_, 1000, &connection::on_progress, this);
@@ -89,7 +91,23 @@ connection::~connection() {
 
 int connection::on_progress(void* self) noexcept {
   auto* c = static_cast<connection*>(self);
-  return clock::now() >= c->deadline_ ? 1 : 0;
+  auto now = clock::now();
+  if (now >= c->deadline_) return 1;
+  if (now < c->budget_) return 0;
+  c->over_budget_ = true;
+  return 1;
+}
+
+void connection::set_budget(clock::time_point until) noexcept {
+  budget_ = until;
+  over_budget_ = false;
+  sqlite3_busy_timeout(db_, 0);
+}
+
+void connection::clear_budget() noexcept {
+  budget_ = clock::time_point::max();
+  over_budget_ = false;
+  sqlite3_busy_timeout(db_, static_cast<int>(busy_timeout_.count()));
 }
 
 std::unique_ptr<connection> connection::open(const std::string& target, bool uri, role r,
@@ -108,7 +126,7 @@ std::unique_ptr<connection> connection::open(const std::string& target, bool uri
   }
   sqlite3_extended_result_codes(db, 1);
   sqlite3_busy_timeout(db, static_cast<int>(p.busy_timeout.count()));
-  std::unique_ptr<connection> c(new connection(db, r, p.statement_cache_size));
+  std::unique_ptr<connection> c(new connection(db, r, p.statement_cache_size, p.busy_timeout));
 
   if (sqlite3_db_readonly(db, "main") == 1) {
     ec = make_sqlite_error(SQLITE_READONLY);
@@ -146,6 +164,10 @@ error_code connection::fail(int rc, std::string_view sql, diagnostics& diag) {
   if ((rc & 0xff) == SQLITE_INTERRUPT && clock::now() >= deadline_) {
     diag.message = "the statement ran past its deadline and was interrupted";
     return make_error_code(errc::query_timeout);
+  }
+  if ((rc & 0xff) == SQLITE_INTERRUPT && over_budget_) {
+    diag.message = "the statement ran past its budget on the caller's thread and was interrupted";
+    return make_error_code(errc::aborted);
   }
   diag.message = sqlite3_errmsg(db_);
   int ext = sqlite3_extended_errcode(db_);

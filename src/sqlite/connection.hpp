@@ -47,6 +47,14 @@ class connection final : public session {
   /// Statements stop with query_timeout once `deadline` passes.
   void set_deadline(clock::time_point deadline) noexcept { deadline_ = deadline; }
   clock::time_point deadline() const noexcept { return deadline_; }
+  /// A shorter leash than the deadline, for work run on a caller's thread: statements stop once
+  /// `until` passes (over_budget() then says so), and a lock held by another process fails at
+  /// once with SQLITE_BUSY instead of being waited for. clear_budget() lifts both.
+  void set_budget(clock::time_point until) noexcept;
+  void clear_budget() noexcept;
+  /// True when a statement was stopped by the budget rather than by the deadline since
+  /// set_budget (read it before clear_budget).
+  bool over_budget() const noexcept { return over_budget_; }
   /// For a leased connection: each query() gets now + timeout as its deadline.
   void set_per_query_timeout(std::optional<std::chrono::milliseconds> t) noexcept {
     per_query_timeout_ = t;
@@ -72,7 +80,7 @@ class connection final : public session {
     }
   };
 
-  connection(sqlite3* db, role r, std::size_t cache_size);
+  connection(sqlite3* db, role r, std::size_t cache_size, std::chrono::milliseconds busy_timeout);
   cached* prepare(std::string_view sql, error_code& ec, diagnostics& diag);
   error_code fail(int rc, std::string_view sql, diagnostics& diag);
   static int on_progress(void* self) noexcept;
@@ -83,6 +91,9 @@ class connection final : public session {
   std::uint64_t use_clock_ = 0;
   std::unordered_map<std::string, cached, string_hash, std::equal_to<>> cache_;
   clock::time_point deadline_ = clock::time_point::max();
+  clock::time_point budget_ = clock::time_point::max();
+  bool over_budget_ = false;
+  std::chrono::milliseconds busy_timeout_;
   std::optional<std::chrono::milliseconds> per_query_timeout_;
 };
 

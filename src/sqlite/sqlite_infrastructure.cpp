@@ -6,6 +6,14 @@
 // the queue itself (LevelDB's writer queue), so the writer thread is woken only for async work.
 // Leadership is released as soon as a group has committed, before its requests are completed:
 // completion runs callers' handlers, and a handler may itself write.
+//
+// Deferred requests (defer(): async requests whose caller runs an event loop) avoid the thread
+// hand-off altogether. A read waits for its ticket, then runs on the caller's thread on an idle
+// reader. A write joins the writer queue without waking the writer thread; when its ticket
+// runs, the caller leads a group itself, taking along every write queued meanwhile (the other
+// coroutines of its loop: they still commit together). Both run under the inline budget: a
+// statement that outlasts it is interrupted and its request handed to the engine's threads,
+// which run it again from the start.
 #include <sqlite3.h>
 
 #include <algorithm>
@@ -32,6 +40,8 @@ using sqlite_detail::route;
 
 namespace {
 
+struct write_ticket;
+
 // A request in flight. Async ones live on the heap until their completion runs; a sync one
 // lives on its caller's stack. A sync write queued behind a leader waits on `cv` under the
 // writer's mutex, for its completion or for the chance to lead.
@@ -46,7 +56,14 @@ struct pending {
   bool waits = false;     // its caller waits on `cv`
   bool queued = false;    // still in the writer queue
   bool finished = false;  // completed
+  // async writes; GUARDED_BY(wmu)
+  bool for_writer = false;           // the writer thread must take it (counted in writer_due)
+  write_ticket* ticket = nullptr;    // a deferred write's ticket, until a leader takes it
+  // Set by a leader on its caller's thread: the request did not finish within the budget and
+  // goes back to the queue for the writer thread. Only the leader touches it.
+  bool rehand = false;
 };
+
 
 std::size_t max_rows_of(const request& r) {
   return r.kind == request_kind::fetch_one ? 1 : std::numeric_limits<std::size_t>::max();
@@ -69,6 +86,13 @@ void set_error(outcome& out, error_code ec, std::string message, std::string_vie
   out.diag.sql = sql_excerpt(sql);
 }
 
+// A request of this kind may run on a caller's thread: one statement (or one statement over
+// many parameter sets) that can be interrupted at the budget and run again elsewhere.
+bool runs_inline(const request& r) {
+  return r.kind == request_kind::execute || r.kind == request_kind::fetch_one ||
+         r.kind == request_kind::many;
+}
+
 std::atomic<unsigned> memdb_counter{0};
 
 // The engine whose writer this thread is committing for (a transaction body runs then).
@@ -76,11 +100,45 @@ thread_local const void* committing_for = nullptr;
 
 }  // namespace
 
+namespace {
+
+// A deferred write: queued in the writer queue from defer() on. `op` is null once a leader has
+// taken the request (GUARDED_BY(self->wmu)).
+struct write_ticket final : deferred_work {
+  write_ticket(std::shared_ptr<sqlite_infrastructure::impl> s, pending* o)
+      : self(std::move(s)), op(o) {}
+  ~write_ticket() override;
+  void run() noexcept override;
+
+  std::shared_ptr<sqlite_infrastructure::impl> self;
+  pending* op;
+};
+
+// A deferred read: not queued anywhere until run() or the destructor.
+struct read_ticket final : deferred_work {
+  read_ticket(std::shared_ptr<sqlite_infrastructure::impl> s, pending* o)
+      : self(std::move(s)), op(o) {}
+  ~read_ticket() override;
+  void run() noexcept override;
+
+  std::shared_ptr<sqlite_infrastructure::impl> self;
+  pending* op;
+};
+
+}  // namespace
+
 struct sqlite_infrastructure::impl final : connection_lease::owner,
                                            std::enable_shared_from_this<impl> {
-  explicit impl(sqlite_params params) : p(std::move(params)) {}
+  explicit impl(sqlite_params params)
+      : p(std::move(params)),
+        // A commit that does not wait for the disk is short enough for a caller's thread.
+        inline_writes(p.path == ":memory:" ||
+                      (p.journal == journal_mode::wal &&
+                       (p.synchronous == synchronous_mode::normal ||
+                        p.synchronous == synchronous_mode::off))) {}
 
   sqlite_params p;
+  const bool inline_writes;
   std::string target;
   bool uri = false;
 
@@ -96,7 +154,12 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
   bool leader = false;             // GUARDED_BY(wmu): someone is committing
   bool wstop = false;              // GUARDED_BY(wmu)
   std::size_t sync_queued = 0;     // GUARDED_BY(wmu): sync writes waiting in wq
+  std::size_t writer_due = 0;      // GUARDED_BY(wmu): writes in wq only the writer thread takes
+  std::atomic<std::size_t> writer_due_hint{0};  // writer_due, for the writer thread's spinning
   std::atomic<std::size_t> wq_size{0};
+  // The current leader commits on its caller's thread under the inline budget. Only the
+  // leader reads or writes it.
+  bool leading_inline = false;
   std::thread writer_thread;
 
   // Async reads wait here for a reader thread.
@@ -116,7 +179,8 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
   bool pool_closed = false;                       // GUARDED_BY(pmu)
 
   // Counters.
-  std::atomic<std::uint64_t> ops{0}, errors{0}, timeouts{0}, group_commits{0}, grouped_ops{0};
+  std::atomic<std::uint64_t> ops{0}, errors{0}, timeouts{0}, group_commits{0}, grouped_ops{0},
+      inline_ops{0};
   std::atomic<bool> writer_busy{false};
   detail::latency_histogram latency;
 
@@ -285,6 +349,45 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
     release_reader(std::move(c));
   }
 
+  // Runs a read-routed request on `c`. Returns false when the statement turned out to write:
+  // the caller must send it to the writer.
+  bool read_on(connection& c, pending& op) {
+    c.set_deadline(op.deadline);
+    bool needs_writer = false;
+    op.out.ec = c.run(op.req.sql, op.req.args, max_rows_of(op.req), op.out.res, op.out.diag,
+                      true, &needs_writer);
+    c.set_deadline(clock::time_point::max());
+    return !needs_writer;
+  }
+
+  // An idle reader, or null: never waits and never opens one.
+  std::unique_ptr<connection> idle_reader() {
+    std::lock_guard lk(pmu);
+    if (pool_closed || idle.empty()) return nullptr;
+    auto c = std::move(idle.back());
+    idle.pop_back();
+    return c;
+  }
+
+  // A deferred read, on its caller's thread: on an idle reader within the budget, or else on
+  // the reader threads, which also report any error the engine's state calls for.
+  void run_deferred_read(pending* op) {
+    std::unique_ptr<connection> c;
+    if (clock::now() < op->deadline) c = idle_reader();
+    if (!c) return push_read(op);
+    c->set_budget(clock::now() + p.inline_budget);
+    bool is_read = read_on(*c, *op);
+    bool over = c->over_budget() || op->out.ec == condition::busy;
+    c->clear_budget();
+    release_reader(std::move(c));
+    if (over || !is_read) {
+      op->out = outcome{};
+      return over ? push_read(op) : push_write(op);
+    }
+    inline_ops.fetch_add(1, std::memory_order_relaxed);
+    finish(op);
+  }
+
   // Runs a read-routed request on a reader. Returns false when the statement turned out to
   // write: the caller must send it to the writer.
   bool run_read(pending& op) {
@@ -300,13 +403,9 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
                             deadline_first ? errc::query_timeout : errc::pool_exhausted,
                             op.out.ec, op.out.diag);
     if (!c) return true;
-    c->set_deadline(op.deadline);
-    bool needs_writer = false;
-    op.out.ec = c->run(op.req.sql, op.req.args, max_rows_of(op.req), op.out.res, op.out.diag,
-                       true, &needs_writer);
-    c->set_deadline(clock::time_point::max());
+    bool is_read = read_on(*c, op);
     release_reader(std::move(c));
-    return !needs_writer;
+    return is_read;
   }
 
   void reader_loop() {
@@ -348,12 +447,26 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
 
   // ---- writer -------------------------------------------------------------------------
 
+  // REQUIRES: wmu held; `op` queued. The writer thread must take it.
+  void due_to_writer(pending* op) {
+    if (op->ticket) {
+      op->ticket->op = nullptr;
+      op->ticket = nullptr;
+    }
+    if (!op->for_writer) {
+      op->for_writer = true;
+      ++writer_due;
+      writer_due_hint.store(writer_due, std::memory_order_release);
+    }
+  }
+
   void push_write(pending* op) {
     {
       std::lock_guard lk(wmu);
       if (!wstop) {
         wq.push_back(op);
         wq_size.fetch_add(1, std::memory_order_release);
+        due_to_writer(op);
         op = nullptr;
       }
     }
@@ -365,38 +478,110 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
     wcv.notify_one();
   }
 
-  // REQUIRES: wmu held.
-  void take_group(std::vector<pending*>& group, std::size_t room) {
-    std::size_t n = std::min(wq.size(), room);
-    for (std::size_t i = 0; i < n; ++i) {
+  // REQUIRES: wmu held. Takes up to `room` requests from the front of the queue; with
+  // `statements_only`, stops at the first one that must not run on a caller's thread.
+  void take_group(std::vector<pending*>& group, std::size_t room, bool statements_only) {
+    std::size_t n = 0;
+    while (n < room && !wq.empty()) {
       pending* op = wq.front();
+      if (statements_only && (!runs_inline(op->req) || route_of(op->req) == route::solo)) break;
       wq.pop_front();
+      ++n;
       op->queued = false;
       if (op->waits) --sync_queued;
+      if (op->for_writer) {
+        op->for_writer = false;
+        --writer_due;
+      }
+      if (op->ticket) {
+        op->ticket->op = nullptr;
+        op->ticket = nullptr;
+      }
       group.push_back(op);
     }
     wq_size.fetch_sub(n, std::memory_order_relaxed);
+    writer_due_hint.store(writer_due, std::memory_order_release);
+  }
+
+  // REQUIRES: wmu held. The requests a leader on its caller's thread could not finish within
+  // the budget go back to the front of the queue, in their order: sync ones for their callers
+  // to lead, async ones for the writer thread.
+  void requeue_rehanded(std::vector<pending*>& group) {
+    std::vector<pending*> back;
+    auto keep = group.begin();
+    for (pending* op : group) {
+      if (op->rehand)
+        back.push_back(op);
+      else
+        *keep++ = op;
+    }
+    group.erase(keep, group.end());
+    for (auto it = back.rbegin(); it != back.rend(); ++it) {
+      pending* op = *it;
+      op->rehand = false;
+      op->out = outcome{};
+      op->queued = true;
+      wq.push_front(op);
+      if (op->waits)
+        ++sync_queued;
+      else
+        due_to_writer(op);
+    }
+    wq_size.fetch_add(back.size(), std::memory_order_release);
   }
 
   // REQUIRES: wmu held, leader false. Commits one group from the front of the queue (plus
   // `own`, the request of a sync caller that leads without queueing), releases leadership, then
-  // completes the group's requests. Returns with wmu held again.
+  // completes the group's requests. Returns with wmu held again. `on_caller`: the leader is a
+  // deferred write's caller, so the group holds only statements, each under the budget.
   void lead_one_group(std::unique_lock<std::mutex>& lk, std::vector<pending*>& group,
-                      pending* own) {
+                      pending* own, bool on_caller = false) {
     leader = true;
-    take_group(group, std::max<std::size_t>(p.max_group_size, 1) - (own ? 1 : 0));
+    take_group(group, std::max<std::size_t>(p.max_group_size, 1) - (own ? 1 : 0), on_caller);
     if (own) group.push_back(own);
-    lk.unlock();
-    committing_for = this;
-    commit(group);
-    committing_for = nullptr;
-    lk.lock();
+    if (!group.empty()) {
+      lk.unlock();
+      committing_for = this;
+      leading_inline = on_caller;
+      if (on_caller) writer->set_budget(clock::time_point::max());  // no waiting for locks
+      commit(group);
+      if (on_caller) writer->clear_budget();
+      leading_inline = false;
+      committing_for = nullptr;
+      lk.lock();
+    }
     leader = false;
+    requeue_rehanded(group);
     hand_over();
     lk.unlock();
+    if (on_caller) inline_ops.fetch_add(group.size(), std::memory_order_relaxed);
     for (pending* op : group) finish(op);
     group.clear();
     lk.lock();
+  }
+
+  // A deferred write's ticket runs on its caller's thread: lead a group there unless someone
+  // else is committing, in which case the writer thread takes the request after them.
+  void run_deferred_write(write_ticket& t) {
+    std::unique_lock lk(wmu);
+    if (!t.op) return;  // a leader has taken it
+    if (!leader && committing_for != this) {
+      std::vector<pending*> group;
+      lead_one_group(lk, group, nullptr, /*on_caller=*/true);
+      if (!t.op) return;
+    }
+    due_to_writer(t.op);
+    lk.unlock();
+    wcv.notify_one();
+  }
+
+  // A deferred write's ticket destroyed unrun: the writer thread takes the request.
+  void abandon(write_ticket& t) noexcept {
+    std::unique_lock lk(wmu);
+    if (!t.op) return;
+    due_to_writer(t.op);
+    lk.unlock();
+    wcv.notify_one();
   }
 
   // REQUIRES: wmu held, leader just released. Whoever can commit what is left is woken: the
@@ -421,9 +606,9 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
     std::vector<pending*> group;
     sqlite_detail::spin_gate spinner;
     while (true) {
-      spinner.spin_while([&] { return wq_size.load(std::memory_order_acquire) == 0; });
+      spinner.spin_while([&] { return writer_due_hint.load(std::memory_order_acquire) == 0; });
       std::unique_lock lk(wmu);
-      wcv.wait(lk, [&] { return (!wq.empty() || wstop) && !leader; });
+      wcv.wait(lk, [&] { return (writer_due > 0 || wstop) && !leader; });
       if (wq.empty()) return;  // stopping, and everything queued has been committed
       lead_one_group(lk, group, nullptr);
     }
@@ -491,6 +676,7 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
   void run_on_writer(pending& op) {
     outcome& out = op.out;
     writer->set_deadline(op.deadline);
+    if (leading_inline) writer->set_budget(clock::now() + p.inline_budget);
     switch (op.req.kind) {
       case request_kind::execute:
       case request_kind::fetch_one:
@@ -522,6 +708,12 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
         break;
     }
     writer->set_deadline(clock::time_point::max());
+    if (leading_inline) {
+      // Interrupted at the budget, or another process holds the lock: the writer thread runs
+      // it again (what it did was rolled back with its savepoint or its transaction).
+      if (writer->over_budget() || out.ec == condition::busy) op.rehand = true;
+      writer->set_budget(clock::time_point::max());
+    }
   }
 
   // A fixed control statement on the writer; never subject to a request's deadline.
@@ -536,7 +728,7 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
     while (true) {
       diag.clear();
       error_code ec = control("BEGIN IMMEDIATE", diag);
-      if (ec != condition::busy || clock::now() >= deadline) return ec;
+      if (ec != condition::busy || clock::now() >= deadline || leading_inline) return ec;
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
   }
@@ -549,7 +741,7 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
       // A script is not run again: its earlier statements have committed (it retries the
       // statement that found the lock itself).
       if (op.out.ec != condition::busy || clock::now() >= op.deadline || !writer->autocommit() ||
-          op.req.kind == request_kind::script)
+          op.req.kind == request_kind::script || op.rehand)
         break;
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
@@ -589,8 +781,12 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
       }
       if (!any_left) return;  // every request has failed
       if (error_code ec = begin(first_deadline, diag)) {
-        for (pending* op : batch)
-          if (!op->out.ec) op->out.ec = ec, op->out.diag = diag;
+        for (pending* op : batch) {
+          if (op->out.ec) continue;
+          op->out.ec = ec;
+          op->out.diag = diag;
+          op->rehand = leading_inline && ec == condition::busy;
+        }
         return;
       }
       bool again = false;
@@ -658,12 +854,17 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
     return t.count() <= 0 ? now : now + t;
   }
 
-  void submit(request req, completion done) {
+  pending* make_pending(request req, completion done) {
     auto* op = new pending;
     op->req = std::move(req);
     op->done = std::move(done);
     op->submitted = clock::now();
     op->deadline = deadline_of(op->req, op->submitted);
+    return op;
+  }
+
+  void submit(request req, completion done) {
+    pending* op = make_pending(std::move(req), std::move(done));
     if (st.load(std::memory_order_acquire) != state::running) {
       set_error(op->out, not_running_error(), not_running_error().message());
       finish(op);
@@ -674,6 +875,8 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
     else
       push_write(op);
   }
+
+  std::unique_ptr<deferred_work> defer(request req, completion done);
 
   outcome run(request req) {
     pending op;
@@ -733,9 +936,51 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
         s.group_commits ? static_cast<double>(s.grouped_operations) / s.group_commits : 0.0;
     s.p50_latency_us = latency.quantile(0.50) / 1000.0;
     s.p99_latency_us = latency.quantile(0.99) / 1000.0;
+    s.inline_operations = inline_ops.load();
     return s;
   }
 };
+
+std::unique_ptr<deferred_work> sqlite_infrastructure::impl::defer(request req, completion done) {
+  route r = route::solo;
+  if (p.inline_budget.count() > 0 && runs_inline(req) &&
+      st.load(std::memory_order_acquire) == state::running)
+    r = route_of(req);
+  if (r == route::read)
+    return std::make_unique<read_ticket>(shared_from_this(),
+                                         make_pending(std::move(req), std::move(done)));
+  if (r != route::write || !inline_writes) {
+    submit(std::move(req), std::move(done));
+    return nullptr;
+  }
+  pending* op = make_pending(std::move(req), std::move(done));
+  auto t = std::make_unique<write_ticket>(shared_from_this(), op);
+  {
+    std::lock_guard lk(wmu);
+    if (!wstop) {
+      op->ticket = t.get();
+      op->queued = true;
+      wq.push_back(op);
+      wq_size.fetch_add(1, std::memory_order_release);
+      return t;
+    }
+  }
+  t->op = nullptr;
+  set_error(op->out, make_error_code(errc::shut_down), "the database has been shut down");
+  finish(op);
+  return nullptr;
+}
+
+namespace {
+
+void read_ticket::run() noexcept { self->run_deferred_read(std::exchange(op, nullptr)); }
+read_ticket::~read_ticket() {
+  if (op) self->push_read(op);
+}
+void write_ticket::run() noexcept { self->run_deferred_write(*this); }
+write_ticket::~write_ticket() { self->abandon(*this); }
+
+}  // namespace
 
 sqlite_infrastructure::sqlite_infrastructure(sqlite_params params)
     : impl_(std::make_shared<impl>(std::move(params))) {}
@@ -749,6 +994,9 @@ bool sqlite_infrastructure::running() const noexcept {
 }
 void sqlite_infrastructure::submit(request req, completion done) {
   impl_->submit(std::move(req), std::move(done));
+}
+std::unique_ptr<deferred_work> sqlite_infrastructure::defer(request req, completion done) {
+  return impl_->defer(std::move(req), std::move(done));
 }
 outcome sqlite_infrastructure::run(request req) { return impl_->run(std::move(req)); }
 connection_lease sqlite_infrastructure::acquire(std::optional<std::chrono::milliseconds> t,

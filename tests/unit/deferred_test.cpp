@@ -1,0 +1,389 @@
+// Layer 1 and 2: short async work runs on the caller's event loop (infrastructure::defer and
+// database's use of it). The engine-level contract first (a ticket runs its request on the
+// calling thread, or hands it to the engine when destroyed unrun), then what it means for
+// async code: reads and writes from coroutines run on the loop, writes still commit as groups,
+// and nothing long or blocked holds the loop.
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include <atomic>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <chrono>
+#include <entity/entity.hpp>
+#include <future>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "test_support.hpp"
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+using entity::errc;
+using steady = std::chrono::steady_clock;
+
+namespace {
+
+// Counts to three million: tens of milliseconds of work, far past any inline budget.
+const std::string long_count =
+    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < 3000000) "
+    "SELECT count(*) FROM c";
+
+std::shared_ptr<entity::sqlite_infrastructure> started(entity::sqlite_params p) {
+  auto infra = std::make_shared<entity::sqlite_infrastructure>(std::move(p));
+  infra->startup();
+  return infra;
+}
+
+entity::request statement(std::string sql, entity::params args = {}) {
+  entity::request r;
+  r.kind = entity::request_kind::execute;
+  r.sql = std::move(sql);
+  r.args = std::move(args);
+  return r;
+}
+
+// Records the outcome a completion receives and on which thread it came.
+struct recorder {
+  std::promise<entity::outcome> promise;
+  std::future<entity::outcome> future = promise.get_future();
+  std::atomic<int> calls{0};
+  std::thread::id thread;
+
+  entity::completion completion() {
+    return [this](entity::outcome&& out) {
+      thread = std::this_thread::get_id();
+      if (calls.fetch_add(1) == 0) promise.set_value(std::move(out));
+    };
+  }
+  entity::outcome get() {
+    if (future.wait_for(10s) != std::future_status::ready)
+      throw std::runtime_error("the completion was never called");
+    return future.get();
+  }
+};
+
+class DeferredWork : public ::testing::Test {
+ protected:
+  entity::test::temp_dir dir;
+  entity::sqlite_params params() const {
+    entity::sqlite_params p;
+    p.path = dir.file("deferred.db");
+    return p;
+  }
+};
+
+TEST_F(DeferredWork, AReadRunsOnTheThreadThatRunsItsTicket) {
+  auto infra = started(params());
+  recorder r;
+  auto ticket = infra->defer(statement("SELECT 40 + ?", {2}), r.completion());
+  ASSERT_NE(ticket, nullptr);
+  EXPECT_EQ(r.calls.load(), 0) << "nothing runs before the ticket does";
+  ticket->run();
+  ASSERT_EQ(r.calls.load(), 1) << "a short read completes inside run()";
+  EXPECT_EQ(r.thread, std::this_thread::get_id());
+  auto out = r.get();
+  ASSERT_FALSE(out.ec) << out.diag.message;
+  EXPECT_EQ(out.res.rows.at(0).get<std::int64_t>(0), 42);
+  EXPECT_EQ(infra->stats().inline_operations, 1u);
+}
+
+TEST_F(DeferredWork, AReadWhoseTicketIsDestroyedUnrunRunsOnTheEngine) {
+  auto infra = started(params());
+  recorder r;
+  auto ticket = infra->defer(statement("SELECT 7"), r.completion());
+  ASSERT_NE(ticket, nullptr);
+  ticket.reset();
+  auto out = r.get();
+  ASSERT_FALSE(out.ec) << out.diag.message;
+  EXPECT_EQ(out.res.rows.at(0).get<std::int64_t>(0), 7);
+  EXPECT_NE(r.thread, std::this_thread::get_id());
+  EXPECT_EQ(infra->stats().inline_operations, 0u);
+}
+
+TEST_F(DeferredWork, AReadPastTheBudgetIsInterruptedAndRunAgainOnAReader) {
+  auto p = params();
+  p.inline_budget = 200us;
+  auto infra = started(p);
+  recorder r;
+  auto ticket = infra->defer(statement(long_count), r.completion());
+  ASSERT_NE(ticket, nullptr);
+  ticket->run();
+  auto out = r.get();
+  ASSERT_FALSE(out.ec) << out.diag.message;
+  EXPECT_EQ(out.res.rows.at(0).get<std::int64_t>(0), 3000000);
+  EXPECT_NE(r.thread, std::this_thread::get_id()) << "finished by a reader thread";
+  EXPECT_EQ(infra->stats().inline_operations, 0u);
+}
+
+TEST_F(DeferredWork, WritesDeferredTogetherCommitAsOneGroupWhenTheFirstTicketRuns) {
+  auto infra = started(params());
+  entity::database db(infra);
+  db.execute("CREATE TABLE t(x INTEGER)");
+  auto before = infra->stats();
+  std::vector<std::unique_ptr<recorder>> recs;
+  std::vector<std::unique_ptr<entity::deferred_work>> tickets;
+  for (int i = 0; i < 5; ++i) {
+    recs.push_back(std::make_unique<recorder>());
+    tickets.push_back(infra->defer(statement("INSERT INTO t VALUES (?)", {i}), recs.back()->completion()));
+    ASSERT_NE(tickets.back(), nullptr);
+  }
+  tickets.front()->run();
+  for (auto& r : recs) {
+    ASSERT_EQ(r->calls.load(), 1) << "every queued write committed with the first ticket";
+    auto out = r->get();
+    EXPECT_FALSE(out.ec) << out.diag.message;
+    EXPECT_EQ(out.res.rows_affected, 1);
+  }
+  for (auto& t : tickets) t->run();  // the others find their work done
+  tickets.clear();
+  for (auto& r : recs) EXPECT_EQ(r->calls.load(), 1) << "each completion is called once";
+  auto after = infra->stats();
+  EXPECT_EQ(after.group_commits - before.group_commits, 1u);
+  EXPECT_EQ(after.grouped_operations - before.grouped_operations, 5u);
+  EXPECT_EQ(after.inline_operations - before.inline_operations, 5u);
+  EXPECT_EQ(db.fetch_one("SELECT count(*), sum(x) FROM t")->get<std::int64_t>(1), 10);
+}
+
+TEST_F(DeferredWork, AWriteWhoseTicketIsDestroyedUnrunIsCommittedByTheWriter) {
+  auto infra = started(params());
+  entity::database db(infra);
+  db.execute("CREATE TABLE t(x INTEGER)");
+  recorder r;
+  auto ticket = infra->defer(statement("INSERT INTO t VALUES (1)"), r.completion());
+  ASSERT_NE(ticket, nullptr);
+  ticket.reset();
+  auto out = r.get();
+  ASSERT_FALSE(out.ec) << out.diag.message;
+  EXPECT_EQ(db.fetch_one("SELECT count(*) FROM t")->get<std::int64_t>(0), 1);
+}
+
+TEST_F(DeferredWork, ASyncWriterTakesAlongWritesWaitingForTheirTickets) {
+  auto infra = started(params());
+  entity::database db(infra);
+  db.execute("CREATE TABLE t(x INTEGER)");
+  recorder r;
+  auto ticket = infra->defer(statement("INSERT INTO t VALUES (1)"), r.completion());
+  ASSERT_NE(ticket, nullptr);
+  db.execute("INSERT INTO t VALUES (2)");  // leads a group: the deferred write is in it
+  ASSERT_EQ(r.calls.load(), 1);
+  EXPECT_FALSE(r.get().ec);
+  ticket->run();
+  EXPECT_EQ(r.calls.load(), 1);
+  EXPECT_EQ(db.fetch_one("SELECT sum(x) FROM t")->get<std::int64_t>(0), 3);
+}
+
+TEST_F(DeferredWork, AWriteThatRunsPastTheBudgetIsCommittedByTheWriterThread) {
+  auto p = params();
+  p.inline_budget = 200us;
+  auto infra = started(p);
+  entity::database db(infra);
+  db.execute("CREATE TABLE t(x INTEGER)");
+  recorder big, small;
+  auto t1 = infra->defer(
+      statement("INSERT INTO t WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c "
+                "WHERE x < 300000) SELECT x FROM c"),
+      big.completion());
+  auto t2 = infra->defer(statement("INSERT INTO t VALUES (-1)"), small.completion());
+  ASSERT_NE(t1, nullptr);
+  ASSERT_NE(t2, nullptr);
+  t1->run();
+  auto small_out = small.get();
+  EXPECT_FALSE(small_out.ec) << small_out.diag.message;
+  auto big_out = big.get();
+  ASSERT_FALSE(big_out.ec) << big_out.diag.message;
+  EXPECT_EQ(big_out.res.rows_affected, 300000);
+  EXPECT_NE(big.thread, std::this_thread::get_id()) << "finished by the writer thread";
+  EXPECT_EQ(db.fetch_one("SELECT count(*) FROM t")->get<std::int64_t>(0), 300001);
+}
+
+TEST_F(DeferredWork, TransactionsScriptsAndDurableWritesAreNeverLeftToTheCaller) {
+  {
+    auto infra = started(params());
+    recorder r;
+    entity::request tx;
+    tx.kind = entity::request_kind::transaction;
+    tx.body = [](entity::session& s) { s.execute("CREATE TABLE IF NOT EXISTS t(x)"); };
+    EXPECT_EQ(infra->defer(std::move(tx), r.completion()), nullptr);
+    EXPECT_FALSE(r.get().ec);
+    recorder s;
+    entity::request script;
+    script.kind = entity::request_kind::script;
+    script.sql = "INSERT INTO t VALUES (1); INSERT INTO t VALUES (2)";
+    EXPECT_EQ(infra->defer(std::move(script), s.completion()), nullptr);
+    EXPECT_FALSE(s.get().ec);
+  }
+  auto durable = entity::sqlite_params::durable(dir.file("durable.db"));
+  auto infra = started(durable);
+  entity::database(infra).execute("CREATE TABLE t(x)");
+  recorder w;
+  EXPECT_EQ(infra->defer(statement("INSERT INTO t VALUES (1)"), w.completion()), nullptr)
+      << "a commit that waits for the disk stays off the caller's thread";
+  EXPECT_FALSE(w.get().ec);
+  recorder rd;
+  EXPECT_NE(infra->defer(statement("SELECT count(*) FROM t"), rd.completion()), nullptr)
+      << "reads still may";
+}
+
+TEST_F(DeferredWork, AZeroBudgetTurnsItOff) {
+  auto p = params();
+  p.inline_budget = 0us;
+  auto infra = started(p);
+  recorder r;
+  EXPECT_EQ(infra->defer(statement("SELECT 1"), r.completion()), nullptr);
+  EXPECT_FALSE(r.get().ec);
+}
+
+TEST_F(DeferredWork, AnEngineNotRunningFailsTheRequestAtOnce) {
+  entity::sqlite_infrastructure infra(params());
+  recorder r;
+  EXPECT_EQ(infra.defer(statement("SELECT 1"), r.completion()), nullptr);
+  EXPECT_EQ(r.get().ec, errc::not_started);
+}
+
+// ---- through the async API ------------------------------------------------------------------
+
+class InlineAsync : public DeferredWork {};
+
+TEST_F(InlineAsync, CoroutineReadsAndWritesRunOnTheirLoopAndWritesStillGroup) {
+  auto infra = started(params());
+  entity::database db(infra);
+  entity::memory mem(db);
+  mem.store("warm", 0);
+  auto before = infra->stats();
+  asio::io_context io;
+  constexpr int workers = 20, each = 50;
+  std::atomic<int> errors{0};
+  for (int w = 0; w < workers; ++w) {
+    asio::co_spawn(
+        io,
+        [&, w]() -> asio::awaitable<void> {
+          for (int i = 0; i < each; ++i) {
+            std::string key = std::to_string(w) + "/" + std::to_string(i);
+            co_await mem.async_store(key, i, asio::use_awaitable);
+            auto v = co_await mem.async_load(key, asio::use_awaitable);
+            if (!v || *v != i) ++errors;
+          }
+        },
+        [&](std::exception_ptr e) {
+          if (e) ++errors;
+        });
+  }
+  io.run();
+  EXPECT_EQ(errors.load(), 0);
+  EXPECT_EQ(mem.size(), workers * each + 1);
+  auto after = infra->stats();
+  EXPECT_EQ(after.inline_operations - before.inline_operations, 2u * workers * each)
+      << "with the loop's own thread free, every store and load ran on it";
+  EXPECT_GT(after.group_commits, before.group_commits);
+  EXPECT_GT(after.mean_group_size, 2.0) << "20 coroutines' stores commit together";
+}
+
+TEST_F(InlineAsync, ALongQueryDoesNotHoldTheLoop) {
+  auto p = params();
+  p.inline_budget = 200us;
+  auto infra = started(p);
+  entity::database db(infra);
+  asio::io_context io;
+  std::atomic<int> ticks{0};
+  std::atomic<bool> query_done{false};
+  std::int64_t counted = 0;
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        auto r = co_await db.async_fetch_one(long_count, {}, asio::use_awaitable);
+        counted = r->get<std::int64_t>(0);
+        query_done = true;
+      },
+      asio::detached);
+  // A timer on the same loop ticks while the query runs elsewhere.
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        asio::steady_timer t(co_await asio::this_coro::executor);
+        while (!query_done) {
+          t.expires_after(1ms);
+          co_await t.async_wait(asio::use_awaitable);
+          if (!query_done) ++ticks;
+        }
+      },
+      asio::detached);
+  io.run();
+  EXPECT_EQ(counted, 3000000);
+  EXPECT_GT(ticks.load(), 0) << "the loop ran its timer while the query was on a reader";
+}
+
+TEST_F(InlineAsync, AWriteBlockedByAnotherProcessesLockDoesNotHoldTheLoop) {
+  auto p = params();
+  p.busy_timeout = 20s;  // a loop that waited for the lock would wait this long
+  auto infra = started(p);
+  entity::database db(infra);
+  db.execute("CREATE TABLE t(x INTEGER)");
+
+  // Another connection (as another process would) holds the write lock; a timer on the loop
+  // releases it. The write can only succeed soon if the loop keeps running meanwhile.
+  sqlite3* other = nullptr;
+  ASSERT_EQ(sqlite3_open(p.path.c_str(), &other), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(other, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK);
+
+  asio::io_context io;
+  steady::time_point released{};
+  asio::steady_timer release(io, 50ms);
+  release.async_wait([&](boost::system::error_code) {
+    sqlite3_exec(other, "COMMIT", nullptr, nullptr, nullptr);
+    released = steady::now();
+  });
+  auto start = steady::now();
+  bool written = false;
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        std::string sql = "INSERT INTO t VALUES (2)";
+        co_await db.async_execute(sql, {}, asio::use_awaitable);
+        written = true;
+      },
+      asio::detached);
+  io.run();
+  sqlite3_close(other);
+  EXPECT_TRUE(written);
+  ASSERT_NE(released, steady::time_point{});
+  EXPECT_LT(released - start, 10s) << "the lock's release waited for the write's busy wait";
+  EXPECT_EQ(db.fetch_one("SELECT sum(x) FROM t")->get<std::int64_t>(0), 2);
+}
+
+TEST_F(InlineAsync, SyncWritersOnOtherThreadsAndCoroutineWritersShareTheQueue) {
+  auto infra = started(params());
+  entity::memory mem{entity::database(infra)};
+  mem.store("warm", 0);
+  asio::io_context io;
+  std::atomic<int> errors{0};
+  for (int w = 0; w < 10; ++w) {
+    asio::co_spawn(
+        io,
+        [&, w]() -> asio::awaitable<void> {
+          for (int i = 0; i < 100; ++i) {
+            std::string key = "a" + std::to_string(w * 100 + i);
+            co_await mem.async_store(key, i, asio::use_awaitable);
+          }
+        },
+        [&](std::exception_ptr e) {
+          if (e) ++errors;
+        });
+  }
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 2; ++t)
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 500; ++i) mem.store("s" + std::to_string(t * 500 + i), i);
+    });
+  io.run();
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(errors.load(), 0);
+  EXPECT_EQ(mem.size(), 1000 + 1000 + 1);
+}
+
+}  // namespace
