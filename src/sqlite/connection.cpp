@@ -98,6 +98,19 @@ int connection::on_progress(void* self) noexcept {
   return 1;
 }
 
+int connection::on_wal_commit(void* self, sqlite3*, const char*, int frames) noexcept {
+  static_cast<connection*>(self)->wal_frames_ = frames;
+  return SQLITE_OK;
+}
+
+void connection::checkpoint() noexcept {
+  auto saved = deadline_;
+  deadline_ = clock::time_point::max();
+  sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+  deadline_ = saved;
+  wal_frames_ = 0;
+}
+
 void connection::set_budget(clock::time_point until) noexcept {
   budget_ = until;
   over_budget_ = false;
@@ -127,6 +140,9 @@ std::unique_ptr<connection> connection::open(const std::string& target, bool uri
   sqlite3_extended_result_codes(db, 1);
   sqlite3_busy_timeout(db, static_cast<int>(p.busy_timeout.count()));
   std::unique_ptr<connection> c(new connection(db, r, p.statement_cache_size, p.busy_timeout));
+  // The writer's commits report the log's size here instead of checkpointing by themselves:
+  // a commit made on a caller's event loop must not copy megabytes and wait for the disk.
+  if (r == role::writer) sqlite3_wal_hook(db, &connection::on_wal_commit, c.get());
 
   if (sqlite3_db_readonly(db, "main") == 1) {
     ec = make_sqlite_error(SQLITE_READONLY);

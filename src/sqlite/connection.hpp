@@ -59,6 +59,13 @@ class connection final : public session {
   void set_per_query_timeout(std::optional<std::chrono::milliseconds> t) noexcept {
     per_query_timeout_ = t;
   }
+  /// Frames in the write-ahead log after this connection's last commit (0 outside WAL mode).
+  /// SQLite's own automatic checkpoint is off for the writer: the engine decides where the
+  /// checkpoint runs.
+  int wal_frames() const noexcept { return wal_frames_; }
+  /// A PASSIVE checkpoint: copies what it can of the log into the database without waiting
+  /// for readers.
+  void checkpoint() noexcept;
   /// True when no transaction is open.
   bool autocommit() const noexcept;
   role kind() const noexcept { return role_; }
@@ -84,6 +91,7 @@ class connection final : public session {
   cached* prepare(std::string_view sql, error_code& ec, diagnostics& diag);
   error_code fail(int rc, std::string_view sql, diagnostics& diag);
   static int on_progress(void* self) noexcept;
+  static int on_wal_commit(void* self, sqlite3* db, const char* name, int frames) noexcept;
 
   sqlite3* db_;
   role role_;
@@ -93,6 +101,7 @@ class connection final : public session {
   clock::time_point deadline_ = clock::time_point::max();
   clock::time_point budget_ = clock::time_point::max();
   bool over_budget_ = false;
+  int wal_frames_ = 0;
   std::chrono::milliseconds busy_timeout_;
   std::optional<std::chrono::milliseconds> per_query_timeout_;
 };

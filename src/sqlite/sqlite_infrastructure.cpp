@@ -160,6 +160,11 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
   // The current leader commits on its caller's thread under the inline budget. Only the
   // leader reads or writes it.
   bool leading_inline = false;
+  // The write-ahead log has grown past checkpoint_frames in a commit made on a caller's
+  // thread: the writer thread checkpoints. GUARDED_BY(wmu)
+  bool checkpoint_due = false;
+  // SQLite's own threshold for its automatic checkpoint.
+  static constexpr int checkpoint_frames = 1000;
   std::thread writer_thread;
 
   // Async reads wait here for a reader thread.
@@ -539,6 +544,7 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
     leader = true;
     take_group(group, std::max<std::size_t>(p.max_group_size, 1) - (own ? 1 : 0), on_caller);
     if (own) group.push_back(own);
+    bool log_full = false;
     if (!group.empty()) {
       lk.unlock();
       committing_for = this;
@@ -548,8 +554,12 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
       if (on_caller) writer->clear_budget();
       leading_inline = false;
       committing_for = nullptr;
+      // What SQLite's automatic checkpoint would do here, except on a caller's event loop.
+      log_full = writer->wal_frames() >= checkpoint_frames;
+      if (log_full && !on_caller) writer->checkpoint();
       lk.lock();
     }
+    if (log_full && on_caller) checkpoint_due = true;
     leader = false;
     requeue_rehanded(group);
     hand_over();
@@ -588,11 +598,7 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
   // writer thread, and the first sync write still queued. Either may lead; the sync caller
   // must not depend on the writer thread, which may be busy running a completion handler.
   void hand_over() {
-    if (wq.empty()) {
-      if (wstop) wcv.notify_one();  // shutdown waits for the last leader
-      return;
-    }
-    wcv.notify_one();
+    if (writer_due > 0 || checkpoint_due || wstop) wcv.notify_one();
     if (sync_queued == 0) return;
     for (pending* op : wq) {
       if (op->waits) {
@@ -608,7 +614,17 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
     while (true) {
       spinner.spin_while([&] { return writer_due_hint.load(std::memory_order_acquire) == 0; });
       std::unique_lock lk(wmu);
-      wcv.wait(lk, [&] { return (writer_due > 0 || wstop) && !leader; });
+      wcv.wait(lk, [&] { return (writer_due > 0 || checkpoint_due || wstop) && !leader; });
+      if (checkpoint_due) {
+        checkpoint_due = false;
+        leader = true;
+        lk.unlock();
+        writer->checkpoint();
+        lk.lock();
+        leader = false;
+        hand_over();
+        continue;
+      }
       if (wq.empty()) return;  // stopping, and everything queued has been committed
       lead_one_group(lk, group, nullptr);
     }

@@ -14,6 +14,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <chrono>
 #include <entity/entity.hpp>
+#include <filesystem>
 #include <future>
 #include <memory>
 #include <string>
@@ -354,6 +355,32 @@ TEST_F(InlineAsync, AWriteBlockedByAnotherProcessesLockDoesNotHoldTheLoop) {
   ASSERT_NE(released, steady::time_point{});
   EXPECT_LT(released - start, 10s) << "the lock's release waited for the write's busy wait";
   EXPECT_EQ(db.fetch_one("SELECT sum(x) FROM t")->get<std::int64_t>(0), 2);
+}
+
+TEST_F(InlineAsync, TheLogIsStillCheckpointedWhenEveryCommitIsMadeOnTheLoop) {
+  auto infra = started(params());
+  entity::memory mem{entity::database(infra)};
+  mem.store("warm", 0);
+  asio::io_context io;
+  const std::string text(2000, 'x');  // 20 MB in all: far past the checkpoint threshold
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        for (int i = 0; i < 10000; ++i) {
+          std::string key = std::to_string(i % 500);
+          co_await mem.async_store(key, text, asio::use_awaitable);
+        }
+      },
+      asio::detached);
+  io.run();
+  // Most commits were made on the loop (those that came while the writer thread held the log
+  // for a checkpoint went to it).
+  EXPECT_GT(infra->stats().inline_operations, 5000u);
+  // The writer thread checkpoints after the loop's commits: the log is reused from its start
+  // instead of growing with everything ever written.
+  auto wal = std::filesystem::file_size(params().path + "-wal");
+  EXPECT_LT(wal, 10u * 1024 * 1024) << "the write-ahead log was never checkpointed";
+  EXPECT_EQ(mem.size(), 501);
 }
 
 TEST_F(InlineAsync, SyncWritersOnOtherThreadsAndCoroutineWritersShareTheQueue) {
