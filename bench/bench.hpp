@@ -1,5 +1,6 @@
 // entitydb bench: the seed's DatabaseBenchmark done properly. Every workload runs in every
-// variant in one run, raw SQLite (`sqlite_c`) beside entity-db's paths as the physical floor.
+// variant in one run, the backend's raw C client beside entity-db's paths as the physical floor:
+// `sqlite_c` on SQLite files, `libpq_sync` on a PostgreSQL server.
 #pragma once
 
 #include <cstdint>
@@ -15,7 +16,10 @@ struct bench_params {
   int ops = 1000;          ///< N: operations per workload
   int repeat = 3;          ///< runs per workload x variant; the median run is reported
   std::string db_dir;      ///< where the database files go (empty: a temporary folder)
-  bool durable = false;    ///< synchronous=FULL
+  /// A PostgreSQL server ("postgresql://..."): the benchmark runs there instead of on SQLite
+  /// files, in a schema of its own that it drops afterwards. Empty: SQLite.
+  std::string pg_url;
+  bool durable = false;    ///< synchronous=FULL (SQLite only)
   std::vector<std::string> workloads;  ///< empty: all
   std::vector<std::string> variants;   ///< empty: all
 };
@@ -33,14 +37,16 @@ struct run_result {
 };
 
 struct report {
+  bool postgres = false;  ///< ran on a PostgreSQL server
   nlohmann::json machine;
   nlohmann::json params;
   std::vector<run_result> results;
 };
 
-/// The workload and variant names, in report order.
+/// The workload and variant names, in report order. The first variant is the floor the
+/// others are compared with: sqlite_c, or libpq_sync on PostgreSQL.
 const std::vector<std::string>& workload_names();
-const std::vector<std::string>& variant_names();
+const std::vector<std::string>& variant_names(bool postgres = false);
 
 /// Called before each run: (runs done, runs in all, "workload/variant").
 using progress_fn = std::function<void(int, int, const std::string&)>;
@@ -49,7 +55,7 @@ using progress_fn = std::function<void(int, int, const std::string&)>;
 report run(const bench_params& p, const progress_fn& progress);
 
 /// An aligned table: one row per workload, each variant's ops/s and its time per op as a
-/// multiple of sqlite_c's.
+/// multiple of the floor's (sqlite_c, or libpq_sync on PostgreSQL).
 std::string format_table(const report& r);
 nlohmann::json to_json(const report& r);
 /// A grouped bar chart of ops/s per workload and variant, log scale.

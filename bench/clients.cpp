@@ -1,5 +1,6 @@
 #include "clients.hpp"
 
+#include <libpq-fe.h>
 #include <sqlite3.h>
 
 #include <boost/asio/async_result.hpp>
@@ -8,8 +9,11 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <charconv>
+#include <cstdlib>
 #include <exception>
 #include <stdexcept>
+#include <unordered_map>
 
 namespace entity::bench {
 namespace asio = boost::asio;
@@ -27,6 +31,13 @@ const char* create_memory = "CREATE TABLE IF NOT EXISTS memory (key TEXT PRIMARY
 const char* create_bench =
     "CREATE TABLE IF NOT EXISTS bench_table "
     "(id INTEGER PRIMARY KEY, name TEXT, value REAL, data TEXT)";
+// PostgreSQL's REAL is 4 bytes; SQLite's is 8.
+const char* create_bench_pg =
+    "CREATE TABLE IF NOT EXISTS bench_table "
+    "(id INTEGER PRIMARY KEY, name TEXT, value DOUBLE PRECISION, data TEXT)";
+const char* create_bench_for(const database& db) {
+  return db.backend_name() == "postgres" ? create_bench_pg : create_bench;
+}
 const char* insert_sql = "INSERT INTO bench_table (id, name, value, data) VALUES (?, ?, ?, ?)";
 const char* select_sql = "SELECT id, name, value, data FROM bench_table WHERE id = ?";
 const char* select_named_sql =
@@ -203,6 +214,217 @@ class raw_sqlite final : public sync_client {
   sqlite3_stmt* named_ = nullptr;
 };
 
+// ---- raw libpq ---------------------------------------------------------------------------
+
+// What a careful libpq program does: prepared statements, text parameters, results read in
+// place, and batches in pipeline mode (a round trip per 1,000 statements, not per statement).
+class raw_libpq final : public sync_client {
+ public:
+  explicit raw_libpq(const std::string& url) : pg_(PQconnectdb(url.c_str())) {
+    if (!pg_ || PQstatus(pg_) != CONNECTION_OK)
+      throw std::runtime_error("libpq_sync: cannot connect: " + message());
+    PQsetNoticeProcessor(pg_, [](void*, const char*) {}, nullptr);
+    exec(create_memory);
+    prepare("upsert",
+            "INSERT INTO memory (key, value) VALUES ($1, $2) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value");
+    prepare("load", "SELECT value FROM memory WHERE key = $1");
+    std::string in = "SELECT key, value FROM memory WHERE key IN (";
+    for (std::size_t i = 0; i < in_chunk; ++i) in += (i ? ",$" : "$") + std::to_string(i + 1);
+    prepare("in", in + ")");
+  }
+  ~raw_libpq() override { PQfinish(pg_); }
+
+  bool thread_safe() const override { return false; }
+
+  void store(const std::string& key, const json& value) override {
+    std::string text = value.dump();
+    const char* v[] = {key.c_str(), text.c_str()};
+    command(PQexecPrepared(pg_, "upsert", 2, v, nullptr, nullptr, 0));
+  }
+
+  bool load(const std::string& key) override {
+    const char* v[] = {key.c_str()};
+    PGresult* r = rows(PQexecPrepared(pg_, "load", 1, v, nullptr, nullptr, 0));
+    bool found = false;
+    if (PQntuples(r) > 0) {
+      const char* p = PQgetvalue(r, 0, 0);
+      json j = json::parse(p, p + PQgetlength(r, 0, 0));
+      found = !j.is_discarded();
+    }
+    PQclear(r);
+    return found;
+  }
+
+  void batch_store(memory::items items) override {
+    pipelined(items.size(), "upsert", [&](std::size_t i, std::vector<std::string>& args) {
+      args = {items[i].first, items[i].second.dump()};
+    });
+  }
+
+  std::size_t batch_load(std::vector<std::string> keys) override {
+    std::unordered_map<std::string, json> out;
+    out.reserve(keys.size());
+    std::vector<const char*> v(in_chunk);
+    for (std::size_t from = 0; from < keys.size(); from += in_chunk) {
+      std::size_t to = std::min(keys.size(), from + in_chunk);
+      for (std::size_t i = 0; i < in_chunk; ++i) v[i] = keys[std::min(from + i, to - 1)].c_str();
+      PGresult* r = rows(PQexecPrepared(pg_, "in", static_cast<int>(in_chunk), v.data(), nullptr,
+                                        nullptr, 0));
+      for (int i = 0; i < PQntuples(r); ++i) {
+        const char* p = PQgetvalue(r, i, 1);
+        out.emplace(std::string(PQgetvalue(r, i, 0), static_cast<std::size_t>(PQgetlength(r, i, 0))),
+                    json::parse(p, p + PQgetlength(r, i, 1)));
+      }
+      PQclear(r);
+    }
+    return out.size();
+  }
+
+  void create_table() override {
+    exec(create_bench_pg);
+    prepare("insert", "INSERT INTO bench_table (id, name, value, data) VALUES ($1, $2, $3, $4)");
+    prepare("select", "SELECT id, name, value, data FROM bench_table WHERE id = $1");
+    prepare("named", "SELECT id, name, value, data FROM bench_table WHERE name = $1 LIMIT 10");
+  }
+
+  void insert(int i, const std::string& name) override {
+    std::vector<std::string> args;
+    row_args(i, name, args);
+    const char* v[] = {args[0].c_str(), args[1].c_str(), args[2].c_str(), args[3].c_str()};
+    command(PQexecPrepared(pg_, "insert", 4, v, nullptr, nullptr, 0));
+  }
+
+  void insert_many(int n) override {
+    pipelined(static_cast<std::size_t>(n), "insert",
+              [&](std::size_t i, std::vector<std::string>& args) {
+                row_args(static_cast<int>(i), "name_" + std::to_string(i), args);
+              });
+  }
+
+  bool select(int id) override {
+    std::string key = std::to_string(id);
+    const char* v[] = {key.c_str()};
+    PGresult* r = rows(PQexecPrepared(pg_, "select", 1, v, nullptr, nullptr, 0));
+    bool found = PQntuples(r) > 0 && read_row(r, 0);
+    PQclear(r);
+    return found;
+  }
+
+  std::size_t select_named(const std::string& name) override {
+    const char* v[] = {name.c_str()};
+    PGresult* r = rows(PQexecPrepared(pg_, "named", 1, v, nullptr, nullptr, 0));
+    std::size_t n = 0;
+    for (int i = 0; i < PQntuples(r); ++i) n += read_row(r, i) ? 1 : 0;
+    PQclear(r);
+    return n;
+  }
+
+  std::int64_t count(const std::string& table) override {
+    PGresult* r = rows(PQexec(pg_, ("SELECT count(*) FROM " + table).c_str()));
+    std::int64_t n = std::strtoll(PQgetvalue(r, 0, 0), nullptr, 10);
+    PQclear(r);
+    return n;
+  }
+
+ private:
+  static constexpr std::size_t chunk = 1000;
+
+  // Reads every column the way a caller would (the text converted or copied out).
+  static bool read_row(const PGresult* r, int i) {
+    volatile std::int64_t id = std::strtoll(PQgetvalue(r, i, 0), nullptr, 10);
+    std::string name(PQgetvalue(r, i, 1), static_cast<std::size_t>(PQgetlength(r, i, 1)));
+    volatile double v = std::strtod(PQgetvalue(r, i, 2), nullptr);
+    std::string data(PQgetvalue(r, i, 3), static_cast<std::size_t>(PQgetlength(r, i, 3)));
+    (void)id;
+    (void)v;
+    return !name.empty() && !data.empty();
+  }
+  static void row_args(int i, const std::string& name, std::vector<std::string>& args) {
+    char buf[64];
+    auto end = std::to_chars(buf, buf + sizeof buf, i * 1.5).ptr;
+    args = {std::to_string(i), name, std::string(buf, end), "data_" + std::to_string(i)};
+  }
+
+  std::string message() const {
+    std::string m = pg_ ? PQerrorMessage(pg_) : "out of memory";
+    while (!m.empty() && (m.back() == '\n' || m.back() == ' ')) m.pop_back();
+    return m;
+  }
+  void fail(PGresult* r) {
+    std::string m = r ? PQresultErrorMessage(r) : "";
+    if (r) PQclear(r);
+    if (m.empty()) m = message();
+    throw std::runtime_error("libpq_sync: " + m);
+  }
+  void command(PGresult* r) {
+    if (!r || PQresultStatus(r) != PGRES_COMMAND_OK) fail(r);
+    PQclear(r);
+  }
+  PGresult* rows(PGresult* r) {
+    if (!r || PQresultStatus(r) != PGRES_TUPLES_OK) fail(r);
+    return r;
+  }
+  void exec(const char* sql) { command(PQexec(pg_, sql)); }
+  void prepare(const char* name, const std::string& sql) {
+    command(PQprepare(pg_, name, sql.c_str(), 0, nullptr));
+  }
+
+  // BEGIN, `n` executions of the prepared `statement` with the parameters `fill` gives, COMMIT:
+  // in pipeline mode, a sync point (and the wait for its results) every `chunk` statements.
+  template <class Fill>
+  void pipelined(std::size_t n, const char* statement, Fill fill) {
+    if (PQenterPipelineMode(pg_) != 1) throw std::runtime_error("libpq_sync: " + message());
+    std::vector<std::string> args;
+    std::vector<const char*> v;
+    bool ok = PQsendQueryParams(pg_, "BEGIN", 0, nullptr, nullptr, nullptr, nullptr, 0) == 1;
+    std::string failure;
+    for (std::size_t from = 0; ok && failure.empty() && from <= n; from += chunk) {
+      std::size_t to = std::min(n, from + chunk);
+      for (std::size_t i = from; ok && i < to; ++i) {
+        fill(i, args);
+        v.clear();
+        for (const auto& a : args) v.push_back(a.c_str());
+        ok = PQsendQueryPrepared(pg_, statement, static_cast<int>(v.size()), v.data(), nullptr,
+                                 nullptr, 0) == 1;
+      }
+      if (ok && to == n)
+        ok = PQsendQueryParams(pg_, "COMMIT", 0, nullptr, nullptr, nullptr, nullptr, 0) == 1;
+      if (ok) ok = PQpipelineSync(pg_) == 1;
+      if (ok) ok = drain_to_sync(failure);
+      if (to == n) break;
+    }
+    if (!ok && failure.empty()) failure = message();
+    if (!failure.empty() && ok) {
+      // The server skipped the rest up to the sync point; the transaction is aborted.
+      std::string ignored;
+      if (PQsendQueryParams(pg_, "ROLLBACK", 0, nullptr, nullptr, nullptr, nullptr, 0) == 1 &&
+          PQpipelineSync(pg_) == 1)
+        drain_to_sync(ignored);
+    }
+    PQexitPipelineMode(pg_);
+    if (!failure.empty()) throw std::runtime_error("libpq_sync: " + failure);
+  }
+
+  // Reads results up to the next sync point; the first error's message goes to `failure`.
+  // False when the connection failed.
+  bool drain_to_sync(std::string& failure) {
+    for (;;) {
+      PGresult* r = PQgetResult(pg_);
+      if (!r) {  // the end of one statement's results
+        if (PQstatus(pg_) != CONNECTION_OK) return false;
+        continue;
+      }
+      ExecStatusType st = PQresultStatus(r);
+      if (st == PGRES_FATAL_ERROR && failure.empty()) failure = PQresultErrorMessage(r);
+      PQclear(r);
+      if (st == PGRES_PIPELINE_SYNC) return true;
+    }
+  }
+
+  PGconn* pg_;
+};
+
 bool read_row(const row& r) {
   volatile std::int64_t id = r.get<std::int64_t>(0);
   (void)id;
@@ -221,7 +443,7 @@ class entity_sync final : public sync_client {
   std::size_t batch_load(std::vector<std::string> keys) override {
     return mem_.batch_load(std::move(keys)).size();
   }
-  void create_table() override { db_.execute(create_bench); }
+  void create_table() override { db_.execute(create_bench_for(db_)); }
   void insert(int i, const std::string& name) override { db_.execute(insert_sql, row_params(i, name)); }
   void insert_many(int n) override {
     std::vector<entity::params> rows;
@@ -267,7 +489,8 @@ class entity_async final : public async_client {
     co_return m.size();
   }
   awaitable<> create_table() override {
-    co_await db_.async_execute(create_bench, {}, use_awaitable);
+    std::string create = create_bench_for(db_);
+    co_await db_.async_execute(std::move(create), {}, use_awaitable);
   }
   awaitable<> insert(int i, std::string name) override {
     co_await db_.async_execute(insert_sql, row_params(i, name), use_awaitable);
@@ -378,6 +601,9 @@ class threadpool_client final : public async_client {
 
 std::unique_ptr<sync_client> make_raw_sqlite_client(const client_config& c) {
   return std::make_unique<raw_sqlite>(c);
+}
+std::unique_ptr<sync_client> make_raw_libpq_client(const std::string& url) {
+  return std::make_unique<raw_libpq>(url);
 }
 std::unique_ptr<sync_client> make_entity_sync_client(const database& db) {
   return std::make_unique<entity_sync>(db);

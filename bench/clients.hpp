@@ -1,5 +1,6 @@
-// The benchmark's clients: the same operations done by raw SQLite, by entity-db's sync API, by
-// the sync API handed to a thread pool, and by entity-db's async API.
+// The benchmark's clients: the same operations done by the backend's raw C client (SQLite's or
+// libpq), by entity-db's sync API, by the sync API handed to a thread pool, and by entity-db's
+// async API.
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
@@ -71,6 +72,9 @@ class async_client {
 
 /// Raw SQLite C API: one connection, prepared statements reused. The floor.
 std::unique_ptr<sync_client> make_raw_sqlite_client(const client_config& c);
+/// Blocking libpq: one connection to the server at `url`, prepared statements, batches in
+/// pipeline mode. The floor on PostgreSQL.
+std::unique_ptr<sync_client> make_raw_libpq_client(const std::string& url);
 /// entity-db's sync API on an engine that is running.
 std::unique_ptr<sync_client> make_entity_sync_client(const database& db);
 /// entity-db's async API.

@@ -18,7 +18,7 @@ const run_result* find(const report& r, const std::string& w, const std::string&
 
 std::vector<std::string> present(const report& r, bool workloads) {
   std::vector<std::string> out;
-  for (const auto& name : workloads ? workload_names() : variant_names())
+  for (const auto& name : workloads ? workload_names() : variant_names(r.postgres))
     for (const auto& x : r.results)
       if ((workloads ? x.workload : x.variant) == name) {
         out.push_back(name);
@@ -69,14 +69,14 @@ std::string format_table(const report& r) {
   for (const auto& w : workloads) {
     std::snprintf(buf, sizeof buf, "%-20s", w.c_str());
     out << buf;
-    const run_result* floor = find(r, w, "sqlite_c");
+    const run_result* floor = find(r, w, variant_names(r.postgres).front());
     for (const auto& v : variants) {
       const run_result* x = find(r, w, v);
       std::string cell = "-";
       if (x) {
         cell = human(x->ops_per_sec) + "/s";
         if (floor && x->ops_per_sec > 0) {
-          // Time per op as a multiple of raw SQLite's: 1.00x is the floor.
+          // Time per op as a multiple of the raw C client's: 1.00x is the floor.
           char ratio[32];
           std::snprintf(ratio, sizeof ratio, " %6.2fx", floor->ops_per_sec / x->ops_per_sec);
           cell += ratio;
@@ -87,7 +87,8 @@ std::string format_table(const report& r) {
     }
     out << "\n";
   }
-  out << "(ops/s of the median run; x = time per op / sqlite_c's; lower x is better)\n";
+  out << "(ops/s of the median run; x = time per op / " << variant_names(r.postgres).front()
+      << "'s; lower x is better)\n";
   return out.str();
 }
 
@@ -132,7 +133,8 @@ std::string to_svg(const report& r) {
   s << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << width << "\" height=\"" << height
     << "\" font-family=\"sans-serif\" font-size=\"12\">\n";
   s << "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
-  std::string title = "entitydb bench: operations per second (log scale), N=" +
+  std::string title = std::string("entitydb bench") + (r.postgres ? " on PostgreSQL" : "") +
+                      ": operations per second (log scale), N=" +
                       r.params.value("ops", nlohmann::json(0)).dump() +
                       (r.params.value("durable", false) ? ", synchronous=FULL" : "");
   s << "<text x=\"" << width / 2 << "\" y=\"28\" text-anchor=\"middle\" font-size=\"16\">"

@@ -1,4 +1,6 @@
-// Runs every workload in every variant, each run on a fresh database file.
+// Runs every workload in every variant, each run on a fresh database: a new SQLite file, or on
+// PostgreSQL a schema of the benchmark's own, dropped and created again before every run.
+#include <libpq-fe.h>
 #include <sqlite3.h>
 #include <sys/utsname.h>
 #include <unistd.h>
@@ -15,6 +17,8 @@
 
 #include "bench.hpp"
 #include "clients.hpp"
+#include "entity/database.hpp"
+#include "entity/postgres.hpp"
 #include "entity/sqlite.hpp"
 
 namespace entity::bench {
@@ -29,9 +33,10 @@ const std::vector<std::string>& workload_names() {
   return names;
 }
 
-const std::vector<std::string>& variant_names() {
-  static const std::vector<std::string> names = {"sqlite_c", "sync", "threadpool", "async"};
-  return names;
+const std::vector<std::string>& variant_names(bool postgres) {
+  static const std::vector<std::string> sqlite = {"sqlite_c", "sync", "threadpool", "async"};
+  static const std::vector<std::string> pg = {"libpq_sync", "sync", "threadpool", "async"};
+  return postgres ? pg : sqlite;
 }
 
 namespace {
@@ -280,10 +285,61 @@ void remove_db(const std::string& path) {
     std::filesystem::remove(path + suffix, ec);
 }
 
-sample run_once(const bench_params& p, const std::string& workload, const std::string& variant,
-                const std::string& path) {
-  remove_db(path);
+// Where the runs happen. SQLite: a file per workload and variant in `dir`. PostgreSQL: the
+// schema `schema`, emptied before every run, so that a run never sees another's tables and a
+// user's own `memory` table is never touched.
+struct target {
+  std::filesystem::path dir;
+  std::string pg_url;   // the user's URL
+  std::string schema;   // ours, on that server
+  std::string run_url;  // the user's URL with search_path set to our schema
+  std::shared_ptr<postgres_infrastructure> admin;  // runs the DROP / CREATE SCHEMA
+  bool postgres() const { return !pg_url.empty(); }
+};
+
+std::string with_option(const std::string& url, const std::string& option) {
+  return url + (url.find('?') == std::string::npos ? "?" : "&") + option;
+}
+
+void reset_schema(const target& t) {
+  database(t.admin).execute_script("DROP SCHEMA IF EXISTS " + t.schema + " CASCADE; CREATE SCHEMA " +
+                                   t.schema);
+}
+
+sample run_on(const bench_params& p, const std::string& workload, const std::string& variant,
+              std::shared_ptr<infrastructure> infra) {
   sample s;
+  infra->startup();
+  database db(infra);
+  if (variant == "sync") {
+    s = run_sync(*make_entity_sync_client(db), workload, p.ops);
+  } else {
+    asio::io_context io;
+    auto c = variant == "async" ? make_entity_async_client(db)
+                                : make_threadpool_client(make_entity_sync_client(db), pool_threads);
+    s = run_async(io, *c, workload, p.ops);
+  }
+  infra->shutdown();
+  return s;
+}
+
+sample run_once(const bench_params& p, const target& t, const std::string& workload,
+                const std::string& variant) {
+  sample s;
+  if (t.postgres()) {
+    reset_schema(t);
+    if (variant == "libpq_sync") {
+      auto c = make_raw_libpq_client(t.run_url);
+      s = run_sync(*c, workload, p.ops);
+    } else {
+      postgres_params pp;
+      pp.url = t.run_url;
+      s = run_on(p, workload, variant, std::make_shared<postgres_infrastructure>(pp));
+    }
+    return s;
+  }
+  const std::string path = (t.dir / (workload + "-" + variant + ".db")).string();
+  remove_db(path);
   if (variant == "sqlite_c") {
     auto c = make_raw_sqlite_client({path, p.durable});
     s = run_sync(*c, workload, p.ops);
@@ -291,18 +347,7 @@ sample run_once(const bench_params& p, const std::string& workload, const std::s
     sqlite_params sp;
     sp.path = path;
     if (p.durable) sp.synchronous = synchronous_mode::full;
-    auto infra = std::make_shared<sqlite_infrastructure>(sp);
-    infra->startup();
-    database db(infra);
-    if (variant == "sync") {
-      s = run_sync(*make_entity_sync_client(db), workload, p.ops);
-    } else {
-      asio::io_context io;
-      auto c = variant == "async" ? make_entity_async_client(db)
-                                  : make_threadpool_client(make_entity_sync_client(db), pool_threads);
-      s = run_async(io, *c, workload, p.ops);
-    }
-    infra->shutdown();
+    s = run_on(p, workload, variant, std::make_shared<sqlite_infrastructure>(sp));
   }
   remove_db(path);
   return s;
@@ -323,14 +368,19 @@ std::string cpu_model() {
   return "unknown";
 }
 
-nlohmann::json machine_info() {
+nlohmann::json machine_info(const target& t) {
   utsname u{};
   uname(&u);
-  return {{"cpus", std::thread::hardware_concurrency()},
-          {"cpu", cpu_model()},
-          {"os", std::string(u.sysname) + " " + u.release},
-          {"sqlite", sqlite3_libversion()},
-          {"compiler", __VERSION__}};
+  nlohmann::json m = {{"cpus", std::thread::hardware_concurrency()},
+                      {"cpu", cpu_model()},
+                      {"os", std::string(u.sysname) + " " + u.release},
+                      {"sqlite", sqlite3_libversion()},
+                      {"compiler", __VERSION__}};
+  if (t.postgres()) {
+    m["postgres"] = database(t.admin).fetch_one("SHOW server_version")->get<std::string>(0);
+    m["libpq"] = PQlibVersion();
+  }
+  return m;
 }
 
 bool selected(const std::vector<std::string>& chosen, const std::string& name) {
@@ -345,29 +395,62 @@ report run(const bench_params& p, const progress_fn& progress) {
   for (const auto& w : p.workloads)
     if (!selected(workload_names(), w) || w.empty())
       throw std::invalid_argument("unknown workload: " + w);
+  const bool postgres = !p.pg_url.empty();
   for (const auto& v : p.variants)
-    if (!selected(variant_names(), v) || v.empty())
-      throw std::invalid_argument("unknown variant: " + v);
+    if (!selected(variant_names(postgres), v) || v.empty())
+      throw std::invalid_argument("unknown variant: " + v + (postgres ? " (on PostgreSQL)" : ""));
+  if (postgres && p.durable)
+    throw std::invalid_argument(
+        "--durable sets SQLite's synchronous=FULL; a PostgreSQL server's durability is its own "
+        "setting (synchronous_commit)");
 
-  std::filesystem::path dir = p.db_dir;
-  bool temporary = dir.empty();
-  if (temporary) {
+  target t;
+  bool temporary = false;
+  if (postgres) {
+    t.pg_url = p.pg_url;
     std::random_device rd;
-    dir = std::filesystem::temp_directory_path() /
-          ("entitydb-bench-" + std::to_string(::getpid()) + "-" + std::to_string(rd()));
+    t.schema = "entitydb_bench_" + std::to_string(::getpid()) + "_" + std::to_string(rd() % 100000);
+    t.run_url = with_option(p.pg_url, "options=-csearch_path%3D" + t.schema);
+    postgres_params ap;
+    ap.url = p.pg_url;
+    ap.pool_size = 1;
+    ap.min_connections = 1;
+    t.admin = std::make_shared<postgres_infrastructure>(ap);
+    t.admin->startup();
+  } else {
+    t.dir = p.db_dir;
+    temporary = t.dir.empty();
+    if (temporary) {
+      std::random_device rd;
+      t.dir = std::filesystem::temp_directory_path() /
+              ("entitydb-bench-" + std::to_string(::getpid()) + "-" + std::to_string(rd()));
+    }
+    std::filesystem::create_directories(t.dir);
   }
-  std::filesystem::create_directories(dir);
+  auto clean_up = [&] {
+    if (temporary) std::filesystem::remove_all(t.dir);
+    if (t.admin) {
+      error_code ec;
+      diagnostics diag;
+      database(t.admin).execute_script("DROP SCHEMA IF EXISTS " + t.schema + " CASCADE", ec, diag);
+      t.admin->shutdown();
+    }
+  };
 
   report r;
-  r.machine = machine_info();
-  r.params = {{"ops", p.ops},         {"repeat", p.repeat},
-              {"durable", p.durable}, {"synchronous", p.durable ? "FULL" : "NORMAL"},
-              {"backend", "sqlite"},  {"threadpool_threads", pool_threads}};
+  r.postgres = postgres;
+  r.machine = machine_info(t);
+  r.params = {{"ops", p.ops},
+              {"repeat", p.repeat},
+              {"durable", p.durable},
+              {"backend", postgres ? "postgresql" : "sqlite"},
+              {"threadpool_threads", pool_threads}};
+  if (!postgres) r.params["synchronous"] = p.durable ? "FULL" : "NORMAL";
 
   std::vector<std::pair<std::string, std::string>> plan;
   for (const auto& w : workload_names())
     if (selected(p.workloads, w))
-      for (const auto& v : variant_names())
+      for (const auto& v : variant_names(postgres))
         if (selected(p.variants, v)) plan.emplace_back(w, v);
 
   int total = static_cast<int>(plan.size()) * p.repeat;
@@ -377,7 +460,7 @@ report run(const bench_params& p, const progress_fn& progress) {
       std::vector<sample> runs;
       for (int rep = 0; rep < p.repeat; ++rep) {
         if (progress) progress(done, total, w + "/" + v);
-        runs.push_back(run_once(p, w, v, (dir / (w + "-" + v + ".db")).string()));
+        runs.push_back(run_once(p, t, w, v));
         ++done;
       }
       std::sort(runs.begin(), runs.end(),
@@ -395,11 +478,11 @@ report run(const bench_params& p, const progress_fn& progress) {
       r.results.push_back(res);
     }
   } catch (...) {
-    if (temporary) std::filesystem::remove_all(dir);
+    clean_up();
     throw;
   }
   if (progress) progress(total, total, "done");
-  if (temporary) std::filesystem::remove_all(dir);
+  clean_up();
   return r;
 }
 

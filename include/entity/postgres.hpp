@@ -10,7 +10,12 @@
 // run on a fresh connection.
 //
 // SQL binds parameters with `?` (as on SQLite) or `$1, $2, ...`; `?` outside literals, quoted
-// identifiers, comments and dollar-quoted bodies becomes `$n`. Result columns map by type:
+// identifiers, comments and dollar-quoted bodies becomes `$n`. As on SQLite, a statement given
+// the wrong number of parameters, or SQL holding several statements where one is expected,
+// fails with errc::invalid_argument before anything is sent. execute_script sends its
+// statements one at a time: a failing one stops the script, names itself in the diagnostics,
+// and leaves the statements before it done (sent as one string, PostgreSQL would have run them
+// all in one implicit transaction). Result columns map by type:
 // int2/int4/int8/oid -> integer, float4/float8/numeric -> double, bytea -> blob,
 // bool -> 0 or 1, NULL -> null, every other type -> its text form. result::last_insert_id is
 // always 0 (use INSERT ... RETURNING).

@@ -226,6 +226,35 @@ bool note_broken(pg_conn& c, error_code& ec, diagnostics& diag) {
   return true;
 }
 
+bool refuse_statement(std::size_t parameters, bool several_statements, std::size_t given,
+                      std::string_view sql, error_code& ec, diagnostics& diag) {
+  if (several_statements) {
+    ec = make_error_code(errc::invalid_argument);
+    diag.message = "the SQL holds several statements: use execute_script";
+  } else if (parameters != given) {
+    ec = make_error_code(errc::invalid_argument);
+    diag.message = "the statement has " + std::to_string(parameters) + " parameter" +
+                   (parameters == 1 ? "" : "s") + " but " + std::to_string(given) +
+                   (given == 1 ? " was" : " were") + " given";
+  } else {
+    return false;
+  }
+  diag.sql = sql_excerpt(sql);
+  return true;
+}
+
+bool lost_creation_race(std::string_view sql, const error_code& ec) {
+  if (!ec || ec.category() != postgres_category()) return false;
+  std::string state = postgres_sqlstate(ec);
+  if (state != "23505" && state != "42P07" && state != "42710") return false;
+  std::string lower;
+  lower.reserve(sql.size());
+  for (char c : sql) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  std::size_t i = lower.find_first_not_of(" \t\r\n");
+  return i != std::string::npos && lower.compare(i, 6, "create") == 0 &&
+         lower.find("if not exists") != std::string::npos;
+}
+
 bool pipelinable(std::string_view sql) {
   std::size_t i = 0;
   while (i < sql.size() && std::isspace(static_cast<unsigned char>(sql[i]))) ++i;
@@ -259,7 +288,15 @@ blocking_session::~blocking_session() {
 }
 
 result blocking_session::query(std::string_view sql, const params& args, std::size_t max_rows) {
-  std::string text = translate_placeholders(sql);
+  translated_sql translated = translate(sql);
+  {
+    error_code ec;
+    diagnostics diag;
+    if (refuse_statement(translated.parameters, translated.several_statements, args.size(), sql,
+                         ec, diag))
+      throw error(ec, diag);
+  }
+  const std::string& text = translated.text;
   if (pipeline_inserts_ && pipelinable(sql)) {
     if (queued_ == 0) {
       if (PQenterPipelineMode(c_->pg) != 1) {

@@ -109,6 +109,18 @@ class blocking_session final : public session {
   std::string first_queued_sql_;
 };
 
+/// Refuses, as SQLite does, what the server would otherwise reject with a less helpful message
+/// (or run differently): several statements where one is expected, and a parameter count
+/// that is not the statement's. Sets `ec` (invalid_argument) and `diag` and returns true then.
+bool refuse_statement(std::size_t parameters, bool several_statements, std::size_t given,
+                      std::string_view sql, error_code& ec, diagnostics& diag);
+
+/// Whether `ec` is the failure of a `CREATE ... IF NOT EXISTS` that lost a race with another
+/// session creating the same object: PostgreSQL checks for the object, then creates it, and
+/// the loser fails on the catalog's unique index (23505) or as a duplicate (42P07, 42710)
+/// instead of doing nothing. Run again, the statement finds the object and does nothing.
+bool lost_creation_race(std::string_view sql, const error_code& ec);
+
 /// Whether a transaction body's statement may be pipelined: an INSERT without RETURNING.
 bool pipelinable(std::string_view sql);
 

@@ -4,6 +4,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace entity::postgres_detail {
 
@@ -15,5 +16,22 @@ namespace entity::postgres_detail {
 /// are spelled with `?` (`?`, `?|`, `?&`) are therefore unavailable in `?`-style SQL: write
 /// `$n` placeholders or jsonb_exists() in such a statement.
 std::string translate_placeholders(std::string_view sql);
+
+/// What the engine must know of one statement's SQL before it is sent.
+struct translated_sql {
+  std::string text;  ///< `?` rewritten as translate_placeholders does
+  /// The parameters the SQL takes: its `?` count, or its highest `$n` when that is higher.
+  std::size_t parameters = 0;
+  /// A `;` outside literals and comments is followed by more SQL: several statements, which
+  /// the extended query protocol refuses (the caller wants execute_script).
+  bool several_statements = false;
+};
+translated_sql translate(std::string_view sql);
+
+/// The statements of a script, split at each `;` outside literals, quoted identifiers,
+/// comments and dollar-quoted bodies; pieces holding only blanks and comments are dropped.
+/// A script holding `BEGIN ATOMIC` (a function body whose statements end in `;` of their own)
+/// is returned whole.
+std::vector<std::string_view> split_statements(std::string_view sql);
 
 }  // namespace entity::postgres_detail

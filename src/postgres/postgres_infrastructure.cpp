@@ -481,30 +481,51 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
   }
 
   asio::awaitable<void> run_single(pg_conn& c, request& req, outcome& out) {
-    std::string sql = translate_placeholders(req.sql);
+    translated_sql translated = translate(req.sql);
+    if (refuse_statement(translated.parameters, translated.several_statements, req.args.size(),
+                         req.sql, out.ec, out.diag))
+      co_return;
+    const std::string& sql = translated.text;
     std::size_t max_rows = req.kind == request_kind::fetch_one ? 1 : std::numeric_limits<std::size_t>::max();
-    bool sent = send_statement(c.pg, sql, req.args);
-    if (!sent) {
-      // Refused before anything was sent (a bad parameter): the connection is fine.
-      error_of(nullptr, c.pg, req.sql, out.ec, out.diag);
-      if (PQstatus(c.pg) == CONNECTION_OK) out.ec = make_error_code(errc::invalid_argument);
-    } else if (!(sent = co_await flush_out(c))) {
-      error_of(nullptr, c.pg, req.sql, out.ec, out.diag);
-      c.broken = true;
-    } else {
-      co_await collect(c, req.sql, max_rows, out.res, out.ec, out.diag);
+    for (int attempt = 0;; ++attempt) {
+      bool sent = send_statement(c.pg, sql, req.args);
+      if (!sent) {
+        // Refused before anything was sent (a bad parameter): the connection is fine.
+        error_of(nullptr, c.pg, req.sql, out.ec, out.diag);
+        if (PQstatus(c.pg) == CONNECTION_OK) out.ec = make_error_code(errc::invalid_argument);
+      } else if (!(sent = co_await flush_out(c))) {
+        error_of(nullptr, c.pg, req.sql, out.ec, out.diag);
+        c.broken = true;
+      } else {
+        co_await collect(c, req.sql, max_rows, out.res, out.ec, out.diag);
+      }
+      // CREATE ... IF NOT EXISTS racing another session's: does nothing, as on SQLite.
+      if (attempt == 0 && !c.broken && lost_creation_race(req.sql, out.ec)) {
+        out = outcome{};
+        continue;
+      }
+      break;
     }
     note_broken(c, out.ec, out.diag);
   }
 
+  // A script runs statement by statement, each in its own round trip. Sent as one string,
+  // PostgreSQL would run the statements in one implicit transaction, so a failure would take
+  // the statements before it along; one by one, they behave as on SQLite (and as typed into
+  // psql): what ran before the failing statement stays, and the error names that statement.
   asio::awaitable<void> run_script(pg_conn& c, request& req, outcome& out) {
-    bool sent = PQsendQuery(c.pg, req.sql.c_str()) == 1;
-    if (sent) sent = co_await flush_out(c);
-    if (!sent) {
-      error_of(nullptr, c.pg, req.sql, out.ec, out.diag);
-      c.broken = true;
-    } else {
-      co_await collect(c, req.sql, std::numeric_limits<std::size_t>::max(), out.res, out.ec, out.diag);
+    for (std::string_view statement : split_statements(req.sql)) {
+      std::string text(statement);
+      bool sent = PQsendQuery(c.pg, text.c_str()) == 1;
+      if (sent) sent = co_await flush_out(c);
+      if (!sent) {
+        error_of(nullptr, c.pg, statement, out.ec, out.diag);
+        c.broken = true;
+        break;
+      }
+      co_await collect(c, statement, std::numeric_limits<std::size_t>::max(), out.res, out.ec,
+                       out.diag);
+      if (out.ec || c.broken) break;
     }
     if (note_broken(c, out.ec, out.diag)) co_return;
     if (PQtransactionStatus(c.pg) != PQTRANS_IDLE) {
@@ -529,7 +550,13 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
   // per round trip. The first error aborts the rest (the server skips them up to the sync
   // point) and the transaction is rolled back.
   asio::awaitable<void> run_many(pg_conn& c, request& req, outcome& out) {
-    std::string sql = translate_placeholders(req.sql);
+    translated_sql translated = translate(req.sql);
+    // Every parameter set is checked before anything is sent: a wrong one writes nothing.
+    for (const entity::params& args : req.batch)
+      if (refuse_statement(translated.parameters, translated.several_statements, args.size(),
+                           req.sql, out.ec, out.diag))
+        co_return;
+    const std::string& sql = translated.text;
     if (PQenterPipelineMode(c.pg) != 1) {
       error_of(nullptr, c.pg, req.sql, out.ec, out.diag);
       co_return;

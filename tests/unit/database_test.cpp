@@ -1,5 +1,6 @@
 // Layer 2: entity::database, its sync operations and the async ones with every kind of
-// completion token. Every test opens its own database.
+// completion token. The suite runs on every backend (SQLite and PostgreSQL), each test on a
+// database of its own; what only one backend does is tested at the end.
 #include <gtest/gtest.h>
 
 #include <boost/asio/as_tuple.hpp>
@@ -20,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "backends.hpp"
 #include "test_support.hpp"
 
 namespace asio = boost::asio;
@@ -28,17 +30,6 @@ using entity::errc;
 using entity::error_code;
 
 namespace {
-
-struct fixture_db {
-  std::shared_ptr<entity::sqlite_infrastructure> infra;
-  entity::database db;
-};
-
-fixture_db open_memory() {
-  auto infra = std::make_shared<entity::sqlite_infrastructure>();
-  infra->startup();
-  return {infra, entity::database(infra)};
-}
 
 std::int64_t count_rows(const entity::database& db, const std::string& table) {
   return db.fetch_one("SELECT count(*) FROM " + table)->get<std::int64_t>(0);
@@ -61,25 +52,27 @@ entity::blob bytes(std::initializer_list<int> b) {
 
 }  // namespace
 
+class Database : public entity::test::backend_test {};
+ENTITY_INSTANTIATE_ON_EVERY_BACKEND(Database);
+
 // ---- sync CRUD -------------------------------------------------------------------------------
 
-TEST(Database, CrudInMemory) {
-  auto env = open_memory();
-  auto& db = env.db;
-  db.execute(
-      "CREATE TABLE people (id INTEGER PRIMARY KEY, name TEXT NOT NULL, score REAL, "
-      "photo BLOB, note TEXT)");
+TEST_P(Database, Crud) {
+  auto db = open();
+  db.execute("CREATE TABLE people (id " + auto_key() +
+             ", name TEXT NOT NULL, score DOUBLE PRECISION, photo " + blob_type() + ", note TEXT)");
 
   auto r = db.execute("INSERT INTO people (name, score, photo, note) VALUES (?, ?, ?, ?)",
                       {"ada", 9.5, bytes({1, 2, 0, 255}), entity::null});
   EXPECT_EQ(r.rows_affected, 1);
-  EXPECT_EQ(r.last_insert_id, 1);
+  if (on_sqlite()) EXPECT_EQ(r.last_insert_id, 1);  // PostgreSQL: always 0, use RETURNING
   EXPECT_TRUE(r.empty());
   r = db.execute("INSERT INTO people (name, score, photo, note) VALUES (?, ?, ?, ?)",
                  {"bob", 7.25, bytes({}), "likes tea"});
-  EXPECT_EQ(r.last_insert_id, 2);
+  EXPECT_EQ(r.rows_affected, 1);
+  if (on_sqlite()) EXPECT_EQ(r.last_insert_id, 2);
   r = db.execute("INSERT INTO people (name) VALUES (?)", {std::string("cy")});
-  EXPECT_EQ(r.last_insert_id, 3);
+  if (on_sqlite()) EXPECT_EQ(r.last_insert_id, 3);
 
   auto row = db.fetch_one("SELECT id, name, score, photo, note FROM people WHERE name = ?", {"ada"});
   ASSERT_TRUE(row);
@@ -114,10 +107,9 @@ TEST(Database, CrudInMemory) {
   EXPECT_TRUE(db.fetch_all("SELECT * FROM people WHERE id > 100").empty());
 }
 
-TEST(Database, InsertReturningGivesItsRows) {
-  auto env = open_memory();
-  auto& db = env.db;
-  db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT)");
+TEST_P(Database, InsertReturningGivesItsRows) {
+  auto db = open();
+  db.execute("CREATE TABLE t (id " + auto_key() + ", a TEXT)");
   auto row = db.fetch_one("INSERT INTO t (a) VALUES (?) RETURNING id, a", {"x"});
   ASSERT_TRUE(row);
   EXPECT_EQ(row->get<int>("id"), 1);
@@ -127,25 +119,21 @@ TEST(Database, InsertReturningGivesItsRows) {
   EXPECT_EQ(count_rows(db, "t"), 3);
 }
 
-TEST(Database, RowsAffectedCountsOnlyTheStatementsOwnChanges) {
-  auto env = open_memory();
-  auto& db = env.db;
-  db.execute("CREATE TABLE t (a)");
+TEST_P(Database, RowsAffectedCountsOnlyTheStatementsOwnChanges) {
+  auto db = open();
+  db.execute("CREATE TABLE t (a INTEGER)");
   EXPECT_EQ(db.execute("INSERT INTO t VALUES (1), (2), (3)").rows_affected, 3);
   // Statements that change no rows report none, not the previous statement's count.
-  EXPECT_EQ(db.execute("CREATE TABLE u (b)").rows_affected, 0);
+  EXPECT_EQ(db.execute("CREATE TABLE u (b INTEGER)").rows_affected, 0);
   EXPECT_EQ(db.execute("CREATE INDEX t_a ON t (a)").rows_affected, 0);
   EXPECT_EQ(db.execute("UPDATE t SET a = 0 WHERE a > 100").rows_affected, 0);
   EXPECT_EQ(db.fetch_all("SELECT * FROM t").size(), 3u);
 }
 
-TEST(Database, ColumnNamesFollowSchemaChanges) {
-  entity::sqlite_params p;
-  p.pool_size = 1;  // every read runs on the same connection and its cached statement
-  auto infra = std::make_shared<entity::sqlite_infrastructure>(p);
-  infra->startup();
-  entity::database db(infra);
-  db.execute("CREATE TABLE t (a, b)");
+TEST_P(Database, ColumnNamesFollowSchemaChanges) {
+  // Every read runs on the same connection (and, on SQLite, its cached statement).
+  auto db = open({.pool_size = 1});
+  db.execute("CREATE TABLE t (a INTEGER, b INTEGER)");
   db.execute("INSERT INTO t VALUES (1, 2)");
   EXPECT_EQ(db.fetch_one("SELECT * FROM t")->column_names(),
             (std::vector<std::string>{"a", "b"}));
@@ -155,30 +143,10 @@ TEST(Database, ColumnNamesFollowSchemaChanges) {
   EXPECT_EQ(row->get<int>("c"), 1);
 }
 
-TEST(Database, FileDatabaseKeepsItsData) {
-  entity::test::temp_dir dir;
-  entity::sqlite_params p;
-  p.path = dir.file("nested/folder/data.db");
-  {
-    auto infra = std::make_shared<entity::sqlite_infrastructure>(p);
-    infra->startup();
-    entity::database db(infra);
-    db.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)");
-    db.execute_many("INSERT INTO notes (body) VALUES (?)", {{"one"}, {"two"}});
-  }  // the destructor shuts down
-  auto infra = std::make_shared<entity::sqlite_infrastructure>(p);
-  infra->startup();
-  entity::database db(infra);
-  auto rows = db.fetch_all("SELECT body FROM notes ORDER BY id");
-  ASSERT_EQ(rows.size(), 2u);
-  EXPECT_EQ(rows[1].get<std::string>(0), "two");
-}
-
 // ---- scripts, batches, transactions ----------------------------------------------------------
 
-TEST(Database, ExecuteScriptRunsEveryStatement) {
-  auto env = open_memory();
-  auto& db = env.db;
+TEST_P(Database, ExecuteScriptRunsEveryStatement) {
+  auto db = open();
   db.execute_script(R"(
     -- a schema and some data
     CREATE TABLE a (x INTEGER);
@@ -202,18 +170,23 @@ TEST(Database, ExecuteScriptRunsEveryStatement) {
   db.execute("INSERT INTO a VALUES (5)");  // and the writer is usable afterwards
   EXPECT_EQ(count_rows(db, "a"), 4);
 
-  // A failing statement stops the script and names itself.
-  db.execute_script("INSERT INTO a VALUES (6); INSERT INTO nowhere VALUES (1); INSERT INTO a VALUES (7);",
-                    ec, diag);
+  // A failing statement stops the script and names itself (the first statement is long
+  // enough that an excerpt of the whole script would not reach the failing one). The
+  // statements before it stay, as they would typed one by one.
+  db.execute_script(
+      "INSERT INTO a SELECT 6 WHERE 'a condition long enough to push what follows out of an "
+      "excerpt' <> ''; INSERT INTO nowhere VALUES (1); INSERT INTO a VALUES (7);",
+      ec, diag);
   EXPECT_EQ(ec, entity::condition::syntax);
   EXPECT_NE(diag.sql.find("nowhere"), std::string::npos) << diag.sql;
+  EXPECT_NE(diag.message.find("nowhere"), std::string::npos) << diag.message;
+  EXPECT_EQ(db.fetch_one("SELECT count(*) FROM a WHERE x = 6")->get<int>(0), 1);
   EXPECT_EQ(db.fetch_one("SELECT count(*) FROM a WHERE x = 7")->get<int>(0), 0);
 }
 
-TEST(Database, ExecuteRejectsSeveralStatements) {
-  auto env = open_memory();
-  auto& db = env.db;
-  db.execute("CREATE TABLE t (a)");
+TEST_P(Database, ExecuteRejectsSeveralStatements) {
+  auto db = open();
+  db.execute("CREATE TABLE t (a INTEGER)");
   error_code ec;
   entity::diagnostics diag;
   db.execute("INSERT INTO t VALUES (1); INSERT INTO t VALUES (2)", {}, ec, diag);
@@ -222,9 +195,8 @@ TEST(Database, ExecuteRejectsSeveralStatements) {
   EXPECT_EQ(count_rows(db, "t"), 0);
 }
 
-TEST(Database, ExecuteManyInsertsEveryRow) {
-  auto env = open_memory();
-  auto& db = env.db;
+TEST_P(Database, ExecuteManyInsertsEveryRow) {
+  auto db = open();
   db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT)");
   std::vector<entity::params> batch;
   for (int i = 0; i < 100; ++i) batch.push_back({i, "n" + std::to_string(i)});
@@ -237,9 +209,8 @@ TEST(Database, ExecuteManyInsertsEveryRow) {
   EXPECT_EQ(db.execute_many("INSERT INTO t VALUES (?, ?)", {}).rows_affected, 0);
 }
 
-TEST(Database, ExecuteManyIsAllOrNothing) {
-  auto env = open_memory();
-  auto& db = env.db;
+TEST_P(Database, ExecuteManyIsAllOrNothing) {
+  auto db = open();
   db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)");
   std::vector<entity::params> batch;
   for (int i = 0; i < 1000; ++i) batch.push_back({i == 500 ? 0 : i});  // row 500 repeats row 0
@@ -262,9 +233,8 @@ TEST(Database, ExecuteManyIsAllOrNothing) {
   EXPECT_EQ(count_rows(db, "t"), 0);
 }
 
-TEST(Database, TransactionCommits) {
-  auto env = open_memory();
-  auto& db = env.db;
+TEST_P(Database, TransactionCommits) {
+  auto db = open();
   db.execute("CREATE TABLE accounts (name TEXT PRIMARY KEY, balance INTEGER)");
   db.execute("INSERT INTO accounts VALUES ('a', 100), ('b', 0)");
   db.transaction([](entity::session& s) {
@@ -277,9 +247,8 @@ TEST(Database, TransactionCommits) {
   EXPECT_EQ(db.fetch_one("SELECT balance FROM accounts WHERE name = 'b'")->get<int>(0), 50);
 }
 
-TEST(Database, TransactionRollsBackWhenTheBodyThrows) {
-  auto env = open_memory();
-  auto& db = env.db;
+TEST_P(Database, TransactionRollsBackWhenTheBodyThrows) {
+  auto db = open();
   db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)");
   db.execute("INSERT INTO t VALUES (1)");
 
@@ -316,9 +285,8 @@ TEST(Database, TransactionRollsBackWhenTheBodyThrows) {
   EXPECT_EQ(count_rows(db, "t"), 1);
 }
 
-TEST(Database, AsyncTransactionReportsAbortedOrTheErrorsCode) {
-  auto env = open_memory();
-  auto& db = env.db;
+TEST_P(Database, AsyncTransactionReportsAbortedOrTheErrorsCode) {
+  auto db = open();
   db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)");
   run_in_coroutine([&]() -> asio::awaitable<void> {
     co_await db.async_transaction(
@@ -349,15 +317,14 @@ TEST(Database, AsyncTransactionReportsAbortedOrTheErrorsCode) {
 
 // ---- errors ----------------------------------------------------------------------------------
 
-TEST(Database, InvalidSqlReportsSyntaxAndNamesTheSql) {
-  auto env = open_memory();
-  auto& db = env.db;
+TEST_P(Database, InvalidSqlReportsSyntaxAndNamesTheSql) {
+  auto db = open();
   try {
     db.execute("SELEC * FROM everywhere");
     FAIL() << "invalid SQL ran";
   } catch (const entity::error& e) {
     EXPECT_EQ(e.code(), entity::condition::syntax);
-    EXPECT_EQ(e.code().category(), entity::sqlite_category());
+    EXPECT_EQ(e.code().category(), backend_category());
     EXPECT_NE(e.diag().sql.find("SELEC * FROM everywhere"), std::string::npos);
     EXPECT_NE(e.diag().message.find("syntax error"), std::string::npos) << e.diag().message;
     EXPECT_NE(std::string(e.what()).find("SELEC * FROM everywhere"), std::string::npos) << e.what();
@@ -370,10 +337,9 @@ TEST(Database, InvalidSqlReportsSyntaxAndNamesTheSql) {
   EXPECT_EQ(diag.sql, "SELECT * FROM no_such_table");
 }
 
-TEST(Database, WrongParameterCountIsInvalidArgument) {
-  auto env = open_memory();
-  auto& db = env.db;
-  db.execute("CREATE TABLE t (a, b)");
+TEST_P(Database, WrongParameterCountIsInvalidArgument) {
+  auto db = open();
+  db.execute("CREATE TABLE t (a INTEGER, b INTEGER)");
   error_code ec;
   entity::diagnostics diag;
   db.execute("INSERT INTO t VALUES (?, ?)", {1}, ec, diag);
@@ -385,9 +351,8 @@ TEST(Database, WrongParameterCountIsInvalidArgument) {
   EXPECT_EQ(count_rows(db, "t"), 0);
 }
 
-TEST(Database, ConstraintViolationIsReported) {
-  auto env = open_memory();
-  auto& db = env.db;
+TEST_P(Database, ConstraintViolationIsReported) {
+  auto db = open();
   db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT NOT NULL)");
   db.execute("INSERT INTO t VALUES (1, 'a')");
   error_code ec;
@@ -396,15 +361,19 @@ TEST(Database, ConstraintViolationIsReported) {
   EXPECT_EQ(ec, entity::condition::constraint);
   db.execute("INSERT INTO t VALUES (2, NULL)", {}, ec, diag);
   EXPECT_EQ(ec, entity::condition::constraint);
-  EXPECT_NE(diag.message.find("NOT NULL"), std::string::npos) << diag.message;
+  // SQLite: "NOT NULL constraint failed: t.name"; PostgreSQL: "null value in column "name"
+  // ... violates not-null constraint".
+  EXPECT_NE(diag.message.find("name"), std::string::npos) << diag.message;
+  EXPECT_NE(diag.message.find(on_sqlite() ? "NOT NULL" : "not-null"), std::string::npos)
+      << diag.message;
   EXPECT_EQ(count_rows(db, "t"), 1);
 }
 
 // ---- health and stats ------------------------------------------------------------------------
 
-TEST(Database, HealthCheckSyncAndAsync) {
-  auto env = open_memory();
-  auto& db = env.db;
+TEST_P(Database, HealthCheckSyncAndAsync) {
+  auto infra = open_engine();
+  entity::database db(infra);
   EXPECT_TRUE(db.health_check());
   std::promise<error_code> healthy;
   db.async_health_check([&](error_code ec) { healthy.set_value(ec); });
@@ -413,28 +382,80 @@ TEST(Database, HealthCheckSyncAndAsync) {
     co_await db.async_health_check(asio::use_awaitable);
   });
 
-  env.infra->shutdown();
+  infra->shutdown();
   EXPECT_FALSE(db.health_check());
   std::promise<error_code> down;
   db.async_health_check([&](error_code ec) { down.set_value(ec); });
   EXPECT_EQ(down.get_future().get(), errc::shut_down);
 }
 
-TEST(Database, WithTimeoutKeepsTheEngine) {
-  auto env = open_memory();
-  auto& db = env.db;
+TEST_P(Database, WithTimeoutKeepsTheEngine) {
+  auto db = open();
   auto quick = db.with_timeout(1s);
   EXPECT_EQ(&quick.infra(), &db.infra());
-  EXPECT_EQ(quick.backend_name(), "sqlite");
+  EXPECT_EQ(quick.backend_name(), backend_name());
   EXPECT_EQ(quick.fetch_one("SELECT 1")->get<int>(0), 1);
   EXPECT_THROW(entity::database(nullptr), entity::error);
 }
 
+TEST_P(Database, UseBeforeStartupFailsWithNotStarted) {
+  entity::database db(make_engine());
+  try {
+    db.execute("SELECT 1");
+    FAIL() << "execute before startup() succeeded";
+  } catch (const entity::error& e) {
+    EXPECT_EQ(e.code(), errc::not_started);
+    EXPECT_NE(std::string(e.what()).find("startup()"), std::string::npos) << e.what();
+  }
+  std::promise<error_code> async_ec;
+  db.async_fetch_one("SELECT 1", {},
+                     [&](error_code e, std::optional<entity::row>) { async_ec.set_value(e); });
+  EXPECT_EQ(async_ec.get_future().get(), errc::not_started);
+  try {
+    db.acquire(10ms);
+    FAIL() << "acquire before startup() succeeded";
+  } catch (const entity::error& e) {
+    EXPECT_EQ(e.code(), errc::not_started);
+  }
+  EXPECT_FALSE(db.health_check());
+}
+
+TEST_P(Database, PoolExhaustedAfterAcquireTimeout) {
+  auto db = open({.pool_size = 2, .acquire_timeout = 100ms});
+  auto a = db.acquire();
+  auto b = db.acquire();
+  EXPECT_EQ(a->fetch_one("SELECT 5")->get<int>(0), 5);
+
+  auto t0 = std::chrono::steady_clock::now();
+  error_code ec;
+  entity::diagnostics diag;
+  db.fetch_one("SELECT 1", {}, ec, diag);
+  auto waited = std::chrono::steady_clock::now() - t0;
+  EXPECT_EQ(ec, errc::pool_exhausted) << diag.to_string();
+  EXPECT_EQ(ec, entity::condition::timeout);
+  EXPECT_FALSE(diag.message.empty());
+  EXPECT_GE(waited, 90ms);
+  EXPECT_LT(waited, 3s);
+
+  std::promise<error_code> async_ec;
+  db.async_fetch_one("SELECT 1", {},
+                     [&](error_code e, std::optional<entity::row>) { async_ec.set_value(e); });
+  EXPECT_EQ(async_ec.get_future().get(), errc::pool_exhausted);
+  try {
+    db.acquire(50ms);
+    FAIL() << "a third lease from a pool of two";
+  } catch (const entity::error& e) {
+    EXPECT_EQ(e.code(), errc::pool_exhausted);
+  }
+  // A returned connection serves the next read at once.
+  a.release();
+  EXPECT_EQ(db.fetch_one("SELECT 6")->get<int>(0), 6);
+}
+
 // ---- async, every kind of completion token ---------------------------------------------------
 
-TEST(Database, AsyncWithUseAwaitable) {
-  auto env = open_memory();
-  auto& db = env.db;
+TEST_P(Database, AsyncWithUseAwaitable) {
+  auto db = open();
   run_in_coroutine([&]() -> asio::awaitable<void> {
     co_await db.async_execute_script("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT)",
                                      asio::use_awaitable);
@@ -442,7 +463,7 @@ TEST(Database, AsyncWithUseAwaitable) {
     auto r = co_await db.async_execute("INSERT INTO t VALUES (?, ?)", std::move(ada),
                                        asio::use_awaitable);
     EXPECT_EQ(r.rows_affected, 1);
-    EXPECT_EQ(r.last_insert_id, 1);
+    if (on_sqlite()) EXPECT_EQ(r.last_insert_id, 1);
     std::vector<entity::params> more = {{2, "bob"}, {3, "cy"}};
     auto m = co_await db.async_execute_many("INSERT INTO t VALUES (?, ?)", std::move(more),
                                             asio::use_awaitable);
@@ -468,9 +489,8 @@ TEST(Database, AsyncWithUseAwaitable) {
   });
 }
 
-TEST(Database, AsyncHandlerRunsOnItsExecutor) {
-  auto env = open_memory();
-  auto& db = env.db;
+TEST_P(Database, AsyncHandlerRunsOnItsExecutor) {
+  auto db = open();
   asio::io_context io;
   auto strand = asio::make_strand(io);
   std::thread::id io_thread, handler_thread;
@@ -493,7 +513,7 @@ TEST(Database, AsyncHandlerRunsOnItsExecutor) {
   asio::co_spawn(
       io2,
       [&]() -> asio::awaitable<void> {
-        co_await db.async_execute("CREATE TABLE t (a)", {}, asio::use_awaitable);
+        co_await db.async_execute("CREATE TABLE t (a INTEGER)", {}, asio::use_awaitable);
         resumed_on = std::this_thread::get_id();
       },
       asio::detached);
@@ -501,10 +521,9 @@ TEST(Database, AsyncHandlerRunsOnItsExecutor) {
   EXPECT_EQ(resumed_on, std::this_thread::get_id());
 }
 
-TEST(Database, AsyncWithDeferred) {
-  auto env = open_memory();
-  auto& db = env.db;
-  db.execute("CREATE TABLE t (a)");
+TEST_P(Database, AsyncWithDeferred) {
+  auto db = open();
+  db.execute("CREATE TABLE t (a INTEGER)");
   // A deferred operation starts only when invoked with a token.
   auto op = db.async_execute("INSERT INTO t VALUES (1)", {}, asio::deferred);
   EXPECT_EQ(count_rows(db, "t"), 0);
@@ -527,10 +546,9 @@ TEST(Database, AsyncWithDeferred) {
   });
 }
 
-TEST(Database, AsyncWithUseFuture) {
-  auto env = open_memory();
-  auto& db = env.db;
-  std::future<entity::result> created = db.async_execute("CREATE TABLE t (a)", {}, asio::use_future);
+TEST_P(Database, AsyncWithUseFuture) {
+  auto db = open();
+  std::future<entity::result> created = db.async_execute("CREATE TABLE t (a INTEGER)", {}, asio::use_future);
   created.get();
   auto inserted = db.async_execute("INSERT INTO t VALUES (?)", {5}, asio::use_future);
   EXPECT_EQ(inserted.get().rows_affected, 1);
@@ -548,11 +566,10 @@ TEST(Database, AsyncWithUseFuture) {
   }
 }
 
-TEST(Database, AsyncWithAsTuple) {
-  auto env = open_memory();
-  auto& db = env.db;
+TEST_P(Database, AsyncWithAsTuple) {
+  auto db = open();
   run_in_coroutine([&]() -> asio::awaitable<void> {
-    auto [ec, r] = co_await db.async_execute("CREATE TABLE t (a UNIQUE)", {},
+    auto [ec, r] = co_await db.async_execute("CREATE TABLE t (a INTEGER UNIQUE)", {},
                                              asio::as_tuple(asio::use_awaitable));
     EXPECT_FALSE(ec);
     auto [ec2, r2] = co_await db.async_execute("INSERT INTO t VALUES (1)", {},
@@ -571,11 +588,10 @@ TEST(Database, AsyncWithAsTuple) {
   });
 }
 
-TEST(Database, AsyncWithPlainCallback) {
-  auto env = open_memory();
-  auto& db = env.db;
+TEST_P(Database, AsyncWithPlainCallback) {
+  auto db = open();
   std::promise<void> created;
-  db.async_execute_script("CREATE TABLE t (a); INSERT INTO t VALUES (1), (2);", [&](error_code ec) {
+  db.async_execute_script("CREATE TABLE t (a INTEGER); INSERT INTO t VALUES (1), (2);", [&](error_code ec) {
     EXPECT_FALSE(ec);
     created.set_value();
   });
@@ -587,9 +603,8 @@ TEST(Database, AsyncWithPlainCallback) {
   EXPECT_EQ(sum.get_future().get(), 3);
 }
 
-TEST(Database, AsyncDiagnosticsOverloadFillsTheMessage) {
-  auto env = open_memory();
-  auto& db = env.db;
+TEST_P(Database, AsyncDiagnosticsOverloadFillsTheMessage) {
+  auto db = open();
   entity::diagnostics diag;
   std::promise<error_code> done;
   db.async_execute("SELECT * FROM absent_table", {}, diag,
@@ -611,4 +626,25 @@ TEST(Database, AsyncDiagnosticsOverloadFillsTheMessage) {
     EXPECT_FALSE(ec3);
     EXPECT_TRUE(d3.message.empty());
   });
+}
+
+// ---- SQLite only -----------------------------------------------------------------------------
+
+TEST(SqliteDatabase, FileDatabaseKeepsItsData) {
+  entity::test::temp_dir dir;
+  entity::sqlite_params p;
+  p.path = dir.file("nested/folder/data.db");
+  {
+    auto infra = std::make_shared<entity::sqlite_infrastructure>(p);
+    infra->startup();
+    entity::database db(infra);
+    db.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)");
+    db.execute_many("INSERT INTO notes (body) VALUES (?)", {{"one"}, {"two"}});
+  }  // the destructor shuts down
+  auto infra = std::make_shared<entity::sqlite_infrastructure>(p);
+  infra->startup();
+  entity::database db(infra);
+  auto rows = db.fetch_all("SELECT body FROM notes ORDER BY id");
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[1].get<std::string>(0), "two");
 }

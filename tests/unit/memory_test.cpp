@@ -1,7 +1,8 @@
 // Layer 3: the memory. Every requirement of the memory has a test here that fails without it:
 // the operations and their edge cases, the seed's table and JSON text, decode errors that name
 // their key, scopes that stay isolated, big batches that round trip or leave nothing behind,
-// and async stores that share group commits.
+// and async stores that share group commits. The suite runs on every backend (SQLite and
+// PostgreSQL), each test on a database of its own; what only SQLite does is tested at the end.
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
@@ -23,6 +24,7 @@
 #include <vector>
 
 #include "entity/entity.hpp"
+#include "backends.hpp"
 #include "test_support.hpp"
 
 namespace {
@@ -40,14 +42,29 @@ std::shared_ptr<entity::sqlite_infrastructure> started(const std::string& path) 
   return infra;
 }
 
-// A memory over a fresh database file in its own temporary folder.
-struct fixture {
+// A memory over a fresh SQLite database file in its own temporary folder.
+struct sqlite_fixture {
   entity::test::temp_dir dir;
   std::string path = dir.file("memory.db");
   std::shared_ptr<entity::sqlite_infrastructure> infra = started(path);
   entity::database db{infra};
   memory mem{db};
 };
+
+// A memory over a fresh database of the backend under test.
+struct fixture {
+  entity::database db;
+  memory mem;
+};
+
+class Memory : public entity::test::backend_test {
+ protected:
+  fixture make() {
+    auto db = open();
+    return {db, memory(db)};
+  }
+};
+ENTITY_INSTANTIATE_ON_EVERY_BACKEND(Memory);
 
 // Runs the coroutine `make()` returns on a fresh io_context until it finishes; rethrows what it
 // threw. `make` outlives the run, so a lambda may capture by reference.
@@ -117,15 +134,19 @@ void sqlite_exec(const std::string& path, const std::string& sql) {
   sqlite3_close(db);
 }
 
-// Stores a value behind the memory's back, as raw SQL text: how a broken value gets in.
+// Stores a value behind the memory's back, as raw SQL text: how a broken value gets in. The
+// upsert is spelled the way both SQLite and PostgreSQL read it.
 void store_raw(const entity::database& db, const std::string& key, const std::string& text) {
-  db.execute("INSERT OR REPLACE INTO memory (key, value) VALUES (?, ?)", {key, text});
+  db.execute(
+      "INSERT INTO memory (key, value) VALUES (?, ?) "
+      "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+      {key, text});
 }
 
 // ---- the operations -----------------------------------------------------------------------
 
-TEST(Memory, StoreThenLoadRoundTripsEveryKindOfJson) {
-  fixture f;
+TEST_P(Memory, StoreThenLoadRoundTripsEveryKindOfJson) {
+  auto f = make();
   const json values[] = {
       json{{"goal", "book a flight"}, {"done", false}, {"legs", {1, 2, 3}}},
       json::array({1, "two", 3.5, nullptr}),
@@ -150,8 +171,8 @@ TEST(Memory, StoreThenLoadRoundTripsEveryKindOfJson) {
   EXPECT_EQ(f.mem.size(), static_cast<std::int64_t>(std::size(values)));
 }
 
-TEST(Memory, LoadOfAMissingKeyIsEmptyNotAnError) {
-  fixture f;
+TEST_P(Memory, LoadOfAMissingKeyIsEmptyNotAnError) {
+  auto f = make();
   EXPECT_EQ(f.mem.load("nobody"), std::nullopt);
   EXPECT_EQ(f.mem.load("nobody", json{{"fallback", 1}}), (json{{"fallback", 1}}));
   f.mem.store("somebody", 7);
@@ -161,8 +182,8 @@ TEST(Memory, LoadOfAMissingKeyIsEmptyNotAnError) {
   EXPECT_EQ(f.mem.load("null", json("default")), json(nullptr));
 }
 
-TEST(Memory, EraseSaysWhetherTheKeyExisted) {
-  fixture f;
+TEST_P(Memory, EraseSaysWhetherTheKeyExisted) {
+  auto f = make();
   EXPECT_FALSE(f.mem.erase("missing"));
   f.mem.store("k", 1);
   f.mem.store("other", 2);
@@ -176,8 +197,8 @@ TEST(Memory, EraseSaysWhetherTheKeyExisted) {
   EXPECT_EQ(f.mem.size(), 1);
 }
 
-TEST(Memory, KeysMatchALikePatternAndAreSorted) {
-  fixture f;
+TEST_P(Memory, KeysMatchALikePatternAndAreSorted) {
+  auto f = make();
   for (const char* k : {"task:2", "b", "task:10", "a", "task:1", "note", "B"}) f.mem.store(k, 0);
   EXPECT_EQ(f.mem.keys(),
             (std::vector<std::string>{"B", "a", "b", "note", "task:1", "task:10", "task:2"}));
@@ -186,8 +207,8 @@ TEST(Memory, KeysMatchALikePatternAndAreSorted) {
   EXPECT_EQ(f.mem.keys("nothing%"), std::vector<std::string>{});
 }
 
-TEST(Memory, ClearRemovesTheMatchingKeysAndCountsThem) {
-  fixture f;
+TEST_P(Memory, ClearRemovesTheMatchingKeysAndCountsThem) {
+  auto f = make();
   for (const char* k : {"tmp:1", "tmp:2", "tmp:3", "keep:1", "keep:2"}) f.mem.store(k, 0);
   EXPECT_EQ(f.mem.clear("tmp:%"), 3);
   EXPECT_EQ(f.mem.keys(), (std::vector<std::string>{"keep:1", "keep:2"}));
@@ -196,8 +217,8 @@ TEST(Memory, ClearRemovesTheMatchingKeysAndCountsThem) {
   EXPECT_EQ(f.mem.size(), 0);
 }
 
-TEST(Memory, StatsCountKeysAndTheBytesOfTheirJsonText) {
-  fixture f;
+TEST_P(Memory, StatsCountKeysAndTheBytesOfTheirJsonText) {
+  auto f = make();
   EXPECT_EQ(f.mem.stats().keys, 0);
   EXPECT_EQ(f.mem.stats().value_bytes, 0);
   // Non-ASCII text: SQLite's length() counts characters; the stats promise bytes.
@@ -212,56 +233,10 @@ TEST(Memory, StatsCountKeysAndTheBytesOfTheirJsonText) {
   EXPECT_EQ(f.mem.size(), 2);
 }
 
-// ---- the seed's table ---------------------------------------------------------------------
-
-TEST(Memory, TableIsTheSeedsAndIsCreatedOnFirstUse) {
-  fixture f;
-  EXPECT_EQ(sqlite_text(f.path, "SELECT sql FROM sqlite_schema WHERE name = 'memory'"), "");
-  EXPECT_EQ(f.mem.load("anything"), std::nullopt);  // a first use that only reads
-  EXPECT_EQ(sqlite_text(f.path, "SELECT sql FROM sqlite_schema WHERE name = 'memory'"),
-            "CREATE TABLE memory (key TEXT PRIMARY KEY, value TEXT)");
-  // The same through the sqlite3 command-line tool, the way a person would look.
-  auto cli = entity::test::run_command(std::string(ENTITY_SQLITE3_CLI) + " " +
-                                       entity::test::shell_quote(f.path) + " '.schema memory'");
-  EXPECT_EQ(cli.exit_code, 0) << cli.err;
-  EXPECT_EQ(cli.out, "CREATE TABLE memory (key TEXT PRIMARY KEY, value TEXT);\n");
-  // Values are JSON text, readable by anything that reads the seed's file.
-  f.mem.store("profile", json{{"a", 1}, {"b", {1, 2}}});
-  EXPECT_EQ(sqlite_text(f.path, "SELECT typeof(value) FROM memory WHERE key = 'profile'"), "text");
-  EXPECT_EQ(json::parse(sqlite_text(f.path, "SELECT value FROM memory WHERE key = 'profile'")),
-            (json{{"a", 1}, {"b", {1, 2}}}));
-}
-
-TEST(Memory, OpensAFileWrittenByPython) {
-  entity::test::temp_dir dir;
-  std::string path = dir.file("python.db");
-  // What Python's json.dumps writes: spaces after ':' and ',', non-ASCII escaped.
-  sqlite_exec(path,
-              "CREATE TABLE memory (key TEXT PRIMARY KEY, value TEXT);"
-              "INSERT INTO memory VALUES ('profile', '{\"a\": 1, \"b\": [1, 2]}');"
-              "INSERT INTO memory VALUES ('city', '{\"name\": \"Z\\u00fcrich\", \"pop\": 421878}');"
-              "INSERT INTO memory VALUES ('list', '[1, 2.5, \"x\", null, true]');"
-              "INSERT INTO memory VALUES ('text', '\"hello\"');"
-              "INSERT INTO memory VALUES ('n', '42');");
-  auto infra = started(path);
-  memory mem{entity::database(infra)};
-  EXPECT_EQ(mem.load("profile"), (json{{"a", 1}, {"b", {1, 2}}}));
-  EXPECT_EQ(mem.load("city"), (json{{"name", "Zürich"}, {"pop", 421878}}));
-  EXPECT_EQ(mem.load("list"), json::parse(R"([1, 2.5, "x", null, true])"));
-  EXPECT_EQ(mem.load("text"), json("hello"));
-  EXPECT_EQ(mem.load("n"), json(42));
-  EXPECT_EQ(mem.keys(), (std::vector<std::string>{"city", "list", "n", "profile", "text"}));
-  auto many = mem.batch_load({"profile", "n", "absent"});
-  EXPECT_EQ(many.size(), 2u);
-  EXPECT_EQ(many.at("profile"), (json{{"a", 1}, {"b", {1, 2}}}));
-  mem.store("from-cpp", json{{"x", 1}});
-  EXPECT_EQ(mem.size(), 6);
-}
-
 // ---- values that are not JSON -------------------------------------------------------------
 
-TEST(Memory, AValueThatIsNotJsonFailsItsLoadNamingTheKey) {
-  fixture f;
+TEST_P(Memory, AValueThatIsNotJsonFailsItsLoadNamingTheKey) {
+  auto f = make();
   f.mem.store("good", 1);
   store_raw(f.db, "broken-key", "{not json");
   try {
@@ -280,8 +255,8 @@ TEST(Memory, AValueThatIsNotJsonFailsItsLoadNamingTheKey) {
   EXPECT_EQ(f.mem.keys(), (std::vector<std::string>{"broken-key", "good"}));
 }
 
-TEST(Memory, BatchLoadOfAValueThatIsNotJsonFailsNamingTheKey) {
-  fixture f;
+TEST_P(Memory, BatchLoadOfAValueThatIsNotJsonFailsNamingTheKey) {
+  auto f = make();
   auto items = numbered_items(1200);
   f.mem.batch_store(items);
   store_raw(f.db, key_of(777), "[1, 2");  // in the second chunk of the batch
@@ -296,8 +271,8 @@ TEST(Memory, BatchLoadOfAValueThatIsNotJsonFailsNamingTheKey) {
   EXPECT_EQ(f.mem.batch_load(others).size(), 2u);
 }
 
-TEST(Memory, AsyncLoadsOfAValueThatIsNotJsonFailWithDecodeError) {
-  fixture f;
+TEST_P(Memory, AsyncLoadsOfAValueThatIsNotJsonFailWithDecodeError) {
+  auto f = make();
   f.mem.store("good", 1);
   store_raw(f.db, "broken-key", "nope");
   run_coroutine([&]() -> asio::awaitable<void> {
@@ -314,8 +289,8 @@ TEST(Memory, AsyncLoadsOfAValueThatIsNotJsonFailWithDecodeError) {
   });
 }
 
-TEST(Memory, AsyncDiagnosticsNameTheKeyOfAValueThatIsNotJson) {
-  fixture f;
+TEST_P(Memory, AsyncDiagnosticsNameTheKeyOfAValueThatIsNotJson) {
+  auto f = make();
   f.mem.batch_store(numbered_items(1200));
   store_raw(f.db, "broken-key", "nope");
   store_raw(f.db, key_of(900), "{\"a\": ");
@@ -336,8 +311,8 @@ TEST(Memory, AsyncDiagnosticsNameTheKeyOfAValueThatIsNotJson) {
 
 // ---- batches ------------------------------------------------------------------------------
 
-TEST(Memory, BatchLoadOmitsMissingKeys) {
-  fixture f;
+TEST_P(Memory, BatchLoadOmitsMissingKeys) {
+  auto f = make();
   memory::items items = {{"a", 1}, {"b", json{{"x", "y"}}}, {"c", nullptr}};
   f.mem.batch_store(items);
   auto got = f.mem.batch_load({"a", "missing", "b", "c", "a"});
@@ -349,8 +324,8 @@ TEST(Memory, BatchLoadOmitsMissingKeys) {
   EXPECT_TRUE(f.mem.batch_load({"none", "of", "these"}).empty());
 }
 
-TEST(Memory, BatchStoreIsOneTransaction) {
-  fixture f;
+TEST_P(Memory, BatchStoreIsOneTransaction) {
+  auto f = make();
   EXPECT_EQ(f.mem.size(), 0);  // the table exists from here on
   auto before = f.db.stats().operations;
   f.mem.batch_store(numbered_items(1000));
@@ -360,8 +335,8 @@ TEST(Memory, BatchStoreIsOneTransaction) {
   EXPECT_EQ(f.mem.size(), 1000);
 }
 
-TEST(Memory, BatchStoreIsAllOrNothing) {
-  fixture f;
+TEST_P(Memory, BatchStoreIsAllOrNothing) {
+  auto f = make();
   f.mem.store("keep", 1);
   memory::items items = {{"keep", 2}, {"new", 3}, {"bad-value", not_utf8()}, {"later", 4}};
   try {
@@ -380,8 +355,8 @@ TEST(Memory, BatchStoreIsAllOrNothing) {
   EXPECT_FALSE(f.mem.exists("bad-value"));
 }
 
-TEST(Memory, HundredThousandItemsRoundTrip) {
-  fixture f;
+TEST_P(Memory, HundredThousandItemsRoundTrip) {
+  auto f = make();
   f.mem.batch_store(numbered_items(100'000));
   EXPECT_EQ(f.mem.size(), 100'000);
   auto keys = numbered_keys(100'000);
@@ -389,8 +364,8 @@ TEST(Memory, HundredThousandItemsRoundTrip) {
   expect_numbered(f.mem.batch_load(std::move(keys)), 100'000);
 }
 
-TEST(Memory, HundredThousandItemsRoundTripAsync) {
-  fixture f;
+TEST_P(Memory, HundredThousandItemsRoundTripAsync) {
+  auto f = make();
   memory::loaded got;
   run_coroutine([&]() -> asio::awaitable<void> {
     co_await f.mem.async_batch_store(numbered_items(100'000), asio::use_awaitable);
@@ -402,8 +377,8 @@ TEST(Memory, HundredThousandItemsRoundTripAsync) {
   EXPECT_EQ(f.mem.size(), 100'000);
 }
 
-TEST(Memory, BatchStoreFailingHalfwayLeavesNothingWritten) {
-  fixture f;
+TEST_P(Memory, BatchStoreFailingHalfwayLeavesNothingWritten) {
+  auto f = make();
   auto items = numbered_items(100'000);
   items[50'000].second = not_utf8();
   try {
@@ -419,8 +394,8 @@ TEST(Memory, BatchStoreFailingHalfwayLeavesNothingWritten) {
   EXPECT_EQ(f.mem.size(), 1);
 }
 
-TEST(Memory, AsyncBatchStoreFailingHalfwayLeavesNothingWritten) {
-  fixture f;
+TEST_P(Memory, AsyncBatchStoreFailingHalfwayLeavesNothingWritten) {
+  auto f = make();
   entity::error_code ec;
   run_coroutine([&]() -> asio::awaitable<void> {
     auto items = numbered_items(100'000);
@@ -447,8 +422,8 @@ long peak_rss_kib(bool reset) {
   return -1;
 }
 
-TEST(Memory, MillionItemBatchStoreStreamsItsItems) {
-  fixture f;
+TEST_P(Memory, MillionItemBatchStoreStreamsItsItems) {
+  auto f = make();
   constexpr std::size_t n = 1'000'000;
   memory::items items;
   items.reserve(n);
@@ -465,8 +440,8 @@ TEST(Memory, MillionItemBatchStoreStreamsItsItems) {
 
 // ---- scopes -------------------------------------------------------------------------------
 
-TEST(Memory, ScopeKeysLiveUnderItsPrefix) {
-  fixture f;
+TEST_P(Memory, ScopeKeysLiveUnderItsPrefix) {
+  auto f = make();
   auto user = f.mem.scope("user-42");
   EXPECT_EQ(user.prefix(), "user-42:");
   user.store("mood", "curious");
@@ -476,8 +451,8 @@ TEST(Memory, ScopeKeysLiveUnderItsPrefix) {
   EXPECT_THROW(f.mem.scope(""), entity::error);
 }
 
-TEST(Memory, ScopesAreIsolated) {
-  fixture f;
+TEST_P(Memory, ScopesAreIsolated) {
+  auto f = make();
   auto alice = f.mem.scope("alice");
   auto bob = f.mem.scope("bob");
   f.mem.store("shared", 0);
@@ -502,8 +477,8 @@ TEST(Memory, ScopesAreIsolated) {
   EXPECT_EQ(f.mem.size(), 4);
 }
 
-TEST(Memory, ScopeWithLikeCharactersIsIsolated) {
-  fixture f;
+TEST_P(Memory, ScopeWithLikeCharactersIsIsolated) {
+  auto f = make();
   auto odd = f.mem.scope("a%_b");
   auto plain = f.mem.scope("aXYb");
   auto near = f.mem.scope("a%Zb");
@@ -523,8 +498,8 @@ TEST(Memory, ScopeWithLikeCharactersIsIsolated) {
   EXPECT_EQ(near.load("k3"), json(4));
 }
 
-TEST(Memory, ScopesDifferingOnlyInCaseAreIsolated) {
-  fixture f;
+TEST_P(Memory, ScopesDifferingOnlyInCaseAreIsolated) {
+  auto f = make();
   auto upper = f.mem.scope("User");
   auto lower = f.mem.scope("user");
   upper.store("k", "upper");
@@ -539,8 +514,8 @@ TEST(Memory, ScopesDifferingOnlyInCaseAreIsolated) {
   EXPECT_EQ(lower.size(), 2);
 }
 
-TEST(Memory, AsyncScopesAreIsolated) {
-  fixture f;
+TEST_P(Memory, AsyncScopesAreIsolated) {
+  auto f = make();
   auto odd = f.mem.scope("a%_b");
   auto plain = f.mem.scope("aXYb");
   plain.store("k", 1);
@@ -614,8 +589,8 @@ asio::awaitable<session_results> async_session(memory m) {
   co_return r;
 }
 
-TEST(Memory, AsyncAndSyncGiveTheSameResults) {
-  fixture f;
+TEST_P(Memory, AsyncAndSyncGiveTheSameResults) {
+  auto f = make();
   session_results from_sync = sync_session(f.mem.scope("sync"));
   session_results from_async;
   run_coroutine([&]() -> asio::awaitable<void> {
@@ -631,8 +606,8 @@ TEST(Memory, AsyncAndSyncGiveTheSameResults) {
   EXPECT_EQ(from_sync.batch.size(), 3u);
 }
 
-TEST(Memory, AsyncHandlersRunOnTheCallersExecutor) {
-  fixture f;
+TEST_P(Memory, AsyncHandlersRunOnTheCallersExecutor) {
+  auto f = make();
   asio::io_context io;
   int checked = 0;
   auto here = [&] {
@@ -663,8 +638,8 @@ TEST(Memory, AsyncHandlersRunOnTheCallersExecutor) {
   EXPECT_EQ(checked, 11);
 }
 
-TEST(Memory, AsyncWorksWithFuturesAndPlainCallbacks) {
-  fixture f;
+TEST_P(Memory, AsyncWorksWithFuturesAndPlainCallbacks) {
+  auto f = make();
   f.mem.async_store("k", json(5), asio::use_future).get();
   EXPECT_EQ(f.mem.async_load("k", asio::use_future).get(), json(5));
   EXPECT_EQ(f.mem.async_load("missing", asio::use_future).get(), std::nullopt);
@@ -681,8 +656,8 @@ TEST(Memory, AsyncWorksWithFuturesAndPlainCallbacks) {
 
 // asio's rule for every async operation: the handler is never invoked inside the call that
 // starts it, even when the outcome is known at once (a value that cannot be JSON, an empty batch).
-TEST(Memory, AsyncHandlersNeverRunInsideTheStartingCall) {
-  fixture f;
+TEST_P(Memory, AsyncHandlersNeverRunInsideTheStartingCall) {
+  auto f = make();
   f.mem.store("k", 1);  // the table exists: nothing below needs the engine to start
   asio::io_context io;
   int completed = 0;
@@ -706,13 +681,13 @@ TEST(Memory, AsyncHandlersNeverRunInsideTheStartingCall) {
 
 // An async call made from a handler that runs on the engine's writer thread, on a memory whose
 // table does not exist yet: the first use must not wait on the writer it is running on.
-TEST(Memory, FirstAsyncCallFromAnEngineThreadDoesNotDeadlock) {
-  fixture f;
+TEST_P(Memory, FirstAsyncCallFromAnEngineThreadDoesNotDeadlock) {
+  auto f = make();
   std::promise<entity::error_code> stored;
   auto done = stored.get_future();
   memory mem = f.mem;
   f.db.async_execute(
-      "CREATE TABLE other (x)", {}, [mem, &stored](entity::error_code, entity::result) {
+      "CREATE TABLE other (x INTEGER)", {}, [mem, &stored](entity::error_code, entity::result) {
         mem.async_store("k", json(1), [&stored](entity::error_code ec) { stored.set_value(ec); });
       });
   if (done.wait_for(10s) != std::future_status::ready) {
@@ -725,8 +700,8 @@ TEST(Memory, FirstAsyncCallFromAnEngineThreadDoesNotDeadlock) {
 
 // ---- concurrency --------------------------------------------------------------------------
 
-TEST(Memory, ConcurrentAsyncStoresShareGroupCommits) {
-  fixture f;
+TEST_P(Memory, ConcurrentAsyncStoresShareGroupCommits) {
+  auto f = make();
   constexpr int coroutines = 20, per_coroutine = 200;
   asio::io_context io;
   std::atomic<int> finished{0};
@@ -747,7 +722,7 @@ TEST(Memory, ConcurrentAsyncStoresShareGroupCommits) {
   }
   io.run();
   EXPECT_EQ(finished.load(), coroutines);
-  EXPECT_GT(f.db.stats().group_commits, 0u);
+  if (on_sqlite()) EXPECT_GT(f.db.stats().group_commits, 0u);  // PostgreSQL: a pool instead
   EXPECT_EQ(f.mem.size(), coroutines * per_coroutine);
   std::vector<std::string> keys;
   for (int c = 0; c < coroutines; ++c)
@@ -761,8 +736,8 @@ TEST(Memory, ConcurrentAsyncStoresShareGroupCommits) {
                 (json{{"c", c}, {"i", i}}));
 }
 
-TEST(Memory, ViewsMayBeMadeAndUsedFromManyThreads) {
-  fixture f;
+TEST_P(Memory, ViewsMayBeMadeAndUsedFromManyThreads) {
+  auto f = make();
   constexpr int threads = 4, per_thread = 300;
   std::vector<std::thread> workers;
   for (int t = 0; t < threads; ++t) {
@@ -778,6 +753,52 @@ TEST(Memory, ViewsMayBeMadeAndUsedFromManyThreads) {
   for (auto& w : workers) w.join();
   for (int t = 0; t < threads; ++t)
     EXPECT_EQ(f.mem.scope("t" + std::to_string(t)).size(), per_thread);
+}
+
+// ---- SQLite only: the seed's table ------------------------------------------------------
+
+TEST(SqliteMemory, TableIsTheSeedsAndIsCreatedOnFirstUse) {
+  sqlite_fixture f;
+  EXPECT_EQ(sqlite_text(f.path, "SELECT sql FROM sqlite_schema WHERE name = 'memory'"), "");
+  EXPECT_EQ(f.mem.load("anything"), std::nullopt);  // a first use that only reads
+  EXPECT_EQ(sqlite_text(f.path, "SELECT sql FROM sqlite_schema WHERE name = 'memory'"),
+            "CREATE TABLE memory (key TEXT PRIMARY KEY, value TEXT)");
+  // The same through the sqlite3 command-line tool, the way a person would look.
+  auto cli = entity::test::run_command(std::string(ENTITY_SQLITE3_CLI) + " " +
+                                       entity::test::shell_quote(f.path) + " '.schema memory'");
+  EXPECT_EQ(cli.exit_code, 0) << cli.err;
+  EXPECT_EQ(cli.out, "CREATE TABLE memory (key TEXT PRIMARY KEY, value TEXT);\n");
+  // Values are JSON text, readable by anything that reads the seed's file.
+  f.mem.store("profile", json{{"a", 1}, {"b", {1, 2}}});
+  EXPECT_EQ(sqlite_text(f.path, "SELECT typeof(value) FROM memory WHERE key = 'profile'"), "text");
+  EXPECT_EQ(json::parse(sqlite_text(f.path, "SELECT value FROM memory WHERE key = 'profile'")),
+            (json{{"a", 1}, {"b", {1, 2}}}));
+}
+
+TEST(SqliteMemory, OpensAFileWrittenByPython) {
+  entity::test::temp_dir dir;
+  std::string path = dir.file("python.db");
+  // What Python's json.dumps writes: spaces after ':' and ',', non-ASCII escaped.
+  sqlite_exec(path,
+              "CREATE TABLE memory (key TEXT PRIMARY KEY, value TEXT);"
+              "INSERT INTO memory VALUES ('profile', '{\"a\": 1, \"b\": [1, 2]}');"
+              "INSERT INTO memory VALUES ('city', '{\"name\": \"Z\\u00fcrich\", \"pop\": 421878}');"
+              "INSERT INTO memory VALUES ('list', '[1, 2.5, \"x\", null, true]');"
+              "INSERT INTO memory VALUES ('text', '\"hello\"');"
+              "INSERT INTO memory VALUES ('n', '42');");
+  auto infra = started(path);
+  memory mem{entity::database(infra)};
+  EXPECT_EQ(mem.load("profile"), (json{{"a", 1}, {"b", {1, 2}}}));
+  EXPECT_EQ(mem.load("city"), (json{{"name", "Zürich"}, {"pop", 421878}}));
+  EXPECT_EQ(mem.load("list"), json::parse(R"([1, 2.5, "x", null, true])"));
+  EXPECT_EQ(mem.load("text"), json("hello"));
+  EXPECT_EQ(mem.load("n"), json(42));
+  EXPECT_EQ(mem.keys(), (std::vector<std::string>{"city", "list", "n", "profile", "text"}));
+  auto many = mem.batch_load({"profile", "n", "absent"});
+  EXPECT_EQ(many.size(), 2u);
+  EXPECT_EQ(many.at("profile"), (json{{"a", 1}, {"b", {1, 2}}}));
+  mem.store("from-cpp", json{{"x", 1}});
+  EXPECT_EQ(mem.size(), 6);
 }
 
 }  // namespace

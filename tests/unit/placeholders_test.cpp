@@ -6,7 +6,10 @@
 
 namespace {
 
+using entity::postgres_detail::split_statements;
+using entity::postgres_detail::translate;
 using entity::postgres_detail::translate_placeholders;
+using pieces = std::vector<std::string_view>;
 
 TEST(PlaceholderTranslation, NumbersPlaceholdersInOrder) {
   EXPECT_EQ(translate_placeholders("SELECT ?"), "SELECT $1");
@@ -96,6 +99,51 @@ TEST(PlaceholderTranslation, UnterminatedLiteralsAreCopied) {
 
 TEST(PlaceholderTranslation, KeepsMultibyteText) {
   EXPECT_EQ(translate_placeholders("SELECT 'héllo ?', ? AS ünï"), "SELECT 'héllo ?', $1 AS ünï");
+}
+
+// ---- what the engine checks before sending ---------------------------------------------------
+
+TEST(PlaceholderTranslation, CountsTheParametersAStatementTakes) {
+  EXPECT_EQ(translate("SELECT 1").parameters, 0u);
+  EXPECT_EQ(translate("SELECT ?, '?', \"?\" -- ?\n").parameters, 1u);
+  EXPECT_EQ(translate("INSERT INTO t VALUES (?, ?, ?)").parameters, 3u);
+  EXPECT_EQ(translate("SELECT $2, $1").parameters, 2u);
+  EXPECT_EQ(translate("SELECT $12").parameters, 12u);
+  EXPECT_EQ(translate("SELECT $$ $3 $$, $1").parameters, 1u);  // $3 is inside a dollar quote
+}
+
+TEST(PlaceholderTranslation, NoticesSeveralStatements) {
+  EXPECT_FALSE(translate("SELECT 1").several_statements);
+  EXPECT_FALSE(translate("SELECT 1;").several_statements);
+  EXPECT_FALSE(translate("SELECT 1; -- done\n  /* really */ ").several_statements);
+  EXPECT_FALSE(translate("SELECT ';', \"a;b\", $$;$$").several_statements);
+  EXPECT_TRUE(translate("SELECT 1; SELECT 2").several_statements);
+  EXPECT_TRUE(translate("INSERT INTO t VALUES (1);INSERT INTO t VALUES (2)").several_statements);
+}
+
+TEST(ScriptSplitting, SplitsAtSemicolonsOutsideLiteralsAndComments) {
+  EXPECT_EQ(split_statements("CREATE TABLE a (x int); INSERT INTO a VALUES (1);"),
+            (pieces{"CREATE TABLE a (x int);", "INSERT INTO a VALUES (1);"}));
+  EXPECT_EQ(split_statements("SELECT 'a;b'; SELECT \"c;d\"\n;SELECT 1 -- e;f\n"),
+            (pieces{"SELECT 'a;b';", "SELECT \"c;d\"\n;", "SELECT 1 -- e;f\n"}));
+  EXPECT_EQ(split_statements("CREATE FUNCTION f() RETURNS int AS $body$ SELECT 1; $body$ "
+                             "LANGUAGE sql; SELECT f()"),
+            (pieces{"CREATE FUNCTION f() RETURNS int AS $body$ SELECT 1; $body$ LANGUAGE sql;",
+                    "SELECT f()"}));
+}
+
+TEST(ScriptSplitting, DropsEmptyPiecesAndKeepsCommentsWithTheirStatement) {
+  EXPECT_TRUE(split_statements("").empty());
+  EXPECT_TRUE(split_statements(" ;; -- nothing\n /* at all */ ;").empty());
+  EXPECT_EQ(split_statements("\n  -- the schema\n  CREATE TABLE a (x int);;\n"),
+            (pieces{"-- the schema\n  CREATE TABLE a (x int);"}));
+}
+
+TEST(ScriptSplitting, KeepsAnAtomicFunctionBodyWhole) {
+  std::string_view sql =
+      "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT 2; END; "
+      "SELECT f();";
+  EXPECT_EQ(split_statements(sql), (pieces{sql}));
 }
 
 }  // namespace

@@ -1,6 +1,9 @@
-// The PostgreSQL engine against a real server. The server comes from ENTITYDB_PG_URL (make test
-// and scripts/with-postgres provide a throwaway one); without it every test here fails and says
-// so. Each test works in a schema of its own, so the tests run in parallel.
+// What only the PostgreSQL engine does, against a real server: placeholder translation, type
+// mapping, SQLSTATEs, pipelined batches, server-side cancels, reconnects, a pool under load.
+// What every backend does is in the shared suites (database_test.cpp, memory_test.cpp). The
+// server comes from ENTITYDB_PG_URL (make test and scripts/with-postgres provide a throwaway
+// one); without it every test here fails and says so. Each test works in a schema of its own,
+// so the tests run in parallel.
 #include <gtest/gtest.h>
 
 #include <boost/asio/as_tuple.hpp>
@@ -18,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "backends.hpp"
 #include "entity/entity.hpp"
 
 namespace {
@@ -27,43 +31,19 @@ using entity::json;
 using entity::memory;
 using namespace std::chrono_literals;
 
-constexpr const char* missing_server =
-    "ENTITYDB_PG_URL is not set: the PostgreSQL tests need a server. Run them through "
-    "scripts/with-postgres (e.g. `cd build && ../scripts/with-postgres ctest`), as `make test` does.";
+using entity::test::postgres_base_url;
 
-std::string base_url() {
-  const char* u = std::getenv("ENTITYDB_PG_URL");
-  return u ? u : "";
-}
+std::string base_url() { return postgres_base_url(); }
 
-// Fails the test when no server is configured.
-#define REQUIRE_SERVER()                                      \
-  do {                                                        \
-    if (base_url().empty()) FAIL() << missing_server;        \
+// Fails the test when no server is configured (the convention of every PostgreSQL test).
+#define REQUIRE_SERVER()                                                        \
+  do {                                                                          \
+    if (base_url().empty()) FAIL() << entity::test::missing_server_message;     \
   } while (0)
-
-std::string with_option(const std::string& url, const std::string& option) {
-  return url + (url.find('?') == std::string::npos ? "?" : "&") + option;
-}
 
 // A fresh, empty schema named after the running test; returns a URL whose connections use it.
 std::string schema_url(const std::string& extra_option = "") {
-  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  std::string full = std::string(info->test_suite_name()) + "_" + info->name();
-  // Identifiers stop at 63 bytes: a readable prefix and a hash of the whole name.
-  std::string schema = "t_" + full.substr(0, 40) + "_" + std::to_string(std::hash<std::string>{}(full) % 1000000007);
-  for (char& c : schema) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  entity::postgres_params p;
-  p.url = base_url();
-  p.min_connections = 1;
-  entity::postgres_infrastructure admin(p);
-  admin.startup();
-  entity::database(std::shared_ptr<entity::infrastructure>(&admin, [](auto*) {}))
-      .execute_script("DROP SCHEMA IF EXISTS " + schema + " CASCADE; CREATE SCHEMA " + schema);
-  admin.shutdown();
-  std::string url = with_option(base_url(), "options=-csearch_path%3D" + schema);
-  if (!extra_option.empty()) url = with_option(url, extra_option);
-  return url;
+  return entity::test::postgres_schema_url(entity::test::schema_of_current_test(), extra_option);
 }
 
 std::shared_ptr<entity::postgres_infrastructure> started(std::string url, std::size_t pool = 5) {
@@ -73,16 +53,6 @@ std::shared_ptr<entity::postgres_infrastructure> started(std::string url, std::s
   auto infra = std::make_shared<entity::postgres_infrastructure>(p);
   infra->startup();
   return infra;
-}
-
-// Runs the coroutine `make()` returns on a fresh io_context until it finishes.
-template <class F>
-void run_coroutine(F&& make) {
-  asio::io_context io;
-  std::exception_ptr failure;
-  asio::co_spawn(io, make(), [&](std::exception_ptr e) { failure = e; });
-  io.run();
-  if (failure) std::rethrow_exception(failure);
 }
 
 std::string key_of(std::size_t i) {
@@ -119,18 +89,7 @@ TEST(PostgresInfrastructure, UnreachableServerFailsStartupClearly) {
   }
 }
 
-TEST(PostgresInfrastructure, WorkBeforeStartupFails) {
-  entity::postgres_params p;
-  p.url = "postgresql://nobody@127.0.0.1:1/none";
-  auto infra = std::make_shared<entity::postgres_infrastructure>(p);
-  entity::database db(infra);
-  entity::error_code ec;
-  entity::diagnostics diag;
-  db.execute("SELECT 1", {}, ec, diag);
-  EXPECT_EQ(ec, entity::errc::not_started);
-}
-
-TEST(PostgresInfrastructure, CrudWithQuestionMarkPlaceholders) {
+TEST(PostgresInfrastructure, QuestionMarkAndDollarPlaceholdersBind) {
   REQUIRE_SERVER();
   auto infra = started(schema_url());
   entity::database db(infra);
@@ -245,60 +204,6 @@ TEST(PostgresInfrastructure, ExecuteManyIsAllOrNothingInPipelineChunks) {
   EXPECT_EQ(db.fetch_one("SELECT v FROM m WHERE k = ?", {5})->get<std::string>(0), "v5");
 }
 
-TEST(PostgresInfrastructure, TransactionCommitsOrRollsBackAsAWhole) {
-  REQUIRE_SERVER();
-  auto infra = started(schema_url());
-  entity::database db(infra);
-  db.execute("CREATE TABLE t (k int PRIMARY KEY)");
-  db.transaction([](entity::session& s) {
-    s.execute("INSERT INTO t VALUES (?)", {1});
-    s.execute("INSERT INTO t VALUES (?)", {2});
-    EXPECT_EQ(s.fetch_one("SELECT count(*) FROM t")->get<std::int64_t>(0), 2);
-  });
-  EXPECT_EQ(db.fetch_one("SELECT count(*) FROM t")->get<std::int64_t>(0), 2);
-
-  EXPECT_THROW(db.transaction([](entity::session& s) {
-    s.execute("INSERT INTO t VALUES (?)", {3});
-    throw std::runtime_error("changed my mind");
-  }),
-               std::runtime_error);
-  // A failing (pipelined) insert surfaces at the latest at COMMIT; nothing of the body stays.
-  entity::error_code ec;
-  entity::diagnostics diag;
-  db.transaction(
-      [](entity::session& s) {
-        s.execute("INSERT INTO t VALUES (?)", {4});
-        s.execute("INSERT INTO t VALUES (?)", {1});
-      },
-      ec, diag);
-  EXPECT_TRUE(ec == entity::condition::constraint) << ec.message();
-  EXPECT_NE(diag.message.find("duplicate key"), std::string::npos) << diag.message;
-  EXPECT_EQ(db.fetch_one("SELECT count(*) FROM t")->get<std::int64_t>(0), 2);
-
-  // Async, from a coroutine.
-  run_coroutine([&]() -> asio::awaitable<void> {
-    entity::transaction_body body = [](entity::session& s) {
-      s.execute("INSERT INTO t VALUES (?)", {10});
-    };
-    auto [e] = co_await db.async_transaction(std::move(body), asio::as_tuple(asio::use_awaitable));
-    EXPECT_FALSE(e) << e.message();
-  });
-  EXPECT_EQ(db.fetch_one("SELECT count(*) FROM t")->get<std::int64_t>(0), 3);
-}
-
-TEST(PostgresInfrastructure, ScriptsRunInOrderAndMayNotLeaveTransactionsOpen) {
-  REQUIRE_SERVER();
-  auto infra = started(schema_url());
-  entity::database db(infra);
-  db.execute_script("CREATE TABLE s (k int); INSERT INTO s VALUES (1); INSERT INTO s VALUES (2);");
-  EXPECT_EQ(db.fetch_one("SELECT sum(k) FROM s")->get<std::int64_t>(0), 3);
-  entity::error_code ec;
-  entity::diagnostics diag;
-  db.execute_script("BEGIN; INSERT INTO s VALUES (3)", ec, diag);
-  EXPECT_EQ(ec, entity::errc::transaction_open);
-  EXPECT_EQ(db.fetch_one("SELECT count(*) FROM s")->get<std::int64_t>(0), 2);
-}
-
 TEST(PostgresInfrastructure, DeadlineCancelsTheQueryOnTheServer) {
   REQUIRE_SERVER();
   auto infra = started(schema_url(), /*pool=*/1);
@@ -362,85 +267,7 @@ TEST(PostgresInfrastructure, DroppedConnectionIsReplaced) {
   for (int i = 0; i < 5; ++i) EXPECT_TRUE(db.health_check());
 }
 
-TEST(PostgresInfrastructure, PoolExhaustedAfterAcquireTimeout) {
-  REQUIRE_SERVER();
-  auto infra = started(schema_url(), /*pool=*/1);
-  entity::database db(infra);
-  auto lease = db.acquire();
-  EXPECT_EQ(lease->fetch_one("SELECT 5")->get<int>(0), 5);
-  auto t0 = std::chrono::steady_clock::now();
-  try {
-    db.acquire(100ms);
-    FAIL() << "a second lease from a pool of one";
-  } catch (const entity::error& e) {
-    EXPECT_EQ(e.code(), entity::errc::pool_exhausted);
-  }
-  EXPECT_LT(std::chrono::steady_clock::now() - t0, 1s);
-  lease.release();
-  EXPECT_EQ(db.fetch_one("SELECT 6")->get<int>(0), 6);
-}
-
-TEST(PostgresInfrastructure, AsyncRequestsFromCoroutines) {
-  REQUIRE_SERVER();
-  auto infra = started(schema_url(), 3);
-  entity::database db(infra);
-  db.execute("CREATE TABLE a (k int PRIMARY KEY, v text)");
-  run_coroutine([&]() -> asio::awaitable<void> {
-    // Named strings: g++ 12 cannot take string literals as arguments inside co_await.
-    std::string v = "value";
-    std::string insert = "INSERT INTO a VALUES (?, ?)";
-    std::string select_one = "SELECT v FROM a WHERE k = ?";
-    std::string select_all = "SELECT k FROM a ORDER BY k";
-    std::string wrong = "SELECT nope FROM a";
-    entity::params first{1, v};
-    entity::params key{1};
-    co_await db.async_execute(insert, first, asio::use_awaitable);
-    auto r = co_await db.async_fetch_one(select_one, key, asio::use_awaitable);
-    EXPECT_TRUE(r && r->get<std::string>(0) == "value");
-    std::vector<entity::params> batch;
-    for (int i = 2; i < 50; ++i) batch.push_back({i, v});
-    auto m = co_await db.async_execute_many(insert, batch, asio::use_awaitable);
-    EXPECT_EQ(m.rows_affected, 48);
-    entity::params none;
-    auto rows = co_await db.async_fetch_all(select_all, none, asio::use_awaitable);
-    EXPECT_EQ(rows.size(), 49u);
-    auto [ec, bad] = co_await db.async_execute(wrong, none, asio::as_tuple(asio::use_awaitable));
-    EXPECT_TRUE(ec == entity::condition::syntax);
-  });
-}
-
 // ---- the memory on PostgreSQL -------------------------------------------------------------
-
-TEST(PostgresMemory, StoreLoadEraseAndScopes) {
-  REQUIRE_SERVER();
-  auto infra = started(schema_url());
-  entity::database db(infra);
-  memory mem(db);
-  mem.store("goal", json{{"book", "flight"}, {"n", 2}});
-  EXPECT_EQ(mem.load("goal"), (json{{"book", "flight"}, {"n", 2}}));
-  mem.store("goal", json("replaced"));
-  EXPECT_EQ(mem.load("goal"), json("replaced"));
-  EXPECT_FALSE(mem.load("missing"));
-  EXPECT_EQ(mem.load("missing", json(7)), json(7));
-  EXPECT_TRUE(mem.exists("goal"));
-  auto alice = mem.scope("alice");
-  auto bob = mem.scope("bob");
-  alice.store("k", json(1));
-  bob.store("k", json(2));
-  EXPECT_EQ(alice.load("k"), json(1));
-  EXPECT_EQ(bob.load("k"), json(2));
-  EXPECT_EQ(alice.keys("%"), std::vector<std::string>{"k"});
-  EXPECT_EQ(alice.size(), 1);
-  EXPECT_EQ(mem.size(), 3);
-  EXPECT_EQ(alice.clear("%"), 1);
-  EXPECT_FALSE(alice.exists("k"));
-  EXPECT_TRUE(bob.exists("k"));
-  EXPECT_TRUE(mem.erase("goal"));
-  EXPECT_FALSE(mem.erase("goal"));
-  auto st = mem.stats();
-  EXPECT_EQ(st.keys, 1);
-  EXPECT_GT(st.value_bytes, 0);
-}
 
 TEST(PostgresMemory, ConcurrentCoroutinesStoreTenThousandKeysOnAPoolOfFour) {
   REQUIRE_SERVER();
@@ -498,27 +325,6 @@ TEST(PostgresMemory, TenThousandItemBatchStoreTravelsInPipelineChunks) {
   EXPECT_THROW(mem.batch_store(bad), entity::error);
   EXPECT_EQ(mem.size(), 10000);
   EXPECT_FALSE(mem.exists("new0"));
-}
-
-TEST(PostgresMemory, AsyncBatchStoreAndLoad) {
-  REQUIRE_SERVER();
-  auto infra = started(schema_url());
-  entity::database db(infra);
-  memory mem(db);
-  EXPECT_EQ(mem.size(), 0);
-  run_coroutine([&]() -> asio::awaitable<void> {
-    memory::items items;
-    std::vector<std::string> keys;
-    for (std::size_t i = 0; i < 1200; ++i) {
-      items.emplace_back(key_of(i), json(i));
-      keys.push_back(key_of(i));
-    }
-    co_await mem.async_batch_store(items, asio::use_awaitable);
-    auto got = co_await mem.async_batch_load(keys, asio::use_awaitable);
-    EXPECT_EQ(got.size(), 1200u);
-    auto one = co_await mem.async_load(key_of(7), asio::use_awaitable);
-    EXPECT_EQ(one, json(7));
-  });
 }
 
 }  // namespace

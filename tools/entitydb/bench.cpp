@@ -1,4 +1,5 @@
-// entitydb bench: every workload in every variant, raw SQLite beside entity-db, in one run.
+// entitydb bench: every workload in every variant, the backend's raw C client beside entity-db,
+// in one run.
 #include <unistd.h>
 
 #include <algorithm>
@@ -75,7 +76,11 @@ void run_soak(const bench_options& o) {
 }
 
 void run_bench(const bench_options& o) {
-  if (o.soak_seconds > 0) return run_soak(o);
+  if (o.soak_seconds > 0) {
+    if (!o.params.pg_url.empty())
+      throw std::invalid_argument("--soak runs on SQLite files; --db must be a folder");
+    return run_soak(o);
+  }
   entity::bench::bench_params p = o.params;
   if (o.quick) {
     p.ops = 200;
@@ -94,7 +99,8 @@ void add_bench_command(CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "bench",
       "Measure every workload in every variant (sqlite_c = raw SQLite, the floor; sync; "
-      "threadpool; async) in one run, on fresh database files");
+      "threadpool; async) in one run, on fresh database files; with --db postgresql://... on a "
+      "PostgreSQL server, with libpq_sync (blocking libpq) as the floor");
   cmd->add_option("--ops", opts->params.ops, "operations per workload (N)")
       ->default_val(1000)
       ->check(CLI::Range(20, 10'000'000));
@@ -102,7 +108,9 @@ void add_bench_command(CLI::App& app) {
       ->default_val(3)
       ->check(CLI::Range(1, 100));
   cmd->add_option("--db", opts->params.db_dir,
-                  "folder for the database files (default: a temporary folder, removed afterwards)");
+                  "folder for the database files (default: a temporary folder, removed "
+                  "afterwards), or a PostgreSQL URL (postgresql://...): the runs then use a "
+                  "schema of their own on that server, dropped afterwards");
   cmd->add_flag("--durable", opts->params.durable, "synchronous=FULL (survives power loss)");
   cmd->add_flag("--quick", opts->quick, "N=200, one run each");
   cmd->add_option("--json", opts->json_file, "write the results as JSON to FILE");
@@ -114,6 +122,11 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--workload", opts->params.workloads, "run only these workloads (repeatable)");
   cmd->add_option("--variant", opts->params.variants, "run only these variants (repeatable)");
   cmd->callback([opts] {
+    auto& dir = opts->params.db_dir;
+    if (dir.rfind("postgresql://", 0) == 0 || dir.rfind("postgres://", 0) == 0) {
+      opts->params.pg_url = dir;
+      dir.clear();
+    }
     try {
       run_bench(*opts);
     } catch (const std::exception& e) {
