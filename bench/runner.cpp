@@ -323,6 +323,8 @@ std::string cpu_model() {
   return "unknown";
 }
 
+}  // namespace
+
 nlohmann::json machine_info() {
   utsname u{};
   uname(&u);
@@ -332,6 +334,8 @@ nlohmann::json machine_info() {
           {"sqlite", sqlite3_libversion()},
           {"compiler", __VERSION__}};
 }
+
+namespace {
 
 bool selected(const std::vector<std::string>& chosen, const std::string& name) {
   return chosen.empty() || std::find(chosen.begin(), chosen.end(), name) != chosen.end();
