@@ -222,9 +222,9 @@ std::string format_vectors(const vectors_report& r) {
   const auto& t = r.targets;
   auto met = [](bool ok) { return ok ? "met" : "MISSED"; };
   std::string out;
-  out += "vectors: " + std::to_string(p.n) + " x " + std::to_string(p.dim) +
-         " float32 (cosine), " + std::to_string(p.queries) + " queries, k=" +
-         std::to_string(p.k) + ", seed " + std::to_string(p.seed) + ", kernels " + r.kernels +
+  out += "vectors: " + std::to_string(p.n) + " x " + std::to_string(p.dim) + " float32 (cosine), " +
+         std::to_string(p.queries) + " queries, k=" + std::to_string(p.k) + ", seed " +
+         std::to_string(p.seed) + ", kernels " + r.kernels +
          ", HNSW M=" + std::to_string(r.hnsw_m) +
          " ef_construction=" + std::to_string(r.hnsw_ef_construction) +
          " ef=" + std::to_string(r.hnsw_ef) + "\n";
@@ -240,9 +240,9 @@ std::string format_vectors(const vectors_report& r) {
                 r.exact_floor_ratio, t.exact_floor_ratio,
                 met(r.exact_floor_ratio >= t.exact_floor_ratio));
   out += line;
-  std::snprintf(line, sizeof line, "%-28s %14s   %.1fx exact, target >= %.0fx: %s\n",
-                "HNSW search", fmt("%.1f q/s", r.hnsw_queries_per_sec).c_str(), r.hnsw_speedup,
-                t.hnsw_speedup, met(r.hnsw_speedup >= t.hnsw_speedup));
+  std::snprintf(line, sizeof line, "%-28s %14s   %.1fx exact, target >= %.0fx: %s\n", "HNSW search",
+                fmt("%.1f q/s", r.hnsw_queries_per_sec).c_str(), r.hnsw_speedup, t.hnsw_speedup,
+                met(r.hnsw_speedup >= t.hnsw_speedup));
   out += line;
   std::snprintf(line, sizeof line, "%-28s %14s   target >= %.2f: %s\n",
                 ("HNSW recall@" + std::to_string(p.k)).c_str(), fmt("%.4f", r.recall_at_k).c_str(),

@@ -5,22 +5,21 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 namespace entity::bench {
 
 struct vectors_params {
-  std::size_t n = 100'000;     ///< vectors stored
-  std::size_t queries = 1000;  ///< queries of each kind
-  std::size_t dim = 384;       ///< floats per vector
-  std::size_t k = 10;          ///< neighbours per query (recall@k)
-  std::uint64_t seed = 42;     ///< the vectors and queries are the same in every run
-  std::size_t hnsw_m = 0;      ///< 0: the vector store's default
+  std::size_t n = 100'000;               ///< vectors stored
+  std::size_t queries = 1000;            ///< queries of each kind
+  std::size_t dim = 384;                 ///< floats per vector
+  std::size_t k = 10;                    ///< neighbours per query (recall@k)
+  std::uint64_t seed = 42;               ///< the vectors and queries are the same in every run
+  std::size_t hnsw_m = 0;                ///< 0: the vector store's default
   std::size_t hnsw_ef_construction = 0;  ///< 0: the vector store's default
-  std::size_t hnsw_ef = 0;     ///< 0: the vector store's default
-  std::string db_dir;          ///< where the database file goes (empty: a temporary folder)
+  std::size_t hnsw_ef = 0;               ///< 0: the vector store's default
+  std::string db_dir;  ///< where the database file goes (empty: a temporary folder)
 };
 
 /// The targets every run is held to.
@@ -34,18 +33,18 @@ struct vectors_report {
   vectors_params params;
   vectors_targets targets;
   nlohmann::json machine;
-  std::string kernels;                  ///< "avx2" or "portable"
-  double copy_bytes_per_sec = 0;        ///< memcpy of a buffer far larger than the caches
-  double bytes_per_query = 0;           ///< what one exact scan reads
-  double floor_queries_per_sec = 0;     ///< copy_bytes_per_sec / bytes_per_query
+  std::string kernels;               ///< "avx2" or "portable"
+  double copy_bytes_per_sec = 0;     ///< memcpy of a buffer far larger than the caches
+  double bytes_per_query = 0;        ///< what one exact scan reads
+  double floor_queries_per_sec = 0;  ///< copy_bytes_per_sec / bytes_per_query
   double exact_queries_per_sec = 0;
-  double exact_floor_ratio = 0;         ///< exact / floor
+  double exact_floor_ratio = 0;  ///< exact / floor
   double hnsw_queries_per_sec = 0;
-  double hnsw_speedup = 0;              ///< hnsw / exact
-  double recall_at_k = 0;               ///< mean share of exact's k ids that HNSW found
-  double build_vectors_per_sec = 0;     ///< the HNSW graph over all n vectors
-  double insert_vectors_per_sec = 0;    ///< upsert_batch of 1,000 at a time, committed
-  double load_seconds = 0;              ///< reading the collection into memory
+  double hnsw_speedup = 0;            ///< hnsw / exact
+  double recall_at_k = 0;             ///< mean share of exact's k ids that HNSW found
+  double build_vectors_per_sec = 0;   ///< the HNSW graph over all n vectors
+  double insert_vectors_per_sec = 0;  ///< upsert_batch of 1,000 at a time, committed
+  double load_seconds = 0;            ///< reading the collection into memory
   std::size_t hnsw_m = 0, hnsw_ef_construction = 0, hnsw_ef = 0;  ///< as used
 };
 

@@ -132,7 +132,8 @@ void check_vector(const std::vector<float>& v, const std::string& what) {
 
 void check_k(std::int64_t k) {
   if (k < 1)
-    throw error(errc::invalid_argument, {"k must be at least 1 (got " + std::to_string(k) + ")", {}});
+    throw error(errc::invalid_argument,
+                {"k must be at least 1 (got " + std::to_string(k) + ")", {}});
 }
 
 // '%', '_' and the escape character itself become literal in a LIKE pattern.
@@ -311,8 +312,8 @@ void create_table_then(const database& db, std::shared_ptr<memory::shared> s, di
 }
 
 template <class Cont>
-void run_vector_transaction(const vector_store& vs, vector_transaction_body body,
-                            diagnostics* diag, Cont&& c) {
+void run_vector_transaction(const vector_store& vs, vector_transaction_body body, diagnostics* diag,
+                            Cont&& c) {
   if (diag)
     vs.async_transaction(std::move(body), *diag, std::forward<Cont>(c));
   else
@@ -343,11 +344,11 @@ vector_transaction_body embedded_store_body(std::string upsert, std::string key,
     if (!info)
       w.create_collection(name, embedding->size(), metric::cosine);
     else if (info->dim != embedding->size())
-      throw error(errc::dimension_mismatch,
-                  {"the memory's embeddings have dimension " + std::to_string(info->dim) +
-                       ", but the embedding of key '" + key + "' has " +
-                       std::to_string(embedding->size()),
-                   {}});
+      throw error(
+          errc::dimension_mismatch,
+          {"the memory's embeddings have dimension " + std::to_string(info->dim) +
+               ", but the embedding of key '" + key + "' has " + std::to_string(embedding->size()),
+           {}});
     s.execute(upsert, {full_key, text});
     vector_store::items items;
     items.push_back(vector_item{full_key, *embedding, embedding_metadata(full_key, text)});
@@ -356,11 +357,11 @@ vector_transaction_body embedded_store_body(std::string upsert, std::string key,
 }
 
 vector_transaction_body erase_body(std::string full_key, std::shared_ptr<bool> existed) {
-  return [full_key = std::move(full_key), existed = std::move(existed)](session& s,
-                                                                      vector_writes& w) {
-    *existed = s.execute(erase_sql, {full_key}).rows_affected > 0;
-    w.erase(collection_name(), {full_key});
-  };
+  return
+      [full_key = std::move(full_key), existed = std::move(existed)](session& s, vector_writes& w) {
+        *existed = s.execute(erase_sql, {full_key}).rows_affected > 0;
+        w.erase(collection_name(), {full_key});
+      };
 }
 
 // DELETE ... RETURNING (SQLite 3.35 and later, PostgreSQL) names the keys whose embeddings go.
@@ -651,9 +652,9 @@ void memory::start_store(diagnostics* diag, void_handler h, std::string key, jso
   if (shared_->embeddings_possible()) {
     auto cont =
         asio::bind_executor(ex, [h = std::move(h)](error_code ec) mutable { std::move(h)(ec); });
-    return run_vector_transaction(
-        shared_->vectors, plain_store_body(shared_->upsert, prefix_ + key, std::move(text)), diag,
-        std::move(cont));
+    return run_vector_transaction(shared_->vectors,
+                                  plain_store_body(shared_->upsert, prefix_ + key, std::move(text)),
+                                  diag, std::move(cont));
   }
   auto cont = asio::bind_executor(
       ex, [h = std::move(h)](error_code ec, result) mutable { std::move(h)(ec); });
@@ -733,14 +734,13 @@ struct recall_op : std::enable_shared_from_this<recall_op> {
 
   void search() {
     auto self = shared_from_this();
-    shared->vectors.async_search(collection_name(), query, asked, filter, search_mode::approximate,
-                         step_diag,
-                         asio::bind_executor(ex, [self](error_code ec,
-                                                        vector_store::matches found) mutable {
-                           if (ec == errc::not_found) return self->finish({}, {});
-                           if (ec) return self->finish(ec, {});
-                           self->fetch(std::move(found));
-                         }));
+    shared->vectors.async_search(
+        collection_name(), query, asked, filter, search_mode::approximate, step_diag,
+        asio::bind_executor(ex, [self](error_code ec, vector_store::matches found) mutable {
+          if (ec == errc::not_found) return self->finish({}, {});
+          if (ec) return self->finish(ec, {});
+          self->fetch(std::move(found));
+        }));
   }
 
   void fetch(vector_store::matches found);
@@ -775,21 +775,20 @@ void recall_op::fetch(vector_store::matches found) {
   if (found.empty()) return finish({}, {});
   auto self = shared_from_this();
   params args = keys_of(found);
-  db->async_fetch_all(
-      values_sql, std::move(args), step_diag,
-      asio::bind_executor(ex, [self, found = std::move(found)](error_code ec,
-                                                                std::vector<row> rows) mutable {
-        if (ec) return self->finish(ec, {});
-        std::size_t stale = 0;
-        memory::recollection out =
-            pick_recalled(found, rows, self->prefix, stale, ec, &self->step_diag);
-        if (ec) return self->finish(ec, {});
-        self->asked = next_round(out.size(), found.size(), self->asked, self->k);
-        if (self->asked != 0) return self->search();
-        if (out.size() > static_cast<std::size_t>(self->k))
-          out.resize(static_cast<std::size_t>(self->k));
-        self->finish({}, std::move(out));
-      }));
+  db->async_fetch_all(values_sql, std::move(args), step_diag,
+                      asio::bind_executor(ex, [self, found = std::move(found)](
+                                                  error_code ec, std::vector<row> rows) mutable {
+                        if (ec) return self->finish(ec, {});
+                        std::size_t stale = 0;
+                        memory::recollection out =
+                            pick_recalled(found, rows, self->prefix, stale, ec, &self->step_diag);
+                        if (ec) return self->finish(ec, {});
+                        self->asked = next_round(out.size(), found.size(), self->asked, self->k);
+                        if (self->asked != 0) return self->search();
+                        if (out.size() > static_cast<std::size_t>(self->k))
+                          out.resize(static_cast<std::size_t>(self->k));
+                        self->finish({}, std::move(out));
+                      }));
 }
 
 void memory::start_load(diagnostics* diag, handler<std::optional<json>> h, std::string key) const {

@@ -140,8 +140,7 @@ class memory {
                     std::move(value));
   }
   template <class Token>
-  auto async_store(std::string key, json value, std::vector<float> embedding,
-                   Token&& token) const {
+  auto async_store(std::string key, json value, std::vector<float> embedding, Token&& token) const {
     return initiate(std::forward<Token>(token), &memory::start_store_embedded, nullptr,
                     std::move(key), std::move(value), std::move(embedding));
   }

@@ -22,8 +22,7 @@ inline float sum_lanes(const float (&acc)[lanes]) noexcept {
   return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
 }
 
-float dot_portable(const float* __restrict a, const float* __restrict b,
-                   std::size_t dim) noexcept {
+float dot_portable(const float* __restrict a, const float* __restrict b, std::size_t dim) noexcept {
   float acc[lanes] = {};
   std::size_t j = 0;
   for (; j + lanes <= dim; j += lanes)
@@ -33,8 +32,7 @@ float dot_portable(const float* __restrict a, const float* __restrict b,
   return sum_lanes(acc) + tail;
 }
 
-float l2_portable(const float* __restrict a, const float* __restrict b,
-                  std::size_t dim) noexcept {
+float l2_portable(const float* __restrict a, const float* __restrict b, std::size_t dim) noexcept {
   float acc[lanes] = {};
   std::size_t j = 0;
   for (; j + lanes <= dim; j += lanes)

@@ -317,16 +317,15 @@ bool create_in(session& s, const std::string& name, std::size_t dim, metric m,
       fail(errc::invalid_argument,
            "vector collection " + quote(name) + " already exists with dimension " +
                std::to_string(r.dim) + " and metric " + std::string(to_string(r.m)) +
-               " (asked for " + std::to_string(dim) + " and " + std::string(to_string(m)) +
-               ")");
+               " (asked for " + std::to_string(dim) + " and " + std::string(to_string(m)) + ")");
     return false;
   }
   auto highest = s.fetch_one("SELECT coalesce(max(version), 0) FROM vector_collections");
   std::int64_t version = std::max<std::int64_t>(now_us, highest->get<std::int64_t>(0) + 1);
   s.execute("INSERT INTO vector_collections (name, dim, metric, version) VALUES (?, ?, ?, ?)",
             {name, dim, std::string(to_string(m)), version});
-  s.execute("CREATE TABLE " + quoted_table(name) + " (id TEXT PRIMARY KEY, embedding " +
-            blob_type + " NOT NULL, metadata TEXT)");
+  s.execute("CREATE TABLE " + quoted_table(name) + " (id TEXT PRIMARY KEY, embedding " + blob_type +
+            " NOT NULL, metadata TEXT)");
   return true;
 }
 
@@ -352,8 +351,8 @@ struct create_op : operation<bool> {
   }
 
   static void write(std::shared_ptr<create_op> op) {
-    auto body = [name = op->name, dim = op->dim, m = op->m, created = op->created, now_us = clock_us(),
-                 blob_type = std::string(op->st->blob_type)](session& s) {
+    auto body = [name = op->name, dim = op->dim, m = op->m, created = op->created,
+                 now_us = clock_us(), blob_type = std::string(op->st->blob_type)](session& s) {
       *created = create_in(s, name, dim, m, blob_type, now_us);
     };
     auto& db = op->st->db;
@@ -464,15 +463,14 @@ void check_items(const vector_store::items& items, std::vector<params>& rows) {
     std::string whose = "item " + quote(item.id);
     if (items.size() > 1) whose += " (#" + std::to_string(i + 1) + ")";
     if (item.id.empty())
-      fail(errc::invalid_argument,
-           "an id must not be empty (item #" + std::to_string(i + 1) + ")");
+      fail(errc::invalid_argument, "an id must not be empty (item #" + std::to_string(i + 1) + ")");
     if (auto why = vector_detail::vector_problem(item.vector))
       fail(errc::invalid_argument, "the vector of " + whose + " " + *why);
     if (item.vector.size() != items[0].vector.size())
-      fail(errc::dimension_mismatch,
-           "the vectors of one batch must have one dimension: " + whose + " has " +
-               std::to_string(item.vector.size()) + ", item " + quote(items[0].id) + " has " +
-               std::to_string(items[0].vector.size()));
+      fail(errc::dimension_mismatch, "the vectors of one batch must have one dimension: " + whose +
+                                         " has " + std::to_string(item.vector.size()) + ", item " +
+                                         quote(items[0].id) + " has " +
+                                         std::to_string(items[0].vector.size()));
     std::string meta = vector_detail::encode_metadata(item.metadata, whose);
     rows.push_back({item.id, vector_detail::encode_vector(item.vector), std::move(meta)});
   }
@@ -1104,7 +1102,8 @@ std::int64_t vector_writes::erase(const std::string& name, const std::vector<std
   auto mirror = state_.store->mirror(name);
   mirror->claim(version);
   auto n = static_cast<std::int64_t>(gone.size());
-  state_.writes.push_back({std::move(mirror), version, vector_detail::change{nullptr, std::move(gone)}});
+  state_.writes.push_back(
+      {std::move(mirror), version, vector_detail::change{nullptr, std::move(gone)}});
   return n;
 }
 

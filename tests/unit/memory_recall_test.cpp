@@ -426,8 +426,8 @@ TEST(MemoryRecall, AsyncStoreRecallEraseAndClear) {
     EXPECT_FALSE(diag.message.empty());
     const std::string k1 = "k1";
     const json changed = "changed";
-    auto [ec2] = co_await f.mem.async_store(k1, changed, longer, diag,
-                                            asio::as_tuple(asio::use_awaitable));
+    auto [ec2] =
+        co_await f.mem.async_store(k1, changed, longer, diag, asio::as_tuple(asio::use_awaitable));
     EXPECT_EQ(ec2, errc::dimension_mismatch);
     auto [ec3, none3] = co_await f.mem.async_recall(query, 0, asio::as_tuple(asio::use_awaitable));
     EXPECT_EQ(ec3, errc::invalid_argument);
@@ -463,20 +463,20 @@ std::string pg_url_for_test() {
   if (!base || !*base) return {};
   const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
   std::string full = std::string(info->test_suite_name()) + "_" + info->name();
-  std::string schema = "t_" + full.substr(0, 40) + "_" +
-                       std::to_string(std::hash<std::string>{}(full) % 1000000007);
+  std::string schema =
+      "t_" + full.substr(0, 40) + "_" + std::to_string(std::hash<std::string>{}(full) % 1000000007);
   for (char& c : schema) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   entity::postgres_params p;
   p.url = base;
   p.min_connections = 1;
   auto admin = std::make_shared<entity::postgres_infrastructure>(p);
   admin->startup();
-  entity::database(admin).execute_script("DROP SCHEMA IF EXISTS " + schema + " CASCADE; CREATE SCHEMA " +
-                                         schema);
+  entity::database(admin).execute_script("DROP SCHEMA IF EXISTS " + schema +
+                                         " CASCADE; CREATE SCHEMA " + schema);
   admin->shutdown();
   std::string url = base;
-  return url + (url.find('?') == std::string::npos ? "?" : "&") +
-         "options=-csearch_path%3D" + schema;
+  return url + (url.find('?') == std::string::npos ? "?" : "&") + "options=-csearch_path%3D" +
+         schema;
 }
 
 TEST(MemoryRecallPostgres, StoreRecallEraseClear) {
