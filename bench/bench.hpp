@@ -51,6 +51,9 @@ const std::vector<std::string>& variant_names(bool postgres = false);
 /// Called before each run: (runs done, runs in all, "workload/variant").
 using progress_fn = std::function<void(int, int, const std::string&)>;
 
+/// What the machine is: processors, OS, SQLite and compiler versions.
+nlohmann::json machine_info();
+
 /// Runs the benchmark. Throws entity::error or std::runtime_error on failure.
 report run(const bench_params& p, const progress_fn& progress);
 

@@ -368,20 +368,31 @@ std::string cpu_model() {
   return "unknown";
 }
 
-nlohmann::json machine_info(const target& t) {
+}  // namespace
+
+nlohmann::json machine_info() {
   utsname u{};
   uname(&u);
-  nlohmann::json m = {{"cpus", std::thread::hardware_concurrency()},
-                      {"cpu", cpu_model()},
-                      {"os", std::string(u.sysname) + " " + u.release},
-                      {"sqlite", sqlite3_libversion()},
-                      {"compiler", __VERSION__}};
+  return {{"cpus", std::thread::hardware_concurrency()},
+          {"cpu", cpu_model()},
+          {"os", std::string(u.sysname) + " " + u.release},
+          {"sqlite", sqlite3_libversion()},
+          {"compiler", __VERSION__}};
+}
+
+namespace {
+
+// The machine, and the server when the run is on PostgreSQL.
+nlohmann::json machine_info(const target& t) {
+  nlohmann::json m = machine_info();
   if (t.postgres()) {
     m["postgres"] = database(t.admin).fetch_one("SHOW server_version")->get<std::string>(0);
     m["libpq"] = PQlibVersion();
   }
   return m;
 }
+
+namespace {
 
 bool selected(const std::vector<std::string>& chosen, const std::string& name) {
   return chosen.empty() || std::find(chosen.begin(), chosen.end(), name) != chosen.end();

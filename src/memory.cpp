@@ -1,11 +1,13 @@
 #include "entity/memory.hpp"
 
 #include <atomic>
+#include <boost/asio/any_completion_executor.hpp>
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/system_executor.hpp>
+#include <cmath>
 #include <mutex>
 
 namespace entity {
@@ -14,16 +16,56 @@ namespace asio = boost::asio;
 // What every view of one memory shares: the SQL of its backend, fixed when the memory is made
 // (views are made from any thread while others use the memory, so nothing here is rewritten),
 // and whether the table is known to exist.
+//
+// Whether the embeddings collection exists decides how writes go: while it does not, a write is
+// the single statement it always was; once it may, every write of a value goes through a
+// vector_store transaction that also removes or replaces the key's embedding. The state is
+// probed once, with the table; "absent" turns into "present" when this memory stores an
+// embedding or a recall finds the collection. A collection another handle creates meanwhile
+// can leave an embedding behind a value this handle replaces; recall checks every embedding's
+// value digest, so such an embedding is never recalled.
 struct memory::shared {
-  explicit shared(bool pg)
-      : upsert(pg ? "INSERT INTO memory (key, value) VALUES (?, ?) "
-                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
-                  : "INSERT OR REPLACE INTO memory (key, value) VALUES (?, ?)"),
+  enum class embeddings_state : int { unknown, absent, present };
+
+  explicit shared(const database& db)
+      : upsert(pg(db) ? "INSERT INTO memory (key, value) VALUES (?, ?) "
+                        "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+                      : "INSERT OR REPLACE INTO memory (key, value) VALUES (?, ?)"),
         // Bytes, not characters: SQLite's length() of TEXT counts characters.
-        value_bytes(pg ? "octet_length(value)" : "length(CAST(value AS BLOB))") {}
+        value_bytes(pg(db) ? "octet_length(value)" : "length(CAST(value AS BLOB))"),
+        // Any number of keys in one bound parameter (a JSON array of strings).
+        values_of_keys(pg(db) ? "SELECT key, value FROM memory WHERE key IN "
+                                "(SELECT jsonb_array_elements_text(CAST(? AS jsonb)))"
+                              : "SELECT key, value FROM memory WHERE key IN "
+                                "(SELECT value FROM json_each(?))"),
+        vectors(db) {
+    if (!vector_store::valid_name(embeddings_collection))
+      throw error(errc::invalid_argument, {"the embeddings collection name is not valid", {}});
+  }
+  static bool pg(const database& db) { return db.backend_name() == "postgres"; }
+
+  bool embeddings_possible() const noexcept {
+    return embeddings.load(std::memory_order_acquire) != embeddings_state::absent;
+  }
+  void embeddings_present() noexcept {
+    embeddings.store(embeddings_state::present, std::memory_order_release);
+  }
+  // The probe's answer: a missing registry (a syntax-class error: no such table) or no row
+  // means absent; any other failure assumes present, the state that is correct either way.
+  void probed(error_code ec, bool found) noexcept {
+    auto expected = embeddings_state::unknown;
+    bool absent = (!ec && !found) || (ec && ec == condition::syntax);
+    embeddings.compare_exchange_strong(
+        expected, absent ? embeddings_state::absent : embeddings_state::present,
+        std::memory_order_acq_rel);
+  }
+
   const std::string upsert;
   const std::string value_bytes;
+  const std::string values_of_keys;
+  const vector_store vectors;
   std::atomic<bool> table_ready{false};
+  std::atomic<embeddings_state> embeddings{embeddings_state::unknown};
 };
 
 namespace {
@@ -33,6 +75,66 @@ constexpr const char* create_sql =
 constexpr const char* load_sql = "SELECT value FROM memory WHERE key = ?";
 constexpr const char* erase_sql = "DELETE FROM memory WHERE key = ?";
 constexpr const char* exists_sql = "SELECT 1 FROM memory WHERE key = ?";
+constexpr const char* probe_sql = "SELECT 1 FROM vector_collections WHERE name = ?";
+
+const std::string& collection_name() {
+  static const std::string name(memory::embeddings_collection);
+  return name;
+}
+
+// FNV-1a over the value's JSON text, in hex: what an embedding records of the value it was
+// stored with.
+std::string value_digest(std::string_view text) {
+  std::uint64_t h = 14695981039346656037ull;
+  for (unsigned char c : text) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string out(16, '0');
+  for (int i = 15; i >= 0; --i, h >>= 4) out[static_cast<std::size_t>(i)] = hex[h & 15];
+  return out;
+}
+
+constexpr const char* digest_field = "value_digest";
+
+// The embedding's metadata: the value's digest, and one field "in:<prefix>" for every scope the
+// key lies in (every prefix that ends with ':'), so that a recall in a scope is an equality
+// filter of the vector store.
+json embedding_metadata(const std::string& full_key, std::string_view text) {
+  json meta = {{digest_field, value_digest(text)}};
+  for (std::size_t i = full_key.find(':'); i != std::string::npos; i = full_key.find(':', i + 1))
+    meta["in:" + full_key.substr(0, i + 1)] = true;
+  return meta;
+}
+
+json scope_filter(const std::string& prefix) {
+  if (prefix.empty()) return json::object();
+  return json{{"in:" + prefix, true}};
+}
+
+// What a recall or an embedded store is checked for before anything runs.
+void check_vector(const std::vector<float>& v, const std::string& what) {
+  if (v.empty()) throw error(errc::invalid_argument, {what + " is empty", {}});
+  bool all_zero = true;
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    if (!std::isfinite(v[i]))
+      throw error(errc::invalid_argument,
+                  {what + " has " + (std::isnan(v[i]) ? "a NaN" : "an infinity") + " at index " +
+                       std::to_string(i),
+                   {}});
+    if (v[i] != 0) all_zero = false;
+  }
+  if (all_zero)
+    throw error(errc::invalid_argument,
+                {what + " is zero: a cosine distance needs a direction", {}});
+}
+
+void check_k(std::int64_t k) {
+  if (k < 1)
+    throw error(errc::invalid_argument,
+                {"k must be at least 1 (got " + std::to_string(k) + ")", {}});
+}
 
 // '%', '_' and the escape character itself become literal in a LIKE pattern.
 std::string escape_like(std::string_view s) {
@@ -194,18 +296,139 @@ void create_table_then(const database& db, std::shared_ptr<memory::shared> s, di
                        H h, Retry retry) {
   auto work = asio::make_work_guard(h);  // the caller's executor has nothing else to wait on
   run_execute(db, create_sql, {}, diag,
-              [s = std::move(s), h = std::move(h), retry = std::move(retry),
+              [db, s = std::move(s), h = std::move(h), retry = std::move(retry),
                work = std::move(work)](error_code ec, result) mutable {
                 if (ec) return fail_later(h, ec);
-                s->table_ready.store(true, std::memory_order_release);
-                retry(std::move(h));
+                // Then whether the embeddings collection exists (see memory::shared).
+                db.async_fetch_one(
+                    probe_sql, {collection_name()},
+                    [s = std::move(s), h = std::move(h), retry = std::move(retry),
+                     work = std::move(work)](error_code ec, std::optional<row> r) mutable {
+                      s->probed(ec, r.has_value());
+                      s->table_ready.store(true, std::memory_order_release);
+                      retry(std::move(h));
+                    });
               });
+}
+
+template <class Cont>
+void run_vector_transaction(const vector_store& vs, vector_transaction_body body, diagnostics* diag,
+                            Cont&& c) {
+  if (diag)
+    vs.async_transaction(std::move(body), *diag, std::forward<Cont>(c));
+  else
+    vs.async_transaction(std::move(body), std::forward<Cont>(c));
+}
+
+// ---- the bodies of writes that keep embeddings in step -----------------------------------------
+// Each may run more than once (see database::transaction): they only read what they capture.
+
+// A value without an embedding: the key's embedding, if any, goes.
+vector_transaction_body plain_store_body(std::string upsert, std::string full_key,
+                                         std::string text) {
+  return [upsert = std::move(upsert), full_key = std::move(full_key), text = std::move(text)](
+             session& s, vector_writes& w) {
+    s.execute(upsert, {full_key, text});
+    w.erase(collection_name(), {full_key});
+  };
+}
+
+// A value with its embedding. The first embedding creates the collection with its dimension.
+vector_transaction_body embedded_store_body(std::string upsert, std::string key,
+                                            std::string full_key, std::string text,
+                                            std::shared_ptr<const std::vector<float>> embedding) {
+  return [upsert = std::move(upsert), key = std::move(key), full_key = std::move(full_key),
+          text = std::move(text), embedding = std::move(embedding)](session& s, vector_writes& w) {
+    const std::string& name = collection_name();
+    auto info = w.find(name);
+    if (!info)
+      w.create_collection(name, embedding->size(), metric::cosine);
+    else if (info->dim != embedding->size())
+      throw error(
+          errc::dimension_mismatch,
+          {"the memory's embeddings have dimension " + std::to_string(info->dim) +
+               ", but the embedding of key '" + key + "' has " + std::to_string(embedding->size()),
+           {}});
+    s.execute(upsert, {full_key, text});
+    vector_store::items items;
+    items.push_back(vector_item{full_key, *embedding, embedding_metadata(full_key, text)});
+    w.upsert(name, std::move(items));
+  };
+}
+
+vector_transaction_body erase_body(std::string full_key, std::shared_ptr<bool> existed) {
+  return
+      [full_key = std::move(full_key), existed = std::move(existed)](session& s, vector_writes& w) {
+        *existed = s.execute(erase_sql, {full_key}).rows_affected > 0;
+        w.erase(collection_name(), {full_key});
+      };
+}
+
+// DELETE ... RETURNING (SQLite 3.35 and later, PostgreSQL) names the keys whose embeddings go.
+vector_transaction_body clear_body(std::string sql, params args,
+                                   std::shared_ptr<std::int64_t> removed) {
+  return [sql = std::move(sql) + " RETURNING key", args = std::move(args),
+          removed = std::move(removed)](session& s, vector_writes& w) {
+    result r = s.execute(sql, args);
+    std::vector<std::string> keys;
+    keys.reserve(r.rows.size());
+    for (const row& rw : r.rows) keys.push_back(rw[0].as_text());
+    *removed = static_cast<std::int64_t>(keys.size());
+    w.erase(collection_name(), keys);
+  };
+}
+
+// ---- recall ------------------------------------------------------------------------------------
+
+// The recalled memories among `found` (nearest first) whose key still holds the value their
+// embedding was stored with, given the current values in `rows`. `stale` counts the others.
+memory::recollection pick_recalled(const vector_store::matches& found, std::vector<row>& rows,
+                                   const std::string& prefix, std::size_t& stale, error_code& ec,
+                                   diagnostics* diag) {
+  std::unordered_map<std::string, const value*> current;
+  current.reserve(rows.size());
+  for (row& r : rows) current.emplace(r[0].as_text(), &r[1]);
+  memory::recollection out;
+  out.reserve(found.size());
+  stale = 0;
+  for (const vector_match& m : found) {
+    auto it = current.find(m.id);
+    const value* v = it == current.end() ? nullptr : it->second;
+    std::string_view text;
+    if (v && v->is_text()) text = v->as_text();
+    auto digest = m.metadata.find(digest_field);
+    if (!v || !v->is_text() || digest == m.metadata.end() || !digest->is_string() ||
+        digest->get_ref<const std::string&>() != value_digest(text)) {
+      ++stale;
+      continue;
+    }
+    std::string key = m.id.substr(prefix.size());
+    json j = decode(*v, key, ec, diag);
+    if (ec) return {};
+    out.push_back(recalled{std::move(key), std::move(j), m.distance});
+  }
+  return out;
+}
+
+params keys_of(const vector_store::matches& found) {
+  json ids = json::array();
+  for (const vector_match& m : found) ids.push_back(m.id);
+  return {ids.dump()};
+}
+
+// How many neighbours the next round asks for, or 0 when this round's answer is final: it has
+// k memories, or the search found fewer than it was asked for (there are no more).
+std::int64_t next_round(std::size_t recalled, std::size_t found, std::int64_t asked,
+                        std::int64_t k) {
+  if (recalled >= static_cast<std::size_t>(k) || found < static_cast<std::size_t>(asked)) return 0;
+  return asked * 2;
 }
 
 }  // namespace
 
-memory::memory(database db)
-    : memory(db, "", std::make_shared<shared>(db.backend_name() == "postgres")) {}
+memory::memory(database db) : memory(db, "", std::make_shared<shared>(db)) {}
+
+const vector_store& memory::vectors() const noexcept { return shared_->vectors; }
 
 memory::memory(database db, std::string prefix, std::shared_ptr<shared> s)
     : db_(std::move(db)), prefix_(std::move(prefix)), shared_(std::move(s)) {}
@@ -224,6 +447,10 @@ bool memory::table_known() const noexcept {
 void memory::ensure_table() const {
   if (table_known()) return;
   db_.execute(create_sql);
+  error_code ec;
+  diagnostics diag;
+  auto found = db_.fetch_one(probe_sql, {collection_name()}, ec, diag);
+  shared_->probed(ec, found.has_value());
   shared_->table_ready.store(true, std::memory_order_release);
 }
 
@@ -231,7 +458,52 @@ void memory::ensure_table() const {
 
 void memory::store(std::string key, json value) const {
   ensure_table();
-  db_.execute(shared_->upsert, {prefix_ + key, encode(value, key)});
+  if (!shared_->embeddings_possible()) {
+    db_.execute(shared_->upsert, {prefix_ + key, encode(value, key)});
+    return;
+  }
+  shared_->vectors.transaction(
+      plain_store_body(shared_->upsert, prefix_ + key, encode(value, key)));
+}
+
+void memory::store(std::string key, json value, std::vector<float> embedding) const {
+  check_vector(embedding, "the embedding of key '" + key + "'");
+  std::string text = encode(value, key);
+  ensure_table();
+  std::string full_key = prefix_ + key;
+  shared_->vectors.transaction(
+      embedded_store_body(shared_->upsert, std::move(key), std::move(full_key), std::move(text),
+                          std::make_shared<const std::vector<float>>(std::move(embedding))));
+  shared_->embeddings_present();
+}
+
+memory::recollection memory::recall(std::vector<float> query, std::int64_t k) const {
+  check_k(k);
+  check_vector(query, "the query vector");
+  ensure_table();
+  json filter = scope_filter(prefix_);
+  for (std::int64_t asked = k;;) {
+    vector_store::matches found;
+    try {
+      found = shared_->vectors.search(collection_name(), query, asked, filter);
+    } catch (const error& e) {
+      if (e.code() == errc::not_found) return {};  // no embedding stored yet
+      throw;
+    }
+    shared_->embeddings_present();
+    if (found.empty()) return {};
+    auto rows = db_.fetch_all(shared_->values_of_keys, keys_of(found));
+    error_code ec;
+    diagnostics diag;
+    std::size_t stale = 0;
+    recollection out = pick_recalled(found, rows, prefix_, stale, ec, &diag);
+    throw_if(ec, diag);
+    asked = next_round(out.size(), found.size(), asked, k);
+    if (asked == 0) {
+      if (out.size() > static_cast<std::size_t>(k)) out.resize(static_cast<std::size_t>(k));
+      return out;
+    }
+  }
 }
 
 std::optional<json> memory::load(std::string key) const {
@@ -248,7 +520,11 @@ json memory::load(std::string key, json default_value) const {
 
 bool memory::erase(std::string key) const {
   ensure_table();
-  return db_.execute(erase_sql, {prefix_ + key}).rows_affected > 0;
+  if (!shared_->embeddings_possible())
+    return db_.execute(erase_sql, {prefix_ + key}).rows_affected > 0;
+  auto existed = std::make_shared<bool>(false);
+  shared_->vectors.transaction(erase_body(prefix_ + key, existed));
+  return *existed;
 }
 
 bool memory::exists(std::string key) const {
@@ -271,7 +547,11 @@ std::int64_t memory::clear(std::string pattern) const {
   ensure_table();
   params args;
   std::string sql = "DELETE FROM memory" + where_matching(prefix_, pattern, args);
-  return db_.execute(std::move(sql), std::move(args)).rows_affected;
+  if (!shared_->embeddings_possible())
+    return db_.execute(std::move(sql), std::move(args)).rows_affected;
+  auto removed = std::make_shared<std::int64_t>(0);
+  shared_->vectors.transaction(clear_body(std::move(sql), std::move(args), removed));
+  return *removed;
 }
 
 std::int64_t memory::size() const {
@@ -297,16 +577,30 @@ memory_stats memory::stats() const {
 namespace {
 // The body of a batch_store: binds one item at a time, so nothing beyond the items themselves
 // is held in memory however many there are.
+void batch_store_rows(session& s, const memory::items& values, const std::string& prefix,
+                      const std::string& upsert) {
+  params args(2);
+  for (const auto& [key, v] : values) {
+    args[0] = prefix + key;
+    args[1] = encode(v, key);
+    s.execute(upsert, args);
+  }
+}
 transaction_body batch_store_body(std::shared_ptr<const memory::items> values, std::string prefix,
                                   std::string upsert) {
   return [values = std::move(values), prefix = std::move(prefix),
-          upsert = std::move(upsert)](session& s) {
-    params args(2);
-    for (const auto& [key, v] : *values) {
-      args[0] = prefix + key;
-      args[1] = encode(v, key);
-      s.execute(upsert, args);
-    }
+          upsert = std::move(upsert)](session& s) { batch_store_rows(s, *values, prefix, upsert); };
+}
+// The same, removing the embeddings the keys had.
+vector_transaction_body batch_store_vector_body(std::shared_ptr<const memory::items> values,
+                                                std::string prefix, std::string upsert) {
+  return [values = std::move(values), prefix = std::move(prefix), upsert = std::move(upsert)](
+             session& s, vector_writes& w) {
+    batch_store_rows(s, *values, prefix, upsert);
+    std::vector<std::string> keys;
+    keys.reserve(values->size());
+    for (const auto& item : *values) keys.push_back(prefix + item.first);
+    w.erase(collection_name(), keys);
   };
 }
 }  // namespace
@@ -314,8 +608,11 @@ transaction_body batch_store_body(std::shared_ptr<const memory::items> values, s
 void memory::batch_store(items values) const {
   ensure_table();
   if (values.empty()) return;
-  db_.transaction(
-      batch_store_body(std::make_shared<const items>(std::move(values)), prefix_, shared_->upsert));
+  auto shared_values = std::make_shared<const items>(std::move(values));
+  if (shared_->embeddings_possible())
+    return shared_->vectors.transaction(
+        batch_store_vector_body(std::move(shared_values), prefix_, shared_->upsert));
+  db_.transaction(batch_store_body(std::move(shared_values), prefix_, shared_->upsert));
 }
 
 memory::loaded memory::batch_load(std::vector<std::string> keys) const {
@@ -352,9 +649,146 @@ void memory::start_store(diagnostics* diag, void_handler h, std::string key, jso
     return fail_later(h, e.code());
   }
   auto ex = asio::get_associated_executor(h);  // before h moves into the continuation
+  if (shared_->embeddings_possible()) {
+    auto cont =
+        asio::bind_executor(ex, [h = std::move(h)](error_code ec) mutable { std::move(h)(ec); });
+    return run_vector_transaction(shared_->vectors,
+                                  plain_store_body(shared_->upsert, prefix_ + key, std::move(text)),
+                                  diag, std::move(cont));
+  }
   auto cont = asio::bind_executor(
       ex, [h = std::move(h)](error_code ec, result) mutable { std::move(h)(ec); });
   run_execute(db_, shared_->upsert, {prefix_ + key, std::move(text)}, diag, std::move(cont));
+}
+
+void memory::start_store_embedded(diagnostics* diag, void_handler h, std::string key, json value,
+                                  std::vector<float> embedding) const {
+  std::string text;
+  try {
+    check_vector(embedding, "the embedding of key '" + key + "'");
+    text = encode(value, key);
+  } catch (const error& e) {
+    if (diag) *diag = e.diag();
+    return fail_later(h, e.code());
+  }
+  if (!table_known())
+    return create_table_then(db_, shared_, diag, std::move(h),
+                             [self = *this, diag, key = std::move(key), value = std::move(value),
+                              embedding = std::move(embedding)](void_handler h) mutable {
+                               self.start_store_embedded(diag, std::move(h), std::move(key),
+                                                         std::move(value), std::move(embedding));
+                             });
+  auto ex = asio::get_associated_executor(h);  // before h moves into the continuation
+  auto cont = asio::bind_executor(ex, [h = std::move(h), s = shared_](error_code ec) mutable {
+    if (!ec) s->embeddings_present();
+    s.reset();  // see recall_op::finish
+    std::move(h)(ec);
+  });
+  std::string full_key = prefix_ + key;
+  run_vector_transaction(
+      shared_->vectors,
+      embedded_store_body(shared_->upsert, std::move(key), std::move(full_key), std::move(text),
+                          std::make_shared<const std::vector<float>>(std::move(embedding))),
+      diag, std::move(cont));
+}
+
+namespace {
+
+// An asynchronous recall: rounds of (search, then the current values of what it found) on the
+// caller's executor until k memories are found or there are no more.
+struct recall_op : std::enable_shared_from_this<recall_op> {
+  recall_op(memory::handler<memory::recollection> handler, asio::any_completion_executor e,
+            const memory& m, std::vector<float> q, std::int64_t n, diagnostics* d)
+      : h(std::move(handler)),
+        ex(std::move(e)),
+        db(m.db()),
+        prefix(m.prefix()),
+        query(std::move(q)),
+        filter(scope_filter(prefix)),
+        k(n),
+        asked(n),
+        diag(d) {}
+  memory::handler<memory::recollection> h;  // only ever move-constructed (Boost 1.81)
+  asio::any_completion_executor ex;
+  std::optional<database> db;  // with `shared`, let go before the handler runs
+  std::string values_sql;
+  std::string prefix;
+  std::vector<float> query;
+  json filter;
+  std::int64_t k;
+  std::int64_t asked;
+  diagnostics* diag;
+  diagnostics step_diag;  // the steps' own, copied to the caller's on failure
+  std::shared_ptr<memory::shared> shared;
+
+  // The engine is let go before the caller hears the end: a caller who then drops its own
+  // handles must not leave the engine's last owner on one of the engine's threads (this op
+  // dies on the thread that ran the last step), which cannot shut the engine down from there.
+  void finish(error_code ec, memory::recollection out) {
+    db.reset();
+    shared.reset();
+    if (ec && diag) *diag = std::move(step_diag);
+    if (ec) out.clear();
+    std::move(h)(ec, std::move(out));
+  }
+
+  void search() {
+    auto self = shared_from_this();
+    shared->vectors.async_search(
+        collection_name(), query, asked, filter, search_mode::approximate, step_diag,
+        asio::bind_executor(ex, [self](error_code ec, vector_store::matches found) mutable {
+          if (ec == errc::not_found) return self->finish({}, {});
+          if (ec) return self->finish(ec, {});
+          self->fetch(std::move(found));
+        }));
+  }
+
+  void fetch(vector_store::matches found);
+};
+
+}  // namespace
+
+void memory::start_recall(diagnostics* diag, handler<recollection> h, std::vector<float> query,
+                          std::int64_t k) const {
+  try {
+    check_k(k);
+    check_vector(query, "the query vector");
+  } catch (const error& e) {
+    if (diag) *diag = e.diag();
+    return fail_later(h, e.code());
+  }
+  if (!table_known())
+    return create_table_then(
+        db_, shared_, diag, std::move(h),
+        [self = *this, diag, query = std::move(query), k](handler<recollection> h) mutable {
+          self.start_recall(diag, std::move(h), std::move(query), k);
+        });
+  auto ex = asio::get_associated_executor(h);
+  auto op = std::make_shared<recall_op>(std::move(h), ex, *this, std::move(query), k, diag);
+  op->values_sql = shared_->values_of_keys;
+  op->shared = shared_;
+  op->search();
+}
+
+void recall_op::fetch(vector_store::matches found) {
+  shared->embeddings_present();
+  if (found.empty()) return finish({}, {});
+  auto self = shared_from_this();
+  params args = keys_of(found);
+  db->async_fetch_all(values_sql, std::move(args), step_diag,
+                      asio::bind_executor(ex, [self, found = std::move(found)](
+                                                  error_code ec, std::vector<row> rows) mutable {
+                        if (ec) return self->finish(ec, {});
+                        std::size_t stale = 0;
+                        memory::recollection out =
+                            pick_recalled(found, rows, self->prefix, stale, ec, &self->step_diag);
+                        if (ec) return self->finish(ec, {});
+                        self->asked = next_round(out.size(), found.size(), self->asked, self->k);
+                        if (self->asked != 0) return self->search();
+                        if (out.size() > static_cast<std::size_t>(self->k))
+                          out.resize(static_cast<std::size_t>(self->k));
+                        self->finish({}, std::move(out));
+                      }));
 }
 
 void memory::start_load(diagnostics* diag, handler<std::optional<json>> h, std::string key) const {
@@ -383,6 +817,14 @@ void memory::start_erase(diagnostics* diag, handler<bool> h, std::string key) co
                                self.start_erase(diag, std::move(h), std::move(key));
                              });
   auto ex = asio::get_associated_executor(h);  // before h moves into the continuation
+  if (shared_->embeddings_possible()) {
+    auto existed = std::make_shared<bool>(false);
+    auto cont = asio::bind_executor(ex, [h = std::move(h), existed](error_code ec) mutable {
+      std::move(h)(ec, !ec && *existed);
+    });
+    return run_vector_transaction(shared_->vectors, erase_body(prefix_ + key, existed), diag,
+                                  std::move(cont));
+  }
   auto cont = asio::bind_executor(ex, [h = std::move(h)](error_code ec, result r) mutable {
     std::move(h)(ec, !ec && r.rows_affected > 0);
   });
@@ -437,6 +879,15 @@ void memory::start_clear(diagnostics* diag, handler<std::int64_t> h, std::string
   params args;
   std::string sql = "DELETE FROM memory" + where_matching(prefix_, pattern, args);
   auto ex = asio::get_associated_executor(h);  // before h moves into the continuation
+  if (shared_->embeddings_possible()) {
+    auto removed = std::make_shared<std::int64_t>(0);
+    auto cont = asio::bind_executor(ex, [h = std::move(h), removed](error_code ec) mutable {
+      std::move(h)(ec, ec ? 0 : *removed);
+    });
+    return run_vector_transaction(shared_->vectors,
+                                  clear_body(std::move(sql), std::move(args), removed), diag,
+                                  std::move(cont));
+  }
   auto cont = asio::bind_executor(ex, [h = std::move(h)](error_code ec, result r) mutable {
     std::move(h)(ec, ec ? 0 : r.rows_affected);
   });
@@ -470,10 +921,14 @@ void memory::start_batch_store(diagnostics* diag, void_handler h, items values) 
   auto ex = asio::get_associated_executor(h);  // before h moves into the continuation
   auto cont =
       asio::bind_executor(ex, [h = std::move(h)](error_code ec) mutable { std::move(h)(ec); });
-  run_transaction(
-      db_,
-      batch_store_body(std::make_shared<const items>(std::move(values)), prefix_, shared_->upsert),
-      diag, std::move(cont));
+  auto shared_values = std::make_shared<const items>(std::move(values));
+  if (shared_->embeddings_possible())
+    return run_vector_transaction(
+        shared_->vectors,
+        batch_store_vector_body(std::move(shared_values), prefix_, shared_->upsert), diag,
+        std::move(cont));
+  run_transaction(db_, batch_store_body(std::move(shared_values), prefix_, shared_->upsert), diag,
+                  std::move(cont));
 }
 
 void memory::start_batch_load(diagnostics* diag, handler<loaded> h,

@@ -5,6 +5,20 @@
 // so a memory file written by the Python Entity framework opens here and the other way round.
 // The table is created on first use. Every operation exists async (any asio completion token)
 // and sync (throws entity::error); a missing key is not an error.
+//
+// Semantic recall. A value may be stored with an embedding (store(key, value, embedding));
+// recall(query, k) returns the k memories whose embeddings are nearest to `query`. Embeddings
+// live in the vector collection embeddings_collection ("memory_embeddings", table
+// vec_memory_embeddings, cosine distance) of the same database, managed by the vector store
+// (vector_store.hpp): the collection is created by the first embedding stored, and its dimension
+// is that embedding's. A value and its embedding are written in one transaction, so they commit
+// together or not at all. Storing a value without an embedding removes the embedding the key had
+// (a replaced value never keeps the meaning of the old one); erase and clear remove embeddings
+// with their keys. The embedding's metadata records a digest of the value it was stored with and
+// the scopes its key lies in; recall only returns a memory whose current value still has that
+// digest, so a value replaced by another writer (another process, an older program that knows
+// nothing of embeddings) is never recalled through its old embedding. Works on every backend the
+// vector store works on (SQLite and PostgreSQL).
 #pragma once
 
 #include <boost/asio/any_completion_handler.hpp>
@@ -14,16 +28,26 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <unordered_map>
 #include <utility>
 #include <vector>
 
 #include "entity/database.hpp"
+#include "entity/vector_store.hpp"
 
 namespace entity {
 
 using json = nlohmann::json;
+
+/// One recalled memory: its key (relative to the view it was recalled through), its value and
+/// the cosine distance of its embedding to the query (1 - cos, in [0, 2]; smaller is nearer).
+struct recalled {
+  std::string key;
+  json value;
+  float distance = 0;
+};
 
 struct memory_stats {
   std::int64_t keys = 0;         ///< keys in this memory (or scope)
@@ -37,6 +61,10 @@ class memory {
  public:
   using items = std::vector<std::pair<std::string, json>>;
   using loaded = std::unordered_map<std::string, json>;
+  using recollection = std::vector<recalled>;
+
+  /// The vector collection holding the embeddings of the memory table.
+  static constexpr std::string_view embeddings_collection = "memory_embeddings";
   template <class T>
   using handler = boost::asio::any_completion_handler<void(error_code, T)>;
   using void_handler = boost::asio::any_completion_handler<void(error_code)>;
@@ -57,10 +85,18 @@ class memory {
   /// The key prefix of this view ("" for the whole memory).
   const std::string& prefix() const noexcept { return prefix_; }
   const database& db() const noexcept { return db_; }
+  /// The vector store behind recall (it shares its in-memory index with this memory).
+  const vector_store& vectors() const noexcept;
 
   // ---- sync -----------------------------------------------------------------------------
 
+  /// Stores `value` under `key`. A key that had an embedding loses it.
   void store(std::string key, json value) const;
+  /// Stores `value` under `key` with its `embedding`, both in one transaction. Fails with
+  /// dimension_mismatch when the memory's embeddings have another dimension, invalid_argument
+  /// for an empty embedding, a NaN or infinity, or a zero vector (cosine needs a direction);
+  /// on failure nothing is written.
+  void store(std::string key, json value, std::vector<float> embedding) const;
   /// The value, or nullopt when the key is absent. A stored value that is not JSON fails with
   /// decode_error naming the key.
   std::optional<json> load(std::string key) const;
@@ -80,6 +116,13 @@ class memory {
   /// The values of the keys that exist; missing keys are omitted. Any number of keys: they are
   /// looked up load_chunk at a time.
   loaded batch_load(std::vector<std::string> keys) const;
+  /// The `k` memories of this view whose embeddings are nearest to `query`, nearest first (ties
+  /// by key). Approximate (HNSW) once the embeddings outnumber the vector store's
+  /// hnsw_threshold, exact below it. Fewer than k when fewer keys of this view have embeddings;
+  /// none before the first embedding is stored. Fails with invalid_argument for k < 1, a NaN or
+  /// infinity, an empty or zero query; dimension_mismatch when the query's dimension is not the
+  /// embeddings'.
+  recollection recall(std::vector<float> query, std::int64_t k) const;
 
   // ---- async ----------------------------------------------------------------------------
   // The handler runs on its associated executor, never inside the call that starts the
@@ -95,6 +138,27 @@ class memory {
   auto async_store(std::string key, json value, diagnostics& diag, Token&& token) const {
     return initiate(std::forward<Token>(token), &memory::start_store, &diag, std::move(key),
                     std::move(value));
+  }
+  template <class Token>
+  auto async_store(std::string key, json value, std::vector<float> embedding, Token&& token) const {
+    return initiate(std::forward<Token>(token), &memory::start_store_embedded, nullptr,
+                    std::move(key), std::move(value), std::move(embedding));
+  }
+  template <class Token>
+  auto async_store(std::string key, json value, std::vector<float> embedding, diagnostics& diag,
+                   Token&& token) const {
+    return initiate(std::forward<Token>(token), &memory::start_store_embedded, &diag,
+                    std::move(key), std::move(value), std::move(embedding));
+  }
+  template <class Token>
+  auto async_recall(std::vector<float> query, std::int64_t k, Token&& token) const {
+    return initiate(std::forward<Token>(token), &memory::start_recall, nullptr, std::move(query),
+                    k);
+  }
+  template <class Token>
+  auto async_recall(std::vector<float> query, std::int64_t k, diagnostics& diag,
+                    Token&& token) const {
+    return initiate(std::forward<Token>(token), &memory::start_recall, &diag, std::move(query), k);
   }
   template <class Token>
   auto async_load(std::string key, Token&& token) const {
@@ -166,6 +230,10 @@ class memory {
 
   // The compiled bodies behind the templates. `diag` may be null.
   void start_store(diagnostics* diag, void_handler h, std::string key, json value) const;
+  void start_store_embedded(diagnostics* diag, void_handler h, std::string key, json value,
+                            std::vector<float> embedding) const;
+  void start_recall(diagnostics* diag, handler<recollection> h, std::vector<float> query,
+                    std::int64_t k) const;
   void start_load(diagnostics* diag, handler<std::optional<json>> h, std::string key) const;
   void start_erase(diagnostics* diag, handler<bool> h, std::string key) const;
   void start_exists(diagnostics* diag, handler<bool> h, std::string key) const;

@@ -54,6 +54,7 @@
 #include <vector>
 
 #include "entity/database.hpp"
+#include "entity/detail/unique_function.hpp"
 
 namespace entity {
 
@@ -114,6 +115,13 @@ struct collection_info {
   std::int64_t count = 0;  ///< vectors stored
 };
 
+class vector_writes;
+
+/// The body of a vector_store::transaction: the caller's own statements through the session,
+/// vector writes through the vector_writes. Like a transaction_body it may run more than once
+/// (see database::transaction); its database effects commit once.
+using vector_transaction_body = detail::unique_function<void(session&, vector_writes&)>;
+
 /// Vector collections over a database. Cheap to copy; copies share the in-memory indexes.
 class vector_store {
  public:
@@ -173,10 +181,29 @@ class vector_store {
   matches search(std::string collection, std::vector<float> query, std::int64_t k,
                  json filter = json::object(), search_mode mode = search_mode::approximate) const;
 
+  /// Runs `body` in one transaction on the writer: its own statements (through the session)
+  /// and its vector writes (through the vector_writes) commit together or not at all, so rows
+  /// of the caller's tables and the vectors that belong to them can never disagree. This
+  /// store's indexes follow the vector writes once the transaction commits. A body that throws
+  /// rolls everything back; the sync form rethrows, the async form completes with the
+  /// entity::error's code (or errc::aborted). Keep the body short: it runs on the writer.
+  void transaction(vector_transaction_body body) const;
+
   // ---- async ----------------------------------------------------------------------------
   // The handler runs on its associated executor, never inside the call that starts the
   // operation. The overloads taking `diagnostics&` fill it when the operation fails; the caller
   // keeps it alive until the handler runs.
+
+  template <class Token>
+  auto async_transaction(vector_transaction_body body, Token&& token) const {
+    return initiate(std::forward<Token>(token), &vector_store::start_transaction, nullptr,
+                    std::move(body));
+  }
+  template <class Token>
+  auto async_transaction(vector_transaction_body body, diagnostics& diag, Token&& token) const {
+    return initiate(std::forward<Token>(token), &vector_store::start_transaction, &diag,
+                    std::move(body));
+  }
 
   template <class Token>
   auto async_create_collection(std::string name, std::size_t dim, metric m, Token&& token) const {
@@ -312,6 +339,7 @@ class vector_store {
   void start_count(diagnostics* diag, handler<std::int64_t> h, std::string collection) const;
   void start_search(diagnostics* diag, handler<matches> h, std::string collection,
                     std::vector<float> query, std::int64_t k, json filter, search_mode mode) const;
+  void start_transaction(diagnostics* diag, void_handler h, vector_transaction_body body) const;
 
   struct shared;
 
@@ -337,6 +365,33 @@ class vector_store {
   }
 
   std::shared_ptr<shared> shared_;
+};
+
+/// The vector half of a vector_store::transaction, handed to its body: what is written through
+/// it commits or rolls back with the body's own statements. Valid only inside that body, on the
+/// body's thread. Every member checks its input as vector_store's own members do and throws
+/// entity::error, which rolls the whole transaction back.
+class vector_writes {
+ public:
+  struct state;  // what the transaction records for the indexes (internal)
+  vector_writes(session& s, state& st) noexcept : session_(s), state_(st) {}
+  vector_writes(const vector_writes&) = delete;
+  vector_writes& operator=(const vector_writes&) = delete;
+
+  /// The collection's name, dimension and metric (count is not filled: -1), or nullopt when
+  /// there is no such collection.
+  std::optional<collection_info> find(const std::string& collection);
+  /// As vector_store::create_collection, inside the transaction.
+  bool create_collection(const std::string& name, std::size_t dim, metric m = metric::cosine);
+  /// As vector_store::upsert_batch, inside the transaction.
+  void upsert(const std::string& collection, vector_store::items batch);
+  /// Removes those of `ids` that are stored and returns how many were. A collection that does
+  /// not exist holds nothing to remove: 0, not an error.
+  std::int64_t erase(const std::string& collection, const std::vector<std::string>& ids);
+
+ private:
+  session& session_;
+  state& state_;
 };
 
 }  // namespace entity

@@ -102,7 +102,7 @@ void collection::apply(const change& c) {
   if (c.upserts) {
     for (const vector_item& item : *c.upserts) apply_upsert(item);
   } else {
-    apply_erase(c.erased);
+    for (const std::string& id : c.erased) apply_erase(id);
   }
   if (graph_ && tombstones_ > std::max<std::size_t>(ids_.size(), 1000)) drop_graph();
 }

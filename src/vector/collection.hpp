@@ -32,10 +32,10 @@ struct snapshot {
   std::vector<json> metadata;
 };
 
-/// One committed write of ours, replayed on the index: upserts in order, or one erase.
+/// One committed write of ours, replayed on the index: upserts in order, or erases.
 struct change {
   std::shared_ptr<const vector_store::items> upserts;
-  std::string erased;  ///< when `upserts` is null
+  std::vector<std::string> erased;  ///< when `upserts` is null
 };
 
 /// Thread safety: every member may be called from any thread. Searches share the index; applying

@@ -9,8 +9,35 @@
 
 namespace entity::vector_detail {
 
-// hnswlib measures inner products as 1 - dot and L2 as the squared distance. Cosine is the
-// inner product of unit vectors, so cosine collections give the graph normalised copies.
+namespace {
+
+// hnswlib's own spaces pick their SIMD at compile time (SSE unless the whole file is built for
+// AVX); this space measures with the kernels of kernels.cpp, chosen at run time.
+// Distances as hnswlib's spaces define them: 1 - dot, and the squared L2 distance.
+class kernel_space final : public hnswlib::SpaceInterface<float> {
+ public:
+  kernel_space(metric m, std::size_t dim) : dim_(dim), l2_(m == metric::l2) {}
+  std::size_t get_data_size() override { return dim_ * sizeof(float); }
+  hnswlib::DISTFUNC<float> get_dist_func() override { return l2_ ? &l2 : &ip; }
+  void* get_dist_func_param() override { return &dim_; }
+
+ private:
+  static float ip(const void* a, const void* b, const void* dim) {
+    return 1.0f - dot(static_cast<const float*>(a), static_cast<const float*>(b),
+                      *static_cast<const std::size_t*>(dim));
+  }
+  static float l2(const void* a, const void* b, const void* dim) {
+    return l2_squared(static_cast<const float*>(a), static_cast<const float*>(b),
+                      *static_cast<const std::size_t*>(dim));
+  }
+  std::size_t dim_;
+  bool l2_;
+};
+
+}  // namespace
+
+// Cosine is the inner product of unit vectors, so cosine collections give the graph
+// normalised copies.
 struct hnsw_index::impl {
   metric m;
   std::size_t dim;
@@ -32,10 +59,7 @@ hnsw_index::hnsw_index(metric m, std::size_t dim, std::size_t capacity, std::siz
     : impl_(std::make_unique<impl>()) {
   impl_->m = m;
   impl_->dim = dim;
-  if (m == metric::l2)
-    impl_->space = std::make_unique<hnswlib::L2Space>(dim);
-  else
-    impl_->space = std::make_unique<hnswlib::InnerProductSpace>(dim);
+  impl_->space = std::make_unique<kernel_space>(m, dim);
   impl_->graph = std::make_unique<hnswlib::HierarchicalNSW<float>>(
       impl_->space.get(), std::max<std::size_t>(capacity, 16), std::max<std::size_t>(links, 2),
       std::max<std::size_t>(ef_construction, 1));

@@ -8,6 +8,10 @@
 
 namespace entity::vector_detail {
 
+/// Which kernels this process uses: "avx2" (AVX2 and FMA, where the processor has them) or
+/// "portable". ENTITY_VECTOR_KERNELS=portable in the environment forces the portable ones.
+const char* kernel_name() noexcept;
+
 /// dot(a, b) over `dim` floats.
 float dot(const float* a, const float* b, std::size_t dim) noexcept;
 /// The squared Euclidean distance between a and b.

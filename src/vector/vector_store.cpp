@@ -91,6 +91,30 @@ struct vector_store::shared {
   }
 };
 
+// What a vector_store::transaction records of its vector writes: each write's collection, the
+// version it wrote and the change, claimed while the transaction runs and applied to the
+// indexes once it commits. Used by one body run at a time (on the writer) and then by the
+// operation's end, never by two threads at once.
+struct vector_writes::state {
+  explicit state(vector_store::shared* s) : store(s) {}
+  struct write {
+    std::shared_ptr<collection> mirror;
+    std::int64_t version = 0;
+    vector_detail::change c;
+  };
+  vector_store::shared* store;  // alive while the operation runs
+  std::vector<write> writes;
+
+  void rolled_back() {
+    for (write& w : writes) w.mirror->unclaim(w.version);
+    writes.clear();
+  }
+  void committed() {
+    for (write& w : writes) w.mirror->committed(w.version, std::move(w.c));
+    writes.clear();
+  }
+};
+
 namespace {
 
 constexpr const char* lookup_sql =
@@ -264,6 +288,53 @@ void missing_table_is_not_found(step_result& r, std::string_view name) {
 
 // ---- create / drop / list ----------------------------------------------------------------------
 
+// Creates collection `name` inside a transaction; false when it exists with this dimension
+// and metric. Versions start from the clock (in microseconds) and rise by one per write, far
+// slower: a collection dropped and created anew never repeats a version an index was built at.
+void check_create(const std::string& name, std::size_t dim) {
+  check_name(name);
+  if (dim < 1 || dim > vector_store::max_dim)
+    fail(errc::invalid_argument, "the dimension of a vector collection must be 1 to " +
+                                     std::to_string(vector_store::max_dim) + " (got " +
+                                     std::to_string(dim) + ")");
+}
+
+bool create_in(session& s, const std::string& name, std::size_t dim, metric m,
+               const std::string& blob_type, std::int64_t now_us) {
+  check_create(name, dim);
+  auto same = s.fetch_one(
+      "SELECT name, dim, metric, version FROM vector_collections "
+      "WHERE lower(name) = lower(?)",
+      {name});
+  if (same) {
+    std::string existing = same->get<std::string>(0);
+    if (existing != name)
+      fail(errc::invalid_argument, "vector collection " + quote(name) +
+                                       " would share its table with " + quote(existing) +
+                                       " (table names ignore case)");
+    registry_row r = read_registry(*same, name, 1);
+    if (r.dim != dim || r.m != m)
+      fail(errc::invalid_argument,
+           "vector collection " + quote(name) + " already exists with dimension " +
+               std::to_string(r.dim) + " and metric " + std::string(to_string(r.m)) +
+               " (asked for " + std::to_string(dim) + " and " + std::string(to_string(m)) + ")");
+    return false;
+  }
+  auto highest = s.fetch_one("SELECT coalesce(max(version), 0) FROM vector_collections");
+  std::int64_t version = std::max<std::int64_t>(now_us, highest->get<std::int64_t>(0) + 1);
+  s.execute("INSERT INTO vector_collections (name, dim, metric, version) VALUES (?, ?, ?, ?)",
+            {name, dim, std::string(to_string(m)), version});
+  s.execute("CREATE TABLE " + quoted_table(name) + " (id TEXT PRIMARY KEY, embedding " + blob_type +
+            " NOT NULL, metadata TEXT)");
+  return true;
+}
+
+std::int64_t clock_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 struct create_op : operation<bool> {
   using operation::operation;
   std::string name;
@@ -274,54 +345,15 @@ struct create_op : operation<bool> {
   static void start(std::shared_ptr<create_op> op) {
     error_code ec;
     diagnostics diag;
-    bool ok = capture(
-        [&] {
-          check_name(op->name);
-          if (op->dim < 1 || op->dim > vector_store::max_dim)
-            fail(errc::invalid_argument, "the dimension of a vector collection must be 1 to " +
-                                             std::to_string(vector_store::max_dim) + " (got " +
-                                             std::to_string(op->dim) + ")");
-        },
-        ec, diag);
-    if (!ok) return op->fail_with(ec, std::move(diag));
+    if (!capture([&] { check_create(op->name, op->dim); }, ec, diag))
+      return op->fail_with(ec, std::move(diag));
     with_registry(op, &create_op::write);
   }
 
   static void write(std::shared_ptr<create_op> op) {
-    // Versions start from the clock (in microseconds) and rise by one per write, far slower:
-    // a collection dropped and created anew never repeats a version an index was built at.
-    auto now_us = std::chrono::duration_cast<std::chrono::microseconds>(
-                      std::chrono::system_clock::now().time_since_epoch())
-                      .count();
-    auto body = [name = op->name, dim = op->dim, m = op->m, created = op->created, now_us,
-                 blob_type = std::string(op->st->blob_type)](session& s) {
-      auto same = s.fetch_one(
-          "SELECT name, dim, metric, version FROM vector_collections "
-          "WHERE lower(name) = lower(?)",
-          {name});
-      if (same) {
-        std::string existing = same->get<std::string>(0);
-        if (existing != name)
-          fail(errc::invalid_argument, "vector collection " + quote(name) +
-                                           " would share its table with " + quote(existing) +
-                                           " (table names ignore case)");
-        registry_row r = read_registry(*same, name, 1);
-        if (r.dim != dim || r.m != m)
-          fail(errc::invalid_argument,
-               "vector collection " + quote(name) + " already exists with dimension " +
-                   std::to_string(r.dim) + " and metric " + std::string(to_string(r.m)) +
-                   " (asked for " + std::to_string(dim) + " and " + std::string(to_string(m)) +
-                   ")");
-        *created = false;
-        return;
-      }
-      auto highest = s.fetch_one("SELECT coalesce(max(version), 0) FROM vector_collections");
-      std::int64_t version = std::max<std::int64_t>(now_us, highest->get<std::int64_t>(0) + 1);
-      s.execute("INSERT INTO vector_collections (name, dim, metric, version) VALUES (?, ?, ?, ?)",
-                {name, dim, std::string(to_string(m)), version});
-      s.execute("CREATE TABLE " + quoted_table(name) + " (id TEXT PRIMARY KEY, embedding " +
-                blob_type + " NOT NULL, metadata TEXT)");
-      *created = true;
+    auto body = [name = op->name, dim = op->dim, m = op->m, created = op->created,
+                 now_us = clock_us(), blob_type = std::string(op->st->blob_type)](session& s) {
+      *created = create_in(s, name, dim, m, blob_type, now_us);
     };
     auto& db = op->st->db;
     op->run.transaction(db, std::move(body), [op](step_result r) {
@@ -422,6 +454,48 @@ void forget_earlier_run(write_ticket& t, collection& mirror) {
   t = write_ticket{};
 }
 
+// Everything about the items that does not need the registry is checked here, before
+// anything is written; `rows` receives them as bound parameters.
+void check_items(const vector_store::items& items, std::vector<params>& rows) {
+  rows.reserve(items.size());
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    const vector_item& item = items[i];
+    std::string whose = "item " + quote(item.id);
+    if (items.size() > 1) whose += " (#" + std::to_string(i + 1) + ")";
+    if (item.id.empty())
+      fail(errc::invalid_argument, "an id must not be empty (item #" + std::to_string(i + 1) + ")");
+    if (auto why = vector_detail::vector_problem(item.vector))
+      fail(errc::invalid_argument, "the vector of " + whose + " " + *why);
+    if (item.vector.size() != items[0].vector.size())
+      fail(errc::dimension_mismatch, "the vectors of one batch must have one dimension: " + whose +
+                                         " has " + std::to_string(item.vector.size()) + ", item " +
+                                         quote(items[0].id) + " has " +
+                                         std::to_string(items[0].vector.size()));
+    std::string meta = vector_detail::encode_metadata(item.metadata, whose);
+    rows.push_back({item.id, vector_detail::encode_vector(item.vector), std::move(meta)});
+  }
+}
+
+// What the registry decides: the dimension, and a direction for cosine.
+void check_against(const std::string& name, const registry_row& r,
+                   const vector_store::items& items) {
+  for (const vector_item& item : items) {
+    if (item.vector.size() != r.dim)
+      fail(errc::dimension_mismatch,
+           dimension_message(name, r.dim, "the vector of item " + quote(item.id),
+                             item.vector.size()));
+    if (r.m == metric::cosine && all_zero(item.vector))
+      fail(errc::invalid_argument, "the vector of item " + quote(item.id) +
+                                       " is zero: a cosine collection needs a direction");
+  }
+}
+
+std::string upsert_sql_of(const std::string& name) {
+  return "INSERT INTO " + quoted_table(name) +
+         " (id, embedding, metadata) VALUES (?, ?, ?) ON CONFLICT (id) DO "
+         "UPDATE SET embedding = excluded.embedding, metadata = excluded.metadata";
+}
+
 struct upsert_op : operation<std::monostate> {
   using operation::operation;
   std::string name;
@@ -430,29 +504,9 @@ struct upsert_op : operation<std::monostate> {
   std::shared_ptr<collection> mirror;
   std::shared_ptr<write_ticket> ticket = std::make_shared<write_ticket>();
 
-  // Everything about the items that does not need the registry is checked here, before
-  // anything is written.
   void check() {
     check_name(name);
-    const vector_store::items& items = *batch;
-    rows->reserve(items.size());
-    for (std::size_t i = 0; i < items.size(); ++i) {
-      const vector_item& item = items[i];
-      std::string whose = "item " + quote(item.id);
-      if (items.size() > 1) whose += " (#" + std::to_string(i + 1) + ")";
-      if (item.id.empty())
-        fail(errc::invalid_argument,
-             "an id must not be empty (item #" + std::to_string(i + 1) + ")");
-      if (auto why = vector_detail::vector_problem(item.vector))
-        fail(errc::invalid_argument, "the vector of " + whose + " " + *why);
-      if (item.vector.size() != items[0].vector.size())
-        fail(errc::dimension_mismatch,
-             "the vectors of one batch must have one dimension: " + whose + " has " +
-                 std::to_string(item.vector.size()) + ", item " + quote(items[0].id) + " has " +
-                 std::to_string(items[0].vector.size()));
-      std::string meta = vector_detail::encode_metadata(item.metadata, whose);
-      rows->push_back({item.id, vector_detail::encode_vector(item.vector), std::move(meta)});
-    }
+    check_items(*batch, *rows);
   }
 
   static void start(std::shared_ptr<upsert_op> op) {
@@ -466,27 +520,13 @@ struct upsert_op : operation<std::monostate> {
   }
 
   static void write(std::shared_ptr<upsert_op> op) {
-    std::string upsert_sql = "INSERT INTO " + quoted_table(op->name) +
-                             " (id, embedding, metadata) VALUES (?, ?, ?) ON CONFLICT (id) DO "
-                             "UPDATE SET embedding = excluded.embedding, "
-                             "metadata = excluded.metadata";
     auto body = [name = op->name, batch = op->batch, rows = op->rows, mirror = op->mirror,
-                 ticket = op->ticket, upsert_sql = std::move(upsert_sql)](session& s) {
+                 ticket = op->ticket, upsert_sql = upsert_sql_of(op->name)](session& s) {
       forget_earlier_run(*ticket, *mirror);
       auto reg = s.fetch_one(bump_sql, {name});
       if (!reg) fail(errc::not_found, no_collection(name));
       registry_row r = read_registry(*reg, name);
-      const vector_store::items& items = *batch;
-      for (std::size_t i = 0; i < items.size(); ++i) {
-        const vector_item& item = items[i];
-        if (item.vector.size() != r.dim)
-          fail(errc::dimension_mismatch,
-               dimension_message(name, r.dim, "the vector of item " + quote(item.id),
-                                 item.vector.size()));
-        if (r.m == metric::cosine && all_zero(item.vector))
-          fail(errc::invalid_argument, "the vector of item " + quote(item.id) +
-                                           " is zero: a cosine collection needs a direction");
-      }
+      check_against(name, r, *batch);
       for (const params& p : *rows) s.execute(upsert_sql, p);
       ticket->version = r.version;
       mirror->claim(r.version);
@@ -538,8 +578,36 @@ struct erase_op : operation<bool> {
         return op->fail_with(r.ec, std::move(r.diag));
       }
       if (op->ticket->version)
-        op->mirror->committed(op->ticket->version, vector_detail::change{nullptr, op->id});
+        op->mirror->committed(op->ticket->version, vector_detail::change{nullptr, {op->id}});
       op->succeed(op->ticket->existed);
+    });
+  }
+};
+
+// ---- transactions of the caller's ------------------------------------------------------------
+
+struct tx_op : operation<std::monostate> {
+  using operation::operation;
+  std::shared_ptr<vector_transaction_body> body;
+  std::shared_ptr<vector_writes::state> writes;
+
+  static void start(std::shared_ptr<tx_op> op) { with_registry(op, &tx_op::write); }
+
+  static void write(std::shared_ptr<tx_op> op) {
+    op->writes = std::make_shared<vector_writes::state>(op->st.get());
+    auto body = [body = op->body, writes = op->writes](session& s) {
+      writes->rolled_back();  // a run before this one was rolled back with its transaction
+      vector_writes w(s, *writes);
+      (*body)(s, w);
+    };
+    auto& db = op->st->db;
+    op->run.transaction(db, std::move(body), [op](step_result r) {
+      if (r.ec) {
+        op->writes->rolled_back();
+        return op->fail_with(r.ec, std::move(r.diag));
+      }
+      op->writes->committed();
+      op->succeed({});
     });
   }
 };
@@ -974,6 +1042,69 @@ void vector_store::start_search(diagnostics* diag, handler<matches> h, std::stri
     op.filter = std::move(filter);
     op.mode = mode;
   });
+}
+
+void vector_store::transaction(vector_transaction_body body) const {
+  run_sync<std::monostate, tx_op>(shared_, [&](tx_op& op) {
+    op.body = std::make_shared<vector_transaction_body>(std::move(body));
+  });
+}
+
+void vector_store::start_transaction(diagnostics* diag, void_handler h,
+                                     vector_transaction_body body) const {
+  run_async<std::monostate, tx_op>(shared_, diag, std::move(h), [&](tx_op& op) {
+    op.body = std::make_shared<vector_transaction_body>(std::move(body));
+  });
+}
+
+// ---- vector_writes ---------------------------------------------------------------------------
+
+std::optional<collection_info> vector_writes::find(const std::string& name) {
+  check_name(name);
+  auto r = session_.fetch_one(lookup_sql, {name});
+  if (!r) return std::nullopt;
+  registry_row reg = read_registry(*r, name);
+  return collection_info{name, reg.dim, reg.m, -1};
+}
+
+bool vector_writes::create_collection(const std::string& name, std::size_t dim, metric m) {
+  return create_in(session_, name, dim, m, state_.store->blob_type, clock_us());
+}
+
+void vector_writes::upsert(const std::string& name, vector_store::items batch) {
+  check_name(name);
+  std::vector<params> rows;
+  check_items(batch, rows);
+  if (batch.empty()) return;
+  auto reg = session_.fetch_one(bump_sql, {name});
+  if (!reg) fail(errc::not_found, no_collection(name));
+  registry_row r = read_registry(*reg, name);
+  check_against(name, r, batch);
+  const std::string sql = upsert_sql_of(name);
+  for (const params& p : rows) session_.execute(sql, p);
+  auto mirror = state_.store->mirror(name);
+  mirror->claim(r.version);
+  state_.writes.push_back(
+      {std::move(mirror), r.version,
+       vector_detail::change{std::make_shared<const vector_store::items>(std::move(batch)), {}}});
+}
+
+std::int64_t vector_writes::erase(const std::string& name, const std::vector<std::string>& ids) {
+  check_name(name);
+  if (ids.empty() || !session_.fetch_one(lookup_sql, {name})) return 0;
+  const std::string sql = "DELETE FROM " + quoted_table(name) + " WHERE id = ?";
+  std::vector<std::string> gone;
+  for (const std::string& id : ids)
+    if (session_.execute(sql, {id}).rows_affected > 0) gone.push_back(id);
+  if (gone.empty()) return 0;  // nothing changed: the version stays
+  auto reg = session_.fetch_one(bump_sql, {name});
+  std::int64_t version = read_registry(reg.value(), name).version;
+  auto mirror = state_.store->mirror(name);
+  mirror->claim(version);
+  auto n = static_cast<std::int64_t>(gone.size());
+  state_.writes.push_back(
+      {std::move(mirror), version, vector_detail::change{nullptr, std::move(gone)}});
+  return n;
 }
 
 }  // namespace entity

@@ -8,8 +8,9 @@
 #include <iostream>
 
 #include "bench.hpp"
-#include "soak.hpp"
 #include "commands.hpp"
+#include "soak.hpp"
+#include "vectors.hpp"
 #include "entity/error.hpp"
 
 namespace entitydb {
@@ -21,6 +22,8 @@ struct bench_options {
   std::string json_file;
   std::string svg_file;
   double soak_seconds = 0;
+  bool vectors = false;
+  entity::bench::vectors_params vector_params;
 };
 
 // A one-line bar on stderr, redrawn in place on a terminal. Elsewhere (a log) a line is
@@ -75,12 +78,26 @@ void run_soak(const bench_options& o) {
   if (r.growth > 0.10) throw std::runtime_error("resident memory grew by more than 10%");
 }
 
+// Each figure with its target; the run itself succeeds whether or not the targets are met.
+void run_vectors(const bench_options& o) {
+  entity::bench::vectors_params p = o.vector_params;
+  p.db_dir = o.params.db_dir;
+  if (o.quick) {
+    p.n = std::min<std::size_t>(p.n, 5000);
+    p.queries = std::min<std::size_t>(p.queries, 100);
+  }
+  auto r = entity::bench::run_vectors(p, draw_progress);
+  std::cout << entity::bench::format_vectors(r) << std::flush;
+  if (!o.json_file.empty()) write_file(o.json_file, entity::bench::to_json(r).dump(2) + "\n");
+}
+
 void run_bench(const bench_options& o) {
   if (o.soak_seconds > 0) {
     if (!o.params.pg_url.empty())
       throw std::invalid_argument("--soak runs on SQLite files; --db must be a folder");
     return run_soak(o);
   }
+  if (o.vectors) return run_vectors(o);
   entity::bench::bench_params p = o.params;
   if (o.quick) {
     p.ops = 200;
@@ -119,6 +136,25 @@ void add_bench_command(CLI::App& app) {
                   "instead of the benchmark, a soak of SECONDS: mixed operations from 20 coroutines "
                   "and 2 threads; fails on any error or on memory growth over 10%")
       ->check(CLI::Range(1.0, 86400.0));
+  cmd->add_flag("--vectors", opts->vectors,
+                "instead of the benchmark, the vector store: exact search against the memory-"
+                "bandwidth floor, HNSW speed and recall@10 against exact, index build rate "
+                "(--quick: at most 5,000 vectors and 100 queries)");
+  cmd->add_option("--vectors-n", opts->vector_params.n, "--vectors: vectors stored")
+      ->default_val(100000)
+      ->check(CLI::Range(std::size_t{1}, std::size_t{100'000'000}));
+  cmd->add_option("--queries", opts->vector_params.queries, "--vectors: queries of each kind")
+      ->default_val(1000)
+      ->check(CLI::Range(std::size_t{1}, std::size_t{10'000'000}));
+  cmd->add_option("--dim", opts->vector_params.dim, "--vectors: floats per vector")
+      ->default_val(384)
+      ->check(CLI::Range(std::size_t{1}, std::size_t{65536}));
+  cmd->add_option("--hnsw-m", opts->vector_params.hnsw_m,
+                  "--vectors: HNSW links per node (default: the vector store's)");
+  cmd->add_option("--hnsw-ef-construction", opts->vector_params.hnsw_ef_construction,
+                  "--vectors: HNSW candidates while building (default: the vector store's)");
+  cmd->add_option("--hnsw-ef", opts->vector_params.hnsw_ef,
+                  "--vectors: HNSW candidates while searching (default: the vector store's)");
   cmd->add_option("--workload", opts->params.workloads, "run only these workloads (repeatable)");
   cmd->add_option("--variant", opts->params.variants, "run only these variants (repeatable)");
   cmd->callback([opts] {
