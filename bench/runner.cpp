@@ -384,15 +384,13 @@ namespace {
 
 // The machine, and the server when the run is on PostgreSQL.
 nlohmann::json machine_info(const target& t) {
-  nlohmann::json m = machine_info();
+  nlohmann::json m = bench::machine_info();
   if (t.postgres()) {
     m["postgres"] = database(t.admin).fetch_one("SHOW server_version")->get<std::string>(0);
     m["libpq"] = PQlibVersion();
   }
   return m;
 }
-
-namespace {
 
 bool selected(const std::vector<std::string>& chosen, const std::string& name) {
   return chosen.empty() || std::find(chosen.begin(), chosen.end(), name) != chosen.end();
