@@ -1,9 +1,13 @@
-# The two commands of the README: `make run` and `make test`.
+# The two commands of the README: `make run` and `make test`; `make sanitize` and `make fuzz`
+# test harder.
 BUILD ?= build
 JOBS  ?= 2
 BUILD_TYPE ?= RelWithDebInfo
+FUZZ_SECONDS ?= 60
+# ccache, when there is one, makes rebuilding the sanitizer trees cheap.
+LAUNCHER := $(if $(shell command -v ccache),-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
 
-.PHONY: all deps configure build run demo test clean
+.PHONY: all deps configure build run demo test sanitize asan tsan fuzz clean
 
 all: build
 
@@ -11,7 +15,7 @@ deps:
 	@scripts/install-deps
 
 configure: deps
-	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) >/dev/null
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(LAUNCHER) >/dev/null
 
 build: configure
 	@cmake --build $(BUILD) -j$(JOBS)
@@ -31,6 +35,49 @@ demo: build
 # Every test, the PostgreSQL ones against a throwaway server that scripts/with-postgres starts.
 test: build
 	@cd $(BUILD) && $(CURDIR)/scripts/with-postgres ctest --output-on-failure -j$(JOBS)
+
+# Every test under AddressSanitizer + UndefinedBehaviorSanitizer, then the concurrency tests
+# (ctest label `concurrency`, chosen in tests/CMakeLists.txt) under ThreadSanitizer. Any
+# report fails the run: UBSan is built not to recover, TSan exits non-zero after a report.
+sanitize: asan tsan
+
+ASAN_ENV = ASAN_OPTIONS=detect_leaks=1 \
+  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+TSAN_ENV = TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan.supp"
+
+asan: deps
+	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(LAUNCHER) \
+	  -DENTITY_SANITIZE=address,undefined >/dev/null
+	@cmake --build build-asan -j$(JOBS)
+	@cd build-asan && $(ASAN_ENV) $(CURDIR)/scripts/with-postgres \
+	  ctest --output-on-failure -j$(JOBS)
+
+tsan: deps
+	@cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(LAUNCHER) \
+	  -DENTITY_SANITIZE=thread >/dev/null
+	@cmake --build build-tsan -j$(JOBS) --target entity_tests entity_reliability_tests
+	@cd build-tsan && $(TSAN_ENV) $(CURDIR)/scripts/with-postgres \
+	  ctest --output-on-failure -j$(JOBS) -L concurrency
+
+# Every fuzz target of tests/fuzz for FUZZ_SECONDS seconds each with libFuzzer (clang, ASan,
+# UBSan), starting from its seed corpus. Fails on the first crash or broken property; the
+# input is left in build-fuzz/artifacts/ (add it to tests/fuzz/corpus/<target>/).
+FUZZ_TARGETS = classify placeholders vector_codec json_lines
+fuzz: deps
+	@cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(LAUNCHER) \
+	  -DCMAKE_CXX_COMPILER=clang++ -DENTITY_FUZZ=ON -DENTITY_BUILD_TESTS=OFF \
+	  -DENTITY_SANITIZE=address,undefined >/dev/null
+	@cmake --build build-fuzz -j$(JOBS) --target fuzzers
+	@mkdir -p build-fuzz/artifacts
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
+	  mkdir -p build-fuzz/corpus/$$t; \
+	  build-fuzz/tests/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+	    -print_final_stats=1 -artifact_prefix=build-fuzz/artifacts/$$t- \
+	    build-fuzz/corpus/$$t tests/fuzz/corpus/$$t 2>build-fuzz/$$t.log \
+	    || { tail -n 60 build-fuzz/$$t.log; exit 1; }; \
+	  grep -E '^stat::number_of_executed_units|^Done' build-fuzz/$$t.log || true; \
+	done
 
 clean:
 	rm -rf $(BUILD)

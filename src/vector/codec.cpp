@@ -13,6 +13,7 @@ static_assert(sizeof(float) == 4 && std::numeric_limits<float>::is_iec559,
               "vectors are stored as IEEE 754 float32");
 
 blob encode_vector(std::span<const float> v) {
+  if (v.empty()) return blob();  // memcpy from or to the null data() of nothing is undefined
   std::vector<std::byte> bytes(v.size() * 4);
   if constexpr (std::endian::native == std::endian::little) {
     std::memcpy(bytes.data(), v.data(), bytes.size());
@@ -27,6 +28,7 @@ blob encode_vector(std::span<const float> v) {
 
 bool decode_vector(const blob& b, std::size_t dim, float* out) noexcept {
   if (b.bytes.size() != dim * 4) return false;
+  if (dim == 0) return true;  // memcpy from the null data() of an empty blob is undefined
   if constexpr (std::endian::native == std::endian::little) {
     std::memcpy(out, b.bytes.data(), b.bytes.size());
   } else {

@@ -422,6 +422,14 @@ long peak_rss_kib(bool reset) {
   return -1;
 }
 
+// AddressSanitizer pads every block and keeps freed ones in quarantine (256 MiB), so resident
+// memory there says nothing about what the code allocates: the bound holds in normal builds.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool resident_memory_is_meaningful = false;
+#else
+constexpr bool resident_memory_is_meaningful = true;
+#endif
+
 TEST_P(Memory, MillionItemBatchStoreStreamsItsItems) {
   auto f = make();
   constexpr std::size_t n = 1'000'000;
@@ -433,7 +441,8 @@ TEST_P(Memory, MillionItemBatchStoreStreamsItsItems) {
   const long peak = peak_rss_kib(false);
   // The items themselves take ~48 MiB. Binding one at a time adds SQLite's page cache and a
   // few strings; a copy of the batch as SQL parameters would add more than 100 MiB.
-  if (baseline > 0 && peak > 0) EXPECT_LT(peak - baseline, 64 * 1024) << "KiB over the items";
+  if (resident_memory_is_meaningful && baseline > 0 && peak > 0)
+    EXPECT_LT(peak - baseline, 64 * 1024) << "KiB over the items";
   EXPECT_EQ(f.mem.size(), static_cast<std::int64_t>(n));
   EXPECT_EQ(f.mem.load(key_of(n - 1)), json(static_cast<int>(n - 1)));
 }

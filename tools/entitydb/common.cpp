@@ -70,16 +70,18 @@ std::string json_reason(const entity::json::exception& e) {
 
 void for_each_json_line(const std::string& file,
                         const std::function<void(entity::json&, const line_failure&)>& each) {
-  std::ifstream in_file;
-  if (file != "-") {
-    in_file.open(file, std::ios::binary);
-    if (!in_file) throw failure("cannot read '" + file + "': " + std::strerror(errno));
-  }
-  std::istream& in = file == "-" ? std::cin : in_file;
+  if (file == "-") return for_each_json_line(std::cin, file, each);
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw failure("cannot read '" + file + "': " + std::strerror(errno));
+  for_each_json_line(in, file, each);
+}
+
+void for_each_json_line(std::istream& in, const std::string& name,
+                        const std::function<void(entity::json&, const line_failure&)>& each) {
   std::string line;
   for (std::size_t number = 1; std::getline(in, line); ++number) {
     line_failure bad = [&](const std::string& why) {
-      return failure(file + ":" + std::to_string(number) + ": " + why);
+      return failure(name + ":" + std::to_string(number) + ": " + why);
     };
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     entity::json j;
@@ -91,7 +93,7 @@ void for_each_json_line(const std::string& file,
     if (!j.is_object()) throw bad("not a JSON object");
     each(j, bad);
   }
-  if (in.bad()) throw failure("cannot read '" + file + "': " + std::strerror(errno));
+  if (in.bad()) throw failure("cannot read '" + name + "': " + std::strerror(errno));
 }
 
 }  // namespace entitydb

@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 #include <entity/entity.hpp>
 #include <functional>
+#include <istream>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -63,6 +64,10 @@ using line_failure = std::function<failure(const std::string& why)>;
 /// failure; `each` throws `bad(why)` for a line whose fields are wrong. Nothing is kept, so the
 /// caller decides what to store once every line has passed.
 void for_each_json_line(const std::string& file,
+                        const std::function<void(entity::json& object, const line_failure& bad)>& each);
+
+/// The same over a stream already open; `name` is the FILE of the messages.
+void for_each_json_line(std::istream& in, const std::string& name,
                         const std::function<void(entity::json& object, const line_failure& bad)>& each);
 
 }  // namespace entitydb

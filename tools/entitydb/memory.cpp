@@ -7,6 +7,7 @@
 
 #include "commands.hpp"
 #include "common.hpp"
+#include "json_lines.hpp"
 
 namespace entitydb {
 namespace {
@@ -46,12 +47,7 @@ json parse_value(const std::string& key, const std::string& text) {
 entity::memory::items read_items(const std::string& file) {
   entity::memory::items items;
   for_each_json_line(file, [&](json& j, const line_failure& bad) {
-    auto key = j.find("key");
-    if (key == j.end()) throw bad("no \"key\"");
-    if (!key->is_string()) throw bad("\"key\" is not a string");
-    auto value = j.find("value");
-    if (value == j.end()) throw bad("no \"value\"");
-    items.emplace_back(key->get<std::string>(), std::move(*value));
+    items.push_back(memory_item_of_line(j, bad));
   });
   return items;
 }
@@ -64,8 +60,7 @@ std::string export_lines(const entity::memory& mem) {
   for (const std::string& key : keys) {
     auto v = values.find(key);
     if (v == values.end()) continue;  // erased by someone else between the two reads
-    nlohmann::ordered_json line = {{"key", key}, {"value", v->second}};
-    out += dump_json(line) + "\n";
+    out += memory_line(key, v->second) + "\n";
   }
   return out;
 }

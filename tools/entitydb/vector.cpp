@@ -10,6 +10,7 @@
 
 #include "commands.hpp"
 #include "common.hpp"
+#include "json_lines.hpp"
 
 namespace entitydb {
 namespace {
@@ -30,27 +31,6 @@ struct vector_args {
   bool exact = false;
   std::string filter;
 };
-
-// nlohmann's message without its "[json.exception.parse_error.101] " tag.
-// A JSON array of numbers as floats; the failure says which element is wrong and why.
-std::vector<float> to_floats(const json& j, std::string_view what) {
-  if (!j.is_array()) throw failure(std::string(what) + " is not a JSON array of numbers");
-  if (j.empty()) throw failure(std::string(what) + " is empty");
-  std::vector<float> out;
-  out.reserve(j.size());
-  for (std::size_t i = 0; i < j.size(); ++i) {
-    if (!j[i].is_number())
-      throw failure(std::string(what) + " has a " + j[i].type_name() + " at index " +
-                    std::to_string(i) + " (numbers only)");
-    double d = j[i].get<double>();
-    auto f = static_cast<float>(d);
-    if (!std::isfinite(f))
-      throw failure(std::string(what) + " has " + dump_json(j[i]) + " at index " +
-                    std::to_string(i) + ", which does not fit in a float32");
-    out.push_back(f);
-  }
-  return out;
-}
 
 std::vector<float> parse_vector(const std::string& text) {
   try {
@@ -91,30 +71,7 @@ entity::collection_info collection_named(const entity::vector_store& store,
 entity::vector_store::items read_items(const std::string& file, const entity::collection_info& c) {
   entity::vector_store::items items;
   for_each_json_line(file, [&](json& j, const line_failure& bad) {
-    auto id = j.find("id");
-    if (id == j.end()) throw bad("no \"id\"");
-    if (!id->is_string()) throw bad("\"id\" is not a string");
-    if (id->get_ref<const std::string&>().empty()) throw bad("\"id\" is empty");
-    auto vec = j.find("vector");
-    if (vec == j.end()) throw bad("no \"vector\"");
-    entity::vector_item item;
-    item.id = id->get<std::string>();
-    try {
-      item.vector = to_floats(*vec, "\"vector\"");
-    } catch (const failure& f) {
-      throw bad(f.what());
-    }
-    if (item.vector.size() != c.dim)
-      throw bad("\"vector\" has " + std::to_string(item.vector.size()) + " values; collection '" +
-                c.name + "' has dimension " + std::to_string(c.dim));
-    if (c.metric == entity::metric::cosine &&
-        std::all_of(item.vector.begin(), item.vector.end(), [](float x) { return x == 0; }))
-      throw bad("\"vector\" is all zeros: a cosine collection needs a direction");
-    if (auto meta = j.find("metadata"); meta != j.end() && !meta->is_null()) {
-      if (!meta->is_object()) throw bad("\"metadata\" is not a JSON object");
-      item.metadata = std::move(*meta);
-    }
-    items.push_back(std::move(item));
+    items.push_back(vector_item_of_line(j, bad, c));
   });
   return items;
 }

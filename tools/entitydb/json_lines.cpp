@@ -1,0 +1,71 @@
+#include "json_lines.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+namespace entitydb {
+
+using entity::json;
+
+std::vector<float> to_floats(const json& j, std::string_view what) {
+  if (!j.is_array()) throw failure(std::string(what) + " is not a JSON array of numbers");
+  if (j.empty()) throw failure(std::string(what) + " is empty");
+  std::vector<float> out;
+  out.reserve(j.size());
+  for (std::size_t i = 0; i < j.size(); ++i) {
+    if (!j[i].is_number())
+      throw failure(std::string(what) + " has a " + j[i].type_name() + " at index " +
+                    std::to_string(i) + " (numbers only)");
+    double d = j[i].get<double>();
+    auto f = static_cast<float>(d);
+    if (!std::isfinite(f))
+      throw failure(std::string(what) + " has " + dump_json(j[i]) + " at index " +
+                    std::to_string(i) + ", which does not fit in a float32");
+    out.push_back(f);
+  }
+  return out;
+}
+
+std::pair<std::string, json> memory_item_of_line(json& line, const line_failure& bad) {
+  auto key = line.find("key");
+  if (key == line.end()) throw bad("no \"key\"");
+  if (!key->is_string()) throw bad("\"key\" is not a string");
+  auto value = line.find("value");
+  if (value == line.end()) throw bad("no \"value\"");
+  return {key->get<std::string>(), std::move(*value)};
+}
+
+std::string memory_line(const std::string& key, const json& value) {
+  nlohmann::ordered_json line = {{"key", key}, {"value", value}};
+  return dump_json(line);
+}
+
+entity::vector_item vector_item_of_line(json& line, const line_failure& bad,
+                                        const entity::collection_info& c) {
+  auto id = line.find("id");
+  if (id == line.end()) throw bad("no \"id\"");
+  if (!id->is_string()) throw bad("\"id\" is not a string");
+  if (id->get_ref<const std::string&>().empty()) throw bad("\"id\" is empty");
+  auto vec = line.find("vector");
+  if (vec == line.end()) throw bad("no \"vector\"");
+  entity::vector_item item;
+  item.id = id->get<std::string>();
+  try {
+    item.vector = to_floats(*vec, "\"vector\"");
+  } catch (const failure& f) {
+    throw bad(f.what());
+  }
+  if (item.vector.size() != c.dim)
+    throw bad("\"vector\" has " + std::to_string(item.vector.size()) + " values; collection '" +
+              c.name + "' has dimension " + std::to_string(c.dim));
+  if (c.metric == entity::metric::cosine &&
+      std::all_of(item.vector.begin(), item.vector.end(), [](float x) { return x == 0; }))
+    throw bad("\"vector\" is all zeros: a cosine collection needs a direction");
+  if (auto meta = line.find("metadata"); meta != line.end() && !meta->is_null()) {
+    if (!meta->is_object()) throw bad("\"metadata\" is not a JSON object");
+    item.metadata = std::move(*meta);
+  }
+  return item;
+}
+
+}  // namespace entitydb

@@ -1,0 +1,35 @@
+// The JSON Lines files of `entitydb memory import/export` and `entitydb vector import`: how one
+// line becomes an item. Kept apart from the commands so that the rules can be checked alone
+// (tests/fuzz/json_lines_fuzz.cpp feeds them arbitrary bytes).
+#pragma once
+
+#include <entity/entity.hpp>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "common.hpp"
+
+namespace entitydb {
+
+/// A JSON array of numbers as float32s. Throws a failure naming `what` when `j` is not an
+/// array, is empty, or has an element that is not a number or does not fit in a float32.
+std::vector<float> to_floats(const entity::json& j, std::string_view what);
+
+/// The memory item of one import line, {"key": "...", "value": ...}. Throws bad(why) when
+/// "key" is missing or not a string, or "value" is missing. The value is moved out of `line`.
+std::pair<std::string, entity::json> memory_item_of_line(entity::json& line,
+                                                         const line_failure& bad);
+
+/// The line `memory export` writes for one item (no newline); memory_item_of_line reads it.
+std::string memory_line(const std::string& key, const entity::json& value);
+
+/// The vector item of one import line, {"id": "...", "vector": [...], "metadata": {...}}, for
+/// collection `c`. Throws bad(why) unless "id" is a non-empty string, "vector" has `c.dim`
+/// finite float32s (not all zero in a cosine collection) and "metadata", if any, is an object
+/// or null. The metadata is moved out of `line`.
+entity::vector_item vector_item_of_line(entity::json& line, const line_failure& bad,
+                                        const entity::collection_info& c);
+
+}  // namespace entitydb
