@@ -97,6 +97,8 @@ std::atomic<unsigned> memdb_counter{0};
 
 // The engine whose writer this thread is committing for (a transaction body runs then).
 thread_local const void* committing_for = nullptr;
+// The engine this thread is a worker of (its writer thread or one of its reader threads).
+thread_local const void* worker_of = nullptr;
 
 }  // namespace
 
@@ -414,6 +416,7 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
   }
 
   void reader_loop() {
+    worker_of = this;
     while (pending* op = pop_read()) {
       if (run_read(*op))
         finish(op);
@@ -609,6 +612,7 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
   }
 
   void writer_loop() {
+    worker_of = this;
     std::vector<pending*> group;
     sqlite_detail::spin_gate spinner;
     while (true) {
@@ -1001,10 +1005,19 @@ write_ticket::~write_ticket() { self->abandon(*this); }
 sqlite_infrastructure::sqlite_infrastructure(sqlite_params params)
     : impl_(std::make_shared<impl>(std::move(params))) {}
 
-sqlite_infrastructure::~sqlite_infrastructure() { impl_->shutdown(); }
+sqlite_infrastructure::~sqlite_infrastructure() { shutdown(); }
 
 void sqlite_infrastructure::startup() { impl_->startup(); }
-void sqlite_infrastructure::shutdown() { impl_->shutdown(); }
+void sqlite_infrastructure::shutdown() {
+  // On one of the engine's own threads (a plain callback dropping the last handle on the
+  // engine), waiting for that thread would wait for itself: another thread does the shutdown,
+  // keeping the engine alive until every worker, this one included, has stopped.
+  if (worker_of == impl_.get()) {
+    std::thread([engine = impl_] { engine->shutdown(); }).detach();
+    return;
+  }
+  impl_->shutdown();
+}
 bool sqlite_infrastructure::running() const noexcept {
   return impl_->st.load() == impl::state::running;
 }

@@ -227,8 +227,10 @@ TEST_F(DeferredWork, TransactionsScriptsAndDurableWritesAreNeverLeftToTheCaller)
       << "a commit that waits for the disk stays off the caller's thread";
   EXPECT_FALSE(w.get().ec);
   recorder rd;
-  EXPECT_NE(infra->defer(statement("SELECT count(*) FROM t"), rd.completion()), nullptr)
-      << "reads still may";
+  auto read = infra->defer(statement("SELECT count(*) FROM t"), rd.completion());
+  EXPECT_NE(read, nullptr) << "reads still may";
+  read.reset();
+  EXPECT_FALSE(rd.get().ec);
 }
 
 TEST_F(DeferredWork, AZeroBudgetTurnsItOff) {
