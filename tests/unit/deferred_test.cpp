@@ -63,7 +63,8 @@ struct recorder {
     };
   }
   entity::outcome get() {
-    if (future.wait_for(10s) != std::future_status::ready)
+    // Generous: under ThreadSanitizer the long statements below run for tens of seconds.
+    if (future.wait_for(300s) != std::future_status::ready)
       throw std::runtime_error("the completion was never called");
     return future.get();
   }
