@@ -59,6 +59,8 @@ struct pending {
   // async writes; GUARDED_BY(wmu)
   bool for_writer = false;           // the writer thread must take it (counted in writer_due)
   write_ticket* ticket = nullptr;    // a deferred write's ticket, until a leader takes it
+  // Where the request goes, classified once when it arrives (the classifier reads the SQL).
+  route path = route::write;
   // Set by a leader on its caller's thread: the request did not finish within the budget and
   // goes back to the queue for the writer thread. Only the leader touches it.
   bool rehand = false;
@@ -492,7 +494,7 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
     std::size_t n = 0;
     while (n < room && !wq.empty()) {
       pending* op = wq.front();
-      if (statements_only && (!runs_inline(op->req) || route_of(op->req) == route::solo)) break;
+      if (statements_only && (!runs_inline(op->req) || op->path == route::solo)) break;
       wq.pop_front();
       ++n;
       op->queued = false;
@@ -668,7 +670,7 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
     }
   }
 
-  bool is_solo(const pending& op) const { return route_of(op.req) == route::solo; }
+  bool is_solo(const pending& op) const { return op.path == route::solo; }
 
   // Commits `ops` in order; each one's outcome is set, none is completed yet.
   void commit(std::vector<pending*>& ops) {
@@ -880,6 +882,7 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
     op->done = std::move(done);
     op->submitted = clock::now();
     op->deadline = deadline_of(op->req, op->submitted);
+    op->path = route_of(op->req);
     return op;
   }
 
@@ -890,7 +893,7 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
       finish(op);
       return;
     }
-    if (route_of(op->req) == route::read)
+    if (op->path == route::read)
       push_read(op);
     else
       push_write(op);
@@ -903,11 +906,12 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
     op.req = std::move(req);
     op.submitted = clock::now();
     op.deadline = deadline_of(op.req, op.submitted);
+    op.path = route_of(op.req);
     if (st.load(std::memory_order_acquire) != state::running) {
       set_error(op.out, not_running_error(), not_running_error().message());
       return std::move(op.out);
     }
-    if (route_of(op.req) == route::read) {
+    if (op.path == route::read) {
       if (run_read(op)) {
         finish(&op);
         return std::move(op.out);
@@ -962,18 +966,17 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
 };
 
 std::unique_ptr<deferred_work> sqlite_infrastructure::impl::defer(request req, completion done) {
-  route r = route::solo;
-  if (p.inline_budget.count() > 0 && runs_inline(req) &&
-      st.load(std::memory_order_acquire) == state::running)
-    r = route_of(req);
-  if (r == route::read)
-    return std::make_unique<read_ticket>(shared_from_this(),
-                                         make_pending(std::move(req), std::move(done)));
-  if (r != route::write || !inline_writes) {
+  if (p.inline_budget.count() <= 0 || !runs_inline(req) ||
+      st.load(std::memory_order_acquire) != state::running) {
     submit(std::move(req), std::move(done));
     return nullptr;
   }
   pending* op = make_pending(std::move(req), std::move(done));
+  if (op->path == route::read) return std::make_unique<read_ticket>(shared_from_this(), op);
+  if (op->path != route::write || !inline_writes) {
+    push_write(op);
+    return nullptr;
+  }
   auto t = std::make_unique<write_ticket>(shared_from_this(), op);
   {
     std::lock_guard lk(wmu);
