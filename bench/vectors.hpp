@@ -16,6 +16,9 @@ struct vectors_params {
   std::size_t dim = 384;                 ///< floats per vector
   std::size_t k = 10;                    ///< neighbours per query (recall@k)
   std::uint64_t seed = 42;               ///< the vectors and queries are the same in every run
+  /// How the vectors are drawn: "clustered" (n / 100 clusters, the way embeddings of related
+  /// texts group) or "gaussian" (independent components: no structure at all).
+  std::string data = "clustered";
   std::size_t hnsw_m = 0;                ///< 0: the vector store's default
   std::size_t hnsw_ef_construction = 0;  ///< 0: the vector store's default
   std::size_t hnsw_ef = 0;               ///< 0: the vector store's default

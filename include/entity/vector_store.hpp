@@ -77,10 +77,17 @@ std::optional<metric> parse_metric(std::string_view name) noexcept;
 /// Tuning of a vector_store. Every field has a documented default.
 struct vector_store_params {
   /// An approximate search uses HNSW only when the collection holds more than this many
-  /// vectors; below it a scan is as fast and exact. The graph is built by the first
-  /// approximate search past the threshold and kept in step with writes after that.
+  /// vectors; below it a scan is as fast and exact. The first approximate search past the
+  /// threshold starts building the graph, which is kept in step with writes after that.
   /// Default 1,000.
   std::size_t hnsw_threshold = 1000;
+  /// Where that graph is built. true (the default): on a thread of its own, from a copy of the
+  /// vectors; until it is ready, approximate searches scan (exact answers, at the scan's
+  /// speed) and writes go on, and it is then adopted with those writes replayed on it.
+  /// false: the search that needs the graph builds it and waits, and so do approximate
+  /// searches that arrive meanwhile. A build inserts a few hundred to a few thousand vectors a
+  /// second (dimension and hnsw_ef_construction decide), so 100,000 vectors take minutes.
+  bool hnsw_build_in_background = true;
   /// Links per node of the HNSW graph (hnswlib's M). Default 16.
   std::size_t hnsw_m = 16;
   /// Candidates considered while inserting into the graph. Higher builds slower and finds
@@ -113,6 +120,9 @@ struct collection_info {
   std::size_t dim = 0;
   entity::metric metric = entity::metric::cosine;
   std::int64_t count = 0;  ///< vectors stored
+  /// Whether approximate searches of this store walk an HNSW graph of the collection now (it
+  /// has been built in this process); false while they scan.
+  bool indexed = false;
 };
 
 class vector_writes;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <numeric>
+#include <system_error>
 
 #include "vector/codec.hpp"
 #include "vector/kernels.hpp"
@@ -64,6 +65,7 @@ bool collection::reflects(std::int64_t stored) {
 }
 
 void collection::unload() noexcept {
+  ++generation_;
   loaded_ = false;
   ids_.clear();
   meta_.clear();
@@ -71,7 +73,6 @@ void collection::unload() noexcept {
   inv_norms_.clear();
   pos_of_id_.clear();
   drop_graph();
-  ++mutations_;
 }
 
 void collection::drop_graph() noexcept {
@@ -98,7 +99,16 @@ void collection::remove_from_graph(position p) {
 // ---- changing the rows -----------------------------------------------------------------------
 
 void collection::apply(const change& c) {
-  ++mutations_;
+  {
+    // A graph being built from a copy of the rows: these ids are relinked when it is adopted.
+    std::lock_guard b(build_mu_);
+    if (tracking_) {
+      if (c.upserts)
+        for (const vector_item& item : *c.upserts) touched_.insert(item.id);
+      else
+        touched_.insert(c.erased.begin(), c.erased.end());
+    }
+  }
   if (c.upserts) {
     for (const vector_item& item : *c.upserts) apply_upsert(item);
   } else {
@@ -178,6 +188,7 @@ void collection::install(snapshot s) {
   // A snapshot read before one of our own commits was applied is older than the index.
   if (loaded_ && s.version <= version_ && s.dim == dim_ && s.m == metric_) return;
   old_graph = std::move(graph_);
+  ++generation_;
   loaded_ = true;
   version_ = s.version;
   dim_ = s.dim;
@@ -188,29 +199,117 @@ void collection::install(snapshot s) {
   inv_norms_ = std::move(inv_norms);
   pos_of_id_ = std::move(pos_of_id);
   drop_graph();
-  ++mutations_;
   std::lock_guard b(book_mu_);
   drain();
 }
 
 // ---- the graph -------------------------------------------------------------------------------
 
-std::unique_ptr<hnsw_index> collection::build_graph() const {
-  const std::size_t n = ids_.size();
-  auto g = std::make_unique<hnsw_index>(metric_, dim_, n + n / 4 + 64, p_.hnsw_m,
-                                        p_.hnsw_ef_construction);
-  for (std::size_t i = 0; i < n; ++i) g->add(&data_[i * dim_], static_cast<hnsw_index::label>(i));
-  return g;
+collection::~collection() {
+  closing_ = true;
+  if (builder_.joinable()) builder_.join();
 }
 
-void collection::adopt(std::unique_ptr<hnsw_index> g) {
+void collection::start_build() {
+  std::lock_guard b(build_mu_);
+  if (building_ || closing_) return;
+  // The previous build's thread has finished (building_ is cleared as its last step).
+  if (builder_.joinable()) builder_.join();
+  building_ = true;
+  try {
+    builder_ = std::thread([this] { run_build(); });
+  } catch (const std::system_error&) {
+    building_ = false;  // no thread to be had: the next approximate search tries again
+  }
+}
+
+void collection::build_and_wait() {
+  std::unique_lock b(build_mu_);
+  if (building_) {
+    build_done_.wait(b, [&] { return !building_; });
+    return;
+  }
+  building_ = true;
+  b.unlock();
+  run_build();
+}
+
+// Copies the rows under the shared lock (a memcpy: writes wait that long, not for the build),
+// builds the graph from the copy without any lock, and adopts it under the exclusive lock
+// unless the rows were replaced wholesale meanwhile.
+void collection::run_build() noexcept {
+  std::vector<std::string> ids;
+  std::unique_ptr<hnsw_index> graph;
+  try {
+    std::vector<float> rows;
+    metric m = metric::cosine;
+    std::size_t dim = 0;
+    std::uint64_t generation = 0;
+    {
+      std::shared_lock lk(mu_);
+      std::lock_guard b(build_mu_);
+      if (loaded_ && !graph_) {
+        ids = ids_;
+        rows = data_;
+        m = metric_;
+        dim = dim_;
+        generation = generation_;
+        touched_.clear();
+        tracking_ = true;
+      }
+    }
+    if (!ids.empty()) {
+      const std::size_t n = ids.size();
+      graph = std::make_unique<hnsw_index>(m, dim, n + n / 4 + 64, p_.hnsw_m,
+                                           p_.hnsw_ef_construction);
+      for (std::size_t i = 0; i < n && graph; ++i) {
+        // Every few hundred vectors: stop when the store closes or the rows were replaced.
+        if (i % 256 == 0 && (closing_ || generation_ != generation)) graph.reset();
+        if (graph) graph->add(&rows[i * dim], static_cast<hnsw_index::label>(i));
+      }
+    }
+    std::unique_lock x(mu_);
+    std::lock_guard b(build_mu_);
+    if (graph && generation_ == generation && loaded_ && !graph_) adopt(std::move(graph), ids);
+  } catch (...) {
+    // Out of memory, most likely: no graph this time; the next approximate search tries again.
+  }
+  {
+    std::lock_guard b(build_mu_);
+    tracking_ = false;
+    touched_.clear();
+    building_ = false;
+  }
+  build_done_.notify_all();
+  graph.reset();  // not adopted: freed here, outside every lock
+}
+
+// Label l of `g` is the vector labelled[l] had when the rows were copied. Rows erased or
+// written since then leave their label behind as a tombstone; written and new rows get new
+// labels.
+void collection::adopt(std::unique_ptr<hnsw_index> g, const std::vector<std::string>& labelled) {
+  constexpr auto unlabelled = ~hnsw_index::label{0};
   graph_ = std::move(g);
-  const std::size_t n = ids_.size();
-  label_of_.resize(n);
-  std::iota(label_of_.begin(), label_of_.end(), hnsw_index::label{0});
-  pos_of_label_.resize(n);
-  std::iota(pos_of_label_.begin(), pos_of_label_.end(), position{0});
+  label_of_.assign(ids_.size(), unlabelled);
+  pos_of_label_.assign(labelled.size(), npos);
   tombstones_ = 0;
+  for (std::size_t l = 0; l < labelled.size(); ++l) {
+    auto it = pos_of_id_.find(labelled[l]);
+    if (it == pos_of_id_.end() || touched_.contains(labelled[l])) {
+      graph_->remove(static_cast<hnsw_index::label>(l));
+      ++tombstones_;
+      continue;
+    }
+    pos_of_label_[l] = it->second;
+    label_of_[it->second] = static_cast<hnsw_index::label>(l);
+  }
+  for (std::size_t p = 0; p < ids_.size(); ++p)
+    if (label_of_[p] == unlabelled) add_to_graph(static_cast<position>(p));
+}
+
+bool collection::indexed() const {
+  std::shared_lock lk(mu_);
+  return graph_ != nullptr;
 }
 
 // ---- reading ---------------------------------------------------------------------------------
@@ -235,27 +334,14 @@ std::optional<vector_store::matches> collection::search(std::optional<std::int64
     stored.reset();
     bool use_graph = mode == search_mode::approximate && ids_.size() > p_.hnsw_threshold;
     if (use_graph && !graph_) {
-      if (attempt >= 3) {
-        use_graph = false;  // the rows keep changing under the build: scan this time
+      if (p_.hnsw_build_in_background || attempt >= 3) {
+        // Exact until the graph is ready (or when the rows keep being replaced under the
+        // build): slower, never wrong.
+        if (p_.hnsw_build_in_background) start_build();
+        use_graph = false;
       } else {
-        // Build under the shared lock (searches go on; writes wait), install under the
-        // exclusive one if no write came in between.
-        {
-          std::lock_guard b(build_mu_);
-          if (!staged_ || staged_at_ != mutations_) {
-            staged_.reset();
-            staged_ = build_graph();
-            staged_at_ = mutations_;
-          }
-        }
         lk.unlock();
-        std::unique_lock x(mu_);
-        std::unique_ptr<hnsw_index> unused;
-        {
-          std::lock_guard b(build_mu_);
-          if (!graph_ && staged_ && staged_at_ == mutations_) adopt(std::move(staged_));
-          unused = std::move(staged_);
-        }
+        build_and_wait();
         continue;
       }
     }

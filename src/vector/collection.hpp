@@ -4,6 +4,8 @@
 // store's own writes as they commit.
 #pragma once
 
+#include <atomic>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -14,7 +16,9 @@
 #include <shared_mutex>
 #include <span>
 #include <string>
+#include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "entity/vector_store.hpp"
@@ -39,10 +43,17 @@ struct change {
 };
 
 /// Thread safety: every member may be called from any thread. Searches share the index; applying
-/// a write or installing a snapshot takes it alone.
+/// a write or installing a snapshot takes it alone. The HNSW graph is built from a copy of the
+/// rows without the index's lock (on a thread of its own unless the parameters say otherwise),
+/// so searches and writes go on while it is built; it is then adopted, with the writes made
+/// meanwhile replayed on it.
 class collection {
  public:
   explicit collection(const vector_store_params& p) : p_(p) {}
+  /// Stops a build in progress and waits for its thread.
+  ~collection();
+  collection(const collection&) = delete;
+  collection& operator=(const collection&) = delete;
 
   // ---- what this store's writes report ----------------------------------------------------
   // A write transaction claims the version it wrote before it commits, so that a reader who
@@ -71,6 +82,8 @@ class collection {
                                               const json& filter, search_mode mode);
   /// How many vectors, or nullopt when the index does not reflect `stored` (as for search).
   std::optional<std::int64_t> count(std::int64_t stored, std::size_t dim, metric m);
+  /// Whether approximate searches walk an HNSW graph now (it is built and adopted).
+  bool indexed() const;
 
  private:
   using position = std::uint32_t;
@@ -85,8 +98,11 @@ class collection {
   void drop_graph() noexcept;                       // mu_ exclusive
   void add_to_graph(position p);                    // mu_ exclusive; gives row p a new label
   void remove_from_graph(position p);               // mu_ exclusive
-  std::unique_ptr<hnsw_index> build_graph() const;  // mu_ shared
-  void adopt(std::unique_ptr<hnsw_index> g);        // mu_ exclusive
+  void start_build();                               // mu_ shared; build in the background
+  void build_and_wait();                            // no lock held; build here, or wait for one
+  void run_build() noexcept;                        // no lock held; the build itself
+  void adopt(std::unique_ptr<hnsw_index> g,         // mu_ exclusive and build_mu_ held
+             const std::vector<std::string>& labelled);
   float distance_to(const float* query, float query_inv_norm, position p) const;
   using scored = std::vector<std::pair<float, position>>;
   scored scan(const float* query, float query_inv_norm, std::size_t k, const json& filter) const;
@@ -106,21 +122,27 @@ class collection {
   std::vector<float> data_;       // ids_.size() * dim_
   std::vector<float> inv_norms_;  // 1 / |row|, for cosine only
   std::unordered_map<std::string, position> pos_of_id_;
-  std::uint64_t mutations_ = 0;  // raised by every change to the rows
+  // Raised when the rows are replaced wholesale (a snapshot installed, the index unloaded): a
+  // graph built from the rows before that is thrown away. Written under mu_ exclusive; the
+  // builder reads it without the lock to stop early.
+  std::atomic<std::uint64_t> generation_{0};
   // The graph, once built. Its labels outlive positions (an erase moves the last row into the
-  // hole it leaves), so each row has a label and each label a row. A label is used once: a
-  // replaced or erased vector leaves a tombstone in the graph, and once the tombstones outnumber
-  // the live vectors the graph is dropped, to be rebuilt by the next approximate search.
+  // hole it leaves), so each row has a label and each label a row. A label is used once: an
+  // erased vector leaves a tombstone in the graph, and once the tombstones outnumber the live
+  // vectors the graph is dropped, to be rebuilt by the next approximate search.
   std::unique_ptr<hnsw_index> graph_;
   std::vector<hnsw_index::label> label_of_;  // per position; empty while there is no graph
   std::vector<position> pos_of_label_;       // npos for a tombstone
   std::size_t tombstones_ = 0;
 
-  // A graph built under the shared lock, waiting for the exclusive one to be installed.
-  // Guarded by build_mu_ (taken after mu_).
+  // The build, guarded by build_mu_ (taken after mu_, or alone).
   std::mutex build_mu_;
-  std::unique_ptr<hnsw_index> staged_;
-  std::uint64_t staged_at_ = 0;  // mutations_ when it was built
+  std::condition_variable build_done_;
+  bool building_ = false;
+  bool tracking_ = false;                    // between the build's copy and its adoption:
+  std::unordered_set<std::string> touched_;  // the ids written meanwhile
+  std::thread builder_;                      // the last background build's thread
+  std::atomic<bool> closing_{false};         // set by the destructor: stop building
 
   // Our writes in flight, guarded by book_mu_ (taken after mu_, or alone).
   std::mutex book_mu_;

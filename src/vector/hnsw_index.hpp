@@ -11,10 +11,8 @@
 
 namespace entity::vector_detail {
 
-/// Labels are never reused: a changed vector is removed and added again under a new label.
-/// hnswlib's in-place update takes its per-node locks in an order that can invert (harmless
-/// while one thread writes, but a lock-order report under ThreadSanitizer and not deadlock-free
-/// in general), and the tombstones it would save are bounded by rebuilding instead.
+/// A label is given to one vector at a time: adding a label the graph holds moves its node to
+/// the new vector in place (hnswlib relinks it), and a removed label stays a tombstone.
 ///
 /// Thread safety: search may run concurrently with other searches; add and remove need the
 /// index to themselves (the owner's exclusive lock).

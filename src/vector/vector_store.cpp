@@ -434,6 +434,8 @@ struct list_op : operation<std::vector<collection_info>> {
       for (const row& rw : r.res.rows)
         op->found.at(static_cast<std::size_t>(rw.get<std::int64_t>(0))).count =
             rw.get<std::int64_t>(1);
+      for (collection_info& info : op->found)
+        if (auto c = op->st->find(info.name)) info.indexed = c->indexed();
       op->succeed(std::move(op->found));
     });
   }

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -287,6 +288,7 @@ TEST(VectorStore, ApproximateRecallAtTenOnTwentyThousandVectors) {
   // search breadth (ef) is the default.
   entity::vector_store_params params;
   params.hnsw_ef_construction = 64;
+  params.hnsw_build_in_background = false;  // the graph is what this test is about
   fixture f(params);
   std::mt19937 rng(42);
   const std::size_t dim = 32, n = 20000 / scale_down;
@@ -308,6 +310,9 @@ TEST(VectorStore, ApproximateRecallAtTenOnTwentyThousandVectors) {
   }
   double recall = double(hits) / double(total);
   EXPECT_GE(recall, 0.9) << "recall@10 " << recall;
+  auto listed = f.store.list_collections();
+  ASSERT_EQ(listed.size(), 1u);
+  EXPECT_TRUE(listed[0].indexed);  // the graph answered, not a scan
 }
 
 TEST(VectorStore, SmallCollectionsAreSearchedExactlyInEitherMode) {
@@ -331,6 +336,7 @@ TEST(VectorStore, FiltersApplyInBothModes) {
   entity::vector_store_params params;
   params.hnsw_threshold = 200;
   params.hnsw_ef_construction = 64;
+  params.hnsw_build_in_background = false;  // the graph is what this test is about
   fixture f(params);
   std::mt19937 rng(11);
   const std::size_t dim = 16, n = 3000 / scale_down;
@@ -375,6 +381,7 @@ TEST(VectorStore, ErasedIdsNeverComeBack) {
   entity::vector_store_params params;
   params.hnsw_threshold = 100;
   params.hnsw_ef_construction = 64;
+  params.hnsw_build_in_background = false;  // the graph is what this test is about
   fixture f(params);
   std::mt19937 rng(5);
   const std::size_t dim = 12;
@@ -429,6 +436,7 @@ TEST(VectorStore, ReopeningTheFileGivesTheSameResults) {
   entity::vector_store_params params;
   params.hnsw_threshold = 100;
   params.hnsw_ef_construction = 64;
+  params.hnsw_build_in_background = false;  // the graph is what this test is about
   std::mt19937 rng(9);
   const std::size_t dim = 24, n = 1200 / scale_down;  // past the threshold either way
   std::vector<std::vector<float>> queries;
@@ -590,6 +598,7 @@ TEST(VectorStore, ConcurrentUpsertsAndSearches) {
   entity::vector_store_params params;
   params.hnsw_threshold = 150;
   params.hnsw_ef_construction = 32;
+  params.hnsw_build_in_background = false;  // the graph is what this test is about
   fixture f(params);
   const std::size_t dim = 8;
   f.store.create_collection("t", dim, metric::l2);
@@ -650,6 +659,73 @@ TEST(VectorStore, ConcurrentUpsertsAndSearches) {
     auto b = fresh.search("t", q, 10, {}, search_mode::exact);
     ASSERT_EQ(a.size(), b.size());
     for (std::size_t j = 0; j < a.size(); ++j) EXPECT_EQ(a[j].id, b[j].id);
+  }
+}
+
+// While the graph is built on its own thread, approximate searches scan and writes go on; the
+// graph it adopts carries every one of those writes.
+TEST(VectorStore, ConcurrentWritesWhileTheGraphIsBuiltInTheBackground) {
+  entity::vector_store_params params;  // hnsw_build_in_background: the default
+  params.hnsw_threshold = 100;
+  params.hnsw_ef_construction = 64;
+  fixture f(params);
+  std::mt19937 rng(21);
+  const std::size_t dim = 16, n = 4000 / scale_down;
+  auto items = random_items(rng, n, dim);
+  std::map<std::string, std::vector<float>> live;
+  for (const auto& item : items) live[item.id] = item.vector;
+  f.store.create_collection("bg", dim, metric::l2);
+  f.store.upsert_batch("bg", items);
+
+  // The first approximate search starts the build and is answered by a scan: exact.
+  auto q = random_vector(rng, dim);
+  auto first = f.store.search("bg", q, 10, {}, search_mode::approximate);
+  expect_same(first, brute_force(metric::l2, items, q, 10), distances_to(metric::l2, items, q));
+
+  // Writes of every kind until the graph is adopted (at least one round before it can be).
+  std::set<std::string> erased;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  int round = 0;
+  do {
+    for (int i = 0; i < 5; ++i) {
+      std::string fresh = "new" + std::to_string(round) + "_" + std::to_string(i);
+      live[fresh] = random_vector(rng, dim);
+      f.store.upsert("bg", fresh, live[fresh]);
+      std::string replaced = id_of(rng() % n);
+      if (!erased.contains(replaced)) {
+        live[replaced] = random_vector(rng, dim);
+        f.store.upsert("bg", replaced, live[replaced]);
+      }
+      std::string gone = id_of(rng() % n);
+      if (!erased.contains(gone)) {
+        EXPECT_TRUE(f.store.erase("bg", gone));
+        erased.insert(gone);
+        live.erase(gone);
+      }
+    }
+    f.store.search("bg", random_vector(rng, dim), 10, {}, search_mode::approximate);
+    ++round;
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the graph was never adopted";
+  } while (!f.store.list_collections().at(0).indexed);
+
+  // Every live vector is found by the graph where it is now; no erased id comes back.
+  EXPECT_EQ(f.store.count("bg"), std::int64_t(live.size()));
+  std::size_t found = 0;
+  for (const auto& [id, v] : live) {
+    auto r = f.store.search("bg", v, 1, {}, search_mode::approximate);
+    ASSERT_EQ(r.size(), 1u);
+    if (r[0].id == id && r[0].distance < 1e-6f) ++found;
+  }
+  // A graph walk may miss a point now and then; a row left out of the graph, or left under its
+  // old vector, would be missed every time.
+  EXPECT_GE(double(found), 0.99 * double(live.size())) << found << " of " << live.size();
+  for (const auto& m : f.store.search("bg", q, 100, {}, search_mode::approximate))
+    EXPECT_FALSE(erased.contains(m.id)) << m.id;
+  for (const auto& id : erased) {
+    auto r = f.store.search("bg", items[std::stoul(id.substr(1))].vector, 1, {},
+                            search_mode::approximate);
+    ASSERT_EQ(r.size(), 1u);
+    EXPECT_NE(r[0].id, id);
   }
 }
 

@@ -149,6 +149,10 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--dim", opts->vector_params.dim, "--vectors: floats per vector")
       ->default_val(384)
       ->check(CLI::Range(std::size_t{1}, std::size_t{65536}));
+  cmd->add_option("--vector-data", opts->vector_params.data,
+                  "--vectors: clustered (groups, like embeddings) or gaussian (no structure)")
+      ->default_val("clustered")
+      ->check(CLI::IsMember({"clustered", "gaussian"}));
   cmd->add_option("--hnsw-m", opts->vector_params.hnsw_m,
                   "--vectors: HNSW links per node (default: the vector store's)");
   cmd->add_option("--hnsw-ef-construction", opts->vector_params.hnsw_ef_construction,
