@@ -27,7 +27,7 @@ namespace asio = boost::asio;
 struct memory::shared {
   enum class embeddings_state : int { unknown, absent, present };
 
-  explicit shared(const database& db)
+  shared(const database& db, const vector_store_params& recall)
       : upsert(pg(db) ? "INSERT INTO memory (key, value) VALUES (?, ?) "
                         "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
                       : "INSERT OR REPLACE INTO memory (key, value) VALUES (?, ?)"),
@@ -38,7 +38,7 @@ struct memory::shared {
                                 "(SELECT jsonb_array_elements_text(CAST(? AS jsonb)))"
                               : "SELECT key, value FROM memory WHERE key IN "
                                 "(SELECT value FROM json_each(?))"),
-        vectors(db) {
+        vectors(db, recall) {
     if (!vector_store::valid_name(embeddings_collection))
       throw error(errc::invalid_argument, {"the embeddings collection name is not valid", {}});
   }
@@ -426,7 +426,8 @@ std::int64_t next_round(std::size_t recalled, std::size_t found, std::int64_t as
 
 }  // namespace
 
-memory::memory(database db) : memory(db, "", std::make_shared<shared>(db)) {}
+memory::memory(database db, vector_store_params recall)
+    : memory(db, "", std::make_shared<shared>(db, recall)) {}
 
 const vector_store& memory::vectors() const noexcept { return shared_->vectors; }
 

@@ -73,7 +73,8 @@ class memory {
   /// bound parameters).
   static constexpr std::size_t load_chunk = 500;
 
-  explicit memory(database db);
+  /// `recall` tuning: the embeddings collection's HNSW settings (vector_store_params).
+  explicit memory(database db, vector_store_params recall = {});
 
   /// A view whose keys live under "<name>:" inside this memory's keyspace, isolated from other
   /// scopes: keys, clear and size see only its own keys (names are compared byte for byte:

@@ -400,11 +400,14 @@ collection::scored collection::walk(const float* query, float query_inv_norm, st
   while (true) {
     std::vector<hnsw_index::label> labels = graph_->search(query, breadth);
     found.clear();
+    // The graph's order is the metric's (it measures the same distance, on normalised copies
+    // for cosine), so the first k live matches are the answer: only they are measured again.
     for (hnsw_index::label l : labels) {
       position p = l < pos_of_label_.size() ? pos_of_label_[l] : npos;
       if (p == npos) continue;  // erased: never returned
       if (filtered && !matches_filter(meta_[p], filter)) continue;
       found.emplace_back(distance_to(query, query_inv_norm, p), p);
+      if (found.size() == k) break;
     }
     if (found.size() >= k || labels.size() < breadth) return found;
     breadth *= 4;

@@ -37,11 +37,12 @@ std::shared_ptr<entity::sqlite_infrastructure> started(const std::string& path) 
 }
 
 struct fixture {
+  explicit fixture(entity::vector_store_params recall = {}) : mem(db, recall) {}
   entity::test::temp_dir dir;
   std::string path = dir.file("memory.db");
   std::shared_ptr<entity::sqlite_infrastructure> infra = started(path);
   entity::database db{infra};
-  memory mem{db};
+  memory mem;
 };
 
 template <class F>
@@ -152,8 +153,12 @@ TEST(MemoryRecall, NearestFirstAsBruteForce) {
 }
 
 TEST(MemoryRecall, ApproximateRecallFindsTheNearest) {
-  // Past the vector store's hnsw_threshold recall walks the HNSW graph.
-  fixture f;
+  // Past the hnsw_threshold given to the memory, recall walks the HNSW graph (built by the
+  // first recall, which waits for it).
+  entity::vector_store_params recall;
+  recall.hnsw_threshold = 500;
+  recall.hnsw_build_in_background = false;
+  fixture f(recall);
   std::mt19937 rng(11);
   std::map<std::string, std::vector<float>> stored;
   for (int i = 0; i < 1500; ++i) {
@@ -170,6 +175,9 @@ TEST(MemoryRecall, ApproximateRecallFindsTheNearest) {
     total += want.size();
   }
   EXPECT_GE(static_cast<double>(hits) / static_cast<double>(total), 0.95);
+  auto listed = f.mem.vectors().list_collections();
+  ASSERT_EQ(listed.size(), 1u);
+  EXPECT_TRUE(listed[0].indexed);  // the graph answered, not a scan
 }
 
 TEST(MemoryRecall, ScopesRecallOnlyTheirOwnKeys) {
