@@ -14,6 +14,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
+#include <optional>
 
 namespace entity {
 namespace asio = boost::asio;
@@ -59,36 +60,28 @@ completion bridge(asio::any_completion_handler<void(error_code)> h, diagnostics*
   };
 }
 
-// Calls `f` with the event loop's executor behind `ex` and returns true, when `ex` is one that
-// work can be posted to. A type-erased completion executor cannot be asked not to block (post
-// needs that), so the executors asio's own code hands out are looked for behind it; any other
-// (the system executor of a plain callback, a user's own executor type) finds none.
-template <class F>
-bool with_loop(const asio::any_completion_executor& ex, F&& f) {
-  if (auto* io = ex.target<asio::io_context::executor_type>()) {
-    f(*io);
-  } else if (auto* any = ex.target<asio::any_io_executor>()) {
-    f(*any);
-  } else if (auto* s = ex.target<asio::strand<asio::io_context::executor_type>>()) {
-    f(*s);
-  } else if (auto* sa = ex.target<asio::strand<asio::any_io_executor>>()) {
-    f(*sa);
-  } else if (auto* inner = ex.target<asio::any_completion_executor>()) {
-    return with_loop(*inner, std::forward<F>(f));
-  } else {
-    return false;
-  }
-  return true;
+// The event loop behind `ex`, when it is one that work can be posted to. A type-erased
+// completion executor cannot be asked not to block (post needs that), so the executors asio's
+// own code hands out are looked for behind it; any other (the system executor of a plain
+// callback, a user's own executor type) finds none.
+std::optional<asio::any_io_executor> loop_of(const asio::any_completion_executor& ex) {
+  if (auto* io = ex.target<asio::io_context::executor_type>()) return asio::any_io_executor(*io);
+  if (auto* any = ex.target<asio::any_io_executor>()) return *any;
+  if (auto* s = ex.target<asio::strand<asio::io_context::executor_type>>())
+    return asio::any_io_executor(*s);
+  if (auto* sa = ex.target<asio::strand<asio::any_io_executor>>())
+    return asio::any_io_executor(*sa);
+  if (auto* inner = ex.target<asio::any_completion_executor>()) return loop_of(*inner);
+  return std::nullopt;
 }
 
 // Hands `req` to the engine, deferred to the handler's event loop when it has one.
 template <class Handler>
 void start_on(infrastructure& infra, request req, diagnostics* diag, Handler h) {
-  asio::any_completion_executor ex = asio::get_associated_executor(h);
-  if (!with_loop(ex, [](auto&) {})) return infra.submit(std::move(req), bridge(std::move(h), diag));
+  std::optional<asio::any_io_executor> loop = loop_of(asio::get_associated_executor(h));
+  if (!loop) return infra.submit(std::move(req), bridge(std::move(h), diag));
   std::unique_ptr<deferred_work> t = infra.defer(std::move(req), bridge(std::move(h), diag));
-  if (!t) return;
-  with_loop(ex, [&t](auto& loop) { asio::post(loop, [t = std::move(t)] { t->run(); }); });
+  if (t) asio::post(*loop, [t = std::move(t)] { t->run(); });
 }
 
 }  // namespace
