@@ -286,6 +286,31 @@ void missing_table_is_not_found(step_result& r, std::string_view name) {
   }
 }
 
+// Reads the registry row of op->name and asks the in-memory index: `answer(op, row)` gives the
+// value, or nullopt when the index cannot answer as it is and `otherwise(op)` must go on. A
+// collection that is not in the registry fails with not_found (and its index is forgotten);
+// an error `answer` throws fails the operation.
+template <class Op, class T, class Answer>
+void answer_from_index(std::shared_ptr<Op> op, Answer answer,
+                       void (*otherwise)(std::shared_ptr<Op>)) {
+  auto& db = op->st->db;
+  op->run.execute(db, lookup_sql, {op->name}, [op, answer, otherwise](step_result r) mutable {
+    if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
+    if (r.res.rows.empty()) {
+      op->st->forget(op->name);
+      return op->fail_with(make_ec(errc::not_found), {no_collection(op->name), {}});
+    }
+    error_code ec;
+    diagnostics diag;
+    std::optional<T> found;
+    bool ok = capture(
+        [&] { found = answer(*op, read_registry(r.res.rows.front(), op->name)); }, ec, diag);
+    if (!ok) return op->fail_with(ec, std::move(diag));
+    if (found) return op->succeed(std::move(*found));
+    otherwise(std::move(op));
+  });
+}
+
 // ---- create / drop / list ----------------------------------------------------------------------
 
 // Creates collection `name` inside a transaction; false when it exists with this dimension
@@ -680,27 +705,13 @@ struct count_op : operation<std::int64_t> {
   }
 
   static void lookup(std::shared_ptr<count_op> op) {
-    auto& db = op->st->db;
-    op->run.execute(db, lookup_sql, {op->name}, [op](step_result r) mutable {
-      if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
-      if (r.res.rows.empty()) {
-        op->st->forget(op->name);
-        return op->fail_with(make_ec(errc::not_found), {no_collection(op->name), {}});
-      }
-      error_code ec;
-      diagnostics diag;
-      std::optional<std::int64_t> n;
-      bool ok = capture(
-          [&] {
-            registry_row reg = read_registry(r.res.rows.front(), op->name);
-            if (auto mirror = op->st->find(op->name))
-              n = mirror->count(reg.version, reg.dim, reg.m);
-          },
-          ec, diag);
-      if (!ok) return op->fail_with(ec, std::move(diag));
-      if (n) return op->succeed(*n);
-      count_table(std::move(op));  // no current index: ask the table
-    });
+    answer_from_index<count_op, std::int64_t>(
+        std::move(op),
+        [](count_op& o, const registry_row& reg) -> std::optional<std::int64_t> {
+          auto mirror = o.st->find(o.name);
+          return mirror ? mirror->count(reg.version, reg.dim, reg.m) : std::nullopt;
+        },
+        &count_op::count_table);  // no current index: ask the table
   }
 
   static void count_table(std::shared_ptr<count_op> op) {
@@ -744,28 +755,15 @@ struct search_op : operation<vector_store::matches> {
 
   // The registry's version decides whether the index can answer as it is.
   static void lookup(std::shared_ptr<search_op> op) {
-    auto& db = op->st->db;
-    op->run.execute(db, lookup_sql, {op->name}, [op](step_result r) mutable {
-      if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
-      if (r.res.rows.empty()) {
-        op->st->forget(op->name);
-        return op->fail_with(make_ec(errc::not_found), {no_collection(op->name), {}});
-      }
-      error_code ec;
-      diagnostics diag;
-      std::optional<vector_store::matches> found;
-      bool ok = capture(
-          [&] {
-            op->reg = read_registry(r.res.rows.front(), op->name);
-            op->check_against_registry();
-            op->mirror = op->st->mirror(op->name);
-            found = op->search(op->reg.version);
-          },
-          ec, diag);
-      if (!ok) return op->fail_with(ec, std::move(diag));
-      if (found) return op->succeed(std::move(*found));
-      load(std::move(op));
-    });
+    answer_from_index<search_op, vector_store::matches>(
+        std::move(op),
+        [](search_op& o, const registry_row& reg) {
+          o.reg = reg;
+          o.check_against_registry();
+          o.mirror = o.st->mirror(o.name);
+          return o.search(reg.version);
+        },
+        &search_op::load);
   }
 
   void check_against_registry() const {
