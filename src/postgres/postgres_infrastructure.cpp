@@ -31,6 +31,21 @@ using clock_type = std::chrono::steady_clock;
 
 namespace {
 
+// The engine whose completion handler or transaction body this thread is running, if any:
+// there, shutdown() must not wait for the thread it runs on (see shutdown below).
+thread_local const void* running_for = nullptr;
+
+class running_guard {
+ public:
+  explicit running_guard(const void* engine) : saved_(running_for) { running_for = engine; }
+  ~running_guard() { running_for = saved_; }
+  running_guard(const running_guard&) = delete;
+  running_guard& operator=(const running_guard&) = delete;
+
+ private:
+  const void* saved_;
+};
+
 // One request on the io thread, with what its deadline timer needs to see.
 struct op_state {
   op_state(asio::io_context& io, request r, completion d, clock_type::time_point submitted,
@@ -375,7 +390,10 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
     if (out.ec == errc::query_timeout) timeouts.fetch_add(1, std::memory_order_relaxed);
     latency.record(static_cast<std::uint64_t>(
         std::chrono::duration_cast<std::chrono::nanoseconds>(clock_type::now() - submitted).count()));
-    done(std::move(out));
+    {
+      running_guard g(this);
+      done(std::move(out));
+    }
     std::unique_lock lk(mu);
     if (--in_flight == 0) idle_cv.notify_all();
   }
@@ -663,6 +681,7 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
         return self->finish(std::move(out), t->done, t->submitted);
       }
       asio::post(*self->tx_workers, [self, t, c] {
+        running_guard g(self.get());  // the body is the caller's code too
         outcome out = self->run_transaction(c, t->req, t->deadline);
         self->give_back_conn(c);
         self->finish(std::move(out), t->done, t->submitted);
@@ -807,7 +826,16 @@ postgres_infrastructure::postgres_infrastructure(postgres_params params)
 postgres_infrastructure::~postgres_infrastructure() { shutdown(); }
 
 void postgres_infrastructure::startup() { impl_->startup(); }
-void postgres_infrastructure::shutdown() { impl_->shutdown(); }
+void postgres_infrastructure::shutdown() {
+  // Inside a completion handler or transaction body of this engine (a plain callback that
+  // drops the last handle, say), shutdown would wait for that very request to finish and for
+  // the thread it runs on: another thread does it, keeping the engine alive until it is done.
+  if (running_for == impl_.get()) {
+    std::thread([engine = impl_] { engine->shutdown(); }).detach();
+    return;
+  }
+  impl_->shutdown();
+}
 bool postgres_infrastructure::running() const noexcept { return impl_->state == 1; }
 void postgres_infrastructure::submit(request req, completion done) {
   impl_->submit(std::move(req), std::move(done));

@@ -603,6 +603,30 @@ TEST_P(Database, AsyncWithPlainCallback) {
   EXPECT_EQ(sum.get_future().get(), 3);
 }
 
+// A plain callback runs on one of the engine's own threads. Shutting the engine down there (or
+// dropping its last handle, which does the same) must not wait for that thread or for the
+// request whose handler it is running: the engine stops, and the handler returns.
+TEST_P(Database, ShutdownInsideAPlainCallbackStopsTheEngine) {
+  auto infra = open_engine();
+  entity::database db(infra);
+  std::promise<void> returned;
+  db.async_fetch_one("SELECT 1", {}, [&](error_code ec, std::optional<entity::row>) {
+    EXPECT_FALSE(ec);
+    infra->shutdown();
+    returned.set_value();
+  });
+  ASSERT_EQ(returned.get_future().wait_for(30s), std::future_status::ready)
+      << "shutdown() inside the handler never returned";
+  for (int i = 0; i < 3000 && infra->running(); ++i) std::this_thread::sleep_for(10ms);
+  EXPECT_FALSE(infra->running());
+  try {
+    db.fetch_one("SELECT 1");
+    ADD_FAILURE() << "a shut-down engine ran a query";
+  } catch (const entity::error& e) {
+    EXPECT_EQ(e.code(), errc::shut_down) << e.what();
+  }
+}
+
 TEST_P(Database, AsyncDiagnosticsOverloadFillsTheMessage) {
   auto db = open();
   entity::diagnostics diag;
