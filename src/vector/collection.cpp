@@ -248,7 +248,7 @@ void collection::run_build() noexcept {
     {
       std::shared_lock lk(mu_);
       std::lock_guard b(build_mu_);
-      if (loaded_ && !graph_) {
+      if (loaded_ && !graph_ && !closing_) {
         ids = ids_;
         rows = data_;
         m = metric_;
