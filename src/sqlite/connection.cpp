@@ -2,7 +2,9 @@
 
 #include <sqlite3.h>
 
+#include <cerrno>
 #include <string>
+#include <system_error>
 #include <thread>
 
 #include "sqlite/classify.hpp"
@@ -123,17 +125,37 @@ void connection::clear_budget() noexcept {
   sqlite3_busy_timeout(db_, static_cast<int>(busy_timeout_.count()));
 }
 
+namespace {
+
+// What the operating system said of a failed file operation, as " (reason)": SQLite's own
+// message for an I/O error ("disk I/O error") does not say whether the disk was full, the
+// file too large or the permission missing. Empty when the last error was not the system's.
+std::string system_reason(sqlite3* db) {
+  int primary = sqlite3_extended_errcode(db) & 0xff;
+  if (primary != SQLITE_IOERR && primary != SQLITE_CANTOPEN && primary != SQLITE_FULL) return {};
+  // SQLite does not record it for every failure (a failed write of a statement's pages leaves
+  // it 0); errno is cleared before each call that prepares or runs statements, so what it
+  // holds now came from inside that call.
+  int sys = sqlite3_system_errno(db);
+  if (sys == 0) sys = errno;
+  if (sys == 0) return {};
+  return " (" + std::generic_category().message(sys) + ")";
+}
+
+}  // namespace
+
 std::unique_ptr<connection> connection::open(const std::string& target, bool uri, role r,
                                              const sqlite_params& p, error_code& ec,
                                              diagnostics& diag) {
   sqlite3* db = nullptr;
   int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
   if (uri) flags |= SQLITE_OPEN_URI;
+  errno = 0;  // see system_reason
   int rc = sqlite3_open_v2(target.c_str(), &db, flags, nullptr);
   if (rc != SQLITE_OK) {
     ec = make_sqlite_error(db ? sqlite3_extended_errcode(db) : rc);
     diag.message = "cannot open database '" + target + "': " +
-                   (db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+                   (db ? sqlite3_errmsg(db) + system_reason(db) : sqlite3_errstr(rc));
     sqlite3_close_v2(db);
     return nullptr;
   }
@@ -185,7 +207,7 @@ error_code connection::fail(int rc, std::string_view sql, diagnostics& diag) {
     diag.message = "the statement ran past its budget on the caller's thread and was interrupted";
     return make_error_code(errc::aborted);
   }
-  diag.message = sqlite3_errmsg(db_);
+  diag.message = sqlite3_errmsg(db_) + system_reason(db_);
   int ext = sqlite3_extended_errcode(db_);
   return make_sqlite_error(ext != SQLITE_OK ? ext : rc);
 }
@@ -197,6 +219,7 @@ connection::cached* connection::prepare(std::string_view sql, error_code& ec, di
   }
   sqlite3_stmt* stmt = nullptr;
   const char* tail = nullptr;
+  errno = 0;  // see system_reason
   int rc = sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()),
                               SQLITE_PREPARE_PERSISTENT, &stmt, &tail);
   if (rc != SQLITE_OK) {
@@ -259,6 +282,7 @@ error_code connection::run(std::string_view sql, const params& args, std::size_t
   // since; a statement that changed nothing (DDL, an UPDATE matching no row) must report 0.
   const std::int64_t changes_before = sqlite3_total_changes64(db_);
   int rc;
+  errno = 0;  // see system_reason
   while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
     if (out.rows.size() < max_rows) {
       int n = sqlite3_column_count(stmt);
@@ -298,13 +322,15 @@ error_code connection::run_script(std::string_view sql, diagnostics& diag, bool 
   while (p < end) {
     sqlite3_stmt* stmt = nullptr;
     const char* tail = nullptr;
+    errno = 0;  // see system_reason
     int rc = sqlite3_prepare_v2(db_, p, static_cast<int>(end - p), &stmt, &tail);
     if (rc != SQLITE_OK) return fail(rc, std::string_view(p, static_cast<std::size_t>(end - p)), diag);
     std::string_view text(p, static_cast<std::size_t>((tail ? tail : end) - p));
     p = tail ? tail : end;
     if (!stmt) continue;  // whitespace or a comment
     while (true) {
-      while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+      errno = 0;  // see system_reason
+  while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
       }
       // Another process held the lock past busy_timeout. Outside a transaction the statement
       // did nothing, so this statement (not the script, whose earlier statements have already

@@ -8,7 +8,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <fstream>
+#include <string>
+#include <system_error>
 
 #include "test_support.hpp"
 
@@ -83,6 +86,9 @@ TEST(Faults, FullDiskFailsTheWriteKeepsTheDataAndRecovers) {
     CHILD_CHECK(failed, "writing past the limit never failed");
     CHILD_CHECK(code == entity::condition::io, "the error is not an I/O condition: %s", message.c_str());
     CHILD_CHECK(!message.empty(), "the error has no message");
+    // The system's reason is in it, not only SQLite's "disk I/O error".
+    CHILD_CHECK(message.find(std::generic_category().message(EFBIG)) != std::string::npos,
+                "the error does not say why the write failed: %s", message.c_str());
     std::fprintf(stderr, "child: full disk reported as: %s\n", message.c_str());
     CHILD_CHECK(mem.load("before").has_value(), "data stored before the fault is gone");
     ::setrlimit(RLIMIT_FSIZE, &limit);  // space returns
