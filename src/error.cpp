@@ -2,6 +2,7 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <cstdint>
 
 namespace entity {
@@ -158,12 +159,18 @@ std::string diagnostics::to_string() const {
 
 namespace {
 std::string what_of(const error_code& ec, const diagnostics& d) {
-  // The backend's message often is the code's own text ("disk I/O error"): say it once.
+  // The backend's message often is the code's own text ("disk I/O error"), or starts with it
+  // ("disk I/O error (File too large)"): say it once.
   std::string w = ec.message();
   diagnostics rest = d;
-  if (rest.message == w) rest.message.clear();
+  bool continues = false;  // rest.message carries on from w
+  if (rest.message.starts_with(w) &&
+      (rest.message.size() == w.size() || rest.message.compare(w.size(), 2, " (") == 0)) {
+    rest.message.erase(0, std::min(rest.message.size(), w.size() + 1));
+    continues = true;
+  }
   std::string detail = rest.to_string();
-  if (!detail.empty()) w += (rest.message.empty() ? " " : ": ") + detail;
+  if (!detail.empty()) w += (continues || rest.message.empty() ? " " : ": ") + detail;
   return w;
 }
 }  // namespace

@@ -101,6 +101,19 @@ TEST(Error, DiagnosticsRenderMessageAndSql) {
   EXPECT_TRUE(d.message.empty() && d.sql.empty());
 }
 
+TEST(Error, TheCodesOwnTextIsSaidOnce) {
+  const auto io = entity::make_sqlite_error(SQLITE_IOERR_WRITE);
+  const std::string text = io.message();
+  ASSERT_FALSE(text.empty());
+  EXPECT_EQ(std::string(entity::error(io, {text, "INSERT INTO t"}).what()),
+            text + " (sql: INSERT INTO t)");
+  EXPECT_EQ(std::string(entity::error(io, {text + " (File too large)", "INSERT INTO t"}).what()),
+            text + " (File too large) (sql: INSERT INTO t)");
+  // A message that merely begins with the same letters is the backend's own: kept whole.
+  EXPECT_EQ(std::string(entity::error(io, {text + "s everywhere", ""}).what()),
+            text + ": " + text + "s everywhere");
+}
+
 TEST(Error, ExceptionCarriesCodeAndDiagnostics) {
   entity::error e(entity::make_sqlite_error(SQLITE_ERROR), {"no such table: t", "SELECT * FROM t"});
   EXPECT_EQ(e.code(), condition::syntax);
