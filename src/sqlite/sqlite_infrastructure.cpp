@@ -576,11 +576,14 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
   }
 
   // A deferred write's ticket runs on its caller's thread: lead a group there unless someone
-  // else is committing, in which case the writer thread takes the request after them.
+  // else is committing, in which case the writer thread takes the request after them. While a
+  // checkpoint is due, the writer thread takes it too, after the checkpoint: commits made on
+  // callers' loops never grow the log past one group beyond the checkpoint threshold, however
+  // late the writer thread gets to run.
   void run_deferred_write(write_ticket& t) {
     std::unique_lock lk(wmu);
     if (!t.op) return;  // a leader has taken it
-    if (!leader && committing_for != this) {
+    if (!leader && committing_for != this && !checkpoint_due) {
       std::vector<pending*> group;
       lead_one_group(lk, group, nullptr, /*on_caller=*/true);
       if (!t.op) return;
