@@ -286,6 +286,14 @@ void missing_table_is_not_found(step_result& r, std::string_view name) {
   }
 }
 
+// Collection op.name is not in the registry: its in-memory index is forgotten and the
+// operation fails with not_found.
+template <class Op>
+void fail_gone(Op& op) {
+  op.st->forget(op.name);
+  op.fail_with(make_ec(errc::not_found), {no_collection(op.name), {}});
+}
+
 // Reads the registry row of op->name and asks the in-memory index: `answer(op, row)` gives the
 // value, or nullopt when the index cannot answer as it is and `otherwise(op)` must go on. A
 // collection that is not in the registry fails with not_found (and its index is forgotten);
@@ -296,10 +304,7 @@ void answer_from_index(std::shared_ptr<Op> op, Answer answer,
   auto& db = op->st->db;
   op->run.execute(db, lookup_sql, {op->name}, [op, answer, otherwise](step_result r) mutable {
     if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
-    if (r.res.rows.empty()) {
-      op->st->forget(op->name);
-      return op->fail_with(make_ec(errc::not_found), {no_collection(op->name), {}});
-    }
+    if (r.res.rows.empty()) return fail_gone(*op);
     error_code ec;
     diagnostics diag;
     std::optional<T> found;
@@ -787,10 +792,7 @@ struct search_op : operation<vector_store::matches> {
     op->run.execute(db, std::move(sql), {op->name}, [op](step_result r) mutable {
       missing_table_is_not_found(r, op->name);
       if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
-      if (r.res.rows.empty()) {
-        op->st->forget(op->name);
-        return op->fail_with(make_ec(errc::not_found), {no_collection(op->name), {}});
-      }
+      if (r.res.rows.empty()) return fail_gone(*op);
       error_code ec;
       diagnostics diag;
       std::optional<vector_store::matches> found;
