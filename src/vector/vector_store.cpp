@@ -85,9 +85,17 @@ struct vector_store::shared {
     auto it = collections.find(name);
     return it == collections.end() ? nullptr : it->second;
   }
+  // The collection is released outside the lock: if it is the last owner, its destructor
+  // waits for a graph build in progress to stop, and other collections' lookups go on.
   void forget(const std::string& name) {
-    std::lock_guard lk(mu);
-    collections.erase(name);
+    std::shared_ptr<collection> gone;
+    {
+      std::lock_guard lk(mu);
+      auto it = collections.find(name);
+      if (it == collections.end()) return;
+      gone = std::move(it->second);
+      collections.erase(it);
+    }
   }
 };
 
