@@ -1,5 +1,6 @@
 #include "entity/memory.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <boost/asio/any_completion_executor.hpp>
 #include <boost/asio/bind_executor.hpp>
@@ -598,10 +599,17 @@ vector_transaction_body batch_store_vector_body(std::shared_ptr<const memory::it
   return [values = std::move(values), prefix = std::move(prefix), upsert = std::move(upsert)](
              session& s, vector_writes& w) {
     batch_store_rows(s, *values, prefix, upsert);
+    // A chunk of keys at a time, so a big batch is not copied whole.
+    constexpr std::size_t chunk = 1024;
     std::vector<std::string> keys;
-    keys.reserve(values->size());
-    for (const auto& item : *values) keys.push_back(prefix + item.first);
-    w.erase(collection_name(), keys);
+    keys.reserve(std::min(chunk, values->size()));
+    for (std::size_t i = 0; i < values->size(); ++i) {
+      keys.push_back(prefix + (*values)[i].first);
+      if (keys.size() == chunk || i + 1 == values->size()) {
+        w.erase(collection_name(), keys);
+        keys.clear();
+      }
+    }
   };
 }
 }  // namespace

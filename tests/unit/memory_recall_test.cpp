@@ -293,6 +293,26 @@ TEST(MemoryRecall, ReplacingAValueReplacesOrRemovesItsEmbedding) {
   EXPECT_EQ(embeddings_count(f.mem), 20);
 }
 
+// A batch larger than the chunk of keys whose embeddings are removed at a time (1,024): every
+// replaced key loses its embedding, and the keys outside the batch keep theirs.
+TEST(MemoryRecall, ABigBatchStoreRemovesTheEmbeddingsOfEveryKeyItReplaces) {
+  fixture f;
+  std::mt19937 rng(21);
+  constexpr int n = 2'600;
+  for (int i = 0; i < n; ++i) f.mem.store("k" + std::to_string(i), i, random_vector(rng, dim));
+  ASSERT_EQ(embeddings_count(f.mem), n);
+  memory::items batch;
+  for (int i = 0; i < n - 3; ++i) batch.emplace_back("k" + std::to_string(i), -i);
+  batch.emplace_back("new", 0);
+  f.mem.batch_store(std::move(batch));
+  EXPECT_EQ(embeddings_count(f.mem), 3);
+  EXPECT_FALSE(has_embedding(f.mem, "k0"));
+  EXPECT_FALSE(has_embedding(f.mem, "k2000"));
+  EXPECT_TRUE(has_embedding(f.mem, "k" + std::to_string(n - 1)));
+  EXPECT_EQ(f.mem.load("k2000"), json(-2000));
+  EXPECT_EQ(f.mem.recall(random_vector(rng, dim), 10).size(), 3u);
+}
+
 TEST(MemoryRecall, AnEmbeddingLeftBehindByAnotherHandleIsNeverRecalled) {
   fixture f;
   std::mt19937 rng(13);
