@@ -563,17 +563,26 @@ std::int64_t memory::size() const {
   return db_.fetch_one(std::move(sql), std::move(args))->get<std::int64_t>(0);
 }
 
+namespace {
+// The count and JSON bytes of the keys under `prefix`; read back by stats_of.
+std::string stats_sql(const std::string& value_bytes, const std::string& prefix, params& args) {
+  return "SELECT count(*), coalesce(sum(" + value_bytes + "), 0) FROM memory" +
+         where_matching(prefix, "%", args);
+}
+memory_stats stats_of(const row& r, const database& db) {
+  memory_stats s;
+  s.keys = r.get<std::int64_t>(0);
+  s.value_bytes = r.get<std::int64_t>(1);
+  s.engine = db.stats();
+  return s;
+}
+}  // namespace
+
 memory_stats memory::stats() const {
   ensure_table();
   params args;
-  std::string sql = "SELECT count(*), coalesce(sum(" + shared_->value_bytes + "), 0) FROM memory" +
-                    where_matching(prefix_, "%", args);
-  auto r = db_.fetch_one(std::move(sql), std::move(args));
-  memory_stats s;
-  s.keys = r->get<std::int64_t>(0);
-  s.value_bytes = r->get<std::int64_t>(1);
-  s.engine = db_.stats();
-  return s;
+  std::string sql = stats_sql(shared_->value_bytes, prefix_, args);
+  return stats_of(*db_.fetch_one(std::move(sql), std::move(args)), db_);
 }
 
 namespace {
@@ -819,6 +828,18 @@ void memory::start_load(diagnostics* diag, handler<std::optional<json>> h, std::
   run_fetch_one(db_, load_sql, {std::move(stored_key)}, diag, std::move(cont));
 }
 
+void memory::start_load_or(diagnostics* diag, handler<json> h, std::string key,
+                           json default_value) const {
+  auto ex = asio::get_associated_executor(h);  // before h moves into the continuation
+  start_load(diag,
+             handler<std::optional<json>>(asio::bind_executor(
+                 ex, [h = std::move(h), d = std::move(default_value)](
+                         error_code ec, std::optional<json> v) mutable {
+                   std::move(h)(ec, v ? std::move(*v) : ec ? json() : std::move(d));
+                 })),
+             std::move(key));
+}
+
 void memory::start_erase(diagnostics* diag, handler<bool> h, std::string key) const {
   if (!table_known())
     return create_table_then(db_, shared_, diag, std::move(h),
@@ -915,6 +936,22 @@ void memory::start_size(diagnostics* diag, handler<std::int64_t> h) const {
   auto cont =
       asio::bind_executor(ex, [h = std::move(h)](error_code ec, std::optional<row> r) mutable {
         std::move(h)(ec, (!ec && r) ? r->get<std::int64_t>(0) : 0);
+      });
+  run_fetch_one(db_, std::move(sql), std::move(args), diag, std::move(cont));
+}
+
+void memory::start_stats(diagnostics* diag, handler<memory_stats> h) const {
+  if (!table_known())
+    return create_table_then(db_, shared_, diag, std::move(h),
+                             [self = *this, diag](handler<memory_stats> h) mutable {
+                               self.start_stats(diag, std::move(h));
+                             });
+  params args;
+  std::string sql = stats_sql(shared_->value_bytes, prefix_, args);
+  auto ex = asio::get_associated_executor(h);  // before h moves into the continuation
+  auto cont = asio::bind_executor(
+      ex, [h = std::move(h), db = db_](error_code ec, std::optional<row> r) mutable {
+        std::move(h)(ec, (!ec && r) ? stats_of(*r, db) : memory_stats{});
       });
   run_fetch_one(db_, std::move(sql), std::move(args), diag, std::move(cont));
 }

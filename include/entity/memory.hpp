@@ -169,6 +169,17 @@ class memory {
   auto async_load(std::string key, diagnostics& diag, Token&& token) const {
     return initiate(std::forward<Token>(token), &memory::start_load, &diag, std::move(key));
   }
+  /// The value, or `default_value` when the key is absent.
+  template <class Token>
+  auto async_load(std::string key, json default_value, Token&& token) const {
+    return initiate(std::forward<Token>(token), &memory::start_load_or, nullptr, std::move(key),
+                    std::move(default_value));
+  }
+  template <class Token>
+  auto async_load(std::string key, json default_value, diagnostics& diag, Token&& token) const {
+    return initiate(std::forward<Token>(token), &memory::start_load_or, &diag, std::move(key),
+                    std::move(default_value));
+  }
   template <class Token>
   auto async_erase(std::string key, Token&& token) const {
     return initiate(std::forward<Token>(token), &memory::start_erase, nullptr, std::move(key));
@@ -210,6 +221,14 @@ class memory {
     return initiate(std::forward<Token>(token), &memory::start_size, &diag);
   }
   template <class Token>
+  auto async_stats(Token&& token) const {
+    return initiate(std::forward<Token>(token), &memory::start_stats, nullptr);
+  }
+  template <class Token>
+  auto async_stats(diagnostics& diag, Token&& token) const {
+    return initiate(std::forward<Token>(token), &memory::start_stats, &diag);
+  }
+  template <class Token>
   auto async_batch_store(items values, Token&& token) const {
     return initiate(std::forward<Token>(token), &memory::start_batch_store, nullptr,
                     std::move(values));
@@ -236,12 +255,15 @@ class memory {
   void start_recall(diagnostics* diag, handler<recollection> h, std::vector<float> query,
                     std::int64_t k) const;
   void start_load(diagnostics* diag, handler<std::optional<json>> h, std::string key) const;
+  void start_load_or(diagnostics* diag, handler<json> h, std::string key,
+                     json default_value) const;
   void start_erase(diagnostics* diag, handler<bool> h, std::string key) const;
   void start_exists(diagnostics* diag, handler<bool> h, std::string key) const;
   void start_keys(diagnostics* diag, handler<std::vector<std::string>> h,
                   std::string pattern) const;
   void start_clear(diagnostics* diag, handler<std::int64_t> h, std::string pattern) const;
   void start_size(diagnostics* diag, handler<std::int64_t> h) const;
+  void start_stats(diagnostics* diag, handler<memory_stats> h) const;
   void start_batch_store(diagnostics* diag, void_handler h, items values) const;
   void start_batch_load(diagnostics* diag, handler<loaded> h, std::vector<std::string> keys) const;
 

@@ -279,6 +279,12 @@ TEST_P(Memory, AsyncLoadsOfAValueThatIsNotJsonFailWithDecodeError) {
     auto [ec, v] = co_await f.mem.async_load("broken-key", asio::as_tuple(asio::use_awaitable));
     EXPECT_EQ(ec, entity::errc::decode_error);
     EXPECT_FALSE(v.has_value());
+    // Not silently replaced by the default either.
+    json fallback = "default";
+    auto [ec1, d] =
+        co_await f.mem.async_load("broken-key", fallback, asio::as_tuple(asio::use_awaitable));
+    EXPECT_EQ(ec1, entity::errc::decode_error);
+    EXPECT_EQ(d, json());
     std::vector<std::string> wanted = {"good", "broken-key"};
     auto [ec2, m] =
         co_await f.mem.async_batch_load(std::move(wanted), asio::as_tuple(asio::use_awaitable));
@@ -294,17 +300,21 @@ TEST_P(Memory, AsyncDiagnosticsNameTheKeyOfAValueThatIsNotJson) {
   f.mem.batch_store(numbered_items(1200));
   store_raw(f.db, "broken-key", "nope");
   store_raw(f.db, key_of(900), "{\"a\": ");
-  entity::diagnostics load_diag, batch_diag, store_diag;
+  entity::diagnostics load_diag, default_diag, batch_diag, store_diag;
   run_coroutine([&]() -> asio::awaitable<void> {
     const auto t = asio::as_tuple(asio::use_awaitable);
     auto [ec, v] = co_await f.mem.async_load("broken-key", load_diag, t);
     EXPECT_EQ(ec, entity::errc::decode_error);
+    json fallback = 0;
+    auto [ec1, d] = co_await f.mem.async_load("broken-key", fallback, default_diag, t);
+    EXPECT_EQ(ec1, entity::errc::decode_error);
     auto [ec2, m] = co_await f.mem.async_batch_load(numbered_keys(1200), batch_diag, t);
     EXPECT_EQ(ec2, entity::errc::decode_error);
     auto [ec3] = co_await f.mem.async_store("unwritable", not_utf8(), store_diag, t);
     EXPECT_EQ(ec3, entity::errc::invalid_argument);
   });
   EXPECT_NE(load_diag.message.find("broken-key"), std::string::npos) << load_diag.message;
+  EXPECT_NE(default_diag.message.find("broken-key"), std::string::npos) << default_diag.message;
   EXPECT_NE(batch_diag.message.find(key_of(900)), std::string::npos) << batch_diag.message;
   EXPECT_NE(store_diag.message.find("unwritable"), std::string::npos) << store_diag.message;
 }
@@ -558,6 +568,8 @@ session_results sync_session(const memory& m) {
   m.store("tmp:2", "t");
   r.loads.push_back(m.load("a"));
   r.loads.push_back(m.load("missing"));
+  r.loads.push_back(m.load("missing", "fallback"));
+  r.loads.push_back(m.load("a", "fallback"));
   r.flags.push_back(m.exists("a"));
   r.flags.push_back(m.exists("missing"));
   r.flags.push_back(m.erase("b"));
@@ -569,6 +581,9 @@ session_results sync_session(const memory& m) {
   m.batch_store({{"c", 3}, {"d", json{{"y", nullptr}}}});
   r.batch = m.batch_load({"a", "c", "d", "missing"});
   r.counts.push_back(m.size());
+  entity::memory_stats st = m.stats();
+  r.counts.push_back(st.keys);
+  r.counts.push_back(st.value_bytes);
   return r;
 }
 
@@ -582,6 +597,9 @@ asio::awaitable<session_results> async_session(memory m) {
   co_await m.async_store("tmp:2", tmp, t);
   r.loads.push_back(co_await m.async_load("a", t));
   r.loads.push_back(co_await m.async_load("missing", t));
+  json fallback = "fallback";
+  r.loads.push_back(co_await m.async_load("missing", fallback, t));
+  r.loads.push_back(co_await m.async_load("a", fallback, t));
   r.flags.push_back(co_await m.async_exists("a", t));
   r.flags.push_back(co_await m.async_exists("missing", t));
   r.flags.push_back(co_await m.async_erase("b", t));
@@ -595,6 +613,9 @@ asio::awaitable<session_results> async_session(memory m) {
   std::vector<std::string> wanted = {"a", "c", "d", "missing"};
   r.batch = co_await m.async_batch_load(std::move(wanted), t);
   r.counts.push_back(co_await m.async_size(t));
+  entity::memory_stats st = co_await m.async_stats(t);
+  r.counts.push_back(st.keys);
+  r.counts.push_back(st.value_bytes);
   co_return r;
 }
 
@@ -611,7 +632,10 @@ TEST_P(Memory, AsyncAndSyncGiveTheSameResults) {
   EXPECT_EQ(from_sync.counts, from_async.counts);
   EXPECT_EQ(from_sync.batch, from_async.batch);
   EXPECT_EQ(from_sync.flags, (std::vector<bool>{true, false, true, false}));
-  EXPECT_EQ(from_sync.counts, (std::vector<std::int64_t>{2, 1, 3}));
+  EXPECT_EQ(from_sync.loads, (std::vector<std::optional<json>>{
+                                json{{"x", 1}}, std::nullopt, json("fallback"), json{{"x", 1}}}));
+  // stats: 3 keys holding {"x":1}, 3 and {"y":null}: 7 + 1 + 10 bytes of JSON text.
+  EXPECT_EQ(from_sync.counts, (std::vector<std::int64_t>{2, 1, 3, 3, 18}));
   EXPECT_EQ(from_sync.batch.size(), 3u);
 }
 
@@ -631,9 +655,11 @@ TEST_P(Memory, AsyncHandlersRunOnTheCallersExecutor) {
         co_await f.mem.async_store("k", one, t), here();
         co_await f.mem.async_store("bad", not_utf8(), t), here();  // fails before the engine
         co_await f.mem.async_load("k", t), here();
+        co_await f.mem.async_load("absent", one, t), here();
         co_await f.mem.async_exists("k", t), here();
         co_await f.mem.async_keys("%", t), here();
         co_await f.mem.async_size(t), here();
+        co_await f.mem.async_stats(t), here();
         co_await f.mem.async_batch_store(numbered_items(1500), t), here();
         co_await f.mem.async_batch_load(numbered_keys(1500), t), here();
         co_await f.mem.async_batch_load({}, t), here();
@@ -644,7 +670,7 @@ TEST_P(Memory, AsyncHandlersRunOnTheCallersExecutor) {
         if (e) std::rethrow_exception(e);
       });
   io.run();
-  EXPECT_EQ(checked, 11);
+  EXPECT_EQ(checked, 13);
 }
 
 TEST_P(Memory, AsyncWorksWithFuturesAndPlainCallbacks) {
@@ -652,6 +678,8 @@ TEST_P(Memory, AsyncWorksWithFuturesAndPlainCallbacks) {
   f.mem.async_store("k", json(5), asio::use_future).get();
   EXPECT_EQ(f.mem.async_load("k", asio::use_future).get(), json(5));
   EXPECT_EQ(f.mem.async_load("missing", asio::use_future).get(), std::nullopt);
+  EXPECT_EQ(f.mem.async_load("missing", json(7), asio::use_future).get(), json(7));
+  EXPECT_EQ(f.mem.async_stats(asio::use_future).get().keys, 1);
   std::promise<std::pair<entity::error_code, bool>> erased;
   f.mem.async_erase("k", [&](entity::error_code ec, bool existed) {
     erased.set_value({ec, existed});
