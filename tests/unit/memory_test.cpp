@@ -859,4 +859,29 @@ TEST(SqliteMemory, OpensAFileWrittenByPython) {
   EXPECT_EQ(mem.size(), 6);
 }
 
+// The other direction, with Python itself: its sqlite3 and json modules read what this memory
+// wrote, with the seed's schema, and what Python writes back with json.dumps loads here.
+TEST(SqliteMemory, FileWrittenHereOpensInPython) {
+  sqlite_fixture f;
+  f.mem.store("profile", json{{"a", 1}, {"b", {1, 2}}});
+  f.mem.store("city", json{{"name", "Zürich"}, {"pop", 421878}});
+  f.mem.scope("user-42").store("likes", json::array({"tea", nullptr, 2.5}));
+  const std::string script = R"py(import json, sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+print(db.execute("SELECT sql FROM sqlite_master WHERE name = 'memory'").fetchone()[0])
+for key, value in db.execute("SELECT key, value FROM memory ORDER BY key"):
+    print(key, json.dumps(json.loads(value), sort_keys=True))
+db.execute("INSERT INTO memory VALUES (?, ?)", ("from-python", json.dumps({"ok": True, "n": [1, 2]})))
+db.commit()
+)py";
+  auto py = entity::test::run_command("python3 - " + entity::test::shell_quote(f.path), script);
+  ASSERT_EQ(py.exit_code, 0) << py.err;
+  EXPECT_EQ(py.out,
+            "CREATE TABLE memory (key TEXT PRIMARY KEY, value TEXT)\n"
+            "city {\"name\": \"Z\\u00fcrich\", \"pop\": 421878}\n"
+            "profile {\"a\": 1, \"b\": [1, 2]}\n"
+            "user-42:likes [\"tea\", null, 2.5]\n");
+  EXPECT_EQ(f.mem.load("from-python"), (json{{"ok", true}, {"n", {1, 2}}}));
+}
+
 }  // namespace
