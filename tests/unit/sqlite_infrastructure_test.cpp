@@ -292,6 +292,69 @@ TEST(SqliteInfrastructure, MakeInfrastructureChoosesTheBackend) {
   }
 }
 
+TEST(SqliteInfrastructure, DefaultsAreTheDocumentedOnes) {
+  const entity::sqlite_params d;
+  EXPECT_EQ(d.path, ":memory:");
+  EXPECT_EQ(d.pool_size, 5u);
+  EXPECT_EQ(d.min_connections, 2u);
+  EXPECT_EQ(d.query_timeout, 30s);
+  EXPECT_EQ(d.acquire_timeout, 5s);
+  EXPECT_EQ(d.busy_timeout, 5s);
+  EXPECT_EQ(d.journal, entity::journal_mode::wal);
+  EXPECT_EQ(d.synchronous, entity::synchronous_mode::normal);
+  EXPECT_EQ(d.temp_store, entity::temp_store_mode::memory);
+  EXPECT_EQ(d.mmap_size, 256LL * 1024 * 1024);
+  EXPECT_EQ(d.statement_cache_size, 64u);
+  EXPECT_EQ(d.max_group_size, 256u);
+  EXPECT_EQ(d.inline_budget, 250us);
+
+  // What the connections really run with. PRAGMAs are per connection: read them on the
+  // engine's own, a reader (a lease) and the writer (a transaction body).
+  struct settings {
+    std::string journal;
+    std::int64_t synchronous = -1, temp_store = -1, mmap_size = -1, busy_timeout = -1;
+  };
+  auto read_settings = [](entity::session& s) {
+    settings got;
+    got.journal = s.fetch_one("PRAGMA journal_mode")->get<std::string>(0);
+    got.synchronous = s.fetch_one("PRAGMA synchronous")->get<std::int64_t>(0);
+    got.temp_store = s.fetch_one("PRAGMA temp_store")->get<std::int64_t>(0);
+    got.mmap_size = s.fetch_one("PRAGMA mmap_size")->get<std::int64_t>(0);
+    got.busy_timeout = s.fetch_one("PRAGMA busy_timeout")->get<std::int64_t>(0);
+    return got;
+  };
+  auto on_reader_and_writer = [&](const entity::database& db) {
+    std::vector<settings> both{read_settings(*db.acquire())};
+    db.transaction([&](entity::session& s) { both.push_back(read_settings(s)); });
+    return both;
+  };
+
+  entity::test::temp_dir dir;
+  entity::sqlite_params p;
+  p.path = dir.file("defaults.db");
+  auto infra = started(p);
+  entity::database db(infra);
+  EXPECT_EQ(db.stats().open_connections, 2u);  // min_connections: the writer and one reader
+  for (const settings& s : on_reader_and_writer(db)) {
+    EXPECT_EQ(s.journal, "wal");
+    EXPECT_EQ(s.synchronous, 1);  // NORMAL
+    EXPECT_EQ(s.temp_store, 2);   // MEMORY
+    EXPECT_EQ(s.mmap_size, 268435456);
+    EXPECT_EQ(s.busy_timeout, 5000);
+  }
+  infra->shutdown();
+
+  // The durable mode differs in synchronous alone.
+  auto durable = started(entity::sqlite_params::durable(dir.file("durable.db")));
+  for (const settings& s : on_reader_and_writer(entity::database(durable))) {
+    EXPECT_EQ(s.journal, "wal");
+    EXPECT_EQ(s.synchronous, 2);  // FULL
+    EXPECT_EQ(s.temp_store, 2);
+    EXPECT_EQ(s.mmap_size, 268435456);
+    EXPECT_EQ(s.busy_timeout, 5000);
+  }
+}
+
 // ---- the reader pool -------------------------------------------------------------------------
 
 TEST(SqliteInfrastructure, PoolStatsCountConnections) {
