@@ -1052,6 +1052,26 @@ TEST(SqliteInfrastructure, ShutdownCompletesEveryQueuedOperation) {
 
 // ---- stats -----------------------------------------------------------------------------------
 
+TEST(SqliteInfrastructure, QueuedOperationsCountsWritesWaitingForTheWriter) {
+  auto infra = started();
+  entity::database db(infra);
+  db.execute("CREATE TABLE t (a)");
+  watchdog guard(30s);
+  EXPECT_EQ(db.stats().queued_operations, 0u);
+  outcomes results(3);
+  {
+    writer_blocker block(db);
+    for (std::size_t i = 0; i < 3; ++i)
+      db.async_execute("INSERT INTO t VALUES (?)", {static_cast<std::int64_t>(i)},
+                       results.callback(i));
+    EXPECT_EQ(db.stats().queued_operations, 3u);
+  }
+  results.left.wait();
+  for (const error_code& ec : results.ecs) EXPECT_FALSE(ec) << ec.message();
+  EXPECT_EQ(db.stats().queued_operations, 0u);
+  EXPECT_EQ(count_rows(db, "t"), 3);
+}
+
 TEST(SqliteInfrastructure, StatsCountOperationsErrorsAndTimeouts) {
   auto infra = started();
   entity::database db(infra);
