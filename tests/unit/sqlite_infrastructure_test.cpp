@@ -1022,21 +1022,32 @@ TEST(SqliteInfrastructure, ShutdownCompletesEveryQueuedOperation) {
   watchdog guard(60s);
 
   constexpr std::size_t n = 1000;
+  constexpr std::size_t writes = n - (n + 2) / 3;  // every i with i % 3 != 0
   std::vector<error_code> ecs(n);
   std::vector<int> calls(n, 0);
-  std::atomic<std::size_t> completed{0};
-  for (std::size_t i = 0; i < n; ++i) {
-    auto done = [&, i](error_code ec, auto&&...) {
-      ecs[i] = ec;
-      calls[i]++;
-      completed.fetch_add(1);
-    };
-    if (i % 3 == 0)
-      db.async_fetch_one("SELECT count(*) FROM t", {}, done);
-    else
-      db.async_execute("INSERT INTO t VALUES (?)", {static_cast<std::int64_t>(i)}, done);
-  }
-  infra->shutdown();  // with most of them still queued
+  std::atomic<std::size_t> completed{0}, writes_completed{0};
+  std::thread stopper;
+  {
+    writer_blocker block(db);  // every write below waits in the writer's queue
+    for (std::size_t i = 0; i < n; ++i) {
+      auto done = [&, i](error_code ec, auto&&...) {
+        ecs[i] = ec;
+        calls[i]++;
+        if (i % 3 != 0) writes_completed.fetch_add(1);
+        completed.fetch_add(1);
+      };
+      if (i % 3 == 0)
+        db.async_fetch_one("SELECT count(*) FROM t", {}, done);
+      else
+        db.async_execute("INSERT INTO t VALUES (?)", {static_cast<std::int64_t>(i)}, done);
+    }
+    EXPECT_GE(db.stats().queued_operations, writes);
+    stopper = std::thread([&] { infra->shutdown(); });
+    while (infra->running()) std::this_thread::yield();
+    // Shutdown has begun with every write still queued behind the held writer.
+    EXPECT_EQ(writes_completed.load(), 0u);
+  }  // the writer is let go; shutdown() returns once the queue is done
+  stopper.join();
   EXPECT_EQ(completed.load(), n);
 
   std::int64_t inserted = 0;
