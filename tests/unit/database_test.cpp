@@ -744,3 +744,31 @@ TEST(SqliteDatabase, FileDatabaseKeepsItsData) {
   ASSERT_EQ(rows.size(), 2u);
   EXPECT_EQ(rows[1].get<std::string>(0), "two");
 }
+
+TEST(SqliteDatabase, MemoryDatabaseCrud) {
+  auto infra = std::make_shared<entity::sqlite_infrastructure>();
+  ASSERT_EQ(infra->params().path, ":memory:");
+  infra->startup();
+  entity::database db(infra);
+  db.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)");
+  auto r = db.execute("INSERT INTO notes (body) VALUES (?)", {"one"});
+  EXPECT_EQ(r.rows_affected, 1);
+  EXPECT_EQ(r.last_insert_id, 1);
+  r = db.execute("INSERT INTO notes (body) VALUES (?)", {"two"});
+  EXPECT_EQ(r.rows_affected, 1);
+  EXPECT_EQ(r.last_insert_id, 2);
+
+  auto one = db.fetch_one("SELECT body FROM notes WHERE id = ?", {1});
+  ASSERT_TRUE(one);
+  EXPECT_EQ(one->get<std::string>("body"), "one");
+  auto all = db.fetch_all("SELECT id, body FROM notes ORDER BY id");
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_EQ(all[1].get<std::int64_t>("id"), 2);
+  EXPECT_EQ(all[1].get<std::string>("body"), "two");
+
+  EXPECT_EQ(db.execute("UPDATE notes SET body = upper(body)").rows_affected, 2);
+  EXPECT_EQ(db.fetch_one("SELECT body FROM notes WHERE id = 2")->get<std::string>(0), "TWO");
+  EXPECT_EQ(db.execute("DELETE FROM notes WHERE id = ?", {1}).rows_affected, 1);
+  EXPECT_EQ(db.fetch_one("SELECT body FROM notes WHERE id = ?", {1}), std::nullopt);
+  EXPECT_EQ(count_rows(db, "notes"), 1);
+}
