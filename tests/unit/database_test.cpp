@@ -546,6 +546,38 @@ TEST_P(Database, AsyncWithDeferred) {
   });
 }
 
+TEST_P(Database, ScriptManyAndTransactionWithDeferred) {
+  auto db = open();
+  auto script = db.async_execute_script("CREATE TABLE t (a INTEGER); INSERT INTO t VALUES (1)",
+                                        asio::deferred);
+  auto many = db.async_execute_many("INSERT INTO t VALUES (?)", {{2}, {3}}, asio::deferred);
+  auto tx = db.async_transaction(
+      [](entity::session& s) {
+        s.execute("UPDATE t SET a = a * 10");
+        s.execute("INSERT INTO t VALUES (4)");
+      },
+      asio::deferred);
+  // None of them has run yet: the table does not exist.
+  error_code ec;
+  entity::diagnostics diag;
+  db.fetch_one("SELECT count(*) FROM t", {}, ec, diag);
+  EXPECT_EQ(ec, entity::condition::syntax) << diag.to_string();
+
+  run_in_coroutine([&]() -> asio::awaitable<void> {
+    co_await std::move(script)(asio::use_awaitable);
+    EXPECT_EQ(count_rows(db, "t"), 1);
+    auto r = co_await std::move(many)(asio::use_awaitable);
+    EXPECT_EQ(r.rows_affected, 2);
+    co_await std::move(tx)(asio::use_awaitable);
+  });
+  auto rows = db.fetch_all("SELECT a FROM t ORDER BY a");
+  ASSERT_EQ(rows.size(), 4u);
+  EXPECT_EQ(rows[0].get<int>(0), 4);
+  EXPECT_EQ(rows[1].get<int>(0), 10);
+  EXPECT_EQ(rows[2].get<int>(0), 20);
+  EXPECT_EQ(rows[3].get<int>(0), 30);
+}
+
 TEST_P(Database, AsyncWithUseFuture) {
   auto db = open();
   std::future<entity::result> created = db.async_execute("CREATE TABLE t (a INTEGER)", {}, asio::use_future);
@@ -564,6 +596,46 @@ TEST_P(Database, AsyncWithUseFuture) {
   } catch (const boost::system::system_error& e) {
     EXPECT_EQ(e.code(), entity::condition::syntax);
   }
+}
+
+TEST_P(Database, ScriptManyAndTransactionWithUseFuture) {
+  auto db = open();
+  std::future<void> script = db.async_execute_script(
+      "CREATE TABLE t (a INTEGER); INSERT INTO t VALUES (1)", asio::use_future);
+  script.get();
+  EXPECT_EQ(count_rows(db, "t"), 1);
+  std::future<entity::result> many =
+      db.async_execute_many("INSERT INTO t VALUES (?)", {{2}, {3}}, asio::use_future);
+  EXPECT_EQ(many.get().rows_affected, 2);
+  EXPECT_EQ(count_rows(db, "t"), 3);
+  std::future<void> tx = db.async_transaction(
+      [](entity::session& s) {
+        s.execute("UPDATE t SET a = a * 10");
+        s.execute("INSERT INTO t VALUES (4)");
+      },
+      asio::use_future);
+  tx.get();
+  auto rows = db.fetch_all("SELECT a FROM t ORDER BY a");
+  ASSERT_EQ(rows.size(), 4u);
+  EXPECT_EQ(rows[0].get<int>(0), 4);
+  EXPECT_EQ(rows[1].get<int>(0), 10);
+  EXPECT_EQ(rows[2].get<int>(0), 20);
+  EXPECT_EQ(rows[3].get<int>(0), 30);
+
+  // A failure arrives through the future, and the transaction left nothing behind.
+  auto failed = db.async_transaction(
+      [](entity::session& s) {
+        s.execute("INSERT INTO t VALUES (5)");
+        s.execute("INSERT INTO missing VALUES (1)");
+      },
+      asio::use_future);
+  try {
+    failed.get();
+    FAIL() << "the future held a value";
+  } catch (const boost::system::system_error& e) {
+    EXPECT_EQ(e.code(), entity::condition::syntax);
+  }
+  EXPECT_EQ(count_rows(db, "t"), 4);
 }
 
 TEST_P(Database, AsyncWithAsTuple) {
@@ -671,4 +743,32 @@ TEST(SqliteDatabase, FileDatabaseKeepsItsData) {
   auto rows = db.fetch_all("SELECT body FROM notes ORDER BY id");
   ASSERT_EQ(rows.size(), 2u);
   EXPECT_EQ(rows[1].get<std::string>(0), "two");
+}
+
+TEST(SqliteDatabase, MemoryDatabaseCrud) {
+  auto infra = std::make_shared<entity::sqlite_infrastructure>();
+  ASSERT_EQ(infra->params().path, ":memory:");
+  infra->startup();
+  entity::database db(infra);
+  db.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)");
+  auto r = db.execute("INSERT INTO notes (body) VALUES (?)", {"one"});
+  EXPECT_EQ(r.rows_affected, 1);
+  EXPECT_EQ(r.last_insert_id, 1);
+  r = db.execute("INSERT INTO notes (body) VALUES (?)", {"two"});
+  EXPECT_EQ(r.rows_affected, 1);
+  EXPECT_EQ(r.last_insert_id, 2);
+
+  auto one = db.fetch_one("SELECT body FROM notes WHERE id = ?", {1});
+  ASSERT_TRUE(one);
+  EXPECT_EQ(one->get<std::string>("body"), "one");
+  auto all = db.fetch_all("SELECT id, body FROM notes ORDER BY id");
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_EQ(all[1].get<std::int64_t>("id"), 2);
+  EXPECT_EQ(all[1].get<std::string>("body"), "two");
+
+  EXPECT_EQ(db.execute("UPDATE notes SET body = upper(body)").rows_affected, 2);
+  EXPECT_EQ(db.fetch_one("SELECT body FROM notes WHERE id = 2")->get<std::string>(0), "TWO");
+  EXPECT_EQ(db.execute("DELETE FROM notes WHERE id = ?", {1}).rows_affected, 1);
+  EXPECT_EQ(db.fetch_one("SELECT body FROM notes WHERE id = ?", {1}), std::nullopt);
+  EXPECT_EQ(count_rows(db, "notes"), 1);
 }

@@ -33,6 +33,11 @@ std::string cli(const std::string& path, const std::string& input) {
 
 bool cli_available() { return run_command(sqlite3_cli + " -version").exit_code == 0; }
 
+// scripts/install-deps installs the tool: without it the setup is broken, and these tests fail
+// rather than skip, so that a run which never checked the file format cannot pass.
+const char* const missing_cli_message =
+    "the sqlite3 command-line tool does not run: install it (scripts/install-deps does)";
+
 // Waits (boundedly) for a file another process creates when it has reached a point.
 bool wait_for_file(const std::string& path) {
   for (int i = 0; i < 2000; ++i) {
@@ -45,7 +50,7 @@ bool wait_for_file(const std::string& path) {
 }  // namespace
 
 TEST(Interop, FileWrittenHereReadsInTheSqliteTool) {
-  if (!cli_available()) GTEST_SKIP() << "no sqlite3 command-line tool";
+  ASSERT_TRUE(cli_available()) << missing_cli_message;
   entity::test::temp_dir dir;
   entity::sqlite_params p;
   p.path = dir.file("ours.db");
@@ -68,7 +73,7 @@ TEST(Interop, FileWrittenHereReadsInTheSqliteTool) {
 }
 
 TEST(Interop, FileWrittenBySqliteToolReadsHere) {
-  if (!cli_available()) GTEST_SKIP() << "no sqlite3 command-line tool";
+  ASSERT_TRUE(cli_available()) << missing_cli_message;
   entity::test::temp_dir dir;
   std::string path = dir.file("theirs.db");
   cli(path,
@@ -93,7 +98,7 @@ TEST(Interop, FileWrittenBySqliteToolReadsHere) {
 }
 
 TEST(Interop, WriterWaitsForAnotherProcessLock) {
-  if (!cli_available()) GTEST_SKIP() << "no sqlite3 command-line tool";
+  ASSERT_TRUE(cli_available()) << missing_cli_message;
   entity::test::temp_dir dir;
   entity::sqlite_params p;
   p.path = dir.file("shared.db");
@@ -119,7 +124,7 @@ TEST(Interop, WriterWaitsForAnotherProcessLock) {
 }
 
 TEST(Interop, ScriptRetriedAfterAnotherProcessLockRunsEachStatementOnce) {
-  if (!cli_available()) GTEST_SKIP() << "no sqlite3 command-line tool";
+  ASSERT_TRUE(cli_available()) << missing_cli_message;
   entity::test::temp_dir dir;
   entity::sqlite_params p;
   p.path = dir.file("script.db");

@@ -292,6 +292,69 @@ TEST(SqliteInfrastructure, MakeInfrastructureChoosesTheBackend) {
   }
 }
 
+TEST(SqliteInfrastructure, DefaultsAreTheDocumentedOnes) {
+  const entity::sqlite_params d;
+  EXPECT_EQ(d.path, ":memory:");
+  EXPECT_EQ(d.pool_size, 5u);
+  EXPECT_EQ(d.min_connections, 2u);
+  EXPECT_EQ(d.query_timeout, 30s);
+  EXPECT_EQ(d.acquire_timeout, 5s);
+  EXPECT_EQ(d.busy_timeout, 5s);
+  EXPECT_EQ(d.journal, entity::journal_mode::wal);
+  EXPECT_EQ(d.synchronous, entity::synchronous_mode::normal);
+  EXPECT_EQ(d.temp_store, entity::temp_store_mode::memory);
+  EXPECT_EQ(d.mmap_size, 256LL * 1024 * 1024);
+  EXPECT_EQ(d.statement_cache_size, 64u);
+  EXPECT_EQ(d.max_group_size, 256u);
+  EXPECT_EQ(d.inline_budget, 250us);
+
+  // What the connections really run with. PRAGMAs are per connection: read them on the
+  // engine's own, a reader (a lease) and the writer (a transaction body).
+  struct settings {
+    std::string journal;
+    std::int64_t synchronous = -1, temp_store = -1, mmap_size = -1, busy_timeout = -1;
+  };
+  auto read_settings = [](entity::session& s) {
+    settings got;
+    got.journal = s.fetch_one("PRAGMA journal_mode")->get<std::string>(0);
+    got.synchronous = s.fetch_one("PRAGMA synchronous")->get<std::int64_t>(0);
+    got.temp_store = s.fetch_one("PRAGMA temp_store")->get<std::int64_t>(0);
+    got.mmap_size = s.fetch_one("PRAGMA mmap_size")->get<std::int64_t>(0);
+    got.busy_timeout = s.fetch_one("PRAGMA busy_timeout")->get<std::int64_t>(0);
+    return got;
+  };
+  auto on_reader_and_writer = [&](const entity::database& db) {
+    std::vector<settings> both{read_settings(*db.acquire())};
+    db.transaction([&](entity::session& s) { both.push_back(read_settings(s)); });
+    return both;
+  };
+
+  entity::test::temp_dir dir;
+  entity::sqlite_params p;
+  p.path = dir.file("defaults.db");
+  auto infra = started(p);
+  entity::database db(infra);
+  EXPECT_EQ(db.stats().open_connections, 2u);  // min_connections: the writer and one reader
+  for (const settings& s : on_reader_and_writer(db)) {
+    EXPECT_EQ(s.journal, "wal");
+    EXPECT_EQ(s.synchronous, 1);  // NORMAL
+    EXPECT_EQ(s.temp_store, 2);   // MEMORY
+    EXPECT_EQ(s.mmap_size, 268435456);
+    EXPECT_EQ(s.busy_timeout, 5000);
+  }
+  infra->shutdown();
+
+  // The durable mode differs in synchronous alone.
+  auto durable = started(entity::sqlite_params::durable(dir.file("durable.db")));
+  for (const settings& s : on_reader_and_writer(entity::database(durable))) {
+    EXPECT_EQ(s.journal, "wal");
+    EXPECT_EQ(s.synchronous, 2);  // FULL
+    EXPECT_EQ(s.temp_store, 2);
+    EXPECT_EQ(s.mmap_size, 268435456);
+    EXPECT_EQ(s.busy_timeout, 5000);
+  }
+}
+
 // ---- the reader pool -------------------------------------------------------------------------
 
 TEST(SqliteInfrastructure, PoolStatsCountConnections) {
@@ -959,21 +1022,32 @@ TEST(SqliteInfrastructure, ShutdownCompletesEveryQueuedOperation) {
   watchdog guard(60s);
 
   constexpr std::size_t n = 1000;
+  constexpr std::size_t writes = n - (n + 2) / 3;  // every i with i % 3 != 0
   std::vector<error_code> ecs(n);
   std::vector<int> calls(n, 0);
-  std::atomic<std::size_t> completed{0};
-  for (std::size_t i = 0; i < n; ++i) {
-    auto done = [&, i](error_code ec, auto&&...) {
-      ecs[i] = ec;
-      calls[i]++;
-      completed.fetch_add(1);
-    };
-    if (i % 3 == 0)
-      db.async_fetch_one("SELECT count(*) FROM t", {}, done);
-    else
-      db.async_execute("INSERT INTO t VALUES (?)", {static_cast<std::int64_t>(i)}, done);
-  }
-  infra->shutdown();  // with most of them still queued
+  std::atomic<std::size_t> completed{0}, writes_completed{0};
+  std::thread stopper;
+  {
+    writer_blocker block(db);  // every write below waits in the writer's queue
+    for (std::size_t i = 0; i < n; ++i) {
+      auto done = [&, i](error_code ec, auto&&...) {
+        ecs[i] = ec;
+        calls[i]++;
+        if (i % 3 != 0) writes_completed.fetch_add(1);
+        completed.fetch_add(1);
+      };
+      if (i % 3 == 0)
+        db.async_fetch_one("SELECT count(*) FROM t", {}, done);
+      else
+        db.async_execute("INSERT INTO t VALUES (?)", {static_cast<std::int64_t>(i)}, done);
+    }
+    EXPECT_GE(db.stats().queued_operations, writes);
+    stopper = std::thread([&] { infra->shutdown(); });
+    while (infra->running()) std::this_thread::yield();
+    // Shutdown has begun with every write still queued behind the held writer.
+    EXPECT_EQ(writes_completed.load(), 0u);
+  }  // the writer is let go; shutdown() returns once the queue is done
+  stopper.join();
   EXPECT_EQ(completed.load(), n);
 
   std::int64_t inserted = 0;
@@ -988,6 +1062,26 @@ TEST(SqliteInfrastructure, ShutdownCompletesEveryQueuedOperation) {
 }
 
 // ---- stats -----------------------------------------------------------------------------------
+
+TEST(SqliteInfrastructure, QueuedOperationsCountsWritesWaitingForTheWriter) {
+  auto infra = started();
+  entity::database db(infra);
+  db.execute("CREATE TABLE t (a)");
+  watchdog guard(30s);
+  EXPECT_EQ(db.stats().queued_operations, 0u);
+  outcomes results(3);
+  {
+    writer_blocker block(db);
+    for (std::size_t i = 0; i < 3; ++i)
+      db.async_execute("INSERT INTO t VALUES (?)", {static_cast<std::int64_t>(i)},
+                       results.callback(i));
+    EXPECT_EQ(db.stats().queued_operations, 3u);
+  }
+  results.left.wait();
+  for (const error_code& ec : results.ecs) EXPECT_FALSE(ec) << ec.message();
+  EXPECT_EQ(db.stats().queued_operations, 0u);
+  EXPECT_EQ(count_rows(db, "t"), 3);
+}
 
 TEST(SqliteInfrastructure, StatsCountOperationsErrorsAndTimeouts) {
   auto infra = started();
