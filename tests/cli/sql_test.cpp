@@ -170,6 +170,20 @@ TEST(CliSql, NoSuchTableExitsOne) {
   EXPECT_TRUE(fails_with_one_error_line(r, "no such table: nowhere"));
 }
 
+TEST(CliSql, MultiLineStatementFailsOnOneLine) {
+  temp_dir dir;
+  // The report quotes the statement; its line breaks must not split the report.
+  auto r = sql(dir.file("t.db"), {"SELECT *\r\n  FROM nowhere\n  WHERE 1"});
+  EXPECT_TRUE(fails_with_one_error_line(r, "no such table: nowhere"));
+  EXPECT_NE(r.err.find("SELECT *\\r\\n  FROM nowhere\\n  WHERE 1"), std::string::npos) << r.err;
+
+  // In a script too: the failing statement is quoted, line breaks and all.
+  r = sql(dir.file("t.db"), {"CREATE TABLE t (x UNIQUE);\n"
+                             "INSERT INTO t VALUES (1);\n"
+                             "INSERT INTO t\n  VALUES (1);\n"});
+  EXPECT_TRUE(fails_with_one_error_line(r, "UNIQUE constraint failed: t\\.x"));
+}
+
 TEST(CliSql, FailingScriptExitsOne) {
   temp_dir dir;
   auto r = sql(dir.file("t.db"), {"CREATE TABLE t (x UNIQUE); INSERT INTO t VALUES (1); "
