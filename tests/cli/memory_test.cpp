@@ -158,6 +158,21 @@ TEST_F(CliMemory, ScopesIsolate) {
   EXPECT_EQ(memory("size", {"--scope", "a"}).out, "1\n");
 }
 
+TEST_F(CliMemory, ScopedDelLeavesTheUnscopedKey) {
+  put("k", "1");
+  put("k", "2", {"--scope", "a"});
+  auto r = memory("del", {"--scope", "a", "k"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+
+  auto unscoped = memory("get", {"k"});
+  EXPECT_EQ(unscoped.exit_code, 0) << unscoped.err;
+  EXPECT_EQ(unscoped.out, "1\n");
+  auto scoped = memory("get", {"--scope", "a", "k"});
+  EXPECT_EQ(scoped.exit_code, 1);
+  EXPECT_EQ(scoped.out, "");
+  EXPECT_EQ(scoped.err, "error: no such key: k\n");
+}
+
 TEST_F(CliMemory, ImportStoresEveryLineAndCounts) {
   std::string file = write("in.jsonl",
                            "{\"key\":\"a\",\"value\":{\"x\":1}}\n"
