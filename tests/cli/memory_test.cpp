@@ -158,6 +158,45 @@ TEST_F(CliMemory, ScopesIsolate) {
   EXPECT_EQ(memory("size", {"--scope", "a"}).out, "1\n");
 }
 
+TEST_F(CliMemory, ScopedDelLeavesTheUnscopedKey) {
+  put("k", "1");
+  put("k", "2", {"--scope", "a"});
+  auto r = memory("del", {"--scope", "a", "k"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+
+  auto unscoped = memory("get", {"k"});
+  EXPECT_EQ(unscoped.exit_code, 0) << unscoped.err;
+  EXPECT_EQ(unscoped.out, "1\n");
+  auto scoped = memory("get", {"--scope", "a", "k"});
+  EXPECT_EQ(scoped.exit_code, 1);
+  EXPECT_EQ(scoped.out, "");
+  EXPECT_EQ(scoped.err, "error: no such key: k\n");
+}
+
+// A scope's name is matched as it is written: '%' and '_' in it are not LIKE wildcards, so
+// scope "a%_b" does not reach into scope "aXYb" (which its name would match as a pattern).
+TEST_F(CliMemory, ScopeWithLikeCharactersIsolates) {
+  put("k", "1", {"--scope", "a%_b"});
+  put("k", "2", {"--scope", "aXYb"});
+  put("k2", "3", {"--scope", "aXYb"});
+
+  auto keys = memory("keys", {"--scope", "a%_b"});
+  EXPECT_EQ(keys.exit_code, 0) << keys.err;
+  EXPECT_EQ(keys.out, "k\n");
+  auto size = memory("size", {"--scope", "a%_b"});
+  EXPECT_EQ(size.exit_code, 0) << size.err;
+  EXPECT_EQ(size.out, "1\n");
+  auto cleared = memory("clear", {"--scope", "a%_b"});
+  EXPECT_EQ(cleared.exit_code, 0) << cleared.err;
+  EXPECT_EQ(cleared.out, "1\n");
+
+  EXPECT_EQ(memory("size", {"--scope", "aXYb"}).out, "2\n");
+  auto other = memory("get", {"--scope", "aXYb", "k"});
+  EXPECT_EQ(other.exit_code, 0) << other.err;
+  EXPECT_EQ(other.out, "2\n");
+  EXPECT_EQ(memory("size", {"--scope", "a%_b"}).out, "0\n");
+}
+
 TEST_F(CliMemory, ImportStoresEveryLineAndCounts) {
   std::string file = write("in.jsonl",
                            "{\"key\":\"a\",\"value\":{\"x\":1}}\n"

@@ -1,8 +1,10 @@
 // `entitydb sql`: the real binary on real database files: output formats, typed parameters,
 // scripts, errors, timeouts and exit codes.
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <regex>
 #include <sstream>
 
 #include "test_support.hpp"
@@ -32,6 +34,22 @@ std::vector<std::string> lines_of(const std::string& text) {
   std::istringstream in(text);
   for (std::string line; std::getline(in, line);) out.push_back(line);
   return out;
+}
+
+// A statement that failed: exit status 1, nothing on stdout, and a single line on stderr that
+// reads "error: <what failed>: <backend message>", where the backend's message matches
+// `backend` (an ECMAScript regex).
+testing::AssertionResult fails_with_one_error_line(const command_result& r,
+                                                   const std::string& backend) {
+  if (r.exit_code != 1) return testing::AssertionFailure() << "exit code " << r.exit_code;
+  if (!r.out.empty()) return testing::AssertionFailure() << "stdout: " << r.out;
+  if (std::count(r.err.begin(), r.err.end(), '\n') != 1 || r.err.back() != '\n')
+    return testing::AssertionFailure() << "stderr is not a single line: " << r.err;
+  std::string line = r.err.substr(0, r.err.size() - 1);
+  if (!std::regex_search(line, std::regex("^error: [^:\n]+: " + backend)))
+    return testing::AssertionFailure()
+           << "stderr is not 'error: <what failed>: " << backend << "': " << r.err;
+  return testing::AssertionSuccess();
 }
 
 TEST(CliSql, PrintsAlignedTable) {
@@ -111,9 +129,7 @@ TEST(CliSql, ParamsAreTyped) {
 TEST(CliSql, WrongNumberOfParamsFails) {
   temp_dir dir;
   auto r = sql(dir.file("t.db"), {"SELECT ? + ?", "1"});
-  EXPECT_EQ(r.exit_code, 1);
-  EXPECT_EQ(r.err.rfind("error: ", 0), 0u) << r.err;
-  EXPECT_NE(r.err.find("parameter"), std::string::npos) << r.err;
+  EXPECT_TRUE(fails_with_one_error_line(r, ".*2 parameters but 1 was given"));
 }
 
 TEST(CliSql, ScriptRunsEveryStatement) {
@@ -145,19 +161,34 @@ TEST(CliSql, SemicolonsInsideQuotesAndCommentsKeepOneStatement) {
 TEST(CliSql, SyntaxErrorExitsOne) {
   temp_dir dir;
   auto r = sql(dir.file("t.db"), {"SELEC 1"});
-  EXPECT_EQ(r.exit_code, 1);
-  EXPECT_EQ(r.out, "");
-  EXPECT_EQ(r.err.rfind("error: ", 0), 0u) << r.err;
-  EXPECT_NE(r.err.find("syntax error"), std::string::npos) << r.err;
+  EXPECT_TRUE(fails_with_one_error_line(r, "near \"SELEC\": syntax error"));
+}
+
+TEST(CliSql, NoSuchTableExitsOne) {
+  temp_dir dir;
+  auto r = sql(dir.file("t.db"), {"SELECT * FROM nowhere"});
+  EXPECT_TRUE(fails_with_one_error_line(r, "no such table: nowhere"));
+}
+
+TEST(CliSql, MultiLineStatementFailsOnOneLine) {
+  temp_dir dir;
+  // The report quotes the statement; its line breaks must not split the report.
+  auto r = sql(dir.file("t.db"), {"SELECT *\r\n  FROM nowhere\n  WHERE 1"});
+  EXPECT_TRUE(fails_with_one_error_line(r, "no such table: nowhere"));
+  EXPECT_NE(r.err.find("SELECT *\\r\\n  FROM nowhere\\n  WHERE 1"), std::string::npos) << r.err;
+
+  // In a script too: the failing statement is quoted, line breaks and all.
+  r = sql(dir.file("t.db"), {"CREATE TABLE t (x UNIQUE);\n"
+                             "INSERT INTO t VALUES (1);\n"
+                             "INSERT INTO t\n  VALUES (1);\n"});
+  EXPECT_TRUE(fails_with_one_error_line(r, "UNIQUE constraint failed: t\\.x"));
 }
 
 TEST(CliSql, FailingScriptExitsOne) {
   temp_dir dir;
   auto r = sql(dir.file("t.db"), {"CREATE TABLE t (x UNIQUE); INSERT INTO t VALUES (1); "
                                   "INSERT INTO t VALUES (1)"});
-  EXPECT_EQ(r.exit_code, 1);
-  EXPECT_EQ(r.err.rfind("error: ", 0), 0u) << r.err;
-  EXPECT_NE(r.err.find("UNIQUE"), std::string::npos) << r.err;
+  EXPECT_TRUE(fails_with_one_error_line(r, "UNIQUE constraint failed: t\\.x"));
 }
 
 TEST(CliSql, TimeoutSaysTimeout) {
@@ -167,8 +198,7 @@ TEST(CliSql, TimeoutSaysTimeout) {
                                   "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) "
                                   "SELECT count(*) FROM c"});
   auto elapsed = std::chrono::steady_clock::now() - start;
-  EXPECT_EQ(r.exit_code, 1);
-  EXPECT_EQ(r.err.rfind("error: ", 0), 0u) << r.err;
+  EXPECT_TRUE(fails_with_one_error_line(r, ".*deadline"));
   EXPECT_NE(r.err.find("timeout"), std::string::npos) << r.err;
   // The query was stopped, not waited out: it never ends by itself.
   EXPECT_LT(elapsed, std::chrono::seconds(10));

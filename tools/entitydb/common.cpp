@@ -6,8 +6,27 @@
 #include <fstream>
 #include <cmath>
 #include <iostream>
+#include <string_view>
 
 namespace entitydb {
+namespace {
+
+// A report is one line: line breaks in its text (the SQL it quotes may span lines) are
+// written as \n and \r, as the table cells of `sql` write them.
+std::string on_one_line(std::string_view text) {
+  std::string out;
+  for (char c : text) {
+    if (c == '\n')
+      out += "\\n";
+    else if (c == '\r')
+      out += "\\r";
+    else
+      out += c;
+  }
+  return out;
+}
+
+}  // namespace
 
 void on_run(CLI::App& cmd, std::function<void()> body) {
   cmd.callback([body = std::move(body)] {
@@ -19,7 +38,7 @@ void on_run(CLI::App& cmd, std::function<void()> body) {
     } catch (const CLI::Error&) {
       throw;
     } catch (const std::exception& e) {
-      std::cerr << "error: " << e.what() << "\n";
+      std::cerr << "error: " << on_one_line(e.what()) << "\n";
     }
     throw CLI::RuntimeError(1);
   });

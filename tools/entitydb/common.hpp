@@ -19,7 +19,8 @@ class failure : public std::runtime_error {
 };
 
 /// Sets `cmd`'s callback to `body`. Any exception it throws (a failure, an entity::error, a
-/// std::exception) is printed as "error: <what>" and ends the program with exit code 1;
+/// std::exception) is printed as "error: <what>" on one line (line breaks written as \n, \r)
+/// and ends the program with exit code 1;
 /// CLI11's own errors (usage errors) pass through untouched.
 void on_run(CLI::App& cmd, std::function<void()> body);
 
