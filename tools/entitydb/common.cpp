@@ -9,10 +9,6 @@
 #include <string_view>
 
 namespace entitydb {
-namespace {
-
-// A report is one line: line breaks in its text (the SQL it quotes may span lines) are
-// written as \n and \r, as the table cells of `sql` write them.
 std::string on_one_line(std::string_view text) {
   std::string out;
   for (char c : text) {
@@ -20,13 +16,13 @@ std::string on_one_line(std::string_view text) {
       out += "\\n";
     else if (c == '\r')
       out += "\\r";
+    else if (c == '\t')
+      out += "\\t";
     else
       out += c;
   }
   return out;
 }
-
-}  // namespace
 
 void on_run(CLI::App& cmd, std::function<void()> body) {
   cmd.callback([body = std::move(body)] {

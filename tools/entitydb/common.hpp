@@ -9,6 +9,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 namespace entitydb {
 
@@ -19,10 +20,13 @@ class failure : public std::runtime_error {
 };
 
 /// Sets `cmd`'s callback to `body`. Any exception it throws (a failure, an entity::error, a
-/// std::exception) is printed as "error: <what>" on one line (line breaks written as \n, \r)
-/// and ends the program with exit code 1;
-/// CLI11's own errors (usage errors) pass through untouched.
+/// std::exception) is printed as "error: <what>" on one line (see on_one_line) and ends the
+/// program with exit code 1; CLI11's own errors (usage errors) pass through untouched.
 void on_run(CLI::App& cmd, std::function<void()> body);
+
+/// `text` with line breaks and tabs written as \n, \r and \t: an error report or a table
+/// cell stays on one line (the SQL an error quotes may span lines).
+std::string on_one_line(std::string_view text);
 
 /// Adds --db to `cmd`, stored in `url`: a path, sqlite:PATH or :memory:, defaulting to
 /// $ENTITYDB_PATH, else ./entity.db.

@@ -77,23 +77,6 @@ nlohmann::ordered_json row_json(const entity::row& r) {
   return obj;
 }
 
-// A cell of the table: control characters are escaped so that a row stays on one line
-// (--json gives the exact text).
-std::string cell_text(const entity::value& v) {
-  std::string out;
-  for (char c : v.to_string()) {
-    if (c == '\n')
-      out += "\\n";
-    else if (c == '\r')
-      out += "\\r";
-    else if (c == '\t')
-      out += "\\t";
-    else
-      out += c;
-  }
-  return out;
-}
-
 // Characters on screen: UTF-8 continuation bytes take no room of their own.
 std::size_t width_of(std::string_view s) {
   return static_cast<std::size_t>(
@@ -112,7 +95,7 @@ void print_table(const std::vector<entity::row>& rows) {
   for (const entity::row& r : rows) {
     auto& cells = lines.emplace_back();
     for (std::size_t i = 0; i < n; ++i) {
-      cells.push_back(cell_text(r[i]));
+      cells.push_back(on_one_line(r[i].to_string()));  // --json gives the exact text
       if (r[i].is_int() || r[i].is_double())
         any_number[i] = true;
       else if (!r[i].is_null())
