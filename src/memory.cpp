@@ -10,6 +10,8 @@
 #include <boost/asio/system_executor.hpp>
 #include <cmath>
 #include <mutex>
+#include <string_view>
+#include <unordered_set>
 
 namespace entity {
 namespace asio = boost::asio;
@@ -586,16 +588,42 @@ memory_stats memory::stats() const {
 }
 
 namespace {
-// The body of a batch_store: binds one item at a time, so nothing beyond the items themselves
-// is held in memory however many there are.
+// Items per INSERT of a batch_store: 256 bound values, far under either backend's limit.
+constexpr std::size_t rows_per_insert = 128;
+
+// `upsert` (one row: "... VALUES (?, ?) ...") made to insert `rows` rows.
+std::string upsert_of_rows(const std::string& upsert, std::size_t rows) {
+  constexpr std::string_view one = "(?, ?)";
+  const std::size_t at = upsert.find(one);
+  std::string sql = upsert.substr(0, at);
+  for (std::size_t i = 0; i < rows; ++i) sql.append(i ? ", " : "").append(one);
+  return sql + upsert.substr(at + one.size());
+}
+
+// The body of a batch_store: rows_per_insert items per statement, bound one chunk at a time,
+// so nothing beyond the items and one chunk is held however many there are. A key met again
+// within a chunk ends the chunk first: PostgreSQL's ON CONFLICT may not update a row twice in
+// one statement, and the later value must win.
 void batch_store_rows(session& s, const memory::items& values, const std::string& prefix,
                       const std::string& upsert) {
-  params args(2);
+  const std::string full_chunk = upsert_of_rows(upsert, rows_per_insert);
+  params args;
+  args.reserve(2 * rows_per_insert);
+  std::unordered_set<std::string_view> chunk_keys;
+  auto write_chunk = [&] {
+    const std::size_t rows = args.size() / 2;
+    s.execute(rows == rows_per_insert ? full_chunk : upsert_of_rows(upsert, rows), args);
+    args.clear();
+    chunk_keys.clear();
+  };
   for (const auto& [key, v] : values) {
-    args[0] = prefix + key;
-    args[1] = encode(v, key);
-    s.execute(upsert, args);
+    if (chunk_keys.contains(key)) write_chunk();
+    chunk_keys.insert(key);
+    args.emplace_back(prefix + key);
+    args.emplace_back(encode(v, key));
+    if (chunk_keys.size() == rows_per_insert) write_chunk();
   }
+  if (!args.empty()) write_chunk();
 }
 transaction_body batch_store_body(std::shared_ptr<const memory::items> values, std::string prefix,
                                   std::string upsert) {
@@ -833,8 +861,9 @@ void memory::start_load_or(diagnostics* diag, handler<json> h, std::string key,
   auto ex = asio::get_associated_executor(h);  // before h moves into the continuation
   start_load(diag,
              handler<std::optional<json>>(asio::bind_executor(
-                 ex, [h = std::move(h), d = std::move(default_value)](
-                         error_code ec, std::optional<json> v) mutable {
+                 ex,
+                 [h = std::move(h), d = std::move(default_value)](error_code ec,
+                                                                  std::optional<json> v) mutable {
                    std::move(h)(ec, v ? std::move(*v) : ec ? json() : std::move(d));
                  })),
              std::move(key));

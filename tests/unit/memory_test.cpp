@@ -346,6 +346,23 @@ TEST_P(Memory, BatchStoreIsOneTransaction) {
   EXPECT_EQ(f.mem.size(), 1000);
 }
 
+// A key may come more than once, in one statement's rows or across them: the last value wins,
+// as a run of single stores would leave it.
+TEST_P(Memory, BatchStoreOfAKeyGivenTwiceKeepsTheLastValue) {
+  auto f = make();
+  f.mem.store("a", "before");
+  memory::items items;
+  for (int i = 0; i < 300; ++i) items.emplace_back("k" + std::to_string(i % 100), i);
+  for (int i : {0, 1, 2, 150, 299}) items.emplace_back("a", i);
+  items.emplace_back("k7", "last");
+  f.mem.batch_store(std::move(items));
+  EXPECT_EQ(f.mem.size(), 101);
+  EXPECT_EQ(f.mem.load("a"), json(299));
+  EXPECT_EQ(f.mem.load("k7"), json("last"));
+  EXPECT_EQ(f.mem.load("k0"), json(200));
+  EXPECT_EQ(f.mem.load("k99"), json(299));
+}
+
 TEST_P(Memory, BatchStoreIsAllOrNothing) {
   auto f = make();
   f.mem.store("keep", 1);
@@ -653,8 +670,8 @@ TEST_P(Memory, AsyncAndSyncGiveTheSameResults) {
   EXPECT_EQ(from_sync.counts, from_async.counts);
   EXPECT_EQ(from_sync.batch, from_async.batch);
   EXPECT_EQ(from_sync.flags, (std::vector<bool>{true, false, true, false}));
-  EXPECT_EQ(from_sync.loads, (std::vector<std::optional<json>>{
-                                json{{"x", 1}}, std::nullopt, json("fallback"), json{{"x", 1}}}));
+  EXPECT_EQ(from_sync.loads, (std::vector<std::optional<json>>{json{{"x", 1}}, std::nullopt,
+                                                               json("fallback"), json{{"x", 1}}}));
   // stats: 3 keys holding {"x":1}, 3 and {"y":null}: 7 + 1 + 10 bytes of JSON text.
   EXPECT_EQ(from_sync.counts, (std::vector<std::int64_t>{2, 1, 3, 3, 18}));
   EXPECT_EQ(from_sync.batch.size(), 3u);
