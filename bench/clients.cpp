@@ -43,6 +43,21 @@ const char* select_sql = "SELECT id, name, value, data FROM bench_table WHERE id
 const char* select_named_sql =
     "SELECT id, name, value, data FROM bench_table WHERE name = ? LIMIT 10";
 
+// Items per INSERT in a batch store, as entity-db's batch_store writes them, so that the floors
+// do the same work the best simple way.
+constexpr std::size_t rows_per_insert = 128;
+
+// The memory upsert for `rows` rows; placeholders as `placeholder(i)` writes the i-th (from 1).
+template <class Placeholder>
+std::string upsert_rows_sql(const std::string& head, const std::string& tail, std::size_t rows,
+                            Placeholder placeholder) {
+  std::string sql = head;
+  for (std::size_t r = 0; r < rows; ++r)
+    sql +=
+        std::string(r ? ", (" : "(") + placeholder(2 * r + 1) + ", " + placeholder(2 * r + 2) + ")";
+  return sql + tail;
+}
+
 std::string in_sql() {
   std::string sql = "SELECT key, value FROM memory WHERE key IN (";
   for (std::size_t i = 0; i < in_chunk; ++i) sql += i ? ",?" : "?";
@@ -69,11 +84,15 @@ class raw_sqlite final : public sync_client {
          "; PRAGMA temp_store=MEMORY; PRAGMA mmap_size=268435456;");
     exec(create_memory);
     upsert_ = prepare("INSERT OR REPLACE INTO memory (key, value) VALUES (?, ?)");
+    upsert_many_ = prepare(upsert_rows_sql("INSERT OR REPLACE INTO memory (key, value) VALUES ", "",
+                                           rows_per_insert, [](std::size_t) { return "?"; })
+                               .c_str());
     load_ = prepare("SELECT value FROM memory WHERE key = ?");
     in_ = prepare(in_sql().c_str());
   }
   ~raw_sqlite() override {
-    for (sqlite3_stmt* s : {upsert_, load_, in_, insert_, select_, named_}) sqlite3_finalize(s);
+    for (sqlite3_stmt* s : {upsert_, upsert_many_, load_, in_, insert_, select_, named_})
+      sqlite3_finalize(s);
     sqlite3_close_v2(db_);
   }
 
@@ -98,9 +117,24 @@ class raw_sqlite final : public sync_client {
     return found;
   }
 
+  // rows_per_insert items per statement; the rest one by one.
   void batch_store(memory::items items) override {
     exec("BEGIN IMMEDIATE");
-    for (const auto& [key, value] : items) store(key, value);
+    std::size_t i = 0;
+    std::vector<std::string> texts(rows_per_insert);
+    for (; i + rows_per_insert <= items.size(); i += rows_per_insert) {
+      for (std::size_t r = 0; r < rows_per_insert; ++r) {
+        const auto& [key, value] = items[i + r];
+        texts[r] = value.dump();
+        const int at = static_cast<int>(2 * r);
+        sqlite3_bind_text(upsert_many_, at + 1, key.data(), static_cast<int>(key.size()),
+                          SQLITE_STATIC);
+        sqlite3_bind_text(upsert_many_, at + 2, texts[r].data(), static_cast<int>(texts[r].size()),
+                          SQLITE_STATIC);
+      }
+      step_done(upsert_many_);
+    }
+    for (; i < items.size(); ++i) store(items[i].first, items[i].second);
     exec("COMMIT");
   }
 
@@ -207,6 +241,7 @@ class raw_sqlite final : public sync_client {
 
   sqlite3* db_ = nullptr;
   sqlite3_stmt* upsert_ = nullptr;
+  sqlite3_stmt* upsert_many_ = nullptr;
   sqlite3_stmt* load_ = nullptr;
   sqlite3_stmt* in_ = nullptr;
   sqlite3_stmt* insert_ = nullptr;
@@ -225,9 +260,12 @@ class raw_libpq final : public sync_client {
       throw std::runtime_error("libpq_sync: cannot connect: " + message());
     PQsetNoticeProcessor(pg_, [](void*, const char*) {}, nullptr);
     exec(create_memory);
-    prepare("upsert",
-            "INSERT INTO memory (key, value) VALUES ($1, $2) "
-            "ON CONFLICT (key) DO UPDATE SET value = excluded.value");
+    const std::string conflict = " ON CONFLICT (key) DO UPDATE SET value = excluded.value";
+    const auto numbered = [](std::size_t i) { return "$" + std::to_string(i); };
+    prepare("upsert", upsert_rows_sql("INSERT INTO memory (key, value) VALUES ", conflict, 1,
+                                      numbered));
+    prepare("upsert_many", upsert_rows_sql("INSERT INTO memory (key, value) VALUES ", conflict,
+                                           rows_per_insert, numbered));
     prepare("load", "SELECT value FROM memory WHERE key = $1");
     std::string in = "SELECT key, value FROM memory WHERE key IN (";
     for (std::size_t i = 0; i < in_chunk; ++i) in += (i ? ",$" : "$") + std::to_string(i + 1);
@@ -256,9 +294,22 @@ class raw_libpq final : public sync_client {
     return found;
   }
 
+  // rows_per_insert items per statement; the rest one by one.
   void batch_store(memory::items items) override {
-    pipelined(items.size(), "upsert", [&](std::size_t i, std::vector<std::string>& args) {
-      args = {items[i].first, items[i].second.dump()};
+    const std::size_t full = items.size() / rows_per_insert;
+    const std::size_t statements = full + items.size() % rows_per_insert;
+    pipelined(statements, [&](std::size_t s, std::vector<std::string>& args) {
+      args.clear();
+      if (s >= full) {
+        const auto& [key, value] = items[full * rows_per_insert + (s - full)];
+        args = {key, value.dump()};
+        return "upsert";
+      }
+      for (std::size_t i = s * rows_per_insert; i < (s + 1) * rows_per_insert; ++i) {
+        args.push_back(items[i].first);
+        args.push_back(items[i].second.dump());
+      }
+      return "upsert_many";
     });
   }
 
@@ -296,10 +347,10 @@ class raw_libpq final : public sync_client {
   }
 
   void insert_many(int n) override {
-    pipelined(static_cast<std::size_t>(n), "insert",
-              [&](std::size_t i, std::vector<std::string>& args) {
-                row_args(static_cast<int>(i), "name_" + std::to_string(i), args);
-              });
+    pipelined(static_cast<std::size_t>(n), [&](std::size_t i, std::vector<std::string>& args) {
+      row_args(static_cast<int>(i), "name_" + std::to_string(i), args);
+      return "insert";
+    });
   }
 
   bool select(int id) override {
@@ -370,10 +421,11 @@ class raw_libpq final : public sync_client {
     command(PQprepare(pg_, name, sql.c_str(), 0, nullptr));
   }
 
-  // BEGIN, `n` executions of the prepared `statement` with the parameters `fill` gives, COMMIT:
-  // in pipeline mode, a sync point (and the wait for its results) every `chunk` statements.
+  // BEGIN, `n` executions of prepared statements, COMMIT: `fill(i, args)` gives the i-th one's
+  // parameters and returns its name. In pipeline mode, a sync point (and the wait for its
+  // results) every `chunk` statements.
   template <class Fill>
-  void pipelined(std::size_t n, const char* statement, Fill fill) {
+  void pipelined(std::size_t n, Fill fill) {
     if (PQenterPipelineMode(pg_) != 1) throw std::runtime_error("libpq_sync: " + message());
     std::vector<std::string> args;
     std::vector<const char*> v;
@@ -382,7 +434,7 @@ class raw_libpq final : public sync_client {
     for (std::size_t from = 0; ok && failure.empty() && from <= n; from += chunk) {
       std::size_t to = std::min(n, from + chunk);
       for (std::size_t i = from; ok && i < to; ++i) {
-        fill(i, args);
+        const char* statement = fill(i, args);
         v.clear();
         for (const auto& a : args) v.push_back(a.c_str());
         ok = PQsendQueryPrepared(pg_, statement, static_cast<int>(v.size()), v.data(), nullptr,
