@@ -546,16 +546,27 @@ TEST_P(Database, AsyncWithDeferred) {
   });
 }
 
+namespace {
+// The transaction of the two tests below, and the column it leaves.
+void scale_then_add_four(entity::session& s) {
+  s.execute("UPDATE t SET a = a * 10");
+  s.execute("INSERT INTO t VALUES (4)");
+}
+std::vector<std::int64_t> column_a(const entity::database& db) {
+  std::vector<std::int64_t> out;
+  for (const entity::row& r : db.fetch_all("SELECT a FROM t ORDER BY a"))
+    out.push_back(r.get<std::int64_t>(0));
+  return out;
+}
+}  // namespace
+
 TEST_P(Database, ScriptManyAndTransactionWithDeferred) {
   auto db = open();
   auto script = db.async_execute_script("CREATE TABLE t (a INTEGER); INSERT INTO t VALUES (1)",
                                         asio::deferred);
   auto many = db.async_execute_many("INSERT INTO t VALUES (?)", {{2}, {3}}, asio::deferred);
   auto tx = db.async_transaction(
-      [](entity::session& s) {
-        s.execute("UPDATE t SET a = a * 10");
-        s.execute("INSERT INTO t VALUES (4)");
-      },
+      scale_then_add_four,
       asio::deferred);
   // None of them has run yet: the table does not exist.
   error_code ec;
@@ -570,12 +581,7 @@ TEST_P(Database, ScriptManyAndTransactionWithDeferred) {
     EXPECT_EQ(r.rows_affected, 2);
     co_await std::move(tx)(asio::use_awaitable);
   });
-  auto rows = db.fetch_all("SELECT a FROM t ORDER BY a");
-  ASSERT_EQ(rows.size(), 4u);
-  EXPECT_EQ(rows[0].get<int>(0), 4);
-  EXPECT_EQ(rows[1].get<int>(0), 10);
-  EXPECT_EQ(rows[2].get<int>(0), 20);
-  EXPECT_EQ(rows[3].get<int>(0), 30);
+  EXPECT_EQ(column_a(db), (std::vector<std::int64_t>{4, 10, 20, 30}));
 }
 
 TEST_P(Database, AsyncWithUseFuture) {
@@ -609,18 +615,10 @@ TEST_P(Database, ScriptManyAndTransactionWithUseFuture) {
   EXPECT_EQ(many.get().rows_affected, 2);
   EXPECT_EQ(count_rows(db, "t"), 3);
   std::future<void> tx = db.async_transaction(
-      [](entity::session& s) {
-        s.execute("UPDATE t SET a = a * 10");
-        s.execute("INSERT INTO t VALUES (4)");
-      },
+      scale_then_add_four,
       asio::use_future);
   tx.get();
-  auto rows = db.fetch_all("SELECT a FROM t ORDER BY a");
-  ASSERT_EQ(rows.size(), 4u);
-  EXPECT_EQ(rows[0].get<int>(0), 4);
-  EXPECT_EQ(rows[1].get<int>(0), 10);
-  EXPECT_EQ(rows[2].get<int>(0), 20);
-  EXPECT_EQ(rows[3].get<int>(0), 30);
+  EXPECT_EQ(column_a(db), (std::vector<std::int64_t>{4, 10, 20, 30}));
 
   // A failure arrives through the future, and the transaction left nothing behind.
   auto failed = db.async_transaction(
