@@ -484,9 +484,9 @@ TEST_P(Memory, MillionItemBatchStoreStreamsItsItems) {
   const long items_kib = with_items - before;
   const long peak = peak_anon_rss_kib_during([&] { f.mem.batch_store(std::move(items)); });
   if (resident_memory_is_meaningful) {
-    // The items take ~46,000 KiB (a key string and a JSON value each). Binding one item at a
-    // time adds a few statements' worth; a copy of the batch as SQL parameters (~80 bytes an
-    // item), or even of its values as JSON text (~32), would add more than half the items.
+    // The items take ~46,000 KiB (a key string and a JSON value each). Binding one chunk of
+    // items at a time adds a few statements' worth; a copy of the batch as SQL parameters (~80
+    // bytes an item), or even of its values as JSON text (~32), would add over half the items.
     ASSERT_GT(items_kib, 40'000) << "RssAnon did not see the items: the measure is broken";
     EXPECT_LT(peak - with_items, items_kib / 2)
         << "KiB over the items, which take " << items_kib << " KiB";
