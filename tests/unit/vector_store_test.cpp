@@ -428,6 +428,31 @@ TEST(VectorStore, ErasedIdsNeverComeBack) {
   }
 }
 
+// Replacing the vector of an id already in the graph relinks its node, the first node too: it
+// sits alone on the graph's top levels, where its link lists are empty.
+TEST(VectorStore, UpsertsOfIdsInTheGraphAreFoundByTheirNewVectors) {
+  entity::vector_store_params params;
+  params.hnsw_threshold = 100;
+  params.hnsw_ef_construction = 64;
+  params.hnsw_build_in_background = false;  // the graph is what this test is about
+  fixture f(params);
+  std::mt19937 rng(6);
+  const std::size_t dim = 12, n = 300;
+  f.store.create_collection("u", dim, metric::l2);
+  f.store.upsert_batch("u", random_items(rng, n, dim));
+  auto q = random_vector(rng, dim);
+  ASSERT_EQ(f.store.search("u", q, 5, {}, search_mode::approximate).size(), 5u);  // the graph
+  auto moved = random_items(rng, n, dim);
+  for (const auto& item : moved) f.store.upsert("u", item.id, item.vector);
+  for (std::size_t i : {std::size_t{0}, std::size_t{1}, n / 2, n - 1}) {
+    auto r = f.store.search("u", moved[i].vector, 1, {}, search_mode::approximate);
+    ASSERT_EQ(r.size(), 1u);
+    EXPECT_EQ(r[0].id, moved[i].id);
+    EXPECT_NEAR(r[0].distance, 0, 1e-5);
+  }
+  EXPECT_EQ(f.store.count("u"), std::int64_t(n));
+}
+
 // ---- persistence --------------------------------------------------------------------------------
 
 TEST(VectorStore, ReopeningTheFileGivesTheSameResults) {
