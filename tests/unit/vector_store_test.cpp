@@ -69,6 +69,17 @@ std::vector<float> random_vector(std::mt19937& rng, std::size_t dim) {
 
 std::string id_of(std::size_t i) { return "v" + std::to_string(i); }
 
+// Settings for a test about the graph itself: built past `threshold` vectors, with a lighter
+// ef_construction than the default to keep the test quick, and built before the search that
+// asks for it returns (not on a thread of its own).
+entity::vector_store_params graph_params(std::size_t threshold, std::size_t ef_construction = 64) {
+  entity::vector_store_params p;
+  p.hnsw_threshold = threshold;
+  p.hnsw_ef_construction = ef_construction;
+  p.hnsw_build_in_background = false;
+  return p;
+}
+
 // `n` random vectors with ids v0, v1, ... and metadata {"i": i, "group": i % groups}.
 vector_store::items random_items(std::mt19937& rng, std::size_t n, std::size_t dim,
                                  std::size_t groups = 10) {
@@ -284,11 +295,8 @@ TEST(VectorStore, ExactSearchEqualsBruteForceForEveryMetric) {
 // ---------------------------------------------------------------------------
 
 TEST(VectorStore, ApproximateRecallAtTenOnTwentyThousandVectors) {
-  // The graph is built with a lighter ef_construction than the default to keep the test quick;
-  // search breadth (ef) is the default.
-  entity::vector_store_params params;
-  params.hnsw_ef_construction = 64;
-  params.hnsw_build_in_background = false;  // the graph is what this test is about
+  // Search breadth (ef) is the default.
+  auto params = graph_params(entity::vector_store_params{}.hnsw_threshold);
   fixture f(params);
   std::mt19937 rng(42);
   const std::size_t dim = 32, n = 20000 / scale_down;
@@ -333,10 +341,7 @@ TEST(VectorStore, SmallCollectionsAreSearchedExactlyInEitherMode) {
 // ---- filters ------------------------------------------------------------------------------------
 
 TEST(VectorStore, FiltersApplyInBothModes) {
-  entity::vector_store_params params;
-  params.hnsw_threshold = 200;
-  params.hnsw_ef_construction = 64;
-  params.hnsw_build_in_background = false;  // the graph is what this test is about
+  auto params = graph_params(200);
   fixture f(params);
   std::mt19937 rng(11);
   const std::size_t dim = 16, n = 3000 / scale_down;
@@ -378,10 +383,7 @@ TEST(VectorStore, FiltersApplyInBothModes) {
 // ---- erase --------------------------------------------------------------------------------------
 
 TEST(VectorStore, ErasedIdsNeverComeBack) {
-  entity::vector_store_params params;
-  params.hnsw_threshold = 100;
-  params.hnsw_ef_construction = 64;
-  params.hnsw_build_in_background = false;  // the graph is what this test is about
+  auto params = graph_params(100);
   fixture f(params);
   std::mt19937 rng(5);
   const std::size_t dim = 12;
@@ -431,10 +433,7 @@ TEST(VectorStore, ErasedIdsNeverComeBack) {
 // Replacing the vector of an id already in the graph relinks its node, the first node too: it
 // sits alone on the graph's top levels, where its link lists are empty.
 TEST(VectorStore, UpsertsOfIdsInTheGraphAreFoundByTheirNewVectors) {
-  entity::vector_store_params params;
-  params.hnsw_threshold = 100;
-  params.hnsw_ef_construction = 64;
-  params.hnsw_build_in_background = false;  // the graph is what this test is about
+  auto params = graph_params(100);
   fixture f(params);
   std::mt19937 rng(6);
   const std::size_t dim = 12, n = 300;
@@ -458,10 +457,7 @@ TEST(VectorStore, UpsertsOfIdsInTheGraphAreFoundByTheirNewVectors) {
 TEST(VectorStore, ReopeningTheFileGivesTheSameResults) {
   entity::test::temp_dir dir;
   std::string path = dir.file("reopen.db");
-  entity::vector_store_params params;
-  params.hnsw_threshold = 100;
-  params.hnsw_ef_construction = 64;
-  params.hnsw_build_in_background = false;  // the graph is what this test is about
+  auto params = graph_params(100);
   std::mt19937 rng(9);
   const std::size_t dim = 24, n = 1200 / scale_down;  // past the threshold either way
   std::vector<std::vector<float>> queries;
@@ -620,10 +616,7 @@ TEST(VectorStore, BadInputErrsAndWritesNothing) {
 // ---- threads ------------------------------------------------------------------------------------
 
 TEST(VectorStore, ConcurrentUpsertsAndSearches) {
-  entity::vector_store_params params;
-  params.hnsw_threshold = 150;
-  params.hnsw_ef_construction = 32;
-  params.hnsw_build_in_background = false;  // the graph is what this test is about
+  auto params = graph_params(150, 32);
   fixture f(params);
   const std::size_t dim = 8;
   f.store.create_collection("t", dim, metric::l2);
