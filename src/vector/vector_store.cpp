@@ -85,17 +85,12 @@ struct vector_store::shared {
     auto it = collections.find(name);
     return it == collections.end() ? nullptr : it->second;
   }
-  // The collection is released outside the lock: if it is the last owner, its destructor
-  // waits for a graph build in progress to stop, and other collections' lookups go on.
+  // The collection is released after the lock (`gone` outlives `lk`): if it is the last owner,
+  // its destructor waits for a graph build in progress to stop, and other lookups go on.
   void forget(const std::string& name) {
-    std::shared_ptr<collection> gone;
-    {
-      std::lock_guard lk(mu);
-      auto it = collections.find(name);
-      if (it == collections.end()) return;
-      gone = std::move(it->second);
-      collections.erase(it);
-    }
+    decltype(collections)::node_type gone;
+    std::lock_guard lk(mu);
+    gone = collections.extract(name);
   }
 };
 
