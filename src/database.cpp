@@ -6,15 +6,23 @@
 // short work to it (infrastructure::defer): the ticket is posted there and runs as a handler
 // of its own, so the work happens on the loop's thread without a hand-off to the engine's
 // threads and back, and never inside the initiating call.
+//
+// A handler with a connected cancellation slot (asio's per-operation cancellation) gets an
+// entity::cancellation on its request: any cancellation type the slot receives requests it,
+// and the engine stops the request as it would at its deadline (errc::cancelled).
 #include "entity/database.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/associated_cancellation_slot.hpp>
+#include <boost/asio/cancellation_type.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
 #include <optional>
+
+#include "entity/event_loop.hpp"
 
 namespace entity {
 namespace asio = boost::asio;
@@ -62,8 +70,8 @@ completion bridge(asio::any_completion_handler<void(error_code)> h, diagnostics*
 
 // The event loop behind `ex`, when it is one that work can be posted to. A type-erased
 // completion executor cannot be asked not to block (post needs that), so the executors asio's
-// own code hands out are looked for behind it; any other (the system executor of a plain
-// callback, a user's own executor type) finds none.
+// own code hands out, and event_loop_executor (event_loop.hpp), are looked for behind it; any
+// other (the system executor of a plain callback, a user's own executor type) finds none.
 std::optional<asio::any_io_executor> loop_of(const asio::any_completion_executor& ex) {
   if (auto* io = ex.target<asio::io_context::executor_type>()) return asio::any_io_executor(*io);
   if (auto* any = ex.target<asio::any_io_executor>()) return *any;
@@ -71,13 +79,30 @@ std::optional<asio::any_io_executor> loop_of(const asio::any_completion_executor
     return asio::any_io_executor(*s);
   if (auto* sa = ex.target<asio::strand<asio::any_io_executor>>())
     return asio::any_io_executor(*sa);
+  if (auto* el = ex.target<event_loop_executor>()) return asio::any_io_executor(*el);
   if (auto* inner = ex.target<asio::any_completion_executor>()) return loop_of(*inner);
   return std::nullopt;
+}
+
+// Connects the handler's cancellation slot, when it has one, to the request. The slot's handler
+// owns the cancellation, so an emit after the request has finished (or after the engine is
+// gone) only sets a flag nobody reads. It is installed here, in the initiating call: asio
+// requires the slot to be touched only where the caller may emit.
+template <class Handler>
+void connect_cancellation(const Handler& h, request& req) {
+  auto slot = asio::get_associated_cancellation_slot(h);
+  if (!slot.is_connected()) return;
+  auto cancel = std::make_shared<cancellation>();
+  req.cancel = cancel;
+  slot.assign([cancel](asio::cancellation_type type) {
+    if (type != asio::cancellation_type::none) cancel->request();
+  });
 }
 
 // Hands `req` to the engine, deferred to the handler's event loop when it has one.
 template <class Handler>
 void start_on(infrastructure& infra, request req, diagnostics* diag, Handler h) {
+  connect_cancellation(h, req);
   std::optional<asio::any_io_executor> loop = loop_of(asio::get_associated_executor(h));
   if (!loop) return infra.submit(std::move(req), bridge(std::move(h), diag));
   std::unique_ptr<deferred_work> t = infra.defer(std::move(req), bridge(std::move(h), diag));

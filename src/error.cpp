@@ -25,6 +25,7 @@ class entity_category_impl final : public boost::system::error_category {
       case errc::open_failed: return "the database could not be opened";
       case errc::transaction_open: return "a statement left a transaction open; it was rolled back";
       case errc::aborted: return "the transaction body failed; the transaction was rolled back";
+      case errc::cancelled: return "the operation was cancelled by its caller";
     }
     return "unknown entity error";
   }
@@ -32,6 +33,8 @@ class entity_category_impl final : public boost::system::error_category {
     switch (static_cast<errc>(ev)) {
       case errc::query_timeout:
       case errc::pool_exhausted: return make_error_condition(condition::timeout);
+      case errc::cancelled:
+        return make_error_condition(boost::system::errc::operation_canceled);
       default: return {ev, *this};
     }
   }

@@ -1,10 +1,37 @@
 #include <string>
+#include <utility>
 
 #include "entity/infrastructure.hpp"
 #include "entity/postgres.hpp"
 #include "entity/sqlite.hpp"
 
 namespace entity {
+
+void cancellation::request() noexcept {
+  if (requested_.exchange(true, std::memory_order_acq_rel)) return;
+  wake_up wake;  // destroyed after the lock is released
+  // The wake-up runs under the lock, so that clear() returns only once it has finished: the
+  // engine may then free what the wake-up touches.
+  std::lock_guard lk(mu_);
+  wake = std::move(wake_);
+  if (wake) wake();
+}
+
+void cancellation::on_request(wake_up wake) {
+  wake_up replaced;  // destroyed after the lock is released
+  std::lock_guard lk(mu_);
+  replaced = std::move(wake_);
+  if (requested())
+    wake();
+  else
+    wake_ = std::move(wake);
+}
+
+void cancellation::clear() noexcept {
+  wake_up gone;
+  std::lock_guard lk(mu_);
+  gone = std::move(wake_);
+}
 
 std::shared_ptr<infrastructure> make_infrastructure(std::string_view url) {
   auto starts = [&](std::string_view prefix) { return url.substr(0, prefix.size()) == prefix; };

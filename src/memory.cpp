@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <atomic>
 #include <boost/asio/any_completion_executor.hpp>
-#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
@@ -12,6 +11,8 @@
 #include <mutex>
 #include <string_view>
 #include <unordered_set>
+
+#include "common/caller_binding.hpp"
 
 namespace entity {
 namespace asio = boost::asio;
@@ -293,25 +294,30 @@ void run_transaction(const database& db, transaction_body body, diagnostics* dia
 // The first async use of a memory: creates the table without waiting for it, then `retry(h)`
 // starts the operation again (the table is known from then on), or `h` fails with the
 // creation's error. Waiting would block the caller's executor, and a caller running on the
-// engine's writer thread (a plain callback of a write) would wait for itself forever.
+// engine's writer thread (a plain callback of a write) would wait for itself forever. Each step
+// continues on the caller's executor with the caller's cancellation slot: the operation
+// `retry` starts connects that slot, which asio allows only where the caller may emit.
 template <class H, class Retry>
 void create_table_then(const database& db, std::shared_ptr<memory::shared> s, diagnostics* diag,
                        H h, Retry retry) {
   auto work = asio::make_work_guard(h);  // the caller's executor has nothing else to wait on
+  auto to = detail::caller_of(h);        // before h moves into the continuation
   run_execute(db, create_sql, {}, diag,
-              [db, s = std::move(s), h = std::move(h), retry = std::move(retry),
-               work = std::move(work)](error_code ec, result) mutable {
+              to([db, s = std::move(s), h = std::move(h), retry = std::move(retry),
+                  work = std::move(work), to](error_code ec, result) mutable {
                 if (ec) return fail_later(h, ec);
                 // Then whether the embeddings collection exists (see memory::shared).
                 db.async_fetch_one(
                     probe_sql, {collection_name()},
-                    [s = std::move(s), h = std::move(h), retry = std::move(retry),
-                     work = std::move(work)](error_code ec, std::optional<row> r) mutable {
+                    to([s = std::move(s), h = std::move(h), retry = std::move(retry),
+                        work = std::move(work)](error_code ec, std::optional<row> r) mutable {
+                      // Cancelled, the probe answered nothing: the next operation asks again.
+                      if (ec == errc::cancelled) return fail_later(h, ec);
                       s->probed(ec, r.has_value());
                       s->table_ready.store(true, std::memory_order_release);
                       retry(std::move(h));
-                    });
-              });
+                    }));
+              }));
 }
 
 template <class Cont>
@@ -694,16 +700,14 @@ void memory::start_store(diagnostics* diag, void_handler h, std::string key, jso
     if (diag) *diag = e.diag();
     return fail_later(h, e.code());
   }
-  auto ex = asio::get_associated_executor(h);  // before h moves into the continuation
+  auto to = detail::caller_of(h);  // before h moves into the continuation
   if (shared_->embeddings_possible()) {
-    auto cont =
-        asio::bind_executor(ex, [h = std::move(h)](error_code ec) mutable { std::move(h)(ec); });
+    auto cont = to([h = std::move(h)](error_code ec) mutable { std::move(h)(ec); });
     return run_vector_transaction(shared_->vectors,
                                   plain_store_body(shared_->upsert, prefix_ + key, std::move(text)),
                                   diag, std::move(cont));
   }
-  auto cont = asio::bind_executor(
-      ex, [h = std::move(h)](error_code ec, result) mutable { std::move(h)(ec); });
+  auto cont = to([h = std::move(h)](error_code ec, result) mutable { std::move(h)(ec); });
   run_execute(db_, shared_->upsert, {prefix_ + key, std::move(text)}, diag, std::move(cont));
 }
 
@@ -724,8 +728,8 @@ void memory::start_store_embedded(diagnostics* diag, void_handler h, std::string
                                self.start_store_embedded(diag, std::move(h), std::move(key),
                                                          std::move(value), std::move(embedding));
                              });
-  auto ex = asio::get_associated_executor(h);  // before h moves into the continuation
-  auto cont = asio::bind_executor(ex, [h = std::move(h), s = shared_](error_code ec) mutable {
+  auto to = detail::caller_of(h);  // before h moves into the continuation
+  auto cont = to([h = std::move(h), s = shared_](error_code ec) mutable {
     if (!ec) s->embeddings_present();
     s.reset();  // see recall_op::finish
     std::move(h)(ec);
@@ -743,10 +747,10 @@ namespace {
 // An asynchronous recall: rounds of (search, then the current values of what it found) on the
 // caller's executor until k memories are found or there are no more.
 struct recall_op : std::enable_shared_from_this<recall_op> {
-  recall_op(memory::handler<memory::recollection> handler, asio::any_completion_executor e,
+  recall_op(memory::handler<memory::recollection> handler, detail::caller_binding caller,
             const memory& m, std::vector<float> q, std::int64_t n, diagnostics* d)
       : h(std::move(handler)),
-        ex(std::move(e)),
+        to(std::move(caller)),
         db(m.db()),
         prefix(m.prefix()),
         query(std::move(q)),
@@ -755,7 +759,7 @@ struct recall_op : std::enable_shared_from_this<recall_op> {
         asked(n),
         diag(d) {}
   memory::handler<memory::recollection> h;  // only ever move-constructed (Boost 1.81)
-  asio::any_completion_executor ex;
+  detail::caller_binding to;   // each step, one after the other, runs with the caller's slot
   std::optional<database> db;  // with `shared`, let go before the handler runs
   std::string values_sql;
   std::string prefix;
@@ -780,13 +784,13 @@ struct recall_op : std::enable_shared_from_this<recall_op> {
 
   void search() {
     auto self = shared_from_this();
-    shared->vectors.async_search(
-        collection_name(), query, asked, filter, search_mode::approximate, step_diag,
-        asio::bind_executor(ex, [self](error_code ec, vector_store::matches found) mutable {
-          if (ec == errc::not_found) return self->finish({}, {});
-          if (ec) return self->finish(ec, {});
-          self->fetch(std::move(found));
-        }));
+    shared->vectors.async_search(collection_name(), query, asked, filter, search_mode::approximate,
+                                 step_diag,
+                                 to([self](error_code ec, vector_store::matches found) mutable {
+                                   if (ec == errc::not_found) return self->finish({}, {});
+                                   if (ec) return self->finish(ec, {});
+                                   self->fetch(std::move(found));
+                                 }));
   }
 
   void fetch(vector_store::matches found);
@@ -809,8 +813,8 @@ void memory::start_recall(diagnostics* diag, handler<recollection> h, std::vecto
         [self = *this, diag, query = std::move(query), k](handler<recollection> h) mutable {
           self.start_recall(diag, std::move(h), std::move(query), k);
         });
-  auto ex = asio::get_associated_executor(h);
-  auto op = std::make_shared<recall_op>(std::move(h), ex, *this, std::move(query), k, diag);
+  auto to = detail::caller_of(h);  // before h moves into the operation
+  auto op = std::make_shared<recall_op>(std::move(h), to, *this, std::move(query), k, diag);
   op->values_sql = shared_->values_of_keys;
   op->shared = shared_;
   op->search();
@@ -821,20 +825,20 @@ void recall_op::fetch(vector_store::matches found) {
   if (found.empty()) return finish({}, {});
   auto self = shared_from_this();
   params args = keys_of(found);
-  db->async_fetch_all(values_sql, std::move(args), step_diag,
-                      asio::bind_executor(ex, [self, found = std::move(found)](
-                                                  error_code ec, std::vector<row> rows) mutable {
-                        if (ec) return self->finish(ec, {});
-                        std::size_t stale = 0;
-                        memory::recollection out =
-                            pick_recalled(found, rows, self->prefix, stale, ec, &self->step_diag);
-                        if (ec) return self->finish(ec, {});
-                        self->asked = next_round(out.size(), found.size(), self->asked, self->k);
-                        if (self->asked != 0) return self->search();
-                        if (out.size() > static_cast<std::size_t>(self->k))
-                          out.resize(static_cast<std::size_t>(self->k));
-                        self->finish({}, std::move(out));
-                      }));
+  db->async_fetch_all(
+      values_sql, std::move(args), step_diag,
+      to([self, found = std::move(found)](error_code ec, std::vector<row> rows) mutable {
+        if (ec) return self->finish(ec, {});
+        std::size_t stale = 0;
+        memory::recollection out =
+            pick_recalled(found, rows, self->prefix, stale, ec, &self->step_diag);
+        if (ec) return self->finish(ec, {});
+        self->asked = next_round(out.size(), found.size(), self->asked, self->k);
+        if (self->asked != 0) return self->search();
+        if (out.size() > static_cast<std::size_t>(self->k))
+          out.resize(static_cast<std::size_t>(self->k));
+        self->finish({}, std::move(out));
+      }));
 }
 
 void memory::start_load(diagnostics* diag, handler<std::optional<json>> h, std::string key) const {
@@ -845,27 +849,25 @@ void memory::start_load(diagnostics* diag, handler<std::optional<json>> h, std::
           self.start_load(diag, std::move(h), std::move(key));
         });
   std::string stored_key = prefix_ + key;
-  auto ex = asio::get_associated_executor(h);  // before h moves into the continuation
-  auto cont = asio::bind_executor(ex, [h = std::move(h), key = std::move(key), diag](
-                                          error_code ec, std::optional<row> r) mutable {
-    std::optional<json> out;
-    if (!ec && r) out = decode((*r)[0], key, ec, diag);
-    if (ec) out.reset();
-    std::move(h)(ec, std::move(out));
-  });
+  auto to = detail::caller_of(h);  // before h moves into the continuation
+  auto cont = to(
+      [h = std::move(h), key = std::move(key), diag](error_code ec, std::optional<row> r) mutable {
+        std::optional<json> out;
+        if (!ec && r) out = decode((*r)[0], key, ec, diag);
+        if (ec) out.reset();
+        std::move(h)(ec, std::move(out));
+      });
   run_fetch_one(db_, load_sql, {std::move(stored_key)}, diag, std::move(cont));
 }
 
 void memory::start_load_or(diagnostics* diag, handler<json> h, std::string key,
                            json default_value) const {
-  auto ex = asio::get_associated_executor(h);  // before h moves into the continuation
+  auto to = detail::caller_of(h);  // before h moves into the continuation
   start_load(diag,
-             handler<std::optional<json>>(asio::bind_executor(
-                 ex,
-                 [h = std::move(h), d = std::move(default_value)](error_code ec,
-                                                                  std::optional<json> v) mutable {
-                   std::move(h)(ec, v ? std::move(*v) : ec ? json() : std::move(d));
-                 })),
+             handler<std::optional<json>>(to([h = std::move(h), d = std::move(default_value)](
+                                                 error_code ec, std::optional<json> v) mutable {
+               std::move(h)(ec, v ? std::move(*v) : ec ? json() : std::move(d));
+             })),
              std::move(key));
 }
 
@@ -875,16 +877,15 @@ void memory::start_erase(diagnostics* diag, handler<bool> h, std::string key) co
                              [self = *this, diag, key = std::move(key)](handler<bool> h) mutable {
                                self.start_erase(diag, std::move(h), std::move(key));
                              });
-  auto ex = asio::get_associated_executor(h);  // before h moves into the continuation
+  auto to = detail::caller_of(h);  // before h moves into the continuation
   if (shared_->embeddings_possible()) {
     auto existed = std::make_shared<bool>(false);
-    auto cont = asio::bind_executor(ex, [h = std::move(h), existed](error_code ec) mutable {
-      std::move(h)(ec, !ec && *existed);
-    });
+    auto cont = to(
+        [h = std::move(h), existed](error_code ec) mutable { std::move(h)(ec, !ec && *existed); });
     return run_vector_transaction(shared_->vectors, erase_body(prefix_ + key, existed), diag,
                                   std::move(cont));
   }
-  auto cont = asio::bind_executor(ex, [h = std::move(h)](error_code ec, result r) mutable {
+  auto cont = to([h = std::move(h)](error_code ec, result r) mutable {
     std::move(h)(ec, !ec && r.rows_affected > 0);
   });
   run_execute(db_, erase_sql, {prefix_ + key}, diag, std::move(cont));
@@ -896,11 +897,10 @@ void memory::start_exists(diagnostics* diag, handler<bool> h, std::string key) c
                              [self = *this, diag, key = std::move(key)](handler<bool> h) mutable {
                                self.start_exists(diag, std::move(h), std::move(key));
                              });
-  auto ex = asio::get_associated_executor(h);  // before h moves into the continuation
-  auto cont =
-      asio::bind_executor(ex, [h = std::move(h)](error_code ec, std::optional<row> r) mutable {
-        std::move(h)(ec, !ec && r.has_value());
-      });
+  auto to = detail::caller_of(h);  // before h moves into the continuation
+  auto cont = to([h = std::move(h)](error_code ec, std::optional<row> r) mutable {
+    std::move(h)(ec, !ec && r.has_value());
+  });
   run_fetch_one(db_, exists_sql, {prefix_ + key}, diag, std::move(cont));
 }
 
@@ -915,9 +915,9 @@ void memory::start_keys(diagnostics* diag, handler<std::vector<std::string>> h,
   params args;
   std::string sql =
       "SELECT key FROM memory" + where_matching(prefix_, pattern, args) + " ORDER BY key";
-  auto ex = asio::get_associated_executor(h);  // before h moves into the continuation
-  auto cont = asio::bind_executor(
-      ex, [h = std::move(h), n = prefix_.size()](error_code ec, std::vector<row> rows) mutable {
+  auto to = detail::caller_of(h);  // before h moves into the continuation
+  auto cont =
+      to([h = std::move(h), n = prefix_.size()](error_code ec, std::vector<row> rows) mutable {
         std::vector<std::string> out;
         if (!ec) {
           out.reserve(rows.size());
@@ -937,17 +937,17 @@ void memory::start_clear(diagnostics* diag, handler<std::int64_t> h, std::string
         });
   params args;
   std::string sql = "DELETE FROM memory" + where_matching(prefix_, pattern, args);
-  auto ex = asio::get_associated_executor(h);  // before h moves into the continuation
+  auto to = detail::caller_of(h);  // before h moves into the continuation
   if (shared_->embeddings_possible()) {
     auto removed = std::make_shared<std::int64_t>(0);
-    auto cont = asio::bind_executor(ex, [h = std::move(h), removed](error_code ec) mutable {
+    auto cont = to([h = std::move(h), removed](error_code ec) mutable {
       std::move(h)(ec, ec ? 0 : *removed);
     });
     return run_vector_transaction(shared_->vectors,
                                   clear_body(std::move(sql), std::move(args), removed), diag,
                                   std::move(cont));
   }
-  auto cont = asio::bind_executor(ex, [h = std::move(h)](error_code ec, result r) mutable {
+  auto cont = to([h = std::move(h)](error_code ec, result r) mutable {
     std::move(h)(ec, ec ? 0 : r.rows_affected);
   });
   run_execute(db_, std::move(sql), std::move(args), diag, std::move(cont));
@@ -961,11 +961,10 @@ void memory::start_size(diagnostics* diag, handler<std::int64_t> h) const {
                              });
   params args;
   std::string sql = "SELECT count(*) FROM memory" + where_matching(prefix_, "%", args);
-  auto ex = asio::get_associated_executor(h);  // before h moves into the continuation
-  auto cont =
-      asio::bind_executor(ex, [h = std::move(h)](error_code ec, std::optional<row> r) mutable {
-        std::move(h)(ec, (!ec && r) ? r->get<std::int64_t>(0) : 0);
-      });
+  auto to = detail::caller_of(h);  // before h moves into the continuation
+  auto cont = to([h = std::move(h)](error_code ec, std::optional<row> r) mutable {
+    std::move(h)(ec, (!ec && r) ? r->get<std::int64_t>(0) : 0);
+  });
   run_fetch_one(db_, std::move(sql), std::move(args), diag, std::move(cont));
 }
 
@@ -977,11 +976,10 @@ void memory::start_stats(diagnostics* diag, handler<memory_stats> h) const {
                              });
   params args;
   std::string sql = stats_sql(shared_->value_bytes, prefix_, args);
-  auto ex = asio::get_associated_executor(h);  // before h moves into the continuation
-  auto cont = asio::bind_executor(
-      ex, [h = std::move(h), db = db_](error_code ec, std::optional<row> r) mutable {
-        std::move(h)(ec, (!ec && r) ? stats_of(*r, db) : memory_stats{});
-      });
+  auto to = detail::caller_of(h);  // before h moves into the continuation
+  auto cont = to([h = std::move(h), db = db_](error_code ec, std::optional<row> r) mutable {
+    std::move(h)(ec, (!ec && r) ? stats_of(*r, db) : memory_stats{});
+  });
   run_fetch_one(db_, std::move(sql), std::move(args), diag, std::move(cont));
 }
 
@@ -993,9 +991,8 @@ void memory::start_batch_store(diagnostics* diag, void_handler h, items values) 
           self.start_batch_store(diag, std::move(h), std::move(values));
         });
   if (values.empty()) return complete_later(h, error_code{});
-  auto ex = asio::get_associated_executor(h);  // before h moves into the continuation
-  auto cont =
-      asio::bind_executor(ex, [h = std::move(h)](error_code ec) mutable { std::move(h)(ec); });
+  auto to = detail::caller_of(h);  // before h moves into the continuation
+  auto cont = to([h = std::move(h)](error_code ec) mutable { std::move(h)(ec); });
   auto shared_values = std::make_shared<const items>(std::move(values));
   if (shared_->embeddings_possible())
     return run_vector_transaction(
@@ -1032,15 +1029,21 @@ void memory::start_batch_load(diagnostics* diag, handler<loaded> h,
     diagnostics* diag;
     std::vector<diagnostics> chunk_diags;
     diagnostics first_failure;
+    std::shared_ptr<detail::cancellation_fan_out> cancel;  // lives as long as the chunks
   };
   const std::size_t chunks = (keys.size() + load_chunk - 1) / load_chunk;
-  auto ex = asio::get_associated_executor(h);
+  auto to = detail::caller_of(h);  // before h moves into the state
   auto state = std::make_shared<gather>(std::move(h), chunks, diag);
   state->out.reserve(keys.size());
+  // The chunks wait side by side: each needs a cancellation slot of its own.
+  if (to.slot.is_connected())
+    state->cancel = detail::cancellation_fan_out::connect(to.slot, chunks);
   for (std::size_t i = 0; i < chunks; ++i) {
     diagnostics* chunk_diag = diag ? &state->chunk_diags[i] : nullptr;
-    auto cont = asio::bind_executor(
-        ex, [state, chunk_diag, prefix = prefix_](error_code ec, std::vector<row> rows) {
+    detail::caller_binding chunk_to{
+        to.executor, state->cancel ? state->cancel->slot(i) : asio::cancellation_slot()};
+    auto cont =
+        chunk_to([state, chunk_diag, prefix = prefix_](error_code ec, std::vector<row> rows) {
           std::unique_lock lk(state->mu);
           if (ec) {
             if (!state->ec && chunk_diag) state->first_failure = std::move(*chunk_diag);

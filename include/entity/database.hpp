@@ -7,6 +7,14 @@
 // The async handler runs on its associated executor (a plain callback's runs on the thread that
 // finished the work). An overload taking `diagnostics&` before the token fills it on failure;
 // the caller keeps it alive until the handler runs.
+//
+// Per-operation cancellation: a handler with a cancellation slot (asio::bind_cancellation_slot,
+// a coroutine's own, awaitable operators) cancels its operation on any cancellation type. A
+// request not yet started then completes with errc::cancelled without running; a running one
+// is stopped as its deadline would stop it (interrupted in SQLite, cancelled on the PostgreSQL
+// server) and completes with errc::cancelled, leaving what a failure leaves (nothing, but for
+// the statements a script had already run); one that finished first completes as usual.
+// memory and vector_store pass their handler's slot on to the statements they run.
 #pragma once
 
 #include <boost/asio/any_completion_handler.hpp>

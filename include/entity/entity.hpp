@@ -3,6 +3,7 @@
 
 #include "entity/database.hpp"
 #include "entity/error.hpp"
+#include "entity/event_loop.hpp"
 #include "entity/infrastructure.hpp"
 #include "entity/memory.hpp"
 #include "entity/postgres.hpp"

@@ -35,7 +35,11 @@ enum class errc {
   open_failed,         ///< the database could not be opened
   transaction_open,    ///< a statement left a transaction open; it was rolled back
   aborted,             ///< a transaction body threw; the transaction was rolled back
+  cancelled,           ///< the caller cancelled the operation; what it did was rolled back
 };
+// errc::cancelled matches no entity::condition (it is neither a timeout nor a failure of the
+// database); like asio's operation_aborted it is equivalent to the generic
+// boost::system::errc::operation_canceled, so one check serves both.
 
 const boost::system::error_category& entity_category() noexcept;
 /// SQLite's extended result codes; the message is SQLite's sqlite3_errstr().

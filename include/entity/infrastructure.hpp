@@ -5,12 +5,14 @@
 // on whatever thread finished it) or synchronously on the calling thread (`run`).
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <exception>
 #include <limits>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -39,6 +41,44 @@ enum class request_kind {
 /// database::transaction).
 using transaction_body = detail::unique_function<void(session&)>;
 
+/// A caller's wish that one request stop: requested from any thread, seen by the engine that
+/// runs the request. Thread-safe.
+///
+/// A request whose cancellation is requested before it starts completes with errc::cancelled
+/// without running; a running one is stopped the way its deadline would stop it (interrupted
+/// inside SQLite, cancelled on the PostgreSQL server) and completes with errc::cancelled,
+/// rolled back as a failure would be. A request that finishes first completes as usual.
+class cancellation {
+ public:
+  using wake_up = detail::unique_function<void()>;
+
+  cancellation() = default;
+  cancellation(const cancellation&) = delete;
+  cancellation& operator=(const cancellation&) = delete;
+
+  /// Requests cancellation. The first call runs the engine's wake-up, if one is registered, on
+  /// the calling thread before returning; later calls do nothing.
+  void request() noexcept;
+  bool requested() const noexcept { return requested_.load(std::memory_order_acquire); }
+
+  /// For the engine that polls requested() too rarely: `wake` runs once when cancellation is
+  /// requested, on the requesting thread; at once, on this thread, when it already was.
+  /// Replaces a wake-up that has not run.
+  /// REQUIRES: `wake` is short, does not throw, does not complete the request itself (the
+  /// requester may be inside an asio cancellation signal's emit: the wake-up hands the work to
+  /// the engine's threads), and calls no member of this object but requested() (it runs under
+  /// this object's lock).
+  void on_request(wake_up wake);
+  /// For the engine, when the request ends: drops the wake-up. Once it returns, the wake-up is
+  /// not running and never will.
+  void clear() noexcept;
+
+ private:
+  std::atomic<bool> requested_{false};
+  std::mutex mu_;
+  wake_up wake_;  // GUARDED_BY(mu_)
+};
+
 /// One unit of work for the engine.
 struct request {
   request_kind kind = request_kind::execute;
@@ -48,6 +88,8 @@ struct request {
   transaction_body body;      ///< for request_kind::transaction
   /// Overrides the engine's query_timeout. Time spent queued counts.
   std::optional<std::chrono::milliseconds> timeout;
+  /// When set, the caller may cancel the request through it (see cancellation).
+  std::shared_ptr<cancellation> cancel;
 };
 
 /// How a request ended. `exception` is set when a transaction body threw something that is not

@@ -288,6 +288,11 @@ blocking_session::~blocking_session() {
 }
 
 result blocking_session::query(std::string_view sql, const params& args, std::size_t max_rows) {
+  // The cancel request reaches only the statement that is running: one cancelled between
+  // statements stops at the next.
+  if (cancel_ && cancel_->requested())
+    throw error(errc::cancelled,
+                {"the caller cancelled the transaction before this statement", sql_excerpt(sql)});
   translated_sql translated = translate(sql);
   {
     error_code ec;

@@ -97,6 +97,9 @@ class blocking_session final : public session {
   void flush();
   /// Runs a statement of our own (BEGIN, COMMIT, ...), outside any pipeline.
   void command(const char* sql, error_code& ec, diagnostics& diag);
+  /// query() refuses to start a statement once `c` is requested (throws errc::cancelled).
+  /// REQUIRES: `c` outlives the session.
+  void set_cancellation(const cancellation* c) noexcept { cancel_ = c; }
 
   pg_conn* conn() const noexcept { return c_; }
 
@@ -107,6 +110,7 @@ class blocking_session final : public session {
   std::function<void()> on_pipeline_batch_;
   std::size_t queued_ = 0;
   std::string first_queued_sql_;
+  const cancellation* cancel_ = nullptr;
 };
 
 /// Refuses, as SQLite does, what the server would otherwise reject with a less helpful message

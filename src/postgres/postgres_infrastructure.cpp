@@ -2,6 +2,11 @@
 // by asio on one io thread. A request leases a connection, sends its statement(s), and waits
 // for readiness without holding a thread; transaction bodies, cancel requests and connects are
 // blocking work and run on worker threads.
+//
+// A caller's cancellation (request::cancel) wakes the io thread, which treats it as the deadline:
+// a request waiting for a connection leaves the queue, a running statement gets a cancel
+// request on the server, a transaction body is cancelled on the server and refused its next
+// statement and its COMMIT; each completes with errc::cancelled.
 #include "entity/postgres.hpp"
 
 #include <boost/asio/co_spawn.hpp>
@@ -57,9 +62,27 @@ struct op_state {
   clock_type::time_point deadline;
   asio::steady_timer timer;
   pg_conn* conn = nullptr;
+  bool started = false;    ///< run_op has begun
   bool finished = false;   ///< the statement(s) and their results are done
   bool timed_out = false;  ///< the deadline passed while the statement ran
+  bool cancelled = false;  ///< the caller cancelled the request while the statement ran
   int holds = 1;           ///< the request itself, plus a cancel request in flight
+};
+
+// A transaction body's request. The body runs on a worker; a cancel request for its connection
+// runs on another, and the connection goes back only once none is in flight.
+struct tx_state {
+  tx_state(request r, completion d, clock_type::time_point submitted,
+           clock_type::time_point deadline)
+      : req(std::move(r)), done(std::move(d)), submitted(submitted), deadline(deadline) {}
+  request req;
+  completion done;
+  clock_type::time_point submitted, deadline;
+  std::mutex mu;
+  std::condition_variable cv;          // cancels_in_flight reached zero
+  pg_conn* running = nullptr;          // GUARDED_BY(mu): the body's connection while it runs
+  int cancels_in_flight = 0;           // GUARDED_BY(mu)
+  bool cancel_sent = false;            // GUARDED_BY(mu)
 };
 
 // Waits for write readiness until libpq has sent everything. False when the connection failed.
@@ -117,6 +140,7 @@ struct waiter {
   std::uint64_t id;
   detail::unique_function<void(pg_conn*, error_code, diagnostics)> cb;
   std::shared_ptr<asio::steady_timer> timer;
+  const cancellation* cancel = nullptr;  ///< the waiting request's, if it has one
 };
 
 }  // namespace
@@ -233,8 +257,9 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
 
   // Hands a connection to `cb` now, or when one frees up before `deadline`. The deadline of an
   // acquire (`query_deadline` false) fails with pool_exhausted, a request's with query_timeout.
+  // A request that waits can be withdrawn through `cancel` (see withdraw).
   void lease(clock_type::time_point acquire_deadline, clock_type::time_point query_deadline,
-             lease_callback cb) {
+             lease_callback cb, std::shared_ptr<cancellation> cancel = nullptr) {
     for (;;) {
       pg_conn* c = nullptr;
       {
@@ -250,12 +275,18 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
           bool is_query = query_deadline <= acquire_deadline;
           timer->expires_at(is_query ? query_deadline : acquire_deadline);
           std::uint64_t id = next_waiter++;
-          waiters.push_back(waiter{id, std::move(cb), timer});
+          waiters.push_back(waiter{id, std::move(cb), timer, cancel.get()});
           open_more_locked();
           lk.unlock();
           // The timer is only ever touched on the io thread. Its handler holds the engine
           // weakly: a timer still pending at shutdown must not keep the engine alive.
-          asio::post(io, [weak = weak_from_this(), timer, id, is_query] {
+          asio::post(io, [weak = weak_from_this(), timer, id, is_query, cancel] {
+            // A cancellation whose wake-up came before the waiter was queued found nothing
+            // to withdraw: it is seen here.
+            if (cancel && cancel->requested()) {
+              if (auto self = weak.lock()) self->withdraw(cancel.get());
+              return;
+            }
             timer->async_wait([weak, id, is_query](boost::system::error_code ec) {
               auto self = weak.lock();
               if (ec || !self) return;  // served meanwhile, or gone
@@ -276,6 +307,41 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
       c->broken = true;
       give_back_conn(c);
     }
+  }
+
+  // A request cancelled while it waits for a connection leaves the queue and completes with
+  // errc::cancelled. Nothing happens when it is not waiting (served meanwhile, or never queued).
+  void withdraw(const cancellation* cancel) {
+    lease_callback cb;
+    {
+      std::unique_lock lk(mu);
+      auto it = std::find_if(waiters.begin(), waiters.end(),
+                             [&](const waiter& w) { return w.cancel == cancel; });
+      if (it == waiters.end()) return;
+      cb = std::move(it->cb);
+      cancel_timer(it->timer);
+      waiters.erase(it);
+    }
+    diagnostics diag{"the caller cancelled the request while it waited for a connection", {}};
+    cb(nullptr, make_error_code(errc::cancelled), diag);
+  }
+
+  // Calls `on_io(state)` on the io thread when the caller cancels the request behind `state`
+  // (at once when it already has). The wake-up holds both weakly: a cancellation may outlive
+  // its request and the engine.
+  template <class State, class OnIo>
+  void watch_cancellation(const std::shared_ptr<State>& state, OnIo on_io) {
+    const std::shared_ptr<cancellation>& cancel = state->req.cancel;
+    if (!cancel) return;
+    cancel->on_request([weak = weak_from_this(), ws = std::weak_ptr<State>(state), on_io] {
+      auto self = weak.lock();
+      if (!self) return;
+      asio::post(self->io, [weak, ws, on_io] {
+        auto self = weak.lock();
+        auto st = ws.lock();
+        if (self && st) (self.get()->*on_io)(st);
+      });
+    });
   }
 
   void expire(std::uint64_t id, bool is_query) {
@@ -421,8 +487,10 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
     if (req.kind == request_kind::transaction) return submit_transaction(std::move(req), std::move(done), now, deadline, acquire_deadline);
 
     auto op = std::make_shared<op_state>(io, std::move(req), std::move(done), now, deadline);
+    watch_cancellation(op, &impl::cancel_op);
     lease(acquire_deadline, deadline, [self = shared_from_this(), op](pg_conn* c, error_code ec, diagnostics diag) mutable {
       if (!c) {
+        if (op->req.cancel) op->req.cancel->clear();
         outcome out;
         out.ec = ec;
         out.diag = std::move(diag);
@@ -431,31 +499,48 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
       }
       op->conn = c;
       asio::co_spawn(self->io, self->run_op(op), asio::detached);
-    });
+    }, op->req.cancel);
   }
 
-  // The deadline of a running statement: ask the server to cancel it (a blocking call, so on a
-  // worker); the statement then fails with 57014 and the request with query_timeout. Should the
-  // server not answer at all, the socket is closed a while later and the connection replaced.
+  // The caller cancelled `op` (on the io thread): a running statement is cancelled as at its
+  // deadline, a waiting request leaves the queue. One handed a connection but not yet started
+  // sees the cancellation when it starts.
+  void cancel_op(const std::shared_ptr<op_state>& op) {
+    if (op->finished) return;
+    if (!op->started) return withdraw(op->req.cancel.get());
+    if (op->timed_out || op->cancelled) return;  // a cancel request is on its way already
+    op->cancelled = true;
+    cancel_on_server(op);
+  }
+
+  // The deadline of a running statement: ask the server to cancel it; the statement then fails
+  // with 57014 and the request with query_timeout.
   void arm_deadline(const std::shared_ptr<op_state>& op) {
     op->timer.expires_at(op->deadline);
     op->timer.async_wait([weak = weak_from_this(), op](boost::system::error_code ec) {
       auto self = weak.lock();
-      if (ec || op->finished || !self) return;
+      if (ec || op->finished || op->cancelled || !self) return;
       op->timed_out = true;
-      ++op->holds;
-      asio::post(*self->aux_workers, [self, op] {
-        char buf[256];
-        if (op->conn->cancel) PQcancel(op->conn->cancel, buf, sizeof buf);
-        asio::post(self->io, [self, op] { self->release_op_conn(op); });
-      });
-      op->timer.expires_after(std::chrono::seconds(5));
-      op->timer.async_wait([op](boost::system::error_code ec2) {
-        if (ec2 || op->finished) return;
-        op->conn->broken = true;
-        boost::system::error_code ignored;
-        op->conn->sock->cancel(ignored);  // the pending wait fails; the request ends
-      });
+      self->cancel_on_server(op);
+    });
+  }
+
+  // Asks the server to cancel the statement `op` runs (a blocking call, so on a worker). Should
+  // the server not answer at all, the socket is closed a while later and the connection
+  // replaced. The deadline's timer serves for that wait: the deadline no longer matters.
+  void cancel_on_server(const std::shared_ptr<op_state>& op) {
+    ++op->holds;
+    asio::post(*aux_workers, [self = shared_from_this(), op] {
+      char buf[256];
+      if (op->conn->cancel) PQcancel(op->conn->cancel, buf, sizeof buf);
+      asio::post(self->io, [self, op] { self->release_op_conn(op); });
+    });
+    op->timer.expires_after(std::chrono::seconds(5));
+    op->timer.async_wait([op](boost::system::error_code ec) {
+      if (ec || op->finished) return;
+      op->conn->broken = true;
+      boost::system::error_code ignored;
+      op->conn->sock->cancel(ignored);  // the pending wait fails; the request ends
     });
   }
 
@@ -472,7 +557,11 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
     if (clock_type::now() >= op->deadline) {
       out.ec = make_error_code(errc::query_timeout);
       out.diag = {"the deadline passed while the request waited for a connection", sql_excerpt(req.sql)};
+    } else if (req.cancel && req.cancel->requested()) {
+      out.ec = make_error_code(errc::cancelled);
+      out.diag = {"the caller cancelled the request before it started", sql_excerpt(req.sql)};
     } else {
+      op->started = true;
       arm_deadline(op);
       switch (req.kind) {
         case request_kind::many: co_await run_many(c, req, out); break;
@@ -482,14 +571,18 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
     }
     op->finished = true;
     op->timer.cancel();
-    if (op->timed_out && out.ec && out.ec != errc::connection_error) {
-      out.ec = make_error_code(errc::query_timeout);
-      out.diag.message = "the deadline passed; the statement was cancelled on the server" +
+    if (req.cancel) req.cancel->clear();
+    const bool stopped = op->timed_out || op->cancelled;
+    const errc why = op->cancelled ? errc::cancelled : errc::query_timeout;
+    const std::string what = op->cancelled ? "the caller cancelled the request" : "the deadline passed";
+    if (stopped && out.ec && out.ec != errc::connection_error) {
+      out.ec = make_error_code(why);
+      out.diag.message = what + "; the statement was cancelled on the server" +
                          (out.diag.message.empty() ? std::string() : " (" + out.diag.message + ")");
-    } else if (op->timed_out && c.broken) {
-      out.ec = make_error_code(errc::query_timeout);
-      out.diag.message = "the deadline passed and the server did not answer the cancel request; "
-                         "the connection was closed";
+    } else if (stopped && c.broken) {
+      out.ec = make_error_code(why);
+      out.diag.message = what + " and the server did not answer the cancel request; "
+                                "the connection was closed";
     }
     if (out.ec) out.res = {};
     // Completing before the connection goes back keeps results in submission order for one
@@ -667,14 +760,11 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
   // blocking mode, its deadline enforced by the server (SET LOCAL statement_timeout).
   void submit_transaction(request req, completion done, clock_type::time_point submitted,
                           clock_type::time_point deadline, clock_type::time_point acquire_deadline) {
-    struct tx {
-      request req;
-      completion done;
-      clock_type::time_point submitted, deadline;
-    };
-    auto t = std::make_shared<tx>(tx{std::move(req), std::move(done), submitted, deadline});
+    auto t = std::make_shared<tx_state>(std::move(req), std::move(done), submitted, deadline);
+    watch_cancellation(t, &impl::cancel_tx);
     lease(acquire_deadline, deadline, [self = shared_from_this(), t](pg_conn* c, error_code ec, diagnostics diag) mutable {
       if (!c) {
+        if (t->req.cancel) t->req.cancel->clear();
         outcome out;
         out.ec = ec;
         out.diag = std::move(diag);
@@ -682,10 +772,44 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
       }
       asio::post(*self->tx_workers, [self, t, c] {
         running_guard g(self.get());  // the body is the caller's code too
+        {
+          std::lock_guard lk(t->mu);
+          t->running = c;
+        }
         outcome out = self->run_transaction(c, t->req, t->deadline);
+        {
+          // A cancel request still in flight must not reach the connection's next user.
+          std::unique_lock lk(t->mu);
+          t->running = nullptr;
+          t->cv.wait(lk, [&] { return t->cancels_in_flight == 0; });
+        }
+        if (t->req.cancel) t->req.cancel->clear();
         self->give_back_conn(c);
         self->finish(std::move(out), t->done, t->submitted);
       });
+    }, t->req.cancel);
+  }
+
+  // The caller cancelled the transaction `t` (on the io thread): a running body's statement is
+  // cancelled on the server (the body is refused its next statement and its COMMIT anyway), a
+  // waiting one leaves the queue.
+  void cancel_tx(const std::shared_ptr<tx_state>& t) {
+    pg_conn* c = nullptr;
+    {
+      std::lock_guard lk(t->mu);
+      if (t->running) {
+        if (t->cancel_sent) return;
+        c = t->running;
+        t->cancel_sent = true;
+        ++t->cancels_in_flight;
+      }
+    }
+    if (!c) return withdraw(t->req.cancel.get());
+    asio::post(*aux_workers, [t, c] {
+      char buf[256];
+      if (c->cancel) PQcancel(c->cancel, buf, sizeof buf);
+      std::lock_guard lk(t->mu);
+      if (--t->cancels_in_flight == 0) t->cv.notify_all();
     });
   }
 
@@ -695,6 +819,13 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
     if (remaining.count() <= 0) {
       out.ec = make_error_code(errc::query_timeout);
       out.diag.message = "the deadline passed while the transaction waited for a connection";
+      return out;
+    }
+    const cancellation* cancel = req.cancel.get();
+    auto cancelled = [cancel] { return cancel && cancel->requested(); };
+    if (cancelled()) {
+      out.ec = make_error_code(errc::cancelled);
+      out.diag.message = "the caller cancelled the transaction before it started";
       return out;
     }
     if (PQsetnonblocking(c->pg, 0) != 0) {
@@ -708,6 +839,7 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
     };
     {
       blocking_session s(c, /*pipeline_inserts=*/true, params.pipeline_chunk, counted);
+      s.set_cancellation(cancel);
       std::string set_timeout =
           "SET LOCAL statement_timeout = " + std::to_string(std::max<long long>(1, remaining.count()));
       s.command("BEGIN", out.ec, out.diag);
@@ -720,6 +852,9 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
             // The body caught a statement's error and went on: nothing of it may commit.
             out.ec = make_error_code(errc::aborted);
             out.diag.message = "a statement of the transaction failed; the transaction was rolled back";
+          } else if (cancelled()) {
+            out.ec = make_error_code(errc::cancelled);
+            out.diag.message = "the caller cancelled the transaction; it was rolled back";
           } else {
             s.command("COMMIT", out.ec, out.diag);
           }
@@ -749,10 +884,17 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
         s.command("ROLLBACK", rollback_ec, rollback_diag);
       }
     }
-    // The server's statement_timeout is our deadline: report it as such.
-    if (out.ec.category() == postgres_category() && postgres_sqlstate(out.ec) == "57014" &&
-        clock_type::now() >= deadline - std::chrono::milliseconds(5))
-      out.ec = make_error_code(errc::query_timeout);
+    // The server's statement_timeout is our deadline, and our cancel request the caller's
+    // cancellation: report them as such.
+    if (out.ec.category() == postgres_category() && postgres_sqlstate(out.ec) == "57014") {
+      if (cancelled()) {
+        out.ec = make_error_code(errc::cancelled);
+        out.diag.message = "the caller cancelled the transaction; the statement was cancelled on "
+                           "the server and the transaction rolled back (" + out.diag.message + ")";
+      } else if (clock_type::now() >= deadline - std::chrono::milliseconds(5)) {
+        out.ec = make_error_code(errc::query_timeout);
+      }
+    }
     if (!c->broken && PQsetnonblocking(c->pg, 1) != 0) c->broken = true;
     return out;
   }

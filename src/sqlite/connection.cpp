@@ -82,7 +82,8 @@ connection::connection(sqlite3* db, role r, std::size_t cache_size,
     : db_(db), role_(r), cache_size_(cache_size == 0 ? 1 : cache_size),
       busy_timeout_(busy_timeout) {
   // Every 1000 virtual-machine steps SQLite asks whether to go on: that is where a statement
-  // past its deadline stops, wherever it is (sorting, a recursive CTE, a long scan).
+  // past its deadline, or cancelled by its caller, stops, wherever it is (sorting, a recursive
+  // CTE, a long scan).
   sqlite3_progress_handler(db_, 1000, &connection::on_progress, this);
 }
 
@@ -94,7 +95,7 @@ connection::~connection() {
 int connection::on_progress(void* self) noexcept {
   auto* c = static_cast<connection*>(self);
   auto now = clock::now();
-  if (now >= c->deadline_) return 1;
+  if (now >= c->deadline_ || c->cancel_requested()) return 1;
   if (now < c->budget_) return 0;
   c->over_budget_ = true;
   return 1;
@@ -199,6 +200,10 @@ bool connection::autocommit() const noexcept { return sqlite3_get_autocommit(db_
 
 error_code connection::fail(int rc, std::string_view sql, diagnostics& diag) {
   diag.sql = sql_excerpt(sql);
+  if ((rc & 0xff) == SQLITE_INTERRUPT && cancel_requested()) {
+    diag.message = "the caller cancelled the statement and it was interrupted";
+    return make_error_code(errc::cancelled);
+  }
   if ((rc & 0xff) == SQLITE_INTERRUPT && clock::now() >= deadline_) {
     diag.message = "the statement ran past its deadline and was interrupted";
     return make_error_code(errc::query_timeout);
@@ -306,6 +311,12 @@ error_code connection::run(std::string_view sql, const params& args, std::size_t
       break;  // a read has nothing more to do; a write (RETURNING) must run to the end
     }
   }
+  // SQLite consults the progress handler once more after a statement has halted: a write that
+  // committed by itself (autocommit) can still report SQLITE_INTERRUPT. Its changes were
+  // counted, so it did finish, and it is reported as done rather than as cancelled or late.
+  if ((rc & 0xff) == SQLITE_INTERRUPT && !readonly && autocommit() &&
+      sqlite3_total_changes64(db_) != changes_before)
+    rc = SQLITE_DONE;
   if (rc != SQLITE_ROW && rc != SQLITE_DONE) ec = fail(rc, sql, diag);
   sqlite3_reset(stmt);
   sqlite3_clear_bindings(stmt);
@@ -335,7 +346,8 @@ error_code connection::run_script(std::string_view sql, diagnostics& diag, bool 
       // Another process held the lock past busy_timeout. Outside a transaction the statement
       // did nothing, so this statement (not the script, whose earlier statements have already
       // committed) is tried again until the deadline.
-      if (!retry_busy || (rc & 0xff) != SQLITE_BUSY || !autocommit() || clock::now() >= deadline_)
+      if (!retry_busy || (rc & 0xff) != SQLITE_BUSY || !autocommit() ||
+          clock::now() >= deadline_ || cancel_requested())
         break;
       sqlite3_reset(stmt);
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
@@ -356,6 +368,11 @@ error_code connection::exec(std::string_view sql, diagnostics& diag) {
 }
 
 result connection::query(std::string_view sql, const params& args, std::size_t max_rows) {
+  // A statement too short for the progress handler would run to its end: a transaction body
+  // cancelled between statements stops at the next one.
+  if (cancel_requested())
+    throw error(errc::cancelled,
+                {"the caller cancelled the transaction before this statement", sql_excerpt(sql)});
   if (per_query_timeout_) deadline_ = clock::now() + *per_query_timeout_;
   result out;
   diagnostics diag;

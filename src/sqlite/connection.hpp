@@ -47,6 +47,10 @@ class connection final : public session {
   /// Statements stop with query_timeout once `deadline` passes.
   void set_deadline(clock::time_point deadline) noexcept { deadline_ = deadline; }
   clock::time_point deadline() const noexcept { return deadline_; }
+  /// Statements stop with errc::cancelled once `c` is requested (null: never); query() does
+  /// not start one then. REQUIRES: `c` outlives its use; set it back to null before freeing it.
+  void set_cancellation(const cancellation* c) noexcept { cancel_ = c; }
+  bool cancel_requested() const noexcept { return cancel_ && cancel_->requested(); }
   /// A shorter leash than the deadline, for work run on a caller's thread: statements stop once
   /// `until` passes (over_budget() then says so), and a lock held by another process fails at
   /// once with SQLITE_BUSY instead of being waited for. clear_budget() lifts both.
@@ -99,6 +103,7 @@ class connection final : public session {
   std::uint64_t use_clock_ = 0;
   std::unordered_map<std::string, cached, string_hash, std::equal_to<>> cache_;
   clock::time_point deadline_ = clock::time_point::max();
+  const cancellation* cancel_ = nullptr;
   clock::time_point budget_ = clock::time_point::max();
   bool over_budget_ = false;
   int wal_frames_ = 0;

@@ -14,6 +14,11 @@
 // coroutines of its loop: they still commit together). Both run under the inline budget: a
 // statement that outlasts it is interrupted and its request handed to the engine's threads,
 // which run it again from the start.
+//
+// Cancellation (request::cancel) is polled, not signalled: a request checks it where it would
+// check its deadline (before it starts, when a group reaches it) and the progress handler checks
+// it while a statement runs, so a cancelled statement stops exactly as one past its deadline
+// does, rolled back alone, wherever it runs. No wake-up is registered.
 #include <sqlite3.h>
 
 #include <algorithm>
@@ -86,6 +91,13 @@ void set_error(outcome& out, error_code ec, std::string message, std::string_vie
   out.ec = ec;
   out.diag.message = std::move(message);
   out.diag.sql = sql_excerpt(sql);
+}
+
+bool cancel_requested(const pending& op) { return op.req.cancel && op.req.cancel->requested(); }
+
+void set_cancelled(pending& op) {
+  set_error(op.out, make_error_code(errc::cancelled),
+            "the caller cancelled the request before it started", op.req.sql);
 }
 
 // A request of this kind may run on a caller's thread: one statement (or one statement over
@@ -362,9 +374,11 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
   // the caller must send it to the writer.
   bool read_on(connection& c, pending& op) {
     c.set_deadline(op.deadline);
+    c.set_cancellation(op.req.cancel.get());
     bool needs_writer = false;
     op.out.ec = c.run(op.req.sql, op.req.args, max_rows_of(op.req), op.out.res, op.out.diag,
                       true, &needs_writer);
+    c.set_cancellation(nullptr);
     c.set_deadline(clock::time_point::max());
     return !needs_writer;
   }
@@ -381,6 +395,10 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
   // A deferred read, on its caller's thread: on an idle reader within the budget, or else on
   // the reader threads, which also report any error the engine's state calls for.
   void run_deferred_read(pending* op) {
+    if (cancel_requested(*op)) {
+      set_cancelled(*op);
+      return finish(op);
+    }
     std::unique_ptr<connection> c;
     if (clock::now() < op->deadline) c = idle_reader();
     if (!c) return push_read(op);
@@ -404,6 +422,10 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
     if (now >= op.deadline) {
       set_error(op.out, make_error_code(errc::query_timeout),
                 "the deadline passed before the statement could start", op.req.sql);
+      return true;
+    }
+    if (cancel_requested(op)) {
+      set_cancelled(op);
       return true;
     }
     auto acquire_deadline = now + p.acquire_timeout;
@@ -685,6 +707,8 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
       if (now >= op->deadline) {
         set_error(op->out, make_error_code(errc::query_timeout),
                   "the deadline passed while the request waited for the writer", op->req.sql);
+      } else if (cancel_requested(*op)) {
+        set_cancelled(*op);
       } else if (is_solo(*op)) {
         run_batch(batch);
         batch.clear();
@@ -701,6 +725,7 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
   void run_on_writer(pending& op) {
     outcome& out = op.out;
     writer->set_deadline(op.deadline);
+    writer->set_cancellation(op.req.cancel.get());
     if (leading_inline) writer->set_budget(clock::now() + p.inline_budget);
     switch (op.req.kind) {
       case request_kind::execute:
@@ -712,6 +737,13 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
         break;
       case request_kind::many:
         for (const entity::params& args : op.req.batch) {
+          // Each statement may be too short for the progress handler to see the request.
+          if (writer->cancel_requested()) {
+            set_error(out, make_error_code(errc::cancelled),
+                      "the caller cancelled the request; its statements were rolled back",
+                      op.req.sql);
+            break;
+          }
           out.ec = writer->run(op.req.sql, args, 0, out.res, out.diag);
           if (out.ec) break;
         }
@@ -732,6 +764,7 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
         }
         break;
     }
+    writer->set_cancellation(nullptr);
     writer->set_deadline(clock::time_point::max());
     if (leading_inline) {
       // Interrupted at the budget, or another process holds the lock: the writer thread runs
@@ -783,9 +816,14 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
 
   void run_batch(std::vector<pending*>& batch) {
     if (batch.empty()) return;
-    if (batch.size() == 1 && (batch[0]->req.kind == request_kind::execute ||
-                              batch[0]->req.kind == request_kind::fetch_one)) {
+    if (batch.size() == 1 && !leading_inline &&
+        (batch[0]->req.kind == request_kind::execute ||
+         batch[0]->req.kind == request_kind::fetch_one)) {
       // A lone statement commits by itself (autocommit): two statements fewer than a group.
+      // Not on a caller's thread: SQLite consults the progress handler once more after a
+      // statement has halted, so a statement that committed in autocommit can still report
+      // SQLITE_INTERRUPT at the budget, and running it again would apply it twice. Inside
+      // BEGIN ... COMMIT an interrupted statement is rolled back before it is handed over.
       run_solo(*batch[0]);
       return;
     }
@@ -823,6 +861,10 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
                     "the deadline passed while the request waited in its group", op.req.sql);
           continue;
         }
+        if (cancel_requested(op)) {
+          set_cancelled(op);
+          continue;
+        }
         if (savepoints) {
           if (error_code ec = control("SAVEPOINT entity_op", op.out.diag)) {
             op.out.ec = ec;
@@ -858,6 +900,13 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
       if (!writer->autocommit()) control("ROLLBACK", ignored);
       for (pending* op : batch) {
         if (op->out.ec) continue;
+        if (leading_inline && ec == condition::busy) {
+          // A reader holds the lock the commit needs (a :memory: database has no WAL) and a
+          // caller's thread does not wait for it: rolled back, the writer thread runs it again.
+          op->out = outcome{};
+          op->rehand = true;
+          continue;
+        }
         op->out.ec = ec;
         op->out.diag.message = "the commit failed: " + diag.message;
         op->out.res = result{};

@@ -4,7 +4,6 @@
 #include "entity/vector_store.hpp"
 
 #include <boost/asio/any_completion_executor.hpp>
-#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
@@ -12,6 +11,7 @@
 #include <chrono>
 #include <variant>
 
+#include "common/caller_binding.hpp"
 #include "vector/codec.hpp"
 #include "vector/collection.hpp"
 
@@ -202,42 +202,41 @@ struct step_result {
 using step = detail::unique_function<void(step_result)>;
 
 // Runs statements for an operation: inline (sync) or through the database's async API with the
-// continuation bound to the caller's executor (async).
+// continuation bound to the caller's executor and cancellation slot (async). Steps run one
+// after the other, so each in turn holds the slot.
 class runner {
  public:
   runner() = default;
-  explicit runner(asio::any_completion_executor ex) : ex_(std::move(ex)) {}
+  explicit runner(detail::caller_binding to) : to_(std::move(to)) {}
 
   void execute(const database& db, std::string sql, params args, step next) const {
-    if (!ex_) {
+    if (!to_) {
       step_result r;
       r.res = db.execute(std::move(sql), std::move(args), r.ec, r.diag);
       return next(std::move(r));
     }
     auto diag = std::make_shared<diagnostics>();
     db.async_execute(std::move(sql), std::move(args), *diag,
-                     asio::bind_executor(
-                         *ex_, [diag, next = std::move(next)](error_code ec, result res) mutable {
-                           next(step_result{ec, std::move(*diag), std::move(res)});
-                         }));
+                     (*to_)([diag, next = std::move(next)](error_code ec, result res) mutable {
+                       next(step_result{ec, std::move(*diag), std::move(res)});
+                     }));
   }
 
   void transaction(const database& db, transaction_body body, step next) const {
-    if (!ex_) {
+    if (!to_) {
       step_result r;
       db.transaction(std::move(body), r.ec, r.diag);
       return next(std::move(r));
     }
     auto diag = std::make_shared<diagnostics>();
-    db.async_transaction(
-        std::move(body), *diag,
-        asio::bind_executor(*ex_, [diag, next = std::move(next)](error_code ec) mutable {
-          next(step_result{ec, std::move(*diag), {}});
-        }));
+    db.async_transaction(std::move(body), *diag,
+                         (*to_)([diag, next = std::move(next)](error_code ec) mutable {
+                           next(step_result{ec, std::move(*diag), {}});
+                         }));
   }
 
  private:
-  std::optional<asio::any_completion_executor> ex_;
+  std::optional<detail::caller_binding> to_;
 };
 
 // Where an operation ends: (error_code, diagnostics, value).
@@ -882,7 +881,8 @@ void call(Handler& h, error_code ec, T& v) {
 template <class T, class Op, class Init, class Handler>
 void run_async(std::shared_ptr<vector_store::shared> st, diagnostics* diag, Handler h,
                Init&& init) {
-  auto ex = asio::get_associated_executor(h);  // before h moves into the finish
+  auto to = detail::caller_of(h);  // before h moves into the finish
+  auto ex = to.executor;
   auto starting = std::make_shared<std::atomic<bool>>(true);
   finish_fn<T> finish = [h = std::move(h), ex, diag, starting](error_code ec, diagnostics d,
                                                                T v) mutable {
@@ -898,7 +898,7 @@ void run_async(std::shared_ptr<vector_store::shared> st, diagnostics* diag, Hand
       asio::dispatch(ex, [h = std::move(h), ec, v = std::move(v)]() mutable { call<T>(h, ec, v); });
     });
   };
-  auto op = std::make_shared<Op>(std::move(st), runner{ex}, std::move(finish));
+  auto op = std::make_shared<Op>(std::move(st), runner{std::move(to)}, std::move(finish));
   init(*op);
   Op::start(op);
   starting->store(false, std::memory_order_release);

@@ -15,7 +15,7 @@ TEST(Error, EntityCodesHaveClearMessages) {
   EXPECT_STREQ(ec.category().name(), "entity");
   EXPECT_NE(ec.message().find("startup()"), std::string::npos) << ec.message();
   EXPECT_NE(entity::make_error_code(errc::shut_down).message().find("shut down"), std::string::npos);
-  for (int e = static_cast<int>(errc::not_started); e <= static_cast<int>(errc::aborted); ++e) {
+  for (int e = static_cast<int>(errc::not_started); e <= static_cast<int>(errc::cancelled); ++e) {
     std::string m = entity::make_error_code(static_cast<errc>(e)).message();
     EXPECT_FALSE(m.empty());
     EXPECT_EQ(m.find("unknown"), std::string::npos) << e;
@@ -28,6 +28,19 @@ TEST(Error, TimeoutsMatchTheTimeoutCondition) {
   EXPECT_NE(entity::make_error_code(errc::shut_down), condition::timeout);
   EXPECT_EQ(entity::make_sqlite_error(SQLITE_INTERRUPT), condition::timeout);
   EXPECT_EQ(entity::make_postgres_error("57014"), condition::timeout);
+}
+
+TEST(Error, CancelledMatchesOperationCanceledAndNoCondition) {
+  auto ec = entity::make_error_code(errc::cancelled);
+  EXPECT_EQ(ec.message(), "the operation was cancelled by its caller");
+  // One check serves entity's cancellations and asio's own (operation_aborted).
+  EXPECT_TRUE(ec == boost::system::errc::operation_canceled);
+  EXPECT_TRUE(boost::system::error_code(boost::system::errc::operation_canceled,
+                                        boost::system::system_category()) ==
+              boost::system::errc::operation_canceled);
+  for (condition c : {condition::busy, condition::constraint, condition::syntax,
+                      condition::timeout, condition::io})
+    EXPECT_NE(ec, c);
 }
 
 TEST(Error, SqliteCodesMapToConditions) {
