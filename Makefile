@@ -47,14 +47,14 @@ TSAN_ENV = TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$(
 
 asan: deps
 	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(LAUNCHER) \
-	  -DENTITY_SANITIZE=address,undefined >/dev/null
+	  -DENTITY_SANITIZE=address,undefined -DENTITY_PYTHON=OFF >/dev/null
 	@cmake --build build-asan -j$(JOBS)
 	@cd build-asan && $(ASAN_ENV) $(CURDIR)/scripts/with-postgres \
 	  ctest --output-on-failure -j$(JOBS)
 
 tsan: deps
 	@cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(LAUNCHER) \
-	  -DENTITY_SANITIZE=thread >/dev/null
+	  -DENTITY_SANITIZE=thread -DENTITY_PYTHON=OFF >/dev/null
 	@cmake --build build-tsan -j$(JOBS) --target entity_tests entity_reliability_tests
 	@cd build-tsan && $(TSAN_ENV) $(CURDIR)/scripts/with-postgres \
 	  ctest --output-on-failure -j$(JOBS) -L concurrency
@@ -66,7 +66,7 @@ FUZZ_TARGETS = classify placeholders vector_codec json_lines
 fuzz: deps
 	@cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(LAUNCHER) \
 	  -DCMAKE_CXX_COMPILER=clang++ -DENTITY_FUZZ=ON -DENTITY_BUILD_TESTS=OFF \
-	  -DENTITY_SANITIZE=address,undefined >/dev/null
+	  -DENTITY_SANITIZE=address,undefined -DENTITY_PYTHON=OFF >/dev/null
 	@cmake --build build-fuzz -j$(JOBS) --target fuzzers
 	@mkdir -p build-fuzz/artifacts
 	@set -e; for t in $(FUZZ_TARGETS); do \

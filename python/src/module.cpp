@@ -1,0 +1,994 @@
+// entity_db._core: the Python classes over the public C++ API.
+//
+// Every operation is written once as a call of the C++ API and served twice:
+//   - awaitable: start_async() starts the C++ async form with a handler bound to the running
+//     loop's bridge (loop_bridge.hpp) and returns an asyncio future;
+//   - blocking (`verb_sync`): run_sync() calls the C++ sync form with the GIL released.
+// Arguments are converted to engine values before either starts (convert.hpp), results back to
+// Python objects under the GIL once the engine is done.
+#include <pybind11/pybind11.h>
+
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/dispatch.hpp>
+#include <chrono>
+#include <condition_variable>
+#include <cmath>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "convert.hpp"
+#include "entity/entity.hpp"
+#include "loop_bridge.hpp"
+
+namespace py = pybind11;
+namespace asio = boost::asio;
+
+namespace entity::python {
+namespace {
+
+// ---- the two runners -------------------------------------------------------------------------
+
+[[noreturn]] void throw_python() { throw py::error_already_set(); }
+
+py::object steal_or_throw(PyObject* o) {
+  if (!o) throw_python();
+  return py::reinterpret_steal<py::object>(o);
+}
+
+// The handler of an awaited operation: records the engine's answer; the bridge hands it to
+// Python (ToPy, under the GIL) once its queue is empty.
+template <class T, class ToPy>
+struct completion {
+  std::shared_ptr<pending_op> op;
+  ToPy to_py;
+  void operator()(error_code ec, T v) {
+    op->ec = ec;
+    if (!ec)
+      op->make_result = [v = std::move(v), to_py = std::move(to_py)]() mutable -> PyObject* {
+        return to_py(v);
+      };
+    auto b = op->bridge;
+    b->finished(std::move(op));
+  }
+};
+template <class ToPy>
+struct completion<void, ToPy> {
+  std::shared_ptr<pending_op> op;
+  ToPy to_py;
+  void operator()(error_code ec) {
+    op->ec = ec;
+    if (!ec) op->make_result = [to_py = std::move(to_py)]() mutable -> PyObject* { return to_py(); };
+    auto b = op->bridge;
+    b->finished(std::move(op));
+  }
+};
+
+struct none_result {
+  PyObject* operator()() const { Py_RETURN_NONE; }
+};
+
+// Starts `initiate(diag, handler)` (a C++ async_* call) for the running loop; returns its
+// future. T is the handler's value type (void for none); to_py(T&) builds the Python result.
+template <class T, class Initiate, class ToPy>
+py::object start_async(Initiate&& initiate, ToPy to_py, std::shared_ptr<pending_op> op = {}) {
+  std::shared_ptr<loop_bridge> bridge = bridge_for_running_loop();
+  if (!bridge) throw_python();
+  if (!op) op = std::make_shared<pending_op>();
+  op->bridge = bridge;
+  py::object fut = steal_or_throw(ENTITY_PY_CALL(bridge->loop(), "create_future"));
+  op->future = py_ref::borrow(fut.ptr());
+  auto handler = asio::bind_cancellation_slot(
+      op->cancel.slot(),
+      asio::bind_executor(bridge->executor(), completion<T, ToPy>{op, std::move(to_py)}));
+  std::forward<Initiate>(initiate)(op->diag, std::move(handler));
+  bridge->started(op);
+  return fut;
+}
+
+template <class F>
+auto run_sync(F&& f) {
+  py::gil_scoped_release nogil;
+  return std::forward<F>(f)();
+}
+
+// Converters of C++ results, one per result type.
+inline PyObject* py_bool(bool b) { return PyBool_FromLong(b ? 1 : 0); }
+inline PyObject* py_int(std::int64_t i) { return PyLong_FromLongLong(i); }
+
+// ---- settings ---------------------------------------------------------------------------------
+
+// The keyword settings of open() / memory() / vector_store(): each read at most once; what is
+// left over is an unknown setting.
+class settings {
+ public:
+  explicit settings(const py::dict& d) {
+    for (auto [k, v] : d) {
+      if (!py::isinstance<py::str>(k))
+        throw error(errc::invalid_argument, {"settings are named by strings", {}});
+      items_.emplace_back(k.cast<std::string>(), py::reinterpret_borrow<py::object>(v));
+    }
+  }
+  std::optional<py::object> take(std::string_view name) {
+    for (auto it = items_.begin(); it != items_.end(); ++it)
+      if (it->first == name) {
+        py::object v = std::move(it->second);
+        items_.erase(it);
+        return v;
+      }
+    return std::nullopt;
+  }
+  template <class Duration>
+  void seconds(std::string_view name, Duration& out) {
+    if (auto v = take(name)) {
+      double s = number(name, *v);
+      if (!(s >= 0) || !std::isfinite(s))
+        fail(name, "must be a finite number of seconds, zero or more");
+      out = std::chrono::duration_cast<Duration>(std::chrono::duration<double>(s));
+    }
+  }
+  template <class Int>
+  void count(std::string_view name, Int& out, long long min = 0) {
+    if (auto v = take(name)) {
+      if (py::isinstance<py::bool_>(*v) || !py::isinstance<py::int_>(*v))
+        fail(name, "must be an integer");
+      long long i = v->cast<long long>();
+      if (i < min) fail(name, "must be at least " + std::to_string(min));
+      out = static_cast<Int>(i);
+    }
+  }
+  void flag(std::string_view name, bool& out) {
+    if (auto v = take(name)) {
+      if (!py::isinstance<py::bool_>(*v)) fail(name, "must be True or False");
+      out = v->cast<bool>();
+    }
+  }
+  template <class Enum>
+  void choice(std::string_view name, Enum& out,
+              std::initializer_list<std::pair<const char*, Enum>> options) {
+    if (auto v = take(name)) {
+      std::string s = py::isinstance<py::str>(*v) ? v->cast<std::string>() : "";
+      for (auto& [n, e] : options)
+        if (s == n) {
+          out = e;
+          return;
+        }
+      std::string names;
+      for (auto& [n, e] : options) names += std::string(names.empty() ? "" : ", ") + n;
+      fail(name, "must be one of " + names);
+    }
+  }
+  void finish(std::string_view where) const {
+    if (items_.empty()) return;
+    std::string names;
+    for (auto& [n, v] : items_) names += (names.empty() ? "" : ", ") + n;
+    throw error(errc::invalid_argument,
+                {std::string(where) + ": unknown setting" + (items_.size() > 1 ? "s " : " ") + names, {}});
+  }
+
+ private:
+  static double number(std::string_view name, const py::object& v) {
+    if (py::isinstance<py::bool_>(v) || !(py::isinstance<py::int_>(v) || py::isinstance<py::float_>(v)))
+      fail(name, "must be a number of seconds");
+    return v.cast<double>();
+  }
+  [[noreturn]] static void fail(std::string_view name, const std::string& why) {
+    throw error(errc::invalid_argument, {"setting " + std::string(name) + " " + why, {}});
+  }
+  std::vector<std::pair<std::string, py::object>> items_;
+};
+
+vector_store_params vector_settings(settings& s) {
+  vector_store_params p;
+  s.count("hnsw_threshold", p.hnsw_threshold);
+  s.flag("hnsw_build_in_background", p.hnsw_build_in_background);
+  s.count("hnsw_m", p.hnsw_m, 2);
+  s.count("hnsw_ef_construction", p.hnsw_ef_construction, 1);
+  s.count("hnsw_ef", p.hnsw_ef, 1);
+  return p;
+}
+
+// ---- open databases, for interpreter exit ----------------------------------------------------
+
+std::mutex open_mutex;
+std::vector<std::weak_ptr<infrastructure>>& open_engines() {
+  static auto* v = new std::vector<std::weak_ptr<infrastructure>>();
+  return *v;
+}
+
+void remember(const std::shared_ptr<infrastructure>& infra) {
+  std::lock_guard lock(open_mutex);
+  auto& v = open_engines();
+  std::erase_if(v, [](const std::weak_ptr<infrastructure>& w) { return w.expired(); });
+  v.push_back(infra);
+}
+
+// Interpreter exit: every loop's bridge cancels what it still awaits and drops its queue, and
+// every engine still open shuts down, so no engine thread is left to call into a finalizing
+// interpreter. A statement nothing can stop (a blocking call on a daemon thread) is waited for
+// at most exit_grace; then the process exits around it (its request was never acknowledged).
+constexpr std::chrono::seconds exit_grace{3};
+
+void at_exit() {
+  close_all_bridges();
+  std::vector<std::shared_ptr<infrastructure>> engines;
+  {
+    std::lock_guard lock(open_mutex);
+    for (auto& w : open_engines())
+      if (auto e = w.lock()) engines.push_back(std::move(e));
+    open_engines().clear();
+  }
+  if (engines.empty()) return;
+  py::gil_scoped_release nogil;
+  struct shutdown_state {
+    std::mutex m;
+    std::condition_variable cv;
+    bool done = false;
+  };
+  auto st = std::make_shared<shutdown_state>();
+  std::thread([engines = std::move(engines), st]() mutable {
+    for (auto& e : engines) e->shutdown();
+    engines.clear();
+    std::lock_guard lock(st->m);
+    st->done = true;
+    st->cv.notify_all();
+  }).detach();
+  std::unique_lock lock(st->m);
+  st->cv.wait_for(lock, exit_grace, [&] { return st->done; });
+}
+
+// Drops the last references to engine objects without the GIL: an engine's destructor joins
+// threads that may be waiting for it.
+template <class T>
+void drop_without_gil(T& x) {
+  py::gil_scoped_release nogil;
+  T gone = std::move(x);
+  (void)gone;
+}
+
+// ---- Database -----------------------------------------------------------------------------
+
+// The session of a transaction body, valid while the body runs.
+struct py_transaction {
+  session* s = nullptr;
+  session& get() const {
+    if (!s) throw error(errc::invalid_argument, {"the transaction has ended", {}});
+    return *s;
+  }
+};
+
+struct py_database {
+  std::shared_ptr<infrastructure> infra;
+  std::optional<database> db;
+  std::string target;
+
+  py_database(std::shared_ptr<infrastructure> i, database d, std::string t)
+      : infra(std::move(i)), db(std::move(d)), target(std::move(t)) {}
+  ~py_database() {
+    drop_without_gil(db);
+    drop_without_gil(infra);
+  }
+  const database& get() const { return *db; }
+};
+
+// What a Python transaction body left behind: its result, or the exception it raised.
+struct body_outcome {
+  py_ref value;
+  py_ref raised;  // the exception instance
+};
+
+// A transaction body calling `fn(tx)` under the GIL; it may run more than once.
+transaction_body python_body(py::object fn, std::shared_ptr<body_outcome> out) {
+  auto f = std::make_shared<py_ref>(py_ref::borrow(fn.ptr()));
+  return [f, out](session& s) {
+    py::gil_scoped_acquire gil;
+    py::object tx = py::cast(py_transaction{&s});
+    struct end_session {
+      py::object& tx;
+      ~end_session() { tx.cast<py_transaction&>().s = nullptr; }
+    } end{tx};
+    PyObject* r = PyObject_CallOneArg(f->get(), tx.ptr());
+    if (!r) {
+      PyObject *type, *val, *tb;
+      PyErr_Fetch(&type, &val, &tb);
+      PyErr_NormalizeException(&type, &val, &tb);
+      if (tb && val) PyException_SetTraceback(val, tb);
+      out->raised = py_ref::steal(val);
+      Py_XDECREF(type);
+      Py_XDECREF(tb);
+      out->value.reset();
+      throw error(errc::aborted, {"the transaction function raised; the transaction was rolled back", {}});
+    }
+    out->raised.reset();
+    out->value = py_ref::steal(r);
+  };
+}
+
+py::object tx_query(const py_transaction& tx, const std::string& sql, py::object args,
+                    std::size_t max_rows) {
+  session& s = tx.get();
+  params p = to_params(args.ptr());
+  result r = run_sync([&] { return s.query(sql, p, max_rows); });
+  return steal_or_throw(from_result(r));
+}
+
+std::shared_ptr<py_database> open_database(const std::string& target, py::dict kwargs) {
+  settings s(kwargs);
+  std::shared_ptr<infrastructure> infra;
+  auto starts = [&](std::string_view p) { return target.rfind(p, 0) == 0; };
+  if (starts("postgresql://") || starts("postgres://")) {
+    postgres_params p;
+    p.url = target;
+    s.count("pool_size", p.pool_size, 1);
+    s.count("min_connections", p.min_connections);
+    s.seconds("query_timeout", p.query_timeout);
+    s.seconds("acquire_timeout", p.acquire_timeout);
+    s.seconds("connect_timeout", p.connect_timeout);
+    s.count("pipeline_chunk", p.pipeline_chunk, 1);
+    s.finish("open");
+    infra = std::make_shared<postgres_infrastructure>(std::move(p));
+  } else {
+    sqlite_params p;
+    p.path = target;
+    if (starts("sqlite://")) p.path = target.substr(9);
+    else if (starts("sqlite:")) p.path = target.substr(7);
+    if (p.path.empty()) throw error(errc::invalid_argument, {"the database path is empty", {}});
+    s.count("pool_size", p.pool_size, 1);
+    s.count("min_connections", p.min_connections);
+    s.seconds("query_timeout", p.query_timeout);
+    s.seconds("acquire_timeout", p.acquire_timeout);
+    s.seconds("busy_timeout", p.busy_timeout);
+    s.choice("journal_mode", p.journal,
+             {{"wal", journal_mode::wal}, {"delete", journal_mode::delete_},
+              {"truncate", journal_mode::truncate}, {"persist", journal_mode::persist},
+              {"memory", journal_mode::memory}, {"off", journal_mode::off}});
+    s.choice("synchronous", p.synchronous,
+             {{"off", synchronous_mode::off}, {"normal", synchronous_mode::normal},
+              {"full", synchronous_mode::full}, {"extra", synchronous_mode::extra}});
+    bool durable = false;
+    s.flag("durable", durable);
+    if (durable) p.synchronous = synchronous_mode::full;
+    s.choice("temp_store", p.temp_store,
+             {{"default", temp_store_mode::default_}, {"file", temp_store_mode::file},
+              {"memory", temp_store_mode::memory}});
+    s.count("mmap_size", p.mmap_size);
+    s.count("statement_cache_size", p.statement_cache_size);
+    s.count("max_group_size", p.max_group_size, 1);
+    s.seconds("inline_budget", p.inline_budget);
+    s.finish("open");
+    infra = std::make_shared<sqlite_infrastructure>(std::move(p));
+  }
+  run_sync([&] { infra->startup(); });
+  remember(infra);
+  database db(infra);
+  return std::make_shared<py_database>(infra, db, target);
+}
+
+// ---- Memory and VectorStore ------------------------------------------------------------------
+
+struct py_memory {
+  std::optional<memory> mem;
+  explicit py_memory(memory m) : mem(std::move(m)) {}
+  ~py_memory() { drop_without_gil(mem); }
+  const memory& get() const { return *mem; }
+};
+
+struct py_vectors {
+  std::optional<vector_store> vs;
+  explicit py_vectors(vector_store v) : vs(std::move(v)) {}
+  ~py_vectors() { drop_without_gil(vs); }
+  const vector_store& get() const { return *vs; }
+};
+
+memory::items to_items(py::handle items) {
+  memory::items out;
+  if (PyDict_Check(items.ptr())) {
+    PyObject *k, *v;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(items.ptr(), &pos, &k, &v)) {
+      if (!PyUnicode_Check(k)) throw error(errc::invalid_argument, {"a memory key must be a str", {}});
+      std::string key = py::reinterpret_borrow<py::str>(k).cast<std::string>();
+      json value = to_json(v, "the value of key '" + key + "'");
+      out.emplace_back(std::move(key), std::move(value));
+    }
+    return out;
+  }
+  for (py::handle pair : items) {
+    py::tuple t = py::reinterpret_borrow<py::object>(pair).cast<py::tuple>();
+    if (t.size() != 2 || !py::isinstance<py::str>(t[0]))
+      throw error(errc::invalid_argument, {"batch_store takes a dict or (key, value) pairs", {}});
+    std::string key = t[0].cast<std::string>();
+    json value = to_json(t[1].ptr(), "the value of key '" + key + "'");
+    out.emplace_back(std::move(key), std::move(value));
+  }
+  return out;
+}
+
+std::vector<std::string> to_keys(py::handle keys) {
+  std::vector<std::string> out;
+  if (py::isinstance<py::str>(keys))
+    throw error(errc::invalid_argument, {"batch_load takes an iterable of keys, not one str", {}});
+  for (py::handle k : keys) {
+    if (!py::isinstance<py::str>(k)) throw error(errc::invalid_argument, {"a memory key must be a str", {}});
+    out.push_back(k.cast<std::string>());
+  }
+  return out;
+}
+
+json to_metadata(py::handle m, const std::string& what) {
+  if (m.is_none()) return json::object();
+  return to_json(m.ptr(), what);
+}
+
+vector_store::items to_vector_items(py::handle items) {
+  vector_store::items out;
+  std::size_t i = 0;
+  for (py::handle it : items) {
+    vector_item v;
+    std::string what = "item " + std::to_string(i++);
+    if (PyDict_Check(it.ptr())) {
+      py::dict d = py::reinterpret_borrow<py::dict>(it);
+      if (!d.contains("id") || !d.contains("vector"))
+        throw error(errc::invalid_argument, {what + ": a dict item needs 'id' and 'vector'", {}});
+      v.id = py::str(d["id"]).cast<std::string>();
+      v.vector = to_floats(py::object(d["vector"]).ptr(), what);
+      if (d.contains("metadata")) v.metadata = to_metadata(d["metadata"], what);
+    } else {
+      py::tuple t = py::reinterpret_borrow<py::object>(it).cast<py::tuple>();
+      if (t.size() < 2 || t.size() > 3 || !py::isinstance<py::str>(t[0]))
+        throw error(errc::invalid_argument,
+                    {what + ": an item is (id, vector) or (id, vector, metadata)", {}});
+      v.id = t[0].cast<std::string>();
+      v.vector = to_floats(t[1].ptr(), what);
+      if (t.size() == 3) v.metadata = to_metadata(t[2], what);
+    }
+    out.push_back(std::move(v));
+  }
+  return out;
+}
+
+metric to_metric(const std::string& name) {
+  auto m = parse_metric(name);
+  if (!m)
+    throw error(errc::invalid_argument,
+                {"unknown metric '" + name + "' (cosine, l2, inner_product or ip)", {}});
+  return *m;
+}
+
+std::size_t to_dim(std::int64_t dim) {
+  if (dim < 1 || static_cast<std::uint64_t>(dim) > vector_store::max_dim)
+    throw error(errc::invalid_argument,
+                {"a collection's dimension is 1 to " + std::to_string(vector_store::max_dim) +
+                     ", not " + std::to_string(dim),
+                 {}});
+  return static_cast<std::size_t>(dim);
+}
+
+// ---- the module ---------------------------------------------------------------------------------
+
+// Binds `name` (awaitable) and `name_sync` (blocking) from one pair of lambdas.
+template <class Class, class Async, class Sync, class... Extra>
+void verb(Class& c, const char* name, Async&& async_fn, Sync&& sync_fn, const Extra&... extra) {
+  c.def(name, std::forward<Async>(async_fn), extra...);
+  c.def((std::string(name) + "_sync").c_str(), std::forward<Sync>(sync_fn), extra...);
+}
+
+}  // namespace
+}  // namespace entity::python
+
+PYBIND11_MODULE(_core, m) {
+  using namespace entity;
+  using namespace entity::python;
+  m.doc() = "entity-db's engine: SQLite and PostgreSQL for asyncio, with a blocking twin of every call";
+
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const entity::error& e) {
+      set_error(e.code(), e.diag());
+    }
+  });
+
+  m.def("_register", [](py::object mapping) {
+    register_classes(mapping.ptr());
+  });
+  m.def("_at_exit", &at_exit);
+  m.attr("MAX_JSON_DEPTH") = max_json_depth;
+  m.attr("INLINE_STREAK_SECONDS") =
+      std::chrono::duration<double>(loop_bridge::inline_streak).count();
+
+  m.def("open", &open_database, py::arg("target") = ":memory:", py::arg("settings") = py::dict());
+
+  // -- Transaction
+  py::class_<py_transaction>(m, "Transaction")
+      .def("execute",
+           [](const py_transaction& t, const std::string& sql, py::object args) {
+             return tx_query(t, sql, args, std::numeric_limits<std::size_t>::max());
+           },
+           py::arg("sql"), py::arg("params") = py::none())
+      .def("fetch_one",
+           [](const py_transaction& t, const std::string& sql, py::object args) -> py::object {
+             py::object r = tx_query(t, sql, args, 1);
+             py::list rows = r.attr("rows");
+             if (rows.empty()) return py::none();
+             return rows[0];
+           },
+           py::arg("sql"), py::arg("params") = py::none())
+      .def("fetch_all",
+           [](const py_transaction& t, const std::string& sql, py::object args) -> py::object {
+             return tx_query(t, sql, args, std::numeric_limits<std::size_t>::max()).attr("rows");
+           },
+           py::arg("sql"), py::arg("params") = py::none());
+
+  // -- Database
+  auto dbc = py::class_<py_database, std::shared_ptr<py_database>>(m, "Database");
+  dbc.def_property_readonly("backend",
+                            [](const py_database& d) { return std::string(d.get().backend_name()); })
+      .def_property_readonly("closed", [](const py_database& d) { return !d.infra->running(); })
+      .def_property_readonly("target", [](const py_database& d) { return d.target; })
+      .def("stats", [](const py_database& d) { return steal_or_throw(from_stats(d.get().stats())); })
+      .def("with_timeout",
+           [](const py_database& d, double seconds) {
+             if (!(seconds > 0) || !std::isfinite(seconds))
+               throw error(errc::invalid_argument, {"a timeout is a positive number of seconds", {}});
+             auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                 std::chrono::duration<double>(seconds));
+             if (ms.count() < 1) ms = std::chrono::milliseconds(1);
+             return std::make_shared<py_database>(d.infra, d.get().with_timeout(ms), d.target);
+           },
+           py::arg("seconds"))
+      .def("memory",
+           [](const py_database& d, py::kwargs kw) {
+             settings s(kw);
+             vector_store_params p = vector_settings(s);
+             s.finish("memory");
+             return py_memory(memory(d.get(), p));
+           })
+      .def("vector_store", [](const py_database& d, py::kwargs kw) {
+        settings s(kw);
+        vector_store_params p = vector_settings(s);
+        s.finish("vector_store");
+        return py_vectors(vector_store(d.get(), p));
+      });
+
+  verb(dbc, "execute",
+       [](const py_database& d, std::string sql, py::object args) {
+         return start_async<result>(
+             [&](diagnostics& diag, auto h) {
+               d.get().async_execute(std::move(sql), to_params(args.ptr()), diag, std::move(h));
+             },
+             [](result& r) { return from_result(r); });
+       },
+       [](const py_database& d, std::string sql, py::object args) {
+         params p = to_params(args.ptr());
+         return steal_or_throw(
+             from_result(run_sync([&] { return d.get().execute(std::move(sql), std::move(p)); })));
+       },
+       py::arg("sql"), py::arg("params") = py::none());
+  verb(dbc, "fetch_one",
+       [](const py_database& d, std::string sql, py::object args) {
+         return start_async<std::optional<row>>(
+             [&](diagnostics& diag, auto h) {
+               d.get().async_fetch_one(std::move(sql), to_params(args.ptr()), diag, std::move(h));
+             },
+             [](std::optional<row>& r) -> PyObject* {
+               if (!r) Py_RETURN_NONE;
+               return from_row(*r);
+             });
+       },
+       [](const py_database& d, std::string sql, py::object args) -> py::object {
+         params p = to_params(args.ptr());
+         auto r = run_sync([&] { return d.get().fetch_one(std::move(sql), std::move(p)); });
+         if (!r) return py::none();
+         return steal_or_throw(from_row(*r));
+       },
+       py::arg("sql"), py::arg("params") = py::none());
+  verb(dbc, "fetch_all",
+       [](const py_database& d, std::string sql, py::object args) {
+         return start_async<database::rows>(
+             [&](diagnostics& diag, auto h) {
+               d.get().async_fetch_all(std::move(sql), to_params(args.ptr()), diag, std::move(h));
+             },
+             [](database::rows& r) { return from_rows(r); });
+       },
+       [](const py_database& d, std::string sql, py::object args) {
+         params p = to_params(args.ptr());
+         return steal_or_throw(
+             from_rows(run_sync([&] { return d.get().fetch_all(std::move(sql), std::move(p)); })));
+       },
+       py::arg("sql"), py::arg("params") = py::none());
+  verb(dbc, "execute_script",
+       [](const py_database& d, std::string sql) {
+         return start_async<void>(
+             [&](diagnostics& diag, auto h) {
+               d.get().async_execute_script(std::move(sql), diag, std::move(h));
+             },
+             none_result{});
+       },
+       [](const py_database& d, std::string sql) {
+         run_sync([&] { d.get().execute_script(std::move(sql)); });
+       },
+       py::arg("sql"));
+  auto to_batch = [](py::handle seq) {
+    std::vector<params> batch;
+    if (py::isinstance<py::str>(seq))
+      throw error(errc::invalid_argument, {"execute_many takes a sequence of parameter sequences", {}});
+    for (py::handle p : seq) batch.push_back(to_params(p.ptr()));
+    return batch;
+  };
+  verb(dbc, "execute_many",
+       [to_batch](const py_database& d, std::string sql, py::object seq) {
+         auto batch = to_batch(seq);
+         return start_async<result>(
+             [&](diagnostics& diag, auto h) {
+               d.get().async_execute_many(std::move(sql), std::move(batch), diag, std::move(h));
+             },
+             [](result& r) { return from_result(r); });
+       },
+       [to_batch](const py_database& d, std::string sql, py::object seq) {
+         auto batch = to_batch(seq);
+         return steal_or_throw(from_result(
+             run_sync([&] { return d.get().execute_many(std::move(sql), std::move(batch)); })));
+       },
+       py::arg("sql"), py::arg("seq_of_params"));
+  verb(dbc, "transaction",
+       [](const py_database& d, py::object fn) {
+         auto out = std::make_shared<body_outcome>();
+         auto op = std::make_shared<pending_op>();
+         op->make_error = [out]() -> PyObject* { return out->raised.release(); };
+         return start_async<void>(
+             [&](diagnostics& diag, auto h) {
+               d.get().async_transaction(python_body(fn, out), diag, std::move(h));
+             },
+             [out]() -> PyObject* {
+               if (!out->value) Py_RETURN_NONE;
+               return py_ref::borrow(out->value.get()).release();
+             },
+             op);
+       },
+       [](const py_database& d, py::object fn) -> py::object {
+         auto out = std::make_shared<body_outcome>();
+         error_code ec;
+         diagnostics diag;
+         run_sync([&] { d.get().transaction(python_body(fn, out), ec, diag); });
+         if (out->raised) {
+           PyObject* exc = out->raised.release();
+           PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(exc)), exc);
+           Py_DECREF(exc);
+           throw_python();
+         }
+         if (ec) {
+           set_error(ec, diag);
+           throw_python();
+         }
+         if (!out->value) return py::none();
+         return py::reinterpret_borrow<py::object>(out->value.get());
+       },
+       py::arg("fn"));
+  // health_check's answer is a bool: the awaitable form is written in Python over this one,
+  // which raises the reason the engine does not answer.
+  dbc.def("_health", [](const py_database& d) {
+    return start_async<void>(
+        [&](diagnostics&, auto h) { d.get().async_health_check(std::move(h)); }, none_result{});
+  });
+  dbc.def("health_check_sync",
+          [](const py_database& d) { return run_sync([&] { return d.get().health_check(); }); });
+  verb(dbc, "close",
+       [](const py_database& d) {
+         // Shutting down waits for the engine's threads: it runs on a thread of its own, and
+         // the future completes once every operation in flight has completed or failed.
+         return start_async<void>(
+             [&](diagnostics&, auto h) {
+               auto infra = d.infra;
+               std::thread([infra, h = std::move(h)]() mutable {
+                 infra->shutdown();
+                 auto ex = asio::get_associated_executor(h);
+                 asio::dispatch(ex, [h = std::move(h)]() mutable { std::move(h)(error_code{}); });
+               }).detach();
+             },
+             none_result{});
+       },
+       [](const py_database& d) { run_sync([&] { d.infra->shutdown(); }); });
+
+  // -- Memory
+  auto memc = py::class_<py_memory>(m, "Memory");
+  memc.def_property_readonly("prefix", [](const py_memory& x) { return x.get().prefix(); })
+      .def("scope", [](const py_memory& x, const std::string& name) {
+        return py_memory(x.get().scope(name));
+      }, py::arg("name"));
+  verb(memc, "store",
+       [](const py_memory& x, std::string key, py::object value, py::object embedding) {
+         json v = to_json(value.ptr(), "the value of key '" + key + "'");
+         if (embedding.is_none())
+           return start_async<void>(
+               [&](diagnostics& diag, auto h) {
+                 x.get().async_store(std::move(key), std::move(v), diag, std::move(h));
+               },
+               none_result{});
+         std::vector<float> e = to_floats(embedding.ptr(), "the embedding of key '" + key + "'");
+         return start_async<void>(
+             [&](diagnostics& diag, auto h) {
+               x.get().async_store(std::move(key), std::move(v), std::move(e), diag, std::move(h));
+             },
+             none_result{});
+       },
+       [](const py_memory& x, std::string key, py::object value, py::object embedding) {
+         json v = to_json(value.ptr(), "the value of key '" + key + "'");
+         if (embedding.is_none())
+           return run_sync([&] { x.get().store(std::move(key), std::move(v)); });
+         std::vector<float> e = to_floats(embedding.ptr(), "the embedding of key '" + key + "'");
+         run_sync([&] { x.get().store(std::move(key), std::move(v), std::move(e)); });
+       },
+       py::arg("key"), py::arg("value"), py::arg("embedding") = py::none());
+  verb(memc, "load",
+       [](const py_memory& x, std::string key, py::object dflt) {
+         auto d = std::make_shared<py_ref>(py_ref::borrow(dflt.ptr()));
+         return start_async<std::optional<json>>(
+             [&](diagnostics& diag, auto h) {
+               x.get().async_load(std::move(key), diag, std::move(h));
+             },
+             [d](std::optional<json>& v) -> PyObject* {
+               if (!v) return py_ref::borrow(d->get()).release();
+               return from_json(*v);
+             });
+       },
+       [](const py_memory& x, std::string key, py::object dflt) -> py::object {
+         auto v = run_sync([&] { return x.get().load(std::move(key)); });
+         if (!v) return dflt;
+         return steal_or_throw(from_json(*v));
+       },
+       py::arg("key"), py::arg("default") = py::none());
+  verb(memc, "delete",
+       [](const py_memory& x, std::string key) {
+         return start_async<bool>(
+             [&](diagnostics& diag, auto h) {
+               x.get().async_erase(std::move(key), diag, std::move(h));
+             },
+             [](bool& b) { return py_bool(b); });
+       },
+       [](const py_memory& x, std::string key) {
+         return run_sync([&] { return x.get().erase(std::move(key)); });
+       },
+       py::arg("key"));
+  verb(memc, "exists",
+       [](const py_memory& x, std::string key) {
+         return start_async<bool>(
+             [&](diagnostics& diag, auto h) {
+               x.get().async_exists(std::move(key), diag, std::move(h));
+             },
+             [](bool& b) { return py_bool(b); });
+       },
+       [](const py_memory& x, std::string key) {
+         return run_sync([&] { return x.get().exists(std::move(key)); });
+       },
+       py::arg("key"));
+  verb(memc, "keys",
+       [](const py_memory& x, std::string pattern) {
+         return start_async<std::vector<std::string>>(
+             [&](diagnostics& diag, auto h) {
+               x.get().async_keys(std::move(pattern), diag, std::move(h));
+             },
+             [](std::vector<std::string>& k) { return from_strings(k); });
+       },
+       [](const py_memory& x, std::string pattern) {
+         return steal_or_throw(
+             from_strings(run_sync([&] { return x.get().keys(std::move(pattern)); })));
+       },
+       py::arg("pattern") = "%");
+  verb(memc, "clear",
+       [](const py_memory& x, std::string pattern) {
+         return start_async<std::int64_t>(
+             [&](diagnostics& diag, auto h) {
+               x.get().async_clear(std::move(pattern), diag, std::move(h));
+             },
+             [](std::int64_t& n) { return py_int(n); });
+       },
+       [](const py_memory& x, std::string pattern) {
+         return run_sync([&] { return x.get().clear(std::move(pattern)); });
+       },
+       py::arg("pattern") = "%");
+  verb(memc, "size",
+       [](const py_memory& x) {
+         return start_async<std::int64_t>(
+             [&](diagnostics& diag, auto h) { x.get().async_size(diag, std::move(h)); },
+             [](std::int64_t& n) { return py_int(n); });
+       },
+       [](const py_memory& x) { return run_sync([&] { return x.get().size(); }); });
+  verb(memc, "stats",
+       [](const py_memory& x) {
+         return start_async<memory_stats>(
+             [&](diagnostics& diag, auto h) { x.get().async_stats(diag, std::move(h)); },
+             [](memory_stats& s) { return from_memory_stats(s); });
+       },
+       [](const py_memory& x) {
+         return steal_or_throw(from_memory_stats(run_sync([&] { return x.get().stats(); })));
+       });
+  verb(memc, "batch_store",
+       [](const py_memory& x, py::object items) {
+         memory::items v = to_items(items);
+         return start_async<void>(
+             [&](diagnostics& diag, auto h) {
+               x.get().async_batch_store(std::move(v), diag, std::move(h));
+             },
+             none_result{});
+       },
+       [](const py_memory& x, py::object items) {
+         memory::items v = to_items(items);
+         run_sync([&] { x.get().batch_store(std::move(v)); });
+       },
+       py::arg("items"));
+  verb(memc, "batch_load",
+       [](const py_memory& x, py::object keys) {
+         auto k = to_keys(keys);
+         return start_async<memory::loaded>(
+             [&](diagnostics& diag, auto h) {
+               x.get().async_batch_load(std::move(k), diag, std::move(h));
+             },
+             [](memory::loaded& l) { return from_loaded(l); });
+       },
+       [](const py_memory& x, py::object keys) {
+         auto k = to_keys(keys);
+         return steal_or_throw(
+             from_loaded(run_sync([&] { return x.get().batch_load(std::move(k)); })));
+       },
+       py::arg("keys"));
+  verb(memc, "recall",
+       [](const py_memory& x, py::object query, std::int64_t k) {
+         auto q = to_floats(query.ptr(), "the query");
+         return start_async<memory::recollection>(
+             [&](diagnostics& diag, auto h) {
+               x.get().async_recall(std::move(q), k, diag, std::move(h));
+             },
+             [](memory::recollection& r) { return from_recollection(r); });
+       },
+       [](const py_memory& x, py::object query, std::int64_t k) {
+         auto q = to_floats(query.ptr(), "the query");
+         return steal_or_throw(
+             from_recollection(run_sync([&] { return x.get().recall(std::move(q), k); })));
+       },
+       py::arg("query"), py::arg("k") = 5);
+
+  // -- VectorStore
+  auto vsc = py::class_<py_vectors>(m, "VectorStore");
+  verb(vsc, "create_collection",
+       [](const py_vectors& x, std::string name, std::int64_t dim, const std::string& m) {
+         metric mt = to_metric(m);
+         std::size_t d = to_dim(dim);
+         return start_async<bool>(
+             [&](diagnostics& diag, auto h) {
+               x.get().async_create_collection(std::move(name), d, mt, diag, std::move(h));
+             },
+             [](bool& b) { return py_bool(b); });
+       },
+       [](const py_vectors& x, std::string name, std::int64_t dim, const std::string& m) {
+         metric mt = to_metric(m);
+         std::size_t d = to_dim(dim);
+         return run_sync([&] { return x.get().create_collection(std::move(name), d, mt); });
+       },
+       py::arg("name"), py::arg("dim"), py::arg("metric") = "cosine");
+  verb(vsc, "drop_collection",
+       [](const py_vectors& x, std::string name) {
+         return start_async<bool>(
+             [&](diagnostics& diag, auto h) {
+               x.get().async_drop_collection(std::move(name), diag, std::move(h));
+             },
+             [](bool& b) { return py_bool(b); });
+       },
+       [](const py_vectors& x, std::string name) {
+         return run_sync([&] { return x.get().drop_collection(std::move(name)); });
+       },
+       py::arg("name"));
+  verb(vsc, "list_collections",
+       [](const py_vectors& x) {
+         return start_async<std::vector<collection_info>>(
+             [&](diagnostics& diag, auto h) {
+               x.get().async_list_collections(diag, std::move(h));
+             },
+             [](std::vector<collection_info>& c) { return from_collections(c); });
+       },
+       [](const py_vectors& x) {
+         return steal_or_throw(
+             from_collections(run_sync([&] { return x.get().list_collections(); })));
+       });
+  verb(vsc, "upsert",
+       [](const py_vectors& x, std::string collection, std::string id, py::object vector,
+          py::object metadata) {
+         auto v = to_floats(vector.ptr(), "the vector of id '" + id + "'");
+         json md = to_metadata(metadata, "the metadata of id '" + id + "'");
+         return start_async<void>(
+             [&](diagnostics& diag, auto h) {
+               x.get().async_upsert(std::move(collection), std::move(id), std::move(v),
+                                    std::move(md), diag, std::move(h));
+             },
+             none_result{});
+       },
+       [](const py_vectors& x, std::string collection, std::string id, py::object vector,
+          py::object metadata) {
+         auto v = to_floats(vector.ptr(), "the vector of id '" + id + "'");
+         json md = to_metadata(metadata, "the metadata of id '" + id + "'");
+         run_sync([&] {
+           x.get().upsert(std::move(collection), std::move(id), std::move(v), std::move(md));
+         });
+       },
+       py::arg("collection"), py::arg("id"), py::arg("vector"), py::arg("metadata") = py::none());
+  verb(vsc, "upsert_batch",
+       [](const py_vectors& x, std::string collection, py::object items) {
+         auto batch = to_vector_items(items);
+         return start_async<void>(
+             [&](diagnostics& diag, auto h) {
+               x.get().async_upsert_batch(std::move(collection), std::move(batch), diag,
+                                          std::move(h));
+             },
+             none_result{});
+       },
+       [](const py_vectors& x, std::string collection, py::object items) {
+         auto batch = to_vector_items(items);
+         run_sync([&] { x.get().upsert_batch(std::move(collection), std::move(batch)); });
+       },
+       py::arg("collection"), py::arg("items"));
+  verb(vsc, "delete",
+       [](const py_vectors& x, std::string collection, std::string id) {
+         return start_async<bool>(
+             [&](diagnostics& diag, auto h) {
+               x.get().async_erase(std::move(collection), std::move(id), diag, std::move(h));
+             },
+             [](bool& b) { return py_bool(b); });
+       },
+       [](const py_vectors& x, std::string collection, std::string id) {
+         return run_sync([&] { return x.get().erase(std::move(collection), std::move(id)); });
+       },
+       py::arg("collection"), py::arg("id"));
+  verb(vsc, "get",
+       [](const py_vectors& x, std::string collection, std::string id) {
+         return start_async<std::optional<vector_item>>(
+             [&](diagnostics& diag, auto h) {
+               x.get().async_get(std::move(collection), std::move(id), diag, std::move(h));
+             },
+             [](std::optional<vector_item>& i) { return from_item(i); });
+       },
+       [](const py_vectors& x, std::string collection, std::string id) {
+         return steal_or_throw(from_item(
+             run_sync([&] { return x.get().get(std::move(collection), std::move(id)); })));
+       },
+       py::arg("collection"), py::arg("id"));
+  verb(vsc, "count",
+       [](const py_vectors& x, std::string collection) {
+         return start_async<std::int64_t>(
+             [&](diagnostics& diag, auto h) {
+               x.get().async_count(std::move(collection), diag, std::move(h));
+             },
+             [](std::int64_t& n) { return py_int(n); });
+       },
+       [](const py_vectors& x, std::string collection) {
+         return run_sync([&] { return x.get().count(std::move(collection)); });
+       },
+       py::arg("collection"));
+  verb(vsc, "search",
+       [](const py_vectors& x, std::string collection, py::object query, std::int64_t k,
+          py::object filter, bool exact) {
+         auto q = to_floats(query.ptr(), "the query");
+         json f = to_metadata(filter, "the filter");
+         return start_async<vector_store::matches>(
+             [&](diagnostics& diag, auto h) {
+               x.get().async_search(std::move(collection), std::move(q), k, std::move(f),
+                                    exact ? search_mode::exact : search_mode::approximate, diag,
+                                    std::move(h));
+             },
+             [](vector_store::matches& r) { return from_matches(r); });
+       },
+       [](const py_vectors& x, std::string collection, py::object query, std::int64_t k,
+          py::object filter, bool exact) {
+         auto q = to_floats(query.ptr(), "the query");
+         json f = to_metadata(filter, "the filter");
+         return steal_or_throw(from_matches(run_sync([&] {
+           return x.get().search(std::move(collection), std::move(q), k, std::move(f),
+                                 exact ? search_mode::exact : search_mode::approximate);
+         })));
+       },
+       py::arg("collection"), py::arg("query"), py::arg("k") = 10, py::arg("filter") = py::none(),
+       py::arg("exact") = false);
+}
