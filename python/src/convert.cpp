@@ -480,12 +480,41 @@ std::vector<float> to_floats(PyObject* o, const std::string& what) {
     } else if (fmt == "d" && view.itemsize == 8) {
       const double* d = static_cast<const double*>(view.buf);
       out.assign(d, d + n);
-    } else if ((fmt == "i" || fmt == "l" || fmt == "q") && view.itemsize == 8) {
-      const std::int64_t* d = static_cast<const std::int64_t*>(view.buf);
-      for (std::size_t i = 0; i < n; ++i) out.push_back(static_cast<float>(d[i]));
-    } else if (fmt == "i" && view.itemsize == 4) {
-      const std::int32_t* d = static_cast<const std::int32_t*>(view.buf);
-      for (std::size_t i = 0; i < n; ++i) out.push_back(static_cast<float>(d[i]));
+    } else if (fmt == "e" && view.itemsize == 2) {
+      const auto* h = static_cast<const unsigned char*>(view.buf);
+      for (std::size_t i = 0; i < n; ++i) {
+        double d = PyFloat_Unpack2(reinterpret_cast<const char*>(h + 2 * i), 1);
+        out.push_back(static_cast<float>(d));
+      }
+    } else if (fmt.size() == 1 && std::string_view("bBhHiIlLqQ?").find(fmt[0]) != std::string_view::npos) {
+      // Integers of any width and signedness (and bools), as numpy and array.array lay them out.
+      const bool is_signed = fmt[0] == 'b' || fmt[0] == 'h' || fmt[0] == 'i' || fmt[0] == 'l' || fmt[0] == 'q';
+      const auto* base = static_cast<const unsigned char*>(view.buf);
+      for (std::size_t i = 0; i < n; ++i) {
+        const unsigned char* p = base + i * static_cast<std::size_t>(view.itemsize);
+        double d = 0;
+        switch (view.itemsize) {
+          case 1: d = is_signed ? double(*reinterpret_cast<const std::int8_t*>(p)) : double(*p); break;
+          case 2: {
+            std::uint16_t u; std::memcpy(&u, p, 2);
+            d = is_signed ? double(static_cast<std::int16_t>(u)) : double(u);
+            break;
+          }
+          case 4: {
+            std::uint32_t u; std::memcpy(&u, p, 4);
+            d = is_signed ? double(static_cast<std::int32_t>(u)) : double(u);
+            break;
+          }
+          case 8: {
+            std::uint64_t u; std::memcpy(&u, p, 8);
+            d = is_signed ? double(static_cast<std::int64_t>(u)) : double(u);
+            break;
+          }
+          default: ok = false;
+        }
+        if (!ok) break;
+        out.push_back(static_cast<float>(d));
+      }
     } else {
       ok = false;
     }

@@ -401,7 +401,7 @@ async def test_close_with_operations_in_flight(any_target):
 
 @pytest.mark.asyncio
 async def test_close_with_a_long_query_in_flight(target):
-    db = target.open(query_timeout=3)
+    db = target.open(query_timeout=1.5)
 
     async def runaway():
         return await db.fetch_one(target.runaway)
@@ -409,10 +409,12 @@ async def test_close_with_a_long_query_in_flight(target):
     task = asyncio.get_running_loop().create_task(runaway())
     await asyncio.sleep(0.3)
     t0 = time.monotonic()
-    await asyncio.wait_for(db.close(), 15)
+    async with Ticker() as ticker:
+        await asyncio.wait_for(db.close(), 15)
     results = await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), 15)
     assert time.monotonic() - t0 < 15
     assert isinstance(results[0], entity_db.Error), results[0]
+    assert ticker.max_gap() < MAX_LOOP_GAP, "the loop was blocked while close() waited"
 
 
 def test_close_sync_with_threads_in_flight(any_target):
