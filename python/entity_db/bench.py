@@ -162,116 +162,110 @@ class Timer:
 
 # ---- variants -----------------------------------------------------------------------------
 #
-# run(workload, path, plan) -> (seconds, operations): sets the database up at `path` (a file
-# that does not exist yet), times the workload, checks what it left or returned, and closes.
+# A variant is its primitives (store, load, batch_store, batch_load, insert, insert_many,
+# select, count), plain functions for a blocking variant and coroutines for an asynchronous
+# one. The workloads are written once for each of the two kinds (time_sync / time_async); what
+# a workload must have left or returned is checked once, by check().
 
 
 class Sqlite3Sync:
     name = "sqlite3_sync"
 
-    def connect(self, path):
-        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+    def open(self, path):
+        self.conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
         for pragma in PRAGMAS:
-            conn.execute(pragma).fetchall()
-        conn.execute(CREATE_MEMORY)
-        conn.execute(CREATE_BENCH)
-        return conn
+            self.conn.execute(pragma).fetchall()
+        self.conn.execute(CREATE_MEMORY)
+        self.conn.execute(CREATE_BENCH)
 
-    def batch_store(self, conn, texts):
-        conn.execute("BEGIN IMMEDIATE")
+    def close_db(self):
+        self.conn.close()
+
+    def in_transaction(self, sql, rows):
+        self.conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.executemany(UPSERT, texts)
+            self.conn.executemany(sql, rows)
         except BaseException:
-            conn.execute("ROLLBACK")
+            self.conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
+        self.conn.execute("COMMIT")
 
-    def batch_load(self, conn, keys):
+    def store(self, k, v):
+        self.conn.execute(UPSERT, (k, dumps(v)))
+
+    def load(self, k):
+        row = self.conn.execute(LOAD, (k,)).fetchone()
+        return json.loads(row[0]) if row is not None else None
+
+    def batch_store(self, items):
+        self.in_transaction(UPSERT, [(k, dumps(v)) for k, v in items])
+
+    def batch_load(self, keys):
         out = {}
         for part in chunks(keys):
-            for k, v in conn.execute(LOAD_IN, part):
+            for k, v in self.conn.execute(LOAD_IN, part):
                 out[k] = json.loads(v)
         return out
 
-    def insert_many(self, conn, rows):
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            conn.executemany(INSERT, rows)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+    def insert(self, row):
+        self.conn.execute(INSERT, row)
 
-    @staticmethod
-    def count(conn, table):
-        return conn.execute("SELECT count(*) FROM " + table).fetchone()[0]
+    def insert_many(self, rows):
+        self.in_transaction(INSERT, rows)
+
+    def select(self, i):
+        return self.conn.execute(SELECT, (i,)).fetchone()
+
+    def count(self, table):
+        return self.conn.execute("SELECT count(*) FROM " + table).fetchone()[0]
 
     def run(self, workload, path, plan):
-        conn = self.connect(path)
+        self.open(path)
         try:
-            return self._run(conn, workload, plan)
+            return time_sync(self, workload, plan)
         finally:
-            conn.close()
+            self.close_db()
 
-    def _run(self, conn, w, p):
-        n = p.n
-        if w == "memory_store":
-            with Timer() as t:
-                for k, v in p.items:
-                    conn.execute(UPSERT, (k, dumps(v)))
-            expect("rows stored", self.count(conn, "memory"), n)
-            return t.seconds, n
-        if w == "memory_load":
-            self.batch_store(conn, p.texts)
-            found = 0
-            with Timer() as t:
-                for k in p.keys:
-                    row = conn.execute(LOAD, (k,)).fetchone()
-                    value = json.loads(row[0]) if row is not None else None
-                    found += value is not None
-            expect("keys found", found, n)
-            expect("the last value", value, p.values[-1])
-            return t.seconds, n
-        if w == "memory_batch_store":
-            with Timer() as t:
-                self.batch_store(conn, [(k, dumps(v)) for k, v in p.items])
-            expect("rows stored", self.count(conn, "memory"), n)
-            return t.seconds, n
-        if w == "memory_batch_load":
-            self.batch_store(conn, p.texts)
-            with Timer() as t:
-                out = self.batch_load(conn, p.keys)
-            expect("keys found", len(out), n)
-            expect("the last value", out.get(p.keys[-1]), p.values[-1])
-            return t.seconds, n
-        if w == "db_insert":
-            with Timer() as t:
-                for row in p.rows:
-                    conn.execute(INSERT, row)
-            expect("rows inserted", self.count(conn, "bench_table"), n)
-            return t.seconds, n
-        if w == "db_insert_many":
-            with Timer() as t:
-                self.insert_many(conn, p.rows)
-            expect("rows inserted", self.count(conn, "bench_table"), n)
-            return t.seconds, n
-        if w == "db_select":
-            self.insert_many(conn, p.rows)
-            found = 0
-            with Timer() as t:
-                for i in p.select_ids:
-                    row = conn.execute(SELECT, (i,)).fetchone()
-                    found += row is not None
-            expect("rows found", found, n)
-            return t.seconds, n
-        if w in ("stores_20_concurrent", "stores_20_sequential"):
-            with Timer() as t:
-                for group in p.groups:
-                    for k, v in group:
-                        conn.execute(UPSERT, (k, dumps(v)))
-            expect("rows stored", self.count(conn, "memory"), p.grouped)
-            return t.seconds, p.grouped
-        raise ValueError("unknown workload: " + w)
+
+class EntityDbSync:
+    name = "entity_db_sync"
+
+    def __init__(self, entity_db):
+        self.edb = entity_db
+
+    def store(self, k, v):
+        self.mem.store_sync(k, v)
+
+    def load(self, k):
+        return self.mem.load_sync(k)
+
+    def batch_store(self, items):
+        self.mem.batch_store_sync(items)
+
+    def batch_load(self, keys):
+        return self.mem.batch_load_sync(keys)
+
+    def insert(self, row):
+        self.db.execute_sync(INSERT, row)
+
+    def insert_many(self, rows):
+        self.db.execute_many_sync(INSERT, rows)
+
+    def select(self, i):
+        return self.db.fetch_one_sync(SELECT, (i,))
+
+    def count(self, table):
+        return self.db.fetch_one_sync("SELECT count(*) FROM " + table)[0]
+
+    def run(self, workload, path, plan):
+        self.db = self.edb.open(path)
+        try:
+            self.db.execute_script_sync(CREATE_MEMORY + "; " + CREATE_BENCH)
+            self.mem = self.db.memory()
+            self.mem.exists_sync(key_of(-1))  # the memory's first use, outside the timed section
+            return time_sync(self, workload, plan)
+        finally:
+            self.db.close_sync()
 
 
 class _AsyncVariant:
@@ -283,6 +277,13 @@ class _AsyncVariant:
     def run(self, workload, path, plan):
         return self.loop.run_until_complete(self._run(workload, path, plan))
 
+    async def _run(self, workload, path, plan):
+        await self.open(path)
+        try:
+            return await time_async(self, workload, plan)
+        finally:
+            await self.close_db()
+
     def close(self):
         try:
             self.loop.run_until_complete(self.loop.shutdown_asyncgens())
@@ -293,187 +294,54 @@ class _AsyncVariant:
 class Aiosqlite(_AsyncVariant):
     name = "aiosqlite"
 
-    async def connect(self, path):
-        conn = await aiosqlite.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+    async def open(self, path):
+        self.conn = await aiosqlite.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
         for pragma in PRAGMAS:
-            await conn.execute_fetchall(pragma)
-        await conn.execute(CREATE_MEMORY)
-        await conn.execute(CREATE_BENCH)
-        return conn
+            await self.conn.execute_fetchall(pragma)
+        await self.conn.execute(CREATE_MEMORY)
+        await self.conn.execute(CREATE_BENCH)
 
-    async def in_transaction(self, conn, sql, rows):
-        await conn.execute("BEGIN IMMEDIATE")
+    async def close_db(self):
+        await self.conn.close()
+
+    async def in_transaction(self, sql, rows):
+        await self.conn.execute("BEGIN IMMEDIATE")
         try:
-            await conn.executemany(sql, rows)
+            await self.conn.executemany(sql, rows)
         except BaseException:
-            await conn.execute("ROLLBACK")
+            await self.conn.execute("ROLLBACK")
             raise
-        await conn.execute("COMMIT")
+        await self.conn.execute("COMMIT")
 
-    async def batch_load(self, conn, keys):
+    def store(self, k, v):
+        return self.conn.execute(UPSERT, (k, dumps(v)))
+
+    async def load(self, k):
+        rows = await self.conn.execute_fetchall(LOAD, (k,))
+        return json.loads(rows[0][0]) if rows else None
+
+    async def batch_store(self, items):
+        await self.in_transaction(UPSERT, [(k, dumps(v)) for k, v in items])
+
+    async def batch_load(self, keys):
         out = {}
         for part in chunks(keys):
-            for k, v in await conn.execute_fetchall(LOAD_IN, part):
+            for k, v in await self.conn.execute_fetchall(LOAD_IN, part):
                 out[k] = json.loads(v)
         return out
 
-    @staticmethod
-    async def count(conn, table):
-        return (await conn.execute_fetchall("SELECT count(*) FROM " + table))[0][0]
+    def insert(self, row):
+        return self.conn.execute(INSERT, row)
 
-    async def _run(self, workload, path, plan):
-        conn = await self.connect(path)
-        try:
-            return await self._work(conn, workload, plan)
-        finally:
-            await conn.close()
+    async def insert_many(self, rows):
+        await self.in_transaction(INSERT, rows)
 
-    async def _work(self, conn, w, p):
-        n = p.n
-        if w == "memory_store":
-            with Timer() as t:
-                for k, v in p.items:
-                    await conn.execute(UPSERT, (k, dumps(v)))
-            expect("rows stored", await self.count(conn, "memory"), n)
-            return t.seconds, n
-        if w == "memory_load":
-            await self.in_transaction(conn, UPSERT, p.texts)
-            found = 0
-            with Timer() as t:
-                for k in p.keys:
-                    rows = await conn.execute_fetchall(LOAD, (k,))
-                    value = json.loads(rows[0][0]) if rows else None
-                    found += value is not None
-            expect("keys found", found, n)
-            expect("the last value", value, p.values[-1])
-            return t.seconds, n
-        if w == "memory_batch_store":
-            with Timer() as t:
-                await self.in_transaction(conn, UPSERT, [(k, dumps(v)) for k, v in p.items])
-            expect("rows stored", await self.count(conn, "memory"), n)
-            return t.seconds, n
-        if w == "memory_batch_load":
-            await self.in_transaction(conn, UPSERT, p.texts)
-            with Timer() as t:
-                out = await self.batch_load(conn, p.keys)
-            expect("keys found", len(out), n)
-            expect("the last value", out.get(p.keys[-1]), p.values[-1])
-            return t.seconds, n
-        if w == "db_insert":
-            with Timer() as t:
-                for row in p.rows:
-                    await conn.execute(INSERT, row)
-            expect("rows inserted", await self.count(conn, "bench_table"), n)
-            return t.seconds, n
-        if w == "db_insert_many":
-            with Timer() as t:
-                await self.in_transaction(conn, INSERT, p.rows)
-            expect("rows inserted", await self.count(conn, "bench_table"), n)
-            return t.seconds, n
-        if w == "db_select":
-            await self.in_transaction(conn, INSERT, p.rows)
-            found = 0
-            with Timer() as t:
-                for i in p.select_ids:
-                    rows = await conn.execute_fetchall(SELECT, (i,))
-                    found += bool(rows)
-            expect("rows found", found, n)
-            return t.seconds, n
-        if w == "stores_20_concurrent":
-            with Timer() as t:
-                for group in p.groups:
-                    await asyncio.gather(
-                        *(conn.execute(UPSERT, (k, dumps(v))) for k, v in group))
-            expect("rows stored", await self.count(conn, "memory"), p.grouped)
-            return t.seconds, p.grouped
-        if w == "stores_20_sequential":
-            with Timer() as t:
-                for group in p.groups:
-                    for k, v in group:
-                        await conn.execute(UPSERT, (k, dumps(v)))
-            expect("rows stored", await self.count(conn, "memory"), p.grouped)
-            return t.seconds, p.grouped
-        raise ValueError("unknown workload: " + w)
+    async def select(self, i):
+        rows = await self.conn.execute_fetchall(SELECT, (i,))
+        return rows[0] if rows else None
 
-
-class EntityDbSync:
-    name = "entity_db_sync"
-
-    def __init__(self, entity_db):
-        self.edb = entity_db
-
-    def run(self, workload, path, plan):
-        db = self.edb.open(path)
-        try:
-            db.execute_script_sync(CREATE_MEMORY + "; " + CREATE_BENCH)
-            mem = db.memory()
-            mem.exists_sync(key_of(-1))  # the memory's first use, outside the timed section
-            return self._run(db, mem, workload, plan)
-        finally:
-            db.close_sync()
-
-    @staticmethod
-    def count(db, table):
-        return db.fetch_one_sync("SELECT count(*) FROM " + table)[0]
-
-    def _run(self, db, mem, w, p):
-        n = p.n
-        if w == "memory_store":
-            with Timer() as t:
-                for k, v in p.items:
-                    mem.store_sync(k, v)
-            expect("rows stored", self.count(db, "memory"), n)
-            return t.seconds, n
-        if w == "memory_load":
-            mem.batch_store_sync(p.items)
-            found = 0
-            with Timer() as t:
-                for k in p.keys:
-                    value = mem.load_sync(k)
-                    found += value is not None
-            expect("keys found", found, n)
-            expect("the last value", value, p.values[-1])
-            return t.seconds, n
-        if w == "memory_batch_store":
-            with Timer() as t:
-                mem.batch_store_sync(p.items)
-            expect("rows stored", self.count(db, "memory"), n)
-            return t.seconds, n
-        if w == "memory_batch_load":
-            mem.batch_store_sync(p.items)
-            with Timer() as t:
-                out = mem.batch_load_sync(p.keys)
-            expect("keys found", len(out), n)
-            expect("the last value", out.get(p.keys[-1]), p.values[-1])
-            return t.seconds, n
-        if w == "db_insert":
-            with Timer() as t:
-                for row in p.rows:
-                    db.execute_sync(INSERT, row)
-            expect("rows inserted", self.count(db, "bench_table"), n)
-            return t.seconds, n
-        if w == "db_insert_many":
-            with Timer() as t:
-                db.execute_many_sync(INSERT, p.rows)
-            expect("rows inserted", self.count(db, "bench_table"), n)
-            return t.seconds, n
-        if w == "db_select":
-            db.execute_many_sync(INSERT, p.rows)
-            found = 0
-            with Timer() as t:
-                for i in p.select_ids:
-                    row = db.fetch_one_sync(SELECT, (i,))
-                    found += row is not None
-            expect("rows found", found, n)
-            return t.seconds, n
-        if w in ("stores_20_concurrent", "stores_20_sequential"):
-            with Timer() as t:
-                for group in p.groups:
-                    for k, v in group:
-                        mem.store_sync(k, v)
-            expect("rows stored", self.count(db, "memory"), p.grouped)
-            return t.seconds, p.grouped
-        raise ValueError("unknown workload: " + w)
+    async def count(self, table):
+        return (await self.conn.execute_fetchall("SELECT count(*) FROM " + table))[0][0]
 
 
 class EntityDbAsync(_AsyncVariant):
@@ -483,84 +351,132 @@ class EntityDbAsync(_AsyncVariant):
         super().__init__()
         self.edb = entity_db
 
-    async def _run(self, workload, path, plan):
-        db = self.edb.open(path)
-        try:
-            await db.execute_script(CREATE_MEMORY + "; " + CREATE_BENCH)
-            mem = db.memory()
-            await mem.exists(key_of(-1))  # the memory's first use, outside the timed section
-            return await self._work(db, mem, workload, plan)
-        finally:
-            await db.close()
+    async def open(self, path):
+        self.db = self.edb.open(path)
+        await self.db.execute_script(CREATE_MEMORY + "; " + CREATE_BENCH)
+        self.mem = self.db.memory()
+        await self.mem.exists(key_of(-1))  # the memory's first use, outside the timed section
 
-    @staticmethod
-    async def count(db, table):
-        return (await db.fetch_one("SELECT count(*) FROM " + table))[0]
+    async def close_db(self):
+        await self.db.close()
 
-    async def _work(self, db, mem, w, p):
-        n = p.n
+    def store(self, k, v):
+        return self.mem.store(k, v)
+
+    def load(self, k):
+        return self.mem.load(k)
+
+    def batch_store(self, items):
+        return self.mem.batch_store(items)
+
+    def batch_load(self, keys):
+        return self.mem.batch_load(keys)
+
+    def insert(self, row):
+        return self.db.execute(INSERT, row)
+
+    def insert_many(self, rows):
+        return self.db.execute_many(INSERT, rows)
+
+    def select(self, i):
+        return self.db.fetch_one(SELECT, (i,))
+
+    async def count(self, table):
+        return (await self.db.fetch_one("SELECT count(*) FROM " + table))[0]
+
+
+# ---- the workloads, once per kind of variant ---------------------------------------------------
+# Each returns (seconds, operations, what the workload returned, rows left in its table).
+
+TABLE_OF = {"db_insert": "bench_table", "db_insert_many": "bench_table", "db_select": None,
+            "memory_load": None, "memory_batch_load": None}
+
+
+def time_sync(v, w, p):
+    if w in ("memory_load", "memory_batch_load"):
+        v.batch_store(p.items)
+    elif w == "db_select":
+        v.insert_many(p.rows)
+    out, ops = None, p.n
+    with Timer() as t:
         if w == "memory_store":
-            with Timer() as t:
-                for k, v in p.items:
-                    await mem.store(k, v)
-            expect("rows stored", await self.count(db, "memory"), n)
-            return t.seconds, n
-        if w == "memory_load":
-            await mem.batch_store(p.items)
-            found = 0
-            with Timer() as t:
-                for k in p.keys:
-                    value = await mem.load(k)
-                    found += value is not None
-            expect("keys found", found, n)
-            expect("the last value", value, p.values[-1])
-            return t.seconds, n
-        if w == "memory_batch_store":
-            with Timer() as t:
-                await mem.batch_store(p.items)
-            expect("rows stored", await self.count(db, "memory"), n)
-            return t.seconds, n
-        if w == "memory_batch_load":
-            await mem.batch_store(p.items)
-            with Timer() as t:
-                out = await mem.batch_load(p.keys)
-            expect("keys found", len(out), n)
-            expect("the last value", out.get(p.keys[-1]), p.values[-1])
-            return t.seconds, n
-        if w == "db_insert":
-            with Timer() as t:
-                for row in p.rows:
-                    await db.execute(INSERT, row)
-            expect("rows inserted", await self.count(db, "bench_table"), n)
-            return t.seconds, n
-        if w == "db_insert_many":
-            with Timer() as t:
-                await db.execute_many(INSERT, p.rows)
-            expect("rows inserted", await self.count(db, "bench_table"), n)
-            return t.seconds, n
-        if w == "db_select":
-            await db.execute_many(INSERT, p.rows)
-            found = 0
-            with Timer() as t:
-                for i in p.select_ids:
-                    row = await db.fetch_one(SELECT, (i,))
-                    found += row is not None
-            expect("rows found", found, n)
-            return t.seconds, n
-        if w == "stores_20_concurrent":
-            with Timer() as t:
-                for group in p.groups:
-                    await asyncio.gather(*(mem.store(k, v) for k, v in group))
-            expect("rows stored", await self.count(db, "memory"), p.grouped)
-            return t.seconds, p.grouped
-        if w == "stores_20_sequential":
-            with Timer() as t:
-                for group in p.groups:
-                    for k, v in group:
-                        await mem.store(k, v)
-            expect("rows stored", await self.count(db, "memory"), p.grouped)
-            return t.seconds, p.grouped
-        raise ValueError("unknown workload: " + w)
+            for k, x in p.items:
+                v.store(k, x)
+        elif w == "memory_load":
+            out = [v.load(k) for k in p.keys]
+        elif w == "memory_batch_store":
+            v.batch_store(p.items)
+        elif w == "memory_batch_load":
+            out = v.batch_load(p.keys)
+        elif w == "db_insert":
+            for row in p.rows:
+                v.insert(row)
+        elif w == "db_insert_many":
+            v.insert_many(p.rows)
+        elif w == "db_select":
+            out = [v.select(i) for i in p.select_ids]
+        elif w in ("stores_20_concurrent", "stores_20_sequential"):
+            # A blocking caller has nothing to run concurrently: both are 20 in a row.
+            ops = p.grouped
+            for group in p.groups:
+                for k, x in group:
+                    v.store(k, x)
+        else:
+            raise ValueError("unknown workload: " + w)
+    table = TABLE_OF.get(w, "memory")
+    return t.seconds, ops, out, v.count(table) if table else None
+
+
+async def time_async(v, w, p):
+    if w in ("memory_load", "memory_batch_load"):
+        await v.batch_store(p.items)
+    elif w == "db_select":
+        await v.insert_many(p.rows)
+    out, ops = None, p.n
+    with Timer() as t:
+        if w == "memory_store":
+            for k, x in p.items:
+                await v.store(k, x)
+        elif w == "memory_load":
+            out = [await v.load(k) for k in p.keys]
+        elif w == "memory_batch_store":
+            await v.batch_store(p.items)
+        elif w == "memory_batch_load":
+            out = await v.batch_load(p.keys)
+        elif w == "db_insert":
+            for row in p.rows:
+                await v.insert(row)
+        elif w == "db_insert_many":
+            await v.insert_many(p.rows)
+        elif w == "db_select":
+            out = [await v.select(i) for i in p.select_ids]
+        elif w == "stores_20_concurrent":
+            ops = p.grouped
+            for group in p.groups:
+                await asyncio.gather(*(v.store(k, x) for k, x in group))
+        elif w == "stores_20_sequential":
+            ops = p.grouped
+            for group in p.groups:
+                for k, x in group:
+                    await v.store(k, x)
+        else:
+            raise ValueError("unknown workload: " + w)
+    table = TABLE_OF.get(w, "memory")
+    return t.seconds, ops, out, await v.count(table) if table else None
+
+
+def check(w, p, ops, out, rows):
+    """Raises WrongResult when the workload did not leave or return what it should."""
+    if w == "memory_load":
+        expect("keys found", sum(x is not None for x in out), p.n)
+        expect("the last value", out[-1], p.values[-1])
+    elif w == "memory_batch_load":
+        expect("keys found", len(out), p.n)
+        expect("the last value", out.get(p.keys[-1]), p.values[-1])
+    elif w == "db_select":
+        expect("rows found", sum(r is not None for r in out), p.n)
+    else:
+        expect("rows stored", rows, ops)
 
 
 # ---- running ------------------------------------------------------------------------------
@@ -617,7 +533,8 @@ def run_all(n, runs, folder, notes):
                     path = os.path.join(folder, f"{w}-{v.name}-{r}.db")
                     remove_db(path)
                     try:
-                        seconds, ops = v.run(w, path, plan)
+                        seconds, ops, out, rows = v.run(w, path, plan)
+                        check(w, plan, ops, out, rows)
                     except Exception as e:
                         failed.add((w, v.name))
                         failures.append({
