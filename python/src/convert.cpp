@@ -57,6 +57,18 @@ PyObject* text(std::string_view s) {
 }
 
 json to_json_at(PyObject* o, const std::string& what, int depth);
+// dict[key] = val, taking both references (either may be null after a failure): false when
+// it could not be done.
+bool put(PyObject* dict, PyObject* key, PyObject* val) {
+  bool ok = key && val && PyDict_SetItem(dict, key, val) == 0;
+  Py_XDECREF(key);
+  Py_XDECREF(val);
+  return ok;
+}
+
+int set_item(PyObject* dict, const char* key, PyObject* v) {
+  return put(dict, PyUnicode_InternFromString(key), v) ? 0 : -1;
+}
 
 std::string json_key(PyObject* k, const std::string& what) {
   if (PyUnicode_Check(k)) return utf8(k, what);
@@ -155,15 +167,10 @@ PyObject* from_json_at(const json& j, int depth) {
       if (!dict) return nullptr;
       for (auto it = j.begin(); it != j.end(); ++it) {
         PyObject* key = text(it.key());
-        PyObject* val = key ? from_json_at(it.value(), depth + 1) : nullptr;
-        if (!val || PyDict_SetItem(dict, key, val) < 0) {
-          Py_XDECREF(key);
-          Py_XDECREF(val);
+        if (!put(dict, key, key ? from_json_at(it.value(), depth + 1) : nullptr)) {
           Py_DECREF(dict);
           return nullptr;
         }
-        Py_DECREF(key);
-        Py_DECREF(val);
       }
       return dict;
     }
@@ -254,12 +261,7 @@ PyObject* list_of(const std::vector<T>& v, F&& one) {
   return list;
 }
 
-int set_item(PyObject* dict, const char* key, PyObject* v) {
-  if (!v) return -1;
-  int r = PyDict_SetItemString(dict, key, v);
-  Py_DECREF(v);
-  return r;
-}
+
 
 // The Row subclass for one set of column names, made once per distinct set.
 PyObject* row_class(const std::vector<std::string>& names) {
@@ -584,15 +586,10 @@ PyObject* from_loaded(const memory::loaded& l) {
   if (!d) return nullptr;
   for (const auto& [k, v] : l) {
     PyObject* key = text(k);
-    PyObject* val = key ? from_json(v) : nullptr;
-    if (!val || PyDict_SetItem(d, key, val) < 0) {
-      Py_XDECREF(key);
-      Py_XDECREF(val);
+    if (!put(d, key, key ? from_json(v) : nullptr)) {
       Py_DECREF(d);
       return nullptr;
     }
-    Py_DECREF(key);
-    Py_DECREF(val);
   }
   return d;
 }

@@ -470,11 +470,66 @@ std::size_t to_dim(std::int64_t dim) {
 
 // ---- the module ---------------------------------------------------------------------------------
 
-// Binds `name` (awaitable) and `name_sync` (blocking) from one pair of lambdas.
+// Binds `name` (awaitable) and `name_sync` (blocking) from one pair of lambdas: for the verbs
+// whose two forms differ beyond the C++ call (a transaction's function, close, a default).
 template <class Class, class Async, class Sync, class... Extra>
-void verb(Class& c, const char* name, Async&& async_fn, Sync&& sync_fn, const Extra&... extra) {
+void pair(Class& c, const char* name, Async&& async_fn, Sync&& sync_fn, const Extra&... extra) {
   c.def(name, std::forward<Async>(async_fn), extra...);
   c.def((std::string(name) + "_sync").c_str(), std::forward<Sync>(sync_fn), extra...);
+}
+
+template <class F>
+struct call_signature : call_signature<decltype(&F::operator())> {};
+template <class C, class R, class... A>
+struct call_signature<R (C::*)(A...) const> {
+  using args = std::tuple<A...>;
+};
+
+template <class T, class Class, class Prepare, class Async, class Sync, class ToPy, class... A,
+          class... Extra>
+void verb_of(Class& c, const char* name, std::tuple<A...>*, Prepare prepare, Async async_call,
+             Sync sync_call, ToPy to_py, const Extra&... extra) {
+  using Self = typename Class::type;
+  c.def(name,
+        [=](const Self& self, A... a) {
+          auto args = prepare(std::move(a)...);
+          return start_async<T>(
+              [&](diagnostics& diag, auto h) {
+                std::apply([&](auto&... x) { async_call(self.get(), diag, std::move(h), std::move(x)...); },
+                           args);
+              },
+              to_py);
+        },
+        extra...);
+  c.def((std::string(name) + "_sync").c_str(),
+        [=](const Self& self, A... a) -> py::object {
+          auto args = prepare(std::move(a)...);
+          auto call = [&] {
+            return std::apply([&](auto&... x) { return sync_call(self.get(), std::move(x)...); },
+                              args);
+          };
+          if constexpr (std::is_void_v<T>) {
+            run_sync(call);
+            return py::none();
+          } else {
+            T r = run_sync(call);
+            return steal_or_throw(to_py(r));
+          }
+        },
+        extra...);
+}
+
+// Binds a verb written once: `prepare(python args...)` converts the arguments to the C++ ones
+// (a tuple), once, before either form starts; `async_call(api, diag, handler, args...)` and
+// `sync_call(api, args...) -> T` are the two forms of the C++ call; `to_py(T&)` (`to_py()`
+// for void) builds the Python result of both. `name` is the awaitable, `name_sync` the blocking.
+template <class T, class Class, class Prepare, class Async, class Sync, class ToPy,
+          class... Extra>
+void verb(Class& c, const char* name, Prepare prepare, Async async_call, Sync sync_call,
+          ToPy to_py, const Extra&... extra) {
+  verb_of<T>(c, name, static_cast<typename call_signature<Prepare>::args*>(nullptr),
+             std::move(prepare), std::move(async_call), std::move(sync_call), std::move(to_py),
+             extra...);
 }
 
 }  // namespace
@@ -555,87 +610,67 @@ PYBIND11_MODULE(_core, m) {
         return py_vectors(vector_store(d.get(), p));
       });
 
-  verb(dbc, "execute",
-       [](const py_database& d, std::string sql, py::object args) {
-         return start_async<result>(
-             [&](diagnostics& diag, auto h) {
-               d.get().async_execute(std::move(sql), to_params(args.ptr()), diag, std::move(h));
-             },
-             [](result& r) { return from_result(r); });
-       },
-       [](const py_database& d, std::string sql, py::object args) {
-         params p = to_params(args.ptr());
-         return steal_or_throw(
-             from_result(run_sync([&] { return d.get().execute(std::move(sql), std::move(p)); })));
-       },
-       py::arg("sql"), py::arg("params") = py::none());
-  verb(dbc, "fetch_one",
-       [](const py_database& d, std::string sql, py::object args) {
-         return start_async<std::optional<row>>(
-             [&](diagnostics& diag, auto h) {
-               d.get().async_fetch_one(std::move(sql), to_params(args.ptr()), diag, std::move(h));
-             },
-             [](std::optional<row>& r) -> PyObject* {
-               if (!r) Py_RETURN_NONE;
-               return from_row(*r);
-             });
-       },
-       [](const py_database& d, std::string sql, py::object args) -> py::object {
-         params p = to_params(args.ptr());
-         auto r = run_sync([&] { return d.get().fetch_one(std::move(sql), std::move(p)); });
-         if (!r) return py::none();
-         return steal_or_throw(from_row(*r));
-       },
-       py::arg("sql"), py::arg("params") = py::none());
-  verb(dbc, "fetch_all",
-       [](const py_database& d, std::string sql, py::object args) {
-         return start_async<database::rows>(
-             [&](diagnostics& diag, auto h) {
-               d.get().async_fetch_all(std::move(sql), to_params(args.ptr()), diag, std::move(h));
-             },
-             [](database::rows& r) { return from_rows(r); });
-       },
-       [](const py_database& d, std::string sql, py::object args) {
-         params p = to_params(args.ptr());
-         return steal_or_throw(
-             from_rows(run_sync([&] { return d.get().fetch_all(std::move(sql), std::move(p)); })));
-       },
-       py::arg("sql"), py::arg("params") = py::none());
-  verb(dbc, "execute_script",
-       [](const py_database& d, std::string sql) {
-         return start_async<void>(
-             [&](diagnostics& diag, auto h) {
-               d.get().async_execute_script(std::move(sql), diag, std::move(h));
-             },
-             none_result{});
-       },
-       [](const py_database& d, std::string sql) {
-         run_sync([&] { d.get().execute_script(std::move(sql)); });
-       },
-       py::arg("sql"));
-  auto to_batch = [](py::handle seq) {
-    std::vector<params> batch;
-    if (py::isinstance<py::str>(seq))
-      throw error(errc::invalid_argument, {"execute_many takes a sequence of parameter sequences", {}});
-    for (py::handle p : seq) batch.push_back(to_params(p.ptr()));
-    return batch;
+  auto statement = [](std::string sql, py::object args) {
+    return std::tuple(std::move(sql), to_params(args.ptr()));
   };
-  verb(dbc, "execute_many",
-       [to_batch](const py_database& d, std::string sql, py::object seq) {
-         auto batch = to_batch(seq);
-         return start_async<result>(
-             [&](diagnostics& diag, auto h) {
-               d.get().async_execute_many(std::move(sql), std::move(batch), diag, std::move(h));
-             },
-             [](result& r) { return from_result(r); });
-       },
-       [to_batch](const py_database& d, std::string sql, py::object seq) {
-         auto batch = to_batch(seq);
-         return steal_or_throw(from_result(
-             run_sync([&] { return d.get().execute_many(std::move(sql), std::move(batch)); })));
-       },
-       py::arg("sql"), py::arg("seq_of_params"));
-  verb(dbc, "transaction",
+  auto py_result = [](result& r) { return from_result(r); };
+  verb<result>(
+      dbc, "execute", statement,
+      [](const database& d, diagnostics& diag, auto h, std::string sql, params args) {
+        d.async_execute(std::move(sql), std::move(args), diag, std::move(h));
+      },
+      [](const database& d, std::string sql, params args) {
+        return d.execute(std::move(sql), std::move(args));
+      },
+      py_result, py::arg("sql"), py::arg("params") = py::none());
+  verb<std::optional<row>>(
+      dbc, "fetch_one", statement,
+      [](const database& d, diagnostics& diag, auto h, std::string sql, params args) {
+        d.async_fetch_one(std::move(sql), std::move(args), diag, std::move(h));
+      },
+      [](const database& d, std::string sql, params args) {
+        return d.fetch_one(std::move(sql), std::move(args));
+      },
+      [](std::optional<row>& r) -> PyObject* {
+        if (!r) Py_RETURN_NONE;
+        return from_row(*r);
+      },
+      py::arg("sql"), py::arg("params") = py::none());
+  verb<database::rows>(
+      dbc, "fetch_all", statement,
+      [](const database& d, diagnostics& diag, auto h, std::string sql, params args) {
+        d.async_fetch_all(std::move(sql), std::move(args), diag, std::move(h));
+      },
+      [](const database& d, std::string sql, params args) {
+        return d.fetch_all(std::move(sql), std::move(args));
+      },
+      [](database::rows& r) { return from_rows(r); }, py::arg("sql"),
+      py::arg("params") = py::none());
+  verb<void>(
+      dbc, "execute_script", [](std::string sql) { return std::tuple(std::move(sql)); },
+      [](const database& d, diagnostics& diag, auto h, std::string sql) {
+        d.async_execute_script(std::move(sql), diag, std::move(h));
+      },
+      [](const database& d, std::string sql) { d.execute_script(std::move(sql)); },
+      none_result{}, py::arg("sql"));
+  verb<result>(
+      dbc, "execute_many",
+      [](std::string sql, py::object seq) {
+        std::vector<params> batch;
+        if (py::isinstance<py::str>(seq))
+          throw error(errc::invalid_argument,
+                      {"execute_many takes a sequence of parameter sequences", {}});
+        for (py::handle p : seq) batch.push_back(to_params(p.ptr()));
+        return std::tuple(std::move(sql), std::move(batch));
+      },
+      [](const database& d, diagnostics& diag, auto h, std::string sql, std::vector<params> b) {
+        d.async_execute_many(std::move(sql), std::move(b), diag, std::move(h));
+      },
+      [](const database& d, std::string sql, std::vector<params> b) {
+        return d.execute_many(std::move(sql), std::move(b));
+      },
+      py_result, py::arg("sql"), py::arg("seq_of_params"));
+  pair(dbc, "transaction",
        [](const py_database& d, py::object fn) {
          auto out = std::make_shared<body_outcome>();
          auto op = std::make_shared<pending_op>();
@@ -677,7 +712,7 @@ PYBIND11_MODULE(_core, m) {
   });
   dbc.def("health_check_sync",
           [](const py_database& d) { return run_sync([&] { return d.get().health_check(); }); });
-  verb(dbc, "close",
+  pair(dbc, "close",
        [](const py_database& d) {
          // Shutting down waits for the engine's threads: it runs on a thread of its own, and
          // the future completes once every operation in flight has completed or failed.
@@ -700,31 +735,30 @@ PYBIND11_MODULE(_core, m) {
       .def("scope", [](const py_memory& x, const std::string& name) {
         return py_memory(x.get().scope(name));
       }, py::arg("name"));
-  verb(memc, "store",
-       [](const py_memory& x, std::string key, py::object value, py::object embedding) {
-         json v = to_json(value.ptr(), "the value of key '" + key + "'");
-         if (embedding.is_none())
-           return start_async<void>(
-               [&](diagnostics& diag, auto h) {
-                 x.get().async_store(std::move(key), std::move(v), diag, std::move(h));
-               },
-               none_result{});
-         std::vector<float> e = to_floats(embedding.ptr(), "the embedding of key '" + key + "'");
-         return start_async<void>(
-             [&](diagnostics& diag, auto h) {
-               x.get().async_store(std::move(key), std::move(v), std::move(e), diag, std::move(h));
-             },
-             none_result{});
-       },
-       [](const py_memory& x, std::string key, py::object value, py::object embedding) {
-         json v = to_json(value.ptr(), "the value of key '" + key + "'");
-         if (embedding.is_none())
-           return run_sync([&] { x.get().store(std::move(key), std::move(v)); });
-         std::vector<float> e = to_floats(embedding.ptr(), "the embedding of key '" + key + "'");
-         run_sync([&] { x.get().store(std::move(key), std::move(v), std::move(e)); });
-       },
-       py::arg("key"), py::arg("value"), py::arg("embedding") = py::none());
-  verb(memc, "load",
+  verb<void>(
+      memc, "store",
+      [](std::string key, py::object value, py::object embedding) {
+        json v = to_json(value.ptr(), "the value of key '" + key + "'");
+        std::optional<std::vector<float>> e;
+        if (!embedding.is_none())
+          e = to_floats(embedding.ptr(), "the embedding of key '" + key + "'");
+        return std::tuple(std::move(key), std::move(v), std::move(e));
+      },
+      [](const memory& m, diagnostics& diag, auto h, std::string key, json v,
+         std::optional<std::vector<float>> e) {
+        if (e)
+          m.async_store(std::move(key), std::move(v), std::move(*e), diag, std::move(h));
+        else
+          m.async_store(std::move(key), std::move(v), diag, std::move(h));
+      },
+      [](const memory& m, std::string key, json v, std::optional<std::vector<float>> e) {
+        if (e)
+          m.store(std::move(key), std::move(v), std::move(*e));
+        else
+          m.store(std::move(key), std::move(v));
+      },
+      none_result{}, py::arg("key"), py::arg("value"), py::arg("embedding") = py::none());
+  pair(memc, "load",
        [](const py_memory& x, std::string key, py::object dflt) {
          auto d = std::make_shared<py_ref>(py_ref::borrow(dflt.ptr()));
          return start_async<std::optional<json>>(
@@ -742,253 +776,177 @@ PYBIND11_MODULE(_core, m) {
          return steal_or_throw(from_json(*v));
        },
        py::arg("key"), py::arg("default") = py::none());
-  verb(memc, "delete",
-       [](const py_memory& x, std::string key) {
-         return start_async<bool>(
-             [&](diagnostics& diag, auto h) {
-               x.get().async_erase(std::move(key), diag, std::move(h));
-             },
-             [](bool& b) { return py_bool(b); });
-       },
-       [](const py_memory& x, std::string key) {
-         return run_sync([&] { return x.get().erase(std::move(key)); });
-       },
-       py::arg("key"));
-  verb(memc, "exists",
-       [](const py_memory& x, std::string key) {
-         return start_async<bool>(
-             [&](diagnostics& diag, auto h) {
-               x.get().async_exists(std::move(key), diag, std::move(h));
-             },
-             [](bool& b) { return py_bool(b); });
-       },
-       [](const py_memory& x, std::string key) {
-         return run_sync([&] { return x.get().exists(std::move(key)); });
-       },
-       py::arg("key"));
-  verb(memc, "keys",
-       [](const py_memory& x, std::string pattern) {
-         return start_async<std::vector<std::string>>(
-             [&](diagnostics& diag, auto h) {
-               x.get().async_keys(std::move(pattern), diag, std::move(h));
-             },
-             [](std::vector<std::string>& k) { return from_strings(k); });
-       },
-       [](const py_memory& x, std::string pattern) {
-         return steal_or_throw(
-             from_strings(run_sync([&] { return x.get().keys(std::move(pattern)); })));
-       },
-       py::arg("pattern") = "%");
-  verb(memc, "clear",
-       [](const py_memory& x, std::string pattern) {
-         return start_async<std::int64_t>(
-             [&](diagnostics& diag, auto h) {
-               x.get().async_clear(std::move(pattern), diag, std::move(h));
-             },
-             [](std::int64_t& n) { return py_int(n); });
-       },
-       [](const py_memory& x, std::string pattern) {
-         return run_sync([&] { return x.get().clear(std::move(pattern)); });
-       },
-       py::arg("pattern") = "%");
-  verb(memc, "size",
-       [](const py_memory& x) {
-         return start_async<std::int64_t>(
-             [&](diagnostics& diag, auto h) { x.get().async_size(diag, std::move(h)); },
-             [](std::int64_t& n) { return py_int(n); });
-       },
-       [](const py_memory& x) { return run_sync([&] { return x.get().size(); }); });
-  verb(memc, "stats",
-       [](const py_memory& x) {
-         return start_async<memory_stats>(
-             [&](diagnostics& diag, auto h) { x.get().async_stats(diag, std::move(h)); },
-             [](memory_stats& s) { return from_memory_stats(s); });
-       },
-       [](const py_memory& x) {
-         return steal_or_throw(from_memory_stats(run_sync([&] { return x.get().stats(); })));
-       });
-  verb(memc, "batch_store",
-       [](const py_memory& x, py::object items) {
-         memory::items v = to_items(items);
-         return start_async<void>(
-             [&](diagnostics& diag, auto h) {
-               x.get().async_batch_store(std::move(v), diag, std::move(h));
-             },
-             none_result{});
-       },
-       [](const py_memory& x, py::object items) {
-         memory::items v = to_items(items);
-         run_sync([&] { x.get().batch_store(std::move(v)); });
-       },
-       py::arg("items"));
-  verb(memc, "batch_load",
-       [](const py_memory& x, py::object keys) {
-         auto k = to_keys(keys);
-         return start_async<memory::loaded>(
-             [&](diagnostics& diag, auto h) {
-               x.get().async_batch_load(std::move(k), diag, std::move(h));
-             },
-             [](memory::loaded& l) { return from_loaded(l); });
-       },
-       [](const py_memory& x, py::object keys) {
-         auto k = to_keys(keys);
-         return steal_or_throw(
-             from_loaded(run_sync([&] { return x.get().batch_load(std::move(k)); })));
-       },
-       py::arg("keys"));
-  verb(memc, "recall",
-       [](const py_memory& x, py::object query, std::int64_t k) {
-         auto q = to_floats(query.ptr(), "the query");
-         return start_async<memory::recollection>(
-             [&](diagnostics& diag, auto h) {
-               x.get().async_recall(std::move(q), k, diag, std::move(h));
-             },
-             [](memory::recollection& r) { return from_recollection(r); });
-       },
-       [](const py_memory& x, py::object query, std::int64_t k) {
-         auto q = to_floats(query.ptr(), "the query");
-         return steal_or_throw(
-             from_recollection(run_sync([&] { return x.get().recall(std::move(q), k); })));
-       },
-       py::arg("query"), py::arg("k") = 5);
+  auto one_key = [](std::string key) { return std::tuple(std::move(key)); };
+  auto pattern = [](std::string p) { return std::tuple(std::move(p)); };
+  auto nothing = [] { return std::tuple<>(); };
+  auto as_bool = [](bool& b) { return py_bool(b); };
+  auto as_int = [](std::int64_t& n) { return py_int(n); };
+  verb<bool>(
+      memc, "delete", one_key,
+      [](const memory& m, diagnostics& diag, auto h, std::string key) {
+        m.async_erase(std::move(key), diag, std::move(h));
+      },
+      [](const memory& m, std::string key) { return m.erase(std::move(key)); }, as_bool,
+      py::arg("key"));
+  verb<bool>(
+      memc, "exists", one_key,
+      [](const memory& m, diagnostics& diag, auto h, std::string key) {
+        m.async_exists(std::move(key), diag, std::move(h));
+      },
+      [](const memory& m, std::string key) { return m.exists(std::move(key)); }, as_bool,
+      py::arg("key"));
+  verb<std::vector<std::string>>(
+      memc, "keys", pattern,
+      [](const memory& m, diagnostics& diag, auto h, std::string p) {
+        m.async_keys(std::move(p), diag, std::move(h));
+      },
+      [](const memory& m, std::string p) { return m.keys(std::move(p)); },
+      [](std::vector<std::string>& k) { return from_strings(k); }, py::arg("pattern") = "%");
+  verb<std::int64_t>(
+      memc, "clear", pattern,
+      [](const memory& m, diagnostics& diag, auto h, std::string p) {
+        m.async_clear(std::move(p), diag, std::move(h));
+      },
+      [](const memory& m, std::string p) { return m.clear(std::move(p)); }, as_int,
+      py::arg("pattern") = "%");
+  verb<std::int64_t>(
+      memc, "size", nothing,
+      [](const memory& m, diagnostics& diag, auto h) { m.async_size(diag, std::move(h)); },
+      [](const memory& m) { return m.size(); }, as_int);
+  verb<memory_stats>(
+      memc, "stats", nothing,
+      [](const memory& m, diagnostics& diag, auto h) { m.async_stats(diag, std::move(h)); },
+      [](const memory& m) { return m.stats(); },
+      [](memory_stats& st) { return from_memory_stats(st); });
+  verb<void>(
+      memc, "batch_store", [](py::object items) { return std::tuple(to_items(items)); },
+      [](const memory& m, diagnostics& diag, auto h, memory::items v) {
+        m.async_batch_store(std::move(v), diag, std::move(h));
+      },
+      [](const memory& m, memory::items v) { m.batch_store(std::move(v)); }, none_result{},
+      py::arg("items"));
+  verb<memory::loaded>(
+      memc, "batch_load", [](py::object keys) { return std::tuple(to_keys(keys)); },
+      [](const memory& m, diagnostics& diag, auto h, std::vector<std::string> k) {
+        m.async_batch_load(std::move(k), diag, std::move(h));
+      },
+      [](const memory& m, std::vector<std::string> k) { return m.batch_load(std::move(k)); },
+      [](memory::loaded& l) { return from_loaded(l); }, py::arg("keys"));
+  verb<memory::recollection>(
+      memc, "recall",
+      [](py::object query, std::int64_t k) {
+        return std::tuple(to_floats(query.ptr(), "the query"), k);
+      },
+      [](const memory& m, diagnostics& diag, auto h, std::vector<float> q, std::int64_t k) {
+        m.async_recall(std::move(q), k, diag, std::move(h));
+      },
+      [](const memory& m, std::vector<float> q, std::int64_t k) {
+        return m.recall(std::move(q), k);
+      },
+      [](memory::recollection& r) { return from_recollection(r); }, py::arg("query"),
+      py::arg("k") = 5);
 
   // -- VectorStore
   auto vsc = py::class_<py_vectors>(m, "VectorStore");
-  verb(vsc, "create_collection",
-       [](const py_vectors& x, std::string name, std::int64_t dim, const std::string& m) {
-         metric mt = to_metric(m);
-         std::size_t d = to_dim(dim);
-         return start_async<bool>(
-             [&](diagnostics& diag, auto h) {
-               x.get().async_create_collection(std::move(name), d, mt, diag, std::move(h));
-             },
-             [](bool& b) { return py_bool(b); });
-       },
-       [](const py_vectors& x, std::string name, std::int64_t dim, const std::string& m) {
-         metric mt = to_metric(m);
-         std::size_t d = to_dim(dim);
-         return run_sync([&] { return x.get().create_collection(std::move(name), d, mt); });
-       },
-       py::arg("name"), py::arg("dim"), py::arg("metric") = "cosine");
-  verb(vsc, "drop_collection",
-       [](const py_vectors& x, std::string name) {
-         return start_async<bool>(
-             [&](diagnostics& diag, auto h) {
-               x.get().async_drop_collection(std::move(name), diag, std::move(h));
-             },
-             [](bool& b) { return py_bool(b); });
-       },
-       [](const py_vectors& x, std::string name) {
-         return run_sync([&] { return x.get().drop_collection(std::move(name)); });
-       },
-       py::arg("name"));
-  verb(vsc, "list_collections",
-       [](const py_vectors& x) {
-         return start_async<std::vector<collection_info>>(
-             [&](diagnostics& diag, auto h) {
-               x.get().async_list_collections(diag, std::move(h));
-             },
-             [](std::vector<collection_info>& c) { return from_collections(c); });
-       },
-       [](const py_vectors& x) {
-         return steal_or_throw(
-             from_collections(run_sync([&] { return x.get().list_collections(); })));
-       });
-  verb(vsc, "upsert",
-       [](const py_vectors& x, std::string collection, std::string id, py::object vector,
-          py::object metadata) {
-         auto v = to_floats(vector.ptr(), "the vector of id '" + id + "'");
-         json md = to_metadata(metadata, "the metadata of id '" + id + "'");
-         return start_async<void>(
-             [&](diagnostics& diag, auto h) {
-               x.get().async_upsert(std::move(collection), std::move(id), std::move(v),
-                                    std::move(md), diag, std::move(h));
-             },
-             none_result{});
-       },
-       [](const py_vectors& x, std::string collection, std::string id, py::object vector,
-          py::object metadata) {
-         auto v = to_floats(vector.ptr(), "the vector of id '" + id + "'");
-         json md = to_metadata(metadata, "the metadata of id '" + id + "'");
-         run_sync([&] {
-           x.get().upsert(std::move(collection), std::move(id), std::move(v), std::move(md));
-         });
-       },
-       py::arg("collection"), py::arg("id"), py::arg("vector"), py::arg("metadata") = py::none());
-  verb(vsc, "upsert_batch",
-       [](const py_vectors& x, std::string collection, py::object items) {
-         auto batch = to_vector_items(items);
-         return start_async<void>(
-             [&](diagnostics& diag, auto h) {
-               x.get().async_upsert_batch(std::move(collection), std::move(batch), diag,
-                                          std::move(h));
-             },
-             none_result{});
-       },
-       [](const py_vectors& x, std::string collection, py::object items) {
-         auto batch = to_vector_items(items);
-         run_sync([&] { x.get().upsert_batch(std::move(collection), std::move(batch)); });
-       },
-       py::arg("collection"), py::arg("items"));
-  verb(vsc, "delete",
-       [](const py_vectors& x, std::string collection, std::string id) {
-         return start_async<bool>(
-             [&](diagnostics& diag, auto h) {
-               x.get().async_erase(std::move(collection), std::move(id), diag, std::move(h));
-             },
-             [](bool& b) { return py_bool(b); });
-       },
-       [](const py_vectors& x, std::string collection, std::string id) {
-         return run_sync([&] { return x.get().erase(std::move(collection), std::move(id)); });
-       },
-       py::arg("collection"), py::arg("id"));
-  verb(vsc, "get",
-       [](const py_vectors& x, std::string collection, std::string id) {
-         return start_async<std::optional<vector_item>>(
-             [&](diagnostics& diag, auto h) {
-               x.get().async_get(std::move(collection), std::move(id), diag, std::move(h));
-             },
-             [](std::optional<vector_item>& i) { return from_item(i); });
-       },
-       [](const py_vectors& x, std::string collection, std::string id) {
-         return steal_or_throw(from_item(
-             run_sync([&] { return x.get().get(std::move(collection), std::move(id)); })));
-       },
-       py::arg("collection"), py::arg("id"));
-  verb(vsc, "count",
-       [](const py_vectors& x, std::string collection) {
-         return start_async<std::int64_t>(
-             [&](diagnostics& diag, auto h) {
-               x.get().async_count(std::move(collection), diag, std::move(h));
-             },
-             [](std::int64_t& n) { return py_int(n); });
-       },
-       [](const py_vectors& x, std::string collection) {
-         return run_sync([&] { return x.get().count(std::move(collection)); });
-       },
-       py::arg("collection"));
-  verb(vsc, "search",
-       [](const py_vectors& x, std::string collection, py::object query, std::int64_t k,
-          py::object filter, bool exact) {
-         auto q = to_floats(query.ptr(), "the query");
-         json f = to_metadata(filter, "the filter");
-         return start_async<vector_store::matches>(
-             [&](diagnostics& diag, auto h) {
-               x.get().async_search(std::move(collection), std::move(q), k, std::move(f),
-                                    exact ? search_mode::exact : search_mode::approximate, diag,
-                                    std::move(h));
-             },
-             [](vector_store::matches& r) { return from_matches(r); });
-       },
-       [](const py_vectors& x, std::string collection, py::object query, std::int64_t k,
-          py::object filter, bool exact) {
-         auto q = to_floats(query.ptr(), "the query");
-         json f = to_metadata(filter, "the filter");
-         return steal_or_throw(from_matches(run_sync([&] {
-           return x.get().search(std::move(collection), std::move(q), k, std::move(f),
-                                 exact ? search_mode::exact : search_mode::approximate);
-         })));
-       },
-       py::arg("collection"), py::arg("query"), py::arg("k") = 10, py::arg("filter") = py::none(),
-       py::arg("exact") = false);
+  auto collection_and_id = [](std::string collection, std::string id) {
+    return std::tuple(std::move(collection), std::move(id));
+  };
+  verb<bool>(
+      vsc, "create_collection",
+      [](std::string name, std::int64_t dim, std::string m) {
+        return std::tuple(std::move(name), to_dim(dim), to_metric(m));
+      },
+      [](const vector_store& v, diagnostics& diag, auto h, std::string name, std::size_t dim,
+         metric m) { v.async_create_collection(std::move(name), dim, m, diag, std::move(h)); },
+      [](const vector_store& v, std::string name, std::size_t dim, metric m) {
+        return v.create_collection(std::move(name), dim, m);
+      },
+      as_bool, py::arg("name"), py::arg("dim"), py::arg("metric") = "cosine");
+  verb<bool>(
+      vsc, "drop_collection", one_key,
+      [](const vector_store& v, diagnostics& diag, auto h, std::string name) {
+        v.async_drop_collection(std::move(name), diag, std::move(h));
+      },
+      [](const vector_store& v, std::string name) { return v.drop_collection(std::move(name)); },
+      as_bool, py::arg("name"));
+  verb<std::vector<collection_info>>(
+      vsc, "list_collections", nothing,
+      [](const vector_store& v, diagnostics& diag, auto h) {
+        v.async_list_collections(diag, std::move(h));
+      },
+      [](const vector_store& v) { return v.list_collections(); },
+      [](std::vector<collection_info>& c) { return from_collections(c); });
+  verb<void>(
+      vsc, "upsert",
+      [](std::string collection, std::string id, py::object vector, py::object metadata) {
+        auto v = to_floats(vector.ptr(), "the vector of id '" + id + "'");
+        json md = to_metadata(metadata, "the metadata of id '" + id + "'");
+        return std::tuple(std::move(collection), std::move(id), std::move(v), std::move(md));
+      },
+      [](const vector_store& vs, diagnostics& diag, auto h, std::string c, std::string id,
+         std::vector<float> v, json md) {
+        vs.async_upsert(std::move(c), std::move(id), std::move(v), std::move(md), diag,
+                        std::move(h));
+      },
+      [](const vector_store& vs, std::string c, std::string id, std::vector<float> v, json md) {
+        vs.upsert(std::move(c), std::move(id), std::move(v), std::move(md));
+      },
+      none_result{}, py::arg("collection"), py::arg("id"), py::arg("vector"),
+      py::arg("metadata") = py::none());
+  verb<void>(
+      vsc, "upsert_batch",
+      [](std::string collection, py::object items) {
+        return std::tuple(std::move(collection), to_vector_items(items));
+      },
+      [](const vector_store& vs, diagnostics& diag, auto h, std::string c,
+         vector_store::items b) { vs.async_upsert_batch(std::move(c), std::move(b), diag, std::move(h)); },
+      [](const vector_store& vs, std::string c, vector_store::items b) {
+        vs.upsert_batch(std::move(c), std::move(b));
+      },
+      none_result{}, py::arg("collection"), py::arg("items"));
+  verb<bool>(
+      vsc, "delete", collection_and_id,
+      [](const vector_store& vs, diagnostics& diag, auto h, std::string c, std::string id) {
+        vs.async_erase(std::move(c), std::move(id), diag, std::move(h));
+      },
+      [](const vector_store& vs, std::string c, std::string id) {
+        return vs.erase(std::move(c), std::move(id));
+      },
+      as_bool, py::arg("collection"), py::arg("id"));
+  verb<std::optional<vector_item>>(
+      vsc, "get", collection_and_id,
+      [](const vector_store& vs, diagnostics& diag, auto h, std::string c, std::string id) {
+        vs.async_get(std::move(c), std::move(id), diag, std::move(h));
+      },
+      [](const vector_store& vs, std::string c, std::string id) {
+        return vs.get(std::move(c), std::move(id));
+      },
+      [](std::optional<vector_item>& i) { return from_item(i); }, py::arg("collection"),
+      py::arg("id"));
+  verb<std::int64_t>(
+      vsc, "count", one_key,
+      [](const vector_store& vs, diagnostics& diag, auto h, std::string c) {
+        vs.async_count(std::move(c), diag, std::move(h));
+      },
+      [](const vector_store& vs, std::string c) { return vs.count(std::move(c)); }, as_int,
+      py::arg("collection"));
+  verb<vector_store::matches>(
+      vsc, "search",
+      [](std::string collection, py::object query, std::int64_t k, py::object filter,
+         bool exact) {
+        return std::tuple(std::move(collection), to_floats(query.ptr(), "the query"), k,
+                          to_metadata(filter, "the filter"),
+                          exact ? search_mode::exact : search_mode::approximate);
+      },
+      [](const vector_store& vs, diagnostics& diag, auto h, std::string c, std::vector<float> q,
+         std::int64_t k, json f, search_mode mode) {
+        vs.async_search(std::move(c), std::move(q), k, std::move(f), mode, diag, std::move(h));
+      },
+      [](const vector_store& vs, std::string c, std::vector<float> q, std::int64_t k, json f,
+         search_mode mode) {
+        return vs.search(std::move(c), std::move(q), k, std::move(f), mode);
+      },
+      [](vector_store::matches& r) { return from_matches(r); }, py::arg("collection"),
+      py::arg("query"), py::arg("k") = 10, py::arg("filter") = py::none(),
+      py::arg("exact") = false);
 }
