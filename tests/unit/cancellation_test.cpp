@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "backends.hpp"
+#include "writer_blocker.hpp"
 
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
@@ -42,35 +43,30 @@ std::int64_t count_rows(const entity::database& db, const std::string& table) {
   return db.fetch_one("SELECT count(*) FROM " + table)->get<std::int64_t>(0);
 }
 
-// A transaction body that waits until released: on SQLite it holds the writer, on a PostgreSQL
-// pool of one the only connection, so the requests made meanwhile queue behind it.
-class holder {
- public:
-  explicit holder(const entity::database& db) {
-    db.async_transaction(
-        [this](entity::session&) {
-          entered_.count_down();
-          release_.wait();
-        },
-        [this](error_code ec) {
-          ec_ = ec;
-          done_.count_down();
-        });
-    entered_.wait();
-  }
-  ~holder() { release(); }
-  void release() {
-    if (released_) return;
-    released_ = true;
-    release_.count_down();
-    done_.wait();
-    EXPECT_FALSE(ec_) << ec_.message();
-  }
+// One operation under test: its handler runs on `io`, takes its cancellations from `signal`,
+// and records how the operation ended.
+struct probe {
+  asio::io_context& io;
+  asio::cancellation_signal signal;
+  error_code ec;
+  bool done = false;
 
- private:
-  std::latch entered_{1}, release_{1}, done_{1};
-  bool released_ = false;
-  error_code ec_;
+  auto handler() {
+    return asio::bind_cancellation_slot(signal.slot(),
+                                        asio::bind_executor(io, [this](error_code e, auto&&...) {
+                                          ec = e;
+                                          done = true;
+                                        }));
+  }
+  /// A timer on `io` that cancels the operation `after` from now (keep it while `io` runs).
+  asio::steady_timer cancel_after(std::chrono::milliseconds after) {
+    asio::steady_timer t(io, after);
+    t.async_wait([this](boost::system::error_code) { cancel(); });
+    return t;
+  }
+  void cancel(asio::cancellation_type type = asio::cancellation_type::terminal) {
+    signal.emit(type);
+  }
 };
 
 // Runs `io` until `done` or `limit` passes, whichever comes first.
@@ -133,30 +129,21 @@ ENTITY_INSTANTIATE_ON_EVERY_BACKEND(AsyncCancel);
 TEST_P(AsyncCancel, RunawayQueryStopsWithCancelled) {
   auto db = open({.pool_size = 1});  // the next query runs on the connection that was stopped
   asio::io_context io;
-  asio::cancellation_signal signal;
-  error_code ec;
-  bool done = false;
+  probe op{io};
   auto t0 = steady::now();
-  db.async_fetch_one(
-      runaway(), {},
-      asio::bind_cancellation_slot(signal.slot(), asio::bind_executor(io, [&](error_code e, auto) {
-                                     ec = e;
-                                     done = true;
-                                   })));
-  asio::steady_timer timer(io, 100ms);
-  timer.async_wait(
-      [&](boost::system::error_code) { signal.emit(asio::cancellation_type::terminal); });
+  db.async_fetch_one(runaway(), {}, op.handler());
+  auto timer = op.cancel_after(100ms);
   io.run();
   auto took = steady::now() - t0;
-  ASSERT_TRUE(done);
-  EXPECT_EQ(ec, errc::cancelled) << ec.message();
-  EXPECT_FALSE(ec == entity::condition::timeout);
-  EXPECT_TRUE(ec == boost::system::errc::operation_canceled);
+  ASSERT_TRUE(op.done);
+  EXPECT_EQ(op.ec, errc::cancelled) << op.ec.message();
+  EXPECT_FALSE(op.ec == entity::condition::timeout);
+  EXPECT_TRUE(op.ec == boost::system::errc::operation_canceled);
   EXPECT_LT(took, 5s);  // the query_timeout is 30 s
   EXPECT_EQ(db.stats().timeouts, 0u);
 
   // An emit after the operation ended reaches nothing.
-  signal.emit(asio::cancellation_type::terminal);
+  op.cancel();
   auto t1 = steady::now();
   EXPECT_EQ(db.fetch_one("SELECT 1 + 1")->get<int>(0), 2);
   EXPECT_LT(steady::now() - t1, 2s);
@@ -195,29 +182,22 @@ TEST_P(AsyncCancel, CancelBeforeItStartsRunsNothing) {
   auto db = open({.pool_size = 1});
   db.execute("CREATE TABLE t (n INTEGER)");
   asio::io_context io;
-  asio::cancellation_signal signal;
-  error_code ec;
-  bool done = false;
+  probe op{io};
   {
-    holder hold(db);
-    db.async_execute("INSERT INTO t VALUES (1)", {},
-                     asio::bind_cancellation_slot(
-                         signal.slot(), asio::bind_executor(io, [&](error_code e, entity::result) {
-                           ec = e;
-                           done = true;
-                         })));
+    entity::test::writer_blocker hold(db);
+    db.async_execute("INSERT INTO t VALUES (1)", {}, op.handler());
     io.poll();  // SQLite: the write's ticket finds the writer busy and leaves it queued
     std::this_thread::sleep_for(50ms);  // well settled in its queue
-    signal.emit(asio::cancellation_type::total);
+    op.cancel(asio::cancellation_type::total);
     if (on_postgres()) {
       // A request waiting for a connection leaves the queue at once.
-      run_until(io, done, 5s);
-      EXPECT_TRUE(done);
+      run_until(io, op.done, 5s);
+      EXPECT_TRUE(op.done);
     }
   }
-  run_until(io, done, 10s);
-  ASSERT_TRUE(done);
-  EXPECT_EQ(ec, errc::cancelled) << ec.message();
+  run_until(io, op.done, 10s);
+  ASSERT_TRUE(op.done);
+  EXPECT_EQ(op.ec, errc::cancelled) << op.ec.message();
   EXPECT_EQ(count_rows(db, "t"), 0);
   db.execute("INSERT INTO t VALUES (2)");
   EXPECT_EQ(count_rows(db, "t"), 1);
@@ -227,9 +207,7 @@ TEST_P(AsyncCancel, TransactionBodyStopsAndRollsBack) {
   auto db = open({.pool_size = 1});
   db.execute("CREATE TABLE t (n INTEGER)");
   asio::io_context io;
-  asio::cancellation_signal signal;
-  error_code ec;
-  bool done = false;
+  probe op{io};
   auto t0 = steady::now();
   db.async_transaction(
       [sql = runaway()](entity::session& s) {
@@ -237,16 +215,11 @@ TEST_P(AsyncCancel, TransactionBodyStopsAndRollsBack) {
         s.execute(sql);
         s.execute("INSERT INTO t VALUES (2)");
       },
-      asio::bind_cancellation_slot(signal.slot(), asio::bind_executor(io, [&](error_code e) {
-                                     ec = e;
-                                     done = true;
-                                   })));
-  asio::steady_timer timer(io, 100ms);
-  timer.async_wait(
-      [&](boost::system::error_code) { signal.emit(asio::cancellation_type::terminal); });
+      op.handler());
+  auto timer = op.cancel_after(100ms);
   io.run();
-  ASSERT_TRUE(done);
-  EXPECT_EQ(ec, errc::cancelled) << ec.message();
+  ASSERT_TRUE(op.done);
+  EXPECT_EQ(op.ec, errc::cancelled) << op.ec.message();
   EXPECT_LT(steady::now() - t0, 5s);
   EXPECT_EQ(count_rows(db, "t"), 0);  // the body's first INSERT was rolled back
   db.execute("INSERT INTO t VALUES (3)");
@@ -258,23 +231,16 @@ TEST_P(AsyncCancel, MemoryStoreCancelledWhileQueuedStoresNothing) {
   entity::memory mem(db);
   mem.store("warm", 1);  // the table exists: the store below is one statement
   asio::io_context io;
-  asio::cancellation_signal signal;
-  error_code ec;
-  bool done = false;
+  probe op{io};
   {
-    holder hold(db);
-    mem.async_store(
-        "k", {{"v", 1}},
-        asio::bind_cancellation_slot(signal.slot(), asio::bind_executor(io, [&](error_code e) {
-                                       ec = e;
-                                       done = true;
-                                     })));
+    entity::test::writer_blocker hold(db);
+    mem.async_store("k", {{"v", 1}}, op.handler());
     io.poll();
-    signal.emit(asio::cancellation_type::terminal);
+    op.cancel();
   }
-  run_until(io, done, 10s);
-  ASSERT_TRUE(done);
-  EXPECT_EQ(ec, errc::cancelled) << ec.message();
+  run_until(io, op.done, 10s);
+  ASSERT_TRUE(op.done);
+  EXPECT_EQ(op.ec, errc::cancelled) << op.ec.message();
   EXPECT_FALSE(mem.load("k"));
   EXPECT_EQ(mem.load("warm").value(), 1);
   mem.store("k", 2);
@@ -297,7 +263,7 @@ TEST_P(AsyncCancel, MemoryBatchLoadCancelsEveryChunk) {
   std::size_t loaded = 0;
   bool done = false;
   {
-    holder hold(db);  // PostgreSQL: the chunks wait for the connection
+    entity::test::writer_blocker hold(db);  // PostgreSQL: the chunks wait for the connection
     mem.async_batch_load(
         keys, asio::bind_cancellation_slot(signal.slot(),
                                            asio::bind_executor(io, [&](error_code e, auto out) {
@@ -323,9 +289,9 @@ TEST(SqliteCancel, CancelledWriteLeavesTheRestOfItsGroup) {
   entity::database db(infra);
   db.execute("CREATE TABLE t (n INTEGER)");
   asio::io_context io;
-  asio::cancellation_signal signal;
+  probe cancelled{io};
   std::vector<error_code> ecs(3);
-  int left = 3;
+  int left = 2;
   auto on = [&](std::size_t i) {
     return asio::bind_executor(io, [&, i](error_code e, entity::result) {
       ecs[i] = e;
@@ -333,22 +299,21 @@ TEST(SqliteCancel, CancelledWriteLeavesTheRestOfItsGroup) {
     });
   };
   {
-    holder hold(db);
+    entity::test::writer_blocker hold(db);
     db.async_execute("INSERT INTO t VALUES (1)", {}, on(0));
-    db.async_execute(sqlite_runaway_insert, {}, asio::bind_cancellation_slot(signal.slot(), on(1)));
+    db.async_execute(sqlite_runaway_insert, {}, cancelled.handler());
     db.async_execute("INSERT INTO t VALUES (3)", {}, on(2));
     io.poll();  // their tickets find the writer busy: the writer thread takes all three together
   }
-  asio::steady_timer timer(io, 100ms);
-  timer.async_wait(
-      [&](boost::system::error_code) { signal.emit(asio::cancellation_type::terminal); });
+  auto timer = cancelled.cancel_after(100ms);
   auto t0 = steady::now();
   io.restart();
   io.run();
   ASSERT_EQ(left, 0);
+  ASSERT_TRUE(cancelled.done);
   EXPECT_LT(steady::now() - t0, 5s);
   EXPECT_FALSE(ecs[0]) << ecs[0].message();
-  EXPECT_EQ(ecs[1], errc::cancelled) << ecs[1].message();
+  EXPECT_EQ(cancelled.ec, errc::cancelled) << cancelled.ec.message();
   EXPECT_FALSE(ecs[2]) << ecs[2].message();
   auto rows = db.fetch_all("SELECT n FROM t ORDER BY n");
   ASSERT_EQ(rows.size(), 2u);

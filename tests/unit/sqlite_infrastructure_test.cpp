@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "test_support.hpp"
+#include "writer_blocker.hpp"
 
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
@@ -75,37 +76,6 @@ class watchdog {
   std::condition_variable cv_;
   bool done_ = false;
   std::thread thread_;
-};
-
-// Holds the writer inside a transaction until release(), so that writes submitted meanwhile
-// queue up and are then committed together as one group.
-class writer_blocker {
- public:
-  explicit writer_blocker(const entity::database& db) {
-    db.async_transaction(
-        [this](entity::session&) {
-          entered_.count_down();
-          release_.wait();
-        },
-        [this](error_code ec) {
-          ec_ = ec;
-          done_.count_down();
-        });
-    entered_.wait();
-  }
-  ~writer_blocker() { release(); }
-  void release() {
-    if (released_) return;
-    released_ = true;
-    release_.count_down();
-    done_.wait();
-    EXPECT_FALSE(ec_) << ec_.message();
-  }
-
- private:
-  std::latch entered_{1}, release_{1}, done_{1};
-  bool released_ = false;
-  error_code ec_;
 };
 
 // Collects the outcomes of async operations completed by plain callbacks on worker threads.
@@ -659,7 +629,7 @@ TEST(SqliteInfrastructure, TimeQueuedCountsAgainstTheDeadline) {
   watchdog guard(30s);
   std::promise<error_code> late;
   {
-    writer_blocker block(db);
+    entity::test::writer_blocker block(db);
     db.with_timeout(50ms).async_execute("INSERT INTO t VALUES (1)", {},
                                         [&](error_code ec, entity::result) { late.set_value(ec); });
     std::this_thread::sleep_for(150ms);  // the insert's deadline passes while it is queued
@@ -739,7 +709,7 @@ TEST(SqliteInfrastructure, FailingWriteInAGroupFailsAlone) {
   outcomes results(n);
   entity::diagnostics bad_diag;
   {
-    writer_blocker block(db);  // everything below queues, then commits as one group
+    entity::test::writer_blocker block(db);  // everything below queues, then commits as one group
     for (std::size_t i = 0; i < n; ++i) {
       entity::params args{i == bad ? std::int64_t{-1} : static_cast<std::int64_t>(i)};
       if (i == bad)
@@ -776,7 +746,7 @@ TEST(SqliteInfrastructure, TimedOutWriteInAGroupFailsAlone) {
       "SELECT x FROM c)";
   outcomes results(4);
   {
-    writer_blocker block(db);
+    entity::test::writer_blocker block(db);
     db.async_execute("INSERT INTO t VALUES (1)", {}, results.callback(0));
     db.async_execute_many("INSERT INTO t VALUES (?)", {{2}, {3}}, results.callback(1));
     // Long enough to still be alive when the group starts; it then runs into its deadline.
@@ -808,7 +778,7 @@ TEST(SqliteInfrastructure, TransactionBodyRunsAgainWhenItsGroupIsRolledBack) {
   std::atomic<int> runs{0};
   outcomes results(2);
   {
-    writer_blocker block(db);
+    entity::test::writer_blocker block(db);
     db.async_transaction(
         [&](entity::session& s) {
           runs++;
@@ -867,7 +837,7 @@ TEST(SqliteInfrastructure, ExecuteManyInAGroupIsAllOrNothing) {
   for (int i = 1000; i < 1100; ++i) bad_batch.push_back({i == 1050 ? 1000 : i});
   outcomes results(4);
   {
-    writer_blocker block(db);
+    entity::test::writer_blocker block(db);
     db.async_execute("INSERT INTO t VALUES (?)", {5000}, results.callback(0));
     db.async_execute_many("INSERT INTO t VALUES (?)", bad_batch, results.callback(1));
     db.async_execute_many("INSERT INTO t VALUES (?)", good_batch, results.callback(2));
@@ -889,7 +859,7 @@ TEST(SqliteInfrastructure, ThrowingTransactionInAGroupRollsBackAlone) {
   watchdog guard(30s);
   outcomes results(3);
   {
-    writer_blocker block(db);
+    entity::test::writer_blocker block(db);
     db.async_execute("INSERT INTO t VALUES (1)", {}, results.callback(0));
     db.async_transaction(
         [](entity::session& s) {
@@ -1028,7 +998,7 @@ TEST(SqliteInfrastructure, ShutdownCompletesEveryQueuedOperation) {
   std::atomic<std::size_t> completed{0}, writes_completed{0};
   std::thread stopper;
   {
-    writer_blocker block(db);  // every write below waits in the writer's queue
+    entity::test::writer_blocker block(db);  // every write below waits in the writer's queue
     for (std::size_t i = 0; i < n; ++i) {
       auto done = [&, i](error_code ec, auto&&...) {
         ecs[i] = ec;
@@ -1071,7 +1041,7 @@ TEST(SqliteInfrastructure, QueuedOperationsCountsWritesWaitingForTheWriter) {
   EXPECT_EQ(db.stats().queued_operations, 0u);
   outcomes results(3);
   {
-    writer_blocker block(db);
+    entity::test::writer_blocker block(db);
     for (std::size_t i = 0; i < 3; ++i)
       db.async_execute("INSERT INTO t VALUES (?)", {static_cast<std::int64_t>(i)},
                        results.callback(i));
