@@ -204,6 +204,56 @@ TEST_F(DeferredWork, AWriteThatRunsPastTheBudgetIsCommittedByTheWriterThread) {
   EXPECT_EQ(db.fetch_one("SELECT count(*) FROM t")->get<std::int64_t>(0), 300001);
 }
 
+TEST_F(DeferredWork, AWriteStoppedAtTheBudgetIsAppliedExactlyOnce) {
+  // SQLite consults the progress handler once more after a statement has halted, and with a
+  // budget this short that last call is often the one that finds it spent: a lone write that
+  // had already committed by itself then reported SQLITE_INTERRUPT, went to the writer thread
+  // and ran a second time.
+  auto p = params();
+  p.inline_budget = 1us;
+  auto infra = started(p);
+  entity::database db(infra);
+  db.execute("CREATE TABLE t(n INTEGER)");
+  constexpr int n = 2000;
+  for (int i = 0; i < n; ++i) {
+    recorder r;
+    auto ticket = infra->defer(statement("INSERT INTO t VALUES (?)", {i}), r.completion());
+    ASSERT_NE(ticket, nullptr);
+    ticket->run();
+    auto out = r.get();
+    ASSERT_FALSE(out.ec) << out.diag.message;
+    ASSERT_EQ(out.res.rows_affected, 1);
+  }
+  EXPECT_EQ(db.fetch_one("SELECT count(*) FROM t")->get<std::int64_t>(0), n);
+  EXPECT_EQ(db.fetch_one("SELECT count(DISTINCT n) FROM t")->get<std::int64_t>(0), n);
+}
+
+TEST_F(DeferredWork, AWriteWhoseCommitFindsAReaderIsCommittedByTheWriterThread) {
+  // A :memory: database has no WAL: a reader in a transaction holds the lock a commit needs,
+  // and a caller's thread does not wait for it. The write goes to the writer thread, which
+  // waits, and commits it once the reader is done.
+  entity::sqlite_params p;  // ":memory:"
+  auto infra = started(p);
+  entity::database db(infra);
+  db.execute("CREATE TABLE t(n INTEGER)");
+  recorder r;
+  {
+    auto reader = db.acquire();
+    reader->execute("BEGIN");
+    EXPECT_EQ(reader->fetch_one("SELECT count(*) FROM t")->get<std::int64_t>(0), 0);
+    auto ticket = infra->defer(statement("INSERT INTO t VALUES (1)"), r.completion());
+    ASSERT_NE(ticket, nullptr);
+    ticket->run();
+    EXPECT_EQ(r.future.wait_for(100ms), std::future_status::timeout)
+        << "the commit cannot happen while the reader holds its lock";
+    reader->execute("COMMIT");
+  }
+  auto out = r.get();
+  ASSERT_FALSE(out.ec) << out.diag.message;
+  EXPECT_NE(r.thread, std::this_thread::get_id()) << "committed by the writer thread";
+  EXPECT_EQ(db.fetch_one("SELECT count(*) FROM t")->get<std::int64_t>(0), 1);
+}
+
 TEST_F(DeferredWork, TransactionsScriptsAndDurableWritesAreNeverLeftToTheCaller) {
   {
     auto infra = started(params());
