@@ -346,7 +346,7 @@ async def test_invalid_sql_and_bad_parameters_raise(memory_infra):
     with pytest.raises(sqlite3.IntegrityError) as info:
         await memory_infra.execute_async("INSERT INTO k VALUES (1)")
     assert isinstance(info.value, entity_db.ConstraintError)
-    assert info.value.sqlite_errorcode in (19, 1555, 2067)
+    assert info.value.sqlite_errorcode == 1555  # SQLITE_CONSTRAINT_PRIMARYKEY
 
     # Nothing of that broke the infrastructure.
     assert await memory_infra.execute_async("SELECT COUNT(*) FROM k", fetch_one=True) == (1,)
