@@ -202,6 +202,7 @@ void loop_bridge::deliver() {
   ready.swap(done_);
   for (auto& op : ready) {
     op->delivered = true;
+    ++counters_.completions;
     py_ref fut = std::move(op->future);
     if (!fut) continue;
     PyObject* is_done = ENTITY_PY_CALL(fut.get(), "done");
@@ -239,6 +240,7 @@ void loop_bridge::deliver() {
 }
 
 void loop_bridge::on_readable() {
+  ++counters_.wakeups;
   std::uint64_t count;
   [[maybe_unused]] ssize_t n = ::read(fd_, &count, sizeof count);
   {

@@ -20,6 +20,7 @@
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/execution_context.hpp>
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -125,6 +126,13 @@ class loop_bridge final : public event_loop, public std::enable_shared_from_this
   void finished(std::shared_ptr<pending_op> op);
   /// The loop has had a turn (GIL held): the eventfd's reader callback.
   void on_readable();
+
+  /// What the bridge has done so far (the loop's thread only).
+  struct counters {
+    std::uint64_t wakeups = 0;      ///< times the eventfd woke the loop
+    std::uint64_t completions = 0;  ///< operations handed back to Python
+  };
+  counters stats() const noexcept { return counters_; }
   /// The loop is gone or closing: operations still pending are cancelled, queued work is
   /// dropped (tickets go back to the engine's threads), later work is dropped as it comes.
   /// Called with the GIL held.
@@ -156,6 +164,7 @@ class loop_bridge final : public event_loop, public std::enable_shared_from_this
   std::size_t pending_prune_at_ = 64;
   bool running_ = false;
   bool streak_ = false;
+  counters counters_;
   std::chrono::steady_clock::time_point streak_start_{};
 };
 

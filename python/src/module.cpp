@@ -552,6 +552,15 @@ PYBIND11_MODULE(_core, m) {
     register_classes(mapping.ptr());
   });
   m.def("_at_exit", &at_exit);
+  m.def("loop_stats", [] {
+    std::shared_ptr<loop_bridge> b = bridge_for_running_loop();
+    if (!b) throw_python();
+    py::dict d;
+    d["wakeups"] = b->stats().wakeups;
+    d["completions"] = b->stats().completions;
+    return d;
+  }, "For the running event loop: how often completions from the engine's threads woke it "
+     "(`wakeups`) and how many operations it has completed (`completions`).");
   m.attr("MAX_JSON_DEPTH") = max_json_depth;
   m.attr("INLINE_STREAK_SECONDS") =
       std::chrono::duration<double>(loop_bridge::inline_streak).count();

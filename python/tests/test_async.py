@@ -203,6 +203,23 @@ async def test_fifty_concurrent_stores_all_land(any_target):
     assert values == [{"i": i} for i in range(50)]
 
 
+@pytest.mark.asyncio
+async def test_completions_from_the_engine_come_back_in_batches(sqlite_target):
+    # With no inline budget every store runs on the engine's writer thread, which commits
+    # them in groups: a group's completions reach the loop through one wake-up, not one each.
+    mem = sqlite_target.open(inline_budget=0).memory()
+    await mem.store("warm", 0)
+    before = entity_db._core.loop_stats()
+    n = 500
+    await asyncio.gather(*[mem.store(f"k{i}", i) for i in range(n)])
+    after = entity_db._core.loop_stats()
+    completions = after["completions"] - before["completions"]
+    wakeups = after["wakeups"] - before["wakeups"]
+    assert completions == n
+    assert 1 <= wakeups <= n // 5, f"{wakeups} wake-ups for {n} completions"
+    assert await mem.size() == n + 1
+
+
 MANY_LOOPS = """
 import asyncio, json, sys, threading
 import entity_db
