@@ -33,21 +33,27 @@ void cancellation::clear() noexcept {
   gone = std::move(wake_);
 }
 
-std::shared_ptr<infrastructure> make_infrastructure(std::string_view url) {
+engine_target parse_target(std::string_view url) {
   auto starts = [&](std::string_view prefix) { return url.substr(0, prefix.size()) == prefix; };
-  if (starts("postgresql://") || starts("postgres://")) {
+  if (starts("postgresql://") || starts("postgres://")) return {true, std::string(url)};
+  std::string_view path = url;
+  if (starts("sqlite://"))
+    path = url.substr(9);
+  else if (starts("sqlite:"))
+    path = url.substr(7);
+  if (path.empty()) throw error(errc::invalid_argument, {"the database path is empty", {}});
+  return {false, std::string(path)};
+}
+
+std::shared_ptr<infrastructure> make_infrastructure(std::string_view url) {
+  engine_target t = parse_target(url);
+  if (t.postgres) {
     postgres_params p;
-    p.url = std::string(url);
+    p.url = std::move(t.location);
     return std::make_shared<postgres_infrastructure>(std::move(p));
   }
-  std::string path(url);
-  if (starts("sqlite://"))
-    path = std::string(url.substr(9));
-  else if (starts("sqlite:"))
-    path = std::string(url.substr(7));
-  if (path.empty()) throw error(errc::invalid_argument, {"the database path is empty", {}});
   sqlite_params p;
-  p.path = path;
+  p.path = std::move(t.location);
   return std::make_shared<sqlite_infrastructure>(std::move(p));
 }
 

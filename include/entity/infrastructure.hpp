@@ -228,8 +228,18 @@ class infrastructure {
   virtual std::string_view backend_name() const noexcept = 0;
 };
 
-/// Opens the engine `url` names: a path, "sqlite:PATH" or ":memory:" give SQLite;
-/// "postgresql://..." or "postgres://..." give PostgreSQL. Not started yet.
+/// What a database URL names: which engine, and what that engine is given (a SQLite path or
+/// ":memory:", or the PostgreSQL URL itself).
+struct engine_target {
+  bool postgres = false;
+  std::string location;
+};
+/// "postgresql://..." or "postgres://..." name PostgreSQL; a path, "sqlite:PATH",
+/// "sqlite://PATH" or ":memory:" name SQLite. Throws entity::error (invalid_argument) for an
+/// empty path.
+engine_target parse_target(std::string_view url);
+
+/// Opens the engine `url` names (see parse_target) with its default settings. Not started yet.
 std::shared_ptr<infrastructure> make_infrastructure(std::string_view url);
 
 }  // namespace entity

@@ -319,10 +319,10 @@ py::object tx_query(const py_transaction& tx, const std::string& sql, py::object
 std::shared_ptr<py_database> open_database(const std::string& target, py::dict kwargs) {
   settings s(kwargs);
   std::shared_ptr<infrastructure> infra;
-  auto starts = [&](std::string_view p) { return target.rfind(p, 0) == 0; };
-  if (starts("postgresql://") || starts("postgres://")) {
+  engine_target where = parse_target(target);
+  if (where.postgres) {
     postgres_params p;
-    p.url = target;
+    p.url = std::move(where.location);
     s.count("pool_size", p.pool_size, 1);
     s.count("min_connections", p.min_connections);
     s.seconds("query_timeout", p.query_timeout);
@@ -333,10 +333,7 @@ std::shared_ptr<py_database> open_database(const std::string& target, py::dict k
     infra = std::make_shared<postgres_infrastructure>(std::move(p));
   } else {
     sqlite_params p;
-    p.path = target;
-    if (starts("sqlite://")) p.path = target.substr(9);
-    else if (starts("sqlite:")) p.path = target.substr(7);
-    if (p.path.empty()) throw error(errc::invalid_argument, {"the database path is empty", {}});
+    p.path = std::move(where.location);
     s.count("pool_size", p.pool_size, 1);
     s.count("min_connections", p.min_connections);
     s.seconds("query_timeout", p.query_timeout);

@@ -254,6 +254,11 @@ TEST(SqliteInfrastructure, MakeInfrastructureChoosesTheBackend) {
   }
   EXPECT_TRUE(std::filesystem::exists(dir.file("a.db")));
   EXPECT_TRUE(std::filesystem::exists(dir.file("b.db")));
+  EXPECT_EQ(entity::parse_target("sqlite:///abs/x.db").location, "/abs/x.db");
+  EXPECT_EQ(entity::parse_target("sqlite:rel/x.db").location, "rel/x.db");
+  EXPECT_FALSE(entity::parse_target("rel/x.db").postgres);
+  EXPECT_TRUE(entity::parse_target("postgres://u@h/db").postgres);
+  EXPECT_EQ(entity::parse_target("postgresql://u@h/db").location, "postgresql://u@h/db");
   try {
     entity::make_infrastructure("sqlite:");
     FAIL() << "an empty path was accepted";
