@@ -161,7 +161,7 @@ void loop_bridge::started(const std::shared_ptr<pending_op>& op) {
       wake();
     }
   }
-  if (op->delivered) return;
+  if (op->delivered()) return;
   if (pending_.size() >= pending_prune_at_) {
     std::erase_if(pending_, [](const std::weak_ptr<pending_op>& w) { return w.expired(); });
     pending_prune_at_ = std::max<std::size_t>(64, 2 * pending_.size());
@@ -171,7 +171,7 @@ void loop_bridge::started(const std::shared_ptr<pending_op>& op) {
   std::weak_ptr<pending_op> weak = op;
   py::cpp_function on_done([weak](py::handle fut) {
     auto o = weak.lock();
-    if (!o || o->delivered) return;
+    if (!o || o->delivered()) return;
     py::object cancelled = fut.attr("cancelled")();
     if (cancelled.cast<bool>()) o->cancel.emit(boost::asio::cancellation_type::terminal);
   });
@@ -201,10 +201,8 @@ void loop_bridge::deliver() {
   std::vector<std::shared_ptr<pending_op>> ready;
   ready.swap(done_);
   for (auto& op : ready) {
-    op->delivered = true;
     ++counters_.completions;
     py_ref fut = std::move(op->future);
-    if (!fut) continue;
     PyObject* is_done = ENTITY_PY_CALL(fut.get(), "done");
     bool skip = !is_done || PyObject_IsTrue(is_done) == 1;  // cancelled meanwhile
     Py_XDECREF(is_done);
@@ -269,7 +267,7 @@ void loop_bridge::close(bool loop_alive) {
   auto self = shared_from_this();  // keeps *this alive past the registry's erase
   // Nothing will await what is still running: stop it in the engine.
   for (auto& w : pending_)
-    if (auto op = w.lock(); op && !op->delivered)
+    if (auto op = w.lock(); op && !op->delivered())
       op->cancel.emit(boost::asio::cancellation_type::terminal);
   pending_.clear();
   {

@@ -91,7 +91,8 @@ struct pending_op {
   /// exception a transaction function raised); may return null: the engine's error then.
   detail::unique_function<PyObject*()> make_error;
   boost::asio::cancellation_signal cancel;
-  bool delivered = false;
+  /// Handed to Python (its future was completed, or found cancelled): the future is gone then.
+  bool delivered() const noexcept { return !future; }
 };
 
 class loop_bridge final : public event_loop, public std::enable_shared_from_this<loop_bridge> {

@@ -262,17 +262,13 @@ struct py_transaction {
 };
 
 struct py_database {
-  std::shared_ptr<infrastructure> infra;
   std::optional<database> db;
   std::string target;
 
-  py_database(std::shared_ptr<infrastructure> i, database d, std::string t)
-      : infra(std::move(i)), db(std::move(d)), target(std::move(t)) {}
-  ~py_database() {
-    drop_without_gil(db);
-    drop_without_gil(infra);
-  }
+  py_database(database d, std::string t) : db(std::move(d)), target(std::move(t)) {}
+  ~py_database() { drop_without_gil(db); }
   const database& get() const { return *db; }
+  infrastructure& engine() const { return db->infra(); }
 };
 
 // What a Python transaction body left behind: its result, or the exception it raised.
@@ -362,7 +358,7 @@ std::shared_ptr<py_database> open_database(const std::string& target, py::dict k
   run_sync([&] { infra->startup(); });
   remember(infra);
   database db(infra);
-  return std::make_shared<py_database>(infra, db, target);
+  return std::make_shared<py_database>(std::move(db), target);
 }
 
 // ---- Memory and VectorStore ------------------------------------------------------------------
@@ -589,7 +585,7 @@ PYBIND11_MODULE(_core, m) {
   auto dbc = py::class_<py_database, std::shared_ptr<py_database>>(m, "Database");
   dbc.def_property_readonly("backend",
                             [](const py_database& d) { return std::string(d.get().backend_name()); })
-      .def_property_readonly("closed", [](const py_database& d) { return !d.infra->running(); })
+      .def_property_readonly("closed", [](const py_database& d) { return !d.engine().running(); })
       .def_property_readonly("target", [](const py_database& d) { return d.target; })
       .def("stats", [](const py_database& d) { return steal_or_throw(from_stats(d.get().stats())); })
       .def("with_timeout",
@@ -599,7 +595,7 @@ PYBIND11_MODULE(_core, m) {
              auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                  std::chrono::duration<double>(seconds));
              if (ms.count() < 1) ms = std::chrono::milliseconds(1);
-             return std::make_shared<py_database>(d.infra, d.get().with_timeout(ms), d.target);
+             return std::make_shared<py_database>(d.get().with_timeout(ms), d.target);
            },
            py::arg("seconds"))
       .def("memory",
@@ -724,7 +720,7 @@ PYBIND11_MODULE(_core, m) {
          // the future completes once every operation in flight has completed or failed.
          return start_async<void>(
              [&](diagnostics&, auto h) {
-               auto infra = d.infra;
+               auto infra = d.get().infra_ptr();
                std::thread([infra, h = std::move(h)]() mutable {
                  infra->shutdown();
                  auto ex = asio::get_associated_executor(h);
@@ -733,7 +729,7 @@ PYBIND11_MODULE(_core, m) {
              },
              none_result{});
        },
-       [](const py_database& d) { run_sync([&] { d.infra->shutdown(); }); });
+       [](const py_database& d) { run_sync([&] { d.engine().shutdown(); }); });
 
   // -- Memory
   auto memc = py::class_<py_memory>(m, "Memory");
