@@ -16,6 +16,7 @@ README for the settings, the classes and the errors.
 
 from __future__ import annotations
 
+import asyncio as _asyncio
 import atexit as _atexit
 import builtins as _builtins
 from collections import namedtuple as _namedtuple
@@ -161,6 +162,30 @@ Recalled = _namedtuple("Recalled", "key value distance")
 Match = _namedtuple("Match", "id distance metadata")
 VectorItem = _namedtuple("VectorItem", "id vector metadata")
 CollectionInfo = _namedtuple("CollectionInfo", "name dim metric count indexed")
+
+class _GroupedFuture(_asyncio.Future):
+    """The future of a write. The engine's work for it runs when it is first awaited (or on the
+    loop's next turn), not when it is started: writes started together (``asyncio.gather``)
+    are all queued by then and commit as one group. Cancelling it cancels the write."""
+
+    __slots__ = ("_op",)
+
+    def __await__(self):
+        if not self.done():
+            self._op.awaited()
+        return _future_await(self)
+
+    __iter__ = __await__
+
+    def cancel(self, msg=None):
+        if not _future_cancel(self, msg):
+            return False
+        self._op.cancel()
+        return True
+
+
+_future_await = _asyncio.Future.__await__
+_future_cancel = _asyncio.Future.cancel
 
 from . import _core  # noqa: E402  (the classes above are handed to it)
 

@@ -20,6 +20,7 @@ struct classes {
   PyObject* match = nullptr;     // Match(id, distance, metadata)
   PyObject* item = nullptr;      // VectorItem(id, vector, metadata)
   PyObject* info = nullptr;      // CollectionInfo(name, dim, metric, count, indexed)
+  PyObject* grouped_future = nullptr;  // _GroupedFuture
   PyObject* row_classes = nullptr;  // dict: tuple of column names -> Row subclass
 };
 classes& cls() {
@@ -328,8 +329,11 @@ void register_classes(PyObject* mapping) {
   c.match = lookup(mapping, "Match");
   c.item = lookup(mapping, "VectorItem");
   c.info = lookup(mapping, "CollectionInfo");
+  c.grouped_future = lookup(mapping, "_GroupedFuture");
   c.row_classes = PyDict_New();
 }
+
+PyObject* grouped_future_class() noexcept { return cls().grouped_future; }
 
 PyObject* make_exception(const error_code& ec, const diagnostics& diag) {
   auto it = cls().errors.find(class_name(ec));

@@ -43,6 +43,8 @@ inline constexpr int max_json_depth = 512;
 /// The classes the pure-Python part of the package defines, handed over at import time
 /// (`_core._register`): the exceptions by name, Row, and the record types.
 void register_classes(PyObject* mapping);
+/// The future class of writes (entity_db._GroupedFuture, see loop_bridge::completes).
+PyObject* grouped_future_class() noexcept;
 
 // ---- errors --------------------------------------------------------------------------------
 

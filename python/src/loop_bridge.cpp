@@ -87,7 +87,7 @@ std::shared_ptr<loop_bridge> loop_bridge::create(PyObject* loop) {
     if (auto s = weak.lock()) s->on_readable();
   });
   py::cpp_function marker([weak] {
-    if (auto s = weak.lock()) s->streak_ = false;
+    if (auto s = weak.lock()) s->on_turn();
   });
   b->marker_ = py_ref::borrow(marker.ptr());
   py::handle(loop).attr("add_reader")(fd, readable);
@@ -114,59 +114,62 @@ void loop_bridge::post(detail::unique_function<void()> f) {
   }
 }
 
-void loop_bridge::wake() {
-  {
-    std::lock_guard lock(m_);
-    if (signalled_ || closed_) return;
-    signalled_ = true;
-  }
-  std::uint64_t one = 1;
-  [[maybe_unused]] ssize_t n = ::write(fd_, &one, sizeof one);
-}
-
-void loop_bridge::schedule_turn_marker() {
-  if (!loop_raw_) return;
+void loop_bridge::ensure_turn() {
+  if (turn_scheduled_ || !loop_raw_) return;
   PyObject* r = ENTITY_PY_CALL(loop_raw_, "call_soon", marker_.get());
   if (!r) {
     PyErr_Clear();
-    streak_ = false;
     return;
   }
   Py_DECREF(r);
+  turn_scheduled_ = true;
 }
 
-void loop_bridge::started(const std::shared_ptr<pending_op>& op) {
-  bool queued;
+void loop_bridge::on_turn() {
+  turn_scheduled_ = false;
+  streak_ = false;
+  drain();
+}
+
+bool loop_bridge::queued() {
+  std::lock_guard lock(m_);
+  return !queue_.empty();
+}
+
+void loop_bridge::drain() {
+  if (running_ || !queued()) return;
   {
-    std::lock_guard lock(m_);
-    queued = !queue_.empty();
+    py::gil_scoped_release nogil;
+    run_queue();
   }
-  if (queued && !running_) {
-    auto now = std::chrono::steady_clock::now();
-    bool may_inline = true;
-    if (!streak_) {
-      streak_ = true;
-      streak_start_ = now;
-      schedule_turn_marker();
-    } else if (now - streak_start_ >= inline_streak) {
-      may_inline = false;
-    }
-    if (may_inline) {
-      {
-        py::gil_scoped_release nogil;
-        run_queue();
-      }
-      deliver();
-    } else {
-      wake();
-    }
+  deliver();
+}
+
+void loop_bridge::drain_now_or_next_turn() {
+  if (running_ || !queued()) return;
+  auto now = std::chrono::steady_clock::now();
+  if (!streak_) {
+    streak_ = true;
+    streak_start_ = now;
+    ensure_turn();  // the turn that ends the streak
+  } else if (now - streak_start_ >= inline_streak) {
+    return ensure_turn();  // the loop's next turn runs it: other tasks go first
   }
+  drain();
+}
+
+void loop_bridge::started(const std::shared_ptr<pending_op>& op, completes when) {
+  if (when == completes::at_once)
+    drain_now_or_next_turn();
+  else if (queued())
+    ensure_turn();  // for a future nobody awaits; an await runs it sooner (awaited())
   if (op->delivered()) return;
   if (pending_.size() >= pending_prune_at_) {
     std::erase_if(pending_, [](const std::weak_ptr<pending_op>& w) { return w.expired(); });
     pending_prune_at_ = std::max<std::size_t>(64, 2 * pending_.size());
   }
   pending_.push_back(op);
+  if (when == completes::with_its_group) return;  // its future's cancel() reaches it
   // Still pending: a cancelled future cancels the operation.
   std::weak_ptr<pending_op> weak = op;
   py::cpp_function on_done([weak](py::handle fut) {
@@ -178,6 +181,10 @@ void loop_bridge::started(const std::shared_ptr<pending_op>& op) {
   PyObject* r = ENTITY_PY_CALL(op->future.get(), "add_done_callback", on_done.ptr());
   if (!r) throw py::error_already_set();
   Py_DECREF(r);
+}
+
+void loop_bridge::awaited(const std::shared_ptr<pending_op>& op) {
+  if (!op->delivered()) drain_now_or_next_turn();
 }
 
 void loop_bridge::finished(std::shared_ptr<pending_op> op) { done_.push_back(std::move(op)); }
@@ -246,12 +253,7 @@ void loop_bridge::on_readable() {
     signalled_ = false;
   }
   streak_ = false;
-  if (running_) return;
-  {
-    py::gil_scoped_release nogil;
-    run_queue();
-  }
-  deliver();
+  drain();
 }
 
 void loop_bridge::close() { close(true); }

@@ -118,10 +118,22 @@ class loop_bridge final : public event_loop, public std::enable_shared_from_this
 
   /// Queues `f` to run on the loop's thread (any thread may call it).
   void post(detail::unique_function<void()> f) override;
-  /// After an operation was started on the loop's thread (GIL held): runs what it queued now,
-  /// or leaves it to the loop's next turn; arranges for cancellation of the future to reach
-  /// the operation when it is still pending.
-  void started(const std::shared_ptr<pending_op>& op);
+  /// When an operation started on the loop's thread runs the work it left to the loop.
+  enum class completes {
+    /// Before the call that started it returns (unless the streak is spent: then on the loop's
+    /// next turn). Reads: nothing is gained by waiting.
+    at_once,
+    /// When its future is first awaited, or on the loop's next turn: writes started together
+    /// (asyncio.gather) are all queued by then, and the first ticket commits them as one group.
+    with_its_group,
+  };
+  /// After an operation was started on the loop's thread (GIL held): runs what it queued, as
+  /// `when` says; arranges for cancellation of the future to reach the operation while it is
+  /// pending.
+  void started(const std::shared_ptr<pending_op>& op, completes when);
+  /// An operation of completes::with_its_group is awaited (GIL held): runs what is queued now,
+  /// or on the loop's next turn when the streak is spent.
+  void awaited(const std::shared_ptr<pending_op>& op);
   /// An operation's handler ran (on the loop's thread, GIL released): `op` is delivered to
   /// Python after the queue is empty.
   void finished(std::shared_ptr<pending_op> op);
@@ -142,15 +154,18 @@ class loop_bridge final : public event_loop, public std::enable_shared_from_this
  private:
   explicit loop_bridge(int fd);
   void close(bool loop_alive);
-  void wake();
+  bool queued();
+  void drain();                   // GIL held: runs the queue now, then delivers
+  void drain_now_or_next_turn();  // GIL held: drain() within the streak, else ensure_turn()
+  void ensure_turn();             // GIL held: on_turn() runs on the loop's next turn
+  void on_turn();
   void run_queue();  // GIL released
   void deliver();    // GIL held
-  void schedule_turn_marker();
 
   boost::asio::execution_context context_;
   PyObject* loop_raw_ = nullptr;  // borrowed: valid until loop_weak_'s callback closes us
   py_ref loop_weak_;              // a weak reference to the loop
-  py_ref marker_;                 // the callable that ends a streak on the loop's next turn
+  py_ref marker_;                 // the callable of on_turn()
   int fd_ = -1;
   std::thread::id loop_thread_;
 
@@ -165,6 +180,7 @@ class loop_bridge final : public event_loop, public std::enable_shared_from_this
   std::size_t pending_prune_at_ = 64;
   bool running_ = false;
   bool streak_ = false;
+  bool turn_scheduled_ = false;
   counters counters_;
   std::chrono::steady_clock::time_point streak_start_{};
 };

@@ -72,21 +72,51 @@ struct none_result {
   PyObject* operator()() const { Py_RETURN_NONE; }
 };
 
+// What a future of loop_bridge::completes::with_its_group holds (Python's _GroupedFuture calls
+// it): its await runs the loop's queued work, and its cancel() cancels the operation.
+struct grouped_op {
+  std::weak_ptr<pending_op> op;
+  void awaited() const {
+    if (auto o = op.lock()) o->bridge->awaited(o);
+  }
+  void cancel() const {
+    if (auto o = op.lock(); o && !o->delivered())
+      o->cancel.emit(boost::asio::cancellation_type::terminal);
+  }
+};
+
+// A future for `op` on `bridge`'s loop: an asyncio future, or a _GroupedFuture that knows `op`.
+py::object make_future(loop_bridge& bridge, const std::shared_ptr<pending_op>& op,
+                       loop_bridge::completes when) {
+  if (when == loop_bridge::completes::at_once)
+    return steal_or_throw(ENTITY_PY_CALL(bridge.loop(), "create_future"));
+  static PyObject* kwnames = Py_BuildValue("(s)", "loop");
+  PyObject* args[] = {bridge.loop()};
+  py::object fut = steal_or_throw(PyObject_Vectorcall(grouped_future_class(), args, 0, kwnames));
+  py::object handle = py::cast(grouped_op{op});
+  static PyObject* op_name = PyUnicode_InternFromString("_op");
+  if (PyObject_SetAttr(fut.ptr(), op_name, handle.ptr()) < 0) throw_python();
+  return fut;
+}
+
 // Starts `initiate(diag, handler)` (a C++ async_* call) for the running loop; returns its
-// future. T is the handler's value type (void for none); to_py(T&) builds the Python result.
+// future. T is the handler's value type (void for none); to_py(T&) builds the Python result;
+// `when` says when the work left to the loop runs (loop_bridge::completes).
 template <class T, class Initiate, class ToPy>
-py::object start_async(Initiate&& initiate, ToPy to_py, std::shared_ptr<pending_op> op = {}) {
+py::object start_async(Initiate&& initiate, ToPy to_py,
+                       loop_bridge::completes when = loop_bridge::completes::at_once,
+                       std::shared_ptr<pending_op> op = {}) {
   std::shared_ptr<loop_bridge> bridge = bridge_for_running_loop();
   if (!bridge) throw_python();
   if (!op) op = std::make_shared<pending_op>();
   op->bridge = bridge;
-  py::object fut = steal_or_throw(ENTITY_PY_CALL(bridge->loop(), "create_future"));
+  py::object fut = make_future(*bridge, op, when);
   op->future = py_ref::borrow(fut.ptr());
   auto handler = asio::bind_cancellation_slot(
       op->cancel.slot(),
       asio::bind_executor(bridge->executor(), completion<T, ToPy>{op, std::move(to_py)}));
   std::forward<Initiate>(initiate)(op->diag, std::move(handler));
-  bridge->started(op);
+  bridge->started(op, when);
   return fut;
 }
 
@@ -478,8 +508,8 @@ struct call_signature<R (C::*)(A...) const> {
   using args = std::tuple<A...>;
 };
 
-template <class T, class Class, class Prepare, class Async, class Sync, class ToPy, class... A,
-          class... Extra>
+template <class T, loop_bridge::completes When, class Class, class Prepare, class Async,
+          class Sync, class ToPy, class... A, class... Extra>
 void verb_of(Class& c, const char* name, std::tuple<A...>*, Prepare prepare, Async async_call,
              Sync sync_call, ToPy to_py, const Extra&... extra) {
   using Self = typename Class::type;
@@ -491,7 +521,7 @@ void verb_of(Class& c, const char* name, std::tuple<A...>*, Prepare prepare, Asy
                 std::apply([&](auto&... x) { async_call(self.get(), diag, std::move(h), std::move(x)...); },
                            args);
               },
-              to_py);
+              to_py, When);
         },
         extra...);
   c.def((std::string(name) + "_sync").c_str(),
@@ -516,11 +546,13 @@ void verb_of(Class& c, const char* name, std::tuple<A...>*, Prepare prepare, Asy
 // (a tuple), once, before either form starts; `async_call(api, diag, handler, args...)` and
 // `sync_call(api, args...) -> T` are the two forms of the C++ call; `to_py(T&)` (`to_py()`
 // for void) builds the Python result of both. `name` is the awaitable, `name_sync` the blocking.
-template <class T, class Class, class Prepare, class Async, class Sync, class ToPy,
-          class... Extra>
+// A write completes with its group (loop_bridge::completes): writes started together commit
+// together.
+template <class T, loop_bridge::completes When = loop_bridge::completes::at_once, class Class,
+          class Prepare, class Async, class Sync, class ToPy, class... Extra>
 void verb(Class& c, const char* name, Prepare prepare, Async async_call, Sync sync_call,
           ToPy to_py, const Extra&... extra) {
-  verb_of<T>(c, name, static_cast<typename call_signature<Prepare>::args*>(nullptr),
+  verb_of<T, When>(c, name, static_cast<typename call_signature<Prepare>::args*>(nullptr),
              std::move(prepare), std::move(async_call), std::move(sync_call), std::move(to_py),
              extra...);
 }
@@ -581,6 +613,12 @@ PYBIND11_MODULE(_core, m) {
            },
            py::arg("sql"), py::arg("params") = py::none());
 
+  // Writes complete with their group, so that writes started together commit together.
+  constexpr auto grouped = loop_bridge::completes::with_its_group;
+  py::class_<grouped_op>(m, "_GroupedOperation")
+      .def("awaited", &grouped_op::awaited)
+      .def("cancel", &grouped_op::cancel);
+
   // -- Database
   auto dbc = py::class_<py_database, std::shared_ptr<py_database>>(m, "Database");
   dbc.def_property_readonly("backend",
@@ -616,7 +654,7 @@ PYBIND11_MODULE(_core, m) {
     return std::tuple(std::move(sql), to_params(args.ptr()));
   };
   auto py_result = [](result& r) { return from_result(r); };
-  verb<result>(
+  verb<result, grouped>(
       dbc, "execute", statement,
       [](const database& d, diagnostics& diag, auto h, std::string sql, params args) {
         d.async_execute(std::move(sql), std::move(args), diag, std::move(h));
@@ -655,7 +693,7 @@ PYBIND11_MODULE(_core, m) {
       },
       [](const database& d, std::string sql) { d.execute_script(std::move(sql)); },
       none_result{}, py::arg("sql"));
-  verb<result>(
+  verb<result, grouped>(
       dbc, "execute_many",
       [](std::string sql, py::object seq) {
         std::vector<params> batch;
@@ -685,7 +723,7 @@ PYBIND11_MODULE(_core, m) {
                if (!out->value) Py_RETURN_NONE;
                return py_ref::borrow(out->value.get()).release();
              },
-             op);
+             loop_bridge::completes::at_once, op);
        },
        [](const py_database& d, py::object fn) -> py::object {
          auto out = std::make_shared<body_outcome>();
@@ -737,7 +775,7 @@ PYBIND11_MODULE(_core, m) {
       .def("scope", [](const py_memory& x, const std::string& name) {
         return py_memory(x.get().scope(name));
       }, py::arg("name"));
-  verb<void>(
+  verb<void, grouped>(
       memc, "store",
       [](std::string key, py::object value, py::object embedding) {
         json v = to_json(value.ptr(), "the value of key '" + key + "'");
@@ -783,7 +821,7 @@ PYBIND11_MODULE(_core, m) {
   auto nothing = [] { return std::tuple<>(); };
   auto as_bool = [](bool& b) { return py_bool(b); };
   auto as_int = [](std::int64_t& n) { return py_int(n); };
-  verb<bool>(
+  verb<bool, grouped>(
       memc, "delete", one_key,
       [](const memory& m, diagnostics& diag, auto h, std::string key) {
         m.async_erase(std::move(key), diag, std::move(h));
@@ -804,7 +842,7 @@ PYBIND11_MODULE(_core, m) {
       },
       [](const memory& m, std::string p) { return m.keys(std::move(p)); },
       [](std::vector<std::string>& k) { return from_strings(k); }, py::arg("pattern") = "%");
-  verb<std::int64_t>(
+  verb<std::int64_t, grouped>(
       memc, "clear", pattern,
       [](const memory& m, diagnostics& diag, auto h, std::string p) {
         m.async_clear(std::move(p), diag, std::move(h));
@@ -820,7 +858,7 @@ PYBIND11_MODULE(_core, m) {
       [](const memory& m, diagnostics& diag, auto h) { m.async_stats(diag, std::move(h)); },
       [](const memory& m) { return m.stats(); },
       [](memory_stats& st) { return from_memory_stats(st); });
-  verb<void>(
+  verb<void, grouped>(
       memc, "batch_store", [](py::object items) { return std::tuple(to_items(items)); },
       [](const memory& m, diagnostics& diag, auto h, memory::items v) {
         m.async_batch_store(std::move(v), diag, std::move(h));
@@ -853,7 +891,7 @@ PYBIND11_MODULE(_core, m) {
   auto collection_and_id = [](std::string collection, std::string id) {
     return std::tuple(std::move(collection), std::move(id));
   };
-  verb<bool>(
+  verb<bool, grouped>(
       vsc, "create_collection",
       [](std::string name, std::int64_t dim, std::string m) {
         return std::tuple(std::move(name), to_dim(dim), to_metric(m));
@@ -864,7 +902,7 @@ PYBIND11_MODULE(_core, m) {
         return v.create_collection(std::move(name), dim, m);
       },
       as_bool, py::arg("name"), py::arg("dim"), py::arg("metric") = "cosine");
-  verb<bool>(
+  verb<bool, grouped>(
       vsc, "drop_collection", one_key,
       [](const vector_store& v, diagnostics& diag, auto h, std::string name) {
         v.async_drop_collection(std::move(name), diag, std::move(h));
@@ -878,7 +916,7 @@ PYBIND11_MODULE(_core, m) {
       },
       [](const vector_store& v) { return v.list_collections(); },
       [](std::vector<collection_info>& c) { return from_collections(c); });
-  verb<void>(
+  verb<void, grouped>(
       vsc, "upsert",
       [](std::string collection, std::string id, py::object vector, py::object metadata) {
         auto v = to_floats(vector.ptr(), "the vector of id '" + id + "'");
@@ -895,7 +933,7 @@ PYBIND11_MODULE(_core, m) {
       },
       none_result{}, py::arg("collection"), py::arg("id"), py::arg("vector"),
       py::arg("metadata") = py::none());
-  verb<void>(
+  verb<void, grouped>(
       vsc, "upsert_batch",
       [](std::string collection, py::object items) {
         return std::tuple(std::move(collection), to_vector_items(items));
@@ -906,7 +944,7 @@ PYBIND11_MODULE(_core, m) {
         vs.upsert_batch(std::move(c), std::move(b));
       },
       none_result{}, py::arg("collection"), py::arg("items"));
-  verb<bool>(
+  verb<bool, grouped>(
       vsc, "delete", collection_and_id,
       [](const vector_store& vs, diagnostics& diag, auto h, std::string c, std::string id) {
         vs.async_erase(std::move(c), std::move(id), diag, std::move(h));

@@ -204,6 +204,45 @@ async def test_fifty_concurrent_stores_all_land(any_target):
 
 
 @pytest.mark.asyncio
+async def test_stores_started_together_commit_as_one_group(sqlite_target):
+    db = sqlite_target.open()
+    mem = db.memory()
+    await mem.store("warm", 0)
+    before = db.stats()
+    await asyncio.gather(*[mem.store(f"k{i}", i) for i in range(20)])
+    after = db.stats()
+    assert after["group_commits"] - before["group_commits"] == 1
+    assert after["grouped_operations"] - before["grouped_operations"] == 20
+    assert await mem.size() == 21
+
+
+@pytest.mark.asyncio
+async def test_a_write_nobody_awaits_still_runs_on_the_next_turn(any_target):
+    mem = any_target.open().memory()
+    fut = mem.store("k", {"v": 1})  # never awaited
+    for _ in range(200):
+        if fut.done():
+            break
+        await asyncio.sleep(0.005)
+    assert fut.done() and fut.exception() is None
+    assert await mem.load("k") == {"v": 1}
+
+
+@pytest.mark.asyncio
+async def test_a_write_cancelled_before_it_runs_writes_nothing(sqlite_target):
+    mem = sqlite_target.open().memory()
+    await mem.store("warm", 0)
+    fut = mem.store("k", 1)
+    assert fut.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await fut
+    await asyncio.sleep(0.05)
+    assert await mem.exists("k") is False
+    await mem.store("k", 2)  # the memory goes on as before
+    assert await mem.load("k") == 2
+
+
+@pytest.mark.asyncio
 async def test_completions_from_the_engine_come_back_in_batches(sqlite_target):
     # With no inline budget every store runs on the engine's writer thread, which commits
     # them in groups: a group's completions reach the loop through one wake-up, not one each.
