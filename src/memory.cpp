@@ -2,20 +2,15 @@
 
 #include <algorithm>
 #include <atomic>
-#include <boost/asio/any_completion_executor.hpp>
-#include <boost/asio/dispatch.hpp>
-#include <boost/asio/executor_work_guard.hpp>
-#include <boost/asio/post.hpp>
-#include <boost/asio/system_executor.hpp>
 #include <cmath>
 #include <mutex>
 #include <string_view>
 #include <unordered_set>
+#include <variant>
 
-#include "common/caller_binding.hpp"
+#include "common/op_runner.hpp"
 
 namespace entity {
-namespace asio = boost::asio;
 
 // What every view of one memory shares: the SQL of its backend, fixed when the memory is made
 // (views are made from any thread while others use the memory, so nothing here is rewritten),
@@ -31,18 +26,19 @@ namespace asio = boost::asio;
 struct memory::shared {
   enum class embeddings_state : int { unknown, absent, present };
 
-  shared(const database& db, const vector_store_params& recall)
-      : upsert(pg(db) ? "INSERT INTO memory (key, value) VALUES (?, ?) "
+  shared(const database& d, const vector_store_params& recall)
+      : db(d),
+        upsert(pg(d) ? "INSERT INTO memory (key, value) VALUES (?, ?) "
                         "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
                       : "INSERT OR REPLACE INTO memory (key, value) VALUES (?, ?)"),
         // Bytes, not characters: SQLite's length() of TEXT counts characters.
-        value_bytes(pg(db) ? "octet_length(value)" : "length(CAST(value AS BLOB))"),
+        value_bytes(pg(d) ? "octet_length(value)" : "length(CAST(value AS BLOB))"),
         // Any number of keys in one bound parameter (a JSON array of strings).
-        values_of_keys(pg(db) ? "SELECT key, value FROM memory WHERE key IN "
+        values_of_keys(pg(d) ? "SELECT key, value FROM memory WHERE key IN "
                                 "(SELECT jsonb_array_elements_text(CAST(? AS jsonb)))"
                               : "SELECT key, value FROM memory WHERE key IN "
                                 "(SELECT value FROM json_each(?))"),
-        vectors(db, recall) {
+        vectors(d, recall) {
     if (!vector_store::valid_name(embeddings_collection))
       throw error(errc::invalid_argument, {"the embeddings collection name is not valid", {}});
   }
@@ -64,6 +60,7 @@ struct memory::shared {
         std::memory_order_acq_rel);
   }
 
+  const database db;
   const std::string upsert;
   const std::string value_bytes;
   const std::string values_of_keys;
@@ -199,14 +196,6 @@ json decode(const value& stored, const std::string& key, error_code& ec, diagnos
   return json();
 }
 
-json decode_or_throw(const value& stored, const std::string& key) {
-  error_code ec;
-  diagnostics diag;
-  json j = decode(stored, key, ec, &diag);
-  throw_if(ec, diag);
-  return j;
-}
-
 std::string in_list_sql() {
   std::string sql = "SELECT key, value FROM memory WHERE key IN (";
   for (std::size_t i = 0; i < memory::load_chunk; ++i) sql += i ? ",?" : "?";
@@ -239,95 +228,6 @@ void collect(std::vector<row>& rows, const std::string& prefix, memory::loaded& 
   }
 }
 
-// Completes `h` with (ec, args...) outside the call that started the operation, as asio
-// requires: through a thread of the system executor, then on the handler's own executor. A
-// type-erased handler's executor cannot be required to be non-blocking, hence the hop.
-template <class... A>
-void complete_later(asio::any_completion_handler<void(error_code, A...)>& h, error_code ec,
-                    std::type_identity_t<A>... args) {
-  auto work = asio::make_work_guard(h);  // keeps the caller's executor running meanwhile
-  asio::post(asio::system_executor(),
-             [h = std::move(h), work = std::move(work), ec, ... args = std::move(args)]() mutable {
-               auto ex = work.get_executor();
-               asio::dispatch(ex, [h = std::move(h), ec, ... args = std::move(args)]() mutable {
-                 std::move(h)(ec, std::move(args)...);
-               });
-             });
-}
-
-// Fails `h` with `ec` and empty results.
-template <class... A>
-void fail_later(asio::any_completion_handler<void(error_code, A...)>& h, error_code ec) {
-  complete_later(h, ec, A{}...);
-}
-
-// The database's async calls, with or without the caller's diagnostics.
-template <class Cont>
-void run_execute(const database& db, std::string sql, params args, diagnostics* diag, Cont&& c) {
-  if (diag)
-    db.async_execute(std::move(sql), std::move(args), *diag, std::forward<Cont>(c));
-  else
-    db.async_execute(std::move(sql), std::move(args), std::forward<Cont>(c));
-}
-template <class Cont>
-void run_fetch_one(const database& db, std::string sql, params args, diagnostics* diag, Cont&& c) {
-  if (diag)
-    db.async_fetch_one(std::move(sql), std::move(args), *diag, std::forward<Cont>(c));
-  else
-    db.async_fetch_one(std::move(sql), std::move(args), std::forward<Cont>(c));
-}
-template <class Cont>
-void run_fetch_all(const database& db, std::string sql, params args, diagnostics* diag, Cont&& c) {
-  if (diag)
-    db.async_fetch_all(std::move(sql), std::move(args), *diag, std::forward<Cont>(c));
-  else
-    db.async_fetch_all(std::move(sql), std::move(args), std::forward<Cont>(c));
-}
-template <class Cont>
-void run_transaction(const database& db, transaction_body body, diagnostics* diag, Cont&& c) {
-  if (diag)
-    db.async_transaction(std::move(body), *diag, std::forward<Cont>(c));
-  else
-    db.async_transaction(std::move(body), std::forward<Cont>(c));
-}
-
-// The first async use of a memory: creates the table without waiting for it, then `retry(h)`
-// starts the operation again (the table is known from then on), or `h` fails with the
-// creation's error. Waiting would block the caller's executor, and a caller running on the
-// engine's writer thread (a plain callback of a write) would wait for itself forever. Each step
-// continues on the caller's executor with the caller's cancellation slot: the operation
-// `retry` starts connects that slot, which asio allows only where the caller may emit.
-template <class H, class Retry>
-void create_table_then(const database& db, std::shared_ptr<memory::shared> s, diagnostics* diag,
-                       H h, Retry retry) {
-  auto work = asio::make_work_guard(h);  // the caller's executor has nothing else to wait on
-  auto to = detail::caller_of(h);        // before h moves into the continuation
-  run_execute(db, create_sql, {}, diag,
-              to([db, s = std::move(s), h = std::move(h), retry = std::move(retry),
-                  work = std::move(work), to](error_code ec, result) mutable {
-                if (ec) return fail_later(h, ec);
-                // Then whether the embeddings collection exists (see memory::shared).
-                db.async_fetch_one(
-                    probe_sql, {collection_name()},
-                    to([s = std::move(s), h = std::move(h), retry = std::move(retry),
-                        work = std::move(work)](error_code ec, std::optional<row> r) mutable {
-                      // Cancelled, the probe answered nothing: the next operation asks again.
-                      if (ec == errc::cancelled) return fail_later(h, ec);
-                      s->probed(ec, r.has_value());
-                      s->table_ready.store(true, std::memory_order_release);
-                      retry(std::move(h));
-                    }));
-              }));
-}
-
-template <class Cont>
-void run_vector_transaction(const vector_store& vs, vector_transaction_body body, diagnostics* diag,
-                            Cont&& c) {
-  if (diag)
-    vs.async_transaction(std::move(body), *diag, std::forward<Cont>(c));
-  else
-    vs.async_transaction(std::move(body), std::forward<Cont>(c));
-}
 
 // ---- the bodies of writes that keep embeddings in step -----------------------------------------
 // Each may run more than once (see database::transaction): they only read what they capture.
@@ -365,10 +265,10 @@ vector_transaction_body embedded_store_body(std::string upsert, std::string key,
   };
 }
 
-vector_transaction_body erase_body(std::string full_key, std::shared_ptr<bool> existed) {
+vector_transaction_body erase_body(std::string full_key, std::shared_ptr<std::int64_t> erased) {
   return
-      [full_key = std::move(full_key), existed = std::move(existed)](session& s, vector_writes& w) {
-        *existed = s.execute(erase_sql, {full_key}).rows_affected > 0;
+      [full_key = std::move(full_key), erased = std::move(erased)](session& s, vector_writes& w) {
+        *erased = s.execute(erase_sql, {full_key}).rows_affected;
         w.erase(collection_name(), {full_key});
       };
 }
@@ -433,167 +333,7 @@ std::int64_t next_round(std::size_t recalled, std::size_t found, std::int64_t as
   return asked * 2;
 }
 
-}  // namespace
 
-memory::memory(database db, vector_store_params recall)
-    : memory(db, "", std::make_shared<shared>(db, recall)) {}
-
-const vector_store& memory::vectors() const noexcept { return shared_->vectors; }
-
-memory::memory(database db, std::string prefix, std::shared_ptr<shared> s)
-    : db_(std::move(db)), prefix_(std::move(prefix)), shared_(std::move(s)) {}
-
-memory memory::scope(std::string_view name) const {
-  if (name.empty()) throw error(errc::invalid_argument, {"a scope name must not be empty", {}});
-  return memory(db_, prefix_ + std::string(name) + ":", shared_);
-}
-
-bool memory::table_known() const noexcept {
-  return shared_->table_ready.load(std::memory_order_acquire);
-}
-
-// Several threads may each create the table on a first use at once: CREATE ... IF NOT EXISTS
-// makes that harmless, so no lock is held across the statement.
-void memory::ensure_table() const {
-  if (table_known()) return;
-  db_.execute(create_sql);
-  error_code ec;
-  diagnostics diag;
-  auto found = db_.fetch_one(probe_sql, {collection_name()}, ec, diag);
-  shared_->probed(ec, found.has_value());
-  shared_->table_ready.store(true, std::memory_order_release);
-}
-
-// ---- sync ---------------------------------------------------------------------------------
-
-void memory::store(std::string key, json value) const {
-  ensure_table();
-  if (!shared_->embeddings_possible()) {
-    db_.execute(shared_->upsert, {prefix_ + key, encode(value, key)});
-    return;
-  }
-  shared_->vectors.transaction(
-      plain_store_body(shared_->upsert, prefix_ + key, encode(value, key)));
-}
-
-void memory::store(std::string key, json value, std::vector<float> embedding) const {
-  check_vector(embedding, "the embedding of key '" + key + "'");
-  std::string text = encode(value, key);
-  ensure_table();
-  std::string full_key = prefix_ + key;
-  shared_->vectors.transaction(
-      embedded_store_body(shared_->upsert, std::move(key), std::move(full_key), std::move(text),
-                          std::make_shared<const std::vector<float>>(std::move(embedding))));
-  shared_->embeddings_present();
-}
-
-memory::recollection memory::recall(std::vector<float> query, std::int64_t k) const {
-  check_k(k);
-  check_vector(query, "the query vector");
-  ensure_table();
-  json filter = scope_filter(prefix_);
-  for (std::int64_t asked = k;;) {
-    vector_store::matches found;
-    try {
-      found = shared_->vectors.search(collection_name(), query, asked, filter);
-    } catch (const error& e) {
-      if (e.code() == errc::not_found) return {};  // no embedding stored yet
-      throw;
-    }
-    shared_->embeddings_present();
-    if (found.empty()) return {};
-    auto rows = db_.fetch_all(shared_->values_of_keys, keys_of(found));
-    error_code ec;
-    diagnostics diag;
-    std::size_t stale = 0;
-    recollection out = pick_recalled(found, rows, prefix_, stale, ec, &diag);
-    throw_if(ec, diag);
-    asked = next_round(out.size(), found.size(), asked, k);
-    if (asked == 0) {
-      if (out.size() > static_cast<std::size_t>(k)) out.resize(static_cast<std::size_t>(k));
-      return out;
-    }
-  }
-}
-
-std::optional<json> memory::load(std::string key) const {
-  ensure_table();
-  auto r = db_.fetch_one(load_sql, {prefix_ + key});
-  if (!r) return std::nullopt;
-  return decode_or_throw((*r)[0], key);
-}
-
-json memory::load(std::string key, json default_value) const {
-  auto v = load(std::move(key));
-  return v ? std::move(*v) : std::move(default_value);
-}
-
-bool memory::erase(std::string key) const {
-  ensure_table();
-  if (!shared_->embeddings_possible())
-    return db_.execute(erase_sql, {prefix_ + key}).rows_affected > 0;
-  auto existed = std::make_shared<bool>(false);
-  shared_->vectors.transaction(erase_body(prefix_ + key, existed));
-  return *existed;
-}
-
-bool memory::exists(std::string key) const {
-  ensure_table();
-  return db_.fetch_one(exists_sql, {prefix_ + key}).has_value();
-}
-
-std::vector<std::string> memory::keys(std::string pattern) const {
-  ensure_table();
-  params args;
-  std::string sql =
-      "SELECT key FROM memory" + where_matching(prefix_, pattern, args) + " ORDER BY key";
-  std::vector<std::string> out;
-  for (const row& r : db_.fetch_all(std::move(sql), std::move(args)))
-    out.push_back(r[0].as_text().substr(prefix_.size()));
-  return out;
-}
-
-std::int64_t memory::clear(std::string pattern) const {
-  ensure_table();
-  params args;
-  std::string sql = "DELETE FROM memory" + where_matching(prefix_, pattern, args);
-  if (!shared_->embeddings_possible())
-    return db_.execute(std::move(sql), std::move(args)).rows_affected;
-  auto removed = std::make_shared<std::int64_t>(0);
-  shared_->vectors.transaction(clear_body(std::move(sql), std::move(args), removed));
-  return *removed;
-}
-
-std::int64_t memory::size() const {
-  ensure_table();
-  params args;
-  std::string sql = "SELECT count(*) FROM memory" + where_matching(prefix_, "%", args);
-  return db_.fetch_one(std::move(sql), std::move(args))->get<std::int64_t>(0);
-}
-
-namespace {
-// The count and JSON bytes of the keys under `prefix`; read back by stats_of.
-std::string stats_sql(const std::string& value_bytes, const std::string& prefix, params& args) {
-  return "SELECT count(*), coalesce(sum(" + value_bytes + "), 0) FROM memory" +
-         where_matching(prefix, "%", args);
-}
-memory_stats stats_of(const row& r, const database& db) {
-  memory_stats s;
-  s.keys = r.get<std::int64_t>(0);
-  s.value_bytes = r.get<std::int64_t>(1);
-  s.engine = db.stats();
-  return s;
-}
-}  // namespace
-
-memory_stats memory::stats() const {
-  ensure_table();
-  params args;
-  std::string sql = stats_sql(shared_->value_bytes, prefix_, args);
-  return stats_of(*db_.fetch_one(std::move(sql), std::move(args)), db_);
-}
-
-namespace {
 // Items per INSERT of a batch_store: 256 bound values, far under either backend's limit.
 constexpr std::size_t rows_per_insert = 128;
 
@@ -655,211 +395,515 @@ vector_transaction_body batch_store_vector_body(std::shared_ptr<const memory::it
     }
   };
 }
-}  // namespace
 
-void memory::batch_store(items values) const {
-  ensure_table();
-  if (values.empty()) return;
-  auto shared_values = std::make_shared<const items>(std::move(values));
-  if (shared_->embeddings_possible())
-    return shared_->vectors.transaction(
-        batch_store_vector_body(std::move(shared_values), prefix_, shared_->upsert));
-  db_.transaction(batch_store_body(std::move(shared_values), prefix_, shared_->upsert));
-}
+// ---- how operations run ------------------------------------------------------------------------
+// Each operation is written once, as a chain of steps on a detail::runner (common/op_runner.hpp):
+// inline for the sync and error_code& forms, through the async API with every continuation on
+// the caller's executor for the async form.
 
-memory::loaded memory::batch_load(std::vector<std::string> keys) const {
-  ensure_table();
-  loaded out;
-  out.reserve(keys.size());
-  for (std::size_t from = 0; from < keys.size(); from += load_chunk) {
-    auto rows = db_.fetch_all(batch_load_sql(), chunk_params(keys, from, prefix_));
-    error_code ec;
-    diagnostics diag;
-    collect(rows, prefix_, out, ec, &diag);
-    throw_if(ec, diag);
-  }
-  return out;
-}
+using memory_shared = detail::access::shared_t<memory>;
+template <class R>
+using step_result = detail::step_result<R>;
 
-// ---- async --------------------------------------------------------------------------------
-// Each continuation is bound to the executor of the caller's handler: the database dispatches
-// it there, so the handler runs where asio's rules say it must.
-
-void memory::start_store(diagnostics* diag, void_handler h, std::string key, json value) const {
-  if (!table_known())
-    return create_table_then(db_, shared_, diag, std::move(h),
-                             [self = *this, diag, key = std::move(key),
-                              value = std::move(value)](void_handler h) mutable {
-                               self.start_store(diag, std::move(h), std::move(key),
-                                                std::move(value));
-                             });
-  std::string text;
-  try {
-    text = encode(value, key);
-  } catch (const error& e) {
-    if (diag) *diag = e.diag();
-    return fail_later(h, e.code());
-  }
-  auto to = detail::caller_of(h);  // before h moves into the continuation
-  if (shared_->embeddings_possible()) {
-    auto cont = to([h = std::move(h)](error_code ec) mutable { std::move(h)(ec); });
-    return run_vector_transaction(shared_->vectors,
-                                  plain_store_body(shared_->upsert, prefix_ + key, std::move(text)),
-                                  diag, std::move(cont));
-  }
-  auto cont = to([h = std::move(h)](error_code ec, result) mutable { std::move(h)(ec); });
-  run_execute(db_, shared_->upsert, {prefix_ + key, std::move(text)}, diag, std::move(cont));
-}
-
-void memory::start_store_embedded(diagnostics* diag, void_handler h, std::string key, json value,
-                                  std::vector<float> embedding) const {
-  std::string text;
-  try {
-    check_vector(embedding, "the embedding of key '" + key + "'");
-    text = encode(value, key);
-  } catch (const error& e) {
-    if (diag) *diag = e.diag();
-    return fail_later(h, e.code());
-  }
-  if (!table_known())
-    return create_table_then(db_, shared_, diag, std::move(h),
-                             [self = *this, diag, key = std::move(key), value = std::move(value),
-                              embedding = std::move(embedding)](void_handler h) mutable {
-                               self.start_store_embedded(diag, std::move(h), std::move(key),
-                                                         std::move(value), std::move(embedding));
-                             });
-  auto to = detail::caller_of(h);  // before h moves into the continuation
-  auto cont = to([h = std::move(h), s = shared_](error_code ec) mutable {
-    if (!ec) s->embeddings_present();
-    s.reset();  // see recall_op::finish
-    std::move(h)(ec);
-  });
-  std::string full_key = prefix_ + key;
-  run_vector_transaction(
-      shared_->vectors,
-      embedded_store_body(shared_->upsert, std::move(key), std::move(full_key), std::move(text),
-                          std::make_shared<const std::vector<float>>(std::move(embedding))),
-      diag, std::move(cont));
-}
-
-namespace {
-
-// An asynchronous recall: rounds of (search, then the current values of what it found) on the
-// caller's executor until k memories are found or there are no more.
-struct recall_op : std::enable_shared_from_this<recall_op> {
-  recall_op(memory::handler<memory::recollection> handler, detail::caller_binding caller,
-            const memory& m, std::vector<float> q, std::int64_t n, diagnostics* d)
-      : h(std::move(handler)),
-        to(std::move(caller)),
-        db(m.db()),
-        prefix(m.prefix()),
-        query(std::move(q)),
-        filter(scope_filter(prefix)),
-        k(n),
-        asked(n),
-        diag(d) {}
-  memory::handler<memory::recollection> h;  // only ever move-constructed (Boost 1.81)
-  detail::caller_binding to;   // each step, one after the other, runs with the caller's slot
-  std::optional<database> db;  // with `shared`, let go before the handler runs
-  std::string values_sql;
+// The state of one operation: the memory's shared state (let go before the caller hears the
+// end) and the view's prefix.
+template <class T>
+struct memory_op : detail::operation<std::shared_ptr<memory_shared>, T> {
+  using detail::operation<std::shared_ptr<memory_shared>, T>::operation;
   std::string prefix;
+};
+
+// Runs `next(op)` once the table exists and whether the embeddings collection exists is known
+// (see memory::shared): the first use of a memory creates the table, and asks. Several callers
+// may do so at once: CREATE ... IF NOT EXISTS makes that harmless. An async first use does not
+// wait for the table: waiting would block the caller's executor, and a caller running on the
+// engine's writer thread (a plain callback of a write) would wait for itself forever.
+template <class Op>
+void with_table(std::shared_ptr<Op> op, void (*next)(std::shared_ptr<Op>)) {
+  if (op->st->table_ready.load(std::memory_order_acquire)) return next(std::move(op));
+  op->run.execute(op->st->db, create_sql, {}, [op, next](step_result<result> r) mutable {
+    if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
+    op->run.fetch_one(op->st->db, probe_sql, {collection_name()},
+                      [op, next](step_result<std::optional<row>> r) mutable {
+                        // Cancelled, the probe answered nothing: the next operation asks again.
+                        if (r.ec == errc::cancelled) return op->fail_with(r.ec, std::move(r.diag));
+                        op->st->probed(r.ec, r.value.has_value());
+                        op->st->table_ready.store(true, std::memory_order_release);
+                        next(std::move(op));
+                      });
+  });
+}
+
+// A vector_store transaction as a step of `op`.
+template <class Op, class Next>
+void vector_transaction(const std::shared_ptr<Op>& op, vector_transaction_body body, Next&& next) {
+  const vector_store& vs = op->st->vectors;
+  op->run.template step<std::monostate>(
+      [&](error_code& ec, diagnostics& d) { vs.transaction(std::move(body), ec, d); },
+      [&](diagnostics& d, auto h) { vs.async_transaction(std::move(body), d, std::move(h)); },
+      std::forward<Next>(next));
+}
+
+// The two ways a write of the value table goes. Once embeddings may exist, through a
+// vector_store transaction whose body keeps the key's embedding in step (and sets *affected to
+// the rows it changed); before, as the single statement it always was. `done(op, rows)` ends
+// the operation.
+template <class Op>
+void vector_write(std::shared_ptr<Op> op, vector_transaction_body body,
+                  std::shared_ptr<std::int64_t> affected, void (*done)(Op&, std::int64_t)) {
+  vector_transaction(op, std::move(body), [op, affected, done](step_result<std::monostate> r) {
+    if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
+    done(*op, affected ? *affected : 0);
+  });
+}
+template <class Op>
+void plain_write(std::shared_ptr<Op> op, std::string sql, params args,
+                 void (*done)(Op&, std::int64_t)) {
+  op->run.execute(op->st->db, std::move(sql), std::move(args), [op, done](step_result<result> r) {
+    if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
+    done(*op, r.value.rows_affected);
+  });
+}
+
+// ---- the operations ----------------------------------------------------------------------------
+
+struct store_op : memory_op<std::monostate> {
+  using memory_op::memory_op;
+  std::string key;
+  json value;
+  std::string text;
+
+  static void start(std::shared_ptr<store_op> op) {
+    if (!op->attempt([&] { op->text = encode(op->value, op->key); })) return;
+    with_table(op, &store_op::write);
+  }
+  static void write(std::shared_ptr<store_op> op) {
+    auto done = [](store_op& o, std::int64_t) { o.succeed({}); };
+    std::string full_key = op->prefix + op->key;
+    if (op->st->embeddings_possible())
+      return vector_write(op, plain_store_body(op->st->upsert, full_key, std::move(op->text)),
+                          nullptr, +done);
+    plain_write(op, op->st->upsert, {std::move(full_key), std::move(op->text)}, +done);
+  }
+};
+
+struct store_embedded_op : memory_op<std::monostate> {
+  using memory_op::memory_op;
+  std::string key;
+  json value;
+  std::vector<float> embedding;
+  std::string text;
+
+  static void start(std::shared_ptr<store_embedded_op> op) {
+    if (!op->attempt([&] {
+          check_vector(op->embedding, "the embedding of key '" + op->key + "'");
+          op->text = encode(op->value, op->key);
+        }))
+      return;
+    with_table(op, &store_embedded_op::write);
+  }
+  static void write(std::shared_ptr<store_embedded_op> op) {
+    auto body = embedded_store_body(
+        op->st->upsert, op->key, op->prefix + op->key, std::move(op->text),
+        std::make_shared<const std::vector<float>>(std::move(op->embedding)));
+    vector_transaction(op, std::move(body), [op](step_result<std::monostate> r) {
+      if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
+      op->st->embeddings_present();
+      op->succeed({});
+    });
+  }
+};
+
+struct load_op : memory_op<std::optional<json>> {
+  using memory_op::memory_op;
+  std::string key;
+
+  static void start(std::shared_ptr<load_op> op) { with_table(op, &load_op::read); }
+  static void read(std::shared_ptr<load_op> op) {
+    op->run.fetch_one(op->st->db, load_sql, {op->prefix + op->key},
+                      [op](step_result<std::optional<row>> r) {
+                        if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
+                        if (!r.value) return op->succeed(std::nullopt);
+                        error_code ec;
+                        diagnostics diag;
+                        json j = decode((*r.value)[0], op->key, ec, &diag);
+                        if (ec) return op->fail_with(ec, std::move(diag));
+                        op->succeed(std::move(j));
+                      });
+  }
+};
+
+struct erase_op : memory_op<bool> {
+  using memory_op::memory_op;
+  std::string key;
+
+  static void start(std::shared_ptr<erase_op> op) { with_table(op, &erase_op::write); }
+  static void write(std::shared_ptr<erase_op> op) {
+    auto done = [](erase_op& o, std::int64_t rows) { o.succeed(rows > 0); };
+    std::string full_key = op->prefix + op->key;
+    if (op->st->embeddings_possible()) {
+      auto erased = std::make_shared<std::int64_t>(0);
+      return vector_write(op, erase_body(full_key, erased), erased, +done);
+    }
+    plain_write(op, erase_sql, {std::move(full_key)}, +done);
+  }
+};
+
+struct exists_op : memory_op<bool> {
+  using memory_op::memory_op;
+  std::string key;
+
+  static void start(std::shared_ptr<exists_op> op) { with_table(op, &exists_op::read); }
+  static void read(std::shared_ptr<exists_op> op) {
+    op->run.fetch_one(op->st->db, exists_sql, {op->prefix + op->key},
+                      [op](step_result<std::optional<row>> r) {
+                        if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
+                        op->succeed(r.value.has_value());
+                      });
+  }
+};
+
+struct keys_op : memory_op<std::vector<std::string>> {
+  using memory_op::memory_op;
+  std::string pattern;
+
+  static void start(std::shared_ptr<keys_op> op) { with_table(op, &keys_op::read); }
+  static void read(std::shared_ptr<keys_op> op) {
+    params args;
+    std::string sql =
+        "SELECT key FROM memory" + where_matching(op->prefix, op->pattern, args) + " ORDER BY key";
+    op->run.fetch_all(op->st->db, std::move(sql), std::move(args),
+                      [op](step_result<database::rows> r) {
+                        if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
+                        std::vector<std::string> out;
+                        out.reserve(r.value.size());
+                        for (const row& rw : r.value)
+                          out.push_back(rw[0].as_text().substr(op->prefix.size()));
+                        op->succeed(std::move(out));
+                      });
+  }
+};
+
+struct clear_op : memory_op<std::int64_t> {
+  using memory_op::memory_op;
+  std::string pattern;
+
+  static void start(std::shared_ptr<clear_op> op) { with_table(op, &clear_op::write); }
+  static void write(std::shared_ptr<clear_op> op) {
+    auto done = [](clear_op& o, std::int64_t rows) { o.succeed(rows); };
+    params args;
+    std::string sql = "DELETE FROM memory" + where_matching(op->prefix, op->pattern, args);
+    if (op->st->embeddings_possible()) {
+      auto removed = std::make_shared<std::int64_t>(0);
+      return vector_write(op, clear_body(std::move(sql), std::move(args), removed), removed,
+                          +done);
+    }
+    plain_write(op, std::move(sql), std::move(args), +done);
+  }
+};
+
+// One row of one statement over the view's keys: size and stats.
+template <class T>
+struct count_op : memory_op<T> {
+  using memory_op<T>::memory_op;
+  // The statement (given the view's prefix, it adds its parameters) and what its row means.
+  std::string (*sql_of)(const memory_shared&, const std::string& prefix, params&) = nullptr;
+  T (*value_of)(const row&, const database&) = nullptr;
+
+  static void start(std::shared_ptr<count_op> op) { with_table(op, &count_op::read); }
+  static void read(std::shared_ptr<count_op> op) {
+    params args;
+    std::string sql = op->sql_of(*op->st, op->prefix, args);
+    op->run.fetch_one(op->st->db, std::move(sql), std::move(args),
+                      [op](step_result<std::optional<row>> r) {
+                        if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
+                        op->succeed(op->value_of(r.value.value(), op->st->db));
+                      });
+  }
+};
+
+std::string size_sql(const memory_shared&, const std::string& prefix, params& args) {
+  return "SELECT count(*) FROM memory" + where_matching(prefix, "%", args);
+}
+std::int64_t size_of(const row& r, const database&) { return r.get<std::int64_t>(0); }
+
+// The count and JSON bytes of the keys under `prefix`.
+std::string stats_sql(const memory_shared& s, const std::string& prefix, params& args) {
+  return "SELECT count(*), coalesce(sum(" + s.value_bytes + "), 0) FROM memory" +
+         where_matching(prefix, "%", args);
+}
+memory_stats stats_of(const row& r, const database& db) {
+  memory_stats s;
+  s.keys = r.get<std::int64_t>(0);
+  s.value_bytes = r.get<std::int64_t>(1);
+  s.engine = db.stats();
+  return s;
+}
+
+struct batch_store_op : memory_op<std::monostate> {
+  using memory_op::memory_op;
+  std::shared_ptr<const memory::items> values;
+
+  static void start(std::shared_ptr<batch_store_op> op) { with_table(op, &batch_store_op::write); }
+  static void write(std::shared_ptr<batch_store_op> op) {
+    if (op->values->empty()) return op->succeed({});
+    auto done = [op](step_result<std::monostate> r) {
+      if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
+      op->succeed({});
+    };
+    if (op->st->embeddings_possible())
+      return vector_transaction(
+          op, batch_store_vector_body(op->values, op->prefix, op->st->upsert), std::move(done));
+    op->run.transaction(op->st->db, batch_store_body(op->values, op->prefix, op->st->upsert),
+                        std::move(done));
+  }
+};
+
+// The keys are read load_chunk at a time: one after the other inline, side by side on the
+// readers for an async caller (each chunk with a runner, and so a cancellation slot, of its
+// own). The last chunk to finish ends the operation, with the first failure if any.
+struct batch_load_op : memory_op<memory::loaded> {
+  using memory_op::memory_op;
+  std::vector<std::string> keys;
+  std::vector<detail::runner> chunk_runs;
+  std::mutex mu;
+  std::size_t remaining = 0;
+  error_code ec;
+  diagnostics first_failure;
+  memory::loaded out;
+
+  static void start(std::shared_ptr<batch_load_op> op) { with_table(op, &batch_load_op::read); }
+  static void read(std::shared_ptr<batch_load_op> op) {
+    if (op->keys.empty()) return op->succeed({});
+    const std::size_t chunks = (op->keys.size() + memory::load_chunk - 1) / memory::load_chunk;
+    op->out.reserve(op->keys.size());
+    op->remaining = chunks;
+    op->chunk_runs = op->run.fan_out(chunks);
+    for (std::size_t i = 0; i < chunks; ++i) {
+      if (!op->run.is_async() && op->ec) {  // inline, a failure ends the reading
+        op->chunk_done(std::unique_lock(op->mu));
+        continue;
+      }
+      op->chunk_runs[i].fetch_all(op->st->db, batch_load_sql(),
+                                  chunk_params(op->keys, i * memory::load_chunk, op->prefix),
+                                  [op](step_result<database::rows> r) {
+                                    std::unique_lock lk(op->mu);
+                                    if (!op->ec && r.ec) {
+                                      op->ec = r.ec;
+                                      op->first_failure = std::move(r.diag);
+                                    } else if (!op->ec) {
+                                      collect(r.value, op->prefix, op->out, op->ec,
+                                              &op->first_failure);
+                                    }
+                                    op->chunk_done(std::move(lk));
+                                  });
+    }
+  }
+  void chunk_done(std::unique_lock<std::mutex> lk) {
+    if (--remaining > 0) return;
+    lk.unlock();
+    if (ec) return fail_with(ec, std::move(first_failure));
+    succeed(std::move(out));
+  }
+};
+
+// Rounds of (search, then the current values of what it found) until k memories are found or
+// there are no more.
+struct recall_op : memory_op<memory::recollection> {
+  using memory_op::memory_op;
   std::vector<float> query;
+  std::int64_t k = 0;
+  std::int64_t asked = 0;
   json filter;
-  std::int64_t k;
-  std::int64_t asked;
-  diagnostics* diag;
-  diagnostics step_diag;  // the steps' own, copied to the caller's on failure
-  std::shared_ptr<memory::shared> shared;
 
-  // The engine is let go before the caller hears the end: a caller who then drops its own
-  // handles must not leave the engine's last owner on one of the engine's threads (this op
-  // dies on the thread that ran the last step), which cannot shut the engine down from there.
-  void finish(error_code ec, memory::recollection out) {
-    db.reset();
-    shared.reset();
-    if (ec && diag) *diag = std::move(step_diag);
-    if (ec) out.clear();
-    std::move(h)(ec, std::move(out));
+  static void start(std::shared_ptr<recall_op> op) {
+    if (!op->attempt([&] {
+          check_k(op->k);
+          check_vector(op->query, "the query vector");
+        }))
+      return;
+    op->asked = op->k;
+    op->filter = scope_filter(op->prefix);
+    with_table(op, &recall_op::search);
   }
-
-  void search() {
-    auto self = shared_from_this();
-    shared->vectors.async_search(collection_name(), query, asked, filter, search_mode::approximate,
-                                 step_diag,
-                                 to([self](error_code ec, vector_store::matches found) mutable {
-                                   if (ec == errc::not_found) return self->finish({}, {});
-                                   if (ec) return self->finish(ec, {});
-                                   self->fetch(std::move(found));
-                                 }));
+  static void search(std::shared_ptr<recall_op> op) {
+    const vector_store& vs = op->st->vectors;
+    const std::string& name = collection_name();
+    op->run.step<vector_store::matches>(
+        [&](error_code& ec, diagnostics& d) {
+          return vs.search(name, op->query, op->asked, op->filter, search_mode::approximate, ec,
+                           d);
+        },
+        [&](diagnostics& d, auto h) {
+          vs.async_search(name, op->query, op->asked, op->filter, search_mode::approximate, d,
+                          std::move(h));
+        },
+        [op](step_result<vector_store::matches> r) {
+          if (r.ec == errc::not_found) return op->succeed({});  // no embedding stored yet
+          if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
+          op->st->embeddings_present();
+          if (r.value.empty()) return op->succeed({});
+          fetch(op, std::move(r.value));
+        });
   }
-
-  void fetch(vector_store::matches found);
+  static void fetch(std::shared_ptr<recall_op> op, vector_store::matches found) {
+    params args = keys_of(found);
+    op->run.fetch_all(
+        op->st->db, op->st->values_of_keys, std::move(args),
+        [op, found = std::move(found)](step_result<database::rows> r) {
+          if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
+          error_code ec;
+          diagnostics diag;
+          std::size_t stale = 0;
+          memory::recollection out = pick_recalled(found, r.value, op->prefix, stale, ec, &diag);
+          if (ec) return op->fail_with(ec, std::move(diag));
+          op->asked = next_round(out.size(), found.size(), op->asked, op->k);
+          if (op->asked != 0) return search(op);
+          if (out.size() > static_cast<std::size_t>(op->k))
+            out.resize(static_cast<std::size_t>(op->k));
+          op->succeed(std::move(out));
+        });
+  }
 };
 
 }  // namespace
 
-void memory::start_recall(diagnostics* diag, handler<recollection> h, std::vector<float> query,
-                          std::int64_t k) const {
-  try {
-    check_k(k);
-    check_vector(query, "the query vector");
-  } catch (const error& e) {
-    if (diag) *diag = e.diag();
-    return fail_later(h, e.code());
-  }
-  if (!table_known())
-    return create_table_then(
-        db_, shared_, diag, std::move(h),
-        [self = *this, diag, query = std::move(query), k](handler<recollection> h) mutable {
-          self.start_recall(diag, std::move(h), std::move(query), k);
-        });
-  auto to = detail::caller_of(h);  // before h moves into the operation
-  auto op = std::make_shared<recall_op>(std::move(h), to, *this, std::move(query), k, diag);
-  op->values_sql = shared_->values_of_keys;
-  op->shared = shared_;
-  op->search();
+// ---- the public face ---------------------------------------------------------------------------
+// Each operation: the error_code& form runs it inline, the throwing form is that one and a
+// throw, the async form runs it on the caller's executor. `Init` sets the operation's inputs.
+
+namespace {
+template <class Op, class Init>
+typename Op::value_type run_inline(const std::shared_ptr<memory_shared>& s,
+                                   const std::string& prefix, error_code& ec, diagnostics& diag,
+                                   Init&& init) {
+  return detail::run_inline<Op>(s, ec, diag, [&](Op& op) {
+    op.prefix = prefix;
+    init(op);
+  });
+}
+template <class Op, class Handler, class Init>
+void run_async(const std::shared_ptr<memory_shared>& s, const std::string& prefix,
+               diagnostics* diag, Handler h, Init&& init) {
+  detail::run_async<Op>(s, diag, std::move(h), [&](Op& op) {
+    op.prefix = prefix;
+    init(op);
+  });
+}
+}  // namespace
+
+memory::memory(database db, vector_store_params recall)
+    : memory("", std::make_shared<shared>(db, recall)) {}
+
+memory::memory(std::string prefix, std::shared_ptr<shared> s)
+    : prefix_(std::move(prefix)), shared_(std::move(s)) {}
+
+const database& memory::db() const noexcept { return shared_->db; }
+const vector_store& memory::vectors() const noexcept { return shared_->vectors; }
+
+memory memory::scope(std::string_view name) const {
+  if (name.empty()) throw error(errc::invalid_argument, {"a scope name must not be empty", {}});
+  return memory(prefix_ + std::string(name) + ":", shared_);
 }
 
-void recall_op::fetch(vector_store::matches found) {
-  shared->embeddings_present();
-  if (found.empty()) return finish({}, {});
-  auto self = shared_from_this();
-  params args = keys_of(found);
-  db->async_fetch_all(
-      values_sql, std::move(args), step_diag,
-      to([self, found = std::move(found)](error_code ec, std::vector<row> rows) mutable {
-        if (ec) return self->finish(ec, {});
-        std::size_t stale = 0;
-        memory::recollection out =
-            pick_recalled(found, rows, self->prefix, stale, ec, &self->step_diag);
-        if (ec) return self->finish(ec, {});
-        self->asked = next_round(out.size(), found.size(), self->asked, self->k);
-        if (self->asked != 0) return self->search();
-        if (out.size() > static_cast<std::size_t>(self->k))
-          out.resize(static_cast<std::size_t>(self->k));
-        self->finish({}, std::move(out));
-      }));
+// store
+
+namespace {
+auto store_inputs(std::string& key, json& value) {
+  return [&](store_op& op) {
+    op.key = std::move(key);
+    op.value = std::move(value);
+  };
+}
+auto store_inputs(std::string& key, json& value, std::vector<float>& embedding) {
+  return [&](store_embedded_op& op) {
+    op.key = std::move(key);
+    op.value = std::move(value);
+    op.embedding = std::move(embedding);
+  };
+}
+auto load_inputs(std::string& key) {
+  return [&](load_op& op) { op.key = std::move(key); };
+}
+auto recall_inputs(std::vector<float>& query, std::int64_t k) {
+  return [&query, k](recall_op& op) {
+    op.query = std::move(query);
+    op.k = k;
+  };
+}
+template <class Op>
+auto key_inputs(std::string& key) {
+  return [&](Op& op) { op.key = std::move(key); };
+}
+template <class Op>
+auto pattern_inputs(std::string& pattern) {
+  return [&](Op& op) { op.pattern = std::move(pattern); };
+}
+template <class T>
+auto count_inputs(std::string (*sql_of)(const memory_shared&, const std::string&, params&),
+                  T (*value_of)(const row&, const database&)) {
+  return [sql_of, value_of](count_op<T>& op) {
+    op.sql_of = sql_of;
+    op.value_of = value_of;
+  };
+}
+auto batch_store_inputs(memory::items& values) {
+  return [&](batch_store_op& op) {
+    op.values = std::make_shared<const memory::items>(std::move(values));
+  };
+}
+auto batch_load_inputs(std::vector<std::string>& keys) {
+  return [&](batch_load_op& op) { op.keys = std::move(keys); };
+}
+}  // namespace
+
+void memory::store(std::string key, json value, error_code& ec, diagnostics& diag) const {
+  run_inline<store_op>(shared_, prefix_, ec, diag, store_inputs(key, value));
+}
+void memory::store(std::string key, json value) const {
+  detail::throwing([&](error_code& ec, diagnostics& d) { store(std::move(key), std::move(value), ec, d); });
+}
+void memory::start_store(diagnostics* diag, void_handler h, std::string key, json value) const {
+  run_async<store_op>(shared_, prefix_, diag, std::move(h), store_inputs(key, value));
 }
 
+void memory::store(std::string key, json value, std::vector<float> embedding, error_code& ec,
+                   diagnostics& diag) const {
+  run_inline<store_embedded_op>(shared_, prefix_, ec, diag, store_inputs(key, value, embedding));
+}
+void memory::store(std::string key, json value, std::vector<float> embedding) const {
+  detail::throwing([&](error_code& ec, diagnostics& d) {
+    store(std::move(key), std::move(value), std::move(embedding), ec, d);
+  });
+}
+void memory::start_store_embedded(diagnostics* diag, void_handler h, std::string key, json value,
+                                  std::vector<float> embedding) const {
+  run_async<store_embedded_op>(shared_, prefix_, diag, std::move(h),
+                               store_inputs(key, value, embedding));
+}
+
+// load
+
+std::optional<json> memory::load(std::string key, error_code& ec, diagnostics& diag) const {
+  return run_inline<load_op>(shared_, prefix_, ec, diag, load_inputs(key));
+}
+std::optional<json> memory::load(std::string key) const {
+  return detail::throwing(
+      [&](error_code& ec, diagnostics& d) { return load(std::move(key), ec, d); });
+}
 void memory::start_load(diagnostics* diag, handler<std::optional<json>> h, std::string key) const {
-  if (!table_known())
-    return create_table_then(
-        db_, shared_, diag, std::move(h),
-        [self = *this, diag, key = std::move(key)](handler<std::optional<json>> h) mutable {
-          self.start_load(diag, std::move(h), std::move(key));
-        });
-  std::string stored_key = prefix_ + key;
-  auto to = detail::caller_of(h);  // before h moves into the continuation
-  auto cont = to(
-      [h = std::move(h), key = std::move(key), diag](error_code ec, std::optional<row> r) mutable {
-        std::optional<json> out;
-        if (!ec && r) out = decode((*r)[0], key, ec, diag);
-        if (ec) out.reset();
-        std::move(h)(ec, std::move(out));
-      });
-  run_fetch_one(db_, load_sql, {std::move(stored_key)}, diag, std::move(cont));
+  run_async<load_op>(shared_, prefix_, diag, std::move(h), load_inputs(key));
 }
 
+json memory::load(std::string key, json default_value, error_code& ec, diagnostics& diag) const {
+  auto v = load(std::move(key), ec, diag);
+  return v ? std::move(*v) : ec ? json() : std::move(default_value);
+}
+json memory::load(std::string key, json default_value) const {
+  return detail::throwing([&](error_code& ec, diagnostics& d) {
+    return load(std::move(key), std::move(default_value), ec, d);
+  });
+}
 void memory::start_load_or(diagnostics* diag, handler<json> h, std::string key,
                            json default_value) const {
   auto to = detail::caller_of(h);  // before h moves into the continuation
@@ -871,197 +915,120 @@ void memory::start_load_or(diagnostics* diag, handler<json> h, std::string key,
              std::move(key));
 }
 
+// erase, exists
+
+bool memory::erase(std::string key, error_code& ec, diagnostics& diag) const {
+  return run_inline<erase_op>(shared_, prefix_, ec, diag, key_inputs<erase_op>(key));
+}
+bool memory::erase(std::string key) const {
+  return detail::throwing(
+      [&](error_code& ec, diagnostics& d) { return erase(std::move(key), ec, d); });
+}
 void memory::start_erase(diagnostics* diag, handler<bool> h, std::string key) const {
-  if (!table_known())
-    return create_table_then(db_, shared_, diag, std::move(h),
-                             [self = *this, diag, key = std::move(key)](handler<bool> h) mutable {
-                               self.start_erase(diag, std::move(h), std::move(key));
-                             });
-  auto to = detail::caller_of(h);  // before h moves into the continuation
-  if (shared_->embeddings_possible()) {
-    auto existed = std::make_shared<bool>(false);
-    auto cont = to(
-        [h = std::move(h), existed](error_code ec) mutable { std::move(h)(ec, !ec && *existed); });
-    return run_vector_transaction(shared_->vectors, erase_body(prefix_ + key, existed), diag,
-                                  std::move(cont));
-  }
-  auto cont = to([h = std::move(h)](error_code ec, result r) mutable {
-    std::move(h)(ec, !ec && r.rows_affected > 0);
-  });
-  run_execute(db_, erase_sql, {prefix_ + key}, diag, std::move(cont));
+  run_async<erase_op>(shared_, prefix_, diag, std::move(h), key_inputs<erase_op>(key));
 }
 
+bool memory::exists(std::string key, error_code& ec, diagnostics& diag) const {
+  return run_inline<exists_op>(shared_, prefix_, ec, diag, key_inputs<exists_op>(key));
+}
+bool memory::exists(std::string key) const {
+  return detail::throwing(
+      [&](error_code& ec, diagnostics& d) { return exists(std::move(key), ec, d); });
+}
 void memory::start_exists(diagnostics* diag, handler<bool> h, std::string key) const {
-  if (!table_known())
-    return create_table_then(db_, shared_, diag, std::move(h),
-                             [self = *this, diag, key = std::move(key)](handler<bool> h) mutable {
-                               self.start_exists(diag, std::move(h), std::move(key));
-                             });
-  auto to = detail::caller_of(h);  // before h moves into the continuation
-  auto cont = to([h = std::move(h)](error_code ec, std::optional<row> r) mutable {
-    std::move(h)(ec, !ec && r.has_value());
-  });
-  run_fetch_one(db_, exists_sql, {prefix_ + key}, diag, std::move(cont));
+  run_async<exists_op>(shared_, prefix_, diag, std::move(h), key_inputs<exists_op>(key));
 }
 
+// keys, clear
+
+std::vector<std::string> memory::keys(std::string pattern, error_code& ec,
+                                      diagnostics& diag) const {
+  return run_inline<keys_op>(shared_, prefix_, ec, diag, pattern_inputs<keys_op>(pattern));
+}
+std::vector<std::string> memory::keys(std::string pattern) const {
+  return detail::throwing(
+      [&](error_code& ec, diagnostics& d) { return keys(std::move(pattern), ec, d); });
+}
 void memory::start_keys(diagnostics* diag, handler<std::vector<std::string>> h,
                         std::string pattern) const {
-  if (!table_known())
-    return create_table_then(db_, shared_, diag, std::move(h),
-                             [self = *this, diag, pattern = std::move(pattern)](
-                                 handler<std::vector<std::string>> h) mutable {
-                               self.start_keys(diag, std::move(h), std::move(pattern));
-                             });
-  params args;
-  std::string sql =
-      "SELECT key FROM memory" + where_matching(prefix_, pattern, args) + " ORDER BY key";
-  auto to = detail::caller_of(h);  // before h moves into the continuation
-  auto cont =
-      to([h = std::move(h), n = prefix_.size()](error_code ec, std::vector<row> rows) mutable {
-        std::vector<std::string> out;
-        if (!ec) {
-          out.reserve(rows.size());
-          for (const row& r : rows) out.push_back(r[0].as_text().substr(n));
-        }
-        std::move(h)(ec, std::move(out));
-      });
-  run_fetch_all(db_, std::move(sql), std::move(args), diag, std::move(cont));
+  run_async<keys_op>(shared_, prefix_, diag, std::move(h), pattern_inputs<keys_op>(pattern));
 }
 
+std::int64_t memory::clear(std::string pattern, error_code& ec, diagnostics& diag) const {
+  return run_inline<clear_op>(shared_, prefix_, ec, diag, pattern_inputs<clear_op>(pattern));
+}
+std::int64_t memory::clear(std::string pattern) const {
+  return detail::throwing(
+      [&](error_code& ec, diagnostics& d) { return clear(std::move(pattern), ec, d); });
+}
 void memory::start_clear(diagnostics* diag, handler<std::int64_t> h, std::string pattern) const {
-  if (!table_known())
-    return create_table_then(
-        db_, shared_, diag, std::move(h),
-        [self = *this, diag, pattern = std::move(pattern)](handler<std::int64_t> h) mutable {
-          self.start_clear(diag, std::move(h), std::move(pattern));
-        });
-  params args;
-  std::string sql = "DELETE FROM memory" + where_matching(prefix_, pattern, args);
-  auto to = detail::caller_of(h);  // before h moves into the continuation
-  if (shared_->embeddings_possible()) {
-    auto removed = std::make_shared<std::int64_t>(0);
-    auto cont = to([h = std::move(h), removed](error_code ec) mutable {
-      std::move(h)(ec, ec ? 0 : *removed);
-    });
-    return run_vector_transaction(shared_->vectors,
-                                  clear_body(std::move(sql), std::move(args), removed), diag,
-                                  std::move(cont));
-  }
-  auto cont = to([h = std::move(h)](error_code ec, result r) mutable {
-    std::move(h)(ec, ec ? 0 : r.rows_affected);
-  });
-  run_execute(db_, std::move(sql), std::move(args), diag, std::move(cont));
+  run_async<clear_op>(shared_, prefix_, diag, std::move(h), pattern_inputs<clear_op>(pattern));
 }
 
+// size, stats
+
+std::int64_t memory::size(error_code& ec, diagnostics& diag) const {
+  return run_inline<count_op<std::int64_t>>(shared_, prefix_, ec, diag,
+                                            count_inputs(&size_sql, &size_of));
+}
+std::int64_t memory::size() const {
+  return detail::throwing([&](error_code& ec, diagnostics& d) { return size(ec, d); });
+}
 void memory::start_size(diagnostics* diag, handler<std::int64_t> h) const {
-  if (!table_known())
-    return create_table_then(db_, shared_, diag, std::move(h),
-                             [self = *this, diag](handler<std::int64_t> h) mutable {
-                               self.start_size(diag, std::move(h));
-                             });
-  params args;
-  std::string sql = "SELECT count(*) FROM memory" + where_matching(prefix_, "%", args);
-  auto to = detail::caller_of(h);  // before h moves into the continuation
-  auto cont = to([h = std::move(h)](error_code ec, std::optional<row> r) mutable {
-    std::move(h)(ec, (!ec && r) ? r->get<std::int64_t>(0) : 0);
-  });
-  run_fetch_one(db_, std::move(sql), std::move(args), diag, std::move(cont));
+  run_async<count_op<std::int64_t>>(shared_, prefix_, diag, std::move(h),
+                                    count_inputs(&size_sql, &size_of));
 }
 
+memory_stats memory::stats(error_code& ec, diagnostics& diag) const {
+  return run_inline<count_op<memory_stats>>(shared_, prefix_, ec, diag,
+                                            count_inputs(&stats_sql, &stats_of));
+}
+memory_stats memory::stats() const {
+  return detail::throwing([&](error_code& ec, diagnostics& d) { return stats(ec, d); });
+}
 void memory::start_stats(diagnostics* diag, handler<memory_stats> h) const {
-  if (!table_known())
-    return create_table_then(db_, shared_, diag, std::move(h),
-                             [self = *this, diag](handler<memory_stats> h) mutable {
-                               self.start_stats(diag, std::move(h));
-                             });
-  params args;
-  std::string sql = stats_sql(shared_->value_bytes, prefix_, args);
-  auto to = detail::caller_of(h);  // before h moves into the continuation
-  auto cont = to([h = std::move(h), db = db_](error_code ec, std::optional<row> r) mutable {
-    std::move(h)(ec, (!ec && r) ? stats_of(*r, db) : memory_stats{});
-  });
-  run_fetch_one(db_, std::move(sql), std::move(args), diag, std::move(cont));
+  run_async<count_op<memory_stats>>(shared_, prefix_, diag, std::move(h),
+                                    count_inputs(&stats_sql, &stats_of));
 }
 
+// batches
+
+void memory::batch_store(items values, error_code& ec, diagnostics& diag) const {
+  run_inline<batch_store_op>(shared_, prefix_, ec, diag, batch_store_inputs(values));
+}
+void memory::batch_store(items values) const {
+  detail::throwing([&](error_code& ec, diagnostics& d) { batch_store(std::move(values), ec, d); });
+}
 void memory::start_batch_store(diagnostics* diag, void_handler h, items values) const {
-  if (!table_known())
-    return create_table_then(
-        db_, shared_, diag, std::move(h),
-        [self = *this, diag, values = std::move(values)](void_handler h) mutable {
-          self.start_batch_store(diag, std::move(h), std::move(values));
-        });
-  if (values.empty()) return complete_later(h, error_code{});
-  auto to = detail::caller_of(h);  // before h moves into the continuation
-  auto cont = to([h = std::move(h)](error_code ec) mutable { std::move(h)(ec); });
-  auto shared_values = std::make_shared<const items>(std::move(values));
-  if (shared_->embeddings_possible())
-    return run_vector_transaction(
-        shared_->vectors,
-        batch_store_vector_body(std::move(shared_values), prefix_, shared_->upsert), diag,
-        std::move(cont));
-  run_transaction(db_, batch_store_body(std::move(shared_values), prefix_, shared_->upsert), diag,
-                  std::move(cont));
+  run_async<batch_store_op>(shared_, prefix_, diag, std::move(h), batch_store_inputs(values));
 }
 
+memory::loaded memory::batch_load(std::vector<std::string> keys, error_code& ec,
+                                  diagnostics& diag) const {
+  return run_inline<batch_load_op>(shared_, prefix_, ec, diag, batch_load_inputs(keys));
+}
+memory::loaded memory::batch_load(std::vector<std::string> keys) const {
+  return detail::throwing(
+      [&](error_code& ec, diagnostics& d) { return batch_load(std::move(keys), ec, d); });
+}
 void memory::start_batch_load(diagnostics* diag, handler<loaded> h,
                               std::vector<std::string> keys) const {
-  if (!table_known())
-    return create_table_then(
-        db_, shared_, diag, std::move(h),
-        [self = *this, diag, keys = std::move(keys)](handler<loaded> h) mutable {
-          self.start_batch_load(diag, std::move(h), std::move(keys));
-        });
-  if (keys.empty()) return complete_later(h, error_code{}, loaded{});
-  // The chunks run concurrently on the readers; the last one to finish completes the handler.
-  // Each chunk has diagnostics of its own: the engine fills them from its own threads.
-  struct gather {
-    // Boost 1.81's any_completion_handler move-assignment wraps the handler in itself; only
-    // ever move-construct it.
-    gather(handler<loaded> handler, std::size_t chunks, diagnostics* caller)
-        : remaining(chunks), h(std::move(handler)), diag(caller) {
-      if (diag) chunk_diags.resize(chunks);
-    }
-    std::mutex mu;
-    std::size_t remaining;
-    error_code ec;
-    loaded out;
-    handler<loaded> h;
-    diagnostics* diag;
-    std::vector<diagnostics> chunk_diags;
-    diagnostics first_failure;
-    std::shared_ptr<detail::cancellation_fan_out> cancel;  // lives as long as the chunks
-  };
-  const std::size_t chunks = (keys.size() + load_chunk - 1) / load_chunk;
-  auto to = detail::caller_of(h);  // before h moves into the state
-  auto state = std::make_shared<gather>(std::move(h), chunks, diag);
-  state->out.reserve(keys.size());
-  // The chunks wait side by side: each needs a cancellation slot of its own.
-  if (to.slot.is_connected())
-    state->cancel = detail::cancellation_fan_out::connect(to.slot, chunks);
-  for (std::size_t i = 0; i < chunks; ++i) {
-    diagnostics* chunk_diag = diag ? &state->chunk_diags[i] : nullptr;
-    detail::caller_binding chunk_to{
-        to.executor, state->cancel ? state->cancel->slot(i) : asio::cancellation_slot()};
-    auto cont =
-        chunk_to([state, chunk_diag, prefix = prefix_](error_code ec, std::vector<row> rows) {
-          std::unique_lock lk(state->mu);
-          if (ec) {
-            if (!state->ec && chunk_diag) state->first_failure = std::move(*chunk_diag);
-          } else if (!state->ec) {
-            collect(rows, prefix, state->out, ec, state->diag ? &state->first_failure : nullptr);
-          }
-          if (ec && !state->ec) state->ec = ec;
-          if (--state->remaining > 0) return;
-          lk.unlock();
-          if (state->ec) {
-            state->out.clear();
-            if (state->diag) *state->diag = std::move(state->first_failure);
-          }
-          std::move(state->h)(state->ec, std::move(state->out));
-        });
-    run_fetch_all(db_, batch_load_sql(), chunk_params(keys, i * load_chunk, prefix_), chunk_diag,
-                  std::move(cont));
-  }
+  run_async<batch_load_op>(shared_, prefix_, diag, std::move(h), batch_load_inputs(keys));
+}
+
+// recall
+
+memory::recollection memory::recall(std::vector<float> query, std::int64_t k, error_code& ec,
+                                    diagnostics& diag) const {
+  return run_inline<recall_op>(shared_, prefix_, ec, diag, recall_inputs(query, k));
+}
+memory::recollection memory::recall(std::vector<float> query, std::int64_t k) const {
+  return detail::throwing(
+      [&](error_code& ec, diagnostics& d) { return recall(std::move(query), k, ec, d); });
+}
+void memory::start_recall(diagnostics* diag, handler<recollection> h, std::vector<float> query,
+                          std::int64_t k) const {
+  run_async<recall_op>(shared_, prefix_, diag, std::move(h), recall_inputs(query, k));
 }
 
 }  // namespace entity

@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "entity/database.hpp"
+#include "entity/detail/initiate.hpp"
 #include "entity/vector_store.hpp"
 
 namespace entity {
@@ -56,7 +57,15 @@ struct memory_stats {
 };
 
 /// A memory over a database. Cheap to copy; copies share the database.
-/// Thread safety: any thread may call any member.
+/// Thread safety: any thread may call any member, on one memory or on copies of it.
+///
+/// Every operation has three forms, one implementation beneath:
+///   op(args...)                      throws entity::error;
+///   op(args..., error_code&, diagnostics&)  sets them on failure and returns an empty value;
+///   async_op(args..., [diagnostics&,] token)  any asio completion token.
+/// Errors, on every form: the engine's own (not_started, shut_down, query_timeout,
+/// pool_exhausted, cancelled for async), the backend's (condition::busy, ::io, ...), and the
+/// ones each operation names below. A missing key is never an error.
 class memory {
  public:
   using items = std::vector<std::pair<std::string, json>>;
@@ -85,38 +94,53 @@ class memory {
   memory scope(std::string_view name) const;
   /// The key prefix of this view ("" for the whole memory).
   const std::string& prefix() const noexcept { return prefix_; }
-  const database& db() const noexcept { return db_; }
+  const database& db() const noexcept;
   /// The vector store behind recall (it shares its in-memory index with this memory).
   const vector_store& vectors() const noexcept;
 
   // ---- sync -----------------------------------------------------------------------------
 
-  /// Stores `value` under `key`. A key that had an embedding loses it.
+  /// Stores `value` under `key`. A key that had an embedding loses it. invalid_argument when
+  /// the value cannot be written as JSON.
   void store(std::string key, json value) const;
+  void store(std::string key, json value, error_code& ec, diagnostics& diag) const;
   /// Stores `value` under `key` with its `embedding`, both in one transaction. Fails with
   /// dimension_mismatch when the memory's embeddings have another dimension, invalid_argument
   /// for an empty embedding, a NaN or infinity, or a zero vector (cosine needs a direction);
   /// on failure nothing is written.
   void store(std::string key, json value, std::vector<float> embedding) const;
+  void store(std::string key, json value, std::vector<float> embedding, error_code& ec,
+             diagnostics& diag) const;
   /// The value, or nullopt when the key is absent. A stored value that is not JSON fails with
   /// decode_error naming the key.
   std::optional<json> load(std::string key) const;
+  std::optional<json> load(std::string key, error_code& ec, diagnostics& diag) const;
   json load(std::string key, json default_value) const;
+  json load(std::string key, json default_value, error_code& ec, diagnostics& diag) const;
   /// Removes the key; true when it existed.
   bool erase(std::string key) const;
+  bool erase(std::string key, error_code& ec, diagnostics& diag) const;
   bool exists(std::string key) const;
+  bool exists(std::string key, error_code& ec, diagnostics& diag) const;
   /// Keys matching a LIKE pattern ('%' any run, '_' one character; letter case as the backend's
   /// LIKE has it: SQLite matches ASCII letters of either case), sorted.
   std::vector<std::string> keys(std::string pattern = "%") const;
+  std::vector<std::string> keys(std::string pattern, error_code& ec, diagnostics& diag) const;
   /// Removes the keys matching a LIKE pattern; returns how many.
   std::int64_t clear(std::string pattern = "%") const;
+  std::int64_t clear(std::string pattern, error_code& ec, diagnostics& diag) const;
   std::int64_t size() const;
+  std::int64_t size(error_code& ec, diagnostics& diag) const;
   memory_stats stats() const;
+  memory_stats stats(error_code& ec, diagnostics& diag) const;
   /// Stores every item in one transaction: all or nothing, any number of items.
+  /// invalid_argument when a value cannot be written as JSON (nothing is written).
   void batch_store(items values) const;
+  void batch_store(items values, error_code& ec, diagnostics& diag) const;
   /// The values of the keys that exist; missing keys are omitted. Any number of keys: they are
-  /// looked up load_chunk at a time.
+  /// looked up load_chunk at a time. decode_error naming the key for a value that is not JSON.
   loaded batch_load(std::vector<std::string> keys) const;
+  loaded batch_load(std::vector<std::string> keys, error_code& ec, diagnostics& diag) const;
   /// The `k` memories of this view whose embeddings are nearest to `query`, nearest first (ties
   /// by key). Approximate (HNSW) once the embeddings outnumber the vector store's
   /// hnsw_threshold, exact below it. Fewer than k when fewer keys of this view have embeddings;
@@ -124,129 +148,124 @@ class memory {
   /// infinity, an empty or zero query; dimension_mismatch when the query's dimension is not the
   /// embeddings'.
   recollection recall(std::vector<float> query, std::int64_t k) const;
+  recollection recall(std::vector<float> query, std::int64_t k, error_code& ec,
+                      diagnostics& diag) const;
 
   // ---- async ----------------------------------------------------------------------------
   // The handler runs on its associated executor, never inside the call that starts the
   // operation. The overloads taking `diagnostics&` fill it when the operation fails (with the
   // key, for a value that is not JSON); the caller keeps it alive until the handler runs.
-
   template <class Token>
   auto async_store(std::string key, json value, Token&& token) const {
-    return initiate(std::forward<Token>(token), &memory::start_store, nullptr, std::move(key),
-                    std::move(value));
+    return detail::initiate(std::forward<Token>(token), *this, &memory::start_store, nullptr, std::move(key), std::move(value));
   }
   template <class Token>
   auto async_store(std::string key, json value, diagnostics& diag, Token&& token) const {
-    return initiate(std::forward<Token>(token), &memory::start_store, &diag, std::move(key),
-                    std::move(value));
+    return detail::initiate(std::forward<Token>(token), *this, &memory::start_store, &diag, std::move(key), std::move(value));
   }
   template <class Token>
   auto async_store(std::string key, json value, std::vector<float> embedding, Token&& token) const {
-    return initiate(std::forward<Token>(token), &memory::start_store_embedded, nullptr,
-                    std::move(key), std::move(value), std::move(embedding));
+    return detail::initiate(std::forward<Token>(token), *this, &memory::start_store_embedded, nullptr, std::move(key), std::move(value), std::move(embedding));
   }
   template <class Token>
-  auto async_store(std::string key, json value, std::vector<float> embedding, diagnostics& diag,
-                   Token&& token) const {
-    return initiate(std::forward<Token>(token), &memory::start_store_embedded, &diag,
-                    std::move(key), std::move(value), std::move(embedding));
+  auto async_store(std::string key, json value, std::vector<float> embedding, diagnostics& diag, Token&& token) const {
+    return detail::initiate(std::forward<Token>(token), *this, &memory::start_store_embedded, &diag, std::move(key), std::move(value), std::move(embedding));
   }
   template <class Token>
   auto async_recall(std::vector<float> query, std::int64_t k, Token&& token) const {
-    return initiate(std::forward<Token>(token), &memory::start_recall, nullptr, std::move(query),
-                    k);
+    return detail::initiate(std::forward<Token>(token), *this, &memory::start_recall, nullptr, std::move(query), k);
   }
   template <class Token>
-  auto async_recall(std::vector<float> query, std::int64_t k, diagnostics& diag,
-                    Token&& token) const {
-    return initiate(std::forward<Token>(token), &memory::start_recall, &diag, std::move(query), k);
+  auto async_recall(std::vector<float> query, std::int64_t k, diagnostics& diag, Token&& token) const {
+    return detail::initiate(std::forward<Token>(token), *this, &memory::start_recall, &diag, std::move(query), k);
   }
   template <class Token>
   auto async_load(std::string key, Token&& token) const {
-    return initiate(std::forward<Token>(token), &memory::start_load, nullptr, std::move(key));
+    return detail::initiate(std::forward<Token>(token), *this, &memory::start_load, nullptr, std::move(key));
   }
   template <class Token>
   auto async_load(std::string key, diagnostics& diag, Token&& token) const {
-    return initiate(std::forward<Token>(token), &memory::start_load, &diag, std::move(key));
+    return detail::initiate(std::forward<Token>(token), *this, &memory::start_load, &diag, std::move(key));
   }
   /// The value, or `default_value` when the key is absent.
   template <class Token>
   auto async_load(std::string key, json default_value, Token&& token) const {
-    return initiate(std::forward<Token>(token), &memory::start_load_or, nullptr, std::move(key),
-                    std::move(default_value));
+    return detail::initiate(std::forward<Token>(token), *this, &memory::start_load_or, nullptr, std::move(key), std::move(default_value));
   }
   template <class Token>
   auto async_load(std::string key, json default_value, diagnostics& diag, Token&& token) const {
-    return initiate(std::forward<Token>(token), &memory::start_load_or, &diag, std::move(key),
-                    std::move(default_value));
+    return detail::initiate(std::forward<Token>(token), *this, &memory::start_load_or, &diag, std::move(key), std::move(default_value));
   }
   template <class Token>
   auto async_erase(std::string key, Token&& token) const {
-    return initiate(std::forward<Token>(token), &memory::start_erase, nullptr, std::move(key));
+    return detail::initiate(std::forward<Token>(token), *this, &memory::start_erase, nullptr, std::move(key));
   }
   template <class Token>
   auto async_erase(std::string key, diagnostics& diag, Token&& token) const {
-    return initiate(std::forward<Token>(token), &memory::start_erase, &diag, std::move(key));
+    return detail::initiate(std::forward<Token>(token), *this, &memory::start_erase, &diag, std::move(key));
   }
   template <class Token>
   auto async_exists(std::string key, Token&& token) const {
-    return initiate(std::forward<Token>(token), &memory::start_exists, nullptr, std::move(key));
+    return detail::initiate(std::forward<Token>(token), *this, &memory::start_exists, nullptr, std::move(key));
   }
   template <class Token>
   auto async_exists(std::string key, diagnostics& diag, Token&& token) const {
-    return initiate(std::forward<Token>(token), &memory::start_exists, &diag, std::move(key));
+    return detail::initiate(std::forward<Token>(token), *this, &memory::start_exists, &diag, std::move(key));
   }
   template <class Token>
   auto async_keys(std::string pattern, Token&& token) const {
-    return initiate(std::forward<Token>(token), &memory::start_keys, nullptr, std::move(pattern));
+    return detail::initiate(std::forward<Token>(token), *this, &memory::start_keys, nullptr, std::move(pattern));
   }
   template <class Token>
   auto async_keys(std::string pattern, diagnostics& diag, Token&& token) const {
-    return initiate(std::forward<Token>(token), &memory::start_keys, &diag, std::move(pattern));
+    return detail::initiate(std::forward<Token>(token), *this, &memory::start_keys, &diag, std::move(pattern));
   }
   template <class Token>
   auto async_clear(std::string pattern, Token&& token) const {
-    return initiate(std::forward<Token>(token), &memory::start_clear, nullptr, std::move(pattern));
+    return detail::initiate(std::forward<Token>(token), *this, &memory::start_clear, nullptr, std::move(pattern));
   }
   template <class Token>
   auto async_clear(std::string pattern, diagnostics& diag, Token&& token) const {
-    return initiate(std::forward<Token>(token), &memory::start_clear, &diag, std::move(pattern));
+    return detail::initiate(std::forward<Token>(token), *this, &memory::start_clear, &diag, std::move(pattern));
   }
   template <class Token>
   auto async_size(Token&& token) const {
-    return initiate(std::forward<Token>(token), &memory::start_size, nullptr);
+    return detail::initiate(std::forward<Token>(token), *this, &memory::start_size, nullptr);
   }
   template <class Token>
   auto async_size(diagnostics& diag, Token&& token) const {
-    return initiate(std::forward<Token>(token), &memory::start_size, &diag);
+    return detail::initiate(std::forward<Token>(token), *this, &memory::start_size, &diag);
   }
   template <class Token>
   auto async_stats(Token&& token) const {
-    return initiate(std::forward<Token>(token), &memory::start_stats, nullptr);
+    return detail::initiate(std::forward<Token>(token), *this, &memory::start_stats, nullptr);
   }
   template <class Token>
   auto async_stats(diagnostics& diag, Token&& token) const {
-    return initiate(std::forward<Token>(token), &memory::start_stats, &diag);
+    return detail::initiate(std::forward<Token>(token), *this, &memory::start_stats, &diag);
   }
   template <class Token>
   auto async_batch_store(items values, Token&& token) const {
-    return initiate(std::forward<Token>(token), &memory::start_batch_store, nullptr,
-                    std::move(values));
+    return detail::initiate(std::forward<Token>(token), *this, &memory::start_batch_store, nullptr, std::move(values));
   }
   template <class Token>
   auto async_batch_store(items values, diagnostics& diag, Token&& token) const {
-    return initiate(std::forward<Token>(token), &memory::start_batch_store, &diag,
-                    std::move(values));
+    return detail::initiate(std::forward<Token>(token), *this, &memory::start_batch_store, &diag, std::move(values));
   }
   template <class Token>
   auto async_batch_load(std::vector<std::string> keys, Token&& token) const {
-    return initiate(std::forward<Token>(token), &memory::start_batch_load, nullptr,
-                    std::move(keys));
+    return detail::initiate(std::forward<Token>(token), *this, &memory::start_batch_load, nullptr, std::move(keys));
   }
   template <class Token>
   auto async_batch_load(std::vector<std::string> keys, diagnostics& diag, Token&& token) const {
-    return initiate(std::forward<Token>(token), &memory::start_batch_load, &diag, std::move(keys));
+    return detail::initiate(std::forward<Token>(token), *this, &memory::start_batch_load, &diag, std::move(keys));
   }
+
+ private:
+  friend struct detail::access;
+  struct shared;
+
+  memory(std::string prefix, std::shared_ptr<shared> s);
 
   // The compiled bodies behind the templates. `diag` may be null.
   void start_store(diagnostics* diag, void_handler h, std::string key, json value) const;
@@ -267,28 +286,6 @@ class memory {
   void start_batch_store(diagnostics* diag, void_handler h, items values) const;
   void start_batch_load(diagnostics* diag, handler<loaded> h, std::vector<std::string> keys) const;
 
-  struct shared;
-
- private:
-  memory(database db, std::string prefix, std::shared_ptr<shared> s);
-  void ensure_table() const;
-  bool table_known() const noexcept;
-
-  // Starts `(this->*start)(diag, handler, args...)` for the completion signature Sig: the one
-  // place where a token becomes a type-erased handler.
-  template <class Token, class Sig, class... Args>
-  auto initiate(Token&& token,
-                void (memory::*start)(diagnostics*, boost::asio::any_completion_handler<Sig>,
-                                      Args...) const,
-                diagnostics* diag, std::type_identity_t<Args>... args) const {
-    return boost::asio::async_initiate<Token, Sig>(
-        [self = *this, start](auto h, diagnostics* d, Args... a) {
-          (self.*start)(d, boost::asio::any_completion_handler<Sig>(std::move(h)), std::move(a)...);
-        },
-        token, diag, std::move(args)...);
-  }
-
-  database db_;
   std::string prefix_;
   std::shared_ptr<shared> shared_;
 };

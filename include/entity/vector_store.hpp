@@ -54,6 +54,7 @@
 #include <vector>
 
 #include "entity/database.hpp"
+#include "entity/detail/initiate.hpp"
 #include "entity/detail/unique_function.hpp"
 
 namespace entity {
@@ -162,10 +163,14 @@ class vector_store {
   /// false when one of that name already exists with the same dimension and metric. One with
   /// another dimension or metric is an invalid_argument error.
   bool create_collection(std::string name, std::size_t dim, metric m = metric::cosine) const;
+  bool create_collection(std::string name, std::size_t dim, metric m, error_code& ec,
+                         diagnostics& diag) const;
   /// Removes the collection, its table and its vectors; true when it existed.
   bool drop_collection(std::string name) const;
+  bool drop_collection(std::string name, error_code& ec, diagnostics& diag) const;
   /// Every collection, sorted by name, with its vector count.
   std::vector<collection_info> list_collections() const;
+  std::vector<collection_info> list_collections(error_code& ec, diagnostics& diag) const;
 
   /// Stores `vector` under `id` (replacing any vector and metadata `id` had). `metadata` must be
   /// a JSON object (null stands for {}).
@@ -173,15 +178,22 @@ class vector_store {
               json metadata = json::object()) const;
   void upsert(std::string collection, std::string id, std::vector<float> vector,
               json metadata = json::object()) const;
+  void upsert(std::string collection, std::string id, std::vector<float> vector, json metadata,
+              error_code& ec, diagnostics& diag) const;
   /// Stores every item in one transaction: all or nothing. Every item is checked before
   /// anything is written; an id given twice keeps its last vector.
   void upsert_batch(std::string collection, items batch) const;
+  void upsert_batch(std::string collection, items batch, error_code& ec, diagnostics& diag) const;
   /// Removes `id`; true when it existed.
   bool erase(std::string collection, std::string id) const;
+  bool erase(std::string collection, std::string id, error_code& ec, diagnostics& diag) const;
   /// The vector and metadata stored under `id`, or nullopt.
   std::optional<vector_item> get(std::string collection, std::string id) const;
+  std::optional<vector_item> get(std::string collection, std::string id, error_code& ec,
+                                 diagnostics& diag) const;
   /// How many vectors the collection holds.
   std::int64_t count(std::string collection) const;
+  std::int64_t count(std::string collection, error_code& ec, diagnostics& diag) const;
   /// The `k` stored vectors nearest to `query` whose metadata matches `filter`, nearest first
   /// (ties by id). `filter` is a JSON object whose every key must be present in a vector's
   /// metadata with an equal value ({} or null matches everything). An approximate search with
@@ -191,6 +203,8 @@ class vector_store {
                  json filter = json::object(), search_mode mode = search_mode::approximate) const;
   matches search(std::string collection, std::vector<float> query, std::int64_t k,
                  json filter = json::object(), search_mode mode = search_mode::approximate) const;
+  matches search(std::string collection, std::vector<float> query, std::int64_t k, json filter,
+                 search_mode mode, error_code& ec, diagnostics& diag) const;
 
   /// Runs `body` in one transaction on the writer: its own statements (through the session)
   /// and its vector writes (through the vector_writes) commit together or not at all, so rows
@@ -199,6 +213,7 @@ class vector_store {
   /// rolls everything back; the sync form rethrows, the async form completes with the
   /// entity::error's code (or errc::aborted). Keep the body short: it runs on the writer.
   void transaction(vector_transaction_body body) const;
+  void transaction(vector_transaction_body body, error_code& ec, diagnostics& diag) const;
 
   // ---- async ----------------------------------------------------------------------------
   // The handler runs on its associated executor, never inside the call that starts the
@@ -207,111 +222,111 @@ class vector_store {
 
   template <class Token>
   auto async_transaction(vector_transaction_body body, Token&& token) const {
-    return initiate(std::forward<Token>(token), &vector_store::start_transaction, nullptr,
+    return detail::initiate(std::forward<Token>(token), *this, &vector_store::start_transaction, nullptr,
                     std::move(body));
   }
   template <class Token>
   auto async_transaction(vector_transaction_body body, diagnostics& diag, Token&& token) const {
-    return initiate(std::forward<Token>(token), &vector_store::start_transaction, &diag,
+    return detail::initiate(std::forward<Token>(token), *this, &vector_store::start_transaction, &diag,
                     std::move(body));
   }
 
   template <class Token>
   auto async_create_collection(std::string name, std::size_t dim, metric m, Token&& token) const {
-    return initiate(std::forward<Token>(token), &vector_store::start_create_collection, nullptr,
+    return detail::initiate(std::forward<Token>(token), *this, &vector_store::start_create_collection, nullptr,
                     std::move(name), dim, m);
   }
   template <class Token>
   auto async_create_collection(std::string name, std::size_t dim, metric m, diagnostics& diag,
                                Token&& token) const {
-    return initiate(std::forward<Token>(token), &vector_store::start_create_collection, &diag,
+    return detail::initiate(std::forward<Token>(token), *this, &vector_store::start_create_collection, &diag,
                     std::move(name), dim, m);
   }
   template <class Token>
   auto async_drop_collection(std::string name, Token&& token) const {
-    return initiate(std::forward<Token>(token), &vector_store::start_drop_collection, nullptr,
+    return detail::initiate(std::forward<Token>(token), *this, &vector_store::start_drop_collection, nullptr,
                     std::move(name));
   }
   template <class Token>
   auto async_drop_collection(std::string name, diagnostics& diag, Token&& token) const {
-    return initiate(std::forward<Token>(token), &vector_store::start_drop_collection, &diag,
+    return detail::initiate(std::forward<Token>(token), *this, &vector_store::start_drop_collection, &diag,
                     std::move(name));
   }
   template <class Token>
   auto async_list_collections(Token&& token) const {
-    return initiate(std::forward<Token>(token), &vector_store::start_list_collections, nullptr);
+    return detail::initiate(std::forward<Token>(token), *this, &vector_store::start_list_collections, nullptr);
   }
   template <class Token>
   auto async_list_collections(diagnostics& diag, Token&& token) const {
-    return initiate(std::forward<Token>(token), &vector_store::start_list_collections, &diag);
+    return detail::initiate(std::forward<Token>(token), *this, &vector_store::start_list_collections, &diag);
   }
   template <class Token>
   auto async_upsert(std::string collection, std::string id, std::vector<float> vector,
                     Token&& token) const {
-    return initiate(std::forward<Token>(token), &vector_store::start_upsert_batch, nullptr,
+    return detail::initiate(std::forward<Token>(token), *this, &vector_store::start_upsert_batch, nullptr,
                     std::move(collection),
                     one_item(std::move(id), std::move(vector), json::object()));
   }
   template <class Token>
   auto async_upsert(std::string collection, std::string id, std::vector<float> vector,
                     json metadata, Token&& token) const {
-    return initiate(std::forward<Token>(token), &vector_store::start_upsert_batch, nullptr,
+    return detail::initiate(std::forward<Token>(token), *this, &vector_store::start_upsert_batch, nullptr,
                     std::move(collection),
                     one_item(std::move(id), std::move(vector), std::move(metadata)));
   }
   template <class Token>
   auto async_upsert(std::string collection, std::string id, std::vector<float> vector,
                     json metadata, diagnostics& diag, Token&& token) const {
-    return initiate(std::forward<Token>(token), &vector_store::start_upsert_batch, &diag,
+    return detail::initiate(std::forward<Token>(token), *this, &vector_store::start_upsert_batch, &diag,
                     std::move(collection),
                     one_item(std::move(id), std::move(vector), std::move(metadata)));
   }
   template <class Token>
   auto async_upsert_batch(std::string collection, items batch, Token&& token) const {
-    return initiate(std::forward<Token>(token), &vector_store::start_upsert_batch, nullptr,
+    return detail::initiate(std::forward<Token>(token), *this, &vector_store::start_upsert_batch, nullptr,
                     std::move(collection), std::move(batch));
   }
   template <class Token>
   auto async_upsert_batch(std::string collection, items batch, diagnostics& diag,
                           Token&& token) const {
-    return initiate(std::forward<Token>(token), &vector_store::start_upsert_batch, &diag,
+    return detail::initiate(std::forward<Token>(token), *this, &vector_store::start_upsert_batch, &diag,
                     std::move(collection), std::move(batch));
   }
   template <class Token>
   auto async_erase(std::string collection, std::string id, Token&& token) const {
-    return initiate(std::forward<Token>(token), &vector_store::start_erase, nullptr,
+    return detail::initiate(std::forward<Token>(token), *this, &vector_store::start_erase, nullptr,
                     std::move(collection), std::move(id));
   }
   template <class Token>
   auto async_erase(std::string collection, std::string id, diagnostics& diag, Token&& token) const {
-    return initiate(std::forward<Token>(token), &vector_store::start_erase, &diag,
+    return detail::initiate(std::forward<Token>(token), *this, &vector_store::start_erase, &diag,
                     std::move(collection), std::move(id));
   }
   template <class Token>
   auto async_get(std::string collection, std::string id, Token&& token) const {
-    return initiate(std::forward<Token>(token), &vector_store::start_get, nullptr,
+    return detail::initiate(std::forward<Token>(token), *this, &vector_store::start_get, nullptr,
                     std::move(collection), std::move(id));
   }
   template <class Token>
   auto async_get(std::string collection, std::string id, diagnostics& diag, Token&& token) const {
-    return initiate(std::forward<Token>(token), &vector_store::start_get, &diag,
+    return detail::initiate(std::forward<Token>(token), *this, &vector_store::start_get, &diag,
                     std::move(collection), std::move(id));
   }
   template <class Token>
   auto async_count(std::string collection, Token&& token) const {
-    return initiate(std::forward<Token>(token), &vector_store::start_count, nullptr,
+    return detail::initiate(std::forward<Token>(token), *this, &vector_store::start_count, nullptr,
                     std::move(collection));
   }
   template <class Token>
   auto async_count(std::string collection, diagnostics& diag, Token&& token) const {
-    return initiate(std::forward<Token>(token), &vector_store::start_count, &diag,
+    return detail::initiate(std::forward<Token>(token), *this, &vector_store::start_count, &diag,
                     std::move(collection));
   }
   /// The approximate search with no filter.
   template <class Token>
   auto async_search(std::string collection, std::vector<float> query, std::int64_t k,
                     Token&& token) const {
-    return initiate(std::forward<Token>(token), &vector_store::start_search, nullptr,
+    return detail::initiate(std::forward<Token>(token), *this, &vector_store::start_search, nullptr,
                     std::move(collection), std::move(query), k, json::object(),
                     search_mode::approximate);
   }
@@ -319,21 +334,31 @@ class vector_store {
   template <class Token>
   auto async_search(std::string collection, std::vector<float> query, std::int64_t k, json filter,
                     Token&& token) const {
-    return initiate(std::forward<Token>(token), &vector_store::start_search, nullptr,
+    return detail::initiate(std::forward<Token>(token), *this, &vector_store::start_search, nullptr,
                     std::move(collection), std::move(query), k, std::move(filter),
                     search_mode::approximate);
   }
   template <class Token>
   auto async_search(std::string collection, std::vector<float> query, std::int64_t k, json filter,
                     search_mode mode, Token&& token) const {
-    return initiate(std::forward<Token>(token), &vector_store::start_search, nullptr,
+    return detail::initiate(std::forward<Token>(token), *this, &vector_store::start_search, nullptr,
                     std::move(collection), std::move(query), k, std::move(filter), mode);
   }
   template <class Token>
   auto async_search(std::string collection, std::vector<float> query, std::int64_t k, json filter,
                     search_mode mode, diagnostics& diag, Token&& token) const {
-    return initiate(std::forward<Token>(token), &vector_store::start_search, &diag,
+    return detail::initiate(std::forward<Token>(token), *this, &vector_store::start_search, &diag,
                     std::move(collection), std::move(query), k, std::move(filter), mode);
+  }
+
+ private:
+  friend struct detail::access;
+  struct shared;
+
+  static items one_item(std::string id, std::vector<float> vector, json metadata) {
+    items batch;
+    batch.push_back(vector_item{std::move(id), std::move(vector), std::move(metadata)});
+    return batch;
   }
 
   // The compiled bodies behind the templates.
@@ -351,29 +376,6 @@ class vector_store {
   void start_search(diagnostics* diag, handler<matches> h, std::string collection,
                     std::vector<float> query, std::int64_t k, json filter, search_mode mode) const;
   void start_transaction(diagnostics* diag, void_handler h, vector_transaction_body body) const;
-
-  struct shared;
-
- private:
-  static items one_item(std::string id, std::vector<float> vector, json metadata) {
-    items batch;
-    batch.push_back(vector_item{std::move(id), std::move(vector), std::move(metadata)});
-    return batch;
-  }
-
-  // Starts `(this->*start)(diag, handler, args...)` for the completion signature Sig: the one
-  // place where a token becomes a type-erased handler.
-  template <class Token, class Sig, class... Args>
-  auto initiate(Token&& token,
-                void (vector_store::*start)(diagnostics*, boost::asio::any_completion_handler<Sig>,
-                                            Args...) const,
-                diagnostics* diag, std::type_identity_t<Args>... args) const {
-    return boost::asio::async_initiate<Token, Sig>(
-        [self = *this, start](auto h, diagnostics* d, Args... a) {
-          (self.*start)(d, boost::asio::any_completion_handler<Sig>(std::move(h)), std::move(a)...);
-        },
-        token, diag, std::move(args)...);
-  }
 
   std::shared_ptr<shared> shared_;
 };

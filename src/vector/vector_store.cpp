@@ -11,7 +11,7 @@
 #include <chrono>
 #include <variant>
 
-#include "common/caller_binding.hpp"
+#include "common/op_runner.hpp"
 #include "vector/codec.hpp"
 #include "vector/collection.hpp"
 
@@ -21,6 +21,7 @@ using vector_detail::check_name;
 using vector_detail::collection;
 using vector_detail::quote;
 using vector_detail::table_of;
+using store_shared = detail::access::shared_t<vector_store>;
 
 std::string_view to_string(metric m) noexcept {
   switch (m) {
@@ -99,13 +100,13 @@ struct vector_store::shared {
 // indexes once it commits. Used by one body run at a time (on the writer) and then by the
 // operation's end, never by two threads at once.
 struct vector_writes::state {
-  explicit state(vector_store::shared* s) : store(s) {}
+  explicit state(store_shared* s) : store(s) {}
   struct write {
     std::shared_ptr<collection> mirror;
     std::int64_t version = 0;
     vector_detail::change c;
   };
-  vector_store::shared* store;  // alive while the operation runs
+  store_shared* store;  // alive while the operation runs
   std::vector<write> writes;
 
   void rolled_back() {
@@ -173,99 +174,12 @@ bool all_zero(std::span<const float> v) {
   return true;
 }
 
-// Whatever `f` throws becomes (ec, diag); true when it threw nothing.
-template <class F>
-bool capture(F&& f, error_code& ec, diagnostics& diag) noexcept {
-  try {
-    f();
-    return true;
-  } catch (const error& e) {
-    ec = e.code();
-    diag = e.diag();
-  } catch (const std::exception& e) {
-    ec = make_ec(errc::aborted);
-    diag = {e.what(), {}};
-  } catch (...) {
-    ec = make_ec(errc::aborted);
-    diag = {"unknown exception", {}};
-  }
-  return false;
-}
-
-// ---- how steps run -----------------------------------------------------------------------------
-
-struct step_result {
-  error_code ec;
-  diagnostics diag;
-  result res;
-};
-using step = detail::unique_function<void(step_result)>;
-
-// Runs statements for an operation: inline (sync) or through the database's async API with the
-// continuation bound to the caller's executor and cancellation slot (async). Steps run one
-// after the other, so each in turn holds the slot.
-class runner {
- public:
-  runner() = default;
-  explicit runner(detail::caller_binding to) : to_(std::move(to)) {}
-
-  void execute(const database& db, std::string sql, params args, step next) const {
-    if (!to_) {
-      step_result r;
-      r.res = db.execute(std::move(sql), std::move(args), r.ec, r.diag);
-      return next(std::move(r));
-    }
-    auto diag = std::make_shared<diagnostics>();
-    db.async_execute(std::move(sql), std::move(args), *diag,
-                     (*to_)([diag, next = std::move(next)](error_code ec, result res) mutable {
-                       next(step_result{ec, std::move(*diag), std::move(res)});
-                     }));
-  }
-
-  void transaction(const database& db, transaction_body body, step next) const {
-    if (!to_) {
-      step_result r;
-      db.transaction(std::move(body), r.ec, r.diag);
-      return next(std::move(r));
-    }
-    auto diag = std::make_shared<diagnostics>();
-    db.async_transaction(std::move(body), *diag,
-                         (*to_)([diag, next = std::move(next)](error_code ec) mutable {
-                           next(step_result{ec, std::move(*diag), {}});
-                         }));
-  }
-
- private:
-  std::optional<detail::caller_binding> to_;
-};
-
-// Where an operation ends: (error_code, diagnostics, value).
+// Every operation's state, from step to step (see common/op_runner.hpp).
 template <class T>
-using finish_fn = detail::unique_function<void(error_code, diagnostics, T)>;
-
-// The state every operation carries from step to step.
-template <class T>
-struct operation {
-  std::shared_ptr<vector_store::shared> st;
-  runner run;
-  finish_fn<T> finish;
-
-  operation(std::shared_ptr<vector_store::shared> s, runner r, finish_fn<T> f)
-      : st(std::move(s)), run(std::move(r)), finish(std::move(f)) {}
-
-  void succeed(T v) { end(error_code{}, diagnostics{}, std::move(v)); }
-  void fail_with(error_code ec, diagnostics diag) { end(ec, std::move(diag), T{}); }
-
- private:
-  // The store (and with it the engine) is let go before the caller hears the end: a caller who
-  // then drops its own handles must not leave the engine's last owner on one of the engine's
-  // threads, which cannot shut the engine down from there.
-  void end(error_code ec, diagnostics diag, T v) {
-    finish_fn<T> f = std::move(finish);
-    st.reset();
-    f(ec, std::move(diag), std::move(v));
-  }
-};
+using operation = detail::operation<std::shared_ptr<store_shared>, T>;
+using detail::capture;
+using step_result = detail::step_result<result>;
+using tx_result = detail::step_result<std::monostate>;
 
 // Runs `next` once the registry table exists (created by the first operation of a store).
 template <class Op>
@@ -306,12 +220,12 @@ void answer_from_index(std::shared_ptr<Op> op, Answer answer,
   auto& db = op->st->db;
   op->run.execute(db, lookup_sql, {op->name}, [op, answer, otherwise](step_result r) mutable {
     if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
-    if (r.res.rows.empty()) return fail_gone(*op);
+    if (r.value.rows.empty()) return fail_gone(*op);
     error_code ec;
     diagnostics diag;
     std::optional<T> found;
     bool ok = capture(
-        [&] { found = answer(*op, read_registry(r.res.rows.front(), op->name)); }, ec, diag);
+        [&] { found = answer(*op, read_registry(r.value.rows.front(), op->name)); }, ec, diag);
     if (!ok) return op->fail_with(ec, std::move(diag));
     if (found) return op->succeed(std::move(*found));
     otherwise(std::move(op));
@@ -388,7 +302,7 @@ struct create_op : operation<bool> {
       *created = create_in(s, name, dim, m, blob_type, now_us);
     };
     auto& db = op->st->db;
-    op->run.transaction(db, std::move(body), [op](step_result r) {
+    op->run.transaction(db, std::move(body), [op](tx_result r) {
       if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
       op->succeed(*op->created);
     });
@@ -415,7 +329,7 @@ struct drop_op : operation<bool> {
       s.execute("DROP TABLE IF EXISTS " + quoted_table(name));
     };
     auto& db = op->st->db;
-    op->run.transaction(db, std::move(body), [op](step_result r) {
+    op->run.transaction(db, std::move(body), [op](tx_result r) {
       if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
       op->st->forget(op->name);
       op->succeed(*op->existed);
@@ -438,7 +352,7 @@ struct list_op : operation<std::vector<collection_info>> {
                     [op](step_result r) mutable {
                       if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
                       op->found.clear();
-                      for (const row& rw : r.res.rows) {
+                      for (const row& rw : r.value.rows) {
                         collection_info info;
                         info.name = rw.get<std::string>(0);
                         // Only names this library would have created become table names.
@@ -463,7 +377,7 @@ struct list_op : operation<std::vector<collection_info>> {
       // A collection dropped between the two statements: list again.
       if (r.ec == condition::syntax && ++op->attempts < 3) return read_registry_rows(std::move(op));
       if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
-      for (const row& rw : r.res.rows)
+      for (const row& rw : r.value.rows)
         op->found.at(static_cast<std::size_t>(rw.get<std::int64_t>(0))).count =
             rw.get<std::int64_t>(1);
       for (collection_info& info : op->found)
@@ -566,7 +480,7 @@ struct upsert_op : operation<std::monostate> {
       mirror->claim(r.version);
     };
     auto& db = op->st->db;
-    op->run.transaction(db, std::move(body), [op](step_result r) {
+    op->run.transaction(db, std::move(body), [op](tx_result r) {
       if (r.ec) {
         if (op->ticket->version) op->mirror->unclaim(op->ticket->version);
         return op->fail_with(r.ec, std::move(r.diag));
@@ -606,7 +520,7 @@ struct erase_op : operation<bool> {
       mirror->claim(ticket->version);
     };
     auto& db = op->st->db;
-    op->run.transaction(db, std::move(body), [op](step_result r) {
+    op->run.transaction(db, std::move(body), [op](tx_result r) {
       if (r.ec) {
         if (op->ticket->version) op->mirror->unclaim(op->ticket->version);
         return op->fail_with(r.ec, std::move(r.diag));
@@ -635,7 +549,7 @@ struct tx_op : operation<std::monostate> {
       (*body)(s, w);
     };
     auto& db = op->st->db;
-    op->run.transaction(db, std::move(body), [op](step_result r) {
+    op->run.transaction(db, std::move(body), [op](tx_result r) {
       if (r.ec) {
         op->writes->rolled_back();
         return op->fail_with(r.ec, std::move(r.diag));
@@ -671,9 +585,9 @@ struct get_op : operation<std::optional<vector_item>> {
     op->run.execute(db, std::move(sql), {op->id, op->name}, [op](step_result r) {
       missing_table_is_not_found(r, op->name);
       if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
-      if (r.res.rows.empty())
+      if (r.value.rows.empty())
         return op->fail_with(make_ec(errc::not_found), {no_collection(op->name), {}});
-      const row& rw = r.res.rows.front();
+      const row& rw = r.value.rows.front();
       if (rw[1].is_null()) return op->succeed(std::nullopt);
       std::optional<vector_item> item;
       error_code ec;
@@ -726,7 +640,7 @@ struct count_op : operation<std::int64_t> {
     op->run.execute(db, "SELECT count(*) FROM " + quoted_table(op->name), {}, [op](step_result r) {
       missing_table_is_not_found(r, op->name);
       if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
-      op->succeed(r.res.rows.at(0).get<std::int64_t>(0));
+      op->succeed(r.value.rows.at(0).get<std::int64_t>(0));
     });
   }
 };
@@ -794,13 +708,13 @@ struct search_op : operation<vector_store::matches> {
     op->run.execute(db, std::move(sql), {op->name}, [op](step_result r) mutable {
       missing_table_is_not_found(r, op->name);
       if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
-      if (r.res.rows.empty()) return fail_gone(*op);
+      if (r.value.rows.empty()) return fail_gone(*op);
       error_code ec;
       diagnostics diag;
       std::optional<vector_store::matches> found;
       bool ok = capture(
           [&] {
-            vector_detail::snapshot s = decode(r.res.rows, op->name);
+            vector_detail::snapshot s = decode(r.value.rows, op->name);
             op->reg = registry_row{s.dim, s.m, s.version};
             op->check_against_registry();
             op->mirror->install(std::move(s));
@@ -844,70 +758,52 @@ struct search_op : operation<vector_store::matches> {
   }
 };
 
-// ---- sync and async ends
-// -------------------------------------------------------------------------
-
-// Runs an operation inline and returns its value or throws its error.
-template <class T, class Op, class Init>
-T run_sync(std::shared_ptr<vector_store::shared> st, Init&& init) {
-  error_code ec;
-  diagnostics diag;
-  std::optional<T> out;
-  auto op = std::make_shared<Op>(std::move(st), runner{},
-                                 finish_fn<T>([&](error_code e, diagnostics d, T v) {
-                                   ec = e;
-                                   diag = std::move(d);
-                                   out.emplace(std::move(v));
-                                 }));
-  init(*op);
-  Op::start(op);
-  throw_if(ec, diag);
-  return std::move(*out);
-}
-
-// Calls `h` with (ec, v), or (ec) for an operation without a value.
-template <class T, class Handler>
-void call(Handler& h, error_code ec, T& v) {
-  if constexpr (std::is_same_v<T, std::monostate>)
-    std::move(h)(ec);
-  else
-    std::move(h)(ec, std::move(v));
-}
-
-// Starts an operation whose end calls `h` on its associated executor. An end reached inside
-// the starting call (bad input, an empty batch) is delivered later, as asio requires: through a
-// thread of the system executor, then on the handler's executor (a type-erased executor cannot
-// be required to be non-blocking, hence the hop).
-template <class T, class Op, class Init, class Handler>
-void run_async(std::shared_ptr<vector_store::shared> st, diagnostics* diag, Handler h,
-               Init&& init) {
-  auto to = detail::caller_of(h);  // before h moves into the finish
-  auto ex = to.executor;
-  auto starting = std::make_shared<std::atomic<bool>>(true);
-  finish_fn<T> finish = [h = std::move(h), ex, diag, starting](error_code ec, diagnostics d,
-                                                               T v) mutable {
-    if (ec && diag) *diag = std::move(d);
-    if (!starting->load(std::memory_order_acquire)) {
-      asio::dispatch(ex, [h = std::move(h), ec, v = std::move(v)]() mutable { call<T>(h, ec, v); });
-      return;
-    }
-    auto work = asio::make_work_guard(ex);  // keeps the caller's executor running meanwhile
-    asio::post(asio::system_executor(), [h = std::move(h), work = std::move(work), ec,
-                                         v = std::move(v)]() mutable {
-      auto ex = work.get_executor();
-      asio::dispatch(ex, [h = std::move(h), ec, v = std::move(v)]() mutable { call<T>(h, ec, v); });
-    });
-  };
-  auto op = std::make_shared<Op>(std::move(st), runner{std::move(to)}, std::move(finish));
-  init(*op);
-  Op::start(op);
-  starting->store(false, std::memory_order_release);
-}
-
 }  // namespace
 
-// ---- the public face
-// -----------------------------------------------------------------------------
+// ---- the public face --------------------------------------------------------------------------
+// Each operation: the error_code& form runs it inline, the throwing form is that one and a
+// throw, the async form runs it on the caller's executor. The `*_inputs` set an operation's
+// inputs, for both.
+
+namespace {
+auto create_inputs(std::string& name, std::size_t dim, metric m) {
+  return [&name, dim, m](create_op& op) {
+    op.name = std::move(name);
+    op.dim = dim;
+    op.m = m;
+  };
+}
+template <class Op>
+auto name_inputs(std::string& name) {
+  return [&](Op& op) { op.name = std::move(name); };
+}
+template <class Op>
+auto id_inputs(std::string& name, std::string& id) {
+  return [&](Op& op) {
+    op.name = std::move(name);
+    op.id = std::move(id);
+  };
+}
+auto upsert_inputs(std::string& name, vector_store::items& batch) {
+  return [&](upsert_op& op) {
+    op.name = std::move(name);
+    op.batch = std::make_shared<vector_store::items>(std::move(batch));
+  };
+}
+auto search_inputs(std::string& name, std::vector<float>& query, std::int64_t k, json& filter,
+                   search_mode mode) {
+  return [&, k, mode](search_op& op) {
+    op.name = std::move(name);
+    op.query = std::move(query);
+    op.k = k;
+    op.filter = std::move(filter);
+    op.mode = mode;
+  };
+}
+auto transaction_inputs(vector_transaction_body& body) {
+  return [&](tx_op& op) { op.body = std::make_shared<vector_transaction_body>(std::move(body)); };
+}
+}  // namespace
 
 vector_store::vector_store(database db, vector_store_params p)
     : shared_(std::make_shared<shared>(std::move(db), p)) {}
@@ -915,151 +811,150 @@ vector_store::vector_store(database db, vector_store_params p)
 const database& vector_store::db() const noexcept { return shared_->db; }
 const vector_store_params& vector_store::params() const noexcept { return shared_->params; }
 
+bool vector_store::create_collection(std::string name, std::size_t dim, metric m, error_code& ec,
+                                     diagnostics& diag) const {
+  return detail::run_inline<create_op>(shared_, ec, diag, create_inputs(name, dim, m));
+}
 bool vector_store::create_collection(std::string name, std::size_t dim, metric m) const {
-  return run_sync<bool, create_op>(shared_, [&](create_op& op) {
-    op.name = std::move(name);
-    op.dim = dim;
-    op.m = m;
+  return detail::throwing([&](error_code& ec, diagnostics& d) {
+    return create_collection(std::move(name), dim, m, ec, d);
   });
 }
-
-bool vector_store::drop_collection(std::string name) const {
-  return run_sync<bool, drop_op>(shared_, [&](drop_op& op) { op.name = std::move(name); });
+void vector_store::start_create_collection(diagnostics* diag, handler<bool> h, std::string name,
+                                           std::size_t dim, metric m) const {
+  detail::run_async<create_op>(shared_, diag, std::move(h), create_inputs(name, dim, m));
 }
 
+bool vector_store::drop_collection(std::string name, error_code& ec, diagnostics& diag) const {
+  return detail::run_inline<drop_op>(shared_, ec, diag, name_inputs<drop_op>(name));
+}
+bool vector_store::drop_collection(std::string name) const {
+  return detail::throwing(
+      [&](error_code& ec, diagnostics& d) { return drop_collection(std::move(name), ec, d); });
+}
+void vector_store::start_drop_collection(diagnostics* diag, handler<bool> h,
+                                         std::string name) const {
+  detail::run_async<drop_op>(shared_, diag, std::move(h), name_inputs<drop_op>(name));
+}
+
+std::vector<collection_info> vector_store::list_collections(error_code& ec,
+                                                            diagnostics& diag) const {
+  return detail::run_inline<list_op>(shared_, ec, diag, [](list_op&) {});
+}
 std::vector<collection_info> vector_store::list_collections() const {
-  return run_sync<std::vector<collection_info>, list_op>(shared_, [](list_op&) {});
+  return detail::throwing([&](error_code& ec, diagnostics& d) { return list_collections(ec, d); });
+}
+void vector_store::start_list_collections(diagnostics* diag,
+                                          handler<std::vector<collection_info>> h) const {
+  detail::run_async<list_op>(shared_, diag, std::move(h), [](list_op&) {});
 }
 
 void vector_store::upsert(std::string collection, std::string id, std::span<const float> vector,
                           json metadata) const {
-  upsert(std::move(collection), std::move(id), std::vector<float>(vector.begin(), vector.end()),
-         std::move(metadata));
+  upsert_batch(std::move(collection),
+               one_item(std::move(id), std::vector<float>(vector.begin(), vector.end()),
+                        std::move(metadata)));
 }
-
 void vector_store::upsert(std::string collection, std::string id, std::vector<float> vector,
                           json metadata) const {
-  items batch;
-  batch.push_back(vector_item{std::move(id), std::move(vector), std::move(metadata)});
-  upsert_batch(std::move(collection), std::move(batch));
+  upsert_batch(std::move(collection),
+               one_item(std::move(id), std::move(vector), std::move(metadata)));
+}
+void vector_store::upsert(std::string collection, std::string id, std::vector<float> vector,
+                          json metadata, error_code& ec, diagnostics& diag) const {
+  upsert_batch(std::move(collection), one_item(std::move(id), std::move(vector), std::move(metadata)),
+               ec, diag);
 }
 
+void vector_store::upsert_batch(std::string collection, items batch, error_code& ec,
+                                diagnostics& diag) const {
+  detail::run_inline<upsert_op>(shared_, ec, diag, upsert_inputs(collection, batch));
+}
 void vector_store::upsert_batch(std::string collection, items batch) const {
-  run_sync<std::monostate, upsert_op>(shared_, [&](upsert_op& op) {
-    op.name = std::move(collection);
-    op.batch = std::make_shared<items>(std::move(batch));
+  detail::throwing([&](error_code& ec, diagnostics& d) {
+    upsert_batch(std::move(collection), std::move(batch), ec, d);
   });
 }
+void vector_store::start_upsert_batch(diagnostics* diag, void_handler h, std::string collection,
+                                      items batch) const {
+  detail::run_async<upsert_op>(shared_, diag, std::move(h), upsert_inputs(collection, batch));
+}
 
+bool vector_store::erase(std::string collection, std::string id, error_code& ec,
+                         diagnostics& diag) const {
+  return detail::run_inline<erase_op>(shared_, ec, diag, id_inputs<erase_op>(collection, id));
+}
 bool vector_store::erase(std::string collection, std::string id) const {
-  return run_sync<bool, erase_op>(shared_, [&](erase_op& op) {
-    op.name = std::move(collection);
-    op.id = std::move(id);
+  return detail::throwing([&](error_code& ec, diagnostics& d) {
+    return erase(std::move(collection), std::move(id), ec, d);
   });
 }
+void vector_store::start_erase(diagnostics* diag, handler<bool> h, std::string collection,
+                               std::string id) const {
+  detail::run_async<erase_op>(shared_, diag, std::move(h), id_inputs<erase_op>(collection, id));
+}
 
+std::optional<vector_item> vector_store::get(std::string collection, std::string id,
+                                             error_code& ec, diagnostics& diag) const {
+  return detail::run_inline<get_op>(shared_, ec, diag, id_inputs<get_op>(collection, id));
+}
 std::optional<vector_item> vector_store::get(std::string collection, std::string id) const {
-  return run_sync<std::optional<vector_item>, get_op>(shared_, [&](get_op& op) {
-    op.name = std::move(collection);
-    op.id = std::move(id);
+  return detail::throwing([&](error_code& ec, diagnostics& d) {
+    return get(std::move(collection), std::move(id), ec, d);
   });
 }
-
-std::int64_t vector_store::count(std::string collection) const {
-  return run_sync<std::int64_t, count_op>(shared_,
-                                          [&](count_op& op) { op.name = std::move(collection); });
+void vector_store::start_get(diagnostics* diag, handler<std::optional<vector_item>> h,
+                             std::string collection, std::string id) const {
+  detail::run_async<get_op>(shared_, diag, std::move(h), id_inputs<get_op>(collection, id));
 }
 
+std::int64_t vector_store::count(std::string collection, error_code& ec,
+                                 diagnostics& diag) const {
+  return detail::run_inline<count_op>(shared_, ec, diag, name_inputs<count_op>(collection));
+}
+std::int64_t vector_store::count(std::string collection) const {
+  return detail::throwing(
+      [&](error_code& ec, diagnostics& d) { return count(std::move(collection), ec, d); });
+}
+void vector_store::start_count(diagnostics* diag, handler<std::int64_t> h,
+                               std::string collection) const {
+  detail::run_async<count_op>(shared_, diag, std::move(h), name_inputs<count_op>(collection));
+}
+
+vector_store::matches vector_store::search(std::string collection, std::vector<float> query,
+                                           std::int64_t k, json filter, search_mode mode,
+                                           error_code& ec, diagnostics& diag) const {
+  return detail::run_inline<search_op>(shared_, ec, diag,
+                                       search_inputs(collection, query, k, filter, mode));
+}
 vector_store::matches vector_store::search(std::string collection, std::span<const float> query,
                                            std::int64_t k, json filter, search_mode mode) const {
   return search(std::move(collection), std::vector<float>(query.begin(), query.end()), k,
                 std::move(filter), mode);
 }
-
 vector_store::matches vector_store::search(std::string collection, std::vector<float> query,
                                            std::int64_t k, json filter, search_mode mode) const {
-  return run_sync<matches, search_op>(shared_, [&](search_op& op) {
-    op.name = std::move(collection);
-    op.query = std::move(query);
-    op.k = k;
-    op.filter = std::move(filter);
-    op.mode = mode;
+  return detail::throwing([&](error_code& ec, diagnostics& d) {
+    return search(std::move(collection), std::move(query), k, std::move(filter), mode, ec, d);
   });
 }
-
-void vector_store::start_create_collection(diagnostics* diag, handler<bool> h, std::string name,
-                                           std::size_t dim, metric m) const {
-  run_async<bool, create_op>(shared_, diag, std::move(h), [&](create_op& op) {
-    op.name = std::move(name);
-    op.dim = dim;
-    op.m = m;
-  });
-}
-
-void vector_store::start_drop_collection(diagnostics* diag, handler<bool> h,
-                                         std::string name) const {
-  run_async<bool, drop_op>(shared_, diag, std::move(h),
-                           [&](drop_op& op) { op.name = std::move(name); });
-}
-
-void vector_store::start_list_collections(diagnostics* diag,
-                                          handler<std::vector<collection_info>> h) const {
-  run_async<std::vector<collection_info>, list_op>(shared_, diag, std::move(h), [](list_op&) {});
-}
-
-void vector_store::start_upsert_batch(diagnostics* diag, void_handler h, std::string collection,
-                                      items batch) const {
-  run_async<std::monostate, upsert_op>(shared_, diag, std::move(h), [&](upsert_op& op) {
-    op.name = std::move(collection);
-    op.batch = std::make_shared<items>(std::move(batch));
-  });
-}
-
-void vector_store::start_erase(diagnostics* diag, handler<bool> h, std::string collection,
-                               std::string id) const {
-  run_async<bool, erase_op>(shared_, diag, std::move(h), [&](erase_op& op) {
-    op.name = std::move(collection);
-    op.id = std::move(id);
-  });
-}
-
-void vector_store::start_get(diagnostics* diag, handler<std::optional<vector_item>> h,
-                             std::string collection, std::string id) const {
-  run_async<std::optional<vector_item>, get_op>(shared_, diag, std::move(h), [&](get_op& op) {
-    op.name = std::move(collection);
-    op.id = std::move(id);
-  });
-}
-
-void vector_store::start_count(diagnostics* diag, handler<std::int64_t> h,
-                               std::string collection) const {
-  run_async<std::int64_t, count_op>(shared_, diag, std::move(h),
-                                    [&](count_op& op) { op.name = std::move(collection); });
-}
-
 void vector_store::start_search(diagnostics* diag, handler<matches> h, std::string collection,
                                 std::vector<float> query, std::int64_t k, json filter,
                                 search_mode mode) const {
-  run_async<matches, search_op>(shared_, diag, std::move(h), [&](search_op& op) {
-    op.name = std::move(collection);
-    op.query = std::move(query);
-    op.k = k;
-    op.filter = std::move(filter);
-    op.mode = mode;
-  });
+  detail::run_async<search_op>(shared_, diag, std::move(h),
+                               search_inputs(collection, query, k, filter, mode));
 }
 
+void vector_store::transaction(vector_transaction_body body, error_code& ec,
+                               diagnostics& diag) const {
+  detail::run_inline<tx_op>(shared_, ec, diag, transaction_inputs(body));
+}
 void vector_store::transaction(vector_transaction_body body) const {
-  run_sync<std::monostate, tx_op>(shared_, [&](tx_op& op) {
-    op.body = std::make_shared<vector_transaction_body>(std::move(body));
-  });
+  detail::throwing([&](error_code& ec, diagnostics& d) { transaction(std::move(body), ec, d); });
 }
-
 void vector_store::start_transaction(diagnostics* diag, void_handler h,
                                      vector_transaction_body body) const {
-  run_async<std::monostate, tx_op>(shared_, diag, std::move(h), [&](tx_op& op) {
-    op.body = std::make_shared<vector_transaction_body>(std::move(body));
-  });
+  detail::run_async<tx_op>(shared_, diag, std::move(h), transaction_inputs(body));
 }
 
 // ---- vector_writes ---------------------------------------------------------------------------

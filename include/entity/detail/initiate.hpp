@@ -1,0 +1,39 @@
+// How memory and vector_store turn an asio completion token into a call of one of their
+// compiled start_ functions, and the one way the library's sources reach their private state.
+#pragma once
+
+#include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/async_result.hpp>
+#include <type_traits>
+#include <utility>
+
+#include "entity/error.hpp"
+
+namespace entity::detail {
+
+/// Starts `(self.*start)(diag, handler, args...)` for the completion signature Sig: the one
+/// place where a token becomes a type-erased handler.
+template <class Token, class Self, class Sig, class... Args>
+auto initiate(Token&& token, const Self& self,
+              void (Self::*start)(diagnostics*, boost::asio::any_completion_handler<Sig>, Args...)
+                  const,
+              diagnostics* diag, std::type_identity_t<Args>... args) {
+  return boost::asio::async_initiate<Token, Sig>(
+      [self, start](auto h, diagnostics* d, Args... a) {
+        (self.*start)(d, boost::asio::any_completion_handler<Sig>(std::move(h)), std::move(a)...);
+      },
+      token, diag, std::move(args)...);
+}
+
+/// What the library's own sources may see of a public class's internals: its shared state.
+/// Each class with internals names this struct its friend; nothing else does.
+struct access {
+  template <class T>
+  using shared_t = typename T::shared;
+  template <class T>
+  static const auto& shared(const T& x) noexcept {
+    return x.shared_;
+  }
+};
+
+}  // namespace entity::detail
