@@ -10,3 +10,4 @@
 #include "entity/sqlite.hpp"
 #include "entity/value.hpp"
 #include "entity/vector_store.hpp"
+#include "entity/vector_types.hpp"

@@ -1,5 +1,7 @@
 #include "vector/codec.hpp"
 
+#include "entity/vector_store.hpp"
+
 #include <bit>
 #include <cmath>
 #include <cstdint>

@@ -8,7 +8,7 @@
 #include <string_view>
 
 #include "entity/value.hpp"
-#include "entity/vector_store.hpp"
+#include "entity/vector_types.hpp"
 
 namespace entity::vector_detail {
 

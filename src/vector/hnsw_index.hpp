@@ -7,7 +7,7 @@
 #include <memory>
 #include <vector>
 
-#include "entity/vector_store.hpp"
+#include "entity/vector_types.hpp"
 
 namespace entity::vector_detail {
 

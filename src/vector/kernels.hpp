@@ -4,7 +4,7 @@
 
 #include <cstddef>
 
-#include "entity/vector_store.hpp"
+#include "entity/vector_types.hpp"
 
 namespace entity::vector_detail {
 
@@ -20,7 +20,7 @@ float l2_squared(const float* a, const float* b, std::size_t dim) noexcept;
 float inverse_norm(const float* a, std::size_t dim) noexcept;
 
 /// out[i] = the distance between `query` and row i of `rows` (n rows of `dim` floats), by
-/// `m`'s definition (vector_store.hpp). For cosine, `query_inv_norm` is 1 / |query| and
+/// `m`'s definition (vector_types.hpp). For cosine, `query_inv_norm` is 1 / |query| and
 /// `inv_norms[i]` is 1 / |row i|; both are ignored for the other metrics.
 void distances(metric m, const float* query, float query_inv_norm, const float* rows,
                const float* inv_norms, std::size_t n, std::size_t dim, float* out) noexcept;
