@@ -2,8 +2,6 @@
 #include <utility>
 
 #include "entity/infrastructure.hpp"
-#include "entity/postgres.hpp"
-#include "entity/sqlite.hpp"
 
 namespace entity {
 
@@ -45,16 +43,6 @@ engine_target parse_target(std::string_view url) {
   return {false, std::string(path)};
 }
 
-std::shared_ptr<infrastructure> make_infrastructure(std::string_view url) {
-  engine_target t = parse_target(url);
-  if (t.postgres) {
-    postgres_params p;
-    p.url = std::move(t.location);
-    return std::make_shared<postgres_infrastructure>(std::move(p));
-  }
-  sqlite_params p;
-  p.path = std::move(t.location);
-  return std::make_shared<sqlite_infrastructure>(std::move(p));
-}
+// make_infrastructure is in make_infrastructure.cpp: it names both engines.
 
 }  // namespace entity

@@ -240,6 +240,8 @@ struct engine_target {
 engine_target parse_target(std::string_view url);
 
 /// Opens the engine `url` names (see parse_target) with its default settings. Not started yet.
+/// Defined in entity::db, the whole library (it names both engines); a program linked with
+/// entity::core alone, the SQLite-only part, constructs its sqlite_infrastructure itself.
 std::shared_ptr<infrastructure> make_infrastructure(std::string_view url);
 
 }  // namespace entity
