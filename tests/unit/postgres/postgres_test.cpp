@@ -1,9 +1,9 @@
 // What only the PostgreSQL engine does, against a real server: placeholder translation, type
 // mapping, SQLSTATEs, pipelined batches, server-side cancels, reconnects, a pool under load.
-// What every backend does is in the shared suites (database_test.cpp, memory_test.cpp). The
-// server comes from ENTITYDB_PG_URL (make test and scripts/with-postgres provide a throwaway
-// one); without it every test here fails and says so. Each test works in a schema of its own,
-// so the tests run in parallel.
+// What every backend does is in the shared suites (common/database_test.cpp,
+// memory/memory_test.cpp). The server comes from ENTITYDB_PG_URL (make test and
+// scripts/with-postgres provide a throwaway one); without it every test here fails and says so.
+// Each test works in a schema of its own, so the tests run in parallel.
 #include <gtest/gtest.h>
 
 #include <boost/asio/as_tuple.hpp>
