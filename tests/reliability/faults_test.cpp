@@ -13,6 +13,7 @@
 #include <string>
 #include <system_error>
 
+#include "library_support.hpp"
 #include "test_support.hpp"
 
 namespace {
@@ -40,11 +41,7 @@ int in_child(F body) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : 100 + WTERMSIG(status);
 }
 
-std::shared_ptr<entity::sqlite_infrastructure> open(const std::string& path) {
-  auto infra = std::make_shared<entity::sqlite_infrastructure>(entity::sqlite_params{.path = path});
-  infra->startup();
-  return infra;
-}
+using entity::test::started;
 
 #define CHILD_CHECK(cond, ...)                 \
   do {                                         \
@@ -63,7 +60,7 @@ TEST(Faults, FullDiskFailsTheWriteKeepsTheDataAndRecovers) {
   int rc = in_child([&] {
     // A file-size limit makes every write past it fail with EFBIG, as a full disk would.
     ::signal(SIGXFSZ, SIG_IGN);
-    auto infra = open(db);
+    auto infra = started(db);
     entity::memory mem{entity::database(infra)};
     mem.store("before", {{"kept", true}});
     rlimit limit{};
@@ -101,7 +98,7 @@ TEST(Faults, FullDiskFailsTheWriteKeepsTheDataAndRecovers) {
   });
   EXPECT_EQ(rc, 0);
   // And the file reopens with the earlier data intact.
-  auto infra = open(db);
+  auto infra = started(db);
   entity::memory mem{entity::database(infra)};
   EXPECT_TRUE(mem.load("before").has_value());
   EXPECT_TRUE(mem.load("after").has_value());
@@ -111,7 +108,7 @@ TEST(Faults, ReadOnlyFileIsAClearErrorAtStartup) {
   temp_dir dir;
   std::string db = dir.file("ro.db");
   {
-    auto infra = open(db);
+    auto infra = started(db);
     entity::memory{entity::database(infra)}.store("k", 1);
     infra->shutdown();
   }
@@ -126,7 +123,7 @@ TEST(Faults, ReadOnlyFileIsAClearErrorAtStartup) {
                   "cannot drop privileges");
     }
     try {
-      open(db);
+      started(db);
     } catch (const entity::error& e) {
       std::string what = e.what();
       CHILD_CHECK(what.find("read-only") != std::string::npos || what.find("readonly") != std::string::npos,
@@ -144,7 +141,7 @@ TEST(Faults, NotADatabaseIsAClearErrorAtStartup) {
   std::string path = dir.file("text.db");
   std::ofstream(path) << std::string(8192, 'z') << "this is not a database\n";
   try {
-    open(path);
+    started(path);
     FAIL() << "startup accepted a file that is not a database";
   } catch (const entity::error& e) {
     std::string what = e.what();
@@ -158,7 +155,7 @@ TEST(Faults, CorruptedDatabaseIsAClearErrorNotACrash) {
   temp_dir dir;
   std::string path = dir.file("corrupt.db");
   {
-    auto infra = open(path);
+    auto infra = started(path);
     entity::memory mem{entity::database(infra)};
     entity::memory::items items;
     for (int i = 0; i < 2000; ++i) items.emplace_back("key" + std::to_string(i), std::string(100, 'v'));
@@ -175,7 +172,7 @@ TEST(Faults, CorruptedDatabaseIsAClearErrorNotACrash) {
   }
   bool reported = false;
   try {
-    auto infra = open(path);
+    auto infra = started(path);
     entity::database db(infra);
     entity::memory mem(db);
     entity::error_code ec;

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "backends.hpp"
+#include "library_support.hpp"
 #include "writer_blocker.hpp"
 
 namespace asio = boost::asio;
@@ -39,9 +40,7 @@ const std::string sqlite_runaway_insert =
     "INSERT INTO t SELECT count(*) FROM "
     "(WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT x FROM c)";
 
-std::int64_t count_rows(const entity::database& db, const std::string& table) {
-  return db.fetch_one("SELECT count(*) FROM " + table)->get<std::int64_t>(0);
-}
+using entity::test::count_rows;
 
 // One operation under test: its handler runs on `io`, takes its cancellations from `signal`,
 // and records how the operation ended.

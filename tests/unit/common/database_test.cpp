@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "backends.hpp"
+#include "library_support.hpp"
 #include "test_support.hpp"
 
 namespace asio = boost::asio;
@@ -31,24 +32,9 @@ using entity::error_code;
 
 namespace {
 
-std::int64_t count_rows(const entity::database& db, const std::string& table) {
-  return db.fetch_one("SELECT count(*) FROM " + table)->get<std::int64_t>(0);
-}
-
-template <class F>
-void run_in_coroutine(F f) {  // `f` outlives the coroutine, so its captures stay valid
-  asio::io_context io;
-  std::exception_ptr failure;
-  asio::co_spawn(io, f(), [&](std::exception_ptr e) { failure = e; });
-  io.run();
-  if (failure) std::rethrow_exception(failure);
-}
-
-entity::blob bytes(std::initializer_list<int> b) {
-  std::vector<std::byte> v;
-  for (int x : b) v.push_back(static_cast<std::byte>(x));
-  return entity::blob(std::move(v));
-}
+using entity::test::bytes;
+using entity::test::count_rows;
+using entity::test::run_coroutine;
 
 }  // namespace
 
@@ -288,7 +274,7 @@ TEST_P(Database, TransactionRollsBackWhenTheBodyThrows) {
 TEST_P(Database, AsyncTransactionReportsAbortedOrTheErrorsCode) {
   auto db = open();
   db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)");
-  run_in_coroutine([&]() -> asio::awaitable<void> {
+  run_coroutine([&]() -> asio::awaitable<void> {
     co_await db.async_transaction(
         [](entity::session& s) { s.execute("INSERT INTO t VALUES (1)"); }, asio::use_awaitable);
 
@@ -378,7 +364,7 @@ TEST_P(Database, HealthCheckSyncAndAsync) {
   std::promise<error_code> healthy;
   db.async_health_check([&](error_code ec) { healthy.set_value(ec); });
   EXPECT_FALSE(healthy.get_future().get());
-  run_in_coroutine([&]() -> asio::awaitable<void> {
+  run_coroutine([&]() -> asio::awaitable<void> {
     co_await db.async_health_check(asio::use_awaitable);
   });
 
@@ -456,7 +442,7 @@ TEST_P(Database, PoolExhaustedAfterAcquireTimeout) {
 
 TEST_P(Database, AsyncWithUseAwaitable) {
   auto db = open();
-  run_in_coroutine([&]() -> asio::awaitable<void> {
+  run_coroutine([&]() -> asio::awaitable<void> {
     co_await db.async_execute_script("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT)",
                                      asio::use_awaitable);
     entity::params ada{1, "ada"};
@@ -531,7 +517,7 @@ TEST_P(Database, AsyncWithDeferred) {
   std::move(op)([&](error_code ec, entity::result r) { affected.set_value(ec ? -1 : r.rows_affected); });
   EXPECT_EQ(affected.get_future().get(), 1);
 
-  run_in_coroutine([&]() -> asio::awaitable<void> {
+  run_coroutine([&]() -> asio::awaitable<void> {
     auto count = db.async_fetch_one("SELECT count(*) FROM t", {}, asio::deferred);
     auto row = co_await std::move(count)(asio::use_awaitable);
     EXPECT_EQ(row->get<int>(0), 1);
@@ -574,7 +560,7 @@ TEST_P(Database, ScriptManyAndTransactionWithDeferred) {
   db.fetch_one("SELECT count(*) FROM t", {}, ec, diag);
   EXPECT_EQ(ec, entity::condition::syntax) << diag.to_string();
 
-  run_in_coroutine([&]() -> asio::awaitable<void> {
+  run_coroutine([&]() -> asio::awaitable<void> {
     co_await std::move(script)(asio::use_awaitable);
     EXPECT_EQ(count_rows(db, "t"), 1);
     auto r = co_await std::move(many)(asio::use_awaitable);
@@ -638,7 +624,7 @@ TEST_P(Database, ScriptManyAndTransactionWithUseFuture) {
 
 TEST_P(Database, AsyncWithAsTuple) {
   auto db = open();
-  run_in_coroutine([&]() -> asio::awaitable<void> {
+  run_coroutine([&]() -> asio::awaitable<void> {
     auto [ec, r] = co_await db.async_execute("CREATE TABLE t (a INTEGER UNIQUE)", {},
                                              asio::as_tuple(asio::use_awaitable));
     EXPECT_FALSE(ec);
@@ -707,7 +693,7 @@ TEST_P(Database, AsyncDiagnosticsOverloadFillsTheMessage) {
   EXPECT_NE(diag.message.find("absent_table"), std::string::npos) << diag.message;
   EXPECT_EQ(diag.sql, "SELECT * FROM absent_table");
 
-  run_in_coroutine([&]() -> asio::awaitable<void> {
+  run_coroutine([&]() -> asio::awaitable<void> {
     entity::diagnostics d2;
     entity::params one{1};
     auto [ec, row] = co_await db.async_fetch_one("SELECT ?, ?", std::move(one), d2,

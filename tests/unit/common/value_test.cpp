@@ -8,13 +8,11 @@
 #include <limits>
 #include <string>
 
+#include "library_support.hpp"
+
 namespace {
 
-entity::blob bytes(std::initializer_list<int> b) {
-  std::vector<std::byte> v;
-  for (int x : b) v.push_back(static_cast<std::byte>(x));
-  return entity::blob(std::move(v));
-}
+using entity::test::bytes;
 
 struct memory_db {
   memory_db() : infra(std::make_shared<entity::sqlite_infrastructure>()), db(infra) {

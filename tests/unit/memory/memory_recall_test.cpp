@@ -18,7 +18,9 @@
 #include <string>
 #include <vector>
 
+#include "backends.hpp"
 #include "entity/entity.hpp"
+#include "library_support.hpp"
 #include "test_support.hpp"
 
 namespace {
@@ -28,31 +30,16 @@ using entity::errc;
 using entity::json;
 using entity::memory;
 
-std::shared_ptr<entity::sqlite_infrastructure> started(const std::string& path) {
-  entity::sqlite_params p;
-  p.path = path;
-  auto infra = std::make_shared<entity::sqlite_infrastructure>(p);
-  infra->startup();
-  return infra;
-}
+using entity::test::run_coroutine;
+using entity::test::started;
 
-struct fixture {
-  explicit fixture(entity::vector_store_params recall = {}) : mem(db, recall) {}
-  entity::test::temp_dir dir;
-  std::string path = dir.file("memory.db");
-  std::shared_ptr<entity::sqlite_infrastructure> infra = started(path);
+// A memory over a fresh database file in its own temporary folder.
+struct fixture : entity::test::sqlite_file {
+  explicit fixture(entity::vector_store_params recall = {})
+      : sqlite_file("memory.db"), mem(db, recall) {}
   entity::database db{infra};
   memory mem;
 };
-
-template <class F>
-void run_coroutine(F&& make) {
-  asio::io_context io;
-  std::exception_ptr failure;
-  asio::co_spawn(io, make(), [&](std::exception_ptr e) { failure = e; });
-  io.run();
-  if (failure) std::rethrow_exception(failure);
-}
 
 std::vector<float> random_vector(std::mt19937& rng, std::size_t dim) {
   std::normal_distribution<float> g(0.0f, 1.0f);
@@ -486,31 +473,10 @@ TEST(MemoryRecall, AsyncStoreRecallEraseAndClear) {
 
 // ---- PostgreSQL --------------------------------------------------------------------------------
 
-std::string pg_url_for_test() {
-  const char* base = std::getenv("ENTITYDB_PG_URL");
-  if (!base || !*base) return {};
-  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  std::string full = std::string(info->test_suite_name()) + "_" + info->name();
-  std::string schema =
-      "t_" + full.substr(0, 40) + "_" + std::to_string(std::hash<std::string>{}(full) % 1000000007);
-  for (char& c : schema) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  entity::postgres_params p;
-  p.url = base;
-  p.min_connections = 1;
-  auto admin = std::make_shared<entity::postgres_infrastructure>(p);
-  admin->startup();
-  entity::database(admin).execute_script("DROP SCHEMA IF EXISTS " + schema +
-                                         " CASCADE; CREATE SCHEMA " + schema);
-  admin->shutdown();
-  std::string url = base;
-  return url + (url.find('?') == std::string::npos ? "?" : "&") + "options=-csearch_path%3D" +
-         schema;
-}
-
 TEST(MemoryRecallPostgres, StoreRecallEraseClear) {
-  std::string url = pg_url_for_test();
-  if (url.empty())
-    FAIL() << "ENTITYDB_PG_URL is not set: run through scripts/with-postgres, as `make test` does";
+  if (entity::test::postgres_base_url().empty()) FAIL() << entity::test::missing_server_message;
+  // A fresh schema of this test's own on the server (backends.hpp, as the shared suites use).
+  std::string url = entity::test::postgres_schema_url(entity::test::schema_of_current_test());
   entity::postgres_params p;
   p.url = url;
   auto infra = std::make_shared<entity::postgres_infrastructure>(p);

@@ -26,6 +26,7 @@
 
 #include "entity/entity.hpp"
 #include "backends.hpp"
+#include "library_support.hpp"
 #include "test_support.hpp"
 
 namespace {
@@ -35,19 +36,13 @@ using entity::json;
 using entity::memory;
 using namespace std::chrono_literals;
 
-std::shared_ptr<entity::sqlite_infrastructure> started(const std::string& path) {
-  entity::sqlite_params p;
-  p.path = path;
-  auto infra = std::make_shared<entity::sqlite_infrastructure>(p);
-  infra->startup();
-  return infra;
-}
+using entity::test::numbered_key;
+using entity::test::run_coroutine;
+using entity::test::started;
 
 // A memory over a fresh SQLite database file in its own temporary folder.
-struct sqlite_fixture {
-  entity::test::temp_dir dir;
-  std::string path = dir.file("memory.db");
-  std::shared_ptr<entity::sqlite_infrastructure> infra = started(path);
+struct sqlite_fixture : entity::test::sqlite_file {
+  sqlite_fixture() : sqlite_file("memory.db") {}
   entity::database db{infra};
   memory mem{db};
 };
@@ -67,46 +62,30 @@ class Memory : public entity::test::backend_test {
 };
 ENTITY_INSTANTIATE_ON_EVERY_BACKEND(Memory);
 
-// Runs the coroutine `make()` returns on a fresh io_context until it finishes; rethrows what it
-// threw. `make` outlives the run, so a lambda may capture by reference.
-template <class F>
-void run_coroutine(F&& make) {
-  asio::io_context io;
-  std::exception_ptr failure;
-  asio::co_spawn(io, make(), [&](std::exception_ptr e) { failure = e; });
-  io.run();
-  if (failure) std::rethrow_exception(failure);
-}
-
 // A string that is not UTF-8: nlohmann::json refuses to write it as JSON.
 json not_utf8() { return json(std::string("ok \xff\xfe bytes")); }
-
-std::string key_of(std::size_t i) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "k%07zu", i);
-  return buf;
-}
 
 memory::items numbered_items(std::size_t n) {
   memory::items items;
   items.reserve(n);
-  for (std::size_t i = 0; i < n; ++i) items.emplace_back(key_of(i), json{{"i", i}, {"s", "v"}});
+  for (std::size_t i = 0; i < n; ++i)
+    items.emplace_back(numbered_key(i), json{{"i", i}, {"s", "v"}});
   return items;
 }
 
 std::vector<std::string> numbered_keys(std::size_t n) {
   std::vector<std::string> keys;
   keys.reserve(n);
-  for (std::size_t i = 0; i < n; ++i) keys.push_back(key_of(i));
+  for (std::size_t i = 0; i < n; ++i) keys.push_back(numbered_key(i));
   return keys;
 }
 
 void expect_numbered(const memory::loaded& got, std::size_t n) {
   ASSERT_EQ(got.size(), n);
   for (std::size_t i = 0; i < n; ++i) {
-    auto it = got.find(key_of(i));
-    ASSERT_NE(it, got.end()) << key_of(i);
-    ASSERT_EQ(it->second, (json{{"i", i}, {"s", "v"}})) << key_of(i);
+    auto it = got.find(numbered_key(i));
+    ASSERT_NE(it, got.end()) << numbered_key(i);
+    ASSERT_EQ(it->second, (json{{"i", i}, {"s", "v"}})) << numbered_key(i);
   }
 }
 
@@ -260,15 +239,15 @@ TEST_P(Memory, BatchLoadOfAValueThatIsNotJsonFailsNamingTheKey) {
   auto f = make();
   auto items = numbered_items(1200);
   f.mem.batch_store(items);
-  store_raw(f.db, key_of(777), "[1, 2");  // in the second chunk of the batch
+  store_raw(f.db, numbered_key(777), "[1, 2");  // in the second chunk of the batch
   try {
     f.mem.batch_load(numbered_keys(1200));
     FAIL() << "batch_load of a value that is not JSON succeeded";
   } catch (const entity::error& e) {
     EXPECT_EQ(e.code(), entity::errc::decode_error);
-    EXPECT_NE(std::string(e.what()).find(key_of(777)), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(numbered_key(777)), std::string::npos) << e.what();
   }
-  std::vector<std::string> others = {key_of(1), key_of(1199)};
+  std::vector<std::string> others = {numbered_key(1), numbered_key(1199)};
   EXPECT_EQ(f.mem.batch_load(others).size(), 2u);
 }
 
@@ -300,7 +279,7 @@ TEST_P(Memory, AsyncDiagnosticsNameTheKeyOfAValueThatIsNotJson) {
   auto f = make();
   f.mem.batch_store(numbered_items(1200));
   store_raw(f.db, "broken-key", "nope");
-  store_raw(f.db, key_of(900), "{\"a\": ");
+  store_raw(f.db, numbered_key(900), "{\"a\": ");
   entity::diagnostics load_diag, default_diag, batch_diag, store_diag;
   run_coroutine([&]() -> asio::awaitable<void> {
     const auto t = asio::as_tuple(asio::use_awaitable);
@@ -316,7 +295,7 @@ TEST_P(Memory, AsyncDiagnosticsNameTheKeyOfAValueThatIsNotJson) {
   });
   EXPECT_NE(load_diag.message.find("broken-key"), std::string::npos) << load_diag.message;
   EXPECT_NE(default_diag.message.find("broken-key"), std::string::npos) << default_diag.message;
-  EXPECT_NE(batch_diag.message.find(key_of(900)), std::string::npos) << batch_diag.message;
+  EXPECT_NE(batch_diag.message.find(numbered_key(900)), std::string::npos) << batch_diag.message;
   EXPECT_NE(store_diag.message.find("unwritable"), std::string::npos) << store_diag.message;
 }
 
@@ -414,7 +393,7 @@ TEST_P(Memory, BatchStoreFailingHalfwayLeavesNothingWritten) {
     FAIL() << "the batch was stored";
   } catch (const entity::error& e) {
     EXPECT_EQ(e.code(), entity::errc::invalid_argument);
-    EXPECT_NE(std::string(e.what()).find(key_of(50'000)), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(numbered_key(50'000)), std::string::npos) << e.what();
   }
   EXPECT_EQ(f.mem.size(), 0);
   EXPECT_EQ(f.mem.keys(), std::vector<std::string>{});
@@ -479,7 +458,7 @@ TEST_P(Memory, MillionItemBatchStoreStreamsItsItems) {
   const long before = anon_rss_kib();
   memory::items items;
   items.reserve(n);
-  for (std::size_t i = 0; i < n; ++i) items.emplace_back(key_of(i), static_cast<int>(i));
+  for (std::size_t i = 0; i < n; ++i) items.emplace_back(numbered_key(i), static_cast<int>(i));
   const long with_items = anon_rss_kib();
   const long items_kib = with_items - before;
   const long peak = peak_anon_rss_kib_during([&] { f.mem.batch_store(std::move(items)); });
@@ -492,7 +471,7 @@ TEST_P(Memory, MillionItemBatchStoreStreamsItsItems) {
         << "KiB over the items, which take " << items_kib << " KiB";
   }
   EXPECT_EQ(f.mem.size(), static_cast<std::int64_t>(n + 1));
-  EXPECT_EQ(f.mem.load(key_of(n - 1)), json(static_cast<int>(n - 1)));
+  EXPECT_EQ(f.mem.load(numbered_key(n - 1)), json(static_cast<int>(n - 1)));
 }
 
 // ---- scopes -------------------------------------------------------------------------------

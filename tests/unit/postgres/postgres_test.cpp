@@ -23,6 +23,7 @@
 
 #include "backends.hpp"
 #include "entity/entity.hpp"
+#include "library_support.hpp"
 
 namespace {
 
@@ -57,11 +58,7 @@ std::shared_ptr<entity::postgres_infrastructure> started(std::string url, std::s
   return infra;
 }
 
-std::string key_of(std::size_t i) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "k%07zu", i);
-  return buf;
-}
+using entity::test::numbered_key;
 
 // ---- the engine ---------------------------------------------------------------------------
 
@@ -310,8 +307,8 @@ TEST(PostgresMemory, TenThousandItemBatchStoreTravelsInPipelineChunks) {
   memory::items items;
   std::vector<std::string> keys;
   for (std::size_t i = 0; i < 10000; ++i) {
-    items.emplace_back(key_of(i), json{{"i", i}});
-    keys.push_back(key_of(i));
+    items.emplace_back(numbered_key(i), json{{"i", i}});
+    keys.push_back(numbered_key(i));
   }
   auto before = infra->stats().pipeline_batches;
   mem.batch_store(items);
@@ -319,7 +316,7 @@ TEST(PostgresMemory, TenThousandItemBatchStoreTravelsInPipelineChunks) {
   EXPECT_EQ(mem.size(), 10000);
   auto loaded = mem.batch_load(keys);
   ASSERT_EQ(loaded.size(), 10000u);
-  EXPECT_EQ(loaded.at(key_of(9999)), (json{{"i", 9999}}));
+  EXPECT_EQ(loaded.at(numbered_key(9999)), (json{{"i", 9999}}));
 
   // All or nothing: a value that cannot be written as JSON fails the whole batch.
   memory::items bad;

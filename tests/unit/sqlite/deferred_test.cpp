@@ -21,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "library_support.hpp"
 #include "test_support.hpp"
 
 namespace asio = boost::asio;
@@ -35,11 +36,7 @@ const std::string long_count =
     "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < 3000000) "
     "SELECT count(*) FROM c";
 
-std::shared_ptr<entity::sqlite_infrastructure> started(entity::sqlite_params p) {
-  auto infra = std::make_shared<entity::sqlite_infrastructure>(std::move(p));
-  infra->startup();
-  return infra;
-}
+using entity::test::started;
 
 entity::request statement(std::string sql, entity::params args = {}) {
   entity::request r;

@@ -8,6 +8,7 @@
 #include <string>
 #include <thread>
 
+#include "library_support.hpp"
 #include "test_support.hpp"
 
 using namespace std::chrono_literals;
@@ -18,11 +19,7 @@ namespace {
 
 const std::string sqlite3_cli = ENTITY_SQLITE3_CLI;
 
-std::shared_ptr<entity::sqlite_infrastructure> started(entity::sqlite_params p) {
-  auto infra = std::make_shared<entity::sqlite_infrastructure>(std::move(p));
-  infra->startup();
-  return infra;
-}
+using entity::test::started;
 
 // Runs `input` through the sqlite3 tool on `path`; returns what it printed.
 std::string cli(const std::string& path, const std::string& input) {

@@ -21,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "library_support.hpp"
 #include "test_support.hpp"
 #include "writer_blocker.hpp"
 
@@ -37,15 +38,9 @@ const std::string runaway_cte =
     "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < 10000000000) "
     "SELECT count(*) FROM c";
 
-std::shared_ptr<entity::sqlite_infrastructure> started(entity::sqlite_params p = {}) {
-  auto infra = std::make_shared<entity::sqlite_infrastructure>(std::move(p));
-  infra->startup();
-  return infra;
-}
-
-std::int64_t count_rows(const entity::database& db, const std::string& table) {
-  return db.fetch_one("SELECT count(*) FROM " + table)->get<std::int64_t>(0);
-}
+using entity::test::count_rows;
+using entity::test::run_coroutine;
+using entity::test::started;
 
 // Ends the process when a test hangs: a deadlock or a query that was never interrupted fails
 // the test in seconds instead of holding the run until ctest's own timeout.
@@ -90,15 +85,6 @@ struct outcomes {
   std::vector<error_code> ecs;
   std::latch left;
 };
-
-template <class F>
-void run_in_coroutine(F f) {  // `f` outlives the coroutine, so its captures stay valid
-  asio::io_context io;
-  std::exception_ptr failure;
-  asio::co_spawn(io, f(), [&](std::exception_ptr e) { failure = e; });
-  io.run();
-  if (failure) std::rethrow_exception(failure);
-}
 
 }  // namespace
 
@@ -147,7 +133,7 @@ TEST(SqliteInfrastructure, UseBeforeStartupFailsWithNotStarted) {
   error_code async_ec;
   db.async_fetch_one("SELECT 1", {}, [&](error_code e, std::optional<entity::row>) { async_ec = e; });
   EXPECT_EQ(async_ec, errc::not_started);
-  run_in_coroutine([&]() -> asio::awaitable<void> {  // completes before the coroutine suspends
+  run_coroutine([&]() -> asio::awaitable<void> {  // completes before the coroutine suspends
     auto [ec, r] = co_await db.async_execute("SELECT 1", {}, asio::as_tuple(asio::use_awaitable));
     EXPECT_EQ(ec, errc::not_started);
   });
@@ -588,7 +574,7 @@ TEST(SqliteInfrastructure, TimeoutInterruptsRunawayQueryAsync) {
   auto infra = started(p);
   entity::database db(infra);
   watchdog guard(30s);
-  run_in_coroutine([&]() -> asio::awaitable<void> {
+  run_coroutine([&]() -> asio::awaitable<void> {
     auto [ec, r] = co_await db.with_timeout(50ms).async_fetch_one(
         runaway_cte, {}, asio::as_tuple(asio::use_awaitable));
     EXPECT_EQ(ec, errc::query_timeout);

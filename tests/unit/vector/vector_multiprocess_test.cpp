@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "entity/entity.hpp"
+#include "library_support.hpp"
 #include "test_support.hpp"
 
 namespace {
@@ -23,12 +24,8 @@ using entity::vector_store;
 
 constexpr std::size_t dim = 16;
 
-std::vector<float> random_vector(std::mt19937& rng) {
-  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
-  std::vector<float> v(dim);
-  for (float& x : v) x = u(rng);
-  return v;
-}
+using entity::test::random_vector;
+using entity::test::started;
 
 entity::vector_store_params small_graph() {
   entity::vector_store_params p;
@@ -97,19 +94,11 @@ class child_process {
   bool waited_ = false;
 };
 
-std::shared_ptr<entity::sqlite_infrastructure> started(const std::string& path) {
-  entity::sqlite_params p;
-  p.path = path;
-  auto infra = std::make_shared<entity::sqlite_infrastructure>(p);
-  infra->startup();
-  return infra;
-}
-
 TEST(VectorMultiprocess, AnotherProcessesWritesAreSeen) {
   entity::test::temp_dir dir;
   const std::string path = dir.file("shared.db");
   std::mt19937 rng(17);
-  const std::vector<float> target = random_vector(rng);
+  const std::vector<float> target = random_vector(rng, dim);
 
   // The child adds a vector equal to `target` and 50 others, and erases "p0".
   child_process child(path, [&](const vector_store& store) {
@@ -117,7 +106,8 @@ TEST(VectorMultiprocess, AnotherProcessesWritesAreSeen) {
     vector_store::items batch;
     batch.push_back({"from_child", target, json{{"by", "child"}}});
     for (int i = 0; i < 50; ++i)
-      batch.push_back({"c" + std::to_string(i), random_vector(child_rng), json{{"by", "child"}}});
+      batch.push_back(
+          {"c" + std::to_string(i), random_vector(child_rng, dim), json{{"by", "child"}}});
     store.upsert_batch("shared", std::move(batch));
     if (!store.erase("shared", "p0")) throw std::runtime_error("p0 was not there");
   });
@@ -127,7 +117,7 @@ TEST(VectorMultiprocess, AnotherProcessesWritesAreSeen) {
   store.create_collection("shared", dim, metric::cosine);
   vector_store::items mine;
   for (int i = 0; i < 100; ++i)
-    mine.push_back({"p" + std::to_string(i), random_vector(rng), json{{"by", "parent"}}});
+    mine.push_back({"p" + std::to_string(i), random_vector(rng, dim), json{{"by", "parent"}}});
   store.upsert_batch("shared", mine);
   // Load both indexes (the scan's and the graph) before the child writes.
   const std::vector<float>& p0 = mine[0].vector;
@@ -150,7 +140,7 @@ TEST(VectorMultiprocess, AnotherProcessesWritesAreSeen) {
   EXPECT_EQ(store.search("shared", target, 100, by_child, search_mode::exact).size(), 51u);
 
   // Our own writes after theirs keep the index current without another reload.
-  std::vector<float> again = random_vector(rng);
+  std::vector<float> again = random_vector(rng, dim);
   store.upsert("shared", "after", again);
   EXPECT_EQ(store.search("shared", again, 1, {}, search_mode::approximate).at(0).id, "after");
   EXPECT_EQ(store.count("shared"), 151);
@@ -160,7 +150,7 @@ TEST(VectorMultiprocess, ACollectionDroppedAndCreatedAnewElsewhereIsReloaded) {
   entity::test::temp_dir dir;
   const std::string path = dir.file("recreated.db");
   std::mt19937 rng(23);
-  const std::vector<float> v = random_vector(rng);
+  const std::vector<float> v = random_vector(rng, dim);
 
   child_process child(path, [&](const vector_store& store) {
     store.drop_collection("docs");

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "entity/entity.hpp"
+#include "library_support.hpp"
 #include "test_support.hpp"
 
 namespace {
@@ -42,30 +43,16 @@ constexpr std::size_t scale_down = 8;
 constexpr std::size_t scale_down = 1;
 #endif
 
-std::shared_ptr<entity::sqlite_infrastructure> started(const std::string& path) {
-  entity::sqlite_params p;
-  p.path = path;
-  auto infra = std::make_shared<entity::sqlite_infrastructure>(p);
-  infra->startup();
-  return infra;
-}
+using entity::test::random_vector;
+using entity::test::run_coroutine;
+using entity::test::started;
 
 // A vector store over a fresh database file in its own temporary folder.
-struct fixture {
+struct fixture : entity::test::sqlite_file {
   explicit fixture(entity::vector_store_params params = {})
-      : store(entity::database(infra), params) {}
-  entity::test::temp_dir dir;
-  std::string path = dir.file("vectors.db");
-  std::shared_ptr<entity::sqlite_infrastructure> infra = started(path);
+      : sqlite_file("vectors.db"), store(entity::database(infra), params) {}
   vector_store store;
 };
-
-std::vector<float> random_vector(std::mt19937& rng, std::size_t dim) {
-  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
-  std::vector<float> v(dim);
-  for (float& x : v) x = u(rng);
-  return v;
-}
 
 std::string id_of(std::size_t i) { return "v" + std::to_string(i); }
 
@@ -160,17 +147,6 @@ std::set<std::string> ids(const vector_store::matches& ms) {
   std::set<std::string> out;
   for (const auto& m : ms) out.insert(m.id);
   return out;
-}
-
-// Runs the coroutine `make()` returns on a fresh io_context until it finishes; rethrows what it
-// threw.
-template <class F>
-void run_coroutine(F&& make) {
-  asio::io_context io;
-  std::exception_ptr failure;
-  asio::co_spawn(io, make(), [&](std::exception_ptr e) { failure = e; });
-  io.run();
-  if (failure) std::rethrow_exception(failure);
 }
 
 // The entity::error a call throws (fails the test when it throws nothing).
