@@ -39,8 +39,9 @@ test: build
 	@cd $(BUILD) && $(CURDIR)/scripts/with-postgres ctest --output-on-failure -j$(JOBS)
 
 # Every test under AddressSanitizer + UndefinedBehaviorSanitizer, then the concurrency tests
-# (ctest label `concurrency`, chosen in tests/CMakeLists.txt) under ThreadSanitizer. Any
-# report fails the run: UBSan is built not to recover, TSan exits non-zero after a report.
+# (ctest label `concurrency`: the tests defined with ENTITY_CONCURRENT_TEST*, see
+# tests/support/concurrency.hpp) under ThreadSanitizer. Any report fails the run: UBSan is
+# built not to recover, TSan exits non-zero after a report.
 sanitize: asan tsan
 
 ASAN_ENV = ASAN_OPTIONS=detect_leaks=1 \

@@ -12,6 +12,7 @@
 #include <set>
 #include <string>
 
+#include "concurrency.hpp"
 #include "test_support.hpp"
 
 namespace {
@@ -79,6 +80,10 @@ void crash_rounds(const char* mode) {
 
 }  // namespace
 
-TEST(CrashSafety, KilledWriterLosesNothingAcknowledged) { crash_rounds("normal"); }
+ENTITY_CONCURRENT_TEST(CrashSafety, KilledWriterLosesNothingAcknowledged) {
+  crash_rounds("normal");
+}
 
-TEST(CrashSafety, KilledWriterLosesNothingAcknowledgedDurable) { crash_rounds("durable"); }
+ENTITY_CONCURRENT_TEST(CrashSafety, KilledWriterLosesNothingAcknowledgedDurable) {
+  crash_rounds("durable");
+}

@@ -13,6 +13,7 @@
 #include <string>
 #include <system_error>
 
+#include "concurrency.hpp"
 #include "library_support.hpp"
 #include "test_support.hpp"
 
@@ -151,7 +152,7 @@ TEST(Faults, NotADatabaseIsAClearErrorAtStartup) {
   }
 }
 
-TEST(Faults, CorruptedDatabaseIsAClearErrorNotACrash) {
+ENTITY_CONCURRENT_TEST(Faults, CorruptedDatabaseIsAClearErrorNotACrash) {
   temp_dir dir;
   std::string path = dir.file("corrupt.db");
   {

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "backends.hpp"
+#include "concurrency.hpp"
 #include "library_support.hpp"
 #include "writer_blocker.hpp"
 
@@ -79,7 +80,7 @@ void run_until(asio::io_context& io, const bool& done, std::chrono::seconds limi
 
 // ---- entity::cancellation ----------------------------------------------------------------------
 
-TEST(Cancellation, WakeUpRunsOnceWhenRequested) {
+ENTITY_CONCURRENT_TEST(Cancellation, WakeUpRunsOnceWhenRequested) {
   entity::cancellation c;
   EXPECT_FALSE(c.requested());
   int woken = 0;
@@ -95,7 +96,7 @@ TEST(Cancellation, WakeUpRunsOnceWhenRequested) {
   EXPECT_EQ(woken, 2);
 }
 
-TEST(Cancellation, ClearedWakeUpNeverRuns) {
+ENTITY_CONCURRENT_TEST(Cancellation, ClearedWakeUpNeverRuns) {
   entity::cancellation c;
   int woken = 0;
   c.on_request([&] { ++woken; });
@@ -105,7 +106,7 @@ TEST(Cancellation, ClearedWakeUpNeverRuns) {
   EXPECT_EQ(woken, 0);
 }
 
-TEST(Cancellation, RequestFromAnotherThreadRunsTheWakeUpThere) {
+ENTITY_CONCURRENT_TEST(Cancellation, RequestFromAnotherThreadRunsTheWakeUpThere) {
   entity::cancellation c;
   std::thread::id woken_on;
   c.on_request([&] { woken_on = std::this_thread::get_id(); });
@@ -125,7 +126,7 @@ class AsyncCancel : public entity::test::backend_test {
 };
 ENTITY_INSTANTIATE_ON_EVERY_BACKEND(AsyncCancel);
 
-TEST_P(AsyncCancel, RunawayQueryStopsWithCancelled) {
+ENTITY_CONCURRENT_TEST_P(AsyncCancel, RunawayQueryStopsWithCancelled) {
   auto db = open({.pool_size = 1});  // the next query runs on the connection that was stopped
   asio::io_context io;
   probe op{io};
@@ -154,7 +155,7 @@ TEST_P(AsyncCancel, RunawayQueryStopsWithCancelled) {
   }
 }
 
-TEST_P(AsyncCancel, AwaitableOperatorsCancelTheSlowerQuery) {
+ENTITY_CONCURRENT_TEST_P(AsyncCancel, AwaitableOperatorsCancelTheSlowerQuery) {
   using namespace asio::experimental::awaitable_operators;
   auto db = open({.pool_size = 1});
   asio::io_context io;
@@ -177,7 +178,7 @@ TEST_P(AsyncCancel, AwaitableOperatorsCancelTheSlowerQuery) {
   if (failure) std::rethrow_exception(failure);
 }
 
-TEST_P(AsyncCancel, CancelBeforeItStartsRunsNothing) {
+ENTITY_CONCURRENT_TEST_P(AsyncCancel, CancelBeforeItStartsRunsNothing) {
   auto db = open({.pool_size = 1});
   db.execute("CREATE TABLE t (n INTEGER)");
   asio::io_context io;
@@ -202,7 +203,7 @@ TEST_P(AsyncCancel, CancelBeforeItStartsRunsNothing) {
   EXPECT_EQ(count_rows(db, "t"), 1);
 }
 
-TEST_P(AsyncCancel, TransactionBodyStopsAndRollsBack) {
+ENTITY_CONCURRENT_TEST_P(AsyncCancel, TransactionBodyStopsAndRollsBack) {
   auto db = open({.pool_size = 1});
   db.execute("CREATE TABLE t (n INTEGER)");
   asio::io_context io;
@@ -225,7 +226,7 @@ TEST_P(AsyncCancel, TransactionBodyStopsAndRollsBack) {
   EXPECT_EQ(count_rows(db, "t"), 1);
 }
 
-TEST_P(AsyncCancel, MemoryStoreCancelledWhileQueuedStoresNothing) {
+ENTITY_CONCURRENT_TEST_P(AsyncCancel, MemoryStoreCancelledWhileQueuedStoresNothing) {
   auto db = open({.pool_size = 1});
   entity::memory mem(db);
   mem.store("warm", 1);  // the table exists: the store below is one statement
@@ -246,7 +247,7 @@ TEST_P(AsyncCancel, MemoryStoreCancelledWhileQueuedStoresNothing) {
   EXPECT_EQ(mem.load("k").value(), 2);
 }
 
-TEST_P(AsyncCancel, MemoryBatchLoadCancelsEveryChunk) {
+ENTITY_CONCURRENT_TEST_P(AsyncCancel, MemoryBatchLoadCancelsEveryChunk) {
   auto db = open({.pool_size = 1});
   entity::memory mem(db);
   entity::memory::items items;
@@ -282,7 +283,7 @@ TEST_P(AsyncCancel, MemoryBatchLoadCancelsEveryChunk) {
 
 // ---- SQLite only -------------------------------------------------------------------------------
 
-TEST(SqliteCancel, CancelledWriteLeavesTheRestOfItsGroup) {
+ENTITY_CONCURRENT_TEST(SqliteCancel, CancelledWriteLeavesTheRestOfItsGroup) {
   auto infra = std::make_shared<entity::sqlite_infrastructure>();
   infra->startup();
   entity::database db(infra);
@@ -325,7 +326,7 @@ TEST(SqliteCancel, CancelledWriteLeavesTheRestOfItsGroup) {
   EXPECT_EQ(s.timeouts, 0u);
 }
 
-TEST(SqliteCancel, CancelInterruptsAStatementOnTheCallersLoop) {
+ENTITY_CONCURRENT_TEST(SqliteCancel, CancelInterruptsAStatementOnTheCallersLoop) {
   entity::sqlite_params p;
   p.inline_budget = 60s;  // the statements run on the loop until cancelled
   auto infra = std::make_shared<entity::sqlite_infrastructure>(p);

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "backends.hpp"
+#include "concurrency.hpp"
 #include "library_support.hpp"
 #include "test_support.hpp"
 
@@ -271,7 +272,7 @@ TEST_P(Database, TransactionRollsBackWhenTheBodyThrows) {
   EXPECT_EQ(count_rows(db, "t"), 1);
 }
 
-TEST_P(Database, AsyncTransactionReportsAbortedOrTheErrorsCode) {
+ENTITY_CONCURRENT_TEST_P(Database, AsyncTransactionReportsAbortedOrTheErrorsCode) {
   auto db = open();
   db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)");
   run_coroutine([&]() -> asio::awaitable<void> {
@@ -357,7 +358,7 @@ TEST_P(Database, ConstraintViolationIsReported) {
 
 // ---- health and stats ------------------------------------------------------------------------
 
-TEST_P(Database, HealthCheckSyncAndAsync) {
+ENTITY_CONCURRENT_TEST_P(Database, HealthCheckSyncAndAsync) {
   auto infra = open_engine();
   entity::database db(infra);
   EXPECT_TRUE(db.health_check());
@@ -375,7 +376,7 @@ TEST_P(Database, HealthCheckSyncAndAsync) {
   EXPECT_EQ(down.get_future().get(), errc::shut_down);
 }
 
-TEST_P(Database, WithTimeoutKeepsTheEngine) {
+ENTITY_CONCURRENT_TEST_P(Database, WithTimeoutKeepsTheEngine) {
   auto db = open();
   auto quick = db.with_timeout(1s);
   EXPECT_EQ(&quick.infra(), &db.infra());
@@ -406,7 +407,7 @@ TEST_P(Database, UseBeforeStartupFailsWithNotStarted) {
   EXPECT_FALSE(db.health_check());
 }
 
-TEST_P(Database, PoolExhaustedAfterAcquireTimeout) {
+ENTITY_CONCURRENT_TEST_P(Database, PoolExhaustedAfterAcquireTimeout) {
   auto db = open({.pool_size = 2, .acquire_timeout = 100ms});
   auto a = db.acquire();
   auto b = db.acquire();
@@ -440,7 +441,7 @@ TEST_P(Database, PoolExhaustedAfterAcquireTimeout) {
 
 // ---- async, every kind of completion token ---------------------------------------------------
 
-TEST_P(Database, AsyncWithUseAwaitable) {
+ENTITY_CONCURRENT_TEST_P(Database, AsyncWithUseAwaitable) {
   auto db = open();
   run_coroutine([&]() -> asio::awaitable<void> {
     co_await db.async_execute_script("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT)",
@@ -475,7 +476,7 @@ TEST_P(Database, AsyncWithUseAwaitable) {
   });
 }
 
-TEST_P(Database, AsyncHandlerRunsOnItsExecutor) {
+ENTITY_CONCURRENT_TEST_P(Database, AsyncHandlerRunsOnItsExecutor) {
   auto db = open();
   asio::io_context io;
   auto strand = asio::make_strand(io);
@@ -507,7 +508,7 @@ TEST_P(Database, AsyncHandlerRunsOnItsExecutor) {
   EXPECT_EQ(resumed_on, std::this_thread::get_id());
 }
 
-TEST_P(Database, AsyncWithDeferred) {
+ENTITY_CONCURRENT_TEST_P(Database, AsyncWithDeferred) {
   auto db = open();
   db.execute("CREATE TABLE t (a INTEGER)");
   // A deferred operation starts only when invoked with a token.
@@ -570,7 +571,7 @@ TEST_P(Database, ScriptManyAndTransactionWithDeferred) {
   EXPECT_EQ(column_a(db), (std::vector<std::int64_t>{4, 10, 20, 30}));
 }
 
-TEST_P(Database, AsyncWithUseFuture) {
+ENTITY_CONCURRENT_TEST_P(Database, AsyncWithUseFuture) {
   auto db = open();
   std::future<entity::result> created = db.async_execute("CREATE TABLE t (a INTEGER)", {}, asio::use_future);
   created.get();
@@ -622,7 +623,7 @@ TEST_P(Database, ScriptManyAndTransactionWithUseFuture) {
   EXPECT_EQ(count_rows(db, "t"), 4);
 }
 
-TEST_P(Database, AsyncWithAsTuple) {
+ENTITY_CONCURRENT_TEST_P(Database, AsyncWithAsTuple) {
   auto db = open();
   run_coroutine([&]() -> asio::awaitable<void> {
     auto [ec, r] = co_await db.async_execute("CREATE TABLE t (a INTEGER UNIQUE)", {},
@@ -644,7 +645,7 @@ TEST_P(Database, AsyncWithAsTuple) {
   });
 }
 
-TEST_P(Database, AsyncWithPlainCallback) {
+ENTITY_CONCURRENT_TEST_P(Database, AsyncWithPlainCallback) {
   auto db = open();
   std::promise<void> created;
   db.async_execute_script("CREATE TABLE t (a INTEGER); INSERT INTO t VALUES (1), (2);", [&](error_code ec) {
@@ -662,7 +663,7 @@ TEST_P(Database, AsyncWithPlainCallback) {
 // A plain callback runs on one of the engine's own threads. Shutting the engine down there (or
 // dropping its last handle, which does the same) must not wait for that thread or for the
 // request whose handler it is running: the engine stops, and the handler returns.
-TEST_P(Database, ShutdownInsideAPlainCallbackStopsTheEngine) {
+ENTITY_CONCURRENT_TEST_P(Database, ShutdownInsideAPlainCallbackStopsTheEngine) {
   auto infra = open_engine();
   entity::database db(infra);
   std::promise<void> returned;
@@ -683,7 +684,7 @@ TEST_P(Database, ShutdownInsideAPlainCallbackStopsTheEngine) {
   }
 }
 
-TEST_P(Database, AsyncDiagnosticsOverloadFillsTheMessage) {
+ENTITY_CONCURRENT_TEST_P(Database, AsyncDiagnosticsOverloadFillsTheMessage) {
   auto db = open();
   entity::diagnostics diag;
   std::promise<error_code> done;

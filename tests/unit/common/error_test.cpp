@@ -6,6 +6,8 @@
 #include <entity/entity.hpp>
 #include <string>
 
+#include "concurrency.hpp"
+
 using entity::condition;
 using entity::errc;
 
@@ -22,7 +24,7 @@ TEST(Error, EntityCodesHaveClearMessages) {
   }
 }
 
-TEST(Error, TimeoutsMatchTheTimeoutCondition) {
+ENTITY_CONCURRENT_TEST(Error, TimeoutsMatchTheTimeoutCondition) {
   EXPECT_EQ(entity::make_error_code(errc::query_timeout), condition::timeout);
   EXPECT_EQ(entity::make_error_code(errc::pool_exhausted), condition::timeout);
   EXPECT_NE(entity::make_error_code(errc::shut_down), condition::timeout);
@@ -30,7 +32,7 @@ TEST(Error, TimeoutsMatchTheTimeoutCondition) {
   EXPECT_EQ(entity::make_postgres_error("57014"), condition::timeout);
 }
 
-TEST(Error, CancelledMatchesOperationCanceledAndNoCondition) {
+ENTITY_CONCURRENT_TEST(Error, CancelledMatchesOperationCanceledAndNoCondition) {
   auto ec = entity::make_error_code(errc::cancelled);
   EXPECT_EQ(ec.message(), "the operation was cancelled by its caller");
   // One check serves entity's cancellations and asio's own (operation_aborted).

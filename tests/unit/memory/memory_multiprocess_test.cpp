@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "concurrency.hpp"
 #include "entity/entity.hpp"
 #include "test_support.hpp"
 
@@ -97,7 +98,7 @@ void expect_every_key(const std::string& path, int stores) {
     for (int i = 0; i < stores; ++i) ASSERT_EQ(got.at(key_of(p, i)), value_of(p, i));
 }
 
-TEST(MemoryMultiprocess, ConcurrentWritersLoseNothing) {
+ENTITY_CONCURRENT_TEST(MemoryMultiprocess, ConcurrentWritersLoseNothing) {
   entity::test::temp_dir dir;
   const std::string path = dir.file("shared.db");
   // The file exists, in WAL mode, without the memory table: the children race to create the
@@ -115,7 +116,7 @@ TEST(MemoryMultiprocess, ConcurrentWritersLoseNothing) {
 // connection that cannot take the exclusive lock a journal-mode switch needs with SQLITE_BUSY
 // at once, without calling the busy handler: opening must wait for the lock like any write.
 // Several rounds, because the race is lost only now and then.
-TEST(MemoryMultiprocess, ConcurrentFirstOpensOfANewFileSucceed) {
+ENTITY_CONCURRENT_TEST(MemoryMultiprocess, ConcurrentFirstOpensOfANewFileSucceed) {
   entity::test::temp_dir dir;
   for (int round = 0; round < 40; ++round) {
     const std::string path = dir.file("new-" + std::to_string(round) + ".db");

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "backends.hpp"
+#include "concurrency.hpp"
 #include "entity/entity.hpp"
 #include "library_support.hpp"
 #include "test_support.hpp"
@@ -403,7 +404,7 @@ TEST(MemoryRecall, NothingToRecallBeforeTheFirstEmbedding) {
   EXPECT_THROW(f.mem.recall({1.0f, 2.0f}, 5), entity::error);
 }
 
-TEST(MemoryRecall, AsyncStoreRecallEraseAndClear) {
+ENTITY_CONCURRENT_TEST(MemoryRecall, AsyncStoreRecallEraseAndClear) {
   fixture f;
   std::mt19937 rng(23);
   std::map<std::string, std::vector<float>> stored;

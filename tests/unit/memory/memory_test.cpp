@@ -24,6 +24,7 @@
 #include <thread>
 #include <vector>
 
+#include "concurrency.hpp"
 #include "entity/entity.hpp"
 #include "backends.hpp"
 #include "library_support.hpp"
@@ -251,7 +252,7 @@ TEST_P(Memory, BatchLoadOfAValueThatIsNotJsonFailsNamingTheKey) {
   EXPECT_EQ(f.mem.batch_load(others).size(), 2u);
 }
 
-TEST_P(Memory, AsyncLoadsOfAValueThatIsNotJsonFailWithDecodeError) {
+ENTITY_CONCURRENT_TEST_P(Memory, AsyncLoadsOfAValueThatIsNotJsonFailWithDecodeError) {
   auto f = make();
   f.mem.store("good", 1);
   store_raw(f.db, "broken-key", "nope");
@@ -275,7 +276,7 @@ TEST_P(Memory, AsyncLoadsOfAValueThatIsNotJsonFailWithDecodeError) {
   });
 }
 
-TEST_P(Memory, AsyncDiagnosticsNameTheKeyOfAValueThatIsNotJson) {
+ENTITY_CONCURRENT_TEST_P(Memory, AsyncDiagnosticsNameTheKeyOfAValueThatIsNotJson) {
   auto f = make();
   f.mem.batch_store(numbered_items(1200));
   store_raw(f.db, "broken-key", "nope");
@@ -371,7 +372,7 @@ TEST_P(Memory, HundredThousandItemsRoundTrip) {
   expect_numbered(f.mem.batch_load(std::move(keys)), 100'000);
 }
 
-TEST_P(Memory, HundredThousandItemsRoundTripAsync) {
+ENTITY_CONCURRENT_TEST_P(Memory, HundredThousandItemsRoundTripAsync) {
   auto f = make();
   memory::loaded got;
   run_coroutine([&]() -> asio::awaitable<void> {
@@ -401,7 +402,7 @@ TEST_P(Memory, BatchStoreFailingHalfwayLeavesNothingWritten) {
   EXPECT_EQ(f.mem.size(), 1);
 }
 
-TEST_P(Memory, AsyncBatchStoreFailingHalfwayLeavesNothingWritten) {
+ENTITY_CONCURRENT_TEST_P(Memory, AsyncBatchStoreFailingHalfwayLeavesNothingWritten) {
   auto f = make();
   entity::error_code ec;
   run_coroutine([&]() -> asio::awaitable<void> {
@@ -550,7 +551,7 @@ TEST_P(Memory, ScopesDifferingOnlyInCaseAreIsolated) {
   EXPECT_EQ(lower.size(), 2);
 }
 
-TEST_P(Memory, AsyncScopesAreIsolated) {
+ENTITY_CONCURRENT_TEST_P(Memory, AsyncScopesAreIsolated) {
   auto f = make();
   auto odd = f.mem.scope("a%_b");
   auto plain = f.mem.scope("aXYb");
@@ -636,7 +637,7 @@ asio::awaitable<session_results> async_session(memory m) {
   co_return r;
 }
 
-TEST_P(Memory, AsyncAndSyncGiveTheSameResults) {
+ENTITY_CONCURRENT_TEST_P(Memory, AsyncAndSyncGiveTheSameResults) {
   auto f = make();
   session_results from_sync = sync_session(f.mem.scope("sync"));
   session_results from_async;
@@ -656,7 +657,7 @@ TEST_P(Memory, AsyncAndSyncGiveTheSameResults) {
   EXPECT_EQ(from_sync.batch.size(), 3u);
 }
 
-TEST_P(Memory, AsyncHandlersRunOnTheCallersExecutor) {
+ENTITY_CONCURRENT_TEST_P(Memory, AsyncHandlersRunOnTheCallersExecutor) {
   auto f = make();
   asio::io_context io;
   int checked = 0;
@@ -690,7 +691,7 @@ TEST_P(Memory, AsyncHandlersRunOnTheCallersExecutor) {
   EXPECT_EQ(checked, 13);
 }
 
-TEST_P(Memory, AsyncWorksWithFuturesAndPlainCallbacks) {
+ENTITY_CONCURRENT_TEST_P(Memory, AsyncWorksWithFuturesAndPlainCallbacks) {
   auto f = make();
   f.mem.async_store("k", json(5), asio::use_future).get();
   EXPECT_EQ(f.mem.async_load("k", asio::use_future).get(), json(5));
@@ -710,7 +711,7 @@ TEST_P(Memory, AsyncWorksWithFuturesAndPlainCallbacks) {
 
 // asio's rule for every async operation: the handler is never invoked inside the call that
 // starts it, even when the outcome is known at once (a value that cannot be JSON, an empty batch).
-TEST_P(Memory, AsyncHandlersNeverRunInsideTheStartingCall) {
+ENTITY_CONCURRENT_TEST_P(Memory, AsyncHandlersNeverRunInsideTheStartingCall) {
   auto f = make();
   f.mem.store("k", 1);  // the table exists: nothing below needs the engine to start
   asio::io_context io;
@@ -735,7 +736,7 @@ TEST_P(Memory, AsyncHandlersNeverRunInsideTheStartingCall) {
 
 // An async call made from a handler that runs on the engine's writer thread, on a memory whose
 // table does not exist yet: the first use must not wait on the writer it is running on.
-TEST_P(Memory, FirstAsyncCallFromAnEngineThreadDoesNotDeadlock) {
+ENTITY_CONCURRENT_TEST_P(Memory, FirstAsyncCallFromAnEngineThreadDoesNotDeadlock) {
   auto f = make();
   std::promise<entity::error_code> stored;
   auto done = stored.get_future();
@@ -754,7 +755,7 @@ TEST_P(Memory, FirstAsyncCallFromAnEngineThreadDoesNotDeadlock) {
 
 // ---- concurrency --------------------------------------------------------------------------
 
-TEST_P(Memory, ConcurrentAsyncStoresShareGroupCommits) {
+ENTITY_CONCURRENT_TEST_P(Memory, ConcurrentAsyncStoresShareGroupCommits) {
   auto f = make();
   constexpr int coroutines = 20, per_coroutine = 200;
   asio::io_context io;
@@ -790,7 +791,7 @@ TEST_P(Memory, ConcurrentAsyncStoresShareGroupCommits) {
                 (json{{"c", c}, {"i", i}}));
 }
 
-TEST_P(Memory, ViewsMayBeMadeAndUsedFromManyThreads) {
+ENTITY_CONCURRENT_TEST_P(Memory, ViewsMayBeMadeAndUsedFromManyThreads) {
   auto f = make();
   constexpr int threads = 4, per_thread = 300;
   std::vector<std::thread> workers;

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "backends.hpp"
+#include "concurrency.hpp"
 #include "entity/entity.hpp"
 #include "library_support.hpp"
 
@@ -203,7 +204,7 @@ TEST(PostgresInfrastructure, ExecuteManyIsAllOrNothingInPipelineChunks) {
   EXPECT_EQ(db.fetch_one("SELECT v FROM m WHERE k = ?", {5})->get<std::string>(0), "v5");
 }
 
-TEST(PostgresInfrastructure, DeadlineCancelsTheQueryOnTheServer) {
+ENTITY_CONCURRENT_TEST(PostgresInfrastructure, DeadlineCancelsTheQueryOnTheServer) {
   REQUIRE_SERVER();
   auto infra = started(schema_url(), /*pool=*/1);
   entity::database db(infra);
@@ -268,7 +269,7 @@ TEST(PostgresInfrastructure, DroppedConnectionIsReplaced) {
 
 // ---- the memory on PostgreSQL -------------------------------------------------------------
 
-TEST(PostgresMemory, ConcurrentCoroutinesStoreTenThousandKeysOnAPoolOfFour) {
+ENTITY_CONCURRENT_TEST(PostgresMemory, ConcurrentCoroutinesStoreTenThousandKeysOnAPoolOfFour) {
   REQUIRE_SERVER();
   auto infra = started(schema_url(), /*pool=*/4);
   entity::database db(infra);

@@ -21,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "concurrency.hpp"
 #include "library_support.hpp"
 #include "test_support.hpp"
 
@@ -77,7 +78,7 @@ class DeferredWork : public ::testing::Test {
   }
 };
 
-TEST_F(DeferredWork, AReadRunsOnTheThreadThatRunsItsTicket) {
+ENTITY_CONCURRENT_TEST_F(DeferredWork, AReadRunsOnTheThreadThatRunsItsTicket) {
   auto infra = started(params());
   recorder r;
   auto ticket = infra->defer(statement("SELECT 40 + ?", {2}), r.completion());
@@ -92,7 +93,7 @@ TEST_F(DeferredWork, AReadRunsOnTheThreadThatRunsItsTicket) {
   EXPECT_EQ(infra->stats().inline_operations, 1u);
 }
 
-TEST_F(DeferredWork, AReadWhoseTicketIsDestroyedUnrunRunsOnTheEngine) {
+ENTITY_CONCURRENT_TEST_F(DeferredWork, AReadWhoseTicketIsDestroyedUnrunRunsOnTheEngine) {
   auto infra = started(params());
   recorder r;
   auto ticket = infra->defer(statement("SELECT 7"), r.completion());
@@ -105,7 +106,7 @@ TEST_F(DeferredWork, AReadWhoseTicketIsDestroyedUnrunRunsOnTheEngine) {
   EXPECT_EQ(infra->stats().inline_operations, 0u);
 }
 
-TEST_F(DeferredWork, AReadPastTheBudgetIsInterruptedAndRunAgainOnAReader) {
+ENTITY_CONCURRENT_TEST_F(DeferredWork, AReadPastTheBudgetIsInterruptedAndRunAgainOnAReader) {
   auto p = params();
   p.inline_budget = 200us;
   auto infra = started(p);
@@ -120,7 +121,8 @@ TEST_F(DeferredWork, AReadPastTheBudgetIsInterruptedAndRunAgainOnAReader) {
   EXPECT_EQ(infra->stats().inline_operations, 0u);
 }
 
-TEST_F(DeferredWork, WritesDeferredTogetherCommitAsOneGroupWhenTheFirstTicketRuns) {
+ENTITY_CONCURRENT_TEST_F(DeferredWork,
+                         WritesDeferredTogetherCommitAsOneGroupWhenTheFirstTicketRuns) {
   auto infra = started(params());
   entity::database db(infra);
   db.execute("CREATE TABLE t(x INTEGER)");
@@ -149,7 +151,7 @@ TEST_F(DeferredWork, WritesDeferredTogetherCommitAsOneGroupWhenTheFirstTicketRun
   EXPECT_EQ(db.fetch_one("SELECT count(*), sum(x) FROM t")->get<std::int64_t>(1), 10);
 }
 
-TEST_F(DeferredWork, AWriteWhoseTicketIsDestroyedUnrunIsCommittedByTheWriter) {
+ENTITY_CONCURRENT_TEST_F(DeferredWork, AWriteWhoseTicketIsDestroyedUnrunIsCommittedByTheWriter) {
   auto infra = started(params());
   entity::database db(infra);
   db.execute("CREATE TABLE t(x INTEGER)");
@@ -162,7 +164,7 @@ TEST_F(DeferredWork, AWriteWhoseTicketIsDestroyedUnrunIsCommittedByTheWriter) {
   EXPECT_EQ(db.fetch_one("SELECT count(*) FROM t")->get<std::int64_t>(0), 1);
 }
 
-TEST_F(DeferredWork, ASyncWriterTakesAlongWritesWaitingForTheirTickets) {
+ENTITY_CONCURRENT_TEST_F(DeferredWork, ASyncWriterTakesAlongWritesWaitingForTheirTickets) {
   auto infra = started(params());
   entity::database db(infra);
   db.execute("CREATE TABLE t(x INTEGER)");
@@ -177,7 +179,7 @@ TEST_F(DeferredWork, ASyncWriterTakesAlongWritesWaitingForTheirTickets) {
   EXPECT_EQ(db.fetch_one("SELECT sum(x) FROM t")->get<std::int64_t>(0), 3);
 }
 
-TEST_F(DeferredWork, AWriteThatRunsPastTheBudgetIsCommittedByTheWriterThread) {
+ENTITY_CONCURRENT_TEST_F(DeferredWork, AWriteThatRunsPastTheBudgetIsCommittedByTheWriterThread) {
   auto p = params();
   p.inline_budget = 200us;
   auto infra = started(p);
@@ -201,7 +203,7 @@ TEST_F(DeferredWork, AWriteThatRunsPastTheBudgetIsCommittedByTheWriterThread) {
   EXPECT_EQ(db.fetch_one("SELECT count(*) FROM t")->get<std::int64_t>(0), 300001);
 }
 
-TEST_F(DeferredWork, AWriteStoppedAtTheBudgetIsAppliedExactlyOnce) {
+ENTITY_CONCURRENT_TEST_F(DeferredWork, AWriteStoppedAtTheBudgetIsAppliedExactlyOnce) {
   // SQLite consults the progress handler once more after a statement has halted, and with a
   // budget this short that last call is often the one that finds it spent: a lone write that
   // had already committed by itself then reported SQLITE_INTERRUPT, went to the writer thread
@@ -225,7 +227,7 @@ TEST_F(DeferredWork, AWriteStoppedAtTheBudgetIsAppliedExactlyOnce) {
   EXPECT_EQ(db.fetch_one("SELECT count(DISTINCT n) FROM t")->get<std::int64_t>(0), n);
 }
 
-TEST_F(DeferredWork, AWriteWhoseCommitFindsAReaderIsCommittedByTheWriterThread) {
+ENTITY_CONCURRENT_TEST_F(DeferredWork, AWriteWhoseCommitFindsAReaderIsCommittedByTheWriterThread) {
   // A :memory: database has no WAL: a reader in a transaction holds the lock a commit needs,
   // and a caller's thread does not wait for it. The write goes to the writer thread, which
   // waits, and commits it once the reader is done.
@@ -251,7 +253,7 @@ TEST_F(DeferredWork, AWriteWhoseCommitFindsAReaderIsCommittedByTheWriterThread) 
   EXPECT_EQ(db.fetch_one("SELECT count(*) FROM t")->get<std::int64_t>(0), 1);
 }
 
-TEST_F(DeferredWork, TransactionsScriptsAndDurableWritesAreNeverLeftToTheCaller) {
+ENTITY_CONCURRENT_TEST_F(DeferredWork, TransactionsScriptsAndDurableWritesAreNeverLeftToTheCaller) {
   {
     auto infra = started(params());
     recorder r;
@@ -281,7 +283,7 @@ TEST_F(DeferredWork, TransactionsScriptsAndDurableWritesAreNeverLeftToTheCaller)
   EXPECT_FALSE(rd.get().ec);
 }
 
-TEST_F(DeferredWork, AZeroBudgetTurnsItOff) {
+ENTITY_CONCURRENT_TEST_F(DeferredWork, AZeroBudgetTurnsItOff) {
   auto p = params();
   p.inline_budget = 0us;
   auto infra = started(p);
@@ -290,7 +292,7 @@ TEST_F(DeferredWork, AZeroBudgetTurnsItOff) {
   EXPECT_FALSE(r.get().ec);
 }
 
-TEST_F(DeferredWork, AnEngineNotRunningFailsTheRequestAtOnce) {
+ENTITY_CONCURRENT_TEST_F(DeferredWork, AnEngineNotRunningFailsTheRequestAtOnce) {
   entity::sqlite_infrastructure infra(params());
   recorder r;
   EXPECT_EQ(infra.defer(statement("SELECT 1"), r.completion()), nullptr);
@@ -301,7 +303,7 @@ TEST_F(DeferredWork, AnEngineNotRunningFailsTheRequestAtOnce) {
 
 class InlineAsync : public DeferredWork {};
 
-TEST_F(InlineAsync, CoroutineReadsAndWritesRunOnTheirLoopAndWritesStillGroup) {
+ENTITY_CONCURRENT_TEST_F(InlineAsync, CoroutineReadsAndWritesRunOnTheirLoopAndWritesStillGroup) {
   auto infra = started(params());
   entity::database db(infra);
   entity::memory mem(db);
@@ -335,7 +337,7 @@ TEST_F(InlineAsync, CoroutineReadsAndWritesRunOnTheirLoopAndWritesStillGroup) {
   EXPECT_GT(after.mean_group_size, 2.0) << "20 coroutines' stores commit together";
 }
 
-TEST_F(InlineAsync, ALongQueryDoesNotHoldTheLoop) {
+ENTITY_CONCURRENT_TEST_F(InlineAsync, ALongQueryDoesNotHoldTheLoop) {
   auto p = params();
   p.inline_budget = 200us;
   auto infra = started(p);
@@ -378,7 +380,7 @@ TEST_F(InlineAsync, ALongQueryDoesNotHoldTheLoop) {
   EXPECT_GT(ticks.load(), 0) << "the loop ran its timer while the query was on a reader";
 }
 
-TEST_F(InlineAsync, AWriteBlockedByAnotherProcessesLockDoesNotHoldTheLoop) {
+ENTITY_CONCURRENT_TEST_F(InlineAsync, AWriteBlockedByAnotherProcessesLockDoesNotHoldTheLoop) {
   auto p = params();
   p.busy_timeout = 20s;  // a loop that waited for the lock would wait this long
   auto infra = started(p);
@@ -416,7 +418,7 @@ TEST_F(InlineAsync, AWriteBlockedByAnotherProcessesLockDoesNotHoldTheLoop) {
   EXPECT_EQ(db.fetch_one("SELECT sum(x) FROM t")->get<std::int64_t>(0), 2);
 }
 
-TEST_F(InlineAsync, TheLogIsStillCheckpointedWhenEveryCommitIsMadeOnTheLoop) {
+ENTITY_CONCURRENT_TEST_F(InlineAsync, TheLogIsStillCheckpointedWhenEveryCommitIsMadeOnTheLoop) {
   auto infra = started(params());
   entity::memory mem{entity::database(infra)};
   mem.store("warm", 0);
@@ -442,7 +444,7 @@ TEST_F(InlineAsync, TheLogIsStillCheckpointedWhenEveryCommitIsMadeOnTheLoop) {
   EXPECT_EQ(mem.size(), 501);
 }
 
-TEST_F(InlineAsync, SyncWritersOnOtherThreadsAndCoroutineWritersShareTheQueue) {
+ENTITY_CONCURRENT_TEST_F(InlineAsync, SyncWritersOnOtherThreadsAndCoroutineWritersShareTheQueue) {
   auto infra = started(params());
   entity::memory mem{entity::database(infra)};
   mem.store("warm", 0);

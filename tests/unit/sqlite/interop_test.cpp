@@ -8,6 +8,7 @@
 #include <string>
 #include <thread>
 
+#include "concurrency.hpp"
 #include "library_support.hpp"
 #include "test_support.hpp"
 
@@ -94,7 +95,7 @@ TEST(Interop, FileWrittenBySqliteToolReadsHere) {
   EXPECT_EQ(cli(path, "SELECT body FROM notes WHERE id = 3;"), "from entity-db\n");
 }
 
-TEST(Interop, WriterWaitsForAnotherProcessLock) {
+ENTITY_CONCURRENT_TEST(Interop, WriterWaitsForAnotherProcessLock) {
   ASSERT_TRUE(cli_available()) << missing_cli_message;
   entity::test::temp_dir dir;
   entity::sqlite_params p;
@@ -120,7 +121,7 @@ TEST(Interop, WriterWaitsForAnotherProcessLock) {
   EXPECT_EQ(rows[1].get<std::string>(0), "entity");
 }
 
-TEST(Interop, ScriptRetriedAfterAnotherProcessLockRunsEachStatementOnce) {
+ENTITY_CONCURRENT_TEST(Interop, ScriptRetriedAfterAnotherProcessLockRunsEachStatementOnce) {
   ASSERT_TRUE(cli_available()) << missing_cli_message;
   entity::test::temp_dir dir;
   entity::sqlite_params p;

@@ -21,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "concurrency.hpp"
 #include "library_support.hpp"
 #include "test_support.hpp"
 #include "writer_blocker.hpp"
@@ -90,7 +91,7 @@ struct outcomes {
 
 // ---- lifecycle -------------------------------------------------------------------------------
 
-TEST(SqliteInfrastructure, StartupAndShutdown) {
+ENTITY_CONCURRENT_TEST(SqliteInfrastructure, StartupAndShutdown) {
   entity::sqlite_infrastructure infra;
   EXPECT_FALSE(infra.running());
   infra.startup();
@@ -102,7 +103,7 @@ TEST(SqliteInfrastructure, StartupAndShutdown) {
   EXPECT_FALSE(infra.running());
 }
 
-TEST(SqliteInfrastructure, ShutdownIsIdempotent) {
+ENTITY_CONCURRENT_TEST(SqliteInfrastructure, ShutdownIsIdempotent) {
   auto infra = started();
   entity::database db(infra);
   db.execute("CREATE TABLE t (a)");
@@ -146,7 +147,7 @@ TEST(SqliteInfrastructure, UseBeforeStartupFailsWithNotStarted) {
   EXPECT_FALSE(db.health_check());
 }
 
-TEST(SqliteInfrastructure, UseAfterShutdownFailsWithShutDown) {
+ENTITY_CONCURRENT_TEST(SqliteInfrastructure, UseAfterShutdownFailsWithShutDown) {
   auto infra = started();
   entity::database db(infra);
   db.execute("CREATE TABLE t (a)");
@@ -173,7 +174,7 @@ TEST(SqliteInfrastructure, UseAfterShutdownFailsWithShutDown) {
   }
 }
 
-TEST(SqliteInfrastructure, CannotStartAgainAfterShutdown) {
+ENTITY_CONCURRENT_TEST(SqliteInfrastructure, CannotStartAgainAfterShutdown) {
   auto infra = started();
   infra->shutdown();
   try {
@@ -318,7 +319,7 @@ TEST(SqliteInfrastructure, DefaultsAreTheDocumentedOnes) {
 
 // ---- the reader pool -------------------------------------------------------------------------
 
-TEST(SqliteInfrastructure, PoolStatsCountConnections) {
+ENTITY_CONCURRENT_TEST(SqliteInfrastructure, PoolStatsCountConnections) {
   entity::sqlite_params p;
   p.pool_size = 3;
   p.min_connections = 2;
@@ -344,7 +345,7 @@ TEST(SqliteInfrastructure, PoolStatsCountConnections) {
   EXPECT_EQ(s.idle_connections, 3u);
 }
 
-TEST(SqliteInfrastructure, FiveConcurrentQueriesEachGetTheirOwnValue) {
+ENTITY_CONCURRENT_TEST(SqliteInfrastructure, FiveConcurrentQueriesEachGetTheirOwnValue) {
   auto infra = started();
   entity::database db(infra);
   constexpr int n = 5;
@@ -364,7 +365,7 @@ TEST(SqliteInfrastructure, FiveConcurrentQueriesEachGetTheirOwnValue) {
   for (int i = 0; i < n; ++i) EXPECT_EQ(got[i], i) << "thread " << i << " saw another's value";
 }
 
-TEST(SqliteInfrastructure, FiveConcurrentCoroutinesEachGetTheirOwnValue) {
+ENTITY_CONCURRENT_TEST(SqliteInfrastructure, FiveConcurrentCoroutinesEachGetTheirOwnValue) {
   auto infra = started();
   entity::database db(infra);
   asio::io_context io;
@@ -382,7 +383,7 @@ TEST(SqliteInfrastructure, FiveConcurrentCoroutinesEachGetTheirOwnValue) {
   for (int i = 0; i < 5; ++i) EXPECT_EQ(got[i], i * 11);
 }
 
-TEST(SqliteInfrastructure, PoolExhaustionFailsAfterAcquireTimeout) {
+ENTITY_CONCURRENT_TEST(SqliteInfrastructure, PoolExhaustionFailsAfterAcquireTimeout) {
   entity::sqlite_params p;
   p.pool_size = 2;
   p.acquire_timeout = 100ms;
@@ -420,7 +421,7 @@ TEST(SqliteInfrastructure, PoolExhaustionFailsAfterAcquireTimeout) {
   EXPECT_EQ(db.fetch_one("SELECT 5")->get<int>(0), 5);
 }
 
-TEST(SqliteInfrastructure, LeaseReturnsToThePool) {
+ENTITY_CONCURRENT_TEST(SqliteInfrastructure, LeaseReturnsToThePool) {
   entity::sqlite_params p;
   p.pool_size = 1;
   p.acquire_timeout = 100ms;
@@ -457,7 +458,7 @@ TEST(SqliteInfrastructure, LeaseReturnsToThePool) {
   EXPECT_EQ(db.stats().idle_connections, idle_before);
 }
 
-TEST(SqliteInfrastructure, LeaseRefusesWrites) {
+ENTITY_CONCURRENT_TEST(SqliteInfrastructure, LeaseRefusesWrites) {
   auto infra = started();
   entity::database db(infra);
   db.execute("CREATE TABLE t (a)");
@@ -467,7 +468,7 @@ TEST(SqliteInfrastructure, LeaseRefusesWrites) {
   EXPECT_EQ(count_rows(db, "t"), 0);
 }
 
-TEST(SqliteInfrastructure, LeaseQueriesHaveTheQueryTimeout) {
+ENTITY_CONCURRENT_TEST(SqliteInfrastructure, LeaseQueriesHaveTheQueryTimeout) {
   entity::sqlite_params p;
   p.query_timeout = 100ms;
   auto infra = started(p);
@@ -537,7 +538,7 @@ TEST(SqliteInfrastructure, MemoryDatabaseIsSharedByAllConnections) {
 
 // ---- deadlines -------------------------------------------------------------------------------
 
-TEST(SqliteInfrastructure, TimeoutInterruptsRunawayQuery) {
+ENTITY_CONCURRENT_TEST(SqliteInfrastructure, TimeoutInterruptsRunawayQuery) {
   entity::sqlite_params p;
   p.pool_size = 1;  // the next query must run on the very connection that was interrupted
   auto infra = started(p);
@@ -568,7 +569,7 @@ TEST(SqliteInfrastructure, TimeoutInterruptsRunawayQuery) {
   EXPECT_EQ(db.stats().timeouts, 2u);
 }
 
-TEST(SqliteInfrastructure, TimeoutInterruptsRunawayQueryAsync) {
+ENTITY_CONCURRENT_TEST(SqliteInfrastructure, TimeoutInterruptsRunawayQueryAsync) {
   entity::sqlite_params p;
   p.pool_size = 1;  // one reader thread, one reader connection: both must be free again
   auto infra = started(p);
@@ -586,7 +587,7 @@ TEST(SqliteInfrastructure, TimeoutInterruptsRunawayQueryAsync) {
   });
 }
 
-TEST(SqliteInfrastructure, TimeoutInterruptsRunawayWrite) {
+ENTITY_CONCURRENT_TEST(SqliteInfrastructure, TimeoutInterruptsRunawayWrite) {
   auto infra = started();
   entity::database db(infra);
   db.execute("CREATE TABLE t (n INTEGER)");
@@ -613,7 +614,7 @@ TEST(SqliteInfrastructure, TimeoutInterruptsRunawayWrite) {
   EXPECT_EQ(count_rows(db, "t"), 1);
 }
 
-TEST(SqliteInfrastructure, TimeQueuedCountsAgainstTheDeadline) {
+ENTITY_CONCURRENT_TEST(SqliteInfrastructure, TimeQueuedCountsAgainstTheDeadline) {
   auto infra = started();
   entity::database db(infra);
   db.execute("CREATE TABLE t (a)");
@@ -631,7 +632,7 @@ TEST(SqliteInfrastructure, TimeQueuedCountsAgainstTheDeadline) {
 
 // ---- the writer queue ------------------------------------------------------------------------
 
-TEST(SqliteInfrastructure, ConcurrentWritersAllLand) {
+ENTITY_CONCURRENT_TEST(SqliteInfrastructure, ConcurrentWritersAllLand) {
   entity::test::temp_dir dir;
   entity::sqlite_params p;
   p.path = dir.file("writers.db");
@@ -658,7 +659,7 @@ TEST(SqliteInfrastructure, ConcurrentWritersAllLand) {
     EXPECT_EQ(db.fetch_one("SELECT count(*) FROM t WHERE writer = ?", {w})->get<int>(0), 10);
 }
 
-TEST(SqliteInfrastructure, GroupCommitBatchesConcurrentWriters) {
+ENTITY_CONCURRENT_TEST(SqliteInfrastructure, GroupCommitBatchesConcurrentWriters) {
   entity::test::temp_dir dir;
   entity::sqlite_params p;
   p.path = dir.file("group.db");
@@ -688,7 +689,7 @@ TEST(SqliteInfrastructure, GroupCommitBatchesConcurrentWriters) {
   EXPECT_LE(s.grouped_operations, 10000u);
 }
 
-TEST(SqliteInfrastructure, FailingWriteInAGroupFailsAlone) {
+ENTITY_CONCURRENT_TEST(SqliteInfrastructure, FailingWriteInAGroupFailsAlone) {
   auto infra = started();
   entity::database db(infra);
   db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)");
@@ -724,7 +725,7 @@ TEST(SqliteInfrastructure, FailingWriteInAGroupFailsAlone) {
   EXPECT_GE(s.grouped_operations, n - 1);
 }
 
-TEST(SqliteInfrastructure, TimedOutWriteInAGroupFailsAlone) {
+ENTITY_CONCURRENT_TEST(SqliteInfrastructure, TimedOutWriteInAGroupFailsAlone) {
   // SQLite rolls back the whole transaction when it interrupts a statement: the requests
   // committed before it in the same group must not be lost or blamed for it.
   auto infra = started();
@@ -757,7 +758,7 @@ TEST(SqliteInfrastructure, TimedOutWriteInAGroupFailsAlone) {
   EXPECT_EQ(s.errors, 1u);
 }
 
-TEST(SqliteInfrastructure, TransactionBodyRunsAgainWhenItsGroupIsRolledBack) {
+ENTITY_CONCURRENT_TEST(SqliteInfrastructure, TransactionBodyRunsAgainWhenItsGroupIsRolledBack) {
   auto infra = started();
   entity::database db(infra);
   db.execute("CREATE TABLE t (n INTEGER)");
@@ -818,7 +819,7 @@ TEST(SqliteInfrastructure, WriteThroughTheDatabaseInsideATransactionFails) {
   EXPECT_EQ(count_rows(db, "t"), 1);
 }
 
-TEST(SqliteInfrastructure, ExecuteManyInAGroupIsAllOrNothing) {
+ENTITY_CONCURRENT_TEST(SqliteInfrastructure, ExecuteManyInAGroupIsAllOrNothing) {
   auto infra = started();
   entity::database db(infra);
   db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)");
@@ -843,7 +844,7 @@ TEST(SqliteInfrastructure, ExecuteManyInAGroupIsAllOrNothing) {
   EXPECT_EQ(db.fetch_one("SELECT count(*) FROM t WHERE id >= 1000 AND id < 1100")->get<int>(0), 0);
 }
 
-TEST(SqliteInfrastructure, ThrowingTransactionInAGroupRollsBackAlone) {
+ENTITY_CONCURRENT_TEST(SqliteInfrastructure, ThrowingTransactionInAGroupRollsBackAlone) {
   auto infra = started();
   entity::database db(infra);
   db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)");
@@ -891,7 +892,7 @@ TEST(SqliteInfrastructure, PlainCallbackMayCallTheSyncApi) {
   EXPECT_EQ(seen.get_future().get(), 2);
 }
 
-TEST(SqliteInfrastructure, SyncWritersDoNotNeedTheWriterThread) {
+ENTITY_CONCURRENT_TEST(SqliteInfrastructure, SyncWritersDoNotNeedTheWriterThread) {
   // The writer thread is held inside a plain callback. A sync write queued behind another sync
   // caller's transaction must still be committed: by that caller, or by itself in turn.
   auto infra = started();
@@ -924,7 +925,7 @@ TEST(SqliteInfrastructure, SyncWritersDoNotNeedTheWriterThread) {
   release_callback.count_down();
 }
 
-TEST(SqliteInfrastructure, ReadersAreNotBlockedByALongWriteTransaction) {
+ENTITY_CONCURRENT_TEST(SqliteInfrastructure, ReadersAreNotBlockedByALongWriteTransaction) {
   entity::test::temp_dir dir;
   entity::sqlite_params p;
   p.path = dir.file("wal.db");
@@ -972,7 +973,7 @@ TEST(SqliteInfrastructure, ReadersAreNotBlockedByALongWriteTransaction) {
 
 // ---- shutdown --------------------------------------------------------------------------------
 
-TEST(SqliteInfrastructure, ShutdownCompletesEveryQueuedOperation) {
+ENTITY_CONCURRENT_TEST(SqliteInfrastructure, ShutdownCompletesEveryQueuedOperation) {
   entity::test::temp_dir dir;
   entity::sqlite_params p;
   p.path = dir.file("queued.db");
@@ -1044,7 +1045,7 @@ TEST(SqliteInfrastructure, QueuedOperationsCountsWritesWaitingForTheWriter) {
   EXPECT_EQ(count_rows(db, "t"), 3);
 }
 
-TEST(SqliteInfrastructure, StatsCountOperationsErrorsAndTimeouts) {
+ENTITY_CONCURRENT_TEST(SqliteInfrastructure, StatsCountOperationsErrorsAndTimeouts) {
   auto infra = started();
   entity::database db(infra);
   auto s = db.stats();

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "concurrency.hpp"
 #include "entity/entity.hpp"
 #include "library_support.hpp"
 #include "test_support.hpp"
@@ -94,7 +95,7 @@ class child_process {
   bool waited_ = false;
 };
 
-TEST(VectorMultiprocess, AnotherProcessesWritesAreSeen) {
+ENTITY_CONCURRENT_TEST(VectorMultiprocess, AnotherProcessesWritesAreSeen) {
   entity::test::temp_dir dir;
   const std::string path = dir.file("shared.db");
   std::mt19937 rng(17);
@@ -146,7 +147,7 @@ TEST(VectorMultiprocess, AnotherProcessesWritesAreSeen) {
   EXPECT_EQ(store.count("shared"), 151);
 }
 
-TEST(VectorMultiprocess, ACollectionDroppedAndCreatedAnewElsewhereIsReloaded) {
+ENTITY_CONCURRENT_TEST(VectorMultiprocess, ACollectionDroppedAndCreatedAnewElsewhereIsReloaded) {
   entity::test::temp_dir dir;
   const std::string path = dir.file("recreated.db");
   std::mt19937 rng(23);

@@ -23,6 +23,7 @@
 #include <thread>
 #include <vector>
 
+#include "concurrency.hpp"
 #include "entity/entity.hpp"
 #include "library_support.hpp"
 #include "test_support.hpp"
@@ -591,7 +592,7 @@ TEST(VectorStore, BadInputErrsAndWritesNothing) {
 
 // ---- threads ------------------------------------------------------------------------------------
 
-TEST(VectorStore, ConcurrentUpsertsAndSearches) {
+ENTITY_CONCURRENT_TEST(VectorStore, ConcurrentUpsertsAndSearches) {
   auto params = graph_params(150, 32);
   fixture f(params);
   const std::size_t dim = 8;
@@ -658,7 +659,7 @@ TEST(VectorStore, ConcurrentUpsertsAndSearches) {
 
 // While the graph is built on its own thread, approximate searches scan and writes go on; the
 // graph it adopts carries every one of those writes.
-TEST(VectorStore, ConcurrentWritesWhileTheGraphIsBuiltInTheBackground) {
+ENTITY_CONCURRENT_TEST(VectorStore, ConcurrentWritesWhileTheGraphIsBuiltInTheBackground) {
   entity::vector_store_params params;  // hnsw_build_in_background: the default
   params.hnsw_threshold = 100;
   params.hnsw_ef_construction = 64;
@@ -725,7 +726,7 @@ TEST(VectorStore, ConcurrentWritesWhileTheGraphIsBuiltInTheBackground) {
 
 // ---- async --------------------------------------------------------------------------------------
 
-TEST(VectorStore, AsyncApiThroughUseAwaitable) {
+ENTITY_CONCURRENT_TEST(VectorStore, AsyncApiThroughUseAwaitable) {
   fixture f;
   auto& store = f.store;
   run_coroutine([&]() -> asio::awaitable<void> {
@@ -783,7 +784,7 @@ TEST(VectorStore, AsyncApiThroughUseAwaitable) {
   EXPECT_TRUE(f.store.list_collections().empty());
 }
 
-TEST(VectorStore, AsyncHandlersNeverRunInsideTheStartingCall) {
+ENTITY_CONCURRENT_TEST(VectorStore, AsyncHandlersNeverRunInsideTheStartingCall) {
   fixture f;
   f.store.create_collection("c", 2, metric::l2);
   asio::io_context io;
@@ -808,7 +809,7 @@ TEST(VectorStore, AsyncHandlersNeverRunInsideTheStartingCall) {
   EXPECT_EQ(completed, 5);
 }
 
-TEST(VectorStore, AsyncDiagnosticsSayWhatFailed) {
+ENTITY_CONCURRENT_TEST(VectorStore, AsyncDiagnosticsSayWhatFailed) {
   fixture f;
   f.store.create_collection("c", 3, metric::cosine);
   std::vector<float> nan_v = {1, std::numeric_limits<float>::quiet_NaN(), 3};
@@ -827,7 +828,7 @@ TEST(VectorStore, AsyncDiagnosticsSayWhatFailed) {
   EXPECT_EQ(f.store.count("c"), 0);
 }
 
-TEST(VectorStore, AsyncWithPlainCallbacksAndFutures) {
+ENTITY_CONCURRENT_TEST(VectorStore, AsyncWithPlainCallbacksAndFutures) {
   fixture f;
   std::mt19937 rng(21);
   const std::size_t dim = 16;
