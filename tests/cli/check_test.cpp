@@ -8,15 +8,13 @@
 
 namespace {
 
+using entity::test::command_line;
 using entity::test::command_result;
 using entity::test::run_command;
-using entity::test::shell_quote;
 using entity::test::temp_dir;
 
 command_result entitydb(const std::vector<std::string>& args) {
-  std::string cmd = shell_quote(ENTITYDB_BIN);
-  for (const std::string& a : args) cmd += " " + shell_quote(a);
-  return run_command(cmd);
+  return run_command(command_line(ENTITYDB_BIN, args));
 }
 
 void write_file(const std::string& path, const std::string& bytes) {

@@ -9,6 +9,7 @@
 
 namespace {
 
+using entity::test::command_line;
 using entity::test::command_result;
 using entity::test::run_command;
 using entity::test::shell_quote;
@@ -16,9 +17,7 @@ using entity::test::temp_dir;
 using nlohmann::json;
 
 command_result entitydb(const std::vector<std::string>& args, const std::string& input = {}) {
-  std::string cmd = shell_quote(ENTITYDB_BIN);
-  for (const std::string& a : args) cmd += " " + shell_quote(a);
-  return run_command(cmd, input);
+  return run_command(command_line(ENTITYDB_BIN, args), input);
 }
 
 // A memory file in a fresh folder, driven through `entitydb memory VERB --db FILE ...`.

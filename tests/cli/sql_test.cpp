@@ -11,29 +11,22 @@
 
 namespace {
 
+using entity::test::command_line;
 using entity::test::command_result;
+using entity::test::lines_of;
 using entity::test::run_command;
 using entity::test::shell_quote;
 using entity::test::temp_dir;
 
 // Runs `env_prefix entitydb args...`, every argument quoted for the shell.
 command_result entitydb(const std::vector<std::string>& args, const std::string& env_prefix = {}) {
-  std::string cmd = env_prefix + shell_quote(ENTITYDB_BIN);
-  for (const std::string& a : args) cmd += " " + shell_quote(a);
-  return run_command(cmd);
+  return run_command(env_prefix + command_line(ENTITYDB_BIN, args));
 }
 
 command_result sql(const std::string& db, const std::vector<std::string>& args) {
   std::vector<std::string> all = {"sql", "--db", db};
   all.insert(all.end(), args.begin(), args.end());
   return entitydb(all);
-}
-
-std::vector<std::string> lines_of(const std::string& text) {
-  std::vector<std::string> out;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) out.push_back(line);
-  return out;
 }
 
 // A statement that failed: exit status 1, nothing on stdout, and a single line on stderr that

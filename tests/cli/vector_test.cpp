@@ -8,6 +8,7 @@
 
 namespace {
 
+using entity::test::lines_of;
 using entity::test::run_command;
 using entity::test::shell_quote;
 
@@ -19,13 +20,6 @@ struct cli {
   }
 };
 
-std::vector<std::string> lines(const std::string& s) {
-  std::vector<std::string> out;
-  std::istringstream in(s);
-  for (std::string l; std::getline(in, l);) out.push_back(l);
-  return out;
-}
-
 }  // namespace
 
 TEST(CliVector, CreateAddSearchNearestFirst) {
@@ -35,13 +29,13 @@ TEST(CliVector, CreateAddSearchNearestFirst) {
   ASSERT_EQ(c.run("add docs near '[1,0,0]' --metadata '{\"tag\":\"x\"}'").exit_code, 0);
   auto r = c.run("search docs '[1,0.1,0]' -k 2 --exact");
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  auto l = lines(r.out);
+  auto l = lines_of(r.out);
   ASSERT_EQ(l.size(), 2u) << r.out;
   EXPECT_EQ(l[0].substr(0, 5), "near\t");
   EXPECT_NE(l[0].find("{\"tag\":\"x\"}"), std::string::npos) << l[0];
   EXPECT_EQ(l[1].substr(0, 4), "far\t");
   auto f = c.run("search docs '[1,0,0]' --filter '{\"tag\":\"x\"}'");
-  EXPECT_EQ(lines(f.out).size(), 1u) << f.out;
+  EXPECT_EQ(lines_of(f.out).size(), 1u) << f.out;
 }
 
 TEST(CliVector, WrongDimensionFailsAndWritesNothing) {

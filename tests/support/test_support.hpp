@@ -10,7 +10,9 @@
 #include <cstdlib>
 #include <filesystem>
 #include <random>
+#include <sstream>
 #include <string>
+#include <vector>
 
 namespace entity::test {
 
@@ -90,6 +92,21 @@ inline std::string shell_quote(const std::string& s) {
       q += c;
   }
   return q + "'";
+}
+
+/// `program` and then each of `args`, every one quoted for /bin/sh: a command for run_command.
+inline std::string command_line(const std::string& program, const std::vector<std::string>& args) {
+  std::string cmd = shell_quote(program);
+  for (const std::string& a : args) cmd += " " + shell_quote(a);
+  return cmd;
+}
+
+/// The lines of `text`, without their line ends.
+inline std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) out.push_back(line);
+  return out;
 }
 
 }  // namespace entity::test
