@@ -196,7 +196,7 @@ TEST_P(Database, ExecuteManyInsertsEveryRow) {
   EXPECT_EQ(db.execute_many("INSERT INTO t VALUES (?, ?)", {}).rows_affected, 0);
 }
 
-TEST_P(Database, ExecuteManyIsAllOrNothing) {
+ENTITY_CONCURRENT_TEST_P(Database, ExecuteManyIsAllOrNothing) {
   auto db = open();
   db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)");
   std::vector<entity::params> batch;
@@ -547,7 +547,7 @@ std::vector<std::int64_t> column_a(const entity::database& db) {
 }
 }  // namespace
 
-TEST_P(Database, ScriptManyAndTransactionWithDeferred) {
+ENTITY_CONCURRENT_TEST_P(Database, ScriptManyAndTransactionWithDeferred) {
   auto db = open();
   auto script = db.async_execute_script("CREATE TABLE t (a INTEGER); INSERT INTO t VALUES (1)",
                                         asio::deferred);
@@ -591,7 +591,7 @@ ENTITY_CONCURRENT_TEST_P(Database, AsyncWithUseFuture) {
   }
 }
 
-TEST_P(Database, ScriptManyAndTransactionWithUseFuture) {
+ENTITY_CONCURRENT_TEST_P(Database, ScriptManyAndTransactionWithUseFuture) {
   auto db = open();
   std::future<void> script = db.async_execute_script(
       "CREATE TABLE t (a INTEGER); INSERT INTO t VALUES (1)", asio::use_future);

@@ -484,7 +484,7 @@ ENTITY_CONCURRENT_TEST(SqliteInfrastructure, LeaseQueriesHaveTheQueryTimeout) {
   EXPECT_EQ(lease->fetch_one("SELECT 42")->get<int>(0), 42);
 }
 
-TEST(SqliteInfrastructure, MemoryDatabaseIsSharedByAllConnections) {
+ENTITY_CONCURRENT_TEST(SqliteInfrastructure, MemoryDatabaseIsSharedByAllConnections) {
   entity::sqlite_params p;
   p.path = ":memory:";
   p.pool_size = 5;
@@ -786,7 +786,7 @@ ENTITY_CONCURRENT_TEST(SqliteInfrastructure, TransactionBodyRunsAgainWhenItsGrou
   EXPECT_EQ(count_rows(db, "t"), 1);
 }
 
-TEST(SqliteInfrastructure, WriteThroughTheDatabaseInsideATransactionFails) {
+ENTITY_CONCURRENT_TEST(SqliteInfrastructure, WriteThroughTheDatabaseInsideATransactionFails) {
   // The body must write through its session; a write through the database would wait for the
   // very transaction it is part of. It fails at once instead of hanging.
   entity::test::temp_dir dir;
@@ -872,7 +872,7 @@ ENTITY_CONCURRENT_TEST(SqliteInfrastructure, ThrowingTransactionInAGroupRollsBac
   EXPECT_EQ(ids[1].get<int>(0), 4);
 }
 
-TEST(SqliteInfrastructure, PlainCallbackMayCallTheSyncApi) {
+ENTITY_CONCURRENT_TEST(SqliteInfrastructure, PlainCallbackMayCallTheSyncApi) {
   // A plain callback runs on the worker that finished the operation. Calling the sync API from
   // there must work, including a write from the writer's own thread.
   auto infra = started();
@@ -1025,7 +1025,7 @@ ENTITY_CONCURRENT_TEST(SqliteInfrastructure, ShutdownCompletesEveryQueuedOperati
 
 // ---- stats -----------------------------------------------------------------------------------
 
-TEST(SqliteInfrastructure, QueuedOperationsCountsWritesWaitingForTheWriter) {
+ENTITY_CONCURRENT_TEST(SqliteInfrastructure, QueuedOperationsCountsWritesWaitingForTheWriter) {
   auto infra = started();
   entity::database db(infra);
   db.execute("CREATE TABLE t (a)");
