@@ -13,6 +13,8 @@
 #include <vector>
 
 #include "backends.hpp"
+#include "concurrency.hpp"
+#include "library_support.hpp"
 #include "entity/entity.hpp"
 
 namespace {
@@ -254,12 +256,9 @@ TEST(FormsSqlite, EveryMemoryFormReportsAnEngineThatIsNotStarted) {
 
 // The async form of an operation that fails before it reaches the database completes later,
 // never inside the call that starts it, with the same code the other forms give.
-TEST(FormsSqlite, AnAsyncFailureBeforeAnyStatementCompletesOutsideTheCall) {
-  entity::test::temp_dir dir;
-  entity::sqlite_params p;
-  p.path = dir.file("m.db");
-  auto infra = std::make_shared<entity::sqlite_infrastructure>(p);
-  infra->startup();
+ENTITY_CONCURRENT_TEST(FormsSqlite, AnAsyncFailureBeforeAnyStatementCompletesOutsideTheCall) {
+  entity::test::sqlite_file file("m.db");
+  auto& infra = file.infra;
   memory mem{entity::database(infra)};
   std::promise<std::pair<error_code, std::thread::id>> done;
   entity::diagnostics diag;
