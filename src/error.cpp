@@ -24,8 +24,16 @@ class entity_category_impl final : public boost::system::error_category {
       case errc::connection_error: return "connection error";
       case errc::open_failed: return "the database could not be opened";
       case errc::transaction_open: return "a statement left a transaction open; it was rolled back";
-      case errc::aborted: return "the transaction body failed; the transaction was rolled back";
+      case errc::aborted:
+        return "an exception ended the operation (a transaction body's, or one met inside the "
+               "library); nothing of it was committed";
       case errc::cancelled: return "the operation was cancelled by its caller";
+      case errc::rolled_back:
+        return "a statement of the transaction failed; the transaction was rolled back";
+      case errc::conflict:
+        return "the data changed concurrently while the operation read it; nothing was changed";
+      case errc::over_budget:
+        return "the statement ran past the inline budget and was interrupted";
     }
     return "unknown entity error";
   }

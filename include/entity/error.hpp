@@ -34,8 +34,17 @@ enum class errc {
   connection_error,    ///< the connection to the server broke or could not be made
   open_failed,         ///< the database could not be opened
   transaction_open,    ///< a statement left a transaction open; it was rolled back
-  aborted,             ///< a transaction body threw; the transaction was rolled back
+  aborted,             ///< an exception that is not an entity::error ended the operation (one a
+                       ///< transaction body threw, or one the library met, like bad_alloc);
+                       ///< nothing of it was committed
   cancelled,           ///< the caller cancelled the operation; what it did was rolled back
+  rolled_back,         ///< a statement of a transaction failed and the body went on: the
+                       ///< server refused to commit, and the transaction was rolled back
+  conflict,            ///< what the operation read kept changing under concurrent writers;
+                       ///< nothing was changed, and trying again may succeed
+  over_budget,         ///< a statement ran past the inline budget on the caller's thread and
+                       ///< was interrupted; the engine runs it again on its own thread (a
+                       ///< caller never sees this code)
 };
 // errc::cancelled matches no entity::condition (it is neither a timeout nor a failure of the
 // database); like asio's operation_aborted it is equivalent to the generic

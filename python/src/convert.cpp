@@ -195,6 +195,9 @@ std::string code_name(const error_code& ec) {
       case errc::transaction_open: return "transaction_open";
       case errc::aborted: return "aborted";
       case errc::cancelled: return "cancelled";
+      case errc::rolled_back: return "rolled_back";
+      case errc::conflict: return "conflict";
+      case errc::over_budget: return "over_budget";
       default: return "entity:" + std::to_string(ec.value());
     }
   }

@@ -850,8 +850,10 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
           s.flush();
           if (PQtransactionStatus(c->pg) == PQTRANS_INERROR) {
             // The body caught a statement's error and went on: nothing of it may commit.
-            out.ec = make_error_code(errc::aborted);
-            out.diag.message = "a statement of the transaction failed; the transaction was rolled back";
+            out.ec = make_error_code(errc::rolled_back);
+            out.diag.message =
+                "a statement of the transaction failed and the body went on; the transaction was "
+                "rolled back";
           } else if (cancelled()) {
             out.ec = make_error_code(errc::cancelled);
             out.diag.message = "the caller cancelled the transaction; it was rolled back";

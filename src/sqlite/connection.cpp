@@ -210,7 +210,7 @@ error_code connection::fail(int rc, std::string_view sql, diagnostics& diag) {
   }
   if ((rc & 0xff) == SQLITE_INTERRUPT && over_budget_) {
     diag.message = "the statement ran past its budget on the caller's thread and was interrupted";
-    return make_error_code(errc::aborted);
+    return make_error_code(errc::over_budget);
   }
   diag.message = sqlite3_errmsg(db_) + system_reason(db_);
   int ext = sqlite3_extended_errcode(db_);

@@ -726,7 +726,7 @@ struct search_op : operation<vector_store::matches> {
       // Another load of another shape (the collection was created anew) won the race.
       if (++op->attempts < 3) return lookup(std::move(op));
       op->fail_with(
-          make_ec(errc::aborted),
+          make_ec(errc::conflict),
           {"vector collection " + quote(op->name) + " kept changing while it was loaded", {}});
     });
   }

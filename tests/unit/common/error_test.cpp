@@ -4,6 +4,7 @@
 #include <sqlite3.h>
 
 #include <entity/entity.hpp>
+#include <set>
 #include <string>
 
 #include "concurrency.hpp"
@@ -17,10 +18,30 @@ TEST(Error, EntityCodesHaveClearMessages) {
   EXPECT_STREQ(ec.category().name(), "entity");
   EXPECT_NE(ec.message().find("startup()"), std::string::npos) << ec.message();
   EXPECT_NE(entity::make_error_code(errc::shut_down).message().find("shut down"), std::string::npos);
-  for (int e = static_cast<int>(errc::not_started); e <= static_cast<int>(errc::cancelled); ++e) {
+  std::set<std::string> messages;
+  for (int e = static_cast<int>(errc::not_started); e <= static_cast<int>(errc::over_budget); ++e) {
     std::string m = entity::make_error_code(static_cast<errc>(e)).message();
     EXPECT_FALSE(m.empty());
     EXPECT_EQ(m.find("unknown"), std::string::npos) << e;
+    EXPECT_TRUE(messages.insert(m).second) << "two codes say the same: " << m;
+  }
+}
+
+// Each code says what happened, not what another code means: the transaction-body wording
+// belongs to no code but aborted, whose message covers every exception that ends an operation.
+TEST(Error, EachFailureHasACodeOfItsOwn) {
+  auto message = [](errc e) { return entity::make_error_code(e).message(); };
+  EXPECT_NE(message(errc::aborted).find("exception"), std::string::npos);
+  EXPECT_NE(message(errc::rolled_back).find("statement of the transaction failed"),
+            std::string::npos);
+  EXPECT_NE(message(errc::conflict).find("changed concurrently"), std::string::npos);
+  EXPECT_NE(message(errc::over_budget).find("budget"), std::string::npos);
+  for (errc e : {errc::rolled_back, errc::conflict, errc::over_budget})
+    EXPECT_EQ(message(e).find("body"), std::string::npos) << message(e);
+  // None of them is a timeout or a cancellation.
+  for (errc e : {errc::aborted, errc::rolled_back, errc::conflict, errc::over_budget}) {
+    EXPECT_NE(entity::make_error_code(e), condition::timeout);
+    EXPECT_NE(entity::make_error_code(e), errc::cancelled);
   }
 }
 

@@ -204,6 +204,34 @@ TEST(PostgresInfrastructure, ExecuteManyIsAllOrNothingInPipelineChunks) {
   EXPECT_EQ(db.fetch_one("SELECT v FROM m WHERE k = ?", {5})->get<std::string>(0), "v5");
 }
 
+// PostgreSQL refuses to commit a transaction one of whose statements failed: a body that
+// catches that error and goes on gets rolled_back (not a body failure), and nothing commits.
+TEST(PostgresInfrastructure, ABodyThatGoesOnAfterAFailedStatementIsRolledBack) {
+  REQUIRE_SERVER();
+  auto infra = started(schema_url(), 1);
+  entity::database db(infra);
+  db.execute("CREATE TABLE m (k int PRIMARY KEY)");
+  db.execute("INSERT INTO m VALUES (1)");
+  entity::error_code ec;
+  entity::diagnostics diag;
+  db.transaction(
+      [](entity::session& s) {
+        s.execute("INSERT INTO m VALUES (2)");
+        try {
+          s.fetch_one("INSERT INTO m VALUES (1) RETURNING k");  // a duplicate key
+        } catch (const entity::error&) {
+          // and returns, as if nothing had happened
+        }
+      },
+      ec, diag);
+  EXPECT_EQ(ec, entity::errc::rolled_back) << ec.message() << ": " << diag.to_string();
+  EXPECT_NE(diag.message.find("rolled back"), std::string::npos) << diag.message;
+  EXPECT_EQ(db.fetch_one("SELECT count(*) FROM m")->get<std::int64_t>(0), 1);
+  // The one connection is usable at once.
+  db.execute("INSERT INTO m VALUES (3)");
+  EXPECT_EQ(db.fetch_one("SELECT count(*) FROM m")->get<std::int64_t>(0), 2);
+}
+
 ENTITY_CONCURRENT_TEST(PostgresInfrastructure, DeadlineCancelsTheQueryOnTheServer) {
   REQUIRE_SERVER();
   auto infra = started(schema_url(), /*pool=*/1);
