@@ -1,9 +1,11 @@
 // entity-db layer 2: the SQL resource (the seed's AsyncDatabaseResource).
 //
-// Every operation exists twice with one implementation beneath:
+// Every operation exists in three forms with one implementation beneath:
 //   async_execute(sql, params, token)  any asio completion token: use_awaitable, deferred,
 //                                      use_future, as_tuple(...), a plain callback;
-//   execute(sql, params)               for code without an event loop; throws entity::error.
+//   execute(sql, params)               for code without an event loop; throws entity::error;
+//   execute(sql, params, ec, diag)     the same without exceptions: sets (ec, diag) on failure
+//                                      and returns an empty value.
 // The async handler runs on its associated executor (a plain callback's runs on the thread that
 // finished the work). An overload taking `diagnostics&` before the token fills it on failure;
 // the caller keeps it alive until the handler runs.
@@ -15,6 +17,28 @@
 // server) and completes with errc::cancelled, leaving what a failure leaves (nothing, but for
 // the statements a script had already run); one that finished first completes as usual.
 // memory and vector_store pass their handler's slot on to the statements they run.
+//
+// Errors, on every form and every call (the ones a call adds are named at the call):
+//   errc::not_started, errc::shut_down   the engine is not running (before startup(), after
+//                                        or during shutdown());
+//   errc::query_timeout                  the call's deadline (query_timeout, with_timeout)
+//                                        passed: the statement was interrupted, its
+//                                        transaction rolled back;
+//   errc::pool_exhausted                 no connection became free within acquire_timeout;
+//   errc::cancelled                      async only: the caller cancelled (see above);
+//   errc::invalid_argument               wrong parameter count, an empty body or script;
+//   the backend's own codes              sqlite_category / postgres_category, comparable
+//                                        with entity::condition (busy, constraint, syntax,
+//                                        timeout, io); errc::connection_error (PostgreSQL).
+// The diagnostics carry the backend's message and the start of the SQL.
+//
+// Thread safety: a database is a cheap handle (a shared_ptr to the engine and a timeout).
+// Any thread may call any member of any copy at any time, async and sync alike; a sync call
+// blocks only its own thread. The engine orders writes (one writer) and runs reads on its
+// pool. A transaction body runs on the writer's thread and must not block: it writes through
+// its session; a write through the database from inside a body (SQLite) fails at once with
+// errc::invalid_argument instead of waiting for the transaction it is part of, while reads
+// through the database go to a reader and see the last commit.
 #pragma once
 
 #include <boost/asio/any_completion_handler.hpp>
@@ -62,7 +86,8 @@ class database {
   rows fetch_all(std::string sql, params args = {}) const;
   rows fetch_all(std::string sql, params args, error_code& ec, diagnostics& diag) const;
   /// Runs several ';'-separated statements in order on the writer. No parameters. A script
-  /// that opens a transaction must close it: one left open is rolled back and reported.
+  /// that opens a transaction must close it: one left open is rolled back and reported
+  /// (errc::transaction_open). The statements before a failing one stay done.
   void execute_script(std::string sql) const;
   void execute_script(std::string sql, error_code& ec, diagnostics& diag) const;
   /// Runs `sql` once per parameter set, all in one transaction: all or nothing.
@@ -75,6 +100,9 @@ class database {
   /// transaction with other queued writes; when one of those makes SQLite roll back the whole
   /// transaction (a statement interrupted at its deadline, disk full), the body runs again, so
   /// its effects outside the database should bear repeating. Its database effects commit once.
+  /// The error_code& form reports a body's entity::error with its own code and any other
+  /// exception as errc::aborted; on PostgreSQL, a body that swallows a failed statement's
+  /// error and returns gets errc::rolled_back (the server refuses to commit).
   void transaction(transaction_body body) const;
   void transaction(transaction_body body, error_code& ec, diagnostics& diag) const;
   /// True when the engine is running and answers a trivial query.
