@@ -25,7 +25,7 @@
 #include <mutex>
 #include <thread>
 
-#include "common/latency_histogram.hpp"
+#include "common/engine_core.hpp"
 #include "postgres/connection.hpp"
 #include "postgres/placeholders.hpp"
 
@@ -36,20 +36,6 @@ using clock_type = std::chrono::steady_clock;
 
 namespace {
 
-// The engine whose completion handler or transaction body this thread is running, if any:
-// there, shutdown() must not wait for the thread it runs on (see shutdown below).
-thread_local const void* running_for = nullptr;
-
-class running_guard {
- public:
-  explicit running_guard(const void* engine) : saved_(running_for) { running_for = engine; }
-  ~running_guard() { running_for = saved_; }
-  running_guard(const running_guard&) = delete;
-  running_guard& operator=(const running_guard&) = delete;
-
- private:
-  const void* saved_;
-};
 
 // One request on the io thread, with what its deadline timer needs to see.
 struct op_state {
@@ -162,7 +148,7 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
   std::unique_ptr<asio::thread_pool> tx_workers;   // transaction bodies
   std::unique_ptr<asio::thread_pool> aux_workers;  // connects and cancel requests
 
-  std::atomic<int> state{0};  // 0 new, 3 starting, 1 running, 2 shut down
+  detail::lifecycle life;
 
   mutable std::mutex mu;
   std::condition_variable idle_cv;  // in_flight reached zero
@@ -173,17 +159,14 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
   std::size_t in_flight = 0;
   std::uint64_t next_waiter = 1;
 
-  std::atomic<std::uint64_t> operations{0}, errors{0}, timeouts{0}, pipeline_batches{0};
-  detail::latency_histogram latency;
+  detail::request_counters counters;
+  std::atomic<std::uint64_t> pipeline_batches{0};
 
   // ---- lifecycle ----------------------------------------------------------------------------
 
   void startup() {
-    int expected = 0;
-    if (!state.compare_exchange_strong(expected, 3)) {
-      if (expected == 1 || expected == 3) return;
-      throw error(errc::shut_down, {"postgres_infrastructure: started again after shutdown()", {}});
-    }
+    if (!life.begin_startup()) return;
+    io.restart();  // after a startup that failed
     io_work.emplace(io.get_executor());
     io_thread = std::thread([this] { io.run(); });
     tx_workers = std::make_unique<asio::thread_pool>(params.pool_size);
@@ -203,10 +186,10 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
       std::unique_lock lk(mu);
       idle.clear();
       conns.clear();
-      state = 2;
+      life.startup_failed();
       throw;
     }
-    state = 1;
+    life.started();
   }
 
   void stop_threads() {
@@ -218,11 +201,7 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
   }
 
   void shutdown() {
-    int expected = 1;
-    if (!state.compare_exchange_strong(expected, 2)) {
-      if (expected == 0) state = 2;  // never started: nothing to stop
-      return;
-    }
+    if (!life.begin_shutdown()) return;
     // Queued requests fail; running ones finish (their deadlines bound the wait).
     std::list<waiter> failed;
     {
@@ -264,10 +243,11 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
       pg_conn* c = nullptr;
       {
         std::unique_lock lk(mu);
-        if (state != 1) {
+        if (!life.running()) {
           lk.unlock();
-          diagnostics diag{"the engine is not running", {}};
-          cb(nullptr, make_error_code(state == 2 ? errc::shut_down : errc::not_started), diag);
+          diagnostics diag;
+          error_code ec = life.not_running(diag);
+          cb(nullptr, ec, diag);
           return;
         }
         if (idle.empty()) {
@@ -405,7 +385,7 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
     lease_callback cb;
     {
       std::unique_lock lk(mu);
-      if (waiters.empty() || state != 1) {
+      if (waiters.empty() || !life.running()) {
         idle.push_back(c);
         return;
       }
@@ -426,10 +406,10 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
         dead = std::move(*it);
         conns.erase(it);
       }
-      if (state == 1) open_more_locked();
+      if (life.running()) open_more_locked();
     }
     // Closed on the io thread, which owns the socket's registration.
-    if (dead && state == 1)
+    if (dead && life.running())
       asio::post(io, [d = std::shared_ptr<pg_conn>(std::move(dead))] {});
   }
 
@@ -451,13 +431,9 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
   // ---- requests -----------------------------------------------------------------------------
 
   void finish(outcome&& out, completion& done, clock_type::time_point submitted) {
-    operations.fetch_add(1, std::memory_order_relaxed);
-    if (out.ec) errors.fetch_add(1, std::memory_order_relaxed);
-    if (out.ec == errc::query_timeout) timeouts.fetch_add(1, std::memory_order_relaxed);
-    latency.record(static_cast<std::uint64_t>(
-        std::chrono::duration_cast<std::chrono::nanoseconds>(clock_type::now() - submitted).count()));
+    counters.finished(out.ec, submitted);
     {
-      running_guard g(this);
+      detail::engine_thread_mark mark(this);
       done(std::move(out));
     }
     std::unique_lock lk(mu);
@@ -468,15 +444,11 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
     auto now = clock_type::now();
     {
       std::unique_lock lk(mu);
-      if (state != 1) {
+      if (!life.running()) {
         lk.unlock();
         outcome out;
-        bool stopped = state == 2;
-        out.ec = make_error_code(stopped ? errc::shut_down : errc::not_started);
-        out.diag.message = stopped ? "postgres_infrastructure: submit() after shutdown()"
-                                   : "postgres_infrastructure: submit() before startup()";
-        operations.fetch_add(1, std::memory_order_relaxed);
-        errors.fetch_add(1, std::memory_order_relaxed);
+        out.ec = life.not_running(out.diag);
+        counters.finished(out.ec, now);
         done(std::move(out));
         return;
       }
@@ -771,7 +743,7 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
         return self->finish(std::move(out), t->done, t->submitted);
       }
       asio::post(*self->tx_workers, [self, t, c] {
-        running_guard g(self.get());  // the body is the caller's code too
+        detail::engine_thread_mark mark(self.get());  // the body is the caller's code too
         {
           std::lock_guard lk(t->mu);
           t->running = c;
@@ -954,12 +926,8 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
       s.queued_operations = waiters.size();
     }
     s.busy_connections = s.open_connections - s.idle_connections;
-    s.operations = operations.load(std::memory_order_relaxed);
-    s.errors = errors.load(std::memory_order_relaxed);
-    s.timeouts = timeouts.load(std::memory_order_relaxed);
+    counters.fill(s);
     s.pipeline_batches = pipeline_batches.load(std::memory_order_relaxed);
-    s.p50_latency_us = latency.quantile(0.50) / 1000.0;
-    s.p99_latency_us = latency.quantile(0.99) / 1000.0;
     return s;
   }
 };
@@ -971,16 +939,11 @@ postgres_infrastructure::~postgres_infrastructure() { shutdown(); }
 
 void postgres_infrastructure::startup() { impl_->startup(); }
 void postgres_infrastructure::shutdown() {
-  // Inside a completion handler or transaction body of this engine (a plain callback that
-  // drops the last handle, say), shutdown would wait for that very request to finish and for
-  // the thread it runs on: another thread does it, keeping the engine alive until it is done.
-  if (running_for == impl_.get()) {
-    std::thread([engine = impl_] { engine->shutdown(); }).detach();
-    return;
-  }
-  impl_->shutdown();
+  // From a completion handler or transaction body of this engine too (a plain callback that
+  // drops the last handle, say): it would wait for the very request it runs in.
+  detail::shut_down(impl_);
 }
-bool postgres_infrastructure::running() const noexcept { return impl_->state == 1; }
+bool postgres_infrastructure::running() const noexcept { return impl_->life.running(); }
 void postgres_infrastructure::submit(request req, completion done) {
   impl_->submit(std::move(req), std::move(done));
 }

@@ -31,7 +31,7 @@
 #include <unistd.h>
 #include <vector>
 
-#include "common/latency_histogram.hpp"
+#include "common/engine_core.hpp"
 #include "entity/sqlite.hpp"
 #include "sqlite/classify.hpp"
 #include "sqlite/connection.hpp"
@@ -111,8 +111,6 @@ std::atomic<unsigned> memdb_counter{0};
 
 // The engine whose writer this thread is committing for (a transaction body runs then).
 thread_local const void* committing_for = nullptr;
-// The engine this thread is a worker of (its writer thread or one of its reader threads).
-thread_local const void* worker_of = nullptr;
 
 }  // namespace
 
@@ -158,9 +156,8 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
   std::string target;
   bool uri = false;
 
-  enum class state { idle, running, stopped };
-  std::mutex lifecycle_mu;
-  std::atomic<state> st{state::idle};
+  std::mutex lifecycle_mu;  // startup and shutdown, one at a time
+  detail::lifecycle life;
 
   // The writer: its connection is used only by the current leader.
   std::unique_ptr<connection> writer;
@@ -199,19 +196,30 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
   std::size_t open_readers = 0;                   // GUARDED_BY(pmu)
   bool pool_closed = false;                       // GUARDED_BY(pmu)
 
-  // Counters.
-  std::atomic<std::uint64_t> ops{0}, errors{0}, timeouts{0}, group_commits{0}, grouped_ops{0},
-      inline_ops{0};
+  // Counters: the engine's own, beside every request's (counters).
+  detail::request_counters counters;
+  std::atomic<std::uint64_t> group_commits{0}, grouped_ops{0}, inline_ops{0};
   std::atomic<bool> writer_busy{false};
-  detail::latency_histogram latency;
 
   // ---- lifecycle ----------------------------------------------------------------------
 
   void startup() {
     std::lock_guard lk(lifecycle_mu);
-    if (st == state::running) return;
-    if (st == state::stopped)
-      throw error(errc::shut_down, {"an infrastructure cannot be started again after shutdown()", {}});
+    if (!life.begin_startup()) return;
+    try {
+      open_connections();
+    } catch (...) {
+      life.startup_failed();
+      throw;
+    }
+    life.started();
+    writer_thread = std::thread([this] { writer_loop(); });
+    for (std::size_t i = 0; i < std::max<std::size_t>(p.pool_size, 1); ++i)
+      reader_threads.emplace_back([this] { reader_loop(); });
+  }
+
+  // The writer and min_connections - 1 readers; throws what failed, leaving none open.
+  void open_connections() {
     if (p.path.empty())
       throw error(errc::invalid_argument, {"the database path is empty", {}});
     if (p.path == ":memory:") {
@@ -248,19 +256,11 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
       idle.push_back(std::move(c));
     }
     open_readers = idle.size();
-    st = state::running;
-    writer_thread = std::thread([this] { writer_loop(); });
-    for (std::size_t i = 0; i < std::max<std::size_t>(p.pool_size, 1); ++i)
-      reader_threads.emplace_back([this] { reader_loop(); });
   }
 
   void shutdown() {
     std::lock_guard lk(lifecycle_mu);
-    if (st != state::running) {
-      st = state::stopped;
-      return;
-    }
-    st = state::stopped;
+    if (!life.begin_shutdown()) return;
     {
       std::lock_guard w(wmu);
       wstop = true;
@@ -281,20 +281,10 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
     idle.clear();
   }
 
-  error_code not_running_error() const {
-    return st == state::idle ? make_error_code(errc::not_started) : make_error_code(errc::shut_down);
-  }
-
   // ---- completion ---------------------------------------------------------------------
 
   void finish(pending* op) {
-    auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(clock::now() - op->submitted);
-    latency.record(static_cast<std::uint64_t>(ns.count()));
-    ops.fetch_add(1, std::memory_order_relaxed);
-    if (op->out.ec) {
-      errors.fetch_add(1, std::memory_order_relaxed);
-      if (op->out.ec == errc::query_timeout) timeouts.fetch_add(1, std::memory_order_relaxed);
-    }
+    counters.finished(op->out.ec, op->submitted);
     if (op->done) {
       completion done = std::move(op->done);
       outcome out = std::move(op->out);
@@ -440,7 +430,7 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
   }
 
   void reader_loop() {
-    worker_of = this;
+    detail::engine_thread_mark mark(this);
     while (pending* op = pop_read()) {
       if (run_read(*op))
         finish(op);
@@ -639,7 +629,7 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
   }
 
   void writer_loop() {
-    worker_of = this;
+    detail::engine_thread_mark mark(this);
     std::vector<pending*> group;
     sqlite_detail::spin_gate spinner;
     while (true) {
@@ -940,8 +930,8 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
 
   void submit(request req, completion done) {
     pending* op = make_pending(std::move(req), std::move(done));
-    if (st.load(std::memory_order_acquire) != state::running) {
-      set_error(op->out, not_running_error(), not_running_error().message());
+    if (!life.running()) {
+      op->out.ec = life.not_running(op->out.diag);
       finish(op);
       return;
     }
@@ -959,8 +949,8 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
     op.submitted = clock::now();
     op.deadline = deadline_of(op.req, op.submitted);
     op.path = route_of(op.req);
-    if (st.load(std::memory_order_acquire) != state::running) {
-      set_error(op.out, not_running_error(), not_running_error().message());
+    if (!life.running()) {
+      op.out.ec = life.not_running(op.out.diag);
       return std::move(op.out);
     }
     if (op.path == route::read) {
@@ -975,9 +965,8 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
 
   connection_lease acquire(std::optional<std::chrono::milliseconds> timeout, error_code& ec,
                            diagnostics& diag) {
-    if (st.load(std::memory_order_acquire) != state::running) {
-      ec = not_running_error();
-      diag.message = ec.message();
+    if (!life.running()) {
+      ec = life.not_running(diag);
       return {};
     }
     auto c = acquire_reader(clock::now() + timeout.value_or(p.acquire_timeout),
@@ -995,23 +984,19 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
       s.open_connections = open_readers;
       s.idle_connections = idle.size();
     }
-    // `st` alone says whether the writer is open: `writer` itself is set and reset by
-    // startup() and shutdown() without a lock that stats() could take.
-    if (st.load(std::memory_order_acquire) == state::running) {
+    // The lifecycle alone says whether the writer is open: `writer` itself is set and reset
+    // by startup() and shutdown() without a lock that stats() could take.
+    if (life.running()) {
       s.open_connections += 1;
       if (!writer_busy.load(std::memory_order_relaxed)) s.idle_connections += 1;
     }
     s.busy_connections = s.open_connections - s.idle_connections;
     s.queued_operations = wq_size.load() + rq_size.load();
-    s.operations = ops.load();
-    s.errors = errors.load();
-    s.timeouts = timeouts.load();
+    counters.fill(s);
     s.group_commits = group_commits.load();
     s.grouped_operations = grouped_ops.load();
     s.mean_group_size =
         s.group_commits ? static_cast<double>(s.grouped_operations) / s.group_commits : 0.0;
-    s.p50_latency_us = latency.quantile(0.50) / 1000.0;
-    s.p99_latency_us = latency.quantile(0.99) / 1000.0;
     s.inline_operations = inline_ops.load();
     return s;
   }
@@ -1019,7 +1004,7 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
 
 std::unique_ptr<deferred_work> sqlite_infrastructure::impl::defer(request req, completion done) {
   if (p.inline_budget.count() <= 0 || !runs_inline(req) ||
-      st.load(std::memory_order_acquire) != state::running) {
+      !life.running()) {
     submit(std::move(req), std::move(done));
     return nullptr;
   }
@@ -1064,17 +1049,10 @@ sqlite_infrastructure::~sqlite_infrastructure() { shutdown(); }
 
 void sqlite_infrastructure::startup() { impl_->startup(); }
 void sqlite_infrastructure::shutdown() {
-  // On one of the engine's own threads (a plain callback dropping the last handle on the
-  // engine), waiting for that thread would wait for itself: another thread does the shutdown,
-  // keeping the engine alive until every worker, this one included, has stopped.
-  if (worker_of == impl_.get()) {
-    std::thread([engine = impl_] { engine->shutdown(); }).detach();
-    return;
-  }
-  impl_->shutdown();
+  detail::shut_down(impl_);  // from one of its own threads too
 }
 bool sqlite_infrastructure::running() const noexcept {
-  return impl_->st.load() == impl::state::running;
+  return impl_->life.running();
 }
 void sqlite_infrastructure::submit(request req, completion done) {
   impl_->submit(std::move(req), std::move(done));

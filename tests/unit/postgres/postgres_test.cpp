@@ -87,6 +87,20 @@ TEST(PostgresInfrastructure, UnreachableServerFailsStartupClearly) {
     EXPECT_EQ(e.code(), entity::errc::connection_error);
     EXPECT_NE(std::string(e.what()).find("cannot connect"), std::string::npos) << e.what();
   }
+  // The engine is left not started, as it was: requests say so, and startup may be tried
+  // again (it fails the same way, not as an engine shut down).
+  EXPECT_FALSE(infra.running());
+  entity::database db(std::shared_ptr<entity::infrastructure>(&infra, [](auto*) {}));
+  entity::error_code ec;
+  entity::diagnostics diag;
+  db.execute("SELECT 1", {}, ec, diag);
+  EXPECT_EQ(ec, entity::errc::not_started);
+  try {
+    infra.startup();
+    FAIL() << "startup() succeeded without a server";
+  } catch (const entity::error& e) {
+    EXPECT_EQ(e.code(), entity::errc::connection_error);
+  }
 }
 
 TEST(PostgresInfrastructure, QuestionMarkAndDollarPlaceholdersBind) {

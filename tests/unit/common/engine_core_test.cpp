@@ -1,0 +1,131 @@
+// The core both engines share (src/common/engine_core.hpp), tested as plain code: the
+// lifecycle's transitions, the request counters, and the mark that tells an engine's own
+// threads from the others.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <entity/entity.hpp>
+#include <memory>
+
+#include "common/engine_core.hpp"
+
+namespace {
+
+using entity::errc;
+using entity::detail::lifecycle;
+
+TEST(Lifecycle, StartsOnceRunsAndShutsDownForGood) {
+  lifecycle life;
+  EXPECT_FALSE(life.running());
+  EXPECT_EQ(life.not_running(), errc::not_started);
+  ASSERT_TRUE(life.begin_startup());
+  // While it starts, it is not running yet, and a second startup leaves it to the first.
+  EXPECT_FALSE(life.running());
+  EXPECT_EQ(life.not_running(), errc::not_started);
+  EXPECT_FALSE(life.begin_startup());
+  life.started();
+  EXPECT_TRUE(life.running());
+  EXPECT_FALSE(life.begin_startup());  // already running: nothing to do
+  EXPECT_TRUE(life.begin_shutdown());  // the caller stops it
+  EXPECT_FALSE(life.running());
+  EXPECT_EQ(life.not_running(), errc::shut_down);
+  EXPECT_FALSE(life.begin_shutdown());  // once
+  try {
+    life.begin_startup();
+    FAIL() << "started again after shutdown";
+  } catch (const entity::error& e) {
+    EXPECT_EQ(e.code(), errc::shut_down);
+    EXPECT_NE(std::string(e.what()).find("shutdown()"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Lifecycle, AFailedStartupLeavesTheEngineNotStartedAndMayBeRetried) {
+  lifecycle life;
+  ASSERT_TRUE(life.begin_startup());
+  life.startup_failed();
+  EXPECT_FALSE(life.running());
+  EXPECT_EQ(life.not_running(), errc::not_started);
+  ASSERT_TRUE(life.begin_startup());
+  life.started();
+  EXPECT_TRUE(life.running());
+}
+
+TEST(Lifecycle, AnEngineNeverStartedIsShutDownAtOnce) {
+  lifecycle life;
+  EXPECT_FALSE(life.begin_shutdown());  // nothing for the caller to stop
+  EXPECT_EQ(life.not_running(), errc::shut_down);
+  EXPECT_THROW(life.begin_startup(), entity::error);
+}
+
+TEST(Lifecycle, AShutdownDuringStartupIsLeftToTheStartup) {
+  lifecycle life;
+  ASSERT_TRUE(life.begin_startup());
+  EXPECT_FALSE(life.begin_shutdown());
+  life.started();
+  EXPECT_TRUE(life.running());
+  EXPECT_TRUE(life.begin_shutdown());
+}
+
+TEST(Lifecycle, TheNotRunningMessageIsTheCodesOwn) {
+  lifecycle life;
+  entity::diagnostics diag;
+  auto ec = life.not_running(diag);
+  EXPECT_EQ(ec, errc::not_started);
+  EXPECT_EQ(diag.message, ec.message());
+  EXPECT_NE(diag.message.find("startup()"), std::string::npos);
+}
+
+TEST(RequestCounters, CountOperationsErrorsAndTimeouts) {
+  entity::detail::request_counters counters;
+  auto now = std::chrono::steady_clock::now();
+  counters.finished({}, now);
+  counters.finished({}, now);
+  counters.finished(entity::make_error_code(errc::query_timeout), now);
+  counters.finished(entity::make_error_code(errc::invalid_argument), now);
+  entity::infrastructure_stats s;
+  counters.fill(s);
+  EXPECT_EQ(s.operations, 4u);
+  EXPECT_EQ(s.errors, 2u);
+  EXPECT_EQ(s.timeouts, 1u);
+  EXPECT_GE(s.p99_latency_us, s.p50_latency_us);
+}
+
+TEST(RequestCounters, LatencyIsMeasuredFromSubmission) {
+  entity::detail::request_counters counters;
+  counters.finished({}, std::chrono::steady_clock::now() - std::chrono::milliseconds(50));
+  entity::infrastructure_stats s;
+  counters.fill(s);
+  // One request, submitted 50 ms ago: both percentiles are that one (to the histogram's 1/16).
+  EXPECT_GE(s.p50_latency_us, 50'000 * 15 / 16.0);
+  EXPECT_EQ(s.p50_latency_us, s.p99_latency_us);
+}
+
+TEST(EngineThreadMark, MarksTheCurrentThreadForItsScopeAndNests) {
+  int a = 0, b = 0;
+  EXPECT_EQ(entity::detail::engine_of_this_thread, nullptr);
+  {
+    entity::detail::engine_thread_mark outer(&a);
+    EXPECT_EQ(entity::detail::engine_of_this_thread, &a);
+    {
+      entity::detail::engine_thread_mark inner(&b);
+      EXPECT_EQ(entity::detail::engine_of_this_thread, &b);
+    }
+    EXPECT_EQ(entity::detail::engine_of_this_thread, &a);
+  }
+  EXPECT_EQ(entity::detail::engine_of_this_thread, nullptr);
+}
+
+// shut_down from a thread marked for the engine hands the work to another thread instead of
+// waiting for itself; from any other thread it shuts down at once.
+struct fake_engine {
+  std::atomic<int> shutdowns{0};
+  void shutdown() { shutdowns.fetch_add(1); }
+};
+
+TEST(EngineThreadMark, ShutDownFromOutsideIsImmediate) {
+  auto engine = std::make_shared<fake_engine>();
+  entity::detail::shut_down(engine);
+  EXPECT_EQ(engine->shutdowns.load(), 1);
+}
+
+}  // namespace
