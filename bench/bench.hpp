@@ -44,9 +44,14 @@ struct report {
 };
 
 /// The workload and variant names, in report order. The first variant is the floor the
-/// others are compared with: sqlite_c, or libpq_sync on PostgreSQL.
+/// others are compared with: sqlite_c, or libpq_sync on PostgreSQL. In group_commit_20,
+/// sqlite_c commits its stores in groups of 20 (BEGIN IMMEDIATE, a SAVEPOINT around each,
+/// COMMIT), as entity-db's group commit does; sqlite_c_autocommit, which runs in that workload
+/// only, commits the same stores one by one.
 const std::vector<std::string>& workload_names();
 const std::vector<std::string>& variant_names(bool postgres = false);
+/// Whether `variant` runs in `workload` (every variant but sqlite_c_autocommit runs in all).
+bool runs_in(const std::string& workload, const std::string& variant);
 
 /// Called before each run: (runs done, runs in all, "workload/variant").
 using progress_fn = std::function<void(int, int, const std::string&)>;

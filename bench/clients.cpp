@@ -3,6 +3,7 @@
 #include <libpq-fe.h>
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/executor_work_guard.hpp>
@@ -72,7 +73,7 @@ entity::params row_params(int i, const std::string& name) {
 
 class raw_sqlite final : public sync_client {
  public:
-  explicit raw_sqlite(const client_config& c) {
+  explicit raw_sqlite(const client_config& c) : group_(std::max(c.group, 1)) {
     if (sqlite3_open_v2(c.path.c_str(), &db_,
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                         nullptr) != SQLITE_OK)
@@ -89,20 +90,33 @@ class raw_sqlite final : public sync_client {
                                .c_str());
     load_ = prepare("SELECT value FROM memory WHERE key = ?");
     in_ = prepare(in_sql().c_str());
+    if (group_ > 1) {
+      begin_ = prepare("BEGIN IMMEDIATE");
+      savepoint_ = prepare("SAVEPOINT bench_op");
+      release_ = prepare("RELEASE bench_op");
+      commit_ = prepare("COMMIT");
+    }
   }
   ~raw_sqlite() override {
-    for (sqlite3_stmt* s : {upsert_, upsert_many_, load_, in_, insert_, select_, named_})
+    for (sqlite3_stmt* s : {upsert_, upsert_many_, load_, in_, insert_, select_, named_, begin_,
+                            savepoint_, release_, commit_})
       sqlite3_finalize(s);
     sqlite3_close_v2(db_);
   }
 
   bool thread_safe() const override { return false; }
 
+  // In groups: the first store of a group begins its transaction, the last one commits it.
   void store(const std::string& key, const json& value) override {
-    std::string text = value.dump();
-    sqlite3_bind_text(upsert_, 1, key.data(), static_cast<int>(key.size()), SQLITE_STATIC);
-    sqlite3_bind_text(upsert_, 2, text.data(), static_cast<int>(text.size()), SQLITE_STATIC);
-    step_done(upsert_);
+    if (group_ == 1) return upsert(key, value);
+    if (in_group_ == 0) step_done(begin_);
+    step_done(savepoint_);
+    upsert(key, value);
+    step_done(release_);
+    if (++in_group_ == group_) {
+      step_done(commit_);
+      in_group_ = 0;
+    }
   }
 
   bool load(const std::string& key) override {
@@ -134,7 +148,7 @@ class raw_sqlite final : public sync_client {
       }
       step_done(upsert_many_);
     }
-    for (; i < items.size(); ++i) store(items[i].first, items[i].second);
+    for (; i < items.size(); ++i) upsert(items[i].first, items[i].second);
     exec("COMMIT");
   }
 
@@ -206,6 +220,14 @@ class raw_sqlite final : public sync_client {
   }
 
  private:
+  // One store, in whatever transaction is open.
+  void upsert(const std::string& key, const json& value) {
+    std::string text = value.dump();
+    sqlite3_bind_text(upsert_, 1, key.data(), static_cast<int>(key.size()), SQLITE_STATIC);
+    sqlite3_bind_text(upsert_, 2, text.data(), static_cast<int>(text.size()), SQLITE_STATIC);
+    step_done(upsert_);
+  }
+
   // Reads every column the way a caller would (the text copied out).
   static bool read_row(sqlite3_stmt* s) {
     volatile std::int64_t id = sqlite3_column_int64(s, 0);
@@ -247,6 +269,13 @@ class raw_sqlite final : public sync_client {
   sqlite3_stmt* insert_ = nullptr;
   sqlite3_stmt* select_ = nullptr;
   sqlite3_stmt* named_ = nullptr;
+  // Group commit: stores per transaction, how many the open one holds, its control statements.
+  const int group_;
+  int in_group_ = 0;
+  sqlite3_stmt* begin_ = nullptr;
+  sqlite3_stmt* savepoint_ = nullptr;
+  sqlite3_stmt* release_ = nullptr;
+  sqlite3_stmt* commit_ = nullptr;
 };
 
 // ---- raw libpq ---------------------------------------------------------------------------

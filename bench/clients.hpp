@@ -28,6 +28,11 @@ std::string key_of(int i);
 struct client_config {
   std::string path;
   bool durable = false;
+  /// Stores per transaction (raw SQLite only). 1: each store commits by itself (autocommit).
+  /// More: the stores are committed in groups of that many, as entity-db's group commit
+  /// commits concurrent ones: BEGIN IMMEDIATE, each store inside SAVEPOINT / RELEASE, COMMIT
+  /// after the last of the group (every control statement prepared once).
+  int group = 1;
 };
 
 /// Operations that complete before they return.
@@ -70,7 +75,8 @@ class async_client {
   virtual awaitable<std::int64_t> count(std::string table) = 0;
 };
 
-/// Raw SQLite C API: one connection, prepared statements reused. The floor.
+/// Raw SQLite C API: one connection, prepared statements reused. The floor. With
+/// `c.group` > 1, a transaction open between two stores holds until the group is full.
 std::unique_ptr<sync_client> make_raw_sqlite_client(const client_config& c);
 /// Blocking libpq: one connection to the server at `url`, prepared statements, batches in
 /// pipeline mode. The floor on PostgreSQL.

@@ -89,20 +89,29 @@ std::string format_table(const report& r) {
   }
   out << "(ops/s of the median run; x = time per op / " << variant_names(r.postgres).front()
       << "'s; lower x is better)\n";
+  if (find(r, "group_commit_20", "sqlite_c"))
+    out << "(group_commit_20: sqlite_c commits the stores in groups of 20, each in a savepoint; "
+           "sqlite_c_autocommit commits them one by one)\n";
   return out.str();
 }
 
 nlohmann::json to_json(const report& r) {
   nlohmann::json results = nlohmann::json::array();
-  for (const auto& x : r.results)
-    results.push_back({{"workload", x.workload},
-                       {"variant", x.variant},
-                       {"ops", x.ops},
-                       {"seconds", x.seconds},
-                       {"ops_per_sec", x.ops_per_sec},
-                       {"p50_us", x.p50_us},
-                       {"p99_us", x.p99_us},
-                       {"rows", x.rows}});
+  const std::string& floor_variant = variant_names(r.postgres).front();
+  for (const auto& x : r.results) {
+    nlohmann::json j = {{"workload", x.workload},
+                        {"variant", x.variant},
+                        {"ops", x.ops},
+                        {"seconds", x.seconds},
+                        {"ops_per_sec", x.ops_per_sec},
+                        {"p50_us", x.p50_us},
+                        {"p99_us", x.p99_us},
+                        {"rows", x.rows}};
+    // The table's x: time per op as a multiple of the floor's, when the floor ran.
+    const run_result* floor = find(r, x.workload, floor_variant);
+    if (floor && x.ops_per_sec > 0) j["vs_floor"] = floor->ops_per_sec / x.ops_per_sec;
+    results.push_back(std::move(j));
+  }
   return {{"machine", r.machine}, {"params", r.params}, {"results", results}};
 }
 

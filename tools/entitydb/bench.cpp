@@ -115,9 +115,11 @@ void add_bench_command(CLI::App& app) {
   auto opts = std::make_shared<bench_options>();
   auto* cmd = app.add_subcommand(
       "bench",
-      "Measure every workload in every variant (sqlite_c = raw SQLite, the floor; sync; "
-      "threadpool; async) in one run, on fresh database files; with --db postgresql://... on a "
-      "PostgreSQL server, with libpq_sync (blocking libpq) as the floor");
+      "Measure every workload in every variant (sqlite_c = raw SQLite, the floor, which in "
+      "group_commit_20 commits in groups of 20; sqlite_c_autocommit = the same stores committed "
+      "one by one, group_commit_20 only; sync; threadpool; async) in one run, on fresh database "
+      "files; with --db postgresql://... on a PostgreSQL server, with libpq_sync (blocking "
+      "libpq) as the floor");
   cmd->add_option("--ops", opts->params.ops, "operations per workload (N)")
       ->default_val(1000)
       ->check(CLI::Range(20, 10'000'000));
