@@ -73,6 +73,8 @@ class database {
   infrastructure& infra() const noexcept { return *infra_; }
   const std::shared_ptr<infrastructure>& infra_ptr() const noexcept { return infra_; }
   std::string_view backend_name() const noexcept { return infra_->backend_name(); }
+  /// The engine's SQL dialect (infrastructure::dialect): for SQL the backends spell differently.
+  sql_dialect dialect() const noexcept { return infra_->dialect(); }
 
   // ---- sync -----------------------------------------------------------------------------
 

@@ -26,6 +26,13 @@ namespace entity {
 
 class session;
 
+/// The SQL a backend speaks: what the layers above consult where the two spell a statement
+/// differently (column types, upserts, JSON functions), instead of comparing backend names.
+enum class sql_dialect {
+  sqlite,      ///< sqlite_infrastructure
+  postgresql,  ///< postgres_infrastructure
+};
+
 /// What a request asks the engine to do.
 enum class request_kind {
   execute,      ///< one statement, all rows kept
@@ -224,8 +231,11 @@ class infrastructure {
                                    error_code& ec, diagnostics& diag) = 0;
 
   virtual infrastructure_stats stats() const = 0;
-  /// "sqlite" or "postgres": which SQL dialect the layers above must speak.
+  /// "sqlite" or "postgres": the backend's name, for people (reports, logs).
   virtual std::string_view backend_name() const noexcept = 0;
+  /// Which SQL the backend speaks; code that writes SQL per backend asks this, not the name.
+  /// Constant for the engine's lifetime; callable from any thread, before startup() too.
+  virtual sql_dialect dialect() const noexcept = 0;
 };
 
 /// What a database URL names: which engine, and what that engine is given (a SQLite path or

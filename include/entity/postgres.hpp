@@ -79,6 +79,7 @@ class postgres_infrastructure final : public infrastructure {
                            error_code& ec, diagnostics& diag) override;
   infrastructure_stats stats() const override;
   std::string_view backend_name() const noexcept override { return "postgres"; }
+  sql_dialect dialect() const noexcept override { return sql_dialect::postgresql; }
 
   const postgres_params& params() const noexcept;
 

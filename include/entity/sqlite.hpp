@@ -88,6 +88,7 @@ class sqlite_infrastructure final : public infrastructure {
                            error_code& ec, diagnostics& diag) override;
   infrastructure_stats stats() const override;
   std::string_view backend_name() const noexcept override { return "sqlite"; }
+  sql_dialect dialect() const noexcept override { return sql_dialect::sqlite; }
 
   const sqlite_params& params() const noexcept;
 

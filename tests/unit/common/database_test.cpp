@@ -385,6 +385,16 @@ ENTITY_CONCURRENT_TEST_P(Database, WithTimeoutKeepsTheEngine) {
   EXPECT_THROW(entity::database(nullptr), entity::error);
 }
 
+TEST_P(Database, TellsTheEnginesDialect) {
+  auto want = on_postgres() ? entity::sql_dialect::postgresql : entity::sql_dialect::sqlite;
+  auto engine = make_engine();  // known before startup
+  EXPECT_EQ(engine->dialect(), want);
+  engine->startup();
+  entity::database db(engine);
+  EXPECT_EQ(db.dialect(), want);
+  EXPECT_EQ(db.with_timeout(1s).dialect(), want);
+}
+
 TEST_P(Database, UseBeforeStartupFailsWithNotStarted) {
   entity::database db(make_engine());
   try {
