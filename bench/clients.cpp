@@ -37,7 +37,7 @@ const char* create_bench_pg =
     "CREATE TABLE IF NOT EXISTS bench_table "
     "(id INTEGER PRIMARY KEY, name TEXT, value DOUBLE PRECISION, data TEXT)";
 const char* create_bench_for(const database& db) {
-  return db.backend_name() == "postgres" ? create_bench_pg : create_bench;
+  return db.dialect() == sql_dialect::postgresql ? create_bench_pg : create_bench;
 }
 const char* insert_sql = "INSERT INTO bench_table (id, name, value, data) VALUES (?, ?, ?, ?)";
 const char* select_sql = "SELECT id, name, value, data FROM bench_table WHERE id = ?";

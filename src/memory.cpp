@@ -42,7 +42,7 @@ struct memory::shared {
     if (!vector_store::valid_name(embeddings_collection))
       throw error(errc::invalid_argument, {"the embeddings collection name is not valid", {}});
   }
-  static bool pg(const database& db) { return db.backend_name() == "postgres"; }
+  static bool pg(const database& db) { return db.dialect() == sql_dialect::postgresql; }
 
   bool embeddings_possible() const noexcept {
     return embeddings.load(std::memory_order_acquire) != embeddings_state::absent;

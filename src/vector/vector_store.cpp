@@ -65,8 +65,8 @@ struct vector_store::shared {
   shared(database d, vector_store_params p)
       : db(std::move(d)),
         params(p),
-        blob_type(db.backend_name() == "postgres" ? "BYTEA" : "BLOB"),
-        version_type(db.backend_name() == "postgres" ? "BIGINT" : "INTEGER") {}
+        blob_type(db.dialect() == sql_dialect::postgresql ? "BYTEA" : "BLOB"),
+        version_type(db.dialect() == sql_dialect::postgresql ? "BIGINT" : "INTEGER") {}
 
   std::string registry_sql() const {
     return std::string(
