@@ -1,37 +1,34 @@
 #include "sqlite/classify.hpp"
 
-#include <cctype>
+#include "common/sql_lexer.hpp"
 
 namespace entity::sqlite_detail {
 namespace {
 
-// Skips whitespace and comments from `i`; returns the index of the next significant character.
-std::size_t skip_blank(std::string_view s, std::size_t i) {
-  while (i < s.size()) {
-    char c = s[i];
-    if (std::isspace(static_cast<unsigned char>(c))) {
-      ++i;
-    } else if (c == '-' && i + 1 < s.size() && s[i + 1] == '-') {
-      while (i < s.size() && s[i] != '\n') ++i;
-    } else if (c == '/' && i + 1 < s.size() && s[i + 1] == '*') {
-      std::size_t end = s.find("*/", i + 2);
-      i = end == std::string_view::npos ? s.size() : end + 2;
-    } else {
-      break;
-    }
-  }
-  return i;
-}
+using detail::sql_token;
+using detail::sql_token_kind;
 
-bool is(std::string_view kw, std::string_view want) { return kw == want; }
+// The first token of `lexer` that is not whitespace or a comment; false when none is left.
+bool next_significant(detail::sql_lexer& lexer, sql_token& t) {
+  while (lexer.next(t))
+    if (!t.blank()) return true;
+  return false;
+}
 
 }  // namespace
 
 std::string_view first_keyword(std::string_view sql, char (&buf)[17]) {
-  std::size_t i = skip_blank(sql, 0);
+  detail::sql_lexer lexer(sql, sql_dialect::sqlite);
+  sql_token t{};
   std::size_t n = 0;
-  while (i < sql.size() && n < 16 && std::isalpha(static_cast<unsigned char>(sql[i])))
-    buf[n++] = static_cast<char>(std::toupper(static_cast<unsigned char>(sql[i++])));
+  if (next_significant(lexer, t) && t.kind == sql_token_kind::word) {
+    for (; n < t.text.size() && n < 16; ++n) {
+      char c = t.text[n];
+      if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
+      if (c < 'A' || c > 'Z') break;  // the letters that start the word
+      buf[n] = c;
+    }
+  }
   buf[n] = '\0';
   return {buf, n};
 }
@@ -39,58 +36,35 @@ std::string_view first_keyword(std::string_view sql, char (&buf)[17]) {
 route classify(std::string_view sql) {
   char buf[17];
   std::string_view kw = first_keyword(sql, buf);
-  if (is(kw, "SELECT") || is(kw, "WITH") || is(kw, "VALUES") || is(kw, "EXPLAIN"))
-    return route::read;
-  if (is(kw, "BEGIN") || is(kw, "COMMIT") || is(kw, "END") || is(kw, "ROLLBACK") ||
-      is(kw, "SAVEPOINT") || is(kw, "RELEASE") || is(kw, "VACUUM") || is(kw, "PRAGMA") ||
-      is(kw, "ATTACH") || is(kw, "DETACH"))
+  if (kw == "SELECT" || kw == "WITH" || kw == "VALUES" || kw == "EXPLAIN") return route::read;
+  if (kw == "BEGIN" || kw == "COMMIT" || kw == "END" || kw == "ROLLBACK" || kw == "SAVEPOINT" ||
+      kw == "RELEASE" || kw == "VACUUM" || kw == "PRAGMA" || kw == "ATTACH" || kw == "DETACH")
     return route::solo;
   return route::write;
 }
 
 bool is_blank(std::string_view sql) {
-  std::size_t i = 0;
-  while (true) {
-    i = skip_blank(sql, i);
-    if (i >= sql.size()) return true;
-    if (sql[i] != ';') return false;
-    ++i;
-  }
+  detail::sql_lexer lexer(sql, sql_dialect::sqlite);
+  sql_token t{};
+  while (next_significant(lexer, t))
+    if (t.kind != sql_token_kind::separator) return false;
+  return true;
 }
 
-bool has_several_statements(std::string_view s) {
+bool has_several_statements(std::string_view sql) {
+  detail::sql_lexer lexer(sql, sql_dialect::sqlite);
+  sql_token t{};
   bool seen_statement = false;  // significant text since the last ';'
-  int statements = 0;
-  std::size_t i = 0;
-  while (true) {
-    i = skip_blank(s, i);
-    if (i >= s.size()) break;
-    char c = s[i];
-    if (c == ';') {
-      if (seen_statement) ++statements;
+  bool ended = false;           // a statement was complete before it
+  while (next_significant(lexer, t)) {
+    if (t.kind == sql_token_kind::separator) {
+      ended = ended || seen_statement;
       seen_statement = false;
-      ++i;
-      continue;
+    } else if (ended) {
+      return true;  // significant text after a complete statement
+    } else {
+      seen_statement = true;
     }
-    if (statements >= 1) return true;  // significant text after a complete statement
-    seen_statement = true;
-    if (c == '\'' || c == '"' || c == '`' || c == '[') {
-      char close = c == '[' ? ']' : c;
-      ++i;
-      while (i < s.size()) {
-        if (s[i] == close) {
-          if (close != ']' && i + 1 < s.size() && s[i + 1] == close) {
-            i += 2;  // doubled quote
-            continue;
-          }
-          break;
-        }
-        ++i;
-      }
-      ++i;
-      continue;
-    }
-    ++i;
   }
   return false;
 }

@@ -1,6 +1,7 @@
 // How the SQLite engine routes a statement, decided from its text before it is prepared.
 // The statement's own read-only flag (sqlite3_stmt_readonly) is the final authority: a
-// statement classified `read` that turns out to write is moved to the writer.
+// statement classified `read` that turns out to write is moved to the writer. The text is
+// read with common/sql_lexer's SQLite dialect.
 #pragma once
 
 #include <string_view>
