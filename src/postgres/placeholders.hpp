@@ -1,5 +1,6 @@
 // Portable placeholders for PostgreSQL: entity's SQL binds parameters with `?` (SQLite's
-// spelling); PostgreSQL numbers them `$1, $2, ...`.
+// spelling); PostgreSQL numbers them `$1, $2, ...`. The text is read with common/sql_lexer's
+// PostgreSQL dialect.
 #pragma once
 
 #include <string>
