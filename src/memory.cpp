@@ -401,7 +401,7 @@ vector_transaction_body batch_store_vector_body(std::shared_ptr<const memory::it
 // inline for the sync and error_code& forms, through the async API with every continuation on
 // the caller's executor for the async form.
 
-using memory_shared = detail::access::shared_t<memory>;
+using memory_shared = detail::shared_state_t<memory>;
 template <class R>
 using step_result = detail::step_result<R>;
 

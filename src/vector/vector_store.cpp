@@ -21,7 +21,7 @@ using vector_detail::check_name;
 using vector_detail::collection;
 using vector_detail::quote;
 using vector_detail::table_of;
-using store_shared = detail::access::shared_t<vector_store>;
+using store_shared = detail::shared_state_t<vector_store>;
 
 std::string_view to_string(metric m) noexcept {
   switch (m) {

@@ -29,11 +29,14 @@ auto initiate(Token&& token, const Self& self,
 /// Each class with internals names this struct its friend; nothing else does.
 struct access {
   template <class T>
-  using shared_t = typename T::shared;
-  template <class T>
   static const auto& shared(const T& x) noexcept {
     return x.shared_;
   }
 };
+
+/// The type of a class's shared state (a private member type), found without naming it.
+template <class T>
+using shared_state_t = typename std::remove_cvref_t<decltype(access::shared(
+    std::declval<const T&>()))>::element_type;
 
 }  // namespace entity::detail
