@@ -23,6 +23,19 @@ namespace entity {
 // embedding or a recall finds the collection. A collection another handle creates meanwhile
 // can leave an embedding behind a value this handle replaces; recall checks every embedding's
 // value digest, so such an embedding is never recalled.
+namespace {
+// How a batch_store writes its rows (see batch_store_rows); fixed per backend.
+struct batch_sql {
+  std::string upsert;      // one row
+  std::string full_chunk;  // rows_per_insert rows
+  // PostgreSQL's ON CONFLICT may not update a row twice in one statement: a key met again
+  // within a chunk ends the chunk. SQLite's INSERT OR REPLACE takes the rows in order, so the
+  // later value wins within one statement too.
+  bool one_row_per_key = false;
+};
+std::shared_ptr<const batch_sql> make_batch_sql(std::string upsert, bool one_row_per_key);
+}  // namespace
+
 struct memory::shared {
   enum class embeddings_state : int { unknown, absent, present };
 
@@ -38,6 +51,7 @@ struct memory::shared {
                                 "(SELECT jsonb_array_elements_text(CAST(? AS jsonb)))"
                               : "SELECT key, value FROM memory WHERE key IN "
                                 "(SELECT value FROM json_each(?))"),
+        batch(make_batch_sql(upsert, pg(d))),
         vectors(d, recall) {
     if (!vector_store::valid_name(embeddings_collection))
       throw error(errc::invalid_argument, {"the embeddings collection name is not valid", {}});
@@ -64,6 +78,7 @@ struct memory::shared {
   const std::string upsert;
   const std::string value_bytes;
   const std::string values_of_keys;
+  const std::shared_ptr<const batch_sql> batch;
   const vector_store vectors;
   std::atomic<bool> table_ready{false};
   std::atomic<embeddings_state> embeddings{embeddings_state::unknown};
@@ -346,42 +361,51 @@ std::string upsert_of_rows(const std::string& upsert, std::size_t rows) {
   return sql + upsert.substr(at + one.size());
 }
 
+std::shared_ptr<const batch_sql> make_batch_sql(std::string upsert, bool one_row_per_key) {
+  auto sql = std::make_shared<batch_sql>();
+  sql->full_chunk = upsert_of_rows(upsert, rows_per_insert);
+  sql->upsert = std::move(upsert);
+  sql->one_row_per_key = one_row_per_key;
+  return sql;
+}
+
 // The body of a batch_store: rows_per_insert items per statement, bound one chunk at a time,
-// so nothing beyond the items and one chunk is held however many there are. A key met again
-// within a chunk ends the chunk first: PostgreSQL's ON CONFLICT may not update a row twice in
-// one statement, and the later value must win.
+// so nothing beyond the items and one chunk is held however many there are; the later value of
+// a key given twice wins (see batch_sql).
 void batch_store_rows(session& s, const memory::items& values, const std::string& prefix,
-                      const std::string& upsert) {
-  const std::string full_chunk = upsert_of_rows(upsert, rows_per_insert);
+                      const batch_sql& sql) {
   params args;
   args.reserve(2 * rows_per_insert);
-  std::unordered_set<std::string_view> chunk_keys;
+  std::unordered_set<std::string_view> chunk_keys;  // with one_row_per_key
   auto write_chunk = [&] {
     const std::size_t rows = args.size() / 2;
-    s.execute(rows == rows_per_insert ? full_chunk : upsert_of_rows(upsert, rows), args);
+    s.execute(rows == rows_per_insert ? sql.full_chunk : upsert_of_rows(sql.upsert, rows), args);
     args.clear();
     chunk_keys.clear();
   };
   for (const auto& [key, v] : values) {
-    if (chunk_keys.contains(key)) write_chunk();
-    chunk_keys.insert(key);
-    args.emplace_back(prefix + key);
+    if (sql.one_row_per_key && !chunk_keys.insert(key).second) {
+      write_chunk();
+      chunk_keys.insert(key);
+    }
+    args.emplace_back(prefix.empty() ? key : prefix + key);
     args.emplace_back(encode(v, key));
-    if (chunk_keys.size() == rows_per_insert) write_chunk();
+    if (args.size() == 2 * rows_per_insert) write_chunk();
   }
   if (!args.empty()) write_chunk();
 }
 transaction_body batch_store_body(std::shared_ptr<const memory::items> values, std::string prefix,
-                                  std::string upsert) {
-  return [values = std::move(values), prefix = std::move(prefix),
-          upsert = std::move(upsert)](session& s) { batch_store_rows(s, *values, prefix, upsert); };
+                                  std::shared_ptr<const batch_sql> sql) {
+  return [values = std::move(values), prefix = std::move(prefix), sql = std::move(sql)](
+             session& s) { batch_store_rows(s, *values, prefix, *sql); };
 }
 // The same, removing the embeddings the keys had.
 vector_transaction_body batch_store_vector_body(std::shared_ptr<const memory::items> values,
-                                                std::string prefix, std::string upsert) {
-  return [values = std::move(values), prefix = std::move(prefix), upsert = std::move(upsert)](
+                                                std::string prefix,
+                                                std::shared_ptr<const batch_sql> sql) {
+  return [values = std::move(values), prefix = std::move(prefix), sql = std::move(sql)](
              session& s, vector_writes& w) {
-    batch_store_rows(s, *values, prefix, upsert);
+    batch_store_rows(s, *values, prefix, *sql);
     // A chunk of keys at a time, so a big batch is not copied whole.
     constexpr std::size_t chunk = 1024;
     std::vector<std::string> keys;
@@ -653,8 +677,8 @@ struct batch_store_op : memory_op<std::monostate> {
     };
     if (op->st->embeddings_possible())
       return vector_transaction(
-          op, batch_store_vector_body(op->values, op->prefix, op->st->upsert), std::move(done));
-    op->run.transaction(op->st->db, batch_store_body(op->values, op->prefix, op->st->upsert),
+          op, batch_store_vector_body(op->values, op->prefix, op->st->batch), std::move(done));
+    op->run.transaction(op->st->db, batch_store_body(op->values, op->prefix, op->st->batch),
                         std::move(done));
   }
 };
