@@ -620,9 +620,9 @@ auto to_thread(asio::thread_pool& pool, F f) {
   using R = decltype(f());
   using T = std::conditional_t<std::is_void_v<R>, int, R>;
   return asio::async_initiate<decltype(use_awaitable), void(std::exception_ptr, T)>(
-      [&pool](auto handler, F f) {
+      [&pool](auto handler, F job) {
         auto work = asio::make_work_guard(handler);
-        asio::post(pool, [f = std::move(f), handler = std::move(handler),
+        asio::post(pool, [f = std::move(job), handler = std::move(handler),
                           work = std::move(work)]() mutable {
           std::exception_ptr ep;
           T value{};

@@ -448,10 +448,11 @@ void with_table(std::shared_ptr<Op> op, void (*next)(std::shared_ptr<Op>)) {
   op->run.execute(op->st->db, create_sql, {}, [op, next](step_result<result> r) mutable {
     if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
     op->run.fetch_one(op->st->db, probe_sql, {collection_name()},
-                      [op, next](step_result<std::optional<row>> r) mutable {
+                      [op, next](step_result<std::optional<row>> probe) mutable {
                         // Cancelled, the probe answered nothing: the next operation asks again.
-                        if (r.ec == errc::cancelled) return op->fail_with(r.ec, std::move(r.diag));
-                        op->st->probed(r.ec, r.value.has_value());
+                        if (probe.ec == errc::cancelled)
+                          return op->fail_with(probe.ec, std::move(probe.diag));
+                        op->st->probed(probe.ec, probe.value.has_value());
                         op->st->table_ready.store(true, std::memory_order_release);
                         next(std::move(op));
                       });

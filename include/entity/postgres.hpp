@@ -64,7 +64,7 @@ struct postgres_params {
 /// must not be called from a completion handler running on the engine's io thread.
 class postgres_infrastructure final : public infrastructure {
  public:
-  explicit postgres_infrastructure(postgres_params params = {});
+  explicit postgres_infrastructure(postgres_params settings = {});
   ~postgres_infrastructure() override;
   postgres_infrastructure(const postgres_infrastructure&) = delete;
   postgres_infrastructure& operator=(const postgres_infrastructure&) = delete;

@@ -73,7 +73,7 @@ struct sqlite_params {
 /// the destructor do it).
 class sqlite_infrastructure final : public infrastructure {
  public:
-  explicit sqlite_infrastructure(sqlite_params params = {});
+  explicit sqlite_infrastructure(sqlite_params settings = {});
   ~sqlite_infrastructure() override;
   sqlite_infrastructure(const sqlite_infrastructure&) = delete;
   sqlite_infrastructure& operator=(const sqlite_infrastructure&) = delete;

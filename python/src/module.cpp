@@ -560,10 +560,10 @@ void verb(Class& c, const char* name, Prepare prepare, Async async_call, Sync sy
 }  // namespace
 }  // namespace entity::python
 
-PYBIND11_MODULE(_core, m) {
+PYBIND11_MODULE(_core, mod) {
   using namespace entity;
   using namespace entity::python;
-  m.doc() = "entity-db's engine: SQLite and PostgreSQL for asyncio, with a blocking twin of every call";
+  mod.doc() = "entity-db's engine: SQLite and PostgreSQL for asyncio, with a blocking twin of every call";
 
   py::register_exception_translator([](std::exception_ptr p) {
     try {
@@ -573,11 +573,11 @@ PYBIND11_MODULE(_core, m) {
     }
   });
 
-  m.def("_register", [](py::object mapping) {
+  mod.def("_register", [](py::object mapping) {
     register_classes(mapping.ptr());
   });
-  m.def("_at_exit", &at_exit);
-  m.def("loop_stats", [] {
+  mod.def("_at_exit", &at_exit);
+  mod.def("loop_stats", [] {
     std::shared_ptr<loop_bridge> b = bridge_for_running_loop();
     if (!b) throw_python();
     py::dict d;
@@ -586,14 +586,14 @@ PYBIND11_MODULE(_core, m) {
     return d;
   }, "For the running event loop: how often completions from the engine's threads woke it "
      "(`wakeups`) and how many operations it has completed (`completions`).");
-  m.attr("MAX_JSON_DEPTH") = max_json_depth;
-  m.attr("INLINE_STREAK_SECONDS") =
+  mod.attr("MAX_JSON_DEPTH") = max_json_depth;
+  mod.attr("INLINE_STREAK_SECONDS") =
       std::chrono::duration<double>(loop_bridge::inline_streak).count();
 
-  m.def("open", &open_database, py::arg("target") = ":memory:", py::arg("settings") = py::dict());
+  mod.def("open", &open_database, py::arg("target") = ":memory:", py::arg("settings") = py::dict());
 
   // -- Transaction
-  py::class_<py_transaction>(m, "Transaction")
+  py::class_<py_transaction>(mod, "Transaction")
       .def("execute",
            [](const py_transaction& t, const std::string& sql, py::object args) {
              return tx_query(t, sql, args, std::numeric_limits<std::size_t>::max());
@@ -615,12 +615,12 @@ PYBIND11_MODULE(_core, m) {
 
   // Writes complete with their group, so that writes started together commit together.
   constexpr auto grouped = loop_bridge::completes::with_its_group;
-  py::class_<grouped_op>(m, "_GroupedOperation")
+  py::class_<grouped_op>(mod, "_GroupedOperation")
       .def("awaited", &grouped_op::awaited)
       .def("cancel", &grouped_op::cancel);
 
   // -- Database
-  auto dbc = py::class_<py_database, std::shared_ptr<py_database>>(m, "Database");
+  auto dbc = py::class_<py_database, std::shared_ptr<py_database>>(mod, "Database");
   dbc.def_property_readonly("backend",
                             [](const py_database& d) { return std::string(d.get().backend_name()); })
       .def_property_readonly("closed", [](const py_database& d) { return !d.engine().running(); })
@@ -770,7 +770,7 @@ PYBIND11_MODULE(_core, m) {
        [](const py_database& d) { run_sync([&] { d.engine().shutdown(); }); });
 
   // -- Memory
-  auto memc = py::class_<py_memory>(m, "Memory");
+  auto memc = py::class_<py_memory>(mod, "Memory");
   memc.def_property_readonly("prefix", [](const py_memory& x) { return x.get().prefix(); })
       .def("scope", [](const py_memory& x, const std::string& name) {
         return py_memory(x.get().scope(name));
@@ -887,7 +887,7 @@ PYBIND11_MODULE(_core, m) {
       py::arg("k") = 5);
 
   // -- VectorStore
-  auto vsc = py::class_<py_vectors>(m, "VectorStore");
+  auto vsc = py::class_<py_vectors>(mod, "VectorStore");
   auto collection_and_id = [](std::string collection, std::string id) {
     return std::tuple(std::move(collection), std::move(id));
   };

@@ -39,9 +39,9 @@ namespace {
 
 // One request on the io thread, with what its deadline timer needs to see.
 struct op_state {
-  op_state(asio::io_context& io, request r, completion d, clock_type::time_point submitted,
-           clock_type::time_point deadline)
-      : req(std::move(r)), done(std::move(d)), submitted(submitted), deadline(deadline), timer(io) {}
+  op_state(asio::io_context& io, request r, completion d, clock_type::time_point submitted_at,
+           clock_type::time_point due)
+      : req(std::move(r)), done(std::move(d)), submitted(submitted_at), deadline(due), timer(io) {}
   request req;
   completion done;
   clock_type::time_point submitted;
@@ -58,9 +58,9 @@ struct op_state {
 // A transaction body's request. The body runs on a worker; a cancel request for its connection
 // runs on another, and the connection goes back only once none is in flight.
 struct tx_state {
-  tx_state(request r, completion d, clock_type::time_point submitted,
-           clock_type::time_point deadline)
-      : req(std::move(r)), done(std::move(d)), submitted(submitted), deadline(deadline) {}
+  tx_state(request r, completion d, clock_type::time_point submitted_at,
+           clock_type::time_point due)
+      : req(std::move(r)), done(std::move(d)), submitted(submitted_at), deadline(due) {}
   request req;
   completion done;
   clock_type::time_point submitted, deadline;
@@ -317,9 +317,9 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
       auto self = weak.lock();
       if (!self) return;
       asio::post(self->io, [weak, ws, on_io] {
-        auto self = weak.lock();
+        auto engine = weak.lock();
         auto st = ws.lock();
-        if (self && st) (self.get()->*on_io)(st);
+        if (engine && st) (engine.get()->*on_io)(st);
       });
     });
   }
@@ -932,8 +932,8 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
   }
 };
 
-postgres_infrastructure::postgres_infrastructure(postgres_params params)
-    : impl_(std::make_shared<impl>(std::move(params))) {}
+postgres_infrastructure::postgres_infrastructure(postgres_params settings)
+    : impl_(std::make_shared<impl>(std::move(settings))) {}
 
 postgres_infrastructure::~postgres_infrastructure() { shutdown(); }
 

@@ -143,8 +143,8 @@ struct read_ticket final : deferred_work {
 
 struct sqlite_infrastructure::impl final : connection_lease::owner,
                                            std::enable_shared_from_this<impl> {
-  explicit impl(sqlite_params params)
-      : p(std::move(params)),
+  explicit impl(sqlite_params settings)
+      : p(std::move(settings)),
         // A commit that does not wait for the disk is short enough for a caller's thread.
         inline_writes(p.path == ":memory:" ||
                       (p.journal == journal_mode::wal &&
@@ -1042,8 +1042,8 @@ write_ticket::~write_ticket() { self->abandon(*this); }
 
 }  // namespace
 
-sqlite_infrastructure::sqlite_infrastructure(sqlite_params params)
-    : impl_(std::make_shared<impl>(std::move(params))) {}
+sqlite_infrastructure::sqlite_infrastructure(sqlite_params settings)
+    : impl_(std::make_shared<impl>(std::move(settings))) {}
 
 sqlite_infrastructure::~sqlite_infrastructure() { shutdown(); }
 
