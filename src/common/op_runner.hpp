@@ -68,7 +68,8 @@ class runner {
  public:
   runner() = default;  // inline
   explicit runner(caller_binding to) : to_(std::move(to)) {}
-  runner(const runner& other) : to_(other.to_) {}  // the pending step stays with its runner
+  // A copy runs steps of its own: the pending step's diagnostics stay with the original.
+  runner(const runner& other) : to_(other.to_), group_(other.group_) {}
   runner& operator=(const runner&) = delete;
 
   bool is_async() const noexcept { return to_.has_value(); }
