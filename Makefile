@@ -29,8 +29,9 @@ run: configure
 	$(BUILD)/tools/entitydb/entitydb bench --db var/bench --json var/bench.json --svg var/bench.svg
 	@echo "report: var/bench.json, chart: var/bench.svg"
 
-# A short tour of the API on ./var/demo.db.
-demo: build
+# A short tour of the API on ./var/demo.db (builds only that example).
+demo: configure
+	@cmake --build $(BUILD) -j$(JOBS) --target quickstart
 	@mkdir -p var
 	$(BUILD)/examples/quickstart var/demo.db
 
