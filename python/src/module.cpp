@@ -342,6 +342,15 @@ py::object tx_query(const py_transaction& tx, const std::string& sql, py::object
   return steal_or_throw(from_result(r));
 }
 
+// The settings both engines have, read the same way for either.
+template <class Params>
+void common_settings(settings& s, Params& p) {
+  s.count("pool_size", p.pool_size, 1);
+  s.count("min_connections", p.min_connections);
+  s.seconds("query_timeout", p.query_timeout);
+  s.seconds("acquire_timeout", p.acquire_timeout);
+}
+
 std::shared_ptr<py_database> open_database(const std::string& target, py::dict kwargs) {
   settings s(kwargs);
   std::shared_ptr<infrastructure> infra;
@@ -349,10 +358,7 @@ std::shared_ptr<py_database> open_database(const std::string& target, py::dict k
   if (where.postgres) {
     postgres_params p;
     p.url = std::move(where.location);
-    s.count("pool_size", p.pool_size, 1);
-    s.count("min_connections", p.min_connections);
-    s.seconds("query_timeout", p.query_timeout);
-    s.seconds("acquire_timeout", p.acquire_timeout);
+    common_settings(s, p);
     s.seconds("connect_timeout", p.connect_timeout);
     s.count("pipeline_chunk", p.pipeline_chunk, 1);
     s.finish("open");
@@ -360,10 +366,7 @@ std::shared_ptr<py_database> open_database(const std::string& target, py::dict k
   } else {
     sqlite_params p;
     p.path = std::move(where.location);
-    s.count("pool_size", p.pool_size, 1);
-    s.count("min_connections", p.min_connections);
-    s.seconds("query_timeout", p.query_timeout);
-    s.seconds("acquire_timeout", p.acquire_timeout);
+    common_settings(s, p);
     s.seconds("busy_timeout", p.busy_timeout);
     s.choice("journal_mode", p.journal,
              {{"wal", journal_mode::wal}, {"delete", journal_mode::delete_},
