@@ -5,7 +5,11 @@
 
 #include <chrono>
 #include <entity/entity.hpp>
+#include <future>
 #include <memory>
+#include <thread>
+
+#include "concurrency.hpp"
 
 #include "common/engine_core.hpp"
 
@@ -116,16 +120,29 @@ TEST(EngineThreadMark, MarksTheCurrentThreadForItsScopeAndNests) {
 }
 
 // shut_down from a thread marked for the engine hands the work to another thread instead of
-// waiting for itself; from any other thread it shuts down at once.
+// waiting for itself; from any other thread it shuts down at once, on that thread.
 struct fake_engine {
-  std::atomic<int> shutdowns{0};
-  void shutdown() { shutdowns.fetch_add(1); }
+  std::promise<std::thread::id> shut_on;
+  void shutdown() { shut_on.set_value(std::this_thread::get_id()); }
 };
 
-TEST(EngineThreadMark, ShutDownFromOutsideIsImmediate) {
+TEST(EngineThreadMark, ShutDownFromOutsideRunsOnTheCallersThread) {
   auto engine = std::make_shared<fake_engine>();
+  auto on = engine->shut_on.get_future();
   entity::detail::shut_down(engine);
-  EXPECT_EQ(engine->shutdowns.load(), 1);
+  ASSERT_EQ(on.wait_for(std::chrono::seconds(0)), std::future_status::ready);
+  EXPECT_EQ(on.get(), std::this_thread::get_id());
+}
+
+ENTITY_CONCURRENT_TEST(EngineThreadMark, ShutDownFromTheEnginesOwnThreadRunsOnAnother) {
+  auto engine = std::make_shared<fake_engine>();
+  auto on = engine->shut_on.get_future();
+  {
+    entity::detail::engine_thread_mark mark(engine.get());
+    entity::detail::shut_down(engine);
+  }
+  ASSERT_EQ(on.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  EXPECT_NE(on.get(), std::this_thread::get_id());
 }
 
 }  // namespace
