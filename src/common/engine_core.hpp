@@ -16,6 +16,19 @@
 
 namespace entity::detail {
 
+/// The deadline of a request given `timeout` from `now`: `now` itself for a timeout of zero or
+/// less (the request times out at once), and the clock's farthest point for a timeout too long
+/// to add (milliseconds::max(), a timeout of 1e10 s): a long timeout saturates, it never wraps
+/// round into the past.
+template <class TimePoint>
+TimePoint deadline_after(TimePoint now, std::chrono::milliseconds timeout) noexcept {
+  if (timeout.count() <= 0) return now;
+  // Compared in milliseconds: converting `timeout` to the clock's finer unit could overflow.
+  const auto room = std::chrono::duration_cast<std::chrono::milliseconds>(TimePoint::max() - now);
+  if (timeout >= room) return TimePoint::max();
+  return now + timeout;
+}
+
 /// An engine's lifecycle: not started → starting → running → shut down, and from not started
 /// straight to shut down. A failed startup leaves the engine not started (startup may be tried
 /// again); a shut-down engine never starts again. Transitions are atomic: any thread may ask

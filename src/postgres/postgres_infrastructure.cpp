@@ -454,8 +454,8 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
       }
       ++in_flight;
     }
-    auto deadline = now + req.timeout.value_or(params.query_timeout);
-    auto acquire_deadline = now + params.acquire_timeout;
+    auto deadline = detail::deadline_after(now, req.timeout.value_or(params.query_timeout));
+    auto acquire_deadline = detail::deadline_after(now, params.acquire_timeout);
     if (req.kind == request_kind::transaction) return submit_transaction(std::move(req), std::move(done), now, deadline, acquire_deadline);
 
     auto op = std::make_shared<op_state>(io, std::move(req), std::move(done), now, deadline);
@@ -892,7 +892,7 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
     ec.clear();
     diag.clear();
     auto now = clock_type::now();
-    auto acquire_deadline = now + timeout.value_or(params.acquire_timeout);
+    auto acquire_deadline = detail::deadline_after(now, timeout.value_or(params.acquire_timeout));
     std::promise<std::pair<pg_conn*, std::pair<error_code, diagnostics>>> p;
     auto f = p.get_future();
     lease(acquire_deadline, clock_type::time_point::max(),

@@ -7,6 +7,7 @@
 #include <system_error>
 #include <thread>
 
+#include "common/engine_core.hpp"
 #include "sqlite/classify.hpp"
 
 namespace entity::sqlite_detail {
@@ -186,7 +187,7 @@ std::unique_ptr<connection> connection::open(const std::string& target, bool uri
   // Switching a new file to WAL needs an exclusive lock, and SQLite reports SQLITE_BUSY at once
   // (without its busy handler) while another process opening the same file holds a shared
   // one: retry each setup statement until busy_timeout.
-  c->set_deadline(clock::now() + p.busy_timeout);
+  c->set_deadline(detail::deadline_after(clock::now(), p.busy_timeout));
   ec = c->run_script(setup, diag, /*retry_busy=*/true);
   c->set_deadline(clock::time_point::max());
   if (ec) {
@@ -373,7 +374,7 @@ result connection::query(std::string_view sql, const params& args, std::size_t m
   if (cancel_requested())
     throw error(errc::cancelled,
                 {"the caller cancelled the transaction before this statement", sql_excerpt(sql)});
-  if (per_query_timeout_) deadline_ = clock::now() + *per_query_timeout_;
+  if (per_query_timeout_) deadline_ = detail::deadline_after(clock::now(), *per_query_timeout_);
   result out;
   diagnostics diag;
   error_code ec = run(sql, args, max_rows, out, diag);

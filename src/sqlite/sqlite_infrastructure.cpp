@@ -418,7 +418,7 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
       set_cancelled(op);
       return true;
     }
-    auto acquire_deadline = now + p.acquire_timeout;
+    auto acquire_deadline = detail::deadline_after(now, p.acquire_timeout);
     bool deadline_first = op.deadline < acquire_deadline;
     auto c = acquire_reader(deadline_first ? op.deadline : acquire_deadline,
                             deadline_first ? errc::query_timeout : errc::pool_exhausted,
@@ -914,8 +914,7 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
   // ---- entry points -------------------------------------------------------------------
 
   clock::time_point deadline_of(const request& r, clock::time_point now) const {
-    auto t = r.timeout.value_or(p.query_timeout);
-    return t.count() <= 0 ? now : now + t;
+    return detail::deadline_after(now, r.timeout.value_or(p.query_timeout));
   }
 
   pending* make_pending(request req, completion done) {
@@ -969,7 +968,7 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
       ec = life.not_running(diag);
       return {};
     }
-    auto c = acquire_reader(clock::now() + timeout.value_or(p.acquire_timeout),
+    auto c = acquire_reader(detail::deadline_after(clock::now(), timeout.value_or(p.acquire_timeout)),
                             errc::pool_exhausted, ec, diag);
     if (!c) return {};
     c->set_per_query_timeout(p.query_timeout);

@@ -197,6 +197,15 @@ TEST(CliSql, TimeoutSaysTimeout) {
   EXPECT_LT(elapsed, std::chrono::seconds(10));
 }
 
+TEST(CliSql, AnEnormousTimeoutSaturatesInsteadOfExpiring) {
+  temp_dir dir;
+  for (const char* t : {"1e10", "1e16", "1e300"}) {
+    auto r = sql(dir.file("t.db"), {"--timeout", t, "SELECT 41 + 1 AS answer"});
+    EXPECT_EQ(r.exit_code, 0) << t << ": " << r.err;
+    EXPECT_NE(r.out.find("42"), std::string::npos) << t << ": " << r.out;
+  }
+}
+
 TEST(CliSql, UsageErrorsExitTwo) {
   temp_dir dir;
   std::string db = dir.file("t.db");

@@ -140,10 +140,13 @@ void run_sql(const sql_args& a) {
   engine e(a.db);
   entity::database db = e.db();
   if (a.timeout > 0) {
-    // Rounded up: a fraction of a millisecond must not become "no time at all".
-    auto ms =
-        std::chrono::ceil<std::chrono::milliseconds>(std::chrono::duration<double>(a.timeout));
-    db = db.with_timeout(ms);
+    // Rounded up: a fraction of a millisecond must not become "no time at all". A timeout
+    // beyond what milliseconds can count means "no deadline to speak of": it saturates.
+    using ms = std::chrono::milliseconds;
+    const double millis = std::ceil(a.timeout * 1000.0);
+    db = db.with_timeout(millis >= static_cast<double>(ms::max().count())
+                             ? ms::max()
+                             : ms(static_cast<ms::rep>(millis)));
   }
   if (script) {
     db.execute_script(a.sql);

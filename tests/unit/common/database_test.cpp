@@ -385,6 +385,20 @@ ENTITY_CONCURRENT_TEST_P(Database, WithTimeoutKeepsTheEngine) {
   EXPECT_THROW(entity::database(nullptr), entity::error);
 }
 
+TEST_P(Database, AnEnormousTimeoutMeansNoDeadlineRatherThanAnExpiredOne) {
+  auto db = open();
+  // Each of these once wrapped round into the past: the statement timed out before it started.
+  for (std::chrono::milliseconds t : {std::chrono::milliseconds(10'000'000'000'000),
+                                      std::chrono::milliseconds::max()}) {
+    auto patient = db.with_timeout(t);
+    EXPECT_EQ(patient.fetch_one("SELECT 1")->get<int>(0), 1) << t.count();
+    patient.execute("CREATE TABLE IF NOT EXISTS patient (x INTEGER)");
+    EXPECT_EQ(patient.execute("INSERT INTO patient VALUES (1)").rows_affected, 1u);
+  }
+  auto lease = db.acquire(std::chrono::milliseconds::max());
+  EXPECT_EQ(lease->query("SELECT 2", {}, 1).rows.at(0).get<int>(0), 2);
+}
+
 TEST_P(Database, TellsTheEnginesDialect) {
   auto want = on_postgres() ? entity::sql_dialect::postgresql : entity::sql_dialect::sqlite;
   auto engine = make_engine();  // known before startup

@@ -146,3 +146,30 @@ ENTITY_CONCURRENT_TEST(EngineThreadMark, ShutDownFromTheEnginesOwnThreadRunsOnAn
 }
 
 }  // namespace
+
+TEST(DeadlineAfter, AddsTheTimeoutToNow) {
+  using namespace std::chrono_literals;
+  const auto now = std::chrono::steady_clock::now();
+  EXPECT_EQ(entity::detail::deadline_after(now, 250ms), now + 250ms);
+}
+
+TEST(DeadlineAfter, ANonPositiveTimeoutIsDueAtOnce) {
+  using namespace std::chrono_literals;
+  const auto now = std::chrono::steady_clock::now();
+  EXPECT_EQ(entity::detail::deadline_after(now, 0ms), now);
+  EXPECT_EQ(entity::detail::deadline_after(now, -5ms), now);
+}
+
+TEST(DeadlineAfter, ATimeoutTooLongToAddSaturatesInsteadOfWrapping) {
+  using clock = std::chrono::steady_clock;
+  using ms = std::chrono::milliseconds;
+  const auto now = clock::now();
+  // 1e10 s is past what steady_clock's nanoseconds can hold from now; milliseconds::max()
+  // overflows even its conversion to nanoseconds.
+  for (ms t : {ms(10'000'000'000'000), ms(10'000'000'000'000'000), ms::max()}) {
+    auto d = entity::detail::deadline_after(now, t);
+    EXPECT_EQ(d, clock::time_point::max()) << t.count();
+  }
+  // 1e6 s still fits and is added exactly.
+  EXPECT_EQ(entity::detail::deadline_after(now, ms(1'000'000'000)), now + ms(1'000'000'000));
+}
