@@ -33,8 +33,10 @@ struct sqlite_params {
   std::chrono::milliseconds query_timeout = std::chrono::seconds(30);
   /// How long acquire() and a sync read wait for a free reader. Default 5 s.
   std::chrono::milliseconds acquire_timeout = std::chrono::seconds(5);
-  /// How long a connection waits for another process's lock (SQLite's busy timeout).
-  /// The writer keeps retrying past it until the request's deadline. Default 5 s.
+  /// How long a reader waits for another process's lock, never past the request's deadline.
+  /// The writer waits past it until the request's deadline, and no longer. Nothing waits on a
+  /// caller's event loop (a deferred request goes to the engine's threads instead). The
+  /// engine's own busy handler does the waiting, so `PRAGMA busy_timeout` reads 0. Default 5 s.
   std::chrono::milliseconds busy_timeout = std::chrono::seconds(5);
   /// Default WAL: readers never block the writer nor the writer them.
   journal_mode journal = journal_mode::wal;

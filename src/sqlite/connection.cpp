@@ -86,6 +86,9 @@ connection::connection(sqlite3* db, role r, std::size_t cache_size,
   // past its deadline, or cancelled by its caller, stops, wherever it is (sorting, a recursive
   // CTE, a long scan).
   sqlite3_progress_handler(db_, 1000, &connection::on_progress, this);
+  // Waiting for another connection's lock is the engine's to decide (wait_for_lock), not a
+  // fixed timeout's: a request's deadline and a caller's budget bound it too.
+  sqlite3_busy_handler(db_, &connection::on_busy, this);
 }
 
 connection::~connection() {
@@ -100,6 +103,38 @@ int connection::on_progress(void* self) noexcept {
   if (now < c->budget_) return 0;
   c->over_budget_ = true;
   return 1;
+}
+
+int connection::on_busy(void* self, int attempt) noexcept {
+  auto* c = static_cast<connection*>(self);
+  c->busy_consulted_ = true;
+  return c->wait_for_lock(attempt) ? 1 : 0;
+}
+
+bool connection::wait_for_lock(int attempt) noexcept {
+  using std::chrono::milliseconds;
+  auto now = clock::now();
+  if (attempt == 0) {
+    lock_wait_began_ = now;
+    lock_wait_hit_deadline_ = false;
+  }
+  if (!waits_for_locks_ || cancel_requested()) return false;
+  const auto patience = detail::deadline_after(lock_wait_began_, busy_timeout_);
+  const bool writer_request = role_ == role::writer && deadline_ != clock::time_point::max();
+  const auto until = writer_request ? deadline_ : std::min(deadline_, patience);
+  if (now >= until) {
+    lock_wait_hit_deadline_ = until == deadline_;
+    return false;
+  }
+  // Short waits first, as SQLite's own handler does: most locks are held for a moment.
+  static constexpr milliseconds backoff[] = {milliseconds(1),  milliseconds(2),  milliseconds(5),
+                                             milliseconds(10), milliseconds(15), milliseconds(20),
+                                             milliseconds(25), milliseconds(25), milliseconds(50),
+                                             milliseconds(50), milliseconds(100)};
+  constexpr int last = static_cast<int>(std::size(backoff)) - 1;
+  const clock::duration pause = backoff[std::min(attempt, last)];
+  std::this_thread::sleep_for(std::min(pause, until - now));
+  return true;
 }
 
 int connection::on_wal_commit(void* self, sqlite3*, const char*, int frames) noexcept {
@@ -118,13 +153,13 @@ void connection::checkpoint() noexcept {
 void connection::set_budget(clock::time_point until) noexcept {
   budget_ = until;
   over_budget_ = false;
-  sqlite3_busy_timeout(db_, 0);
+  waits_for_locks_ = false;
 }
 
 void connection::clear_budget() noexcept {
   budget_ = clock::time_point::max();
   over_budget_ = false;
-  sqlite3_busy_timeout(db_, static_cast<int>(busy_timeout_.count()));
+  waits_for_locks_ = true;
 }
 
 namespace {
@@ -162,7 +197,6 @@ std::unique_ptr<connection> connection::open(const std::string& target, bool uri
     return nullptr;
   }
   sqlite3_extended_result_codes(db, 1);
-  sqlite3_busy_timeout(db, static_cast<int>(p.busy_timeout.count()));
   std::unique_ptr<connection> c(new connection(db, r, p.statement_cache_size, p.busy_timeout));
   // The writer's commits report the log's size here instead of checkpointing by themselves:
   // a commit made on a caller's event loop must not copy megabytes and wait for the disk.
@@ -186,9 +220,9 @@ std::unique_ptr<connection> connection::open(const std::string& target, bool uri
   setup += "SELECT count(*) FROM sqlite_schema;";
   // Switching a new file to WAL needs an exclusive lock, and SQLite reports SQLITE_BUSY at once
   // (without its busy handler) while another process opening the same file holds a shared
-  // one: retry each setup statement until busy_timeout.
+  // one: each setup statement waits for the lock up to busy_timeout (wait_for_lock).
   c->set_deadline(detail::deadline_after(clock::now(), p.busy_timeout));
-  ec = c->run_script(setup, diag, /*retry_busy=*/true);
+  ec = c->run_script(setup, diag);
   c->set_deadline(clock::time_point::max());
   if (ec) {
     diag.message = "cannot open database '" + target + "': " + diag.message;
@@ -214,6 +248,8 @@ error_code connection::fail(int rc, std::string_view sql, diagnostics& diag) {
     return make_error_code(errc::over_budget);
   }
   diag.message = sqlite3_errmsg(db_) + system_reason(db_);
+  if ((rc & 0xff) == SQLITE_BUSY && lock_wait_hit_deadline_)
+    diag.message += ": another connection held the lock until the request's deadline";
   int ext = sqlite3_extended_errcode(db_);
   return make_sqlite_error(ext != SQLITE_OK ? ext : rc);
 }
@@ -256,6 +292,25 @@ connection::cached* connection::prepare(std::string_view sql, error_code& ec, di
   return &it->second;
 }
 
+template <class OnRow>
+int connection::step_all(sqlite3_stmt* stmt, OnRow&& on_row) {
+  lock_wait_hit_deadline_ = false;
+  bool any_row = false;
+  for (int attempt = 0;; ++attempt) {
+    busy_consulted_ = false;
+    int rc;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+      any_row = true;
+      if (!on_row()) return rc;
+    }
+    // A statement that failed this way did nothing: outside a transaction it may run again.
+    if ((rc & 0xff) != SQLITE_BUSY || busy_consulted_ || any_row || !autocommit() ||
+        !wait_for_lock(attempt))
+      return rc;
+    sqlite3_reset(stmt);
+  }
+}
+
 error_code connection::run(std::string_view sql, const params& args, std::size_t max_rows,
                            result& out, diagnostics& diag, bool readers_only,
                            bool* needs_writer) {
@@ -287,9 +342,8 @@ error_code connection::run(std::string_view sql, const params& args, std::size_t
   // sqlite3_changes64() keeps the count of the last INSERT, UPDATE or DELETE, whatever ran
   // since; a statement that changed nothing (DDL, an UPDATE matching no row) must report 0.
   const std::int64_t changes_before = sqlite3_total_changes64(db_);
-  int rc;
   errno = 0;  // see system_reason
-  while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+  int rc = step_all(stmt, [&] {
     if (out.rows.size() < max_rows) {
       int n = sqlite3_column_count(stmt);
       int reprepares = sqlite3_stmt_status(stmt, SQLITE_STMTSTATUS_REPREPARE, 0);
@@ -309,9 +363,10 @@ error_code connection::run(std::string_view sql, const params& args, std::size_t
       for (int i = 0; i < n; ++i) values.push_back(column_value(stmt, i));
       out.rows.emplace_back(c->names, std::move(values));
     } else if (readonly) {
-      break;  // a read has nothing more to do; a write (RETURNING) must run to the end
+      return false;  // a read has nothing more to do; a write (RETURNING) must run to the end
     }
-  }
+    return true;
+  });
   // SQLite consults the progress handler once more after a statement has halted: a write that
   // committed by itself (autocommit) can still report SQLITE_INTERRUPT. Its changes were
   // counted, so it did finish, and it is reported as done rather than as cancelled or late.
@@ -328,7 +383,7 @@ error_code connection::run(std::string_view sql, const params& args, std::size_t
   return ec;
 }
 
-error_code connection::run_script(std::string_view sql, diagnostics& diag, bool retry_busy) {
+error_code connection::run_script(std::string_view sql, diagnostics& diag) {
   const char* p = sql.data();
   const char* end = sql.data() + sql.size();
   while (p < end) {
@@ -340,19 +395,10 @@ error_code connection::run_script(std::string_view sql, diagnostics& diag, bool 
     std::string_view text(p, static_cast<std::size_t>((tail ? tail : end) - p));
     p = tail ? tail : end;
     if (!stmt) continue;  // whitespace or a comment
-    while (true) {
-      errno = 0;  // see system_reason
-  while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-      }
-      // Another process held the lock past busy_timeout. Outside a transaction the statement
-      // did nothing, so this statement (not the script, whose earlier statements have already
-      // committed) is tried again until the deadline.
-      if (!retry_busy || (rc & 0xff) != SQLITE_BUSY || !autocommit() ||
-          clock::now() >= deadline_ || cancel_requested())
-        break;
-      sqlite3_reset(stmt);
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
+    errno = 0;  // see system_reason
+    // Only this statement waits for a lock, never the script again: its earlier statements
+    // have committed.
+    rc = step_all(stmt, [] { return true; });
     if (rc != SQLITE_DONE) {
       error_code ec = fail(rc, text, diag);
       sqlite3_finalize(stmt);

@@ -37,10 +37,8 @@ class connection final : public session {
   /// runs and `needs_writer` is set instead.
   error_code run(std::string_view sql, const params& args, std::size_t max_rows, result& out,
                  diagnostics& diag, bool readers_only = false, bool* needs_writer = nullptr);
-  /// Runs every statement of `sql` in order (no parameters, rows discarded). With
-  /// `retry_busy`, a statement that finds the database locked by another process is retried
-  /// until the deadline.
-  error_code run_script(std::string_view sql, diagnostics& diag, bool retry_busy = false);
+  /// Runs every statement of `sql` in order (no parameters, rows discarded).
+  error_code run_script(std::string_view sql, diagnostics& diag);
   /// Runs a fixed statement such as "BEGIN IMMEDIATE" through the cache.
   error_code exec(std::string_view sql, diagnostics& diag);
 
@@ -52,8 +50,8 @@ class connection final : public session {
   void set_cancellation(const cancellation* c) noexcept { cancel_ = c; }
   bool cancel_requested() const noexcept { return cancel_ && cancel_->requested(); }
   /// A shorter leash than the deadline, for work run on a caller's thread: statements stop once
-  /// `until` passes (over_budget() then says so), and a lock held by another process fails at
-  /// once with SQLITE_BUSY instead of being waited for. clear_budget() lifts both.
+  /// `until` passes (over_budget() then says so), and a lock held by another connection fails
+  /// at once with SQLITE_BUSY instead of being waited for. clear_budget() lifts both.
   void set_budget(clock::time_point until) noexcept;
   void clear_budget() noexcept;
   /// True when a statement was stopped by the budget rather than by the deadline since
@@ -92,6 +90,20 @@ class connection final : public session {
   };
 
   connection(sqlite3* db, role r, std::size_t cache_size, std::chrono::milliseconds busy_timeout);
+  /// The one place that decides whether to wait for a lock another connection holds, and
+  /// waits: it is SQLite's busy handler, and it is called again for a statement that SQLite
+  /// failed with SQLITE_BUSY without consulting its handler (switching a file to WAL, a log
+  /// being recovered). `attempt` counts the waits for this lock from 0. Returns true to try
+  /// again. It never waits under a budget (a caller's thread) or once the caller cancelled;
+  /// otherwise it waits until the deadline, and a reader (or the writer outside a request, with
+  /// no deadline) at most busy_timeout from the first attempt.
+  bool wait_for_lock(int attempt) noexcept;
+  static int on_busy(void* self, int attempt) noexcept;
+  /// Steps `stmt` until it yields no more rows, handing each row to `row`; a statement that
+  /// SQLite failed with SQLITE_BUSY before it did anything (no rows, autocommit) is stepped
+  /// again as wait_for_lock allows. Returns the last result code.
+  template <class OnRow>
+  int step_all(sqlite3_stmt* stmt, OnRow&& row);
   cached* prepare(std::string_view sql, error_code& ec, diagnostics& diag);
   error_code fail(int rc, std::string_view sql, diagnostics& diag);
   static int on_progress(void* self) noexcept;
@@ -106,6 +118,10 @@ class connection final : public session {
   const cancellation* cancel_ = nullptr;
   clock::time_point budget_ = clock::time_point::max();
   bool over_budget_ = false;
+  bool waits_for_locks_ = true;       // false under a budget
+  bool busy_consulted_ = false;       // SQLite called the busy handler since the last step
+  bool lock_wait_hit_deadline_ = false;  // the last wait for a lock ended at the deadline
+  clock::time_point lock_wait_began_{};
   int wal_frames_ = 0;
   std::chrono::milliseconds busy_timeout_;
   std::optional<std::chrono::milliseconds> per_query_timeout_;

@@ -723,7 +723,7 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
         out.ec = writer->run(op.req.sql, op.req.args, max_rows_of(op.req), out.res, out.diag);
         break;
       case request_kind::script:
-        out.ec = writer->run_script(op.req.sql, out.diag, /*retry_busy=*/true);
+        out.ec = writer->run_script(op.req.sql, out.diag);
         break;
       case request_kind::many:
         for (const entity::params& args : op.req.batch) {
@@ -771,28 +771,22 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
   }
 
   // BEGIN IMMEDIATE takes the write lock now, so no statement inside can fail with
-  // SQLITE_BUSY later. Another process may hold it: retry until `deadline`.
+  // SQLITE_BUSY later. Another process may hold it: the writer waits for it until `deadline`
+  // (connection::wait_for_lock), except on a caller's thread, which does not wait.
   error_code begin(clock::time_point deadline, diagnostics& diag) {
-    while (true) {
-      diag.clear();
-      error_code ec = control("BEGIN IMMEDIATE", diag);
-      if (ec != condition::busy || clock::now() >= deadline || leading_inline) return ec;
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
+    diag.clear();
+    writer->set_deadline(deadline);
+    error_code ec = writer->exec("BEGIN IMMEDIATE", diag);
+    writer->set_deadline(clock::time_point::max());
+    return ec;
   }
 
+  // A request run by itself, outside a group: a statement that must find no transaction open
+  // (a script, VACUUM), or a lone statement that commits by itself. A statement that finds
+  // another process's lock waits for it inside the connection, up to the request's deadline.
   void run_solo(pending& op) {
-    while (true) {
-      op.out = outcome{};
-      run_on_writer(op);
-      // A statement that could not take the lock ran nothing: try again until the deadline.
-      // A script is not run again: its earlier statements have committed (it retries the
-      // statement that found the lock itself).
-      if (op.out.ec != condition::busy || clock::now() >= op.deadline || !writer->autocommit() ||
-          op.req.kind == request_kind::script || op.rehand)
-        break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
+    op.out = outcome{};
+    run_on_writer(op);
     if (!writer->autocommit()) {
       diagnostics ignored;
       control("ROLLBACK", ignored);

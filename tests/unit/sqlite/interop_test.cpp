@@ -121,6 +121,110 @@ ENTITY_CONCURRENT_TEST(Interop, WriterWaitsForAnotherProcessLock) {
   EXPECT_EQ(rows[1].get<std::string>(0), "entity");
 }
 
+ENTITY_CONCURRENT_TEST(Interop, AWriteWaitsForAnotherProcessLockOnlyUntilItsDeadline) {
+  ASSERT_TRUE(cli_available()) << missing_cli_message;
+  entity::test::temp_dir dir;
+  entity::sqlite_params p;
+  p.path = dir.file("deadline.db");
+  // Far longer than the request may take: the wait must end at the request's deadline.
+  p.busy_timeout = 20s;
+  auto infra = started(p);
+  entity::database db(infra);
+  db.execute("CREATE TABLE t (who TEXT)");
+
+  std::string locked = dir.file("locked");
+  std::thread other([&] {
+    cli(p.path, "BEGIN EXCLUSIVE;\n.shell touch " + shell_quote(locked) +
+                    "\n.shell sleep 4\nCOMMIT;\n");
+  });
+  ASSERT_TRUE(wait_for_file(locked));
+  // A lone statement (autocommit) and a batch (BEGIN IMMEDIATE) wait in different places.
+  for (bool batch : {false, true}) {
+    const char* sql = "INSERT INTO t VALUES (?)";
+    auto start = std::chrono::steady_clock::now();
+    entity::error_code ec;
+    entity::diagnostics diag;
+    auto quick = db.with_timeout(300ms);
+    if (batch)
+      quick.execute_many(sql, {{"one"}, {"two"}}, ec, diag);
+    else
+      quick.execute(sql, {"alone"}, ec, diag);
+    auto waited = std::chrono::steady_clock::now() - start;
+    EXPECT_EQ(ec, entity::condition::busy) << sql << ": " << diag.to_string();
+    EXPECT_NE(diag.message.find("deadline"), std::string::npos) << diag.message;
+    // The lock is held for 4 s and busy_timeout is 20 s: returning before either shows the
+    // deadline ended the wait.
+    EXPECT_LT(waited, 3s) << (batch ? "execute_many" : "execute");
+  }
+  other.join();
+  EXPECT_EQ(db.fetch_one("SELECT count(*) FROM t")->get<int>(0), 0);
+}
+
+ENTITY_CONCURRENT_TEST(Interop, ATransactionWaitsForAnotherProcessLockOnlyUntilItsDeadline) {
+  ASSERT_TRUE(cli_available()) << missing_cli_message;
+  entity::test::temp_dir dir;
+  entity::sqlite_params p;
+  p.path = dir.file("tx.db");
+  p.busy_timeout = 20s;
+  auto infra = started(p);
+  entity::database db(infra);
+  db.execute("CREATE TABLE t (who TEXT)");
+
+  std::string locked = dir.file("locked");
+  std::thread other([&] {
+    cli(p.path, "BEGIN EXCLUSIVE;\n.shell touch " + shell_quote(locked) +
+                    "\n.shell sleep 4\nCOMMIT;\n");
+  });
+  ASSERT_TRUE(wait_for_file(locked));
+  auto start = std::chrono::steady_clock::now();
+  bool ran = false;
+  entity::error_code ec;
+  entity::diagnostics diag;
+  db.with_timeout(300ms).transaction([&](entity::session& s) {
+    ran = true;
+    s.execute("INSERT INTO t VALUES ('tx')");
+  }, ec, diag);
+  auto waited = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(ec, entity::condition::busy) << diag.to_string();
+  EXPECT_FALSE(ran);
+  EXPECT_LT(waited, 3s);
+  other.join();
+}
+
+ENTITY_CONCURRENT_TEST(Interop, AReadWaitsForAnotherProcessLockUpToBusyTimeout) {
+  ASSERT_TRUE(cli_available()) << missing_cli_message;
+  entity::test::temp_dir dir;
+  entity::sqlite_params p;
+  p.path = dir.file("rollback.db");
+  // In rollback-journal mode a reader needs a shared lock that an exclusive one keeps out.
+  p.journal = entity::journal_mode::delete_;
+  p.busy_timeout = 300ms;
+  p.query_timeout = 20s;
+  p.pool_size = 1;
+  auto infra = started(p);
+  entity::database db(infra);
+  db.execute("CREATE TABLE t (who TEXT)");
+  // The one reader has the schema and the statement: what it waits for is the lock alone.
+  EXPECT_EQ(db.fetch_one("SELECT count(*) FROM t")->get<int>(0), 0);
+
+  std::string locked = dir.file("locked");
+  std::thread other([&] {
+    cli(p.path, "BEGIN EXCLUSIVE;\nINSERT INTO t VALUES ('tool');\n.shell touch " +
+                    shell_quote(locked) + "\n.shell sleep 4\nCOMMIT;\n");
+  });
+  ASSERT_TRUE(wait_for_file(locked));
+  auto start = std::chrono::steady_clock::now();
+  entity::error_code ec;
+  entity::diagnostics diag;
+  auto row = db.fetch_one("SELECT count(*) FROM t", {}, ec, diag);
+  auto waited = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(ec, entity::condition::busy) << diag.to_string();
+  EXPECT_GE(waited, 250ms);  // it did wait, for about busy_timeout
+  EXPECT_LT(waited, 3s);     // and not for the lock's 4 s nor the 20 s deadline
+  other.join();
+  EXPECT_EQ(db.fetch_one("SELECT count(*) FROM t")->get<int>(0), 1);
+}
+
 ENTITY_CONCURRENT_TEST(Interop, ScriptRetriedAfterAnotherProcessLockRunsEachStatementOnce) {
   ASSERT_TRUE(cli_available()) << missing_cli_message;
   entity::test::temp_dir dir;
