@@ -43,6 +43,34 @@ route classify(std::string_view sql) {
   return route::write;
 }
 
+std::string_view journal_mode_requested(std::string_view sql, char (&buf)[17]) {
+  detail::sql_lexer lexer(sql, sql_dialect::sqlite);
+  sql_token t{};
+  if (!next_significant(lexer, t) || !t.is_word("PRAGMA")) return {};
+  if (!next_significant(lexer, t)) return {};
+  // An optional schema: only the main database's mode is the engine's.
+  sql_token name = t;
+  if (next_significant(lexer, t) && t.text == ".") {
+    if (!name.is_word("main") && name.text != "\"main\"") return {};
+    if (!next_significant(lexer, name) || !next_significant(lexer, t)) return {};
+  }
+  if (!name.is_word("journal_mode") && name.text != "\"journal_mode\"") return {};
+  if (t.text != "=" && t.text != "(") return {};  // reading it, not setting it
+  if (!next_significant(lexer, t)) return {};
+  std::string_view mode = t.text;
+  if (t.kind == sql_token_kind::string || t.kind == sql_token_kind::quoted_identifier) {
+    if (mode.size() < 2) return {};
+    mode = mode.substr(1, mode.size() - 2);
+  }
+  std::size_t n = 0;
+  for (; n < mode.size() && n < 16; ++n) {
+    char c = mode[n];
+    buf[n] = (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+  }
+  buf[n] = '\0';
+  return {buf, n};
+}
+
 bool is_blank(std::string_view sql) {
   detail::sql_lexer lexer(sql, sql_dialect::sqlite);
   sql_token t{};

@@ -25,6 +25,11 @@ route classify(std::string_view sql);
 /// comments; ';' inside literals, quoted identifiers and comments does not count).
 bool has_several_statements(std::string_view sql);
 
+/// The journal mode a `PRAGMA [main.]journal_mode = MODE` (or `(MODE)`) asks for, lower-cased
+/// into `buf` ("wal", "delete", ...; at most 16 characters); "" when `sql` does not set the
+/// main database's journal mode (it only reads it, names another schema, or is no such PRAGMA).
+std::string_view journal_mode_requested(std::string_view sql, char (&buf)[17]);
+
 /// True when `sql` holds nothing but whitespace, comments and ';'.
 bool is_blank(std::string_view sql);
 

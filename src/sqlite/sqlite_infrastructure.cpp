@@ -155,6 +155,9 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
   const bool inline_writes;
   std::string target;
   bool uri = false;
+  // The journal mode the database runs in, as SQLite names it ("wal"; "memory" in memory):
+  // set at startup, read-only after.
+  std::string journal_now;
 
   std::mutex lifecycle_mu;  // startup and shutdown, one at a time
   detail::lifecycle life;
@@ -245,6 +248,9 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
     diagnostics diag;
     writer = connection::open(target, uri, connection::role::writer, p, ec, diag);
     if (!writer) throw error(ec, diag);
+    result mode;
+    if (!writer->run("PRAGMA journal_mode", {}, 1, mode, diag) && !mode.rows.empty())
+      journal_now = mode.rows[0].get<std::string>(0);
     std::size_t readers = std::min(p.pool_size, p.min_connections > 0 ? p.min_connections - 1 : 0);
     for (std::size_t i = 0; i < readers; ++i) {
       auto c = connection::open(target, uri, connection::role::reader, p, ec, diag);
@@ -911,6 +917,26 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
     return detail::deadline_after(now, r.timeout.value_or(p.query_timeout));
   }
 
+  // REQUIRES: op.path set. True (with the error in op.out) for a request refused before it is
+  // queued anywhere: the engine is not running, or the request asks for what cannot be done
+  // while the engine is open and would otherwise wait for locks until its deadline.
+  bool refused(pending& op) const {
+    if (!life.running()) {
+      op.out.ec = life.not_running(op.out.diag);
+      return true;
+    }
+    if (op.path != route::solo) return false;
+    char buf[17];
+    std::string_view mode = sqlite_detail::journal_mode_requested(op.req.sql, buf);
+    if (mode.empty() || mode == journal_now) return false;
+    set_error(op.out, make_error_code(errc::invalid_argument),
+              "the journal mode cannot change while the database is open (it is '" +
+                  journal_now + "'): the change needs the file to itself, and the engine keeps "
+                  "its reader connections open; choose it when opening (sqlite_params::journal)",
+              op.req.sql);
+    return true;
+  }
+
   pending* make_pending(request req, completion done) {
     auto* op = new pending;
     op->req = std::move(req);
@@ -923,11 +949,7 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
 
   void submit(request req, completion done) {
     pending* op = make_pending(std::move(req), std::move(done));
-    if (!life.running()) {
-      op->out.ec = life.not_running(op->out.diag);
-      finish(op);
-      return;
-    }
+    if (refused(*op)) return finish(op);
     if (op->path == route::read)
       push_read(op);
     else
@@ -942,10 +964,7 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
     op.submitted = clock::now();
     op.deadline = deadline_of(op.req, op.submitted);
     op.path = route_of(op.req);
-    if (!life.running()) {
-      op.out.ec = life.not_running(op.out.diag);
-      return std::move(op.out);
-    }
+    if (refused(op)) return std::move(op.out);
     if (op.path == route::read) {
       if (run_read(op)) {
         finish(&op);
@@ -1002,6 +1021,10 @@ std::unique_ptr<deferred_work> sqlite_infrastructure::impl::defer(request req, c
     return nullptr;
   }
   pending* op = make_pending(std::move(req), std::move(done));
+  if (refused(*op)) {
+    finish(op);
+    return nullptr;
+  }
   if (op->path == route::read) return std::make_unique<read_ticket>(shared_from_this(), op);
   if (op->path != route::write || !inline_writes) {
     push_write(op);

@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <string>
+
 #include "sqlite/classify.hpp"
 
 using entity::sqlite_detail::classify;
@@ -49,4 +51,22 @@ TEST(Classify, BlankMeansNothingToRun) {
   EXPECT_TRUE(is_blank(""));
   EXPECT_TRUE(is_blank("  ;\n -- x\n /* y */ ;"));
   EXPECT_FALSE(is_blank(" SELECT 1"));
+}
+
+TEST(Classify, TellsAJournalModeChangeFromAReadOfIt) {
+  using entity::sqlite_detail::journal_mode_requested;
+  auto asked = [](std::string_view sql) {
+    char buf[17];
+    return std::string(journal_mode_requested(sql, buf));
+  };
+  EXPECT_EQ(asked("PRAGMA journal_mode=DELETE"), "delete");
+  EXPECT_EQ(asked("  pragma Journal_Mode = 'Truncate';"), "truncate");
+  EXPECT_EQ(asked("PRAGMA main.journal_mode(wal)"), "wal");
+  EXPECT_EQ(asked("/* why */ PRAGMA \"main\" . journal_mode = \"memory\""), "memory");
+  // Reading the mode, another schema's mode, another PRAGMA, or no PRAGMA at all.
+  EXPECT_EQ(asked("PRAGMA journal_mode"), "");
+  EXPECT_EQ(asked("PRAGMA aux.journal_mode = delete"), "");
+  EXPECT_EQ(asked("PRAGMA synchronous = OFF"), "");
+  EXPECT_EQ(asked("SELECT 'PRAGMA journal_mode=DELETE'"), "");
+  EXPECT_EQ(asked("PRAGMA journal_mode ="), "");
 }

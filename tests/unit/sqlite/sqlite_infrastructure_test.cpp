@@ -147,6 +147,39 @@ TEST(SqliteInfrastructure, UseBeforeStartupFailsWithNotStarted) {
   EXPECT_FALSE(db.health_check());
 }
 
+TEST(SqliteInfrastructure, AJournalModeChangeIsRefusedAtOnceWithTheReason) {
+  entity::test::temp_dir dir;
+  entity::sqlite_params p;
+  p.path = dir.file("journal.db");
+  // Waiting for the file to itself would last until the deadline: this one.
+  p.query_timeout = 20s;
+  auto infra = started(p);
+  entity::database db(infra);
+  db.execute("CREATE TABLE t (x)");
+  auto start = std::chrono::steady_clock::now();
+  for (const char* sql : {"PRAGMA journal_mode=DELETE", "pragma main.journal_mode = 'truncate'"}) {
+    error_code ec;
+    entity::diagnostics diag;
+    db.execute(sql, {}, ec, diag);
+    EXPECT_EQ(ec, errc::invalid_argument) << sql << ": " << diag.to_string();
+    EXPECT_NE(diag.message.find("journal mode cannot change while the database is open"),
+              std::string::npos)
+        << diag.message;
+    EXPECT_NE(diag.message.find("'wal'"), std::string::npos) << diag.message;
+  }
+  run_coroutine([&]() -> asio::awaitable<void> {
+    auto [ec, r] = co_await db.async_execute("PRAGMA journal_mode=OFF", {},
+                                             asio::as_tuple(asio::use_awaitable));
+    EXPECT_EQ(ec, errc::invalid_argument);
+  });
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 10s);  // refused, not waited out
+  // Reading the mode, or asking for the one it has, is no change.
+  EXPECT_EQ(db.fetch_one("PRAGMA journal_mode")->get<std::string>(0), "wal");
+  EXPECT_EQ(db.fetch_one("PRAGMA journal_mode = WAL")->get<std::string>(0), "wal");
+  db.execute("INSERT INTO t VALUES (1)");
+  EXPECT_EQ(db.fetch_one("SELECT count(*) FROM t")->get<int>(0), 1);
+}
+
 ENTITY_CONCURRENT_TEST(SqliteInfrastructure, UseAfterShutdownFailsWithShutDown) {
   auto infra = started();
   entity::database db(infra);
