@@ -36,11 +36,13 @@
 #include "sqlite/classify.hpp"
 #include "sqlite/connection.hpp"
 #include "sqlite/spin.hpp"
+#include "sqlite/writer_queue.hpp"
 
 namespace entity {
 
 using sqlite_detail::clock;
 using sqlite_detail::connection;
+using sqlite_detail::queued_write;
 using sqlite_detail::route;
 
 namespace {
@@ -48,27 +50,19 @@ namespace {
 struct write_ticket;
 
 // A request in flight. Async ones live on the heap until their completion runs; a sync one
-// lives on its caller's stack. A sync write queued behind a leader waits on `cv` under the
-// writer's mutex, for its completion or for the chance to lead.
-struct pending {
+// lives on its caller's stack. What the writer queue keeps of a write (queued_write) is
+// GUARDED_BY(wmu). A sync write queued behind a leader waits on `cv` under the writer's
+// mutex, for its completion or for the chance to lead.
+struct pending : queued_write {
   request req;
   completion done;
   clock::time_point submitted;
   clock::time_point deadline;
   outcome out;
-  // sync writes waiting in the queue only; GUARDED_BY(wmu)
-  std::condition_variable cv;
-  bool waits = false;     // its caller waits on `cv`
-  bool queued = false;    // still in the writer queue
-  bool finished = false;  // completed
-  // async writes; GUARDED_BY(wmu)
-  bool for_writer = false;           // the writer thread must take it (counted in writer_due)
-  write_ticket* ticket = nullptr;    // a deferred write's ticket, until a leader takes it
+  std::condition_variable cv;  // sync writes waiting in the queue only
+  bool finished = false;       // GUARDED_BY(wmu): a waiting sync write was completed
   // Where the request goes, classified once when it arrives (the classifier reads the SQL).
   route path = route::write;
-  // Set by a leader on its caller's thread: the request did not finish within the budget and
-  // goes back to the queue for the writer thread. Only the leader touches it.
-  bool rehand = false;
 };
 
 
@@ -117,15 +111,14 @@ thread_local const void* committing_for = nullptr;
 namespace {
 
 // A deferred write: queued in the writer queue from defer() on. `op` is null once a leader has
-// taken the request (GUARDED_BY(self->wmu)).
+// taken the request or it is due to the writer thread (GUARDED_BY(self->wmu)).
 struct write_ticket final : deferred_work {
-  write_ticket(std::shared_ptr<sqlite_infrastructure::impl> s, pending* o)
-      : self(std::move(s)), op(o) {}
+  explicit write_ticket(std::shared_ptr<sqlite_infrastructure::impl> s) : self(std::move(s)) {}
   ~write_ticket() override;
   void run() noexcept override;
 
   std::shared_ptr<sqlite_infrastructure::impl> self;
-  pending* op;
+  queued_write* op = nullptr;
 };
 
 // A deferred read: not queued anywhere until run() or the destructor.
@@ -166,19 +159,10 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
   std::unique_ptr<connection> writer;
   std::mutex wmu;
   std::condition_variable wcv;
-  std::deque<pending*> wq;         // GUARDED_BY(wmu)
-  bool leader = false;             // GUARDED_BY(wmu): someone is committing
-  bool wstop = false;              // GUARDED_BY(wmu)
-  std::size_t sync_queued = 0;     // GUARDED_BY(wmu): sync writes waiting in wq
-  std::size_t writer_due = 0;      // GUARDED_BY(wmu): writes in wq only the writer thread takes
-  std::atomic<std::size_t> writer_due_hint{0};  // writer_due, for the writer thread's spinning
-  std::atomic<std::size_t> wq_size{0};
+  sqlite_detail::writer_queue<pending> wq;  // GUARDED_BY(wmu)
   // The current leader commits on its caller's thread under the inline budget. Only the
   // leader reads or writes it.
   bool leading_inline = false;
-  // The write-ahead log has grown past checkpoint_frames in a commit made on a caller's
-  // thread: the writer thread checkpoints. GUARDED_BY(wmu)
-  bool checkpoint_due = false;
   // SQLite's own threshold for its automatic checkpoint.
   static constexpr int checkpoint_frames = 1000;
   std::thread writer_thread;
@@ -269,7 +253,7 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
     if (!life.begin_shutdown()) return;
     {
       std::lock_guard w(wmu);
-      wstop = true;
+      wq.stop();
     }
     wcv.notify_all();
     if (writer_thread.joinable()) writer_thread.join();
@@ -475,26 +459,11 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
 
   // ---- writer -------------------------------------------------------------------------
 
-  // REQUIRES: wmu held; `op` queued. The writer thread must take it.
-  void due_to_writer(pending* op) {
-    if (op->ticket) {
-      op->ticket->op = nullptr;
-      op->ticket = nullptr;
-    }
-    if (!op->for_writer) {
-      op->for_writer = true;
-      ++writer_due;
-      writer_due_hint.store(writer_due, std::memory_order_release);
-    }
-  }
-
   void push_write(pending* op) {
     {
       std::lock_guard lk(wmu);
-      if (!wstop) {
-        wq.push_back(op);
-        wq_size.fetch_add(1, std::memory_order_release);
-        due_to_writer(op);
+      if (!wq.stopping()) {
+        wq.push_for_writer(*op);
         op = nullptr;
       }
     }
@@ -506,66 +475,14 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
     wcv.notify_one();
   }
 
-  // REQUIRES: wmu held. Takes up to `room` requests from the front of the queue; with
-  // `statements_only`, stops at the first one that must not run on a caller's thread.
-  void take_group(std::vector<pending*>& group, std::size_t room, bool statements_only) {
-    std::size_t n = 0;
-    while (n < room && !wq.empty()) {
-      pending* op = wq.front();
-      if (statements_only && (!runs_inline(op->req) || op->path == route::solo)) break;
-      wq.pop_front();
-      ++n;
-      op->queued = false;
-      if (op->waits) --sync_queued;
-      if (op->for_writer) {
-        op->for_writer = false;
-        --writer_due;
-      }
-      if (op->ticket) {
-        op->ticket->op = nullptr;
-        op->ticket = nullptr;
-      }
-      group.push_back(op);
-    }
-    wq_size.fetch_sub(n, std::memory_order_relaxed);
-    writer_due_hint.store(writer_due, std::memory_order_release);
-  }
-
-  // REQUIRES: wmu held. The requests a leader on its caller's thread could not finish within
-  // the budget go back to the front of the queue, in their order: sync ones for their callers
-  // to lead, async ones for the writer thread.
-  void requeue_rehanded(std::vector<pending*>& group) {
-    std::vector<pending*> back;
-    auto keep = group.begin();
-    for (pending* op : group) {
-      if (op->rehand)
-        back.push_back(op);
-      else
-        *keep++ = op;
-    }
-    group.erase(keep, group.end());
-    for (auto it = back.rbegin(); it != back.rend(); ++it) {
-      pending* op = *it;
-      op->rehand = false;
-      op->out = outcome{};
-      op->queued = true;
-      wq.push_front(op);
-      if (op->waits)
-        ++sync_queued;
-      else
-        due_to_writer(op);
-    }
-    wq_size.fetch_add(back.size(), std::memory_order_release);
-  }
-
   // REQUIRES: wmu held, leader false. Commits one group from the front of the queue (plus
   // `own`, the request of a sync caller that leads without queueing), releases leadership, then
   // completes the group's requests. Returns with wmu held again. `on_caller`: the leader is a
   // deferred write's caller, so the group holds only statements, each under the budget.
   void lead_one_group(std::unique_lock<std::mutex>& lk, std::vector<pending*>& group,
                       pending* own, bool on_caller = false) {
-    leader = true;
-    take_group(group, std::max<std::size_t>(p.max_group_size, 1) - (own ? 1 : 0), on_caller);
+    wq.lead();
+    wq.take_group(group, std::max<std::size_t>(p.max_group_size, 1) - (own ? 1 : 0), on_caller);
     if (own) group.push_back(own);
     bool log_full = false;
     if (!group.empty()) {
@@ -582,9 +499,9 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
       if (log_full && !on_caller) writer->checkpoint();
       lk.lock();
     }
-    if (log_full && on_caller) checkpoint_due = true;
-    leader = false;
-    requeue_rehanded(group);
+    if (log_full && on_caller) wq.request_checkpoint();
+    wq.stop_leading();
+    wq.requeue_rehanded(group, [](pending& op) { op.out = outcome{}; });
     hand_over();
     lk.unlock();
     if (on_caller) inline_ops.fetch_add(group.size(), std::memory_order_relaxed);
@@ -601,12 +518,12 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
   void run_deferred_write(write_ticket& t) {
     std::unique_lock lk(wmu);
     if (!t.op) return;  // a leader has taken it
-    if (!leader && committing_for != this && !checkpoint_due) {
+    if (!wq.leader() && committing_for != this && !wq.checkpoint_due()) {
       std::vector<pending*> group;
       lead_one_group(lk, group, nullptr, /*on_caller=*/true);
       if (!t.op) return;
     }
-    due_to_writer(t.op);
+    wq.make_due(*static_cast<pending*>(t.op));
     lk.unlock();
     wcv.notify_one();
   }
@@ -615,23 +532,16 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
   void abandon(write_ticket& t) noexcept {
     std::unique_lock lk(wmu);
     if (!t.op) return;
-    due_to_writer(t.op);
+    wq.make_due(*static_cast<pending*>(t.op));
     lk.unlock();
     wcv.notify_one();
   }
 
-  // REQUIRES: wmu held, leader just released. Whoever can commit what is left is woken: the
-  // writer thread, and the first sync write still queued. Either may lead; the sync caller
-  // must not depend on the writer thread, which may be busy running a completion handler.
+  // REQUIRES: wmu held, leadership just released. Wakes whom the queue says may commit next.
   void hand_over() {
-    if (writer_due > 0 || checkpoint_due || wstop) wcv.notify_one();
-    if (sync_queued == 0) return;
-    for (pending* op : wq) {
-      if (op->waits) {
-        op->cv.notify_one();
-        break;
-      }
-    }
+    auto w = wq.hand_over();
+    if (w.writer_thread) wcv.notify_one();
+    if (w.sync_caller) w.sync_caller->cv.notify_one();
   }
 
   void writer_loop() {
@@ -639,16 +549,15 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
     std::vector<pending*> group;
     sqlite_detail::spin_gate spinner;
     while (true) {
-      spinner.spin_while([&] { return writer_due_hint.load(std::memory_order_acquire) == 0; });
+      spinner.spin_while([&] { return wq.writer_due_hint() == 0; });
       std::unique_lock lk(wmu);
-      wcv.wait(lk, [&] { return (writer_due > 0 || checkpoint_due || wstop) && !leader; });
-      if (checkpoint_due) {
-        checkpoint_due = false;
-        leader = true;
+      wcv.wait(lk, [&] { return wq.writer_may_run(); });
+      if (wq.take_checkpoint()) {
+        wq.lead();
         lk.unlock();
         writer->checkpoint();
         lk.lock();
-        leader = false;
+        wq.stop_leading();
         hand_over();
         continue;
       }
@@ -670,22 +579,18 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
       return;
     }
     std::unique_lock lk(wmu);
-    if (wstop) {
+    if (wq.stopping()) {
       set_error(op.out, make_error_code(errc::shut_down), "the database has been shut down");
       return;
     }
     std::vector<pending*> group;
-    if (!leader) {
+    if (!wq.leader()) {
       lead_one_group(lk, group, &op);
       return;
     }
-    op.waits = true;
-    op.queued = true;
-    ++sync_queued;
-    wq.push_back(&op);
-    wq_size.fetch_add(1, std::memory_order_release);
+    wq.push_waiting(op);
     while (true) {
-      op.cv.wait(lk, [&] { return op.finished || (op.queued && !leader); });
+      op.cv.wait(lk, [&] { return op.finished || (op.queued && !wq.leader()); });
       if (op.finished) return;
       lead_one_group(lk, group, nullptr);
     }
@@ -944,6 +849,7 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
     op->submitted = clock::now();
     op->deadline = deadline_of(op->req, op->submitted);
     op->path = route_of(op->req);
+    op->statement = runs_inline(op->req) && op->path != route::solo;
     return op;
   }
 
@@ -964,6 +870,7 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
     op.submitted = clock::now();
     op.deadline = deadline_of(op.req, op.submitted);
     op.path = route_of(op.req);
+    op.statement = runs_inline(op.req) && op.path != route::solo;
     if (refused(op)) return std::move(op.out);
     if (op.path == route::read) {
       if (run_read(op)) {
@@ -1003,7 +910,7 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
       if (!writer_busy.load(std::memory_order_relaxed)) s.idle_connections += 1;
     }
     s.busy_connections = s.open_connections - s.idle_connections;
-    s.queued_operations = wq_size.load() + rq_size.load();
+    s.queued_operations = wq.size_hint() + rq_size.load();
     counters.fill(s);
     s.group_commits = group_commits.load();
     s.grouped_operations = grouped_ops.load();
@@ -1030,18 +937,14 @@ std::unique_ptr<deferred_work> sqlite_infrastructure::impl::defer(request req, c
     push_write(op);
     return nullptr;
   }
-  auto t = std::make_unique<write_ticket>(shared_from_this(), op);
+  auto t = std::make_unique<write_ticket>(shared_from_this());
   {
     std::lock_guard lk(wmu);
-    if (!wstop) {
-      op->ticket = t.get();
-      op->queued = true;
-      wq.push_back(op);
-      wq_size.fetch_add(1, std::memory_order_release);
+    if (!wq.stopping()) {
+      wq.push_deferred(*op, &t->op);
       return t;
     }
   }
-  t->op = nullptr;
   set_error(op->out, make_error_code(errc::shut_down), "the database has been shut down");
   finish(op);
   return nullptr;

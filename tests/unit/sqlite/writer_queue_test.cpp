@@ -1,0 +1,192 @@
+// The SQLite engine's writer queue (src/sqlite/writer_queue.hpp) on plain structs: who is
+// grouped with whom, what goes back after a budget ran out, whom a finished commit wakes.
+// No threads and no clocks: the engine does the locking and the waking.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "sqlite/writer_queue.hpp"
+
+namespace {
+
+using entity::sqlite_detail::queued_write;
+
+struct write : queued_write {
+  explicit write(std::string n, bool is_statement = true) : name(std::move(n)) {
+    statement = is_statement;
+  }
+  std::string name;
+  int runs = 0;
+};
+
+using queue = entity::sqlite_detail::writer_queue<write>;
+
+std::vector<std::string> names(const std::vector<write*>& group) {
+  std::vector<std::string> out;
+  for (const write* w : group) out.push_back(w->name);
+  return out;
+}
+
+using list = std::vector<std::string>;
+
+TEST(WriterQueue, AGroupIsTakenFromTheFrontInArrivalOrderUpToItsRoom) {
+  queue q;
+  write a("a"), b("b"), c("c");
+  q.push_for_writer(a);
+  q.push_waiting(b);
+  q.push_for_writer(c);
+  EXPECT_EQ(q.size_hint(), 3u);
+  EXPECT_EQ(q.writer_due(), 2u);
+
+  std::vector<write*> group;
+  q.take_group(group, 2, false);
+  EXPECT_EQ(names(group), (list{"a", "b"}));
+  EXPECT_FALSE(a.queued);
+  EXPECT_FALSE(b.queued);  // the sync caller's wait ends: it was taken
+  EXPECT_TRUE(c.queued);
+  EXPECT_EQ(q.writer_due(), 1u);
+  EXPECT_EQ(q.writer_due_hint(), 1u);
+  EXPECT_EQ(q.size_hint(), 1u);
+}
+
+TEST(WriterQueue, ALeaderOnACallersThreadStopsAtTheFirstWriteThatMustNotRunThere) {
+  queue q;
+  write a("a"), script("script", /*is_statement=*/false), b("b");
+  q.push_for_writer(a);
+  q.push_for_writer(script);
+  q.push_for_writer(b);
+  std::vector<write*> group;
+  q.take_group(group, 10, /*statements_only=*/true);
+  EXPECT_EQ(names(group), (list{"a"}));
+  group.clear();
+  // The writer thread takes anything.
+  q.take_group(group, 10, false);
+  EXPECT_EQ(names(group), (list{"script", "b"}));
+  EXPECT_TRUE(q.empty());
+}
+
+TEST(WriterQueue, ADeferredWriteIsTheTicketsUntilALeaderTakesIt) {
+  queue q;
+  write d("deferred");
+  queued_write* ticket = nullptr;
+  q.push_deferred(d, &ticket);
+  EXPECT_EQ(ticket, &d);
+  EXPECT_EQ(q.writer_due(), 0u);  // its caller may lead: the writer thread is not woken
+  EXPECT_FALSE(q.writer_may_run());
+
+  std::vector<write*> group;
+  q.take_group(group, 10, true);
+  EXPECT_EQ(names(group), (list{"deferred"}));
+  EXPECT_EQ(ticket, nullptr);  // nothing left for the ticket to do
+}
+
+TEST(WriterQueue, ADeferredWriteWhoseTicketCannotLeadIsDueToTheWriterThreadOnce) {
+  queue q;
+  write d("deferred");
+  queued_write* ticket = nullptr;
+  q.push_deferred(d, &ticket);
+  q.make_due(d);
+  q.make_due(d);  // the ticket ran and was then dropped: still counted once
+  EXPECT_EQ(ticket, nullptr);
+  EXPECT_EQ(q.writer_due(), 1u);
+  EXPECT_TRUE(q.writer_may_run());
+  std::vector<write*> group;
+  q.take_group(group, 10, false);
+  EXPECT_EQ(q.writer_due(), 0u);
+  EXPECT_FALSE(q.writer_may_run());
+}
+
+TEST(WriterQueue, TheWriterThreadWaitsWhileSomeoneLeads) {
+  queue q;
+  write a("a");
+  q.push_for_writer(a);
+  EXPECT_TRUE(q.writer_may_run());
+  q.lead();
+  EXPECT_TRUE(q.leader());
+  EXPECT_FALSE(q.writer_may_run());
+  q.stop_leading();
+  EXPECT_TRUE(q.writer_may_run());
+}
+
+TEST(WriterQueue, RehandedWritesGoBackToTheFrontInTheirOrderAndTheOthersStay) {
+  queue q;
+  write a("a"), b("b"), c("c"), later("later");
+  write sync("sync");
+  q.push_for_writer(a);
+  q.push_waiting(sync);
+  q.push_for_writer(b);
+  q.push_for_writer(c);
+  std::vector<write*> group;
+  q.take_group(group, 4, true);
+  q.push_for_writer(later);  // arrived while the group ran
+  ASSERT_EQ(names(group), (list{"a", "sync", "b", "c"}));
+
+  // The budget ran out at `sync` and again at `c`: both go back, `a` and `b` committed.
+  sync.rehand = true;
+  c.rehand = true;
+  q.requeue_rehanded(group, [](write& w) { ++w.runs; });
+  EXPECT_EQ(names(group), (list{"a", "b"}));
+  EXPECT_FALSE(sync.rehand);
+  EXPECT_EQ(sync.runs, 1);
+  EXPECT_EQ(c.runs, 1);
+  EXPECT_EQ(a.runs, 0);
+  EXPECT_TRUE(sync.queued);
+  // The async one is now the writer thread's; the sync one is its caller's to lead.
+  EXPECT_TRUE(c.for_writer);
+  EXPECT_FALSE(sync.for_writer);
+  EXPECT_EQ(q.writer_due(), 2u);  // c and later
+
+  std::vector<write*> next;
+  q.take_group(next, 10, false);
+  EXPECT_EQ(names(next), (list{"sync", "c", "later"}));
+}
+
+TEST(WriterQueue, HandingOverWakesTheWriterThreadForItsWorkAndTheFirstWaitingCaller) {
+  queue q;
+  EXPECT_FALSE(q.hand_over().writer_thread);
+  EXPECT_EQ(q.hand_over().sync_caller, nullptr);
+
+  write first("first"), second("second"), async("async");
+  q.push_waiting(first);
+  q.push_waiting(second);
+  auto w = q.hand_over();
+  EXPECT_FALSE(w.writer_thread);  // only sync callers wait: they lead themselves
+  EXPECT_EQ(w.sync_caller, &first);
+
+  q.push_for_writer(async);
+  w = q.hand_over();
+  // Both: the sync caller must not depend on the writer thread, which may be busy.
+  EXPECT_TRUE(w.writer_thread);
+  EXPECT_EQ(w.sync_caller, &first);
+
+  std::vector<write*> group;
+  q.take_group(group, 1, false);
+  EXPECT_EQ(q.hand_over().sync_caller, &second);
+}
+
+TEST(WriterQueue, ACheckpointIsTheWriterThreadsWorkUntilItIsTaken) {
+  queue q;
+  EXPECT_FALSE(q.take_checkpoint());
+  q.request_checkpoint();
+  EXPECT_TRUE(q.checkpoint_due());
+  EXPECT_TRUE(q.writer_may_run());
+  EXPECT_TRUE(q.hand_over().writer_thread);
+  EXPECT_TRUE(q.take_checkpoint());
+  EXPECT_FALSE(q.checkpoint_due());
+  EXPECT_FALSE(q.writer_may_run());
+}
+
+TEST(WriterQueue, StoppingWakesTheWriterThreadToCommitWhatIsLeft) {
+  queue q;
+  write a("a");
+  q.push_waiting(a);
+  EXPECT_FALSE(q.writer_may_run());
+  q.stop();
+  EXPECT_TRUE(q.stopping());
+  EXPECT_TRUE(q.writer_may_run());
+  EXPECT_TRUE(q.hand_over().writer_thread);
+  EXPECT_FALSE(q.empty());  // it still commits `a` before it ends
+}
+
+}  // namespace
