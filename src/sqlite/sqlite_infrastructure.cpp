@@ -35,71 +35,27 @@
 #include "entity/sqlite.hpp"
 #include "sqlite/classify.hpp"
 #include "sqlite/connection.hpp"
+#include "sqlite/group_commit.hpp"
+#include "sqlite/pending.hpp"
 #include "sqlite/spin.hpp"
-#include "sqlite/writer_queue.hpp"
 
 namespace entity {
 
 using sqlite_detail::clock;
 using sqlite_detail::connection;
+using sqlite_detail::pending;
 using sqlite_detail::queued_write;
 using sqlite_detail::route;
+using sqlite_detail::set_error;
+using sqlite_detail::set_cancelled;
+using sqlite_detail::cancel_requested;
+using sqlite_detail::runs_inline;
+using sqlite_detail::route_of;
+using sqlite_detail::max_rows_of;
 
 namespace {
 
 struct write_ticket;
-
-// A request in flight. Async ones live on the heap until their completion runs; a sync one
-// lives on its caller's stack. What the writer queue keeps of a write (queued_write) is
-// GUARDED_BY(wmu). A sync write queued behind a leader waits on `cv` under the writer's
-// mutex, for its completion or for the chance to lead.
-struct pending : queued_write {
-  request req;
-  completion done;
-  clock::time_point submitted;
-  clock::time_point deadline;
-  outcome out;
-  std::condition_variable cv;  // sync writes waiting in the queue only
-  bool finished = false;       // GUARDED_BY(wmu): a waiting sync write was completed
-  // Where the request goes, classified once when it arrives (the classifier reads the SQL).
-  route path = route::write;
-};
-
-
-std::size_t max_rows_of(const request& r) {
-  return r.kind == request_kind::fetch_one ? 1 : std::numeric_limits<std::size_t>::max();
-}
-
-route route_of(const request& r) {
-  switch (r.kind) {
-    case request_kind::execute:
-    case request_kind::fetch_one: return sqlite_detail::classify(r.sql);
-    case request_kind::script: return route::solo;
-    case request_kind::many:
-    case request_kind::transaction: return route::write;
-  }
-  return route::write;
-}
-
-void set_error(outcome& out, error_code ec, std::string message, std::string_view sql = {}) {
-  out.ec = ec;
-  out.diag.message = std::move(message);
-  out.diag.sql = sql_excerpt(sql);
-}
-
-bool cancel_requested(const pending& op) { return op.req.cancel && op.req.cancel->requested(); }
-
-void set_cancelled(pending& op) {
-  set_error(op.out, make_error_code(errc::cancelled),
-            "the caller cancelled the request before it started", op.req.sql);
-}
-
-// A request of this kind may run on a caller's thread: one statement (or one statement over
-// many parameter sets) that can be interrupted at the budget and run again elsewhere.
-bool runs_inline(const request& r) {
-  return r.kind == request_kind::execute || r.kind == request_kind::fetch_one ||
-         r.kind == request_kind::many;
-}
 
 std::atomic<unsigned> memdb_counter{0};
 
@@ -123,13 +79,13 @@ struct write_ticket final : deferred_work {
 
 // A deferred read: not queued anywhere until run() or the destructor.
 struct read_ticket final : deferred_work {
-  read_ticket(std::shared_ptr<sqlite_infrastructure::impl> s, pending* o)
-      : self(std::move(s)), op(o) {}
+  read_ticket(std::shared_ptr<sqlite_infrastructure::impl> s, std::unique_ptr<pending> o)
+      : self(std::move(s)), op(std::move(o)) {}
   ~read_ticket() override;
   void run() noexcept override;
 
   std::shared_ptr<sqlite_infrastructure::impl> self;
-  pending* op;
+  std::unique_ptr<pending> op;
 };
 
 }  // namespace
@@ -160,9 +116,8 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
   std::mutex wmu;
   std::condition_variable wcv;
   sqlite_detail::writer_queue<pending> wq;  // GUARDED_BY(wmu)
-  // The current leader commits on its caller's thread under the inline budget. Only the
-  // leader reads or writes it.
-  bool leading_inline = false;
+  // Used by the current leader only.
+  sqlite_detail::group_commit committer{p.inline_budget};
   // SQLite's own threshold for its automatic checkpoint.
   static constexpr int checkpoint_frames = 1000;
   std::thread writer_thread;
@@ -170,7 +125,7 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
   // Async reads wait here for a reader thread.
   std::mutex rmu;
   std::condition_variable rcv;
-  std::deque<pending*> rq;  // GUARDED_BY(rmu)
+  std::deque<std::unique_ptr<pending>> rq;  // GUARDED_BY(rmu)
   bool rstop = false;       // GUARDED_BY(rmu)
   std::atomic<std::size_t> rq_size{0};
   std::vector<std::thread> reader_threads;
@@ -185,7 +140,7 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
 
   // Counters: the engine's own, beside every request's (counters).
   detail::request_counters counters;
-  std::atomic<std::uint64_t> group_commits{0}, grouped_ops{0}, inline_ops{0};
+  std::atomic<std::uint64_t> inline_ops{0};
   std::atomic<bool> writer_busy{false};
 
   // ---- lifecycle ----------------------------------------------------------------------
@@ -273,12 +228,18 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
 
   // ---- completion ---------------------------------------------------------------------
 
+  // Ownership: an async request (one with a completion) is owned by a unique_ptr from
+  // make_pending on: the read queue's, a ticket's, a caller's of push_*. The writer queue holds
+  // sync requests (on their callers' stacks) beside async ones, so it holds plain pointers: an
+  // async write is released into it by push_write / defer and adopted back here.
+  void finish(std::unique_ptr<pending> op) { finish(op.release()); }
   void finish(pending* op) {
     counters.finished(op->out.ec, op->submitted);
     if (op->done) {
+      std::unique_ptr<pending> owned(op);
       completion done = std::move(op->done);
       outcome out = std::move(op->out);
-      delete op;
+      owned.reset();
       done(std::move(out));
     } else if (op->waits) {
       // Notified under the lock: once it is released the waiter may return and destroy `op`.
@@ -374,14 +335,14 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
 
   // A deferred read, on its caller's thread: on an idle reader within the budget, or else on
   // the reader threads, which also report any error the engine's state calls for.
-  void run_deferred_read(pending* op) {
+  void run_deferred_read(std::unique_ptr<pending> op) {
     if (cancel_requested(*op)) {
       set_cancelled(*op);
-      return finish(op);
+      return finish(std::move(op));
     }
     std::unique_ptr<connection> c;
     if (clock::now() < op->deadline) c = idle_reader();
-    if (!c) return push_read(op);
+    if (!c) return push_read(std::move(op));
     c->set_budget(clock::now() + p.inline_budget);
     bool is_read = read_on(*c, *op);
     bool over = c->over_budget() || op->out.ec == condition::busy;
@@ -389,10 +350,10 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
     release_reader(std::move(c));
     if (over || !is_read) {
       op->out = outcome{};
-      return over ? push_read(op) : push_write(op);
+      return over ? push_read(std::move(op)) : push_write(std::move(op));
     }
     inline_ops.fetch_add(1, std::memory_order_relaxed);
-    finish(op);
+    finish(std::move(op));
   }
 
   // Runs a read-routed request on a reader. Returns false when the statement turned out to
@@ -421,37 +382,36 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
 
   void reader_loop() {
     detail::engine_thread_mark mark(this);
-    while (pending* op = pop_read()) {
+    while (std::unique_ptr<pending> op = pop_read()) {
       if (run_read(*op))
-        finish(op);
+        finish(std::move(op));
       else
-        push_write(op);
+        push_write(std::move(op));
     }
   }
 
-  pending* pop_read() {
+  std::unique_ptr<pending> pop_read() {
     reader_spinner.spin_while([&] { return rq_size.load(std::memory_order_acquire) == 0; });
     std::unique_lock lk(rmu);
     rcv.wait(lk, [&] { return !rq.empty() || rstop; });
     if (rq.empty()) return nullptr;
-    pending* op = rq.front();
+    std::unique_ptr<pending> op = std::move(rq.front());
     rq.pop_front();
     rq_size.fetch_sub(1, std::memory_order_relaxed);
     return op;
   }
 
-  void push_read(pending* op) {
+  void push_read(std::unique_ptr<pending> op) {
     {
       std::lock_guard lk(rmu);
       if (!rstop) {
-        rq.push_back(op);
+        rq.push_back(std::move(op));
         rq_size.fetch_add(1, std::memory_order_release);
-        op = nullptr;
       }
     }
     if (op) {
       set_error(op->out, make_error_code(errc::shut_down), "the database has been shut down");
-      finish(op);
+      finish(std::move(op));
       return;
     }
     rcv.notify_one();
@@ -459,17 +419,14 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
 
   // ---- writer -------------------------------------------------------------------------
 
-  void push_write(pending* op) {
+  void push_write(std::unique_ptr<pending> op) {
     {
       std::lock_guard lk(wmu);
-      if (!wq.stopping()) {
-        wq.push_for_writer(*op);
-        op = nullptr;
-      }
+      if (!wq.stopping()) wq.push_for_writer(*op.release());
     }
     if (op) {
       set_error(op->out, make_error_code(errc::shut_down), "the database has been shut down");
-      finish(op);
+      finish(std::move(op));
       return;
     }
     wcv.notify_one();
@@ -488,11 +445,9 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
     if (!group.empty()) {
       lk.unlock();
       committing_for = this;
-      leading_inline = on_caller;
-      if (on_caller) writer->set_budget(clock::time_point::max());  // no waiting for locks
-      commit(group);
-      if (on_caller) writer->clear_budget();
-      leading_inline = false;
+      writer_busy.store(true, std::memory_order_relaxed);
+      committer.commit(*writer, group, on_caller);
+      writer_busy.store(false, std::memory_order_relaxed);
       committing_for = nullptr;
       // What SQLite's automatic checkpoint would do here, except on a caller's event loop.
       log_full = writer->wal_frames() >= checkpoint_frames;
@@ -596,226 +551,6 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
     }
   }
 
-  bool is_solo(const pending& op) const { return op.path == route::solo; }
-
-  // Commits `ops` in order; each one's outcome is set, none is completed yet.
-  void commit(std::vector<pending*>& ops) {
-    writer_busy.store(true, std::memory_order_relaxed);
-    auto now = clock::now();
-    std::vector<pending*> batch;
-    batch.reserve(ops.size());
-    for (pending* op : ops) {
-      if (now >= op->deadline) {
-        set_error(op->out, make_error_code(errc::query_timeout),
-                  "the deadline passed while the request waited for the writer", op->req.sql);
-      } else if (cancel_requested(*op)) {
-        set_cancelled(*op);
-      } else if (is_solo(*op)) {
-        run_batch(batch);
-        batch.clear();
-        run_solo(*op);
-      } else {
-        batch.push_back(op);
-      }
-    }
-    run_batch(batch);
-    writer_busy.store(false, std::memory_order_relaxed);
-  }
-
-  // Runs one request's statements on the writer (inside whatever transaction is open).
-  void run_on_writer(pending& op) {
-    outcome& out = op.out;
-    writer->set_deadline(op.deadline);
-    writer->set_cancellation(op.req.cancel.get());
-    if (leading_inline) writer->set_budget(clock::now() + p.inline_budget);
-    switch (op.req.kind) {
-      case request_kind::execute:
-      case request_kind::fetch_one:
-        out.ec = writer->run(op.req.sql, op.req.args, max_rows_of(op.req), out.res, out.diag);
-        break;
-      case request_kind::script:
-        out.ec = writer->run_script(op.req.sql, out.diag);
-        break;
-      case request_kind::many:
-        for (const entity::params& args : op.req.batch) {
-          // Each statement may be too short for the progress handler to see the request.
-          if (writer->cancel_requested()) {
-            set_error(out, make_error_code(errc::cancelled),
-                      "the caller cancelled the request; its statements were rolled back",
-                      op.req.sql);
-            break;
-          }
-          out.ec = writer->run(op.req.sql, args, 0, out.res, out.diag);
-          if (out.ec) break;
-        }
-        break;
-      case request_kind::transaction:
-        try {
-          if (!op.req.body) throw error(errc::invalid_argument, {"the transaction body is empty", {}});
-          op.req.body(*writer);
-        } catch (const error& e) {
-          out.ec = e.code();
-          out.diag = e.diag();
-        } catch (const std::exception& e) {
-          set_error(out, make_error_code(errc::aborted), e.what());
-          out.exception = std::current_exception();
-        } catch (...) {
-          set_error(out, make_error_code(errc::aborted), "the transaction body threw");
-          out.exception = std::current_exception();
-        }
-        break;
-    }
-    writer->set_cancellation(nullptr);
-    writer->set_deadline(clock::time_point::max());
-    if (leading_inline) {
-      // Interrupted at the budget, or another process holds the lock: the writer thread runs
-      // it again (what it did was rolled back with its savepoint or its transaction).
-      if (writer->over_budget() || out.ec == condition::busy) op.rehand = true;
-      writer->set_budget(clock::time_point::max());
-    }
-  }
-
-  // A fixed control statement on the writer; never subject to a request's deadline.
-  error_code control(std::string_view sql, diagnostics& diag) {
-    writer->set_deadline(clock::time_point::max());
-    return writer->exec(sql, diag);
-  }
-
-  // BEGIN IMMEDIATE takes the write lock now, so no statement inside can fail with
-  // SQLITE_BUSY later. Another process may hold it: the writer waits for it until `deadline`
-  // (connection::wait_for_lock), except on a caller's thread, which does not wait.
-  error_code begin(clock::time_point deadline, diagnostics& diag) {
-    diag.clear();
-    writer->set_deadline(deadline);
-    error_code ec = writer->exec("BEGIN IMMEDIATE", diag);
-    writer->set_deadline(clock::time_point::max());
-    return ec;
-  }
-
-  // A request run by itself, outside a group: a statement that must find no transaction open
-  // (a script, VACUUM), or a lone statement that commits by itself. A statement that finds
-  // another process's lock waits for it inside the connection, up to the request's deadline.
-  void run_solo(pending& op) {
-    op.out = outcome{};
-    run_on_writer(op);
-    if (!writer->autocommit()) {
-      diagnostics ignored;
-      control("ROLLBACK", ignored);
-      if (!op.out.ec)
-        set_error(op.out, make_error_code(errc::transaction_open),
-                  "the statements left a transaction open, so it was rolled back; "
-                  "use transaction() or end the script with COMMIT",
-                  op.req.sql);
-    }
-  }
-
-  void run_batch(std::vector<pending*>& batch) {
-    if (batch.empty()) return;
-    if (batch.size() == 1 && !leading_inline &&
-        (batch[0]->req.kind == request_kind::execute ||
-         batch[0]->req.kind == request_kind::fetch_one)) {
-      // A lone statement commits by itself (autocommit): two statements fewer than a group.
-      // Not on a caller's thread: SQLite consults the progress handler once more after a
-      // statement has halted, so a statement that committed in autocommit can still report
-      // SQLITE_INTERRUPT at the budget, and running it again would apply it twice. Inside
-      // BEGIN ... COMMIT an interrupted statement is rolled back before it is handed over.
-      run_solo(*batch[0]);
-      return;
-    }
-    const bool savepoints = batch.size() > 1;
-    diagnostics diag;
-    // A failure that makes SQLite roll back the whole transaction (a statement interrupted at
-    // its deadline, disk full, an I/O error) takes the requests before it in the group along.
-    // Nothing of theirs survived, so the group runs again without the failed request instead of
-    // reporting a neighbour's failure to them. A request whose outcome holds an error is
-    // finished; each new attempt finishes at least one more, so this ends.
-    while (true) {
-      clock::time_point first_deadline = clock::time_point::max();
-      bool any_left = false;
-      for (pending* op : batch) {
-        if (op->out.ec) continue;
-        any_left = true;
-        first_deadline = std::min(first_deadline, op->deadline);
-      }
-      if (!any_left) return;  // every request has failed
-      if (error_code ec = begin(first_deadline, diag)) {
-        for (pending* op : batch) {
-          if (op->out.ec) continue;
-          op->out.ec = ec;
-          op->out.diag = diag;
-          op->rehand = leading_inline && ec == condition::busy;
-        }
-        return;
-      }
-      bool again = false;
-      for (std::size_t i = 0; i < batch.size() && !again; ++i) {
-        pending& op = *batch[i];
-        if (op.out.ec) continue;  // failed in an earlier attempt
-        if (clock::now() >= op.deadline) {
-          set_error(op.out, make_error_code(errc::query_timeout),
-                    "the deadline passed while the request waited in its group", op.req.sql);
-          continue;
-        }
-        if (cancel_requested(op)) {
-          set_cancelled(op);
-          continue;
-        }
-        if (savepoints) {
-          if (error_code ec = control("SAVEPOINT entity_op", op.out.diag)) {
-            op.out.ec = ec;
-            continue;
-          }
-        }
-        run_on_writer(op);
-        if (!op.out.ec) {
-          if (savepoints) control("RELEASE entity_op", diag);
-          continue;
-        }
-        if (writer->autocommit()) {
-          for (std::size_t j = 0; j < i; ++j)
-            if (!batch[j]->out.ec) batch[j]->out = outcome{};
-          again = true;
-          continue;
-        }
-        if (savepoints) {
-          diagnostics ignored;
-          control("ROLLBACK TO entity_op", ignored);
-          control("RELEASE entity_op", ignored);
-        } else {
-          diagnostics ignored;
-          control("ROLLBACK", ignored);
-        }
-      }
-      if (!again) break;
-    }
-    if (writer->autocommit()) return;  // nothing left open (everything was rolled back)
-    if (!savepoints && batch[0]->out.ec) return;  // rolled back above
-    if (error_code ec = control("COMMIT", diag)) {
-      diagnostics ignored;
-      if (!writer->autocommit()) control("ROLLBACK", ignored);
-      for (pending* op : batch) {
-        if (op->out.ec) continue;
-        if (leading_inline && ec == condition::busy) {
-          // A reader holds the lock the commit needs (a :memory: database has no WAL) and a
-          // caller's thread does not wait for it: rolled back, the writer thread runs it again.
-          op->out = outcome{};
-          op->rehand = true;
-          continue;
-        }
-        op->out.ec = ec;
-        op->out.diag.message = "the commit failed: " + diag.message;
-        op->out.res = result{};
-      }
-      return;
-    }
-    std::size_t committed = 0;
-    for (pending* op : batch) committed += op->out.ec ? 0 : 1;
-    if (committed >= 2) {
-      group_commits.fetch_add(1, std::memory_order_relaxed);
-      grouped_ops.fetch_add(committed, std::memory_order_relaxed);
-    }
-  }
-
   // ---- entry points -------------------------------------------------------------------
 
   clock::time_point deadline_of(const request& r, clock::time_point now) const {
@@ -842,35 +577,36 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
     return true;
   }
 
-  pending* make_pending(request req, completion done) {
-    auto* op = new pending;
-    op->req = std::move(req);
+  // A request as it arrives: timed, routed once.
+  void prepare(pending& op, request req) const {
+    op.req = std::move(req);
+    op.submitted = clock::now();
+    op.deadline = deadline_of(op.req, op.submitted);
+    op.path = route_of(op.req);
+    op.statement = runs_inline(op.req) && op.path != route::solo;
+  }
+
+  std::unique_ptr<pending> make_pending(request req, completion done) {
+    auto op = std::make_unique<pending>();
+    prepare(*op, std::move(req));
     op->done = std::move(done);
-    op->submitted = clock::now();
-    op->deadline = deadline_of(op->req, op->submitted);
-    op->path = route_of(op->req);
-    op->statement = runs_inline(op->req) && op->path != route::solo;
     return op;
   }
 
   void submit(request req, completion done) {
-    pending* op = make_pending(std::move(req), std::move(done));
-    if (refused(*op)) return finish(op);
+    std::unique_ptr<pending> op = make_pending(std::move(req), std::move(done));
+    if (refused(*op)) return finish(std::move(op));
     if (op->path == route::read)
-      push_read(op);
+      push_read(std::move(op));
     else
-      push_write(op);
+      push_write(std::move(op));
   }
 
   std::unique_ptr<deferred_work> defer(request req, completion done);
 
   outcome run(request req) {
     pending op;
-    op.req = std::move(req);
-    op.submitted = clock::now();
-    op.deadline = deadline_of(op.req, op.submitted);
-    op.path = route_of(op.req);
-    op.statement = runs_inline(op.req) && op.path != route::solo;
+    prepare(op, std::move(req));
     if (refused(op)) return std::move(op.out);
     if (op.path == route::read) {
       if (run_read(op)) {
@@ -912,8 +648,8 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
     s.busy_connections = s.open_connections - s.idle_connections;
     s.queued_operations = wq.size_hint() + rq_size.load();
     counters.fill(s);
-    s.group_commits = group_commits.load();
-    s.grouped_operations = grouped_ops.load();
+    s.group_commits = committer.groups();
+    s.grouped_operations = committer.grouped();
     s.mean_group_size =
         s.group_commits ? static_cast<double>(s.grouped_operations) / s.group_commits : 0.0;
     s.inline_operations = inline_ops.load();
@@ -927,34 +663,35 @@ std::unique_ptr<deferred_work> sqlite_infrastructure::impl::defer(request req, c
     submit(std::move(req), std::move(done));
     return nullptr;
   }
-  pending* op = make_pending(std::move(req), std::move(done));
+  std::unique_ptr<pending> op = make_pending(std::move(req), std::move(done));
   if (refused(*op)) {
-    finish(op);
+    finish(std::move(op));
     return nullptr;
   }
-  if (op->path == route::read) return std::make_unique<read_ticket>(shared_from_this(), op);
+  if (op->path == route::read)
+    return std::make_unique<read_ticket>(shared_from_this(), std::move(op));
   if (op->path != route::write || !inline_writes) {
-    push_write(op);
+    push_write(std::move(op));
     return nullptr;
   }
   auto t = std::make_unique<write_ticket>(shared_from_this());
   {
     std::lock_guard lk(wmu);
     if (!wq.stopping()) {
-      wq.push_deferred(*op, &t->op);
+      wq.push_deferred(*op.release(), &t->op);
       return t;
     }
   }
   set_error(op->out, make_error_code(errc::shut_down), "the database has been shut down");
-  finish(op);
+  finish(std::move(op));
   return nullptr;
 }
 
 namespace {
 
-void read_ticket::run() noexcept { self->run_deferred_read(std::exchange(op, nullptr)); }
+void read_ticket::run() noexcept { self->run_deferred_read(std::move(op)); }
 read_ticket::~read_ticket() {
-  if (op) self->push_read(op);
+  if (op) self->push_read(std::move(op));
 }
 void write_ticket::run() noexcept { self->run_deferred_write(*this); }
 write_ticket::~write_ticket() { self->abandon(*this); }
