@@ -91,8 +91,23 @@ connection::connection(sqlite3* db, role r, std::size_t cache_size,
   sqlite3_busy_handler(db_, &connection::on_busy, this);
 }
 
+void finalize_statement::operator()(sqlite3_stmt* stmt) const noexcept { sqlite3_finalize(stmt); }
+
+namespace {
+
+// Leaves a cached statement ready for its next use however the use ends.
+struct reset_after_use {
+  sqlite3_stmt* stmt;
+  ~reset_after_use() {
+    sqlite3_reset(stmt);
+    sqlite3_clear_bindings(stmt);
+  }
+};
+
+}  // namespace
+
 connection::~connection() {
-  for (auto& [sql, c] : cache_) sqlite3_finalize(c.stmt);
+  cache_.clear();  // every statement finalized before the connection closes
   sqlite3_close_v2(db_);
 }
 
@@ -259,11 +274,12 @@ connection::cached* connection::prepare(std::string_view sql, error_code& ec, di
     it->second.last_used = ++use_clock_;
     return &it->second;
   }
-  sqlite3_stmt* stmt = nullptr;
+  sqlite3_stmt* raw = nullptr;
   const char* tail = nullptr;
   errno = 0;  // see system_reason
   int rc = sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()),
-                              SQLITE_PREPARE_PERSISTENT, &stmt, &tail);
+                              SQLITE_PREPARE_PERSISTENT, &raw, &tail);
+  statement stmt(raw);
   if (rc != SQLITE_OK) {
     ec = fail(rc, sql, diag);
     return nullptr;
@@ -275,7 +291,6 @@ connection::cached* connection::prepare(std::string_view sql, error_code& ec, di
     return nullptr;
   }
   if (tail && !is_blank(std::string_view(tail, sql.data() + sql.size() - tail))) {
-    sqlite3_finalize(stmt);
     ec = make_error_code(errc::invalid_argument);
     diag.message = "the SQL holds several statements: use execute_script";
     diag.sql = sql_excerpt(sql);
@@ -285,10 +300,9 @@ connection::cached* connection::prepare(std::string_view sql, error_code& ec, di
     auto victim = cache_.begin();
     for (auto it = cache_.begin(); it != cache_.end(); ++it)
       if (it->second.last_used < victim->second.last_used) victim = it;
-    sqlite3_finalize(victim->second.stmt);
     cache_.erase(victim);
   }
-  auto [it, inserted] = cache_.emplace(std::string(sql), cached{stmt, ++use_clock_, nullptr});
+  auto [it, inserted] = cache_.emplace(std::string(sql), cached{std::move(stmt), ++use_clock_, nullptr});
   return &it->second;
 }
 
@@ -317,7 +331,8 @@ error_code connection::run(std::string_view sql, const params& args, std::size_t
   error_code ec;
   cached* c = prepare(sql, ec, diag);
   if (!c) return ec;
-  sqlite3_stmt* stmt = c->stmt;
+  sqlite3_stmt* stmt = c->stmt.get();
+  reset_after_use in_use{stmt};
   bool readonly = sqlite3_stmt_readonly(stmt) != 0;
   if (readers_only && !readonly) {
     if (needs_writer) *needs_writer = true;
@@ -333,10 +348,7 @@ error_code connection::run(std::string_view sql, const params& args, std::size_t
   }
   for (int i = 0; i < expected; ++i) {
     if (int rc = bind_value(stmt, i + 1, args[static_cast<std::size_t>(i)]); rc != SQLITE_OK) {
-      ec = fail(rc, sql, diag);
-      sqlite3_reset(stmt);
-      sqlite3_clear_bindings(stmt);
-      return ec;
+      return fail(rc, sql, diag);
     }
   }
   // sqlite3_changes64() keeps the count of the last INSERT, UPDATE or DELETE, whatever ran
@@ -374,8 +386,6 @@ error_code connection::run(std::string_view sql, const params& args, std::size_t
       sqlite3_total_changes64(db_) != changes_before)
     rc = SQLITE_DONE;
   if (rc != SQLITE_ROW && rc != SQLITE_DONE) ec = fail(rc, sql, diag);
-  sqlite3_reset(stmt);
-  sqlite3_clear_bindings(stmt);
   if (!ec && !readonly) {
     if (sqlite3_total_changes64(db_) != changes_before) out.rows_affected += sqlite3_changes64(db_);
     out.last_insert_id = sqlite3_last_insert_rowid(db_);
@@ -387,10 +397,11 @@ error_code connection::run_script(std::string_view sql, diagnostics& diag) {
   const char* p = sql.data();
   const char* end = sql.data() + sql.size();
   while (p < end) {
-    sqlite3_stmt* stmt = nullptr;
+    sqlite3_stmt* raw = nullptr;
     const char* tail = nullptr;
     errno = 0;  // see system_reason
-    int rc = sqlite3_prepare_v2(db_, p, static_cast<int>(end - p), &stmt, &tail);
+    int rc = sqlite3_prepare_v2(db_, p, static_cast<int>(end - p), &raw, &tail);
+    statement stmt(raw);
     if (rc != SQLITE_OK) return fail(rc, std::string_view(p, static_cast<std::size_t>(end - p)), diag);
     std::string_view text(p, static_cast<std::size_t>((tail ? tail : end) - p));
     p = tail ? tail : end;
@@ -398,13 +409,8 @@ error_code connection::run_script(std::string_view sql, diagnostics& diag) {
     errno = 0;  // see system_reason
     // Only this statement waits for a lock, never the script again: its earlier statements
     // have committed.
-    rc = step_all(stmt, [] { return true; });
-    if (rc != SQLITE_DONE) {
-      error_code ec = fail(rc, text, diag);
-      sqlite3_finalize(stmt);
-      return ec;
-    }
-    sqlite3_finalize(stmt);
+    rc = step_all(stmt.get(), [] { return true; });
+    if (rc != SQLITE_DONE) return fail(rc, text, diag);
   }
   return {};
 }

@@ -21,6 +21,12 @@ namespace entity::sqlite_detail {
 
 using clock = std::chrono::steady_clock;
 
+/// A prepared statement, finalized when it goes.
+struct finalize_statement {
+  void operator()(sqlite3_stmt* stmt) const noexcept;
+};
+using statement = std::unique_ptr<sqlite3_stmt, finalize_statement>;
+
 class connection final : public session {
  public:
   enum class role { writer, reader };
@@ -77,7 +83,7 @@ class connection final : public session {
 
  private:
   struct cached {
-    sqlite3_stmt* stmt = nullptr;
+    statement stmt;
     std::uint64_t last_used = 0;
     columns names;        // shared by every row this statement returns
     int reprepares = 0;   // SQLite re-prepares after a schema change; the names may change
