@@ -11,7 +11,9 @@
 // hand-off altogether. A read waits for its ticket, then runs on the caller's thread on an idle
 // reader. A write joins the writer queue without waking the writer thread; when its ticket
 // runs, the caller leads a group itself, taking along every write queued meanwhile (the other
-// coroutines of its loop: they still commit together). Both run under the inline budget: a
+// coroutines of its loop: they still commit together). The writes a thread defers while its
+// ticket waits to run ride on that ticket instead of posting tickets of their own (see
+// writer_queue.hpp). Both run under the inline budget: a
 // statement that outlasts it is interrupted and its request handed to the engine's threads,
 // which run it again from the start.
 //
@@ -75,6 +77,7 @@ struct write_ticket final : deferred_work {
 
   std::shared_ptr<sqlite_infrastructure::impl> self;
   queued_write* op = nullptr;
+  bool ran = false;  // run() left nothing behind for the destructor
 };
 
 // A deferred read: not queued anywhere until run() or the destructor.
@@ -470,24 +473,31 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
   // checkpoint is due, the writer thread takes it too, after the checkpoint: commits made on
   // callers' loops never grow the log past one group beyond the checkpoint threshold, however
   // late the writer thread gets to run.
+  // Its riders too: what its group does not take is due to the writer thread.
   void run_deferred_write(write_ticket& t) {
     std::unique_lock lk(wmu);
-    if (!t.op) return;  // a leader has taken it
-    if (!wq.leader() && committing_for != this && !wq.checkpoint_due()) {
+    wq.close_carrier(&t.op);
+    if (t.op && !wq.leader() && committing_for != this && !wq.checkpoint_due()) {
       std::vector<pending*> group;
       lead_one_group(lk, group, nullptr, /*on_caller=*/true);
-      if (!t.op) return;
     }
-    wq.make_due(*static_cast<pending*>(t.op));
-    lk.unlock();
-    wcv.notify_one();
+    hand_leftovers_to_writer(lk, t);
   }
 
-  // A deferred write's ticket destroyed unrun: the writer thread takes the request.
+  // A deferred write's ticket destroyed unrun: the writer thread takes the request and its
+  // riders.
   void abandon(write_ticket& t) noexcept {
     std::unique_lock lk(wmu);
-    if (!t.op) return;
-    wq.make_due(*static_cast<pending*>(t.op));
+    wq.close_carrier(&t.op);
+    hand_leftovers_to_writer(lk, t);
+  }
+
+  // REQUIRES: lk holds wmu; `t` closed. Its request, if no leader took it, and the riders left
+  // are due to the writer thread.
+  void hand_leftovers_to_writer(std::unique_lock<std::mutex>& lk, write_ticket& t) {
+    if (!t.op && wq.riders() == 0) return;
+    if (t.op) wq.make_due(*static_cast<pending*>(t.op));
+    wq.release_riders();
     lk.unlock();
     wcv.notify_one();
   }
@@ -674,11 +684,16 @@ std::unique_ptr<deferred_work> sqlite_infrastructure::impl::defer(request req, c
     push_write(std::move(op));
     return nullptr;
   }
-  auto t = std::make_unique<write_ticket>(shared_from_this());
+  const std::thread::id thread = std::this_thread::get_id();
   {
     std::lock_guard lk(wmu);
     if (!wq.stopping()) {
-      wq.push_deferred(*op.release(), &t->op);
+      if (wq.push_rider(*op, thread)) {
+        op.release();  // a ticket of this thread's, not yet run, carries it
+        return nullptr;
+      }
+      auto t = std::make_unique<write_ticket>(shared_from_this());
+      wq.push_carrier(*op.release(), &t->op, thread);
       return t;
     }
   }
@@ -693,8 +708,13 @@ void read_ticket::run() noexcept { self->run_deferred_read(std::move(op)); }
 read_ticket::~read_ticket() {
   if (op) self->push_read(std::move(op));
 }
-void write_ticket::run() noexcept { self->run_deferred_write(*this); }
-write_ticket::~write_ticket() { self->abandon(*this); }
+void write_ticket::run() noexcept {
+  self->run_deferred_write(*this);
+  ran = true;
+}
+write_ticket::~write_ticket() {
+  if (!ran) self->abandon(*this);
+}
 
 }  // namespace
 

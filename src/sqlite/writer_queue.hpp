@@ -7,7 +7,11 @@
 //   - a sync write, whose caller waits (`waits`) and may lead a group itself;
 //   - a deferred write, whose ticket's caller may lead a group on its event loop (`ticket`);
 //   - a write due to the writer thread (`for_writer`, counted in writer_due()): an async write,
-//     a deferred one whose ticket was dropped or could not lead, and any write handed back.
+//     a deferred one whose ticket was dropped or could not lead, and any write handed back;
+//   - a rider: a deferred write that arrived from the thread of a ticket not yet run (the
+//     carrier) and gets no ticket of its own. The carrier's caller leads it along; whatever
+//     riders its group did not take are due to the writer thread once the carrier has run or
+//     was dropped (release_riders). Twenty coroutines storing at once post one ticket, not 20.
 // One leader at a time takes a group from the front (take_group), commits it with the lock
 // released, and hands over (hand_over): the writer thread and the first waiting sync caller
 // are woken, and either may lead next: a sync caller must never depend on the writer thread,
@@ -17,6 +21,7 @@
 #include <atomic>
 #include <cstddef>
 #include <deque>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -35,6 +40,7 @@ struct queued_write {
   /// A deferred write's ticket's hold on it: nulled once a leader takes the write or it is
   /// due to the writer thread, so the ticket knows it has nothing left to do.
   queued_write** ticket = nullptr;
+  bool rider = false;  ///< it rides on the carrier's ticket (counted in riders)
 };
 
 template <class Write>
@@ -63,6 +69,34 @@ class writer_queue {
     w.ticket = ticket;
     push(w);
   }
+  /// A deferred write whose ticket may carry the deferred writes that `thread` queues until
+  /// the ticket runs or is dropped (close_carrier).
+  void push_carrier(Write& w, queued_write** ticket, std::thread::id thread) {
+    push_deferred(w, ticket);
+    carrier_ = ticket;
+    carrier_thread_ = thread;
+  }
+  /// Queues `w` as a rider of the open carrier when `thread` is the carrier's; false (nothing
+  /// queued) when there is no such carrier.
+  bool push_rider(Write& w, std::thread::id thread) {
+    if (!carrier_ || carrier_thread_ != thread) return false;
+    w.rider = true;
+    ++riders_;
+    push(w);
+    return true;
+  }
+  /// The ticket `ticket` runs or is dropped: it carries no new riders.
+  void close_carrier(queued_write** ticket) noexcept {
+    if (carrier_ == ticket) carrier_ = nullptr;
+  }
+  /// Riders still queued.
+  std::size_t riders() const noexcept { return riders_; }
+  /// Every rider still queued is due to the writer thread (its carrier has run or was dropped).
+  void release_riders() {
+    if (riders_ == 0) return;
+    for (Write* w : q_)
+      if (w->rider) make_due(*w);
+  }
   /// A sync write whose caller waits to be committed or to lead.
   void push_waiting(Write& w) {
     w.waits = true;
@@ -72,6 +106,7 @@ class writer_queue {
   /// A queued write the writer thread must take (a deferred write whose ticket did not lead).
   void make_due(Write& w) {
     release_ticket(w);
+    drop_rider(w);
     if (!w.for_writer) {
       w.for_writer = true;
       ++writer_due_;
@@ -101,6 +136,7 @@ class writer_queue {
         --writer_due_;
       }
       release_ticket(*w);
+      drop_rider(*w);
       group.push_back(w);
     }
     size_.fetch_sub(n, std::memory_order_relaxed);
@@ -182,6 +218,12 @@ class writer_queue {
     q_.push_back(&w);
     size_.fetch_add(1, std::memory_order_release);
   }
+  void drop_rider(queued_write& w) noexcept {
+    if (w.rider) {
+      w.rider = false;
+      --riders_;
+    }
+  }
   static void release_ticket(queued_write& w) noexcept {
     if (w.ticket) {
       *w.ticket = nullptr;
@@ -195,6 +237,9 @@ class writer_queue {
   bool checkpoint_due_ = false;
   std::size_t sync_queued_ = 0;
   std::size_t writer_due_ = 0;
+  queued_write** carrier_ = nullptr;  // the open carrier's ticket
+  std::thread::id carrier_thread_;
+  std::size_t riders_ = 0;
   std::atomic<std::size_t> size_{0};
   std::atomic<std::size_t> writer_due_hint_{0};
 };

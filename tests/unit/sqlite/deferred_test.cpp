@@ -132,8 +132,13 @@ ENTITY_CONCURRENT_TEST_F(DeferredWork,
   for (int i = 0; i < 5; ++i) {
     recs.push_back(std::make_unique<recorder>());
     tickets.push_back(infra->defer(statement("INSERT INTO t VALUES (?)", {i}), recs.back()->completion()));
-    ASSERT_NE(tickets.back(), nullptr);
+    // The first gets a ticket; the others, deferred from its thread before it ran, ride on it.
+    if (i == 0)
+      ASSERT_NE(tickets.back(), nullptr);
+    else
+      ASSERT_EQ(tickets.back(), nullptr) << "write " << i << " posted a ticket of its own";
   }
+  EXPECT_EQ(infra->stats().queued_operations, 5u);  // all waiting for the first ticket
   tickets.front()->run();
   for (auto& r : recs) {
     ASSERT_EQ(r->calls.load(), 1) << "every queued write committed with the first ticket";
@@ -141,7 +146,6 @@ ENTITY_CONCURRENT_TEST_F(DeferredWork,
     EXPECT_FALSE(out.ec) << out.diag.message;
     EXPECT_EQ(out.res.rows_affected, 1);
   }
-  for (auto& t : tickets) t->run();  // the others find their work done
   tickets.clear();
   for (auto& r : recs) EXPECT_EQ(r->calls.load(), 1) << "each completion is called once";
   auto after = infra->stats();
@@ -179,6 +183,44 @@ ENTITY_CONCURRENT_TEST_F(DeferredWork, ASyncWriterTakesAlongWritesWaitingForThei
   EXPECT_EQ(db.fetch_one("SELECT sum(x) FROM t")->get<std::int64_t>(0), 3);
 }
 
+ENTITY_CONCURRENT_TEST_F(DeferredWork, WritesRidingOnATicketDestroyedUnrunAreCommittedByTheWriter) {
+  auto infra = started(params());
+  entity::database db(infra);
+  db.execute("CREATE TABLE t(x INTEGER)");
+  recorder first, rider1, rider2;
+  auto ticket = infra->defer(statement("INSERT INTO t VALUES (1)"), first.completion());
+  ASSERT_NE(ticket, nullptr);
+  EXPECT_EQ(infra->defer(statement("INSERT INTO t VALUES (2)"), rider1.completion()), nullptr);
+  EXPECT_EQ(infra->defer(statement("INSERT INTO t VALUES (3)"), rider2.completion()), nullptr);
+  ticket.reset();
+  for (recorder* r : {&first, &rider1, &rider2}) {
+    auto out = r->get();
+    EXPECT_FALSE(out.ec) << out.diag.message;
+    EXPECT_NE(r->thread, std::this_thread::get_id()) << "committed by the writer thread";
+  }
+  EXPECT_EQ(db.fetch_one("SELECT sum(x) FROM t")->get<std::int64_t>(0), 6);
+}
+
+ENTITY_CONCURRENT_TEST_F(DeferredWork, AWriteDeferredFromAnotherThreadGetsATicketOfItsOwn) {
+  auto infra = started(params());
+  entity::database db(infra);
+  db.execute("CREATE TABLE t(x INTEGER)");
+  recorder here, there;
+  auto mine = infra->defer(statement("INSERT INTO t VALUES (1)"), here.completion());
+  ASSERT_NE(mine, nullptr);
+  std::unique_ptr<entity::deferred_work> theirs;
+  std::thread other([&] {
+    theirs = infra->defer(statement("INSERT INTO t VALUES (2)"), there.completion());
+    ASSERT_NE(theirs, nullptr) << "another thread's loop must not wait for this one's ticket";
+    theirs->run();
+  });
+  other.join();
+  EXPECT_FALSE(there.get().ec);
+  mine->run();
+  EXPECT_FALSE(here.get().ec);
+  EXPECT_EQ(db.fetch_one("SELECT sum(x) FROM t")->get<std::int64_t>(0), 3);
+}
+
 ENTITY_CONCURRENT_TEST_F(DeferredWork, AWriteThatRunsPastTheBudgetIsCommittedByTheWriterThread) {
   auto p = params();
   p.inline_budget = 200us;
@@ -192,7 +234,7 @@ ENTITY_CONCURRENT_TEST_F(DeferredWork, AWriteThatRunsPastTheBudgetIsCommittedByT
       big.completion());
   auto t2 = infra->defer(statement("INSERT INTO t VALUES (-1)"), small.completion());
   ASSERT_NE(t1, nullptr);
-  ASSERT_NE(t2, nullptr);
+  EXPECT_EQ(t2, nullptr) << "the second write rides on the first one's ticket";
   t1->run();
   auto small_out = small.get();
   EXPECT_FALSE(small_out.ec) << small_out.diag.message;

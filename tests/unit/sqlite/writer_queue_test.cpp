@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "sqlite/writer_queue.hpp"
@@ -187,6 +188,83 @@ TEST(WriterQueue, StoppingWakesTheWriterThreadToCommitWhatIsLeft) {
   EXPECT_TRUE(q.writer_may_run());
   EXPECT_TRUE(q.hand_over().writer_thread);
   EXPECT_FALSE(q.empty());  // it still commits `a` before it ends
+}
+
+TEST(WriterQueue, WritesDeferredFromTheCarriersThreadRideOnItsTicket) {
+  queue q;
+  const auto here = std::this_thread::get_id();
+  write carrier("carrier"), r1("r1"), r2("r2");
+  queued_write* ticket = nullptr;
+  EXPECT_FALSE(q.push_rider(r1, here));  // no carrier yet: r1 needs a ticket of its own
+  q.push_carrier(carrier, &ticket, here);
+  EXPECT_TRUE(q.push_rider(r1, here));
+  EXPECT_TRUE(q.push_rider(r2, here));
+  EXPECT_EQ(q.riders(), 2u);
+  EXPECT_EQ(q.writer_due(), 0u);  // the carrier's caller leads them: no one else is woken
+  EXPECT_FALSE(q.writer_may_run());
+
+  // Its ticket runs: no new riders, and its group takes them along.
+  q.close_carrier(&ticket);
+  write late("late");
+  EXPECT_FALSE(q.push_rider(late, here));
+  std::vector<write*> group;
+  q.take_group(group, 10, true);
+  EXPECT_EQ(names(group), (list{"carrier", "r1", "r2"}));
+  EXPECT_EQ(q.riders(), 0u);
+  EXPECT_EQ(ticket, nullptr);
+}
+
+TEST(WriterQueue, ACarrierCarriesOnlyItsOwnThreadsWrites) {
+  queue q;
+  write carrier("carrier"), elsewhere("elsewhere");
+  queued_write* ticket = nullptr;
+  q.push_carrier(carrier, &ticket, std::this_thread::get_id());
+  std::thread other([&] { EXPECT_FALSE(q.push_rider(elsewhere, std::this_thread::get_id())); });
+  other.join();
+  EXPECT_EQ(q.riders(), 0u);
+  EXPECT_EQ(q.size_hint(), 1u);
+}
+
+TEST(WriterQueue, RidersTheCarriersGroupLeftBehindAreDueToTheWriterThread) {
+  queue q;
+  const auto here = std::this_thread::get_id();
+  write carrier("carrier"), r1("r1"), r2("r2"), r3("r3");
+  queued_write* ticket = nullptr;
+  q.push_carrier(carrier, &ticket, here);
+  ASSERT_TRUE(q.push_rider(r1, here));
+  ASSERT_TRUE(q.push_rider(r2, here));
+  ASSERT_TRUE(q.push_rider(r3, here));
+  q.close_carrier(&ticket);
+  std::vector<write*> group;
+  q.take_group(group, 2, true);  // room for two only
+  EXPECT_EQ(names(group), (list{"carrier", "r1"}));
+  EXPECT_EQ(q.riders(), 2u);
+  q.release_riders();
+  EXPECT_EQ(q.riders(), 0u);
+  EXPECT_EQ(q.writer_due(), 2u);
+  EXPECT_TRUE(q.writer_may_run());
+  group.clear();
+  q.take_group(group, 10, false);
+  EXPECT_EQ(names(group), (list{"r2", "r3"}));
+  EXPECT_EQ(q.writer_due(), 0u);
+}
+
+TEST(WriterQueue, ADroppedCarriersWriteAndRidersAllGoToTheWriterThread) {
+  queue q;
+  const auto here = std::this_thread::get_id();
+  write carrier("carrier"), r1("r1");
+  queued_write* ticket = nullptr;
+  q.push_carrier(carrier, &ticket, here);
+  ASSERT_TRUE(q.push_rider(r1, here));
+  // What the engine does when the ticket is destroyed unrun.
+  q.close_carrier(&ticket);
+  q.make_due(carrier);
+  q.release_riders();
+  EXPECT_EQ(ticket, nullptr);
+  EXPECT_EQ(q.writer_due(), 2u);
+  std::vector<write*> group;
+  q.take_group(group, 10, false);
+  EXPECT_EQ(names(group), (list{"carrier", "r1"}));
 }
 
 }  // namespace
