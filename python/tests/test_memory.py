@@ -279,6 +279,30 @@ async def test_empty_scope_name_is_invalid(sqlite_target):
         mem.scope("")
 
 
+async def test_key_with_a_nul_byte_never_reaches_the_key_before_it(any_target, call):
+    # SQLite keeps a NUL byte in a key; PostgreSQL text cannot hold one, so there the key is
+    # refused (a ValueError) and nothing is written. Either way "victim" stays as it was.
+    db = any_target.open()
+    mem = db.memory()
+    await call(mem, "store", "victim", "original")
+    if any_target.is_pg:
+        with pytest.raises(entity_db.InvalidArgumentError, match="NUL"):
+            await call(mem, "store", "victim\0evil", "evil")
+        with pytest.raises(entity_db.InvalidArgumentError, match="NUL"):
+            await call(mem, "delete", "victim\0zzz")
+        with pytest.raises(entity_db.InvalidArgumentError, match="NUL"):
+            await call(mem.scope("victim\0"), "store", "x", "evil")
+        with pytest.raises(entity_db.InvalidArgumentError, match="NUL"):
+            await call(db, "fetch_one", "SELECT ?::text", ("ab\0cd",))
+        assert await call(mem, "size") == 1
+    else:
+        await call(mem, "store", "victim\0evil", "evil")
+        assert await call(mem, "delete", "victim\0zzz") is False
+        assert await call(mem, "load", "victim\0evil") == "evil"
+        assert await call(mem, "size") == 2
+    assert await call(mem, "load", "victim") == "original"
+
+
 # ---- embeddings and recall --------------------------------------------------------------------
 
 

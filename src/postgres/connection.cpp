@@ -226,7 +226,30 @@ bool note_broken(pg_conn& c, error_code& ec, diagnostics& diag) {
   return true;
 }
 
-bool refuse_statement(std::size_t parameters, bool several_statements, std::size_t given,
+bool refuse_nul(std::string_view sql, const params& args, error_code& ec, diagnostics& diag) {
+  std::string what;
+  if (std::size_t at = sql.find('\0'); at != std::string_view::npos) {
+    what = "the SQL holds a NUL byte (at byte " + std::to_string(at) + ")";
+  } else {
+    for (std::size_t i = 0; i < args.size(); ++i) {
+      const auto* text = std::get_if<std::string>(&args[i].raw());
+      if (!text) continue;
+      std::size_t nul = text->find('\0');
+      if (nul == std::string::npos) continue;
+      what = "parameter " + std::to_string(i + 1) + " is text holding a NUL byte (at byte " +
+             std::to_string(nul) + ")";
+      break;
+    }
+  }
+  if (what.empty()) return false;
+  ec = make_error_code(errc::invalid_argument);
+  diag.message = what + ": PostgreSQL text cannot hold one (bind bytes as a blob); nothing "
+                        "was sent";
+  diag.sql = sql_excerpt(sql);
+  return true;
+}
+
+bool refuse_statement(std::size_t parameters, bool several_statements, const params& args,
                       std::string_view sql, error_code& ec, diagnostics& diag) {
   if (several_statements) {
     ec = make_error_code(errc::invalid_argument);
@@ -271,6 +294,8 @@ bool pipelinable(std::string_view sql) {
 
 // ---- blocking_session ------------------------------------------------------------------------
 
+  const std::size_t given = args.size();
+  if (refuse_nul(sql, args, ec, diag)) return true;
 blocking_session::blocking_session(pg_conn* c, bool pipeline_inserts, std::size_t chunk,
                                    std::function<void()> on_pipeline_batch)
     : c_(c),
@@ -297,8 +322,8 @@ result blocking_session::query(std::string_view sql, const params& args, std::si
   {
     error_code ec;
     diagnostics diag;
-    if (refuse_statement(translated.parameters, translated.several_statements, args.size(), sql,
-                         ec, diag))
+    if (refuse_statement(translated.parameters, translated.several_statements, args, sql, ec,
+                         diag))
       throw error(ec, diag);
   }
   const std::string& text = translated.text;

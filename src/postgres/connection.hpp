@@ -115,8 +115,10 @@ class blocking_session final : public session {
 
 /// Refuses, as SQLite does, what the server would otherwise reject with a less helpful message
 /// (or run differently): several statements where one is expected, and a parameter count
-/// that is not the statement's. Sets `ec` (invalid_argument) and `diag` and returns true then.
-bool refuse_statement(std::size_t parameters, bool several_statements, std::size_t given,
+/// that is not the statement's. Refuses too what libpq would silently cut short (see
+/// refuse_nul): SQL or a text parameter holding a NUL byte. Sets `ec` (invalid_argument) and
+/// `diag` and returns true then.
+bool refuse_statement(std::size_t parameters, bool several_statements, const params& args,
                       std::string_view sql, error_code& ec, diagnostics& diag);
 
 /// Whether `ec` is the failure of a `CREATE ... IF NOT EXISTS` that lost a race with another
@@ -129,3 +131,10 @@ bool lost_creation_race(std::string_view sql, const error_code& ec);
 bool pipelinable(std::string_view sql);
 
 }  // namespace entity::postgres_detail
+/// PostgreSQL text cannot hold a NUL byte, and libpq sends SQL and text parameters as C
+/// strings: "victim\0evil" would reach the server as "victim", and a write meant for one key
+/// would land on another. Refuses SQL or a text parameter with a NUL byte (blobs travel as
+/// bytea, with their length, and may hold any byte): sets `ec` (invalid_argument) and `diag`
+/// and returns true then.
+bool refuse_nul(std::string_view sql, const params& args, error_code& ec, diagnostics& diag);
+

@@ -565,7 +565,7 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
 
   asio::awaitable<void> run_single(pg_conn& c, request& req, outcome& out) {
     translated_sql translated = translate(req.sql);
-    if (refuse_statement(translated.parameters, translated.several_statements, req.args.size(),
+    if (refuse_statement(translated.parameters, translated.several_statements, req.args,
                          req.sql, out.ec, out.diag))
       co_return;
     const std::string& sql = translated.text;
@@ -597,6 +597,7 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
   // the statements before it along; one by one, they behave as on SQLite (and as typed into
   // psql): what ran before the failing statement stays, and the error names that statement.
   asio::awaitable<void> run_script(pg_conn& c, request& req, outcome& out) {
+    if (refuse_nul(req.sql, {}, out.ec, out.diag)) co_return;
     for (std::string_view statement : split_statements(req.sql)) {
       std::string text(statement);
       bool sent = PQsendQuery(c.pg, text.c_str()) == 1;
@@ -636,8 +637,8 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
     translated_sql translated = translate(req.sql);
     // Every parameter set is checked before anything is sent: a wrong one writes nothing.
     for (const entity::params& args : req.batch)
-      if (refuse_statement(translated.parameters, translated.several_statements, args.size(),
-                           req.sql, out.ec, out.diag))
+      if (refuse_statement(translated.parameters, translated.several_statements, args, req.sql,
+                           out.ec, out.diag))
         co_return;
     const std::string& sql = translated.text;
     if (PQenterPipelineMode(c.pg) != 1) {

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "cli_postgres.hpp"
 #include "test_support.hpp"
 
 namespace {
@@ -248,6 +249,32 @@ TEST_F(CliMemory, ImportWithBadLineStoresNothing) {
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_EQ(r.err.rfind("error: " + file + ":3: not JSON", 0), 0u) << r.err;
   EXPECT_EQ(memory_in(fresh, "size", {}).out, "0\n");
+}
+
+// On PostgreSQL, whose text cannot hold a NUL byte, a key with one ("a\u0000b" in JSON) is
+// refused: the import fails and writes nothing, instead of cutting the key short at the NUL
+// and replacing "a". (On SQLite such a key is a key of its own.)
+TEST_F(CliMemory, ImportOfAKeyWithANulByteFailsOnPostgresAndWritesNothing) {
+  entity::test::cli_postgres_schema pg(ENTITYDB_BIN);
+  ASSERT_TRUE(pg.available()) << entity::test::cli_missing_server_message;
+  ASSERT_EQ(memory_in(pg.url(), "put", {"a", "\"original\""}).exit_code, 0);
+  std::string file = write("nul.jsonl",
+                           "{\"key\":\"fine\",\"value\":1}\n"
+                           "{\"key\":\"a\\u0000b\",\"value\":\"evil\"}\n");
+  auto r = memory_in(pg.url(), "import", {file});
+  EXPECT_EQ(r.exit_code, 1) << r.out;
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err.rfind("error: ", 0), 0u) << r.err;
+  EXPECT_NE(r.err.find("NUL"), std::string::npos) << r.err;
+  EXPECT_EQ(memory_in(pg.url(), "get", {"a"}).out, "\"original\"\n");
+  EXPECT_EQ(memory_in(pg.url(), "keys", {}).out, "a\n");
+
+  // SQLite keeps the byte: the key is distinct from "a".
+  put("a", "\"original\"");
+  r = memory("import", {file});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(memory("get", {"a"}).out, "\"original\"\n");
+  EXPECT_EQ(memory("size").out, "3\n");
 }
 
 TEST_F(CliMemory, ImportOfMissingFileFails) {

@@ -20,6 +20,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <future>
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -517,6 +518,51 @@ TEST_P(Memory, ScopesAreIsolated) {
 TEST_P(Memory, ScopeWithLikeCharactersIsIsolated) {
   auto f = make();
   auto odd = f.mem.scope("a%_b");
+// A key is bytes. SQLite keeps a NUL byte in one, so "victim\0evil" is a key of its own;
+// PostgreSQL text cannot hold one, so there every operation given such a key (or a scope
+// name with one) fails with invalid_argument and writes nothing. Either way the key "victim"
+// is never touched by an operation on a longer key.
+TEST_P(Memory, KeyWithANulByteNeverReachesTheKeyBeforeIt) {
+  auto f = make();
+  f.mem.store("victim", "original");
+  f.mem.store("b", "unscoped");
+  const std::string evil("victim\0evil", 11);
+  const std::string other("victim\0zzz", 10);
+  auto nul_scope = f.mem.scope(std::string("b\0", 2));
+  if (on_sqlite()) {
+    f.mem.store(evil, "evil");
+    EXPECT_FALSE(f.mem.erase(other));
+    nul_scope.store("x", "scoped");
+    EXPECT_EQ(f.mem.load(evil), json("evil"));
+    EXPECT_EQ(nul_scope.load("x"), json("scoped"));
+    EXPECT_EQ(f.mem.size(), 4);
+    memory::items batch = {{std::string("a\0b", 3), 1}};
+    f.mem.batch_store(batch);
+    EXPECT_EQ(f.mem.batch_load({std::string("a\0b", 3)}).size(), 1u);
+    EXPECT_FALSE(f.mem.exists("a"));
+  } else {
+    auto refused = [](const std::function<void()>& call, const char* what) {
+      try {
+        call();
+        ADD_FAILURE() << what << " accepted a key with a NUL byte";
+      } catch (const entity::error& e) {
+        EXPECT_EQ(e.code(), entity::errc::invalid_argument) << what << ": " << e.what();
+        EXPECT_NE(std::string(e.what()).find("NUL"), std::string::npos) << what << ": " << e.what();
+      }
+    };
+    refused([&] { f.mem.store(evil, "evil"); }, "store");
+    refused([&] { f.mem.erase(other); }, "erase");
+    refused([&] { nul_scope.store("x", "scoped"); }, "a scope's store");
+    refused([&] { nul_scope.clear(); }, "a scope's clear");
+    refused([&] { f.mem.batch_store({{"fine", 1}, {std::string("a\0b", 3), 2}}); }, "batch_store");
+    refused([&] { f.mem.load(evil); }, "load");
+    EXPECT_EQ(f.mem.size(), 2);
+    EXPECT_FALSE(f.mem.exists("fine"));
+  }
+  EXPECT_EQ(f.mem.load("victim"), json("original"));
+  EXPECT_EQ(f.mem.load("b"), json("unscoped"));
+}
+
   auto plain = f.mem.scope("aXYb");
   auto near = f.mem.scope("a%Zb");
   odd.store("k1", 1);

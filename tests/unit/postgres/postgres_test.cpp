@@ -23,6 +23,7 @@
 
 #include "backends.hpp"
 #include "concurrency.hpp"
+#include <future>
 #include "entity/entity.hpp"
 #include "library_support.hpp"
 
@@ -371,3 +372,100 @@ TEST(PostgresMemory, TenThousandItemBatchStoreTravelsInPipelineChunks) {
 }
 
 }  // namespace
+// PostgreSQL text cannot hold a NUL byte, and libpq sends a text parameter only up to its
+// first one: "victim\0evil" would reach the server as "victim". The engine refuses such a
+// parameter (and SQL text holding one) before anything is sent, on every path a statement
+// takes: single statements sync and async, execute_many, transaction bodies, leases.
+TEST(PostgresInfrastructure, TextWithANulByteIsRefusedBeforeAnythingIsSent) {
+  REQUIRE_SERVER();
+  auto infra = started(schema_url());
+  entity::database db(infra);
+  db.execute("CREATE TABLE t (k text PRIMARY KEY, v text)");
+  db.execute("INSERT INTO t VALUES ('victim', 'original')");
+  const std::string evil("victim\0evil", 11);
+  const std::string upsert =
+      "INSERT INTO t VALUES (?, 'overwritten') ON CONFLICT (k) DO UPDATE SET v = excluded.v";
+  auto expect_refused = [](const entity::error_code& ec, const entity::diagnostics& diag,
+                           const char* what) {
+    EXPECT_EQ(ec, entity::errc::invalid_argument) << what << ": " << ec.message();
+    EXPECT_NE(diag.message.find("NUL"), std::string::npos) << what << ": " << diag.message;
+  };
+  entity::error_code ec;
+  entity::diagnostics diag;
+
+  db.execute(upsert, {evil}, ec, diag);
+  expect_refused(ec, diag, "execute");
+  db.execute("DELETE FROM t WHERE k = ?", {std::string("victim\0zzz", 10)}, ec, diag);
+  expect_refused(ec, diag, "delete");
+  auto r = db.fetch_one("SELECT ?::text", {std::string("ab\0cd", 5)}, ec, diag);
+  expect_refused(ec, diag, "fetch_one");
+  EXPECT_FALSE(r);
+
+  // The second parameter set of a batch: nothing of the batch is written.
+  db.execute_many("INSERT INTO t VALUES (?, 'batch')",
+                  {{std::string("first")}, {evil}}, ec, diag);
+  expect_refused(ec, diag, "execute_many");
+
+  // A transaction body's statement throws, and the transaction writes nothing.
+  db.transaction(
+      [&](entity::session& s) {
+        s.execute("INSERT INTO t VALUES ('in-tx', 'x')");
+        s.execute(upsert, {evil});
+      },
+      ec, diag);
+  expect_refused(ec, diag, "transaction");
+
+  // A lease's session throws.
+  {
+    auto lease = db.acquire();
+    try {
+      lease->fetch_one("SELECT ?::text", {std::string("ab\0cd", 5)});
+      ADD_FAILURE() << "a lease bound text with a NUL byte";
+    } catch (const entity::error& e) {
+      expect_refused(e.code(), e.diag(), "lease");
+    }
+  }
+
+  // The async form.
+  {
+    std::promise<entity::error_code> done;
+    entity::diagnostics adiag;
+    db.async_execute(upsert, {evil}, adiag,
+                     [&](entity::error_code e, entity::result) { done.set_value(e); });
+    expect_refused(done.get_future().get(), adiag, "async_execute");
+  }
+
+  // SQL text with a NUL byte would be cut short the same way.
+  db.execute(std::string("DELETE FROM t\0 WHERE k = 'nothing'", 35), {}, ec, diag);
+  expect_refused(ec, diag, "SQL");
+  db.execute_script(std::string("DELETE FROM t\0 WHERE k = 'nothing'", 35), ec, diag);
+  expect_refused(ec, diag, "script");
+
+  // Nothing was written or removed; the connections serve the next requests.
+  auto rows = db.fetch_all("SELECT k, v FROM t ORDER BY k");
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].get<std::string>(0), "victim");
+  EXPECT_EQ(rows[0].get<std::string>(1), "original");
+
+  // A vector id is text too: the vector store gets the same refusal.
+  entity::vector_store store(db);
+  store.create_collection("docs", 2);
+  store.upsert("docs", "victim", std::vector<float>{1, 0});
+  store.upsert("docs", evil, std::vector<float>{0, 1}, json::object(), ec, diag);
+  expect_refused(ec, diag, "vector upsert");
+  EXPECT_EQ(store.count("docs"), 1);
+  auto kept = store.get("docs", "victim");
+  ASSERT_TRUE(kept);
+  EXPECT_EQ(kept->vector, (std::vector<float>{1, 0}));
+
+  // Blobs are not text: NUL bytes travel as they are.
+  std::vector<std::byte> bytes{std::byte{'a'}, std::byte{0}, std::byte{'b'}, std::byte{0}};
+  auto b = db.fetch_one("SELECT ?::bytea", {entity::blob(bytes)});
+  ASSERT_TRUE(b);
+  EXPECT_EQ(b->at(0), entity::value(entity::blob(bytes)));
+  // JSON text escapes NUL: such a value is fine.
+  auto j = db.fetch_one("SELECT ?::jsonb ->> 'k'", {std::string(R"({"k": "a\u0001b"})")});
+  ASSERT_TRUE(j);
+  EXPECT_EQ(j->get<std::string>(0), "a\x01" "b");
+}
+
