@@ -86,8 +86,14 @@ struct memory::shared {
 
 namespace {
 
-constexpr const char* create_sql =
-    "CREATE TABLE IF NOT EXISTS memory (key TEXT PRIMARY KEY, value TEXT)";
+// The seed's table. On PostgreSQL the key column is declared with the "C" collation: keys are
+// bytes and a scope is a byte range (see where_matching), whatever the database's collation,
+// and the primary key's index is then in that order, so scoped reads use it.
+const char* create_sql(sql_dialect d) {
+  return d == sql_dialect::postgresql
+             ? "CREATE TABLE IF NOT EXISTS memory (key TEXT COLLATE \"C\" PRIMARY KEY, value TEXT)"
+             : "CREATE TABLE IF NOT EXISTS memory (key TEXT PRIMARY KEY, value TEXT)";
+}
 constexpr const char* load_sql = "SELECT value FROM memory WHERE key = ?";
 constexpr const char* erase_sql = "DELETE FROM memory WHERE key = ?";
 constexpr const char* exists_sql = "SELECT 1 FROM memory WHERE key = ?";
@@ -165,8 +171,15 @@ std::string escape_like(std::string_view s) {
 
 // The WHERE clause selecting keys of the view `prefix` that match `pattern`, with its
 // parameters. A scope is a key range [prefix, prefix with its last byte raised): exact byte
-// comparison, unlike LIKE, which ignores ASCII case.
-std::string where_matching(const std::string& prefix, const std::string& pattern, params& args) {
+// comparison, unlike LIKE, which ignores ASCII case. SQLite compares TEXT by its bytes;
+// PostgreSQL by the column's collation, which need not be bytewise (under ICU's en-US ';'
+// sorts before ':', so the range of scope "a", ['a:', 'a;'), would be empty): there the
+// comparisons are made in the "C" collation. A key column declared COLLATE "C" (every table
+// this library creates) keeps its index usable for them; one in the database's collation is
+// still searched through the LIKE's fixed prefix when that collation is C, and scanned
+// otherwise, correctly either way.
+std::string where_matching(sql_dialect d, const std::string& prefix, const std::string& pattern,
+                           params& args) {
   if (prefix.empty()) {
     args.emplace_back(pattern);
     return " WHERE key LIKE ? ESCAPE '\\'";
@@ -176,7 +189,14 @@ std::string where_matching(const std::string& prefix, const std::string& pattern
   args.emplace_back(prefix);
   args.emplace_back(upper);
   args.emplace_back(escape_like(prefix) + pattern);
-  return " WHERE key >= ? AND key < ? AND key LIKE ? ESCAPE '\\'";
+  return d == sql_dialect::postgresql
+             ? " WHERE key COLLATE \"C\" >= ? AND key COLLATE \"C\" < ? AND key LIKE ? ESCAPE '\\'"
+             : " WHERE key >= ? AND key < ? AND key LIKE ? ESCAPE '\\'";
+}
+
+// Keys in the order of their bytes, as SQLite sorts TEXT, on PostgreSQL too.
+const char* order_by_key(sql_dialect d) {
+  return d == sql_dialect::postgresql ? " ORDER BY key COLLATE \"C\"" : " ORDER BY key";
 }
 
 std::string encode(const json& v, const std::string& key) {
@@ -445,7 +465,7 @@ struct memory_op : detail::operation<std::shared_ptr<memory_shared>, T> {
 template <class Op>
 void with_table(std::shared_ptr<Op> op, void (*next)(std::shared_ptr<Op>)) {
   if (op->st->table_ready.load(std::memory_order_acquire)) return next(std::move(op));
-  op->run.execute(op->st->db, create_sql, {}, [op, next](step_result<result> r) mutable {
+  op->run.execute(op->st->db, create_sql(op->st->db.dialect()), {}, [op, next](step_result<result> r) mutable {
     if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
     op->run.fetch_one(op->st->db, probe_sql, {collection_name()},
                       [op, next](step_result<std::optional<row>> probe) mutable {
@@ -595,8 +615,9 @@ struct keys_op : memory_op<std::vector<std::string>> {
   static void start(std::shared_ptr<keys_op> op) { with_table(op, &keys_op::read); }
   static void read(std::shared_ptr<keys_op> op) {
     params args;
-    std::string sql =
-        "SELECT key FROM memory" + where_matching(op->prefix, op->pattern, args) + " ORDER BY key";
+    const sql_dialect d = op->st->db.dialect();
+    std::string sql = "SELECT key FROM memory" + where_matching(d, op->prefix, op->pattern, args) +
+                      order_by_key(d);
     op->run.fetch_all(op->st->db, std::move(sql), std::move(args),
                       [op](step_result<database::rows> r) {
                         if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
@@ -617,7 +638,8 @@ struct clear_op : memory_op<std::int64_t> {
   static void write(std::shared_ptr<clear_op> op) {
     auto done = [](clear_op& o, std::int64_t rows) { o.succeed(rows); };
     params args;
-    std::string sql = "DELETE FROM memory" + where_matching(op->prefix, op->pattern, args);
+    std::string sql =
+        "DELETE FROM memory" + where_matching(op->st->db.dialect(), op->prefix, op->pattern, args);
     if (op->st->embeddings_possible()) {
       auto removed = std::make_shared<std::int64_t>(0);
       return vector_write(op, clear_body(std::move(sql), std::move(args), removed), removed,
@@ -647,15 +669,15 @@ struct count_op : memory_op<T> {
   }
 };
 
-std::string size_sql(const memory_shared&, const std::string& prefix, params& args) {
-  return "SELECT count(*) FROM memory" + where_matching(prefix, "%", args);
+std::string size_sql(const memory_shared& s, const std::string& prefix, params& args) {
+  return "SELECT count(*) FROM memory" + where_matching(s.db.dialect(), prefix, "%", args);
 }
 std::int64_t size_of(const row& r, const database&) { return r.get<std::int64_t>(0); }
 
 // The count and JSON bytes of the keys under `prefix`.
 std::string stats_sql(const memory_shared& s, const std::string& prefix, params& args) {
   return "SELECT count(*), coalesce(sum(" + s.value_bytes + "), 0) FROM memory" +
-         where_matching(prefix, "%", args);
+         where_matching(s.db.dialect(), prefix, "%", args);
 }
 memory_stats stats_of(const row& r, const database& db) {
   memory_stats s;

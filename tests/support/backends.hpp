@@ -9,6 +9,11 @@
 // so that tests running in parallel on one server (ctest -j, one process per test) never see
 // each other's tables. Without ENTITYDB_PG_URL every PostgreSQL test fails and says how to run
 // it: a suite that silently skips its server half proves nothing.
+//
+// PostgreSQL with an ICU collation (`postgresql_icu`, for suites instantiated with
+// ENTITY_INSTANTIATE_ON_EVERY_BACKEND_AND_COLLATION): the same server, in a database created
+// with ICU's en-US collation, under which text does not sort by its bytes (';' sorts before
+// ':'). A server that cannot create such a database fails those tests and says why.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -20,6 +25,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 
 #include "entity/entity.hpp"
@@ -27,7 +33,7 @@
 
 namespace entity::test {
 
-enum class backend { sqlite, postgresql };
+enum class backend { sqlite, postgresql, postgresql_icu };
 
 inline const char* missing_server_message =
     "ENTITYDB_PG_URL is not set: the PostgreSQL tests need a server. Run them through "
@@ -58,10 +64,26 @@ inline std::string schema_of_current_test() {
          "_" + std::to_string(::getpid());
 }
 
-/// Runs `sql` on the server of ENTITYDB_PG_URL outside any test schema.
-inline void postgres_admin(const std::string& sql) {
+/// `url` (a postgresql:// URL) naming the database `name` instead of its own.
+inline std::string with_database(const std::string& url, const std::string& name) {
+  std::size_t scheme = url.find("://");
+  if (scheme == std::string::npos)
+    throw std::runtime_error("ENTITYDB_PG_URL is not a postgresql:// URL: " + url);
+  std::size_t query = url.find('?', scheme + 3);
+  std::size_t slash = url.find('/', scheme + 3);
+  if (slash == std::string::npos || (query != std::string::npos && slash > query)) {
+    slash = query == std::string::npos ? url.size() : query;
+    return url.substr(0, slash) + "/" + name + url.substr(slash);
+  }
+  std::size_t end = query == std::string::npos ? url.size() : query;
+  return url.substr(0, slash + 1) + name + url.substr(end);
+}
+
+/// Runs `sql` on the server of ENTITYDB_PG_URL (in the database of `url`, the server's own
+/// when empty) outside any test schema.
+inline void postgres_admin(const std::string& sql, const std::string& url = "") {
   postgres_params p;
-  p.url = postgres_base_url();
+  p.url = url.empty() ? postgres_base_url() : url;
   p.min_connections = 1;
   p.pool_size = 1;
   auto admin = std::make_shared<postgres_infrastructure>(p);
@@ -70,12 +92,67 @@ inline void postgres_admin(const std::string& sql) {
   admin->shutdown();
 }
 
+/// The database of the server of ENTITYDB_PG_URL whose collation is ICU's en-US.
+inline constexpr const char* icu_database = "entitydb_icu_en_us";
+
+/// The URL of icu_database, created on first use (by whichever test process comes first).
+/// Throws std::runtime_error, saying why, when the server cannot make it or it does not
+/// collate as en-US does.
+inline std::string icu_database_url() {
+  const std::string base = postgres_base_url();
+  postgres_params p;
+  p.url = base;
+  p.min_connections = 1;
+  p.pool_size = 1;
+  auto admin = std::make_shared<postgres_infrastructure>(p);
+  admin->startup();
+  database db(admin);
+  auto exists = [&] {
+    return db.fetch_one("SELECT 1 FROM pg_database WHERE datname = ?", {icu_database})
+        .has_value();
+  };
+  if (!exists()) {
+    error_code ec;
+    diagnostics diag;
+    db.execute_script(std::string("CREATE DATABASE ") + icu_database +
+                          " LOCALE_PROVIDER icu ICU_LOCALE 'en-US' TEMPLATE template0",
+                      ec, diag);
+    // Another test process may have created it meanwhile; anything else is the server's
+    // refusal (a build without ICU, a server older than 15).
+    if (ec && !exists()) {
+      admin->shutdown();
+      throw std::runtime_error(
+          "the server of ENTITYDB_PG_URL cannot create a database with ICU's en-US collation, "
+          "which the PostgreSQL tests of collation-proof SQL need (PostgreSQL 15 or later built "
+          "with ICU, as Debian's is): " + diag.to_string());
+    }
+  }
+  admin->shutdown();
+  std::string url = with_database(base, icu_database);
+  p.url = url;
+  auto icu = std::make_shared<postgres_infrastructure>(p);
+  icu->startup();
+  // Under en-US ';' sorts before ':', as bytes it sorts after.
+  auto r = database(icu).fetch_one(
+      "SELECT d.datlocprovider::text, 'a;' < 'a:' FROM pg_database AS d "
+      "WHERE d.datname = current_database()");
+  icu->shutdown();
+  if (!r || r->get<std::string>(0) != "i" || r->get<std::int64_t>(1) != 1)
+    throw std::runtime_error(std::string("the database ") + icu_database +
+                             " does not collate as ICU's en-US does (locale provider '" +
+                             (r ? r->get<std::string>(0) : std::string("?")) + "')");
+  return url;
+}
+
 /// Creates a fresh, empty schema for the running test; returns a URL whose connections use it
-/// (`extra_option`, like "application_name=x", is added to the URL).
+/// (`extra_option`, like "application_name=x", is added to the URL). `server` is the
+/// database's URL, ENTITYDB_PG_URL's when empty.
 inline std::string postgres_schema_url(const std::string& schema,
-                                       const std::string& extra_option = "") {
-  postgres_admin("DROP SCHEMA IF EXISTS " + schema + " CASCADE; CREATE SCHEMA " + schema);
-  std::string url = with_url_option(postgres_base_url(), "options=-csearch_path%3D" + schema);
+                                       const std::string& extra_option = "",
+                                       const std::string& server = "") {
+  postgres_admin("DROP SCHEMA IF EXISTS " + schema + " CASCADE; CREATE SCHEMA " + schema, server);
+  std::string url = with_url_option(server.empty() ? postgres_base_url() : server,
+                                    "options=-csearch_path%3D" + schema);
   if (!extra_option.empty()) url = with_url_option(url, extra_option);
   return url;
 }
@@ -91,10 +168,17 @@ struct open_options {
 class backend_test : public ::testing::TestWithParam<backend> {
  protected:
   void SetUp() override {
-    if (GetParam() == backend::postgresql) {
+    if (GetParam() != backend::sqlite) {
       if (postgres_base_url().empty()) GTEST_FAIL() << missing_server_message;
+      if (GetParam() == backend::postgresql_icu) {
+        try {
+          server_ = icu_database_url();
+        } catch (const std::exception& e) {
+          GTEST_FAIL() << e.what();
+        }
+      }
       schema_ = schema_of_current_test();
-      url_ = postgres_schema_url(schema_);
+      url_ = postgres_schema_url(schema_, "", server_);
     } else {
       dir_.emplace();
       url_ = dir_->file("test.db");
@@ -106,7 +190,7 @@ class backend_test : public ::testing::TestWithParam<backend> {
     opened_.clear();
     if (!schema_.empty()) {
       try {
-        postgres_admin("DROP SCHEMA IF EXISTS " + schema_ + " CASCADE");
+        postgres_admin("DROP SCHEMA IF EXISTS " + schema_ + " CASCADE", server_);
       } catch (const std::exception&) {
         // The server is thrown away after the run; a schema left behind harms nobody.
       }
@@ -114,7 +198,9 @@ class backend_test : public ::testing::TestWithParam<backend> {
   }
 
   bool on_sqlite() const { return GetParam() == backend::sqlite; }
-  bool on_postgres() const { return GetParam() == backend::postgresql; }
+  bool on_postgres() const { return GetParam() != backend::sqlite; }
+  /// PostgreSQL in a database whose collation is ICU's en-US, not bytewise.
+  bool on_icu_collation() const { return GetParam() == backend::postgresql_icu; }
 
   /// An engine on this test's database, not started yet.
   std::shared_ptr<infrastructure> make_engine(const open_options& o = {}) {
@@ -162,12 +248,17 @@ class backend_test : public ::testing::TestWithParam<backend> {
  private:
   std::optional<temp_dir> dir_;
   std::string url_;
+  std::string server_;  // the PostgreSQL database's URL when it is not ENTITYDB_PG_URL's
   std::string schema_;
   std::vector<std::shared_ptr<infrastructure>> opened_;
 };
 
 inline std::string backend_label(const ::testing::TestParamInfo<backend>& info) {
-  return info.param == backend::postgresql ? "postgresql" : "sqlite";
+  switch (info.param) {
+    case backend::postgresql: return "postgresql";
+    case backend::postgresql_icu: return "postgresql_icu";
+    default: return "sqlite";
+  }
 }
 
 }  // namespace entity::test
@@ -177,4 +268,13 @@ inline std::string backend_label(const ::testing::TestParamInfo<backend>& info) 
   INSTANTIATE_TEST_SUITE_P(Backends, suite,                                                \
                            ::testing::Values(::entity::test::backend::sqlite,              \
                                              ::entity::test::backend::postgresql),         \
+                           ::entity::test::backend_label)
+
+/// The same, and once more on PostgreSQL in a database whose collation is ICU's en-US: for
+/// suites whose SQL compares or orders text and must not depend on the database's collation.
+#define ENTITY_INSTANTIATE_ON_EVERY_BACKEND_AND_COLLATION(suite)                           \
+  INSTANTIATE_TEST_SUITE_P(Backends, suite,                                                \
+                           ::testing::Values(::entity::test::backend::sqlite,              \
+                                             ::entity::test::backend::postgresql,          \
+                                             ::entity::test::backend::postgresql_icu),     \
                            ::entity::test::backend_label)
