@@ -1,10 +1,15 @@
 #include "postgres/connection.hpp"
 
+#include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "postgres/placeholders.hpp"
 
@@ -64,6 +69,7 @@ value convert(const PGresult* r, int row, int col) {
 }  // namespace
 
 pg_conn::~pg_conn() {
+  if (own_fd >= 0) ::close(own_fd);
   if (sock) {
     boost::system::error_code ignored;
     sock->cancel(ignored);
@@ -84,6 +90,42 @@ bool pg_conn::alive() {
     PQclear(r);
   }
   return PQstatus(pg) == CONNECTION_OK;
+}
+
+void pg_conn::abandon() noexcept {
+  if (own_fd >= 0) ::shutdown(own_fd, SHUT_RDWR);
+}
+
+long long statement_timeout_to_set(const pg_conn& c, std::chrono::milliseconds remaining) {
+  const long long r = std::max<long long>(1, remaining.count());
+  const long long current = c.statement_timeout_ms;
+  if (current >= r && current <= r + r / 8 + 100) return 0;
+  return r + r / 16 + 50;
+}
+
+std::string terminate_backend(const std::string& conninfo, int pid,
+                              std::chrono::milliseconds connect_timeout) {
+  auto seconds = std::chrono::duration_cast<std::chrono::seconds>(connect_timeout).count();
+  std::string timeout = std::to_string(seconds < 2 ? 2 : seconds);
+  const char* keys[] = {"connect_timeout", "dbname", nullptr};
+  const char* values[] = {timeout.c_str(), conninfo.c_str(), nullptr};
+  PGconn* pg = PQconnectdbParams(keys, values, /*expand_dbname=*/1);
+  std::string why;
+  if (!pg || PQstatus(pg) != CONNECTION_OK) {
+    why = pg ? trimmed(PQerrorMessage(pg)) : std::string("out of memory");
+  } else {
+    std::string id = std::to_string(pid);
+    const char* args[] = {id.c_str()};
+    PGresult* r = PQexecParams(pg, "SELECT pg_terminate_backend($1::int)", 1, nullptr, args,
+                               nullptr, nullptr, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+      why = trimmed(PQerrorMessage(pg));
+    else if (PQntuples(r) != 1 || PQgetvalue(r, 0, 0)[0] != 't')
+      why = "the server found no backend " + id;
+    PQclear(r);
+  }
+  if (pg) PQfinish(pg);
+  return why;
 }
 
 std::unique_ptr<pg_conn> open_connection(const std::string& conninfo,
@@ -114,6 +156,7 @@ std::unique_ptr<pg_conn> open_connection(const std::string& conninfo,
   PQsetNoticeProcessor(c->pg, [](void*, const char*) {}, nullptr);
   c->cancel = PQgetCancel(c->pg);
   c->backend_pid = PQbackendPID(c->pg);
+  c->own_fd = ::fcntl(PQsocket(c->pg), F_DUPFD_CLOEXEC, 0);
   c->sock = std::make_unique<boost::asio::posix::stream_descriptor>(io, PQsocket(c->pg));
   return c;
 }
@@ -251,6 +294,8 @@ bool refuse_nul(std::string_view sql, const params& args, error_code& ec, diagno
 
 bool refuse_statement(std::size_t parameters, bool several_statements, const params& args,
                       std::string_view sql, error_code& ec, diagnostics& diag) {
+  const std::size_t given = args.size();
+  if (refuse_nul(sql, args, ec, diag)) return true;
   if (several_statements) {
     ec = make_error_code(errc::invalid_argument);
     diag.message = "the SQL holds several statements: use execute_script";
@@ -294,8 +339,18 @@ bool pipelinable(std::string_view sql) {
 
 // ---- blocking_session ------------------------------------------------------------------------
 
-  const std::size_t given = args.size();
-  if (refuse_nul(sql, args, ec, diag)) return true;
+namespace {
+// Marks the connection as waiting for the server for the life of the object: a deadline's
+// guard on another thread may then end the wait (see pg_conn::abandon).
+struct blocking_call {
+  explicit blocking_call(pg_conn* c) : c_(c) { c_->in_blocking_call.store(true); }
+  ~blocking_call() { c_->in_blocking_call.store(false); }
+  blocking_call(const blocking_call&) = delete;
+  blocking_call& operator=(const blocking_call&) = delete;
+  pg_conn* c_;
+};
+}  // namespace
+
 blocking_session::blocking_session(pg_conn* c, bool pipeline_inserts, std::size_t chunk,
                                    std::function<void()> on_pipeline_batch)
     : c_(c),
@@ -338,7 +393,12 @@ result blocking_session::query(std::string_view sql, const params& args, std::si
       }
       first_queued_sql_ = std::string(sql);
     }
-    if (!send_statement(c_->pg, text, args)) {
+    bool sent;
+    {
+      blocking_call waiting(c_);
+      sent = send_statement(c_->pg, text, args);
+    }
+    if (!sent) {
       error_code ec;
       diagnostics diag;
       error_of(nullptr, c_->pg, sql, ec, diag);
@@ -350,8 +410,12 @@ result blocking_session::query(std::string_view sql, const params& args, std::si
   }
   flush();
   bound_params b(args);
-  PGresult* r = PQexecParams(c_->pg, text.c_str(), b.count(), b.types(), b.values(), b.lengths(),
-                             b.formats(), 0);
+  PGresult* r;
+  {
+    blocking_call waiting(c_);
+    r = PQexecParams(c_->pg, text.c_str(), b.count(), b.types(), b.values(), b.lengths(),
+                     b.formats(), 0);
+  }
   result out;
   error_code ec;
   diagnostics diag;
@@ -373,6 +437,7 @@ void blocking_session::flush() {
   error_code ec;
   diagnostics diag;
   result ignored;
+  blocking_call waiting(c_);
   if (PQpipelineSync(c_->pg) != 1) {
     error_of(nullptr, c_->pg, first_queued_sql_, ec, diag);
   } else {
@@ -401,7 +466,11 @@ void blocking_session::flush() {
 }
 
 void blocking_session::command(const char* sql, error_code& ec, diagnostics& diag) {
-  PGresult* r = PQexec(c_->pg, sql);
+  PGresult* r;
+  {
+    blocking_call waiting(c_);
+    r = PQexec(c_->pg, sql);
+  }
   result ignored;
   if (!r) {
     error_of(nullptr, c_->pg, sql, ec, diag);

@@ -7,6 +7,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -31,6 +32,15 @@ struct pg_conn {
   std::unique_ptr<boost::asio::posix::stream_descriptor> sock;
   int backend_pid = 0;
   bool broken = false;  ///< set when the connection failed; the pool closes it on give-back
+  /// The session's statement_timeout in ms as this engine last set it; -1 when not known (a
+  /// new connection). Read and written by the connection's one user at a time.
+  long long statement_timeout_ms = -1;
+  /// A duplicate of the socket's descriptor, ours alone: shutting it down (abandon()) ends a
+  /// blocking libpq call on another thread, and the number cannot be reused while we hold it,
+  /// whatever libpq does with its own.
+  int own_fd = -1;
+  /// Whether a blocking call (a transaction body's statement) is waiting for the server.
+  std::atomic<bool> in_blocking_call{false};
 
   pg_conn() = default;
   pg_conn(const pg_conn&) = delete;
@@ -40,7 +50,26 @@ struct pg_conn {
   /// True when the connection is usable: reads whatever the server sent meanwhile (a
   /// terminated backend's farewell) without blocking.
   bool alive();
+
+  /// Shuts the socket down in both directions (from any thread): whatever waits on it, here
+  /// or on the server, sees the connection end, and the connection's user finds it broken.
+  void abandon() noexcept;
 };
+
+/// The statement_timeout (ms) to set on `c` before a statement whose deadline is `remaining`
+/// away, or 0 when the session's own is close enough: at least `remaining` (the server never
+/// stops a statement before its deadline) and not much more (it stops one soon after its
+/// deadline when the cancel request is lost). A value set covers the next requests with
+/// slightly less time left too, so a steady stream of requests with one timeout sets it once
+/// per connection.
+long long statement_timeout_to_set(const pg_conn& c, std::chrono::milliseconds remaining);
+
+/// Asks the server to terminate backend `pid` (pg_terminate_backend) over a connection of its
+/// own, opened for that with at most `connect_timeout`: for a backend that did not answer a
+/// cancel request. Blocks. Returns an empty string when the server took the request, else
+/// why not.
+std::string terminate_backend(const std::string& conninfo, int pid,
+                              std::chrono::milliseconds connect_timeout);
 
 /// Opens a connection in non-blocking mode with its socket registered on `io`. Blocks for the
 /// connect. On failure returns null and sets `ec` (connection_error) and `diag`.
@@ -121,6 +150,13 @@ class blocking_session final : public session {
 bool refuse_statement(std::size_t parameters, bool several_statements, const params& args,
                       std::string_view sql, error_code& ec, diagnostics& diag);
 
+/// PostgreSQL text cannot hold a NUL byte, and libpq sends SQL and text parameters as C
+/// strings: "victim\0evil" would reach the server as "victim", and a write meant for one key
+/// would land on another. Refuses SQL or a text parameter with a NUL byte (blobs travel as
+/// bytea, with their length, and may hold any byte): sets `ec` (invalid_argument) and `diag`
+/// and returns true then.
+bool refuse_nul(std::string_view sql, const params& args, error_code& ec, diagnostics& diag);
+
 /// Whether `ec` is the failure of a `CREATE ... IF NOT EXISTS` that lost a race with another
 /// session creating the same object: PostgreSQL checks for the object, then creates it, and
 /// the loser fails on the catalog's unique index (23505) or as a duplicate (42P07, 42710)
@@ -131,10 +167,3 @@ bool lost_creation_race(std::string_view sql, const error_code& ec);
 bool pipelinable(std::string_view sql);
 
 }  // namespace entity::postgres_detail
-/// PostgreSQL text cannot hold a NUL byte, and libpq sends SQL and text parameters as C
-/// strings: "victim\0evil" would reach the server as "victim", and a write meant for one key
-/// would land on another. Refuses SQL or a text parameter with a NUL byte (blobs travel as
-/// bytea, with their length, and may hold any byte): sets `ec` (invalid_argument) and `diag`
-/// and returns true then.
-bool refuse_nul(std::string_view sql, const params& args, error_code& ec, diagnostics& diag);
-

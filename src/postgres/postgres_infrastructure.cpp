@@ -36,6 +36,17 @@ using clock_type = std::chrono::steady_clock;
 
 namespace {
 
+// How long a cancel request may take to stop a statement. Past it the server is taken not to
+// answer: its backend is told to terminate (from a connection of its own), the connection is
+// closed and the request ends. A deadline's request so returns within the deadline and this.
+constexpr std::chrono::milliseconds cancel_grace{1000};
+
+std::chrono::milliseconds ms_until(clock_type::time_point t) {
+  auto left = t - clock_type::now();
+  auto ms = std::chrono::ceil<std::chrono::milliseconds>(left);
+  return std::max(ms, std::chrono::milliseconds(1));
+}
+
 
 // One request on the io thread, with what its deadline timer needs to see.
 struct op_state {
@@ -52,6 +63,7 @@ struct op_state {
   bool finished = false;   ///< the statement(s) and their results are done
   bool timed_out = false;  ///< the deadline passed while the statement ran
   bool cancelled = false;  ///< the caller cancelled the request while the statement ran
+  bool terminated = false; ///< the cancel went unanswered: the backend was told to terminate
   int holds = 1;           ///< the request itself, plus a cancel request in flight
 };
 
@@ -69,11 +81,14 @@ struct tx_state {
   pg_conn* running = nullptr;          // GUARDED_BY(mu): the body's connection while it runs
   int cancels_in_flight = 0;           // GUARDED_BY(mu)
   bool cancel_sent = false;            // GUARDED_BY(mu)
+  std::atomic<bool> abandoned{false};  // the deadline's guard ended a wait for the server
+  std::shared_ptr<asio::steady_timer> guard;  // touched on the io thread only
 };
 
 // Waits for write readiness until libpq has sent everything. False when the connection failed.
 asio::awaitable<bool> flush_out(pg_conn& c) {
   for (;;) {
+    if (c.broken) co_return false;  // e.g. the deadline gave up on the server: no more waits
     int r = PQflush(c.pg);
     if (r == 0) co_return true;
     if (r < 0) co_return false;
@@ -88,6 +103,7 @@ asio::awaitable<bool> flush_out(pg_conn& c) {
 // arrived earlier is never waited for again. False when the connection failed.
 asio::awaitable<bool> result_ready(pg_conn& c) {
   for (;;) {
+    if (c.broken) co_return false;  // e.g. the deadline gave up on the server: no more waits
     if (!PQconsumeInput(c.pg)) co_return false;
     if (!PQisBusy(c.pg)) co_return true;
     boost::system::error_code ec;
@@ -498,8 +514,10 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
   }
 
   // Asks the server to cancel the statement `op` runs (a blocking call, so on a worker). Should
-  // the server not answer at all, the socket is closed a while later and the connection
-  // replaced. The deadline's timer serves for that wait: the deadline no longer matters.
+  // the server not answer within cancel_grace, its backend is told to terminate from another
+  // connection (a cancel request can be lost; a backend past its deadline must not go on), and
+  // the socket is closed: the request ends then whether the server ever answers or not, and
+  // the connection is replaced. The deadline's timer serves for that wait.
   void cancel_on_server(const std::shared_ptr<op_state>& op) {
     ++op->holds;
     asio::post(*aux_workers, [self = shared_from_this(), op] {
@@ -507,12 +525,24 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
       if (op->conn->cancel) PQcancel(op->conn->cancel, buf, sizeof buf);
       asio::post(self->io, [self, op] { self->release_op_conn(op); });
     });
-    op->timer.expires_after(std::chrono::seconds(5));
-    op->timer.async_wait([op](boost::system::error_code ec) {
+    op->timer.expires_after(cancel_grace);
+    op->timer.async_wait([weak = weak_from_this(), op](boost::system::error_code ec) {
       if (ec || op->finished) return;
       op->conn->broken = true;
+      if (auto self = weak.lock()) self->terminate_on_server(op);
       boost::system::error_code ignored;
       op->conn->sock->cancel(ignored);  // the pending wait fails; the request ends
+    });
+  }
+
+  // Tells the server to terminate the backend of `op`'s connection, from a connection of its
+  // own (blocking, so on a worker). The connection goes back (to be closed) only afterwards.
+  void terminate_on_server(const std::shared_ptr<op_state>& op) {
+    ++op->holds;
+    op->terminated = true;
+    asio::post(*aux_workers, [self = shared_from_this(), op, pid = op->conn->backend_pid] {
+      terminate_backend(self->params.url, pid, self->params.connect_timeout);
+      asio::post(self->io, [self, op] { self->release_op_conn(op); });
     });
   }
 
@@ -536,9 +566,9 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
       op->started = true;
       arm_deadline(op);
       switch (req.kind) {
-        case request_kind::many: co_await run_many(c, req, out); break;
-        case request_kind::script: co_await run_script(c, req, out); break;
-        default: co_await run_single(c, req, out); break;
+        case request_kind::many: co_await run_many(c, req, op->deadline, out); break;
+        case request_kind::script: co_await run_script(c, req, op->deadline, out); break;
+        default: co_await run_single(c, req, op->deadline, out); break;
       }
     }
     op->finished = true;
@@ -553,8 +583,16 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
                          (out.diag.message.empty() ? std::string() : " (" + out.diag.message + ")");
     } else if (stopped && c.broken) {
       out.ec = make_error_code(why);
-      out.diag.message = what + " and the server did not answer the cancel request; "
-                                "the connection was closed";
+      out.diag.message = what + " and the server did not answer the cancel request; " +
+                         (op->terminated ? "its backend was told to terminate and " : "") +
+                         "the connection was closed";
+    } else if (!stopped && out.ec.category() == postgres_category() &&
+               postgres_sqlstate(out.ec) == "57014" &&
+               clock_type::now() >= op->deadline - std::chrono::milliseconds(5)) {
+      // The server's statement_timeout, which is this deadline, came first.
+      out.ec = make_error_code(errc::query_timeout);
+      out.diag.message = "the deadline passed; the server stopped the statement (" +
+                         out.diag.message + ")";
     }
     if (out.ec) out.res = {};
     // Completing before the connection goes back keeps results in submission order for one
@@ -563,7 +601,60 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
     finish(std::move(out), op->done, op->submitted);
   }
 
-  asio::awaitable<void> run_single(pg_conn& c, request& req, outcome& out) {
+  // Sends `sql` with SET statement_timeout before it, in one round trip: pipeline mode, the SET
+  // and the statement each followed by a sync point, so that the SET stays whatever becomes
+  // of the statement. Reads the SET's results; the statement's are read as usual, then
+  // finish_timed_send() reads its sync point. False when nothing could be sent.
+  asio::awaitable<bool> send_timed(pg_conn& c, const std::string& sql, const entity::params& args,
+                                   long long timeout_ms) {
+    std::string set = "SET statement_timeout = " + std::to_string(timeout_ms);
+    bool ok = PQenterPipelineMode(c.pg) == 1 &&
+              PQsendQueryParams(c.pg, set.c_str(), 0, nullptr, nullptr, nullptr, nullptr, 0) ==
+                  1 &&
+              PQpipelineSync(c.pg) == 1 && send_statement(c.pg, sql, args) &&
+              PQpipelineSync(c.pg) == 1;
+    if (ok) ok = co_await flush_out(c);
+    if (!ok) {
+      c.broken = true;  // half a pipeline may have gone: the connection is not trusted again
+      co_return false;
+    }
+    bool set_ok = true;
+    for (;;) {
+      bool alive = true;
+      PGresult* r = co_await next_result(c, alive);
+      if (!alive) {
+        c.broken = true;
+        co_return true;  // collect() reports the failure
+      }
+      if (!r) continue;
+      ExecStatusType st = PQresultStatus(r);
+      PQclear(r);
+      if (st == PGRES_PIPELINE_SYNC) break;
+      if (st != PGRES_COMMAND_OK) set_ok = false;
+    }
+    c.statement_timeout_ms = set_ok ? timeout_ms : -1;
+    co_return true;
+  }
+
+  // After a send_timed statement's results: its sync point, and out of pipeline mode.
+  asio::awaitable<void> finish_timed_send(pg_conn& c) {
+    while (!c.broken) {
+      bool alive = true;
+      PGresult* r = co_await next_result(c, alive);
+      if (!alive) {
+        c.broken = true;
+        break;
+      }
+      if (!r) continue;
+      bool sync = PQresultStatus(r) == PGRES_PIPELINE_SYNC;
+      PQclear(r);
+      if (sync) break;
+    }
+    if (!c.broken && PQexitPipelineMode(c.pg) != 1) c.broken = true;
+  }
+
+  asio::awaitable<void> run_single(pg_conn& c, request& req, clock_type::time_point deadline,
+                                   outcome& out) {
     translated_sql translated = translate(req.sql);
     if (refuse_statement(translated.parameters, translated.several_statements, req.args,
                          req.sql, out.ec, out.diag))
@@ -571,8 +662,20 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
     const std::string& sql = translated.text;
     std::size_t max_rows = req.kind == request_kind::fetch_one ? 1 : std::numeric_limits<std::size_t>::max();
     for (int attempt = 0;; ++attempt) {
-      bool sent = send_statement(c.pg, sql, req.args);
-      if (!sent) {
+      // The server stops the statement at the deadline too, should the cancel request be
+      // lost: its statement_timeout travels with the statement when the session's differs.
+      const long long timeout_ms = statement_timeout_to_set(c, ms_until(deadline));
+      if (timeout_ms > 0) {
+        if (!co_await send_timed(c, sql, req.args, timeout_ms) || c.broken) {
+          // Nothing more is read from a connection that failed (or whose socket the deadline
+          // closed while the SET was waited for).
+          error_of(nullptr, c.pg, req.sql, out.ec, out.diag);
+          c.broken = true;
+        } else {
+          co_await collect(c, req.sql, max_rows, out.res, out.ec, out.diag);
+          co_await finish_timed_send(c);
+        }
+      } else if (bool sent = send_statement(c.pg, sql, req.args); !sent) {
         // Refused before anything was sent (a bad parameter): the connection is fine.
         error_of(nullptr, c.pg, req.sql, out.ec, out.diag);
         if (PQstatus(c.pg) == CONNECTION_OK) out.ec = make_error_code(errc::invalid_argument);
@@ -596,8 +699,29 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
   // PostgreSQL would run the statements in one implicit transaction, so a failure would take
   // the statements before it along; one by one, they behave as on SQLite (and as typed into
   // psql): what ran before the failing statement stays, and the error names that statement.
-  asio::awaitable<void> run_script(pg_conn& c, request& req, outcome& out) {
+  asio::awaitable<void> run_script(pg_conn& c, request& req, clock_type::time_point deadline,
+                                   outcome& out) {
     if (refuse_nul(req.sql, {}, out.ec, out.diag)) co_return;
+    // The server's statement_timeout, when the session's is not this deadline's: a round trip
+    // of its own (a script's statements go as simple queries, one at a time).
+    if (long long timeout_ms = statement_timeout_to_set(c, ms_until(deadline)); timeout_ms > 0) {
+      std::string set = "SET statement_timeout = " + std::to_string(timeout_ms);
+      result ignored;
+      bool sent = PQsendQuery(c.pg, set.c_str()) == 1;
+      if (sent) sent = co_await flush_out(c);
+      if (!sent) {
+        error_of(nullptr, c.pg, set, out.ec, out.diag);
+        c.broken = true;
+        note_broken(c, out.ec, out.diag);
+        co_return;
+      }
+      co_await collect(c, set, 0, ignored, out.ec, out.diag);
+      if (out.ec || c.broken) {
+        note_broken(c, out.ec, out.diag);
+        co_return;
+      }
+      c.statement_timeout_ms = timeout_ms;
+    }
     for (std::string_view statement : split_statements(req.sql)) {
       std::string text(statement);
       bool sent = PQsendQuery(c.pg, text.c_str()) == 1;
@@ -633,7 +757,8 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
   // execute_many: BEGIN, the statements and COMMIT in pipeline mode, pipeline_chunk statements
   // per round trip. The first error aborts the rest (the server skips them up to the sync
   // point) and the transaction is rolled back.
-  asio::awaitable<void> run_many(pg_conn& c, request& req, outcome& out) {
+  asio::awaitable<void> run_many(pg_conn& c, request& req, clock_type::time_point deadline,
+                                 outcome& out) {
     translated_sql translated = translate(req.sql);
     // Every parameter set is checked before anything is sent: a wrong one writes nothing.
     for (const entity::params& args : req.batch)
@@ -654,7 +779,12 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
       std::vector<int> kinds;  // 0 own command, 1 a statement of the batch
       bool ok = true;
       if (!began) {
-        ok = PQsendQueryParams(c.pg, "BEGIN", 0, nullptr, nullptr, nullptr, nullptr, 0) == 1;
+        // The server stops the batch's statements at the deadline too (SET LOCAL: for this
+        // transaction only), should the cancel request be lost.
+        std::string set = "SET LOCAL statement_timeout = " + std::to_string(ms_until(deadline).count());
+        ok = PQsendQueryParams(c.pg, "BEGIN", 0, nullptr, nullptr, nullptr, nullptr, 0) == 1 &&
+             PQsendQueryParams(c.pg, set.c_str(), 0, nullptr, nullptr, nullptr, nullptr, 0) == 1;
+        kinds.push_back(0);
         kinds.push_back(0);
         began = true;
       }
@@ -749,7 +879,17 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
           std::lock_guard lk(t->mu);
           t->running = c;
         }
+        self->guard_transaction(t);
         outcome out = self->run_transaction(c, t->req, t->deadline);
+        asio::post(self->io, [t] {
+          if (t->guard) t->guard->cancel();
+        });
+        if (t->abandoned.load() && out.ec) {  // what committed before the guard stays so
+          out.ec = make_error_code(errc::query_timeout);
+          out.diag.message = "the deadline passed and the server did not answer; its backend "
+                             "was told to terminate and the connection was closed";
+          out.exception = nullptr;
+        }
         {
           // A cancel request still in flight must not reach the connection's next user.
           std::unique_lock lk(t->mu);
@@ -761,6 +901,43 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
         self->finish(std::move(out), t->done, t->submitted);
       });
     }, t->req.cancel);
+  }
+
+  // A transaction body's statements are stopped at the deadline by the server
+  // (statement_timeout). Should the server not answer at all (a frozen backend, a host gone),
+  // this guard, from deadline + cancel_grace on, ends a wait for it: the backend is told to
+  // terminate from a connection of its own and the socket is shut down, so the blocking call
+  // returns, the body's statement throws, and the transaction ends with query_timeout.
+  void guard_transaction(const std::shared_ptr<tx_state>& t) {
+    asio::post(io, [weak = weak_from_this(), t] {
+      auto self = weak.lock();
+      if (!self) return;
+      t->guard = std::make_shared<asio::steady_timer>(self->io, t->deadline + cancel_grace);
+      self->arm_transaction_guard(t);
+    });
+  }
+
+  void arm_transaction_guard(const std::shared_ptr<tx_state>& t) {
+    t->guard->async_wait([weak = weak_from_this(), t](boost::system::error_code ec) {
+      auto self = weak.lock();
+      if (ec || !self) return;
+      pg_conn* c = nullptr;
+      {
+        std::lock_guard lk(t->mu);
+        c = t->running;
+        if (c && c->in_blocking_call.load() && !t->abandoned.exchange(true)) {
+          asio::post(*self->aux_workers, [self, pid = c->backend_pid] {
+            terminate_backend(self->params.url, pid, self->params.connect_timeout);
+          });
+          c->abandon();
+          return;
+        }
+      }
+      if (!c) return;  // the body is done
+      // The body is between statements: look again a little later.
+      t->guard->expires_after(cancel_grace / 4);
+      self->arm_transaction_guard(t);
+    });
   }
 
   // The caller cancelled the transaction `t` (on the io thread): a running body's statement is

@@ -11,11 +11,19 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <signal.h>
+#include <sys/types.h>
+
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iterator>
 #include <functional>
+#include <future>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -23,7 +31,6 @@
 
 #include "backends.hpp"
 #include "concurrency.hpp"
-#include <future>
 #include "entity/entity.hpp"
 #include "library_support.hpp"
 
@@ -276,6 +283,132 @@ ENTITY_CONCURRENT_TEST(PostgresInfrastructure, DeadlineCancelsTheQueryOnTheServe
   EXPECT_TRUE(db.health_check());
 }
 
+// A deadline stops the server's work, not only the wait for it. A CPU-bound query past a short
+// deadline fails with query_timeout at once, and no backend is left running it (the server's
+// statement_timeout backs up the cancel request, which was seen lost now and then).
+ENTITY_CONCURRENT_TEST(PostgresInfrastructure, DeadlineStopsACpuBoundQueryOnTheServer) {
+  REQUIRE_SERVER();
+  const std::string app = "entity_cpu_bound_test";
+  auto infra = started(schema_url("application_name=" + app), /*pool=*/2);
+  entity::database db(infra);
+  auto admin = started(base_url(), 1);
+  entity::database server(admin);
+  for (int i = 0; i < 5; ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    entity::error_code ec;
+    entity::diagnostics diag;
+    db.with_timeout(200ms).fetch_one("SELECT count(*) FROM generate_series(1, 10000000000::bigint)",
+                                     {}, ec, diag);
+    EXPECT_EQ(ec, entity::errc::query_timeout) << ec.message() << ": " << diag.message;
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 200ms + 3s);
+    std::int64_t running = 1;
+    for (int j = 0; j < 60 && running != 0; ++j) {
+      running = server
+                    .fetch_one("SELECT count(*) FROM pg_stat_activity WHERE application_name = ? "
+                               "AND state = 'active' AND query LIKE '%generate_series%'",
+                               {app})
+                    ->get<std::int64_t>(0);
+      if (running) std::this_thread::sleep_for(50ms);
+    }
+    EXPECT_EQ(running, 0) << "a backend went on with the query past its deadline";
+  }
+}
+
+// Freezes the backend of `db`'s one connection with SIGSTOP; thaws it when destroyed. The
+// backend must be a process of this machine serving this very connection (its title names our
+// port): the server must run here (scripts/with-postgres) and be ours to signal (the same
+// user, or root).
+class frozen_backend {
+ public:
+  explicit frozen_backend(entity::database& db) {
+    auto who = db.fetch_one("SELECT pg_backend_pid(), coalesce(inet_client_port(), -1)");
+    pid_ = static_cast<pid_t>(who->get<std::int64_t>(0));
+    const std::int64_t port = who->get<std::int64_t>(1);
+    std::string title;
+    {
+      std::ifstream in("/proc/" + std::to_string(pid_) + "/cmdline", std::ios::binary);
+      title.assign(std::istreambuf_iterator<char>(in), {});
+    }
+    if (title.find("(" + std::to_string(port) + ")") == std::string::npos) {
+      why_ = "backend " + std::to_string(pid_) + " is not a process of this machine serving "
+             "our connection (" + title + "): run the tests through scripts/with-postgres";
+      pid_ = 0;
+    } else if (::kill(pid_, SIGSTOP) != 0) {
+      why_ = "cannot freeze backend " + std::to_string(pid_) + ": " + std::strerror(errno);
+      pid_ = 0;
+    }
+  }
+  ~frozen_backend() { thaw(); }
+  frozen_backend(const frozen_backend&) = delete;
+  frozen_backend& operator=(const frozen_backend&) = delete;
+
+  pid_t pid() const { return pid_; }
+  const std::string& why_not() const { return why_; }
+  void thaw() {
+    if (pid_) ::kill(pid_, SIGCONT);
+  }
+
+ private:
+  pid_t pid_ = 0;
+  std::string why_;
+};
+
+// Whether backend `pid` is gone within a few seconds.
+bool backend_ends(entity::database& server, pid_t pid) {
+  for (int i = 0; i < 100; ++i) {
+    if (server.fetch_one("SELECT count(*) FROM pg_stat_activity WHERE pid = ?", {pid})
+            ->get<std::int64_t>(0) == 0)
+      return true;
+    std::this_thread::sleep_for(50ms);
+  }
+  return false;
+}
+
+// A backend frozen with SIGSTOP answers nothing (a cancel request and a termination both wait
+// for it to run again): a request with a deadline still returns within it and a little more,
+// and once the backend runs again it has been told to terminate, so its query does not go on.
+// The same for a transaction body, which waits on its thread in a blocking call.
+ENTITY_CONCURRENT_TEST(PostgresInfrastructure, DeadlineHoldsWhenTheBackendNeverAnswers) {
+  REQUIRE_SERVER();
+  auto infra = started(schema_url(), /*pool=*/1);
+  entity::database db(infra);
+  auto admin = started(base_url(), 1);
+  entity::database server(admin);
+  {
+    frozen_backend frozen(db);
+    ASSERT_NE(frozen.pid(), 0) << frozen.why_not();
+    auto t0 = std::chrono::steady_clock::now();
+    entity::error_code ec;
+    entity::diagnostics diag;
+    db.with_timeout(2s).execute("SELECT pg_sleep(30)", {}, ec, diag);
+    auto took = std::chrono::steady_clock::now() - t0;
+    EXPECT_EQ(ec, entity::errc::query_timeout) << ec.message() << ": " << diag.message;
+    EXPECT_LT(took, 2s + 3s) << "the request waited for a server that never answered";
+    EXPECT_GE(took, 2s - 50ms);
+    frozen.thaw();
+    EXPECT_TRUE(backend_ends(server, frozen.pid()))
+        << "backend " << frozen.pid() << " went on after its request's deadline";
+  }
+  // The pool replaced the connection; now a transaction body's statement.
+  EXPECT_EQ(db.fetch_one("SELECT 41 + 1")->get<std::int64_t>(0), 42);
+  {
+    frozen_backend frozen(db);
+    ASSERT_NE(frozen.pid(), 0) << frozen.why_not();
+    auto t0 = std::chrono::steady_clock::now();
+    entity::error_code ec;
+    entity::diagnostics diag;
+    db.with_timeout(2s).transaction(
+        [](entity::session& s) { s.execute("SELECT pg_sleep(30)"); }, ec, diag);
+    auto took = std::chrono::steady_clock::now() - t0;
+    EXPECT_EQ(ec, entity::errc::query_timeout) << ec.message() << ": " << diag.message;
+    EXPECT_LT(took, 2s + 3s) << "the transaction waited for a server that never answered";
+    frozen.thaw();
+    EXPECT_TRUE(backend_ends(server, frozen.pid()))
+        << "backend " << frozen.pid() << " went on after its transaction's deadline";
+  }
+  EXPECT_EQ(db.fetch_one("SELECT 41 + 1")->get<std::int64_t>(0), 42);
+}
+
 TEST(PostgresInfrastructure, DroppedConnectionIsReplaced) {
   REQUIRE_SERVER();
   const std::string app = "entity_dropped_test";
@@ -310,68 +443,6 @@ TEST(PostgresInfrastructure, DroppedConnectionIsReplaced) {
   for (int i = 0; i < 5; ++i) EXPECT_TRUE(db.health_check());
 }
 
-// ---- the memory on PostgreSQL -------------------------------------------------------------
-
-ENTITY_CONCURRENT_TEST(PostgresMemory, ConcurrentCoroutinesStoreTenThousandKeysOnAPoolOfFour) {
-  REQUIRE_SERVER();
-  auto infra = started(schema_url(), /*pool=*/4);
-  entity::database db(infra);
-  memory mem(db);
-  EXPECT_EQ(mem.size(), 0);  // creates the table once, before the concurrent first uses
-  asio::io_context io;
-  std::atomic<int> failures{0};
-  for (int c = 0; c < 20; ++c) {
-    asio::co_spawn(
-        io,
-        [&, c]() -> asio::awaitable<void> {
-          for (int i = 0; i < 500; ++i) {
-            std::string key = "c" + std::to_string(c) + ":" + std::to_string(i);
-            json value = {{"c", c}, {"i", i}};
-            auto [ec] = co_await mem.async_store(key, value, asio::as_tuple(asio::use_awaitable));
-            if (ec) ++failures;
-          }
-        },
-        asio::detached);
-  }
-  io.run();
-  EXPECT_EQ(failures.load(), 0);
-  EXPECT_EQ(mem.size(), 10000);
-  EXPECT_EQ(mem.load("c19:499"), (json{{"c", 19}, {"i", 499}}));
-  auto s = infra->stats();
-  EXPECT_LE(s.open_connections, 4u);
-  EXPECT_GE(s.operations, 10000u);
-}
-
-TEST(PostgresMemory, TenThousandItemBatchStoreTravelsInPipelineChunks) {
-  REQUIRE_SERVER();
-  // 10,000 items are 79 INSERTs of up to 128 rows: 16 statements a round trip makes 5.
-  auto infra = started(schema_url(), 5, /*pipeline_chunk=*/16);
-  entity::database db(infra);
-  memory mem(db);
-  memory::items items;
-  std::vector<std::string> keys;
-  for (std::size_t i = 0; i < 10000; ++i) {
-    items.emplace_back(numbered_key(i), json{{"i", i}});
-    keys.push_back(numbered_key(i));
-  }
-  auto before = infra->stats().pipeline_batches;
-  mem.batch_store(items);
-  EXPECT_EQ(infra->stats().pipeline_batches - before, 5u);
-  EXPECT_EQ(mem.size(), 10000);
-  auto loaded = mem.batch_load(keys);
-  ASSERT_EQ(loaded.size(), 10000u);
-  EXPECT_EQ(loaded.at(numbered_key(9999)), (json{{"i", 9999}}));
-
-  // All or nothing: a value that cannot be written as JSON fails the whole batch.
-  memory::items bad;
-  for (std::size_t i = 0; i < 3000; ++i) bad.emplace_back("new" + std::to_string(i), json(1));
-  bad.emplace_back("broken", json(std::string("\xff\xfe")));
-  EXPECT_THROW(mem.batch_store(bad), entity::error);
-  EXPECT_EQ(mem.size(), 10000);
-  EXPECT_FALSE(mem.exists("new0"));
-}
-
-}  // namespace
 // PostgreSQL text cannot hold a NUL byte, and libpq sends a text parameter only up to its
 // first one: "victim\0evil" would reach the server as "victim". The engine refuses such a
 // parameter (and SQL text holding one) before anything is sent, on every path a statement
@@ -469,3 +540,65 @@ TEST(PostgresInfrastructure, TextWithANulByteIsRefusedBeforeAnythingIsSent) {
   EXPECT_EQ(j->get<std::string>(0), "a\x01" "b");
 }
 
+// ---- the memory on PostgreSQL -------------------------------------------------------------
+
+ENTITY_CONCURRENT_TEST(PostgresMemory, ConcurrentCoroutinesStoreTenThousandKeysOnAPoolOfFour) {
+  REQUIRE_SERVER();
+  auto infra = started(schema_url(), /*pool=*/4);
+  entity::database db(infra);
+  memory mem(db);
+  EXPECT_EQ(mem.size(), 0);  // creates the table once, before the concurrent first uses
+  asio::io_context io;
+  std::atomic<int> failures{0};
+  for (int c = 0; c < 20; ++c) {
+    asio::co_spawn(
+        io,
+        [&, c]() -> asio::awaitable<void> {
+          for (int i = 0; i < 500; ++i) {
+            std::string key = "c" + std::to_string(c) + ":" + std::to_string(i);
+            json value = {{"c", c}, {"i", i}};
+            auto [ec] = co_await mem.async_store(key, value, asio::as_tuple(asio::use_awaitable));
+            if (ec) ++failures;
+          }
+        },
+        asio::detached);
+  }
+  io.run();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(mem.size(), 10000);
+  EXPECT_EQ(mem.load("c19:499"), (json{{"c", 19}, {"i", 499}}));
+  auto s = infra->stats();
+  EXPECT_LE(s.open_connections, 4u);
+  EXPECT_GE(s.operations, 10000u);
+}
+
+TEST(PostgresMemory, TenThousandItemBatchStoreTravelsInPipelineChunks) {
+  REQUIRE_SERVER();
+  // 10,000 items are 79 INSERTs of up to 128 rows: 16 statements a round trip makes 5.
+  auto infra = started(schema_url(), 5, /*pipeline_chunk=*/16);
+  entity::database db(infra);
+  memory mem(db);
+  memory::items items;
+  std::vector<std::string> keys;
+  for (std::size_t i = 0; i < 10000; ++i) {
+    items.emplace_back(numbered_key(i), json{{"i", i}});
+    keys.push_back(numbered_key(i));
+  }
+  auto before = infra->stats().pipeline_batches;
+  mem.batch_store(items);
+  EXPECT_EQ(infra->stats().pipeline_batches - before, 5u);
+  EXPECT_EQ(mem.size(), 10000);
+  auto loaded = mem.batch_load(keys);
+  ASSERT_EQ(loaded.size(), 10000u);
+  EXPECT_EQ(loaded.at(numbered_key(9999)), (json{{"i", 9999}}));
+
+  // All or nothing: a value that cannot be written as JSON fails the whole batch.
+  memory::items bad;
+  for (std::size_t i = 0; i < 3000; ++i) bad.emplace_back("new" + std::to_string(i), json(1));
+  bad.emplace_back("broken", json(std::string("\xff\xfe")));
+  EXPECT_THROW(mem.batch_store(bad), entity::error);
+  EXPECT_EQ(mem.size(), 10000);
+  EXPECT_FALSE(mem.exists("new0"));
+}
+
+}  // namespace
