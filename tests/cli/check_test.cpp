@@ -1,9 +1,11 @@
 // `entitydb check`: a healthy file says ok; a file that is missing, not a database, or
-// damaged fails with exit code 1 and a message, never a crash.
+// damaged fails with exit code 1 and a message, never a crash. On PostgreSQL it reports the
+// server, the pool and entity-db's tables, and an unreachable server fails clearly.
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 
+#include "cli_postgres.hpp"
 #include "test_support.hpp"
 
 namespace {
@@ -113,6 +115,50 @@ TEST(CliCheck, IndexOutOfStepWithTableFails) {
   EXPECT_EQ(r.out, "");
   EXPECT_EQ(r.err.rfind("error: integrity check failed:", 0), 0u) << r.err;
   EXPECT_NE(r.err.find("t_x"), std::string::npos) << r.err;
+}
+
+TEST(CliCheck, PostgresReportsServerPoolAndSchema) {
+  entity::test::cli_postgres_schema pg(ENTITYDB_BIN);
+  ASSERT_TRUE(pg.available()) << entity::test::cli_missing_server_message;
+  // An empty schema: the server answers, and no entity-db table is there (nor made by check).
+  auto r = entitydb({"check", "--db", pg.url()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.err, "");
+  EXPECT_EQ(r.out.rfind("server: PostgreSQL ", 0), 0u) << r.out;
+  EXPECT_NE(r.out.find("\npool: size 5, open "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(", idle "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(", in use "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\nschema " + pg.name() + ": no entity-db tables\n"), std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("\nok\n"), std::string::npos) << r.out;
+  auto tables = entitydb({"sql", "--db", pg.url(), "--json",
+                          "SELECT count(*) AS n FROM pg_tables WHERE schemaname = current_schema()"});
+  EXPECT_EQ(tables.out, "{\"n\":0}\n") << tables.err;
+
+  // A memory of two keys and a collection of three vectors.
+  ASSERT_EQ(entitydb({"memory", "put", "--db", pg.url(), "a", "1"}).exit_code, 0);
+  ASSERT_EQ(entitydb({"memory", "put", "--db", pg.url(), "b", "2"}).exit_code, 0);
+  ASSERT_EQ(entitydb({"vector", "create", "docs", "--dim", "2", "--db", pg.url()}).exit_code, 0);
+  for (const char* id : {"x", "y", "z"})
+    ASSERT_EQ(entitydb({"vector", "add", "docs", id, "[1,0]", "--db", pg.url()}).exit_code, 0);
+  r = entitydb({"check", "--db", pg.url()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("\nschema " + pg.name() + ":\n"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\n  memory: 2 keys\n"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\n  vector collection docs (dim 2, cosine): 3 vectors\n"),
+            std::string::npos)
+      << r.out;
+  EXPECT_EQ(r.out.substr(r.out.size() - 3), "ok\n") << r.out;
+}
+
+TEST(CliCheck, UnreachablePostgresServerFailsClearly) {
+  auto r = entitydb({"check", "--db", "postgresql://nobody:secret@127.0.0.1:1/none"});
+  EXPECT_EQ(r.exit_code, 1) << r.out;
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err.rfind("error: ", 0), 0u) << r.err;
+  EXPECT_NE(r.err.find("cannot connect"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("no database at"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("secret"), std::string::npos) << "the password was printed: " << r.err;
 }
 
 TEST(CliCheck, UsageErrorExitsTwo) {

@@ -42,10 +42,26 @@ void on_run(CLI::App& cmd, std::function<void()> body) {
 
 CLI::Option* add_db_option(CLI::App& cmd, std::string& url) {
   url = "./entity.db";
-  return cmd.add_option("--db", url, "the database: a file path, sqlite:PATH or :memory:")
+  return cmd.add_option("--db", url,
+                        "the database: a file path, sqlite:PATH, :memory: or a postgresql:// URL")
       ->envname("ENTITYDB_PATH")
       ->capture_default_str();
 }
+
+namespace {
+// `url` as it may be shown: a postgresql:// URL's password is replaced by "***".
+std::string shown_url(const std::string& url) {
+  std::size_t scheme = url.find("://");
+  if (scheme == std::string::npos || url.rfind("postgres", 0) != 0) return url;
+  std::size_t start = scheme + 3;
+  std::size_t at = url.find('@', start);
+  std::size_t end = url.find_first_of("/?", start);
+  if (at == std::string::npos || (end != std::string::npos && at > end)) return url;
+  std::size_t colon = url.find(':', start);
+  if (colon == std::string::npos || colon > at) return url;
+  return url.substr(0, colon + 1) + "***" + url.substr(at);
+}
+}  // namespace
 
 engine::engine(const std::string& url) {
   try {
@@ -56,7 +72,7 @@ engine::engine(const std::string& url) {
     // a folder that cannot be created is explained without it.
     const std::string& why = e.diag().message;
     if (why.rfind("cannot open", 0) == 0) throw failure(why);
-    throw failure("cannot open database '" + url + "': " + e.what());
+    throw failure("cannot open database '" + shown_url(url) + "': " + e.what());
   }
 }
 
