@@ -1090,6 +1090,21 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
       diag.message = "cannot put the connection in blocking mode";
       return {};
     }
+    // A lease's statements have no deadline: a statement_timeout that requests left on the
+    // session goes (one round trip, only for a connection that carries one).
+    if (c->statement_timeout_ms > 0) {
+      PGresult* r = PQexec(c->pg, "SET statement_timeout = 0");
+      bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+      PQclear(r);
+      c->statement_timeout_ms = ok ? 0 : -1;
+      if (!ok) {
+        error_of(nullptr, c->pg, "SET statement_timeout = 0", ec, diag);
+        if (PQstatus(c->pg) != CONNECTION_OK) c->broken = true;
+        if (!c->broken && PQsetnonblocking(c->pg, 1) != 0) c->broken = true;
+        give_back_conn(c);
+        return {};
+      }
+    }
     return connection_lease(std::make_unique<blocking_session>(c, false, params.pipeline_chunk, nullptr),
                             shared_from_this());
   }

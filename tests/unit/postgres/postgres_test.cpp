@@ -409,6 +409,20 @@ ENTITY_CONCURRENT_TEST(PostgresInfrastructure, DeadlineHoldsWhenTheBackendNeverA
   EXPECT_EQ(db.fetch_one("SELECT 41 + 1")->get<std::int64_t>(0), 42);
 }
 
+// Requests leave their deadline on the session as its statement_timeout; a lease's statements
+// have no deadline, so a lease never inherits one.
+TEST(PostgresInfrastructure, ALeaseHasNoStatementTimeoutLeftByRequests) {
+  REQUIRE_SERVER();
+  auto infra = started(schema_url(), /*pool=*/1);
+  entity::database db(infra);
+  EXPECT_NE(db.with_timeout(5s).fetch_one("SHOW statement_timeout")->get<std::string>(0), "0");
+  auto lease = db.acquire();
+  EXPECT_EQ(lease->fetch_one("SHOW statement_timeout")->get<std::string>(0), "0");
+  lease.release();
+  // The next request sets it again.
+  EXPECT_NE(db.with_timeout(5s).fetch_one("SHOW statement_timeout")->get<std::string>(0), "0");
+}
+
 TEST(PostgresInfrastructure, DroppedConnectionIsReplaced) {
   REQUIRE_SERVER();
   const std::string app = "entity_dropped_test";
