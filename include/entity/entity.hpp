@@ -5,6 +5,7 @@
 #include "entity/error.hpp"
 #include "entity/event_loop.hpp"
 #include "entity/infrastructure.hpp"
+#include "entity/json.hpp"
 #include "entity/memory.hpp"
 #include "entity/postgres.hpp"
 #include "entity/sqlite.hpp"

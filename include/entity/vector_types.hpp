@@ -5,15 +5,14 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
-namespace entity {
+#include "entity/json.hpp"
 
-using json = nlohmann::json;
+namespace entity {
 
 /// How the distance between two vectors is measured (see the table at the top of this file).
 enum class metric { cosine, l2, inner_product };
