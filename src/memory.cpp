@@ -9,6 +9,7 @@
 #include <variant>
 
 #include "common/op_runner.hpp"
+#include "vector/kernels.hpp"
 
 namespace entity {
 
@@ -138,18 +139,19 @@ json scope_filter(const std::string& prefix) {
 // What a recall or an embedded store is checked for before anything runs.
 void check_vector(const std::vector<float>& v, const std::string& what) {
   if (v.empty()) throw error(errc::invalid_argument, {what + " is empty", {}});
-  bool all_zero = true;
   for (std::size_t i = 0; i < v.size(); ++i) {
     if (!std::isfinite(v[i]))
       throw error(errc::invalid_argument,
                   {what + " has " + (std::isnan(v[i]) ? "a NaN" : "an infinity") + " at index " +
                        std::to_string(i),
                    {}});
-    if (v[i] != 0) all_zero = false;
   }
-  if (all_zero)
+  // Zero, or a norm float32 cannot hold (a denormal's squared norm underflows to 0).
+  if (vector_detail::inverse_norm(v.data(), v.size()) == 0)
     throw error(errc::invalid_argument,
-                {what + " is zero: a cosine distance needs a direction", {}});
+                {what + " has no direction: it is zero, or its norm is out of float32's range "
+                        "(a cosine distance needs one)",
+                 {}});
 }
 
 void check_k(std::int64_t k) {
@@ -199,16 +201,24 @@ const char* order_by_key(sql_dialect d) {
   return d == sql_dialect::postgresql ? " ORDER BY key COLLATE \"C\"" : " ORDER BY key";
 }
 
+// The JSON text of a value to store, after its key and value are checked (json.hpp): nothing
+// reaches the table that would read back as something else, or not at all.
 std::string encode(const json& v, const std::string& key) {
+  if (!valid_utf8(key))
+    throw error(errc::invalid_argument, {"the key " + printable(key) + " is not valid UTF-8", {}});
+  if (auto why = json_storage_problem(v))
+    throw error(errc::invalid_argument, {"the value of key " + printable(key) + " " + *why, {}});
   try {
     return v.dump();
   } catch (const json::exception& e) {
-    throw error(errc::invalid_argument,
-                {"the value of key '" + key + "' cannot be written as JSON: " + e.what(), {}});
+    throw error(errc::invalid_argument, {"the value of key " + printable(key) +
+                                             " cannot be written as JSON: " + e.what(),
+                                         {}});
   }
 }
 
-// Decodes a stored value; a value that is not JSON is reported with its key, never dropped.
+// Decodes a stored value; a value that is not JSON, or too deep to decode, is reported with its
+// key, never dropped.
 json decode(const value& stored, const std::string& key, error_code& ec, diagnostics* diag) {
   if (stored.is_null()) return json(nullptr);
   const std::string* text = stored.is_text() ? &stored.as_text() : nullptr;
@@ -218,15 +228,17 @@ json decode(const value& stored, const std::string& key, error_code& ec, diagnos
     from_blob.assign(reinterpret_cast<const char*>(b.data()), b.size());
     text = &from_blob;
   }
+  json_text_problem problem;
   if (text) {
-    json j = json::parse(*text, nullptr, false);
-    if (!j.is_discarded()) return j;
+    if (std::optional<json> j = parse_json(*text, problem)) return std::move(*j);
   }
   ec = make_error_code(errc::decode_error);
   if (diag) {
     diag->clear();  // a caller's diagnostics may hold an earlier failure
-    diag->message = "the stored value of key '" + key + "' is not valid JSON" +
-                    (text ? ": " + sql_excerpt(*text) : std::string());
+    diag->message = "the stored value of key " + printable(key) +
+                    (problem.too_deep ? " is " + problem.reason
+                                      : " is not valid JSON" +
+                                            (text ? ": " + sql_excerpt(*text) : std::string()));
   }
   return json();
 }
@@ -850,6 +862,9 @@ const vector_store& memory::vectors() const noexcept { return shared_->vectors; 
 
 memory memory::scope(std::string_view name) const {
   if (name.empty()) throw error(errc::invalid_argument, {"a scope name must not be empty", {}});
+  if (!valid_utf8(name))
+    throw error(errc::invalid_argument,
+                {"the scope name " + printable(name) + " is not valid UTF-8", {}});
   return memory(prefix_ + std::string(name) + ":", shared_);
 }
 

@@ -25,7 +25,6 @@
 #include <boost/asio/async_result.hpp>
 #include <cstdint>
 #include <memory>
-#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -36,11 +35,10 @@
 
 #include "entity/database.hpp"
 #include "entity/detail/initiate.hpp"
+#include "entity/json.hpp"
 #include "entity/vector_store.hpp"
 
 namespace entity {
-
-using json = nlohmann::json;
 
 /// One recalled memory: its key (relative to the view it was recalled through), its value and
 /// the cosine distance of its embedding to the query (1 - cos, in [0, 2]; smaller is nearer).
@@ -90,7 +88,7 @@ class memory {
   /// "User" and "user" are two scopes, and '%' or '_' in a name are plain characters). A scope
   /// of a scope nests: scope("a").scope("b") is the same view as scope("a:b"), and scope("a")
   /// sees its keys as "b:<key>". The file format does not change.
-  /// Throws invalid_argument for an empty name.
+  /// Throws invalid_argument for an empty name or one that is not UTF-8.
   memory scope(std::string_view name) const;
   /// The key prefix of this view ("" for the whole memory).
   const std::string& prefix() const noexcept { return prefix_; }
@@ -101,18 +99,22 @@ class memory {
   // ---- sync -----------------------------------------------------------------------------
 
   /// Stores `value` under `key`. A key that had an embedding loses it. invalid_argument when
-  /// the value cannot be written as JSON.
+  /// the key is not UTF-8 (valid_utf8) or the value cannot be written as JSON faithfully: text
+  /// that is not UTF-8, a NaN or infinity, nesting deeper than max_json_depth (json.hpp);
+  /// nothing is written.
   void store(std::string key, json value) const;
   void store(std::string key, json value, error_code& ec, diagnostics& diag) const;
   /// Stores `value` under `key` with its `embedding`, both in one transaction. Fails with
   /// dimension_mismatch when the memory's embeddings have another dimension, invalid_argument
-  /// for an empty embedding, a NaN or infinity, or a zero vector (cosine needs a direction);
-  /// on failure nothing is written.
+  /// for an empty embedding, a NaN or infinity, or a vector without a direction for cosine
+  /// (zero, or whose float32 norm underflows to 0 or overflows); for a key or value store()
+  /// refuses. On failure nothing is written.
   void store(std::string key, json value, std::vector<float> embedding) const;
   void store(std::string key, json value, std::vector<float> embedding, error_code& ec,
              diagnostics& diag) const;
-  /// The value, or nullopt when the key is absent. A stored value that is not JSON fails with
-  /// decode_error naming the key.
+  /// The value, or nullopt when the key is absent. A stored value that is not JSON, or is
+  /// nested deeper than max_json_depth (written by another program), fails with decode_error
+  /// naming the key.
   std::optional<json> load(std::string key) const;
   std::optional<json> load(std::string key, error_code& ec, diagnostics& diag) const;
   json load(std::string key, json default_value) const;
@@ -134,18 +136,19 @@ class memory {
   memory_stats stats() const;
   memory_stats stats(error_code& ec, diagnostics& diag) const;
   /// Stores every item in one transaction: all or nothing, any number of items.
-  /// invalid_argument when a value cannot be written as JSON (nothing is written).
+  /// invalid_argument for a key or value store() refuses (nothing is written).
   void batch_store(items values) const;
   void batch_store(items values, error_code& ec, diagnostics& diag) const;
   /// The values of the keys that exist; missing keys are omitted. Any number of keys: they are
-  /// looked up load_chunk at a time. decode_error naming the key for a value that is not JSON.
+  /// looked up load_chunk at a time. decode_error naming the key for a value load() cannot
+  /// decode.
   loaded batch_load(std::vector<std::string> keys) const;
   loaded batch_load(std::vector<std::string> keys, error_code& ec, diagnostics& diag) const;
   /// The `k` memories of this view whose embeddings are nearest to `query`, nearest first (ties
   /// by key). Approximate (HNSW) once the embeddings outnumber the vector store's
   /// hnsw_threshold, exact below it. Fewer than k when fewer keys of this view have embeddings;
   /// none before the first embedding is stored. Fails with invalid_argument for k < 1, a NaN or
-  /// infinity, an empty or zero query; dimension_mismatch when the query's dimension is not the
+  /// infinity, an empty query or one without a direction (as store's); dimension_mismatch when the query's dimension is not the
   /// embeddings'.
   recollection recall(std::vector<float> query, std::int64_t k) const;
   recollection recall(std::vector<float> query, std::int64_t k, error_code& ec,
