@@ -60,6 +60,9 @@ std::string encode_metadata(const json& metadata, std::string_view whose) {
                 {"the metadata of " + std::string(whose) + " is not a JSON object (it is " +
                      metadata.type_name() + ")",
                  {}});
+  if (auto why = json_storage_problem(metadata))
+    throw error(errc::invalid_argument,
+                {"the metadata of " + std::string(whose) + " " + *why, {}});
   try {
     return metadata.dump();
   } catch (const json::exception& e) {
@@ -80,12 +83,16 @@ json decode_metadata(const value& stored, std::string_view whose) {
     from_blob.assign(reinterpret_cast<const char*>(b.data()), b.size());
     text = from_blob;
   }
-  json j = json::parse(text, nullptr, false);
-  if (j.is_discarded() || !j.is_object())
+  json_text_problem problem;
+  std::optional<json> j = parse_json(text, problem);
+  if (problem.too_deep)
+    throw error(errc::decode_error,
+                {"the stored metadata of " + std::string(whose) + " is " + problem.reason, {}});
+  if (!j || !j->is_object())
     throw error(errc::decode_error, {"the stored metadata of " + std::string(whose) +
                                          " is not a JSON object: " + sql_excerpt(text),
                                      {}});
-  return j;
+  return std::move(*j);
 }
 
 bool matches_filter(const json& metadata, const json& filter) {

@@ -22,9 +22,11 @@ bool decode_vector(const blob& b, std::size_t dim, float* out) noexcept;
 std::optional<std::string> vector_problem(std::span<const float> v);
 
 /// The metadata JSON text to store: null becomes {}. Throws entity::error (invalid_argument)
-/// when `metadata` is not an object or cannot be written as JSON; `whose` names the item.
+/// when `metadata` is not an object or cannot be written as JSON faithfully (a NaN or
+/// infinity, nesting deeper than max_json_depth: json_storage_problem); `whose` names the item.
 std::string encode_metadata(const json& metadata, std::string_view whose);
-/// The metadata of a stored row (NULL reads as {}); throws entity::error (decode_error).
+/// The metadata of a stored row (NULL reads as {}); throws entity::error (decode_error) when it
+/// is not a JSON object or is nested deeper than max_json_depth.
 json decode_metadata(const value& stored, std::string_view whose);
 
 /// True when every key of `filter` is in `metadata` with an equal value.

@@ -14,6 +14,7 @@
 #include "common/op_runner.hpp"
 #include "vector/codec.hpp"
 #include "vector/collection.hpp"
+#include "vector/kernels.hpp"
 
 namespace entity {
 namespace asio = boost::asio;
@@ -167,12 +168,14 @@ std::string dimension_message(std::string_view name, std::size_t dim, std::strin
          std::string(what) + " has " + std::to_string(got);
 }
 
-// A cosine distance needs a direction.
-bool all_zero(std::span<const float> v) {
-  for (float x : v)
-    if (x != 0) return false;
-  return true;
+// A cosine distance needs a direction: a vector whose norm float32 cannot hold (zero, or so
+// small that its squared norm underflows to 0, like a denormal's, or so large that it
+// overflows) has none the kernels can compute, and would be at distance 1 from everything.
+bool no_direction(std::span<const float> v) {
+  return vector_detail::inverse_norm(v.data(), v.size()) == 0;
 }
+constexpr const char* no_direction_why =
+    "has no direction: it is zero, or its norm is out of float32's range";
 
 // Every operation's state, from step to step (see common/op_runner.hpp).
 template <class T>
@@ -432,9 +435,9 @@ void check_against(const std::string& name, const registry_row& r,
       fail(errc::dimension_mismatch,
            dimension_message(name, r.dim, "the vector of item " + quote(item.id),
                              item.vector.size()));
-    if (r.m == metric::cosine && all_zero(item.vector))
-      fail(errc::invalid_argument, "the vector of item " + quote(item.id) +
-                                       " is zero: a cosine collection needs a direction");
+    if (r.m == metric::cosine && no_direction(item.vector))
+      fail(errc::invalid_argument, "the vector of item " + quote(item.id) + " " +
+                                       no_direction_why + " (a cosine collection needs one)");
   }
 }
 
@@ -665,6 +668,7 @@ struct search_op : operation<vector_store::matches> {
     if (!filter.is_object())
       fail(errc::invalid_argument,
            std::string("a search filter must be a JSON object (it is ") + filter.type_name() + ")");
+    if (auto why = json_storage_problem(filter)) fail(errc::invalid_argument, "the search filter " + *why);
   }
 
   static void start(std::shared_ptr<search_op> op) {
@@ -690,8 +694,9 @@ struct search_op : operation<vector_store::matches> {
   void check_against_registry() const {
     if (query.size() != reg.dim)
       fail(errc::dimension_mismatch, dimension_message(name, reg.dim, "the query", query.size()));
-    if (reg.m == metric::cosine && all_zero(query))
-      fail(errc::invalid_argument, "the query vector is zero: a cosine search needs a direction");
+    if (reg.m == metric::cosine && no_direction(query))
+      fail(errc::invalid_argument,
+           std::string("the query vector ") + no_direction_why + " (a cosine search needs one)");
   }
 
   std::optional<vector_store::matches> search(std::optional<std::int64_t> stored) {
