@@ -57,7 +57,7 @@ PyObject* text(std::string_view s) {
   return PyUnicode_DecodeUTF8(s.data(), static_cast<Py_ssize_t>(s.size()), "surrogateescape");
 }
 
-json to_json_at(PyObject* o, const std::string& what, int depth);
+json to_json_at(PyObject* o, const std::string& what, std::size_t depth);
 // dict[key] = val, taking both references (either may be null after a failure): false when
 // it could not be done.
 bool put(PyObject* dict, PyObject* key, PyObject* val) {
@@ -90,7 +90,7 @@ std::string json_key(PyObject* k, const std::string& what) {
       "bool or None)");
 }
 
-json to_json_at(PyObject* o, const std::string& what, int depth) {
+json to_json_at(PyObject* o, const std::string& what, std::size_t depth) {
   if (o == Py_None) return nullptr;
   if (o == Py_True) return true;
   if (o == Py_False) return false;
@@ -111,8 +111,8 @@ json to_json_at(PyObject* o, const std::string& what, int depth) {
     if (!std::isfinite(d)) bad(what + ": NaN and infinity are not JSON");
     return d;
   }
-  if (depth >= max_json_depth)
-    bad(what + ": nested deeper than " + std::to_string(max_json_depth) + " levels");
+  if (depth >= entity::max_json_depth)
+    bad(what + ": nested deeper than " + std::to_string(entity::max_json_depth) + " levels");
   if (PyDict_Check(o)) {
     json j = json::object();
     PyObject *k, *v;
@@ -132,7 +132,7 @@ json to_json_at(PyObject* o, const std::string& what, int depth) {
       "int, float, bool or None)");
 }
 
-PyObject* from_json_at(const json& j, int depth) {
+PyObject* from_json_at(const json& j, std::size_t depth) {
   switch (j.type()) {
     case json::value_t::null: Py_RETURN_NONE;
     case json::value_t::boolean: return PyBool_FromLong(j.get<bool>() ? 1 : 0);
@@ -145,7 +145,8 @@ PyObject* from_json_at(const json& j, int depth) {
     case json::value_t::discarded: break;
     case json::value_t::array:
     case json::value_t::object: {
-      if (depth >= 10 * max_json_depth) {
+      // The engine decodes nothing deeper; this keeps the recursion below bounded regardless.
+      if (depth >= entity::max_json_depth) {
         set_error(make_error_code(errc::decode_error),
                   {"a stored value is nested too deeply to be read in Python", {}});
         return nullptr;

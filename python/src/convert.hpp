@@ -14,6 +14,7 @@
 
 #include "entity/error.hpp"
 #include "entity/infrastructure.hpp"
+#include "entity/json.hpp"
 #include "entity/memory.hpp"
 #include "entity/value.hpp"
 #include "entity/vector_store.hpp"
@@ -36,10 +37,6 @@ inline PyObject* call_named(PyObject* self, PyObject* name, PyObject* arg) {
 
 using json = nlohmann::json;
 
-/// The deepest nesting of lists and dicts a value may have (Python's own json module stops
-/// near its recursion limit, 1,000).
-inline constexpr int max_json_depth = 512;
-
 /// The classes the pure-Python part of the package defines, handed over at import time
 /// (`_core._register`): the exceptions by name, Row, and the record types.
 void register_classes(PyObject* mapping);
@@ -58,7 +55,8 @@ void set_error(const error_code& ec, const diagnostics& diag);
 
 /// dict (keys: str, or int/float/bool/None converted as json.dumps does), list, tuple, str,
 /// int (64-bit, or unsigned 64-bit), float (finite), bool, None. Anything else, NaN or
-/// infinity, or nesting deeper than max_json_depth: invalid_argument naming `what`.
+/// infinity, or nesting deeper than entity::max_json_depth (the engine's own limit, so that what
+/// Python may store is what the engine stores and reads back): invalid_argument naming `what`.
 json to_json(PyObject* o, const std::string& what);
 PyObject* from_json(const json& j);
 

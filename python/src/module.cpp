@@ -589,7 +589,7 @@ PYBIND11_MODULE(_core, mod) {
     return d;
   }, "For the running event loop: how often completions from the engine's threads woke it "
      "(`wakeups`) and how many operations it has completed (`completions`).");
-  mod.attr("MAX_JSON_DEPTH") = max_json_depth;
+  mod.attr("MAX_JSON_DEPTH") = entity::max_json_depth;
   mod.attr("INLINE_STREAK_SECONDS") =
       std::chrono::duration<double>(loop_bridge::inline_streak).count();
 

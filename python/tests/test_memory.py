@@ -424,3 +424,51 @@ async def test_memory_file_table_holds_json_text(sqlite_target, call):
     row = await call(db, "fetch_one", "SELECT value, typeof(value) FROM memory WHERE key = 'k'")
     assert json.loads(row[0]) == {"a": [1, 2]}
     assert row[1] == "text"
+
+
+# ---- limits ---------------------------------------------------------------------------------
+
+
+def nested_lists(levels):
+    value = []
+    for _ in range(levels - 1):
+        value = [value]
+    return value
+
+
+async def test_the_depth_limit_is_the_engines(any_target, call):
+    assert entity_db.MAX_JSON_DEPTH == 512
+    mem = any_target.open().memory()
+    await call(mem, "store", "deepest", nested_lists(entity_db.MAX_JSON_DEPTH))
+    assert await call(mem, "load", "deepest") == nested_lists(entity_db.MAX_JSON_DEPTH)
+    with pytest.raises(entity_db.InvalidArgumentError, match="512"):
+        await call(mem, "store", "deeper", nested_lists(entity_db.MAX_JSON_DEPTH + 1))
+    assert await call(mem, "exists", "deeper") is False
+
+
+async def test_a_stored_value_nested_past_the_limit_is_a_decode_error_naming_the_key(
+        any_target, call):
+    # Written by another program, deeper than MAX_JSON_DEPTH: a DecodeError, never a crash.
+    db = any_target.open()
+    mem = db.memory()
+    await call(mem, "store", "fine", 1)
+    for levels in (entity_db.MAX_JSON_DEPTH + 1, 100_000):
+        await call(db, "execute", "DELETE FROM memory WHERE key = 'deep'")
+        await call(db, "execute", "INSERT INTO memory (key, value) VALUES ('deep', ?)",
+                   ("[" * levels + "]" * levels,))
+        with pytest.raises(entity_db.DecodeError, match="'deep'"):
+            await call(mem, "load", "deep")
+        with pytest.raises(entity_db.DecodeError, match="512"):
+            await call(mem, "batch_load", ["fine", "deep"])
+    assert await call(mem, "load", "fine") == 1
+
+
+async def test_embeddings_whose_norm_float32_cannot_hold_are_refused(any_target, call):
+    mem = any_target.open().memory()
+    await call(mem, "store", "first", 1, embedding=[1.0, 0.0, 0.0])
+    for bad in ([1e-45, 0.0, 0.0], [3e38, 3e38, 0.0]):
+        with pytest.raises(entity_db.InvalidArgumentError):
+            await call(mem, "store", "tiny", 2, embedding=bad)
+        with pytest.raises(entity_db.InvalidArgumentError):
+            await call(mem, "recall", bad, 1)
+    assert await call(mem, "exists", "tiny") is False

@@ -335,3 +335,22 @@ async def test_vectors_persist_and_are_seen_by_another_store(target, call):
     approx_vector(item.vector, [1, 2])
     assert item.metadata == {"m": "a"}
     assert await call(vs, "count", "c") == 1
+
+
+async def test_cosine_vectors_whose_norm_float32_cannot_hold_are_refused(any_target, call):
+    # Not zero, but their norm underflows (a denormal) or overflows in float32: no direction a
+    # cosine distance can use, refused as a zero vector is; nothing written.
+    vs = any_target.open().vector_store()
+    await call(vs, "create_collection", "c", 3)
+    await call(vs, "upsert", "c", "keep", [1.0, 0.0, 0.0])
+    for vector in ([1e-45, 0.0, 0.0], np.array([1e-30, 1e-30, 0.0], dtype=np.float32),
+                   [3e38, 3e38, 0.0]):
+        with pytest.raises(entity_db.InvalidArgumentError, match="direction"):
+            await call(vs, "upsert", "c", "tiny", vector)
+        with pytest.raises(entity_db.InvalidArgumentError, match="direction"):
+            await call(vs, "search", "c", vector, 1)
+    assert await call(vs, "count", "c") == 1
+    # Metadata with a NaN is refused too (JSON has no NaN), not written as null.
+    with pytest.raises(entity_db.InvalidArgumentError):
+        await call(vs, "upsert", "c", "nan", [0.0, 1.0, 0.0], {"score": math.nan})
+    assert await call(vs, "count", "c") == 1
