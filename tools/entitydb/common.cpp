@@ -1,10 +1,15 @@
 #include "common.hpp"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <charconv>
-#include <cstring>
-#include <fstream>
 #include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <string_view>
 
@@ -100,31 +105,153 @@ std::string json_reason(const entity::json::exception& e) {
 }
 
 void for_each_json_line(const std::string& file,
-                        const std::function<void(entity::json&, const line_failure&)>& each) {
-  if (file == "-") return for_each_json_line(std::cin, file, each);
+                        const std::function<void(entity::json&, const line_failure&)>& each,
+                        std::size_t max_line_bytes) {
+  if (file == "-") return for_each_json_line(std::cin, file, each, max_line_bytes);
   std::ifstream in(file, std::ios::binary);
   if (!in) throw failure("cannot read '" + file + "': " + std::strerror(errno));
-  for_each_json_line(in, file, each);
+  for_each_json_line(in, file, each, max_line_bytes);
 }
 
+namespace {
+// The next line of `in` (without its newline) into `line`; false at the end of the input. A
+// line longer than `max` bytes sets `too_long` and is not read further.
+bool read_line(std::istream& in, std::string& line, std::size_t max, bool& too_long) {
+  using traits = std::istream::traits_type;
+  line.clear();
+  too_long = false;
+  std::streambuf* buf = in.rdbuf();
+  for (bool any = false;; any = true) {
+    traits::int_type c = buf->sbumpc();
+    if (traits::eq_int_type(c, traits::eof())) {
+      in.setstate(std::ios::eofbit);
+      return any;
+    }
+    if (traits::to_char_type(c) == '\n') return true;
+    if (line.size() == max) {
+      too_long = true;
+      return true;
+    }
+    line.push_back(traits::to_char_type(c));
+  }
+}
+}  // namespace
+
 void for_each_json_line(std::istream& in, const std::string& name,
-                        const std::function<void(entity::json&, const line_failure&)>& each) {
+                        const std::function<void(entity::json&, const line_failure&)>& each,
+                        std::size_t max_line_bytes) {
   std::string line;
-  for (std::size_t number = 1; std::getline(in, line); ++number) {
+  bool too_long = false;
+  for (std::size_t number = 1; read_line(in, line, max_line_bytes, too_long); ++number) {
     line_failure bad = [&](const std::string& why) {
       return failure(name + ":" + std::to_string(number) + ": " + why);
     };
+    if (too_long)
+      throw bad("the line is longer than " + std::to_string(max_line_bytes) +
+                " bytes (the limit; --max-line-bytes raises it)");
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    entity::json j;
-    try {
-      j = entity::json::parse(line);
-    } catch (const entity::json::exception& e) {
-      throw bad("not JSON: " + json_reason(e));
-    }
-    if (!j.is_object()) throw bad("not a JSON object");
-    each(j, bad);
+    entity::json_text_problem problem;
+    std::optional<entity::json> j = entity::parse_json(line, problem);
+    if (!j) throw bad(problem.too_deep ? "the line is " + problem.reason : "not JSON: " + problem.reason);
+    if (!j->is_object()) throw bad("not a JSON object");
+    each(*j, bad);
   }
   if (in.bad()) throw failure("cannot read '" + name + "': " + std::strerror(errno));
+}
+
+CLI::Option* add_max_line_bytes_option(CLI::App& cmd, std::size_t& max_line_bytes) {
+  max_line_bytes = default_max_line_bytes;
+  return cmd
+      .add_option("--max-line-bytes", max_line_bytes,
+                  "the longest line read, in bytes before its newline (64 MiB by default)")
+      ->option_text("N")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+}
+
+void replace_file(const std::string& file, const std::string& text) {
+  namespace fs = std::filesystem;
+  auto cannot = [&](int err) { return failure("cannot write '" + file + "': " + std::strerror(err)); };
+  fs::path target(file);
+  std::error_code ec;
+  if (fs::is_symlink(target, ec)) {
+    fs::path resolved = fs::weakly_canonical(target, ec);
+    if (!ec) target = resolved;
+  }
+  struct stat old {};
+  const bool existed = ::stat(target.c_str(), &old) == 0;
+  if (existed && !S_ISREG(old.st_mode)) {
+    // A device or a pipe (/dev/stdout): nothing to replace, written as it is.
+    std::ofstream out(target, std::ios::binary);
+    if (out) out << text;
+    if (out) out.flush();
+    if (!out) throw cannot(errno);
+    return;
+  }
+  fs::path folder = target.parent_path();
+  if (folder.empty()) folder = ".";
+  std::string tmp;
+  int fd = -1;
+  for (int attempt = 0; fd < 0; ++attempt) {
+    tmp = (folder / ("." + target.filename().string() + ".tmp-" + std::to_string(::getpid()) +
+                     "-" + std::to_string(attempt)))
+              .string();
+    fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (fd < 0 && (errno != EEXIST || attempt == 99)) throw cannot(errno);
+  }
+  auto give_up = [&](int err) {
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    return cannot(err);
+  };
+  if (existed && ::fchmod(fd, old.st_mode & 07777) != 0) throw give_up(errno);
+  for (std::size_t done = 0; done < text.size();) {
+    ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw give_up(errno);
+    done += static_cast<std::size_t>(n);
+  }
+  if (::fsync(fd) != 0) throw give_up(errno);
+  if (::close(fd) != 0) {
+    int err = errno;
+    ::unlink(tmp.c_str());
+    throw cannot(err);
+  }
+  if (::rename(tmp.c_str(), target.c_str()) != 0) {
+    int err = errno;
+    ::unlink(tmp.c_str());
+    throw cannot(err);
+  }
+  // The rename survives a crash once the folder is synced too.
+  if (int dir = ::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dir >= 0) {
+    ::fsync(dir);
+    ::close(dir);
+  }
+}
+
+void refuse_database_file(const std::string& db_url, const std::string& file) {
+  namespace fs = std::filesystem;
+  entity::engine_target t = entity::parse_target(db_url);
+  if (t.postgres || t.location == ":memory:") return;
+  struct stat out {};
+  const bool out_exists = ::stat(file.c_str(), &out) == 0;
+  std::error_code out_ec;
+  const fs::path out_path = fs::weakly_canonical(fs::absolute(file), out_ec);
+  for (const char* suffix : {"", "-wal", "-shm", "-journal"}) {
+    const std::string part = t.location + suffix;
+    struct stat st {};
+    bool same = out_exists && ::stat(part.c_str(), &st) == 0 && st.st_dev == out.st_dev &&
+                st.st_ino == out.st_ino;
+    if (!same && !out_ec) {
+      std::error_code ec;
+      fs::path p = fs::weakly_canonical(fs::absolute(part), ec);
+      same = !ec && p == out_path;
+    }
+    if (same)
+      throw failure("will not write to '" + file + "': it is the database" +
+                    (*suffix ? std::string("'s ") + suffix + " file" : std::string()) + " ('" +
+                    part + "')");
+  }
 }
 
 }  // namespace entitydb

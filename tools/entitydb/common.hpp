@@ -52,7 +52,8 @@ class engine {
 entity::value parse_param(const std::string& text);
 
 /// JSON text that never throws on invalid UTF-8 (such bytes become U+FFFD): text read back
-/// from SQL is not guaranteed to be UTF-8.
+/// from SQL is not guaranteed to be UTF-8. For display only: what is exported must not change
+/// (memory_line refuses instead).
 template <class Json>
 std::string dump_json(const Json& j) {
   return j.dump(-1, ' ', false, Json::error_handler_t::replace);
@@ -64,15 +65,36 @@ std::string json_reason(const entity::json::exception& e);
 /// Makes the failure for the current line of a JSON Lines file: "FILE:LINE: why".
 using line_failure = std::function<failure(const std::string& why)>;
 
+/// The longest line a JSON Lines file may have by default, in bytes before its newline: 64 MiB
+/// (`--max-line-bytes` of the imports raises it). A reader never holds more than this of a line.
+inline constexpr std::size_t default_max_line_bytes = std::size_t{64} << 20;
+
 /// Reads JSON Lines from `file` ("-" for stdin), skipping blank lines, and calls `each` with
-/// every line parsed as a JSON object. A line that is not a JSON object throws a FILE:LINE
-/// failure; `each` throws `bad(why)` for a line whose fields are wrong. Nothing is kept, so the
-/// caller decides what to store once every line has passed.
+/// every line parsed as a JSON object. A line longer than `max_line_bytes` (reading stops
+/// there), one that is not JSON, is nested deeper than entity::max_json_depth or is not an
+/// object throws a FILE:LINE failure; `each` throws `bad(why)` for a line whose fields are
+/// wrong. Nothing is kept, so the caller decides what to store once every line has passed.
 void for_each_json_line(const std::string& file,
-                        const std::function<void(entity::json& object, const line_failure& bad)>& each);
+                        const std::function<void(entity::json& object, const line_failure& bad)>& each,
+                        std::size_t max_line_bytes = default_max_line_bytes);
 
 /// The same over a stream already open; `name` is the FILE of the messages.
 void for_each_json_line(std::istream& in, const std::string& name,
-                        const std::function<void(entity::json& object, const line_failure& bad)>& each);
+                        const std::function<void(entity::json& object, const line_failure& bad)>& each,
+                        std::size_t max_line_bytes = default_max_line_bytes);
+
+/// Adds `--max-line-bytes N` (default default_max_line_bytes) to an import verb.
+CLI::Option* add_max_line_bytes_option(CLI::App& cmd, std::size_t& max_line_bytes);
+
+/// Writes `text` to `file` through a temporary file in the same folder, renamed over `file`
+/// once it is complete and synced: a failure leaves no half-written file and the previous one
+/// whole. A symlink is followed (the file it names is replaced); an existing file keeps its
+/// permissions. Throws a failure ("cannot write 'FILE': why").
+void replace_file(const std::string& file, const std::string& text);
+
+/// Throws a failure when `file` is the SQLite database `db_url` names, or its -wal, -shm or
+/// -journal file, whether by path or by identity (the same device and inode: another spelling,
+/// a symlink, a hard link). Nothing for PostgreSQL or :memory:.
+void refuse_database_file(const std::string& db_url, const std::string& file);
 
 }  // namespace entitydb

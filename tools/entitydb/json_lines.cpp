@@ -36,8 +36,16 @@ std::pair<std::string, json> memory_item_of_line(json& line, const line_failure&
 }
 
 std::string memory_line(const std::string& key, const json& value) {
+  if (!entity::valid_utf8(key))
+    throw failure("the key " + entity::printable(key) +
+                  " is not valid UTF-8: JSON text cannot hold it unchanged");
   nlohmann::ordered_json line = {{"key", key}, {"value", value}};
-  return dump_json(line);
+  try {
+    return line.dump();  // strict: text that is not UTF-8 is refused, never replaced
+  } catch (const json::exception& e) {
+    throw failure("the value of key " + entity::printable(key) +
+                  " cannot be written as JSON: " + json_reason(e));
+  }
 }
 
 entity::vector_item vector_item_of_line(json& line, const line_failure& bad,

@@ -23,6 +23,8 @@ std::pair<std::string, entity::json> memory_item_of_line(entity::json& line,
                                                          const line_failure& bad);
 
 /// The line `memory export` writes for one item (no newline); memory_item_of_line reads it.
+/// Throws a failure naming the key (escaped) when the key or a text of the value is not UTF-8:
+/// the line would not read back as the same item.
 std::string memory_line(const std::string& key, const entity::json& value);
 
 /// The vector item of one import line, {"id": "...", "vector": [...], "metadata": {...}}, for

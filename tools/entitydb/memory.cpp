@@ -1,9 +1,7 @@
 // entitydb memory: an agent's JSON key/value memory from the shell, and moving it in and out
 // as JSON Lines ({"key": ..., "value": ...} per line).
-#include <cerrno>
-#include <cstring>
-#include <fstream>
 #include <iostream>
+#include <optional>
 
 #include "commands.hpp"
 #include "common.hpp"
@@ -23,6 +21,7 @@ struct memory_args {
   std::string value;
   std::string pattern = "%";
   std::string file;
+  std::size_t max_line_bytes = default_max_line_bytes;
 };
 
 // Opens the memory --db and --scope name and runs `body` on it.
@@ -32,27 +31,30 @@ void with_memory(const memory_args& a, const std::function<void(const entity::me
   body(a.scope.empty() ? whole : whole.scope(a.scope));
 }
 
-// nlohmann's message without its "[json.exception.parse_error.101] " tag.
 json parse_value(const std::string& key, const std::string& text) {
-  try {
-    return json::parse(text);
-  } catch (const json::exception& e) {
-    throw failure("the value of key '" + key + "' is not JSON (a string needs quotes: '\"" + text +
-                  "\"'): " + json_reason(e));
-  }
+  entity::json_text_problem problem;
+  std::optional<json> j = entity::parse_json(text, problem);
+  if (j) return std::move(*j);
+  if (problem.too_deep)
+    throw failure("the value of key " + entity::printable(key) + " is " + problem.reason);
+  throw failure("the value of key " + entity::printable(key) +
+                " is not JSON (a string needs quotes: '\"" + text + "\"'): " + problem.reason);
 }
 
 // Reads JSON Lines of {"key": ..., "value": ...}; any bad line fails naming FILE:LINE, so that
 // nothing is stored from a file that is not entirely right. Blank lines are skipped.
-entity::memory::items read_items(const std::string& file) {
+entity::memory::items read_items(const std::string& file, std::size_t max_line_bytes) {
   entity::memory::items items;
-  for_each_json_line(file, [&](json& j, const line_failure& bad) {
-    items.push_back(memory_item_of_line(j, bad));
-  });
+  for_each_json_line(
+      file,
+      [&](json& j, const line_failure& bad) { items.push_back(memory_item_of_line(j, bad)); },
+      max_line_bytes);
   return items;
 }
 
-// Every item of the memory as JSON Lines, sorted by key, in the form read_items reads.
+// Every item of the memory as JSON Lines, sorted by key, in the form read_items reads. Stops
+// at the first item that cannot be exported unchanged (a value that does not decode, a key
+// that is not UTF-8), naming it: a backup with a hole would look whole.
 std::string export_lines(const entity::memory& mem) {
   std::vector<std::string> keys = mem.keys();
   entity::memory::loaded values = mem.batch_load(keys);
@@ -63,13 +65,6 @@ std::string export_lines(const entity::memory& mem) {
     out += memory_line(key, v->second) + "\n";
   }
   return out;
-}
-
-void write_file(const std::string& file, const std::string& text) {
-  std::ofstream out(file, std::ios::binary | std::ios::trunc);
-  if (out) out << text;
-  if (out) out.flush();
-  if (!out) throw failure("cannot write '" + file + "': " + std::strerror(errno));
 }
 
 const CLI::Validator non_empty(
@@ -173,12 +168,14 @@ void add_memory_command(CLI::App& app) {
         ->add_option("FILE", a->file,
                      "JSON Lines, one {\"key\": ..., \"value\": ...} per line; - for stdin")
         ->required();
+    add_max_line_bytes_option(*import, a->max_line_bytes);
     import->footer(
-        "All items are stored in one transaction: a bad line (not JSON, not an object, no string\n"
-        "\"key\", no \"value\") fails with 'error: FILE:LINE: why' and stores nothing. Blank\n"
-        "lines are skipped; a key given twice keeps its last value. Prints how many were stored.");
+        "All items are stored in one transaction: a bad line (not JSON, nested deeper than 512\n"
+        "levels, longer than --max-line-bytes, not an object, no string \"key\", no \"value\")\n"
+        "fails with 'error: FILE:LINE: why' and stores nothing. Blank lines are skipped; a key\n"
+        "given twice keeps its last value. Prints how many were stored.");
     on_run(*import, [a] {
-      entity::memory::items items = read_items(a->file);
+      entity::memory::items items = read_items(a->file, a->max_line_bytes);
       std::size_t n = items.size();
       with_memory(*a, [&](const entity::memory& mem) { mem.batch_store(std::move(items)); });
       std::cout << n << "\n";
@@ -189,14 +186,23 @@ void add_memory_command(CLI::App& app) {
     CLI::App* exp = add_verb(*cmd, "export", "Write every item as JSON Lines, sorted by key", *a);
     exp->add_option("FILE", a->file, "where to write; standard output when not given");
     exp->footer(
-        "The output is what 'import' reads: export, import and export again give the same bytes.");
+        "The output is what 'import' reads: export, import and export again give the same bytes.\n"
+        "FILE is written whole or not at all (through a temporary file renamed over it); it may\n"
+        "not be the database or its -wal/-shm file. An item that cannot be exported unchanged (a\n"
+        "stored value that is not JSON or is nested deeper than 512 levels, a key that is not\n"
+        "UTF-8) stops the export with an error naming its key: nothing is written.");
     on_run(*exp, [a] {
-      std::string text;
-      with_memory(*a, [&](const entity::memory& mem) { text = export_lines(mem); });
-      if (a->file.empty())
-        std::cout << text;
-      else
-        write_file(a->file, text);
+      if (!a->file.empty()) refuse_database_file(a->db, a->file);
+      with_memory(*a, [&](const entity::memory& mem) {
+        std::string text = export_lines(mem);
+        if (a->file.empty()) {
+          std::cout << text;
+          return;
+        }
+        // Again with the database open: its -wal and -shm files exist now.
+        refuse_database_file(a->db, a->file);
+        replace_file(a->file, text);
+      });
     });
   }
 }

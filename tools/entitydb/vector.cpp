@@ -7,6 +7,7 @@
 #include <fstream>
 #include <iostream>
 #include <limits>
+#include <optional>
 
 #include "commands.hpp"
 #include "common.hpp"
@@ -30,24 +31,27 @@ struct vector_args {
   std::int64_t k = 10;
   bool exact = false;
   std::string filter;
+  std::size_t max_line_bytes = default_max_line_bytes;
 };
 
 std::vector<float> parse_vector(const std::string& text) {
-  try {
-    return to_floats(json::parse(text), "the vector");
-  } catch (const json::exception& e) {
-    throw failure("the vector is not JSON (write it as [0.1, 0.2, ...]): " + json_reason(e));
-  }
+  entity::json_text_problem problem;
+  std::optional<json> j = entity::parse_json(text, problem);
+  if (!j)
+    throw failure(problem.too_deep ? "the vector is " + problem.reason
+                                   : "the vector is not JSON (write it as [0.1, 0.2, ...]): " +
+                                         problem.reason);
+  return to_floats(*j, "the vector");
 }
 
 json parse_object(const std::string& text, std::string_view what) {
   if (text.empty()) return json::object();
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::exception& e) {
-    throw failure(std::string(what) + " is not JSON: " + json_reason(e));
-  }
+  entity::json_text_problem problem;
+  std::optional<json> parsed = entity::parse_json(text, problem);
+  if (!parsed)
+    throw failure(std::string(what) + (problem.too_deep ? " is " : " is not JSON: ") +
+                  problem.reason);
+  json j = std::move(*parsed);
   if (!j.is_object())
     throw failure(std::string(what) + " must be a JSON object, like '{\"tag\": \"x\"}'");
   return j;
@@ -68,11 +72,13 @@ entity::collection_info collection_named(const entity::vector_store& store,
 // Reads JSON Lines of {"id": ..., "vector": [...], "metadata": {...}}; any bad line fails
 // naming FILE:LINE, so that nothing is stored from a file that is not entirely right. Blank
 // lines are skipped.
-entity::vector_store::items read_items(const std::string& file, const entity::collection_info& c) {
+entity::vector_store::items read_items(const std::string& file, const entity::collection_info& c,
+                                       std::size_t max_line_bytes) {
   entity::vector_store::items items;
-  for_each_json_line(file, [&](json& j, const line_failure& bad) {
-    items.push_back(vector_item_of_line(j, bad, c));
-  });
+  for_each_json_line(
+      file,
+      [&](json& j, const line_failure& bad) { items.push_back(vector_item_of_line(j, bad, c)); },
+      max_line_bytes);
   return items;
 }
 
@@ -142,16 +148,18 @@ void add_vector_command(CLI::App& app) {
                    "JSON Lines, one {\"id\": ..., \"vector\": [...], \"metadata\": {...}} per "
                    "line; - for stdin")
       ->required();
+  add_max_line_bytes_option(*import, a->max_line_bytes);
   import->footer(
-      "All vectors are stored in one transaction: a bad line (not JSON, no string \"id\", a\n"
-      "\"vector\" that is not an array of numbers or has the wrong dimension, \"metadata\" that\n"
-      "is not an object) fails with 'error: FILE:LINE: why' and stores nothing. Blank lines are\n"
-      "skipped; an id given twice keeps its last vector. Prints how many were stored.");
+      "All vectors are stored in one transaction: a bad line (not JSON, longer than\n"
+      "--max-line-bytes, no string \"id\", a \"vector\" that is not an array of numbers or has\n"
+      "the wrong dimension, \"metadata\" that is not an object) fails with\n"
+      "'error: FILE:LINE: why' and stores nothing. Blank lines are skipped; an id given twice\n"
+      "keeps its last vector. Prints how many were stored.");
   on_run(*import, [a] {
     engine e(a->db);
     entity::vector_store store(e.db());
     entity::collection_info c = collection_named(store, a->name);
-    entity::vector_store::items items = read_items(a->file, c);
+    entity::vector_store::items items = read_items(a->file, c, a->max_line_bytes);
     std::size_t n = items.size();
     store.upsert_batch(a->name, std::move(items));
     std::cout << n << "\n";
