@@ -202,8 +202,13 @@ std::unique_ptr<connection> connection::open(const std::string& target, bool uri
   sqlite3* db = nullptr;
   int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
   if (uri) flags |= SQLITE_OPEN_URI;
+  // A path is a path. SQLite reads a name starting with "file:" as a URI, without
+  // SQLITE_OPEN_URI, when it was built (SQLITE_USE_URI, as Debian's is) or configured to:
+  // "file:x?mode=memory" would open a database in RAM, "file:/a/b.db" /a/b.db. In front of
+  // such a relative path, "./" names the same file and is no URI.
+  const std::string name = !uri && target.starts_with("file:") ? "./" + target : target;
   errno = 0;  // see system_reason
-  int rc = sqlite3_open_v2(target.c_str(), &db, flags, nullptr);
+  int rc = sqlite3_open_v2(name.c_str(), &db, flags, nullptr);
   if (rc != SQLITE_OK) {
     ec = make_sqlite_error(db ? sqlite3_extended_errcode(db) : rc);
     diag.message = "cannot open database '" + target + "': " +
