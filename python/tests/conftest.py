@@ -104,6 +104,8 @@ class Target:
         self.kind = kind  # "sqlite", "sqlite_memory" or "postgres"
         self.location = location  # a file path, ":memory:" or a URL
         self.opened = []
+        # Tells this test's runaway query from other tests' on a shared server.
+        self.tag = os.urandom(6).hex()
 
     @property
     def backend(self):
@@ -140,7 +142,7 @@ class Target:
 
     @property
     def runaway(self):
-        return RUNAWAY_POSTGRES if self.is_pg else RUNAWAY_SQLITE
+        return f"{RUNAWAY_POSTGRES} -- {self.tag}" if self.is_pg else RUNAWAY_SQLITE
 
     def open(self, **settings):
         db = entity_db.open(self.location, **settings)

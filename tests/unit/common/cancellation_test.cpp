@@ -122,7 +122,10 @@ ENTITY_CONCURRENT_TEST(Cancellation, RequestFromAnotherThreadRunsTheWakeUpThere)
 
 class AsyncCancel : public entity::test::backend_test {
  protected:
-  std::string runaway() const { return on_sqlite() ? sqlite_runaway : "SELECT pg_sleep(30)"; }
+  // On PostgreSQL the comment tells this query from other tests' sleeps on the same server.
+  std::string runaway() const {
+    return on_sqlite() ? sqlite_runaway : "SELECT pg_sleep(30) -- async-cancel-runaway";
+  }
 };
 ENTITY_INSTANTIATE_ON_EVERY_BACKEND(AsyncCancel);
 
@@ -149,7 +152,7 @@ ENTITY_CONCURRENT_TEST_P(AsyncCancel, RunawayQueryStopsWithCancelled) {
   EXPECT_LT(steady::now() - t1, 2s);
   if (on_postgres()) {
     EXPECT_EQ(db.fetch_one("SELECT count(*) FROM pg_stat_activity WHERE query LIKE "
-                           "'SELECT pg_sleep%' AND state = 'active' AND pid <> pg_backend_pid()")
+                           "'%async-cancel-runaway%' AND state = 'active' AND pid <> pg_backend_pid()")
                   ->get<std::int64_t>(0),
               0);
   }

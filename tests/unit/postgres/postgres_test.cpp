@@ -261,15 +261,16 @@ ENTITY_CONCURRENT_TEST(PostgresInfrastructure, DeadlineCancelsTheQueryOnTheServe
   auto t0 = std::chrono::steady_clock::now();
   entity::error_code ec;
   entity::diagnostics diag;
-  db.with_timeout(200ms).execute("SELECT pg_sleep(10)", {}, ec, diag);
+  // The comment tells this query from other tests' sleeps on the same server.
+  db.with_timeout(200ms).execute("SELECT pg_sleep(10) -- deadline-cancels-on-server", {}, ec, diag);
   auto took = std::chrono::steady_clock::now() - t0;
   EXPECT_EQ(ec, entity::errc::query_timeout) << ec.message() << ": " << diag.message;
   EXPECT_TRUE(ec == entity::condition::timeout);
   EXPECT_LT(took, 1s);
   // The one connection of the pool serves the next query, and nothing is still running.
   EXPECT_EQ(db.fetch_one("SELECT 41 + 1")->get<std::int64_t>(0), 42);
-  EXPECT_EQ(db.fetch_one("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%' "
-                         "AND state = 'active' AND pid <> pg_backend_pid()")
+  EXPECT_EQ(db.fetch_one("SELECT count(*) FROM pg_stat_activity WHERE query LIKE "
+                         "'%deadline-cancels-on-server%' AND state = 'active' AND pid <> pg_backend_pid()")
                 ->get<std::int64_t>(0),
             0);
   EXPECT_EQ(infra->stats().timeouts, 1u);
