@@ -38,6 +38,7 @@
 #include "sqlite/classify.hpp"
 #include "sqlite/connection.hpp"
 #include "sqlite/group_commit.hpp"
+#include "sqlite/log_watch.hpp"
 #include "sqlite/pending.hpp"
 #include "sqlite/spin.hpp"
 
@@ -110,6 +111,12 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
   // The journal mode the database runs in, as SQLite names it ("wal"; "memory" in memory):
   // set at startup, read-only after.
   std::string journal_now;
+  // The write-ahead log and its index as the writer opened them: set at startup, then read by
+  // the leader only. Once one is gone or replaced, log_lost is set (by the leader, after it has
+  // written lost_log) and the engine refuses every request.
+  sqlite_detail::log_watch logs;
+  std::string lost_log;
+  std::atomic<bool> log_lost{false};
 
   std::mutex lifecycle_mu;  // startup and shutdown, one at a time
   detail::lifecycle life;
@@ -193,6 +200,15 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
     result mode;
     if (!writer->run("PRAGMA journal_mode", {}, 1, mode, diag) && !mode.rows.empty())
       journal_now = mode.rows[0].get<std::string>(0);
+    if (!uri && journal_now == "wal") {
+      // Absolute: a later chdir of the process must not look like a deleted file.
+      std::error_code fec;
+      std::string base = std::filesystem::absolute(target, fec).string();
+      if (!fec) {
+        logs.watch(base + "-wal");
+        logs.watch(base + "-shm");
+      }
+    }
     std::size_t readers = std::min(p.pool_size, p.min_connections > 0 ? p.min_connections - 1 : 0);
     for (std::size_t i = 0; i < readers; ++i) {
       auto c = connection::open(target, uri, connection::role::reader, p, ec, diag);
@@ -452,6 +468,7 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
       committer.commit(*writer, group, on_caller);
       writer_busy.store(false, std::memory_order_relaxed);
       committing_for = nullptr;
+      check_log(group);
       // What SQLite's automatic checkpoint would do here, except on a caller's event loop.
       log_full = writer->wal_frames() >= checkpoint_frames;
       if (log_full && !on_caller) writer->checkpoint();
@@ -466,6 +483,33 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
     for (pending* op : group) finish(op);
     group.clear();
     lk.lock();
+  }
+
+  // After a commit, before it is acknowledged: a write-ahead log deleted or replaced under
+  // the process took the group's writes where no other process will see them, and where they
+  // may vanish when this one ends. The group's requests fail instead, and so does every later one.
+  void check_log(std::vector<pending*>& group) {
+    if (!logs.active()) return;
+    if (!log_lost.load(std::memory_order_relaxed)) {
+      std::string gone = logs.changed();
+      if (gone.empty()) return;
+      lost_log = std::move(gone);
+      log_lost.store(true, std::memory_order_release);
+    }
+    for (pending* op : group)
+      if (!op->out.ec && !op->rehand) fail_lost_log(op->out);
+  }
+
+  // REQUIRES: log_lost is set.
+  void fail_lost_log(outcome& out) const {
+    out = outcome{};
+    out.ec = make_sqlite_error(SQLITE_IOERR);
+    out.diag.message =
+        "the write-ahead log '" + lost_log +
+        "' was deleted or replaced while the database was open: what was committed into it "
+        "since is not in the database file, other processes cannot see it, and it may be lost "
+        "when this process ends; nothing more is read or written here. Close the database, "
+        "then run entitydb check on it";
   }
 
   // A deferred write's ticket runs on its caller's thread: lead a group there unless someone
@@ -575,6 +619,10 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
       op.out.ec = life.not_running(op.out.diag);
       return true;
     }
+    if (log_lost.load(std::memory_order_acquire)) {
+      fail_lost_log(op.out);
+      return true;
+    }
     if (op.path != route::solo) return false;
     char buf[17];
     std::string_view mode = sqlite_detail::journal_mode_requested(op.req.sql, buf);
@@ -632,6 +680,13 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
                            diagnostics& diag) {
     if (!life.running()) {
       ec = life.not_running(diag);
+      return {};
+    }
+    if (log_lost.load(std::memory_order_acquire)) {
+      outcome out;
+      fail_lost_log(out);
+      ec = out.ec;
+      diag = std::move(out.diag);
       return {};
     }
     auto c = acquire_reader(detail::deadline_after(clock::now(), timeout.value_or(p.acquire_timeout)),

@@ -3,6 +3,7 @@
 // entity-db's tables. Prints "ok" last, or says what is wrong.
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 
 #include "commands.hpp"
@@ -24,6 +25,33 @@ std::string file_of(std::string_view url) {
     }
   }
   return url == ":memory:" ? std::string() : std::string(url);
+}
+
+// The processes that still hold the database's write-ahead log or its index open although the
+// file was deleted ("PID (NAME)"): what they commit goes where no other process looks, and is
+// lost when they end. Linux's /proc shows it: the link of such a descriptor ends in
+// " (deleted)". Processes of other users are not visible, and are not reported.
+std::vector<std::string> holders_of_a_deleted_log(const std::string& file) {
+  std::error_code ec;
+  const std::string base = std::filesystem::canonical(file, ec).string();
+  if (ec) return {};
+  const std::string wal = base + "-wal (deleted)", shm = base + "-shm (deleted)";
+  std::vector<std::string> holders;
+  for (const auto& proc : std::filesystem::directory_iterator("/proc", ec)) {
+    const std::string pid = proc.path().filename().string();
+    if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::error_code fec;
+    for (const auto& fd : std::filesystem::directory_iterator(proc.path() / "fd", fec)) {
+      std::error_code lec;
+      const std::string to = std::filesystem::read_symlink(fd.path(), lec).string();
+      if (lec || (to != wal && to != shm)) continue;
+      std::string name;
+      std::getline(std::ifstream(proc.path() / "comm"), name);
+      holders.push_back(pid + " (" + name + ")");
+      break;
+    }
+  }
+  return holders;
 }
 
 // What a PostgreSQL check reports: the server, the pool, and entity-db's tables in the schema
@@ -76,6 +104,17 @@ void run_check(const std::string& url) {
   std::error_code ec;
   if (!file.empty() && !std::filesystem::exists(file, ec))
     throw failure("no database at '" + file + "'");
+  // Before opening, which would start a new log beside the one they write into.
+  if (!file.empty()) {
+    std::vector<std::string> holders = holders_of_a_deleted_log(file);
+    if (!holders.empty()) {
+      std::string who;
+      for (const std::string& h : holders) who += (who.empty() ? "" : ", ") + h;
+      throw failure("the write-ahead log of '" + file + "' was deleted while process " + who +
+                    " had the database open: what it committed since is not in the file and may be "
+                    "lost when it ends; stop it, then check again");
+    }
+  }
 
   engine e(url);
   entity::database db = e.db();
@@ -113,7 +152,8 @@ void add_check_command(CLI::App& app) {
       "in the connection's schema (memory keys, vector collections and their vectors) and the\n"
       "pool (size, open, idle, in use). Prints 'ok' last and exits 0, or says what is wrong on\n"
       "stderr and exits 1 (also for a file that is missing or is not a database, or a server\n"
-      "that cannot be reached).");
+      "that cannot be reached, or a SQLite database whose write-ahead log was deleted while a\n"
+      "process of this user still has it open).");
   on_run(*cmd, [url] { run_check(*url); });
 }
 
