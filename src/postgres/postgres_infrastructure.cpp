@@ -636,8 +636,9 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
     co_return true;
   }
 
-  // After a send_timed statement's results: its sync point, and out of pipeline mode.
-  asio::awaitable<void> finish_timed_send(pg_conn& c) {
+  // Reads and drops results up to the pipeline's next sync point; a connection that dies
+  // meanwhile is marked broken.
+  asio::awaitable<void> drain_to_sync(pg_conn& c) {
     while (!c.broken) {
       bool alive = true;
       PGresult* r = co_await next_result(c, alive);
@@ -650,6 +651,11 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
       PQclear(r);
       if (sync) break;
     }
+  }
+
+  // After a send_timed statement's results: its sync point, and out of pipeline mode.
+  asio::awaitable<void> finish_timed_send(pg_conn& c) {
+    co_await drain_to_sync(c);
     if (!c.broken && PQexitPipelineMode(c.pg) != 1) c.broken = true;
   }
 
@@ -841,18 +847,7 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
       bool ok = PQsendQueryParams(c.pg, "ROLLBACK", 0, nullptr, nullptr, nullptr, nullptr, 0) == 1 &&
                 PQpipelineSync(c.pg) == 1;
       if (ok) ok = co_await flush_out(c);
-      while (ok) {
-        bool alive = true;
-        PGresult* r = co_await next_result(c, alive);
-        if (!alive) {
-          c.broken = true;
-          break;
-        }
-        if (!r) continue;
-        bool sync = PQresultStatus(r) == PGRES_PIPELINE_SYNC;
-        PQclear(r);
-        if (sync) break;
-      }
+      if (ok) co_await drain_to_sync(c);
       if (!ok) c.broken = true;
     }
     if (!c.broken) PQexitPipelineMode(c.pg);

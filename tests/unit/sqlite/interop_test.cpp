@@ -45,6 +45,36 @@ bool wait_for_file(const std::string& path) {
   return false;
 }
 
+// Another process, the sqlite3 shell, holding the lock of the database at `path` for
+// `seconds`: it runs `begin` ("BEGIN IMMEDIATE;" or "BEGIN EXCLUSIVE;") and `inside`, then
+// sleeps and commits. Constructed once the lock is held; destroyed once the shell is done.
+class lock_held_elsewhere {
+ public:
+  lock_held_elsewhere(const std::string& path, const std::string& begin, const std::string& inside,
+                      const std::string& seconds)
+      : locked_(path + ".locked") {
+    shell_ = std::thread([=, this] {
+      cli(path, begin + "\n" + inside + ".shell touch " + shell_quote(locked_) +
+                    "\n.shell sleep " + seconds + "\nCOMMIT;\n");
+    });
+    held_ = wait_for_file(locked_);
+  }
+  lock_held_elsewhere(const lock_held_elsewhere&) = delete;
+  lock_held_elsewhere& operator=(const lock_held_elsewhere&) = delete;
+  ~lock_held_elsewhere() { done(); }
+
+  bool held() const { return held_; }
+  /// Waits for the shell to commit and end.
+  void done() {
+    if (shell_.joinable()) shell_.join();
+  }
+
+ private:
+  std::string locked_;
+  std::thread shell_;
+  bool held_ = false;
+};
+
 }  // namespace
 
 TEST(Interop, FileWrittenHereReadsInTheSqliteTool) {
@@ -107,14 +137,10 @@ ENTITY_CONCURRENT_TEST(Interop, WriterWaitsForAnotherProcessLock) {
   entity::database db(infra);
   db.execute("CREATE TABLE t (who TEXT)");
 
-  std::string locked = dir.file("locked");
-  std::thread other([&] {
-    cli(p.path, "BEGIN IMMEDIATE;\nINSERT INTO t VALUES ('tool');\n.shell touch " +
-                    shell_quote(locked) + "\n.shell sleep 0.4\nCOMMIT;\n");
-  });
-  ASSERT_TRUE(wait_for_file(locked));
+  lock_held_elsewhere other(p.path, "BEGIN IMMEDIATE;", "INSERT INTO t VALUES ('tool');\n", "0.4");
+  ASSERT_TRUE(other.held());
   db.execute("INSERT INTO t VALUES ('entity')");
-  other.join();
+  other.done();
   auto rows = db.fetch_all("SELECT who FROM t ORDER BY rowid");
   ASSERT_EQ(rows.size(), 2u);
   EXPECT_EQ(rows[0].get<std::string>(0), "tool");
@@ -132,12 +158,8 @@ ENTITY_CONCURRENT_TEST(Interop, AWriteWaitsForAnotherProcessLockOnlyUntilItsDead
   entity::database db(infra);
   db.execute("CREATE TABLE t (who TEXT)");
 
-  std::string locked = dir.file("locked");
-  std::thread other([&] {
-    cli(p.path, "BEGIN EXCLUSIVE;\n.shell touch " + shell_quote(locked) +
-                    "\n.shell sleep 4\nCOMMIT;\n");
-  });
-  ASSERT_TRUE(wait_for_file(locked));
+  lock_held_elsewhere other(p.path, "BEGIN EXCLUSIVE;", "", "4");
+  ASSERT_TRUE(other.held());
   // A lone statement (autocommit) and a batch (BEGIN IMMEDIATE) wait in different places.
   for (bool batch : {false, true}) {
     const char* sql = "INSERT INTO t VALUES (?)";
@@ -156,7 +178,7 @@ ENTITY_CONCURRENT_TEST(Interop, AWriteWaitsForAnotherProcessLockOnlyUntilItsDead
     // deadline ended the wait.
     EXPECT_LT(waited, 3s) << (batch ? "execute_many" : "execute");
   }
-  other.join();
+  other.done();
   EXPECT_EQ(db.fetch_one("SELECT count(*) FROM t")->get<int>(0), 0);
 }
 
@@ -170,12 +192,8 @@ ENTITY_CONCURRENT_TEST(Interop, ATransactionWaitsForAnotherProcessLockOnlyUntilI
   entity::database db(infra);
   db.execute("CREATE TABLE t (who TEXT)");
 
-  std::string locked = dir.file("locked");
-  std::thread other([&] {
-    cli(p.path, "BEGIN EXCLUSIVE;\n.shell touch " + shell_quote(locked) +
-                    "\n.shell sleep 4\nCOMMIT;\n");
-  });
-  ASSERT_TRUE(wait_for_file(locked));
+  lock_held_elsewhere other(p.path, "BEGIN EXCLUSIVE;", "", "4");
+  ASSERT_TRUE(other.held());
   auto start = std::chrono::steady_clock::now();
   bool ran = false;
   entity::error_code ec;
@@ -188,7 +206,7 @@ ENTITY_CONCURRENT_TEST(Interop, ATransactionWaitsForAnotherProcessLockOnlyUntilI
   EXPECT_EQ(ec, entity::condition::busy) << diag.to_string();
   EXPECT_FALSE(ran);
   EXPECT_LT(waited, 3s);
-  other.join();
+  other.done();
 }
 
 ENTITY_CONCURRENT_TEST(Interop, AReadWaitsForAnotherProcessLockUpToBusyTimeout) {
@@ -207,12 +225,8 @@ ENTITY_CONCURRENT_TEST(Interop, AReadWaitsForAnotherProcessLockUpToBusyTimeout) 
   // The one reader has the schema and the statement: what it waits for is the lock alone.
   EXPECT_EQ(db.fetch_one("SELECT count(*) FROM t")->get<int>(0), 0);
 
-  std::string locked = dir.file("locked");
-  std::thread other([&] {
-    cli(p.path, "BEGIN EXCLUSIVE;\nINSERT INTO t VALUES ('tool');\n.shell touch " +
-                    shell_quote(locked) + "\n.shell sleep 4\nCOMMIT;\n");
-  });
-  ASSERT_TRUE(wait_for_file(locked));
+  lock_held_elsewhere other(p.path, "BEGIN EXCLUSIVE;", "INSERT INTO t VALUES ('tool');\n", "4");
+  ASSERT_TRUE(other.held());
   auto start = std::chrono::steady_clock::now();
   entity::error_code ec;
   entity::diagnostics diag;
@@ -221,7 +235,7 @@ ENTITY_CONCURRENT_TEST(Interop, AReadWaitsForAnotherProcessLockUpToBusyTimeout) 
   EXPECT_EQ(ec, entity::condition::busy) << diag.to_string();
   EXPECT_GE(waited, 250ms);  // it did wait, for about busy_timeout
   EXPECT_LT(waited, 3s);     // and not for the lock's 4 s nor the 20 s deadline
-  other.join();
+  other.done();
   EXPECT_EQ(db.fetch_one("SELECT count(*) FROM t")->get<int>(0), 1);
 }
 
@@ -235,18 +249,14 @@ ENTITY_CONCURRENT_TEST(Interop, ScriptRetriedAfterAnotherProcessLockRunsEachStat
   entity::database db(infra);
   db.execute_script("CREATE TABLE log (line TEXT); CREATE TABLE t (a);");
 
-  std::string locked = dir.file("locked");
-  std::thread other([&] {
-    cli(p.path, "BEGIN IMMEDIATE;\nINSERT INTO t VALUES (0);\n.shell touch " +
-                    shell_quote(locked) + "\n.shell sleep 0.4\nCOMMIT;\n");
-  });
-  ASSERT_TRUE(wait_for_file(locked));
+  lock_held_elsewhere other(p.path, "BEGIN IMMEDIATE;", "INSERT INTO t VALUES (0);\n", "0.4");
+  ASSERT_TRUE(other.held());
   // The first statement needs no lock on the file (a temporary table); the second waits for
   // the other process. The first must not run twice.
   entity::error_code ec;
   entity::diagnostics diag;
   db.execute_script("CREATE TEMP TABLE scratch (x); INSERT INTO t VALUES (1);", ec, diag);
-  other.join();
+  other.done();
   EXPECT_FALSE(ec) << diag.to_string();
   EXPECT_EQ(db.fetch_one("SELECT count(*) FROM t")->get<int>(0), 2);
 }
