@@ -3,6 +3,8 @@
 #include <sqlite3.h>
 
 #include <cerrno>
+#include <iterator>
+#include <tuple>
 #include <string>
 #include <system_error>
 #include <thread>
@@ -108,6 +110,7 @@ struct reset_after_use {
 
 connection::~connection() {
   cache_.clear();  // every statement finalized before the connection closes
+  for (statement& c : controls_) c.reset();
   sqlite3_close_v2(db_);
 }
 
@@ -423,6 +426,27 @@ error_code connection::run_script(std::string_view sql, diagnostics& diag) {
 error_code connection::exec(std::string_view sql, diagnostics& diag) {
   result ignored;
   return run(sql, {}, 0, ignored, diag);
+}
+
+error_code connection::run(control which, diagnostics& diag) {
+  static constexpr std::string_view text[] = {"BEGIN IMMEDIATE",       "SAVEPOINT entity_op",
+                                              "RELEASE entity_op",     "ROLLBACK TO entity_op",
+                                              "ROLLBACK",              "COMMIT"};
+  static_assert(std::size(text) == std::tuple_size_v<decltype(controls_)>);
+  const auto i = static_cast<std::size_t>(which);
+  statement& stmt = controls_[i];
+  if (!stmt) {
+    sqlite3_stmt* raw = nullptr;
+    errno = 0;  // see system_reason
+    int rc = sqlite3_prepare_v3(db_, text[i].data(), static_cast<int>(text[i].size()),
+                                SQLITE_PREPARE_PERSISTENT, &raw, nullptr);
+    stmt.reset(raw);
+    if (rc != SQLITE_OK) return fail(rc, text[i], diag);
+  }
+  reset_after_use in_use{stmt.get()};
+  errno = 0;  // see system_reason
+  int rc = step_all(stmt.get(), [] { return true; });
+  return rc == SQLITE_DONE ? error_code{} : fail(rc, text[i], diag);
 }
 
 result connection::query(std::string_view sql, const params& args, std::size_t max_rows) {

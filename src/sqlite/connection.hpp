@@ -3,6 +3,7 @@
 // Not thread-safe (opened with SQLITE_OPEN_NOMUTEX): one thread at a time.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -45,8 +46,15 @@ class connection final : public session {
                  diagnostics& diag, bool readers_only = false, bool* needs_writer = nullptr);
   /// Runs every statement of `sql` in order (no parameters, rows discarded).
   error_code run_script(std::string_view sql, diagnostics& diag);
-  /// Runs a fixed statement such as "BEGIN IMMEDIATE" through the cache.
+  /// Runs a fixed statement such as "PRAGMA journal_mode" through the cache.
   error_code exec(std::string_view sql, diagnostics& diag);
+
+  /// The statements of transaction control a group commit runs around every request.
+  enum class control { begin_immediate, savepoint, release, rollback_to, rollback, commit };
+  /// Runs one of them ("SAVEPOINT entity_op" and so on): prepared once per connection and run
+  /// without a cache lookup, parameters or rows. A lock another connection holds is waited for
+  /// as by any statement (wait_for_lock).
+  error_code run(control which, diagnostics& diag);
 
   /// Statements stop with query_timeout once `deadline` passes.
   void set_deadline(clock::time_point deadline) noexcept { deadline_ = deadline; }
@@ -120,6 +128,7 @@ class connection final : public session {
   std::size_t cache_size_;
   std::uint64_t use_clock_ = 0;
   std::unordered_map<std::string, cached, string_hash, std::equal_to<>> cache_;
+  std::array<statement, 6> controls_;  // by control, prepared on first use
   clock::time_point deadline_ = clock::time_point::max();
   const cancellation* cancel_ = nullptr;
   clock::time_point budget_ = clock::time_point::max();

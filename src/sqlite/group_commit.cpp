@@ -90,9 +90,9 @@ void group_commit::run_on_writer(pending& op) {
 }
 
 // A fixed control statement on the writer; never subject to a request's deadline.
-error_code group_commit::control(std::string_view sql, diagnostics& diag) {
+error_code group_commit::control(connection::control which, diagnostics& diag) {
   writer_->set_deadline(clock::time_point::max());
-  return writer_->exec(sql, diag);
+  return writer_->run(which, diag);
 }
 
 // BEGIN IMMEDIATE takes the write lock now, so no statement inside can fail with
@@ -101,7 +101,7 @@ error_code group_commit::control(std::string_view sql, diagnostics& diag) {
 error_code group_commit::begin(clock::time_point deadline, diagnostics& diag) {
   diag.clear();
   writer_->set_deadline(deadline);
-  error_code ec = writer_->exec("BEGIN IMMEDIATE", diag);
+  error_code ec = writer_->run(connection::control::begin_immediate, diag);
   writer_->set_deadline(clock::time_point::max());
   return ec;
 }
@@ -114,7 +114,7 @@ void group_commit::run_solo(pending& op) {
   run_on_writer(op);
   if (!writer_->autocommit()) {
     diagnostics ignored;
-    control("ROLLBACK", ignored);
+    control(connection::control::rollback, ignored);
     if (!op.out.ec)
       set_error(op.out, make_error_code(errc::transaction_open),
                 "the statements left a transaction open, so it was rolled back; "
@@ -175,14 +175,14 @@ void group_commit::run_batch(std::vector<pending*>& batch) {
         continue;
       }
       if (savepoints) {
-        if (error_code ec = control("SAVEPOINT entity_op", op.out.diag)) {
+        if (error_code ec = control(connection::control::savepoint, op.out.diag)) {
           op.out.ec = ec;
           continue;
         }
       }
       run_on_writer(op);
       if (!op.out.ec) {
-        if (savepoints) control("RELEASE entity_op", diag);
+        if (savepoints) control(connection::control::release, diag);
         continue;
       }
       if (writer_->autocommit()) {
@@ -193,20 +193,20 @@ void group_commit::run_batch(std::vector<pending*>& batch) {
       }
       if (savepoints) {
         diagnostics ignored;
-        control("ROLLBACK TO entity_op", ignored);
-        control("RELEASE entity_op", ignored);
+        control(connection::control::rollback_to, ignored);
+        control(connection::control::release, ignored);
       } else {
         diagnostics ignored;
-        control("ROLLBACK", ignored);
+        control(connection::control::rollback, ignored);
       }
     }
     if (!again) break;
   }
   if (writer_->autocommit()) return;  // nothing left open (everything was rolled back)
   if (!savepoints && batch[0]->out.ec) return;  // rolled back above
-  if (error_code ec = control("COMMIT", diag)) {
+  if (error_code ec = control(connection::control::commit, diag)) {
     diagnostics ignored;
-    if (!writer_->autocommit()) control("ROLLBACK", ignored);
+    if (!writer_->autocommit()) control(connection::control::rollback, ignored);
     for (pending* op : batch) {
       if (op->out.ec) continue;
       if (leading_inline_ && ec == condition::busy) {

@@ -49,7 +49,7 @@ class group_commit {
   void run_solo(pending& op);
   void run_batch(std::vector<pending*>& batch);
   error_code begin(clock::time_point deadline, diagnostics& diag);
-  error_code control(std::string_view sql, diagnostics& diag);
+  error_code control(connection::control which, diagnostics& diag);
 
   std::chrono::microseconds inline_budget_;
   now_fn now_;

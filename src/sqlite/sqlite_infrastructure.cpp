@@ -325,7 +325,7 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
     c->set_deadline(clock::time_point::max());
     if (!c->autocommit()) {
       diagnostics ignored;
-      c->exec("ROLLBACK", ignored);
+      c->run(connection::control::rollback, ignored);
     }
     release_reader(std::move(c));
   }
