@@ -1,5 +1,6 @@
 #include "entity/json.hpp"
 
+#include <boost/container/small_vector.hpp>
 #include <cmath>
 #include <cstdio>
 #include <vector>
@@ -143,7 +144,8 @@ std::optional<std::string> json_storage_problem(const json& j) {
     json::const_iterator next;
     std::size_t index = 0;
   };
-  std::vector<frame> stack;
+  // The usual value is a few levels deep: its walk allocates nothing.
+  boost::container::small_vector<frame, 16> stack;
   auto where = [&](std::size_t upto) {
     std::string pointer;
     for (std::size_t i = 0; i < upto; ++i) {

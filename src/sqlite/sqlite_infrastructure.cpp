@@ -78,7 +78,8 @@ struct write_ticket final : deferred_work {
 
   std::shared_ptr<sqlite_infrastructure::impl> self;
   queued_write* op = nullptr;
-  bool ran = false;  // run() left nothing behind for the destructor
+  std::uint64_t carrier = 0;  // its number as a carrier of riders (writer_queue::push_carrier)
+  bool ran = false;           // run() left nothing behind for the destructor
 };
 
 // A deferred read: not queued anywhere until run() or the destructor.
@@ -539,9 +540,10 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
   // REQUIRES: lk holds wmu; `t` closed. Its request, if no leader took it, and the riders left
   // are due to the writer thread.
   void hand_leftovers_to_writer(std::unique_lock<std::mutex>& lk, write_ticket& t) {
-    if (!t.op && wq.riders() == 0) return;
+    bool due = t.op != nullptr;
     if (t.op) wq.make_due(*static_cast<pending*>(t.op));
-    wq.release_riders();
+    if (wq.release_riders(t.carrier)) due = true;
+    if (!due) return;
     lk.unlock();
     wcv.notify_one();
   }
@@ -748,7 +750,7 @@ std::unique_ptr<deferred_work> sqlite_infrastructure::impl::defer(request req, c
         return nullptr;
       }
       auto t = std::make_unique<write_ticket>(shared_from_this());
-      wq.push_carrier(*op.release(), &t->op, thread);
+      t->carrier = wq.push_carrier(*op.release(), &t->op, thread);
       return t;
     }
   }

@@ -12,6 +12,8 @@
 //     carrier) and gets no ticket of its own. The carrier's caller leads it along; whatever
 //     riders its group did not take are due to the writer thread once the carrier has run or
 //     was dropped (release_riders). Twenty coroutines storing at once post one ticket, not 20.
+//     The completions of the carrier's group may start writes that ride on a new carrier
+//     meanwhile: those are the new carrier's, not left to the writer thread.
 // One leader at a time takes a group from the front (take_group), commits it with the lock
 // released, and hands over (hand_over): the writer thread and the first waiting sync caller
 // are woken, and either may lead next: a sync caller must never depend on the writer thread,
@@ -19,6 +21,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstdint>
 #include <cstddef>
 #include <deque>
 #include <thread>
@@ -40,7 +43,8 @@ struct queued_write {
   /// A deferred write's ticket's hold on it: nulled once a leader takes the write or it is
   /// due to the writer thread, so the ticket knows it has nothing left to do.
   queued_write** ticket = nullptr;
-  bool rider = false;  ///< it rides on the carrier's ticket (counted in riders)
+  /// The carrier it rides on (push_carrier's number); 0 when it is no rider. Counted in riders.
+  std::uint64_t rider_of = 0;
 };
 
 template <class Write>
@@ -70,17 +74,19 @@ class writer_queue {
     push(w);
   }
   /// A deferred write whose ticket may carry the deferred writes that `thread` queues until
-  /// the ticket runs or is dropped (close_carrier).
-  void push_carrier(Write& w, queued_write** ticket, std::thread::id thread) {
+  /// the ticket runs or is dropped (close_carrier). Returns the carrier's number, for
+  /// release_riders.
+  std::uint64_t push_carrier(Write& w, queued_write** ticket, std::thread::id thread) {
     push_deferred(w, ticket);
     carrier_ = ticket;
     carrier_thread_ = thread;
+    return ++carriers_;
   }
   /// Queues `w` as a rider of the open carrier when `thread` is the carrier's; false (nothing
   /// queued) when there is no such carrier.
   bool push_rider(Write& w, std::thread::id thread) {
     if (!carrier_ || carrier_thread_ != thread) return false;
-    w.rider = true;
+    w.rider_of = carriers_;
     ++riders_;
     push(w);
     return true;
@@ -91,11 +97,18 @@ class writer_queue {
   }
   /// Riders still queued.
   std::size_t riders() const noexcept { return riders_; }
-  /// Every rider still queued is due to the writer thread (its carrier has run or was dropped).
-  void release_riders() {
-    if (riders_ == 0) return;
-    for (Write* w : q_)
-      if (w->rider) make_due(*w);
+  /// Every rider of carrier `carrier` still queued is due to the writer thread (its carrier
+  /// has run or was dropped). Returns whether there was one.
+  bool release_riders(std::uint64_t carrier) {
+    if (riders_ == 0) return false;
+    bool any = false;
+    for (Write* w : q_) {
+      if (w->rider_of == carrier) {
+        make_due(*w);
+        any = true;
+      }
+    }
+    return any;
   }
   /// A sync write whose caller waits to be committed or to lead.
   void push_waiting(Write& w) {
@@ -219,8 +232,8 @@ class writer_queue {
     size_.fetch_add(1, std::memory_order_release);
   }
   void drop_rider(queued_write& w) noexcept {
-    if (w.rider) {
-      w.rider = false;
+    if (w.rider_of != 0) {
+      w.rider_of = 0;
       --riders_;
     }
   }
@@ -238,6 +251,7 @@ class writer_queue {
   std::size_t sync_queued_ = 0;
   std::size_t writer_due_ = 0;
   queued_write** carrier_ = nullptr;  // the open carrier's ticket
+  std::uint64_t carriers_ = 0;        // carriers so far: the open one's number
   std::thread::id carrier_thread_;
   std::size_t riders_ = 0;
   std::atomic<std::size_t> size_{0};

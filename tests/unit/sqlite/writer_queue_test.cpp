@@ -230,7 +230,7 @@ TEST(WriterQueue, RidersTheCarriersGroupLeftBehindAreDueToTheWriterThread) {
   const auto here = std::this_thread::get_id();
   write carrier("carrier"), r1("r1"), r2("r2"), r3("r3");
   queued_write* ticket = nullptr;
-  q.push_carrier(carrier, &ticket, here);
+  auto number = q.push_carrier(carrier, &ticket, here);
   ASSERT_TRUE(q.push_rider(r1, here));
   ASSERT_TRUE(q.push_rider(r2, here));
   ASSERT_TRUE(q.push_rider(r3, here));
@@ -239,7 +239,7 @@ TEST(WriterQueue, RidersTheCarriersGroupLeftBehindAreDueToTheWriterThread) {
   q.take_group(group, 2, true);  // room for two only
   EXPECT_EQ(names(group), (list{"carrier", "r1"}));
   EXPECT_EQ(q.riders(), 2u);
-  q.release_riders();
+  EXPECT_TRUE(q.release_riders(number));
   EXPECT_EQ(q.riders(), 0u);
   EXPECT_EQ(q.writer_due(), 2u);
   EXPECT_TRUE(q.writer_may_run());
@@ -254,17 +254,39 @@ TEST(WriterQueue, ADroppedCarriersWriteAndRidersAllGoToTheWriterThread) {
   const auto here = std::this_thread::get_id();
   write carrier("carrier"), r1("r1");
   queued_write* ticket = nullptr;
-  q.push_carrier(carrier, &ticket, here);
+  auto number = q.push_carrier(carrier, &ticket, here);
   ASSERT_TRUE(q.push_rider(r1, here));
   // What the engine does when the ticket is destroyed unrun.
   q.close_carrier(&ticket);
   q.make_due(carrier);
-  q.release_riders();
+  EXPECT_TRUE(q.release_riders(number));
   EXPECT_EQ(ticket, nullptr);
   EXPECT_EQ(q.writer_due(), 2u);
   std::vector<write*> group;
   q.take_group(group, 10, false);
   EXPECT_EQ(names(group), (list{"carrier", "r1"}));
+}
+
+TEST(WriterQueue, ReleasingACarriersRidersLeavesTheNextCarriersAlone) {
+  queue q;
+  const auto here = std::this_thread::get_id();
+  write first("first"), old_rider("old rider"), second("second"), new_rider("new rider");
+  queued_write* t1 = nullptr;
+  queued_write* t2 = nullptr;
+  auto n1 = q.push_carrier(first, &t1, here);
+  ASSERT_TRUE(q.push_rider(old_rider, here));
+  q.close_carrier(&t1);  // the first ticket runs...
+  std::vector<write*> group;
+  q.take_group(group, 1, true);  // ...and its group has room for itself only
+  // Its completions start writes: a new carrier and its rider.
+  auto n2 = q.push_carrier(second, &t2, here);
+  ASSERT_NE(n1, n2);
+  ASSERT_TRUE(q.push_rider(new_rider, here));
+  EXPECT_TRUE(q.release_riders(n1));  // the first one's leftover goes to the writer thread
+  EXPECT_EQ(q.writer_due(), 1u);
+  EXPECT_EQ(q.riders(), 1u);  // the new rider waits for its own carrier
+  EXPECT_FALSE(new_rider.for_writer);
+  EXPECT_FALSE(q.release_riders(n1));
 }
 
 }  // namespace
