@@ -192,13 +192,13 @@ class database {
                           std::forward<Token>(token));
   }
 
+
+ private:
   /// The compiled bodies behind the templates (one per completion signature).
   void start(request req, diagnostics* diag, handler<result> h) const;
   void start(request req, diagnostics* diag, handler<std::optional<row>> h) const;
   void start(request req, diagnostics* diag, handler<rows> h) const;
   void start(request req, diagnostics* diag, void_handler h) const;
-
- private:
   request make_request(request_kind kind, std::string sql, params args) const;
   request make_many(std::string sql, std::vector<params> batch) const;
   request make_transaction(transaction_body body) const;

@@ -83,9 +83,8 @@ class postgres_infrastructure final : public infrastructure {
 
   const postgres_params& params() const noexcept;
 
-  struct impl;
-
  private:
+  struct impl;
   std::shared_ptr<impl> impl_;
 };
 

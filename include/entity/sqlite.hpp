@@ -94,9 +94,8 @@ class sqlite_infrastructure final : public infrastructure {
 
   const sqlite_params& params() const noexcept;
 
-  struct impl;
-
  private:
+  struct impl;
   std::shared_ptr<impl> impl_;
 };
 

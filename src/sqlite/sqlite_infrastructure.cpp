@@ -58,8 +58,6 @@ using sqlite_detail::max_rows_of;
 
 namespace {
 
-struct write_ticket;
-
 std::atomic<unsigned> memdb_counter{0};
 
 // The engine whose writer this thread is committing for (a transaction body runs then).
@@ -67,36 +65,32 @@ thread_local const void* committing_for = nullptr;
 
 }  // namespace
 
-namespace {
-
-// A deferred write: queued in the writer queue from defer() on. `op` is null once a leader has
-// taken the request or it is due to the writer thread (GUARDED_BY(self->wmu)).
-struct write_ticket final : deferred_work {
-  explicit write_ticket(std::shared_ptr<sqlite_infrastructure::impl> s) : self(std::move(s)) {}
-  ~write_ticket() override;
-  void run() noexcept override;
-
-  std::shared_ptr<sqlite_infrastructure::impl> self;
-  queued_write* op = nullptr;
-  std::uint64_t carrier = 0;  // its number as a carrier of riders (writer_queue::push_carrier)
-  bool ran = false;           // run() left nothing behind for the destructor
-};
-
-// A deferred read: not queued anywhere until run() or the destructor.
-struct read_ticket final : deferred_work {
-  read_ticket(std::shared_ptr<sqlite_infrastructure::impl> s, std::unique_ptr<pending> o)
-      : self(std::move(s)), op(std::move(o)) {}
-  ~read_ticket() override;
-  void run() noexcept override;
-
-  std::shared_ptr<sqlite_infrastructure::impl> self;
-  std::unique_ptr<pending> op;
-};
-
-}  // namespace
-
 struct sqlite_infrastructure::impl final : connection_lease::owner,
                                            std::enable_shared_from_this<impl> {
+  // A deferred write: queued in the writer queue from defer() on. `op` is null once a leader has
+  // taken the request or it is due to the writer thread (GUARDED_BY(self->wmu)).
+  struct write_ticket final : deferred_work {
+    explicit write_ticket(std::shared_ptr<impl> s) : self(std::move(s)) {}
+    ~write_ticket() override;
+    void run() noexcept override;
+
+    std::shared_ptr<impl> self;
+    queued_write* op = nullptr;
+    std::uint64_t carrier = 0;  // its number as a carrier of riders (writer_queue::push_carrier)
+    bool ran = false;           // run() left nothing behind for the destructor
+  };
+
+  // A deferred read: not queued anywhere until run() or the destructor.
+  struct read_ticket final : deferred_work {
+    read_ticket(std::shared_ptr<impl> s, std::unique_ptr<pending> o)
+        : self(std::move(s)), op(std::move(o)) {}
+    ~read_ticket() override;
+    void run() noexcept override;
+
+    std::shared_ptr<impl> self;
+    std::unique_ptr<pending> op;
+  };
+
   explicit impl(sqlite_params settings)
       : p(std::move(settings)),
         // A commit that does not wait for the disk is short enough for a caller's thread.
@@ -759,21 +753,18 @@ std::unique_ptr<deferred_work> sqlite_infrastructure::impl::defer(request req, c
   return nullptr;
 }
 
-namespace {
-
-void read_ticket::run() noexcept { self->run_deferred_read(std::move(op)); }
-read_ticket::~read_ticket() {
+void sqlite_infrastructure::impl::read_ticket::run() noexcept { self->run_deferred_read(std::move(op)); }
+sqlite_infrastructure::impl::read_ticket::~read_ticket() {
   if (op) self->push_read(std::move(op));
 }
-void write_ticket::run() noexcept {
+void sqlite_infrastructure::impl::write_ticket::run() noexcept {
   self->run_deferred_write(*this);
   ran = true;
 }
-write_ticket::~write_ticket() {
+sqlite_infrastructure::impl::write_ticket::~write_ticket() {
   if (!ran) self->abandon(*this);
 }
 
-}  // namespace
 
 sqlite_infrastructure::sqlite_infrastructure(sqlite_params settings)
     : impl_(std::make_shared<impl>(std::move(settings))) {}
