@@ -319,8 +319,6 @@ class vector_store {
 /// entity::error, which rolls the whole transaction back.
 class vector_writes {
  public:
-  struct state;  // what the transaction records for the indexes (internal)
-  vector_writes(session& s, state& st) noexcept : session_(s), state_(st) {}
   vector_writes(const vector_writes&) = delete;
   vector_writes& operator=(const vector_writes&) = delete;
 
@@ -336,6 +334,10 @@ class vector_writes {
   std::int64_t erase(const std::string& collection, const std::vector<std::string>& ids);
 
  private:
+  friend struct detail::access;
+  struct state;  // what the transaction records for the indexes
+  vector_writes(session& s, state& st) noexcept : session_(s), state_(st) {}
+
   session& session_;
   state& state_;
 };

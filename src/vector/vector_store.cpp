@@ -540,15 +540,15 @@ struct erase_op : operation<bool> {
 struct tx_op : operation<std::monostate> {
   using operation::operation;
   std::shared_ptr<vector_transaction_body> body;
-  std::shared_ptr<vector_writes::state> writes;
+  std::shared_ptr<detail::access::state_of<vector_writes>> writes;
 
   static void start(std::shared_ptr<tx_op> op) { with_registry(op, &tx_op::write); }
 
   static void write(std::shared_ptr<tx_op> op) {
-    op->writes = std::make_shared<vector_writes::state>(op->st.get());
+    op->writes = std::make_shared<detail::access::state_of<vector_writes>>(op->st.get());
     auto body = [body = op->body, writes = op->writes](session& s) {
       writes->rolled_back();  // a run before this one was rolled back with its transaction
-      vector_writes w(s, *writes);
+      vector_writes w = detail::access::make<vector_writes>(s, *writes);
       (*body)(s, w);
     };
     auto& db = op->st->db;

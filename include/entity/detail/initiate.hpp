@@ -32,6 +32,14 @@ struct access {
   static const auto& shared(const T& x) noexcept {
     return x.shared_;
   }
+  /// A T made through its private constructor (vector_writes, for its transaction's body).
+  template <class T, class... A>
+  static T make(A&&... a) {
+    return T(std::forward<A>(a)...);
+  }
+  /// A class's private nested type `state`.
+  template <class T>
+  using state_of = typename T::state;
 };
 
 /// The type of a class's shared state (a private member type), found without naming it.
