@@ -86,4 +86,32 @@ inline std::string numbered_key(std::size_t i) {
   return buf;
 }
 
+/// `levels` JSON arrays nested in one another ([[[...]]]), built without recursion.
+inline nlohmann::json nested_arrays(std::size_t levels) {
+  nlohmann::json root = nlohmann::json::array();
+  nlohmann::json* at = &root;
+  for (std::size_t i = 1; i < levels; ++i) {
+    at->push_back(nlohmann::json::array());
+    at = &at->back();
+  }
+  return root;
+}
+
+/// The same as JSON text.
+inline std::string nested_text(std::size_t levels) {
+  return std::string(levels, '[') + std::string(levels, ']');
+}
+
+/// The entity::error that `f` throws; a test failure, and an empty error, when it throws none.
+template <class F>
+entity::error error_of(F&& f) {
+  try {
+    f();
+  } catch (const entity::error& e) {
+    return e;
+  }
+  ADD_FAILURE() << "no entity::error was thrown";
+  return entity::error(entity::error_code(), {});
+}
+
 }  // namespace entity::test

@@ -6,28 +6,17 @@
 #include <string>
 
 #include "entity/entity.hpp"
+#include "library_support.hpp"
 
 namespace {
 
 using entity::json;
-
-std::string nested(std::size_t levels) {
-  return std::string(levels, '[') + std::string(levels, ']');
-}
-
-json nested_arrays(std::size_t levels) {
-  json root = json::array();
-  json* at = &root;
-  for (std::size_t i = 1; i < levels; ++i) {
-    at->push_back(json::array());
-    at = &at->back();
-  }
-  return root;
-}
+using entity::test::nested_arrays;
+using entity::test::nested_text;
 
 TEST(Json, TheParserTakesValuesUpToTheDepthLimit) {
   entity::json_text_problem problem;
-  auto j = entity::parse_json(nested(entity::max_json_depth), problem);
+  auto j = entity::parse_json(nested_text(entity::max_json_depth), problem);
   ASSERT_TRUE(j) << problem.reason;
   EXPECT_EQ(*j, nested_arrays(entity::max_json_depth));
   std::string objects;
@@ -40,7 +29,7 @@ TEST(Json, TheParserTakesValuesUpToTheDepthLimit) {
 TEST(Json, TheParserRefusesTheFirstLevelPastTheLimitWithoutBuildingIt) {
   for (std::size_t levels : {entity::max_json_depth + 1, std::size_t{1'000'000}}) {
     entity::json_text_problem problem;
-    EXPECT_FALSE(entity::parse_json(nested(levels), problem)) << levels;
+    EXPECT_FALSE(entity::parse_json(nested_text(levels), problem)) << levels;
     EXPECT_TRUE(problem.too_deep);
     EXPECT_EQ(problem.reason, "nested deeper than 512 levels (the limit)");
   }
@@ -49,7 +38,7 @@ TEST(Json, TheParserRefusesTheFirstLevelPastTheLimitWithoutBuildingIt) {
   EXPECT_FALSE(entity::parse_json(std::string(100'000, '['), problem));
   EXPECT_TRUE(problem.too_deep);
   try {
-    (void)entity::parse_json(nested(600), "the value of key 'k'");
+    (void)entity::parse_json(nested_text(600), "the value of key 'k'");
     FAIL() << "parsed";
   } catch (const entity::error& e) {
     EXPECT_EQ(e.code(), entity::errc::invalid_argument);

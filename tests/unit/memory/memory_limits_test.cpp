@@ -12,11 +12,15 @@
 
 #include "backends.hpp"
 #include "entity/entity.hpp"
+#include "library_support.hpp"
 
 namespace {
 
 using entity::json;
 using entity::memory;
+using entity::test::error_of;
+using entity::test::nested_arrays;
+using entity::test::nested_text;
 
 class MemoryLimits : public entity::test::backend_test {
  protected:
@@ -31,37 +35,11 @@ class MemoryLimits : public entity::test::backend_test {
 };
 ENTITY_INSTANTIATE_ON_EVERY_BACKEND(MemoryLimits);
 
-// `levels` arrays nested in one another, built without recursion ([[[...]]]).
-json nested_arrays(std::size_t levels) {
-  json root = json::array();
-  json* at = &root;
-  for (std::size_t i = 1; i < levels; ++i) {
-    at->push_back(json::array());
-    at = &at->back();
-  }
-  return root;
-}
-
-std::string nested_text(std::size_t levels) {
-  return std::string(levels, '[') + std::string(levels, ']');
-}
-
 // Stores a value behind the memory's back, as raw SQL text: how another program's value gets in.
 void store_raw(const entity::database& db, const std::string& key, const std::string& text) {
   db.execute("INSERT INTO memory (key, value) VALUES (?, ?) "
              "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
              {key, text});
-}
-
-template <class F>
-entity::error error_of(F&& f) {
-  try {
-    f();
-  } catch (const entity::error& e) {
-    return e;
-  }
-  ADD_FAILURE() << "no entity::error was thrown";
-  return entity::error(entity::error_code(), {});
 }
 
 bool says(const entity::error& e, const std::string& text) {

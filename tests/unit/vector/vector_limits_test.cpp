@@ -18,23 +18,13 @@ using entity::errc;
 using entity::json;
 using entity::metric;
 using entity::vector_store;
+using entity::test::error_of;
 
 struct fixture : entity::test::sqlite_file {
   fixture() : sqlite_file("vectors.db"), db(infra), store(db) {}
   entity::database db;
   vector_store store;
 };
-
-template <class F>
-entity::error error_of(F&& f) {
-  try {
-    f();
-  } catch (const entity::error& e) {
-    return e;
-  }
-  ADD_FAILURE() << "no entity::error was thrown";
-  return entity::error(entity::error_code(), {});
-}
 
 const float tiny = std::numeric_limits<float>::denorm_min();
 
