@@ -16,17 +16,6 @@ namespace {
 // query_timeout, which is sized for an agent's queries, not for a full scan.
 constexpr std::chrono::hours integrity_timeout{24};
 
-// The file a --db value names, or "" when it names none (":memory:").
-std::string file_of(std::string_view url) {
-  for (std::string_view prefix : {"sqlite://", "sqlite:"}) {
-    if (url.substr(0, prefix.size()) == prefix) {
-      url.remove_prefix(prefix.size());
-      break;
-    }
-  }
-  return url == ":memory:" ? std::string() : std::string(url);
-}
-
 // The processes that still hold the database's write-ahead log or its index open although the
 // file was deleted ("PID (NAME)"): what they commit goes where no other process looks, and is
 // lost when they end. Linux's /proc shows it: the link of such a descriptor ends in
@@ -100,7 +89,9 @@ void run_check(const std::string& url) {
   }
   // Opening creates a missing file; checking a mistyped path must not report a new, empty
   // database as healthy.
-  std::string file = target.postgres ? std::string() : file_of(url);
+  // The SQLite file --db names ("" for PostgreSQL and ":memory:").
+  std::string file =
+      target.postgres || target.location == ":memory:" ? std::string() : target.location;
   std::error_code ec;
   if (!file.empty() && !std::filesystem::exists(file, ec))
     throw failure("no database at '" + file + "'");
