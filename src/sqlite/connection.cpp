@@ -316,7 +316,7 @@ connection::cached* connection::prepare(std::string_view sql, error_code& ec, di
 
 template <class OnRow>
 int connection::step_all(sqlite3_stmt* stmt, OnRow&& on_row) {
-  lock_wait_hit_deadline_ = false;
+  // A SQLITE_BUSY always passes through wait_for_lock(0), which resets lock_wait_hit_deadline_.
   bool any_row = false;
   for (int attempt = 0;; ++attempt) {
     busy_consulted_ = false;

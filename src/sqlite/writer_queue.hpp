@@ -67,17 +67,13 @@ class writer_queue {
     push(w);
     make_due(w);
   }
-  /// A deferred write: its ticket's caller may lead; `*ticket` points at it until then.
-  void push_deferred(Write& w, queued_write** ticket) {
+  /// A deferred write: its ticket's caller may lead, and `*ticket` points at it until then.
+  /// The ticket carries the deferred writes that `thread` queues until it runs or is dropped
+  /// (close_carrier). Returns the carrier's number, for release_riders.
+  std::uint64_t push_carrier(Write& w, queued_write** ticket, std::thread::id thread) {
     *ticket = &w;
     w.ticket = ticket;
     push(w);
-  }
-  /// A deferred write whose ticket may carry the deferred writes that `thread` queues until
-  /// the ticket runs or is dropped (close_carrier). Returns the carrier's number, for
-  /// release_riders.
-  std::uint64_t push_carrier(Write& w, queued_write** ticket, std::thread::id thread) {
-    push_deferred(w, ticket);
     carrier_ = ticket;
     carrier_thread_ = thread;
     return ++carriers_;

@@ -71,7 +71,7 @@ TEST(WriterQueue, ADeferredWriteIsTheTicketsUntilALeaderTakesIt) {
   queue q;
   write d("deferred");
   queued_write* ticket = nullptr;
-  q.push_deferred(d, &ticket);
+  q.push_carrier(d, &ticket, std::this_thread::get_id());
   EXPECT_EQ(ticket, &d);
   EXPECT_EQ(q.writer_due(), 0u);  // its caller may lead: the writer thread is not woken
   EXPECT_FALSE(q.writer_may_run());
@@ -86,7 +86,7 @@ TEST(WriterQueue, ADeferredWriteWhoseTicketCannotLeadIsDueToTheWriterThreadOnce)
   queue q;
   write d("deferred");
   queued_write* ticket = nullptr;
-  q.push_deferred(d, &ticket);
+  q.push_carrier(d, &ticket, std::this_thread::get_id());
   q.make_due(d);
   q.make_due(d);  // the ticket ran and was then dropped: still counted once
   EXPECT_EQ(ticket, nullptr);
