@@ -2,6 +2,8 @@
 
 #include <boost/container/small_vector.hpp>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <cstdio>
 #include <vector>
 
@@ -131,7 +133,32 @@ json parse_json(std::string_view text, std::string_view what) {
   return std::move(*j);
 }
 
+namespace {
+// True when `j` (at `depth` levels of nesting) holds nothing json_storage_problem would refuse:
+// the walk of the usual value, over the containers themselves, recursing at most
+// max_json_depth levels. The walk below finds the problem and where it is.
+bool storable(const json& j, std::size_t depth) noexcept {
+  switch (j.type()) {
+    case json::value_t::object:
+      if (depth == max_json_depth) return false;
+      for (const auto& [key, member] : *j.get_ptr<const json::object_t*>())
+        if (!storable(member, depth + 1)) return false;
+      return true;
+    case json::value_t::array:
+      if (depth == max_json_depth) return false;
+      for (const json& member : *j.get_ptr<const json::array_t*>())
+        if (!storable(member, depth + 1)) return false;
+      return true;
+    case json::value_t::number_float:
+      return std::isfinite(*j.get_ptr<const json::number_float_t*>());
+    default:
+      return true;
+  }
+}
+}  // namespace
+
 std::optional<std::string> json_storage_problem(const json& j) {
+  if (storable(j, 0)) return std::nullopt;
   if (!j.is_structured()) {
     if (j.is_number_float() && !std::isfinite(j.get<double>()))
       return std::string(std::isnan(j.get<double>()) ? "is NaN" : "is an infinity") +
@@ -185,7 +212,15 @@ std::optional<std::string> json_storage_problem(const json& j) {
 }
 
 bool valid_utf8(std::string_view text) noexcept {
-  for (std::size_t i = 0; i < text.size();) {
+  std::size_t i = 0;
+  // ASCII, the usual key, eight bytes at a time.
+  constexpr std::uint64_t high_bits = 0x8080808080808080ULL;
+  for (; i + 8 <= text.size(); i += 8) {
+    std::uint64_t word;
+    std::memcpy(&word, text.data() + i, 8);
+    if (word & high_bits) break;
+  }
+  while (i < text.size()) {
     std::size_t n = utf8_sequence(text.substr(i));
     if (n == 0) return false;
     i += n;

@@ -18,19 +18,25 @@ bool next_significant(detail::sql_lexer& lexer, sql_token& t) {
 }  // namespace
 
 std::string_view first_keyword(std::string_view sql, char (&buf)[17]) {
-  detail::sql_lexer lexer(sql, sql_dialect::sqlite);
-  sql_token t{};
-  std::size_t n = 0;
-  if (next_significant(lexer, t) && t.kind == sql_token_kind::word) {
-    for (; n < t.text.size() && n < 16; ++n) {
-      char c = t.text[n];
+  // The letters that start the first word, upper-cased.
+  auto letters_of = [&](std::string_view word) {
+    std::size_t n = 0;
+    for (; n < word.size() && n < 16; ++n) {
+      char c = word[n];
       if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
-      if (c < 'A' || c > 'Z') break;  // the letters that start the word
+      if (c < 'A' || c > 'Z') break;
       buf[n] = c;
     }
-  }
-  buf[n] = '\0';
-  return {buf, n};
+    buf[n] = '\0';
+    return std::string_view(buf, n);
+  };
+  // The usual statement starts with its keyword: nothing before it for the lexer to skip.
+  if (!sql.empty() && ((sql[0] >= 'A' && sql[0] <= 'Z') || (sql[0] >= 'a' && sql[0] <= 'z')))
+    return letters_of(sql);
+  detail::sql_lexer lexer(sql, sql_dialect::sqlite);
+  sql_token t{};
+  if (next_significant(lexer, t) && t.kind == sql_token_kind::word) return letters_of(t.text);
+  return letters_of({});
 }
 
 route classify(std::string_view sql) {

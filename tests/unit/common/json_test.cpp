@@ -96,6 +96,39 @@ TEST(Json, Utf8IsCheckedStrictly) {
     EXPECT_FALSE(entity::valid_utf8(bad)) << entity::printable(bad);
 }
 
+TEST(Json, Utf8IsCheckedAtEveryPositionOfALongText) {
+  // Long ASCII runs are read a word at a time: a bad byte is found wherever it is.
+  for (std::size_t at = 0; at < 40; ++at) {
+    std::string text(40, 'k');
+    EXPECT_TRUE(entity::valid_utf8(text));
+    text[at] = '\xff';
+    EXPECT_FALSE(entity::valid_utf8(text)) << at;
+    text[at] = '\xc3';  // a sequence cut short, or ended by ASCII
+    EXPECT_FALSE(entity::valid_utf8(text)) << at;
+    text.replace(at, 1, "\xc3\xa9");
+    EXPECT_TRUE(entity::valid_utf8(text)) << at;
+  }
+}
+
+TEST(Json, StorageAcceptsWhatItOnlyWalks) {
+  // The usual value passes the quick walk; a problem anywhere sends it to the one that says
+  // where, at the root and under objects and arrays alike.
+  json fine = {{"a", {{"b", {1, 2.5, "x"}}}}, {"c", json::array()}, {"d", json::object()}};
+  EXPECT_FALSE(entity::json_storage_problem(fine));
+  json bad = fine;
+  bad["c"].push_back(std::numeric_limits<double>::quiet_NaN());
+  EXPECT_EQ(entity::json_storage_problem(bad), "has a NaN at /c/0 (JSON has no such number)");
+  bad = fine;
+  bad["a"]["b"][3] = nested_arrays(entity::max_json_depth);
+  auto why = entity::json_storage_problem(bad);
+  ASSERT_TRUE(why);
+  EXPECT_EQ(why->rfind("is nested deeper than 512 levels (the limit) at /a/b/3/0/", 0), 0u) << *why;
+  // Exactly at the limit, counted from the root.
+  bad = fine;
+  bad["a"] = nested_arrays(entity::max_json_depth - 1);
+  EXPECT_FALSE(entity::json_storage_problem(bad));
+}
+
 TEST(Json, PrintableEscapesWhatIsNotUtf8) {
   EXPECT_EQ(entity::printable("k\xff"), "'k\\xff'");
   EXPECT_EQ(entity::printable("ünï"), "'ünï'");

@@ -26,6 +26,18 @@ TEST(Classify, WritesGoToTheWriter) {
   EXPECT_EQ(classify(""), route::write);
 }
 
+TEST(Classify, ReadsTheLettersThatStartTheFirstWord) {
+  char buf[17];
+  EXPECT_EQ(entity::sqlite_detail::first_keyword("select1 from t", buf), "SELECT");
+  EXPECT_EQ(entity::sqlite_detail::first_keyword("Insert_x", buf), "INSERT");
+  EXPECT_EQ(entity::sqlite_detail::first_keyword("\t/* c */ -- d\n with", buf), "WITH");
+  EXPECT_EQ(entity::sqlite_detail::first_keyword("abcdefghijklmnopqrstuvwxyz", buf),
+            "ABCDEFGHIJKLMNOP");
+  EXPECT_EQ(entity::sqlite_detail::first_keyword("(SELECT 1)", buf), "");
+  EXPECT_EQ(entity::sqlite_detail::first_keyword("", buf), "");
+  EXPECT_EQ(classify("SELECTED"), route::write);
+}
+
 TEST(Classify, TransactionControlRunsAlone) {
   EXPECT_EQ(classify("BEGIN"), route::solo);
   EXPECT_EQ(classify("commit"), route::solo);
