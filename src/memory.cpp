@@ -203,18 +203,28 @@ const char* order_by_key(sql_dialect d) {
 
 // The JSON text of a value to store, after its key and value are checked (json.hpp): nothing
 // reaches the table that would read back as something else, or not at all.
-std::string encode(const json& v, const std::string& key) {
+// Written into `text` (replacing what it held, in its capacity: a batch reuses one string per
+// row of a chunk).
+void encode_into(const json& v, const std::string& key, std::string& text) {
   if (!valid_utf8(key))
     throw error(errc::invalid_argument, {"the key " + printable(key) + " is not valid UTF-8", {}});
   if (auto why = json_storage_problem(v))
     throw error(errc::invalid_argument, {"the value of key " + printable(key) + " " + *why, {}});
   try {
-    return v.dump();
+    text.clear();
+    // What json::dump() does, into `text` instead of a new string.
+    nlohmann::detail::serializer<json> out(nlohmann::detail::output_adapter<char>(text), ' ');
+    out.dump(v, /*pretty_print=*/false, /*ensure_ascii=*/false, /*indent_step=*/0);
   } catch (const json::exception& e) {
     throw error(errc::invalid_argument, {"the value of key " + printable(key) +
                                              " cannot be written as JSON: " + e.what(),
                                          {}});
   }
+}
+std::string encode(const json& v, const std::string& key) {
+  std::string text;
+  encode_into(v, key, text);
+  return text;
 }
 
 // Decodes a stored value; a value that is not JSON, or too deep to decode, is reported with its
@@ -406,13 +416,20 @@ std::shared_ptr<const batch_sql> make_batch_sql(std::string upsert, bool one_row
 // a key given twice wins (see batch_sql).
 void batch_store_rows(session& s, const memory::items& values, const std::string& prefix,
                       const batch_sql& sql) {
-  params args;
-  args.reserve(2 * rows_per_insert);
+  // One text per bound value of a full chunk, rewritten in place chunk after chunk.
+  params args(2 * rows_per_insert, value(std::string()));
+  auto text = [&](std::size_t i) -> std::string& { return std::get<std::string>(args[i].raw()); };
+  std::size_t rows = 0;
   std::unordered_set<std::string_view> chunk_keys;  // with one_row_per_key
   auto write_chunk = [&] {
-    const std::size_t rows = args.size() / 2;
-    s.execute(rows == rows_per_insert ? sql.full_chunk : upsert_of_rows(sql.upsert, rows), args);
-    args.clear();
+    if (rows == rows_per_insert) {
+      s.execute(sql.full_chunk, args);
+    } else {
+      args.resize(2 * rows);
+      s.execute(upsert_of_rows(sql.upsert, rows), args);
+      args.resize(2 * rows_per_insert, value(std::string()));
+    }
+    rows = 0;
     chunk_keys.clear();
   };
   for (const auto& [key, v] : values) {
@@ -420,11 +437,11 @@ void batch_store_rows(session& s, const memory::items& values, const std::string
       write_chunk();
       chunk_keys.insert(key);
     }
-    args.emplace_back(prefix.empty() ? key : prefix + key);
-    args.emplace_back(encode(v, key));
-    if (args.size() == 2 * rows_per_insert) write_chunk();
+    text(2 * rows).assign(prefix).append(key);
+    encode_into(v, key, text(2 * rows + 1));
+    if (++rows == rows_per_insert) write_chunk();
   }
-  if (!args.empty()) write_chunk();
+  if (rows) write_chunk();
 }
 transaction_body batch_store_body(std::shared_ptr<const memory::items> values, std::string prefix,
                                   std::shared_ptr<const batch_sql> sql) {

@@ -347,6 +347,25 @@ TEST_P(Memory, BatchStoreOfAKeyGivenTwiceKeepsTheLastValue) {
   EXPECT_EQ(f.mem.load("k99"), json(299));
 }
 
+// Each row's key and text are written whole, whatever the rows before them in the batch held:
+// a short value after a long one, in the same place of the next chunk, reads back as itself.
+TEST_P(Memory, BatchStoreWritesEachValueWhole) {
+  auto f = make();
+  auto scoped = f.mem.scope("s");
+  memory::items items;
+  for (int i = 0; i < 400; ++i) {
+    const bool long_one = (i / 128) % 2 == 0;
+    items.emplace_back(long_one ? "long-key-" + std::string(40, 'k') + std::to_string(i)
+                                : std::to_string(i),
+                       long_one ? json{{"text", std::string(500, 'x')}, {"i", i}} : json(i));
+  }
+  const memory::items expected = items;
+  scoped.batch_store(std::move(items));
+  EXPECT_EQ(scoped.size(), 400);
+  for (const auto& [key, value] : expected) EXPECT_EQ(scoped.load(key), value) << key;
+  EXPECT_EQ(f.mem.size(), 400);
+}
+
 TEST_P(Memory, BatchStoreIsAllOrNothing) {
   auto f = make();
   f.mem.store("keep", 1);
