@@ -27,8 +27,10 @@ namespace entity {
 namespace {
 // How a batch_store writes its rows (see batch_store_rows); fixed per backend.
 struct batch_sql {
-  std::string upsert;      // one row
-  std::string full_chunk;  // rows_per_insert rows
+  // sized[i]: the upsert of 2^i rows, up to rows_per_insert (the full chunk). A shorter chunk
+  // is written as the powers of two it sums to, so any batch uses at most these statements,
+  // each prepared once per connection and then taken from its statement cache.
+  std::vector<std::string> sized;
   // PostgreSQL's ON CONFLICT may not update a row twice in one statement: a key met again
   // within a chunk ends the chunk. SQLite's INSERT OR REPLACE takes the rows in order, so the
   // later value wins within one statement too.
@@ -391,8 +393,10 @@ std::int64_t next_round(std::size_t recalled, std::size_t found, std::int64_t as
 }
 
 
-// Items per INSERT of a batch_store: 256 bound values, far under either backend's limit.
+// Items per INSERT of a batch_store: 256 bound values, far under either backend's limit. A
+// power of two (see batch_sql).
 constexpr std::size_t rows_per_insert = 128;
+static_assert((rows_per_insert & (rows_per_insert - 1)) == 0);
 
 // `upsert` (one row: "... VALUES (?, ?) ...") made to insert `rows` rows.
 std::string upsert_of_rows(const std::string& upsert, std::size_t rows) {
@@ -405,8 +409,8 @@ std::string upsert_of_rows(const std::string& upsert, std::size_t rows) {
 
 std::shared_ptr<const batch_sql> make_batch_sql(std::string upsert, bool one_row_per_key) {
   auto sql = std::make_shared<batch_sql>();
-  sql->full_chunk = upsert_of_rows(upsert, rows_per_insert);
-  sql->upsert = std::move(upsert);
+  for (std::size_t rows = 1; rows <= rows_per_insert; rows *= 2)
+    sql->sized.push_back(upsert_of_rows(upsert, rows));
   sql->one_row_per_key = one_row_per_key;
   return sql;
 }
@@ -421,13 +425,21 @@ void batch_store_rows(session& s, const memory::items& values, const std::string
   auto text = [&](std::size_t i) -> std::string& { return std::get<std::string>(args[i].raw()); };
   std::size_t rows = 0;
   std::unordered_set<std::string_view> chunk_keys;  // with one_row_per_key
+  params part;  // the values of a shorter statement, moved out of `args` and back
   auto write_chunk = [&] {
     if (rows == rows_per_insert) {
-      s.execute(sql.full_chunk, args);
+      s.execute(sql.sized.back(), args);
     } else {
-      args.resize(2 * rows);
-      s.execute(upsert_of_rows(sql.upsert, rows), args);
-      args.resize(2 * rows_per_insert, value(std::string()));
+      std::size_t from = 0;
+      for (std::size_t i = sql.sized.size(); i-- > 0;) {
+        const std::size_t n = std::size_t{1} << i;
+        if (!(rows & n)) continue;
+        part.resize(2 * n);
+        for (std::size_t j = 0; j < 2 * n; ++j) std::swap(part[j], args[2 * from + j]);
+        s.execute(sql.sized[i], part);
+        for (std::size_t j = 0; j < 2 * n; ++j) std::swap(part[j], args[2 * from + j]);
+        from += n;
+      }
     }
     rows = 0;
     chunk_keys.clear();

@@ -366,6 +366,22 @@ TEST_P(Memory, BatchStoreWritesEachValueWhole) {
   EXPECT_EQ(f.mem.size(), 400);
 }
 
+// A chunk shorter than a statement's rows is written in parts; every size writes every item.
+TEST_P(Memory, BatchStoreOfAnySizeWritesEveryItem) {
+  auto f = make();
+  std::int64_t total = 0;
+  for (int n : {1, 2, 3, 7, 64, 127, 129, 255, 383}) {
+    auto scoped = f.mem.scope("n" + std::to_string(n) + ":");
+    memory::items items;
+    for (int i = 0; i < n; ++i) items.emplace_back(std::to_string(i), json{{"n", n}, {"i", i}});
+    scoped.batch_store(std::move(items));
+    total += n;
+    EXPECT_EQ(scoped.size(), n);
+    for (int i : {0, n / 2, n - 1}) EXPECT_EQ(scoped.load(std::to_string(i)), (json{{"n", n}, {"i", i}}));
+  }
+  EXPECT_EQ(f.mem.size(), total);
+}
+
 TEST_P(Memory, BatchStoreIsAllOrNothing) {
   auto f = make();
   f.mem.store("keep", 1);
