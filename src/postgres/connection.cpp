@@ -356,10 +356,11 @@ blocking_session::blocking_session(pg_conn* c, bool pipeline_inserts, std::size_
     : c_(c),
       pipeline_inserts_(pipeline_inserts),
       chunk_(chunk ? chunk : 1),
-      on_pipeline_batch_(std::move(on_pipeline_batch)) {}
+      on_pipeline_batch_(std::move(on_pipeline_batch)),
+      queued_(c->pg) {}
 
 blocking_session::~blocking_session() {
-  if (queued_ == 0) return;
+  if (queued_.empty()) return;
   // Abandoned statements (the body threw): read their results so that the connection is idle.
   try {
     flush();
@@ -383,20 +384,10 @@ result blocking_session::query(std::string_view sql, const params& args, std::si
   }
   const std::string& text = translated.text;
   if (pipeline_inserts_ && pipelinable(sql)) {
-    if (queued_ == 0) {
-      if (PQenterPipelineMode(c_->pg) != 1) {
-        error_code ec;
-        diagnostics diag;
-        error_of(nullptr, c_->pg, sql, ec, diag);
-        note_broken(*c_, ec, diag);
-        throw error(ec, diag);
-      }
-      first_queued_sql_ = std::string(sql);
-    }
-    bool sent;
-    {
+    bool sent = !queued_.empty() || PQenterPipelineMode(c_->pg) == 1;
+    if (sent) {
       blocking_call waiting(c_);
-      sent = send_statement(c_->pg, text, args);
+      sent = send_queued(c_->pg, queued_, pipeline_entry::statement, sql, text, args);
     }
     if (!sent) {
       error_code ec;
@@ -405,7 +396,7 @@ result blocking_session::query(std::string_view sql, const params& args, std::si
       note_broken(*c_, ec, diag);
       throw error(ec, diag);
     }
-    if (++queued_ >= chunk_) flush();
+    if (queued_.size() >= chunk_) flush();
     return {};
   }
   flush();
@@ -431,38 +422,21 @@ result blocking_session::query(std::string_view sql, const params& args, std::si
 }
 
 void blocking_session::flush() {
-  if (queued_ == 0) return;
-  std::size_t expected = queued_;
-  queued_ = 0;
-  error_code ec;
-  diagnostics diag;
-  result ignored;
-  blocking_call waiting(c_);
-  if (PQpipelineSync(c_->pg) != 1) {
-    error_of(nullptr, c_->pg, first_queued_sql_, ec, diag);
-  } else {
-    // Each statement's results end with a null; the sync point ends the batch.
-    std::size_t ended = 0;
-    for (;;) {
-      PGresult* r = PQgetResult(c_->pg);
-      if (!r) {
-        if (PQstatus(c_->pg) != CONNECTION_OK) break;
-        if (++ended > expected + 1) break;  // a protocol surprise: never spin
-        continue;
-      }
-      ExecStatusType st = PQresultStatus(r);
-      if (st == PGRES_PIPELINE_SYNC) {
-        PQclear(r);
-        break;
-      }
-      absorb(r, c_->pg, first_queued_sql_, 0, ignored, ec, diag);
-      PQclear(r);
+  if (queued_.empty()) return;
+  outcome out;
+  {
+    blocking_call waiting(c_);
+    if (send_sync(c_->pg, queued_)) {
+      while (queued_.awaiting()) queued_.take(PQgetResult(c_->pg), out);
+      if (on_pipeline_batch_) on_pipeline_batch_();
+    } else {
+      queued_.lost(out);
     }
-    if (on_pipeline_batch_) on_pipeline_batch_();
+    PQexitPipelineMode(c_->pg);
   }
-  PQexitPipelineMode(c_->pg);
-  note_broken(*c_, ec, diag);
-  if (ec) throw error(ec, diag);
+  if (queued_.failed()) c_->broken = true;
+  note_broken(*c_, out.ec, out.diag);
+  if (out.ec) throw error(out.ec, out.diag);
 }
 
 void blocking_session::command(const char* sql, error_code& ec, diagnostics& diag) {

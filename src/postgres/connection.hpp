@@ -19,6 +19,7 @@
 #include "entity/error.hpp"
 #include "entity/infrastructure.hpp"
 #include "entity/value.hpp"
+#include "postgres/pipeline.hpp"
 
 namespace entity::postgres_detail {
 
@@ -137,8 +138,7 @@ class blocking_session final : public session {
   bool pipeline_inserts_;
   std::size_t chunk_;
   std::function<void()> on_pipeline_batch_;
-  std::size_t queued_ = 0;
-  std::string first_queued_sql_;
+  pipeline queued_;  ///< the INSERTs sent and not flushed yet
   const cancellation* cancel_ = nullptr;
 };
 
