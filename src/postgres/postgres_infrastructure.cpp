@@ -121,6 +121,20 @@ asio::awaitable<PGresult*> next_result(pg_conn& c, bool& ok) {
   co_return PQgetResult(c.pg);
 }
 
+// Reads the results `p` awaits into `out` (see pipeline::take). A connection that fails
+// meanwhile, or whose results come out of step, is marked broken.
+asio::awaitable<void> read_pipeline(pg_conn& c, pipeline& p, outcome& out) {
+  while (p.awaiting()) {
+    bool alive = true;
+    PGresult* r = co_await next_result(c, alive);
+    if (alive)
+      p.take(r, out);
+    else
+      p.lost(out);
+  }
+  if (p.failed()) c.broken = true;
+}
+
 // Reads every result of the statement in flight into `out`.
 asio::awaitable<void> collect(pg_conn& c, std::string_view sql, std::size_t max_rows, result& out,
                               error_code& ec, diagnostics& diag) {
@@ -776,79 +790,39 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
       error_of(nullptr, c.pg, req.sql, out.ec, out.diag);
       co_return;
     }
+    pipeline p(c.pg);
+    // The server stops the batch's statements at the deadline too (SET LOCAL: for this
+    // transaction only), should the cancel request be lost.
+    const std::string set =
+        "SET LOCAL statement_timeout = " + std::to_string(ms_until(deadline).count());
+    bool ok = send_queued(c.pg, p, pipeline_entry::own_command, "BEGIN") &&
+              send_queued(c.pg, p, pipeline_entry::own_command, set);
     const std::size_t n = req.batch.size();
-    std::size_t next = 0;
-    bool committed = false;
-    bool began = false;
-    while (!out.ec && !committed) {
-      // What this round trip carries, in order: BEGIN?, statements, COMMIT?.
-      std::vector<int> kinds;  // 0 own command, 1 a statement of the batch
-      bool ok = true;
-      if (!began) {
-        // The server stops the batch's statements at the deadline too (SET LOCAL: for this
-        // transaction only), should the cancel request be lost.
-        std::string set = "SET LOCAL statement_timeout = " + std::to_string(ms_until(deadline).count());
-        ok = PQsendQueryParams(c.pg, "BEGIN", 0, nullptr, nullptr, nullptr, nullptr, 0) == 1 &&
-             PQsendQueryParams(c.pg, set.c_str(), 0, nullptr, nullptr, nullptr, nullptr, 0) == 1;
-        kinds.push_back(0);
-        kinds.push_back(0);
-        began = true;
-      }
-      std::size_t end = std::min(n, next + params.pipeline_chunk);
-      for (; ok && next < end; ++next) {
-        ok = send_statement(c.pg, sql, req.batch[next]);
-        kinds.push_back(1);
-      }
-      bool last = next >= n;
-      if (ok && last) {
-        ok = PQsendQueryParams(c.pg, "COMMIT", 0, nullptr, nullptr, nullptr, nullptr, 0) == 1;
-        kinds.push_back(0);
-      }
-      if (ok) ok = PQpipelineSync(c.pg) == 1;
+    for (std::size_t next = 0; ok;) {
+      const std::size_t end = std::min(n, next + params.pipeline_chunk);
+      for (; ok && next < end; ++next)
+        ok = send_queued(c.pg, p, pipeline_entry::statement, req.sql, sql, req.batch[next]);
+      if (ok && next == n) ok = send_queued(c.pg, p, pipeline_entry::own_command, "COMMIT");
+      if (ok) ok = send_sync(c.pg, p);
       if (ok) ok = co_await flush_out(c);
-      if (!ok) {
-        error_of(nullptr, c.pg, req.sql, out.ec, out.diag);
-        c.broken = true;
-        break;
-      }
-      // Results: each command's end with a null, the batch with the sync marker.
-      std::size_t index = 0;
-      result own;
-      for (;;) {
-        bool alive = true;
-        PGresult* r = co_await next_result(c, alive);
-        if (!alive) {
-          if (!out.ec) error_of(nullptr, c.pg, req.sql, out.ec, out.diag);
-          c.broken = true;
-          break;
-        }
-        if (!r) {
-          ++index;
-          if (index > kinds.size() + 1) break;  // a protocol surprise: never spin
-          continue;
-        }
-        if (PQresultStatus(r) == PGRES_PIPELINE_SYNC) {
-          PQclear(r);
-          break;
-        }
-        bool mine = index < kinds.size() && kinds[index] == 1;
-        absorb(r, c.pg, mine ? std::string_view(req.sql) : std::string_view("COMMIT"), 0,
-               mine ? out.res : own, out.ec, out.diag);
-        PQclear(r);
-      }
+      if (!ok) break;
+      co_await read_pipeline(c, p, out);
       pipeline_batches.fetch_add(1, std::memory_order_relaxed);
-      if (c.broken) break;
-      if (!out.ec && last) committed = true;
+      if (out.ec || c.broken || next == n) break;
+    }
+    if (!ok) {
+      error_of(nullptr, c.pg, req.sql, out.ec, out.diag);
+      c.broken = true;
     }
     if (out.ec && !c.broken) {
-      result ignored;
-      error_code rollback_ec;
-      diagnostics rollback_diag;
-      bool ok = PQsendQueryParams(c.pg, "ROLLBACK", 0, nullptr, nullptr, nullptr, nullptr, 0) == 1 &&
-                PQpipelineSync(c.pg) == 1;
+      // What ran (the transaction, aborted at the error) is rolled back; its own errors do
+      // not replace the batch's.
+      ok = send_queued(c.pg, p, pipeline_entry::own_command, "ROLLBACK") && send_sync(c.pg, p);
       if (ok) ok = co_await flush_out(c);
-      if (ok) co_await drain_to_sync(c);
-      if (!ok) c.broken = true;
+      if (ok)
+        co_await read_pipeline(c, p, out);
+      else
+        c.broken = true;
     }
     if (!c.broken) PQexitPipelineMode(c.pg);
     note_broken(c, out.ec, out.diag);
