@@ -615,61 +615,29 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
     finish(std::move(out), op->done, op->submitted);
   }
 
-  // Sends `sql` with SET statement_timeout before it, in one round trip: pipeline mode, the SET
-  // and the statement each followed by a sync point, so that the SET stays whatever becomes
-  // of the statement. Reads the SET's results; the statement's are read as usual, then
-  // finish_timed_send() reads its sync point. False when nothing could be sent.
-  asio::awaitable<bool> send_timed(pg_conn& c, const std::string& sql, const entity::params& args,
-                                   long long timeout_ms) {
-    std::string set = "SET statement_timeout = " + std::to_string(timeout_ms);
+  // Runs `sql` (`req.sql` translated) with SET statement_timeout before it, in one round trip:
+  // pipeline mode, the SET and the statement each followed by a sync point, so that the SET
+  // stays whatever becomes of the statement. A SET that fails is not the statement's error:
+  // the session's timeout is then unknown, and the next request sets it again.
+  asio::awaitable<void> run_timed(pg_conn& c, request& req, const std::string& sql,
+                                  std::size_t max_rows, long long timeout_ms, outcome& out) {
+    const std::string set = "SET statement_timeout = " + std::to_string(timeout_ms);
+    pipeline p(c.pg);
+    // The SET's entry names the statement: a connection lost while it is due fails the request.
     bool ok = PQenterPipelineMode(c.pg) == 1 &&
-              PQsendQueryParams(c.pg, set.c_str(), 0, nullptr, nullptr, nullptr, nullptr, 0) ==
-                  1 &&
-              PQpipelineSync(c.pg) == 1 && send_statement(c.pg, sql, args) &&
-              PQpipelineSync(c.pg) == 1;
+              send_queued(c.pg, p, pipeline_entry::setting, req.sql, set) &&
+              send_sync(c.pg, p) &&
+              send_queued(c.pg, p, pipeline_entry::statement, req.sql, sql, req.args, max_rows) &&
+              send_sync(c.pg, p);
     if (ok) ok = co_await flush_out(c);
     if (!ok) {
-      c.broken = true;  // half a pipeline may have gone: the connection is not trusted again
-      co_return false;
+      // Half a pipeline may have gone: the connection is not trusted again.
+      error_of(nullptr, c.pg, req.sql, out.ec, out.diag);
+      c.broken = true;
+      co_return;
     }
-    bool set_ok = true;
-    for (;;) {
-      bool alive = true;
-      PGresult* r = co_await next_result(c, alive);
-      if (!alive) {
-        c.broken = true;
-        co_return true;  // collect() reports the failure
-      }
-      if (!r) continue;
-      ExecStatusType st = PQresultStatus(r);
-      PQclear(r);
-      if (st == PGRES_PIPELINE_SYNC) break;
-      if (st != PGRES_COMMAND_OK) set_ok = false;
-    }
-    c.statement_timeout_ms = set_ok ? timeout_ms : -1;
-    co_return true;
-  }
-
-  // Reads and drops results up to the pipeline's next sync point; a connection that dies
-  // meanwhile is marked broken.
-  asio::awaitable<void> drain_to_sync(pg_conn& c) {
-    while (!c.broken) {
-      bool alive = true;
-      PGresult* r = co_await next_result(c, alive);
-      if (!alive) {
-        c.broken = true;
-        break;
-      }
-      if (!r) continue;
-      bool sync = PQresultStatus(r) == PGRES_PIPELINE_SYNC;
-      PQclear(r);
-      if (sync) break;
-    }
-  }
-
-  // After a send_timed statement's results: its sync point, and out of pipeline mode.
-  asio::awaitable<void> finish_timed_send(pg_conn& c) {
-    co_await drain_to_sync(c);
+    co_await read_pipeline(c, p, out);
+    c.statement_timeout_ms = p.settings_applied() ? timeout_ms : -1;
     if (!c.broken && PQexitPipelineMode(c.pg) != 1) c.broken = true;
   }
 
@@ -686,15 +654,7 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
       // lost: its statement_timeout travels with the statement when the session's differs.
       const long long timeout_ms = statement_timeout_to_set(c, ms_until(deadline));
       if (timeout_ms > 0) {
-        if (!co_await send_timed(c, sql, req.args, timeout_ms) || c.broken) {
-          // Nothing more is read from a connection that failed (or whose socket the deadline
-          // closed while the SET was waited for).
-          error_of(nullptr, c.pg, req.sql, out.ec, out.diag);
-          c.broken = true;
-        } else {
-          co_await collect(c, req.sql, max_rows, out.res, out.ec, out.diag);
-          co_await finish_timed_send(c);
-        }
+        co_await run_timed(c, req, sql, max_rows, timeout_ms, out);
       } else if (bool sent = send_statement(c.pg, sql, req.args); !sent) {
         // Refused before anything was sent (a bad parameter): the connection is fine.
         error_of(nullptr, c.pg, req.sql, out.ec, out.diag);
