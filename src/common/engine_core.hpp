@@ -29,6 +29,13 @@ TimePoint deadline_after(TimePoint now, std::chrono::milliseconds timeout) noexc
   return now + timeout;
 }
 
+/// The deadline of request `r` submitted at `now`: its own timeout, or the engine's
+/// `query_timeout` (time spent queued counts).
+template <class TimePoint>
+TimePoint deadline_of(const request& r, TimePoint now, std::chrono::milliseconds query_timeout) {
+  return deadline_after(now, r.timeout.value_or(query_timeout));
+}
+
 /// An engine's lifecycle: not started → starting → running → shut down, and from not started
 /// straight to shut down. A failed startup leaves the engine not started (startup may be tried
 /// again); a shut-down engine never starts again. Transitions are atomic: any thread may ask
@@ -130,6 +137,18 @@ class engine_thread_mark {
  private:
   const void* saved_;
 };
+
+/// Ends a request submitted at `submitted`: counts it, then hands `out` to `done` on this
+/// thread, marked as `engine`'s (see shut_down: a completion that drops the last handle on the
+/// engine must not shut it down from inside the engine's own call). Both engines end every
+/// request with a completion here.
+inline void complete(const void* engine, request_counters& counters,
+                     std::chrono::steady_clock::time_point submitted, completion done,
+                     outcome&& out) {
+  counters.finished(out.ec, submitted);
+  engine_thread_mark mark(engine);
+  done(std::move(out));
+}
 
 /// Shuts `engine` down. On one of the engine's own threads (a plain callback dropping the last
 /// handle on the engine, say), waiting for that thread would wait for itself: another thread

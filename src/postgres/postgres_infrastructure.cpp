@@ -461,11 +461,7 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
   // ---- requests -----------------------------------------------------------------------------
 
   void finish(outcome&& out, completion& done, clock_type::time_point submitted) {
-    counters.finished(out.ec, submitted);
-    {
-      detail::engine_thread_mark mark(this);
-      done(std::move(out));
-    }
+    detail::complete(this, counters, submitted, std::move(done), std::move(out));
     std::unique_lock lk(mu);
     if (--in_flight == 0) idle_cv.notify_all();
   }
@@ -478,13 +474,11 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
         lk.unlock();
         outcome out;
         out.ec = life.not_running(out.diag);
-        counters.finished(out.ec, now);
-        done(std::move(out));
-        return;
+        return detail::complete(this, counters, now, std::move(done), std::move(out));
       }
       ++in_flight;
     }
-    auto deadline = detail::deadline_after(now, req.timeout.value_or(params.query_timeout));
+    auto deadline = detail::deadline_of(req, now, params.query_timeout);
     auto acquire_deadline = detail::deadline_after(now, params.acquire_timeout);
     if (req.kind == request_kind::transaction) return submit_transaction(std::move(req), std::move(done), now, deadline, acquire_deadline);
 

@@ -248,14 +248,17 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
   // async write is released into it by push_write / defer and adopted back here.
   void finish(std::unique_ptr<pending> op) { finish(op.release()); }
   void finish(pending* op) {
-    counters.finished(op->out.ec, op->submitted);
     if (op->done) {
       std::unique_ptr<pending> owned(op);
       completion done = std::move(op->done);
       outcome out = std::move(op->out);
+      const clock::time_point submitted = op->submitted;
       owned.reset();
-      done(std::move(out));
-    } else if (op->waits) {
+      detail::complete(this, counters, submitted, std::move(done), std::move(out));
+      return;
+    }
+    counters.finished(op->out.ec, op->submitted);
+    if (op->waits) {
       // Notified under the lock: once it is released the waiter may return and destroy `op`.
       std::lock_guard lk(wmu);
       op->finished = true;
@@ -604,7 +607,7 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
   // ---- entry points -------------------------------------------------------------------
 
   clock::time_point deadline_of(const request& r, clock::time_point now) const {
-    return detail::deadline_after(now, r.timeout.value_or(p.query_timeout));
+    return detail::deadline_of(r, now, p.query_timeout);
   }
 
   // REQUIRES: op.path set. True (with the error in op.out) for a request refused before it is

@@ -173,3 +173,40 @@ TEST(DeadlineAfter, ATimeoutTooLongToAddSaturatesInsteadOfWrapping) {
   // 1e6 s still fits and is added exactly.
   EXPECT_EQ(entity::detail::deadline_after(now, ms(1'000'000'000)), now + ms(1'000'000'000));
 }
+
+namespace {
+
+TEST(Complete, CountsTheRequestThenRunsItsCompletionAsTheEngines) {
+  entity::detail::request_counters counters;
+  const int engine = 0;  // any address stands for the engine
+  const void* seen_engine = nullptr;
+  entity::infrastructure_stats during;
+  entity::error_code seen;
+  entity::outcome out;
+  out.ec = entity::make_error_code(errc::query_timeout);
+  entity::detail::complete(&engine, counters, std::chrono::steady_clock::now(),
+                           [&](entity::outcome&& o) {
+                             seen = o.ec;
+                             seen_engine = entity::detail::engine_of_this_thread;
+                             counters.fill(during);
+                           },
+                           std::move(out));
+  EXPECT_EQ(seen, errc::query_timeout);
+  EXPECT_EQ(seen_engine, &engine);
+  EXPECT_EQ(during.operations, 1u);  // counted before its caller hears of it
+  EXPECT_EQ(during.timeouts, 1u);
+  EXPECT_EQ(entity::detail::engine_of_this_thread, nullptr);  // the mark ends with it
+}
+
+TEST(DeadlineOf, IsTheRequestsOwnTimeoutOrTheEnginesDefault) {
+  using namespace std::chrono_literals;
+  const auto now = std::chrono::steady_clock::now();
+  entity::request r;
+  EXPECT_EQ(entity::detail::deadline_of(r, now, 30s), now + 30s);
+  r.timeout = 5ms;
+  EXPECT_EQ(entity::detail::deadline_of(r, now, 30s), now + 5ms);
+  r.timeout = std::chrono::milliseconds::max();
+  EXPECT_EQ(entity::detail::deadline_of(r, now, 30s), decltype(now)::max());
+}
+
+}  // namespace
