@@ -205,15 +205,19 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
       }
     }
     std::size_t readers = std::min(p.pool_size, p.min_connections > 0 ? p.min_connections - 1 : 0);
+    // Opened aside and pooled under pmu: stats() may read the pool while the engine starts.
+    std::vector<std::unique_ptr<connection>> opened;
     for (std::size_t i = 0; i < readers; ++i) {
       auto c = connection::open(target, uri, connection::role::reader, p, ec, diag);
       if (!c) {
-        idle.clear();
+        opened.clear();
         writer.reset();
         throw error(ec, diag);
       }
-      idle.push_back(std::move(c));
+      opened.push_back(std::move(c));
     }
+    std::lock_guard lk(pmu);
+    for (auto& c : opened) idle.push_back(std::move(c));
     open_readers = idle.size();
   }
 
