@@ -682,11 +682,11 @@ struct search_op : operation<vector_store::matches> {
   static void lookup(std::shared_ptr<search_op> op) {
     answer_from_index<search_op, vector_store::matches>(
         std::move(op),
-        [](search_op& o, const registry_row& reg) {
-          o.reg = reg;
+        [](search_op& o, const registry_row& entry) {
+          o.reg = entry;
           o.check_against_registry();
           o.mirror = o.st->mirror(o.name);
-          return o.search(reg.version);
+          return o.search(entry.version);
         },
         &search_op::load);
   }

@@ -37,9 +37,13 @@ struct access {
   static T make(A&&... a) {
     return T(std::forward<A>(a)...);
   }
-  /// A class's private nested type `state`.
+  /// A class's private nested type `state`. Named in a member function's type, not in the
+  /// alias itself: clang (14) checks the access of a member alias template's target where the
+  /// alias is used, outside this friend, and refuses it.
   template <class T>
-  using state_of = typename T::state;
+  static auto state_type() -> std::type_identity<typename T::state>;  // never defined
+  template <class T>
+  using state_of = typename decltype(state_type<T>())::type;
 };
 
 /// The type of a class's shared state (a private member type), found without naming it.
