@@ -15,9 +15,17 @@
 namespace entity::sqlite_detail {
 
 // A request in flight. Async ones live on the heap until their completion runs; a sync one
-// lives on its caller's stack. What the writer queue keeps of a write (queued_write) is
-// GUARDED_BY(wmu). A sync write queued behind a leader waits on `cv` under the writer's
-// mutex, for its completion or for the chance to lead.
+// lives on its caller's stack. Who touches what (no member is annotated: the one lock in play
+// is the engine's wmu, which is no member here, and the rest goes from thread to thread with
+// the request itself):
+//   - req, submitted, deadline, path and `statement`: written by prepare() before the request
+//     is queued anywhere, only read after;
+//   - out and done: whichever thread holds the request (the one that runs it: a reader
+//     thread, a caller's, the leader whose group took it; then the one that completes it); it
+//     is handed on through a queue, under the queue's mutex, or in a ticket;
+//   - `finished`, and what the writer queue keeps of a write (queued_write, but `rehand`, the
+//     leader's alone): under the engine's wmu. A sync write queued behind a leader waits on
+//     `cv` with wmu, for its completion or for the chance to lead.
 struct pending : queued_write {
   request req;
   completion done;
@@ -25,7 +33,7 @@ struct pending : queued_write {
   clock::time_point deadline;
   outcome out;
   std::condition_variable cv;  // sync writes waiting in the queue only
-  bool finished = false;       // GUARDED_BY(wmu): a waiting sync write was completed
+  bool finished = false;       // under wmu: a waiting sync write was completed
   // Where the request goes, classified once when it arrives (the classifier reads the SQL).
   route path = route::write;
 };

@@ -28,12 +28,12 @@
 #include <condition_variable>
 #include <deque>
 #include <filesystem>
-#include <mutex>
 #include <thread>
 #include <unistd.h>
 #include <vector>
 
 #include "common/engine_core.hpp"
+#include "common/thread_safety.hpp"
 #include "entity/sqlite.hpp"
 #include "sqlite/classify.hpp"
 #include "sqlite/connection.hpp"
@@ -68,7 +68,9 @@ thread_local const void* committing_for = nullptr;
 struct sqlite_infrastructure::impl final : connection_lease::owner,
                                            std::enable_shared_from_this<impl> {
   // A deferred write: queued in the writer queue from defer() on. `op` is null once a leader has
-  // taken the request or it is due to the writer thread (GUARDED_BY(self->wmu)).
+  // taken the request or it is due to the writer thread. The queue nulls it through the pointer
+  // it keeps (queued_write::ticket): `op` is under self->wmu, like the queue, but is not
+  // annotated, since the analysis cannot tell that `self` is the engine whose wmu is held.
   struct write_ticket final : deferred_work {
     explicit write_ticket(std::shared_ptr<impl> s) : self(std::move(s)) {}
     ~write_ticket() override;
@@ -113,35 +115,36 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
   std::string lost_log;
   std::atomic<bool> log_lost{false};
 
-  std::mutex lifecycle_mu;  // startup and shutdown, one at a time
+  detail::mutex lifecycle_mu;  // startup and shutdown, one at a time
   detail::lifecycle life;
 
-  // The writer: its connection is used only by the current leader.
+  // The writer: its connection is used only by the current leader (leadership is the writer
+  // queue's, taken and given up under wmu; the connection itself is used without the lock).
   std::unique_ptr<connection> writer;
-  std::mutex wmu;
+  detail::mutex wmu;
   std::condition_variable wcv;
-  sqlite_detail::writer_queue<pending> wq;  // GUARDED_BY(wmu)
+  sqlite_detail::writer_queue<pending> wq ENTITY_GUARDED_BY(wmu);
   // Used by the current leader only.
   sqlite_detail::group_commit committer{p.inline_budget};
   // SQLite's own threshold for its automatic checkpoint.
   static constexpr int checkpoint_frames = 1000;
-  std::thread writer_thread;
+  std::thread writer_thread ENTITY_GUARDED_BY(lifecycle_mu);
 
   // Async reads wait here for a reader thread.
-  std::mutex rmu;
+  detail::mutex rmu;
   std::condition_variable rcv;
-  std::deque<std::unique_ptr<pending>> rq;  // GUARDED_BY(rmu)
-  bool rstop = false;       // GUARDED_BY(rmu)
+  std::deque<std::unique_ptr<pending>> rq ENTITY_GUARDED_BY(rmu);
+  bool rstop ENTITY_GUARDED_BY(rmu) = false;
   std::atomic<std::size_t> rq_size{0};
-  std::vector<std::thread> reader_threads;
+  std::vector<std::thread> reader_threads ENTITY_GUARDED_BY(lifecycle_mu);
   sqlite_detail::spin_gate reader_spinner;
 
   // Reader connections.
-  std::mutex pmu;
+  detail::mutex pmu;
   std::condition_variable pcv;
-  std::vector<std::unique_ptr<connection>> idle;  // GUARDED_BY(pmu)
-  std::size_t open_readers = 0;                   // GUARDED_BY(pmu)
-  bool pool_closed = false;                       // GUARDED_BY(pmu)
+  std::vector<std::unique_ptr<connection>> idle ENTITY_GUARDED_BY(pmu);
+  std::size_t open_readers ENTITY_GUARDED_BY(pmu) = 0;
+  bool pool_closed ENTITY_GUARDED_BY(pmu) = false;
 
   // Counters: the engine's own, beside every request's (counters).
   detail::request_counters counters;
@@ -151,7 +154,7 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
   // ---- lifecycle ----------------------------------------------------------------------
 
   void startup() {
-    std::lock_guard lk(lifecycle_mu);
+    detail::lock_guard lk(lifecycle_mu);
     if (!life.begin_startup()) return;
     try {
       open_connections();
@@ -166,7 +169,7 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
   }
 
   // The writer and min_connections - 1 readers; throws what failed, leaving none open.
-  void open_connections() {
+  void open_connections() ENTITY_REQUIRES(lifecycle_mu) {
     if (p.path.empty())
       throw error(errc::invalid_argument, {"the database path is empty", {}});
     if (p.path == ":memory:") {
@@ -216,29 +219,29 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
       }
       opened.push_back(std::move(c));
     }
-    std::lock_guard lk(pmu);
+    detail::lock_guard lk(pmu);
     for (auto& c : opened) idle.push_back(std::move(c));
     open_readers = idle.size();
   }
 
   void shutdown() {
-    std::lock_guard lk(lifecycle_mu);
+    detail::lock_guard lk(lifecycle_mu);
     if (!life.begin_shutdown()) return;
     {
-      std::lock_guard w(wmu);
+      detail::lock_guard w(wmu);
       wq.stop();
     }
     wcv.notify_all();
     if (writer_thread.joinable()) writer_thread.join();
     {
-      std::lock_guard r(rmu);
+      detail::lock_guard r(rmu);
       rstop = true;
     }
     rcv.notify_all();
     for (auto& t : reader_threads) t.join();
     reader_threads.clear();
     writer.reset();
-    std::lock_guard pl(pmu);
+    detail::lock_guard pl(pmu);
     pool_closed = true;
     open_readers -= idle.size();
     idle.clear();
@@ -264,7 +267,7 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
     counters.finished(op->out.ec, op->submitted);
     if (op->waits) {
       // Notified under the lock: once it is released the waiter may return and destroy `op`.
-      std::lock_guard lk(wmu);
+      detail::lock_guard lk(wmu);
       op->finished = true;
       op->cv.notify_one();
     }
@@ -275,7 +278,7 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
   // Borrows a reader, waiting until `wait_until`; when that passes, fails with `expired`.
   std::unique_ptr<connection> acquire_reader(clock::time_point wait_until, errc expired,
                                              error_code& ec, diagnostics& diag) {
-    std::unique_lock lk(pmu);
+    detail::unique_lock lk(pmu);
     while (true) {
       if (pool_closed) {
         ec = make_error_code(errc::shut_down);
@@ -298,7 +301,7 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
         }
         return c;
       }
-      if (pcv.wait_until(lk, wait_until) == std::cv_status::timeout && idle.empty() &&
+      if (pcv.wait_until(lk.native(), wait_until) == std::cv_status::timeout && idle.empty() &&
           !pool_closed) {
         ec = make_error_code(expired);
         diag.message = expired == errc::pool_exhausted
@@ -311,7 +314,7 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
   }
 
   void release_reader(std::unique_ptr<connection> c) noexcept {
-    std::lock_guard lk(pmu);
+    detail::lock_guard lk(pmu);
     if (pool_closed) {
       --open_readers;
       c.reset();
@@ -347,7 +350,7 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
 
   // An idle reader, or null: never waits and never opens one.
   std::unique_ptr<connection> idle_reader() {
-    std::lock_guard lk(pmu);
+    detail::lock_guard lk(pmu);
     if (pool_closed || idle.empty()) return nullptr;
     auto c = std::move(idle.back());
     idle.pop_back();
@@ -413,8 +416,8 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
 
   std::unique_ptr<pending> pop_read() {
     reader_spinner.spin_while([&] { return rq_size.load(std::memory_order_acquire) == 0; });
-    std::unique_lock lk(rmu);
-    rcv.wait(lk, [&] { return !rq.empty() || rstop; });
+    detail::unique_lock lk(rmu);
+    rcv.wait(lk.native(), [&]() ENTITY_REQUIRES(rmu) { return !rq.empty() || rstop; });
     if (rq.empty()) return nullptr;
     std::unique_ptr<pending> op = std::move(rq.front());
     rq.pop_front();
@@ -424,7 +427,7 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
 
   void push_read(std::unique_ptr<pending> op) {
     {
-      std::lock_guard lk(rmu);
+      detail::lock_guard lk(rmu);
       if (!rstop) {
         rq.push_back(std::move(op));
         rq_size.fetch_add(1, std::memory_order_release);
@@ -442,7 +445,7 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
 
   void push_write(std::unique_ptr<pending> op) {
     {
-      std::lock_guard lk(wmu);
+      detail::lock_guard lk(wmu);
       if (!wq.stopping()) wq.push_for_writer(*op.release());
     }
     if (op) {
@@ -453,18 +456,18 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
     wcv.notify_one();
   }
 
-  // REQUIRES: wmu held, leader false. Commits one group from the front of the queue (plus
+  // REQUIRES: leader false; `lk` holds wmu. Commits one group from the front of the queue (plus
   // `own`, the request of a sync caller that leads without queueing), releases leadership, then
   // completes the group's requests. Returns with wmu held again. `on_caller`: the leader is a
   // deferred write's caller, so the group holds only statements, each under the budget.
-  void lead_one_group(std::unique_lock<std::mutex>& lk, std::vector<pending*>& group,
-                      pending* own, bool on_caller = false) {
+  void lead_one_group(detail::unique_lock& lk, std::vector<pending*>& group, pending* own,
+                      bool on_caller = false) ENTITY_REQUIRES(wmu) {
     wq.lead();
     wq.take_group(group, std::max<std::size_t>(p.max_group_size, 1) - (own ? 1 : 0), on_caller);
     if (own) group.push_back(own);
     bool log_full = false;
     if (!group.empty()) {
-      lk.unlock();
+      lk.unlock(wmu);
       committing_for = this;
       writer_busy.store(true, std::memory_order_relaxed);
       committer.commit(*writer, group, on_caller);
@@ -474,17 +477,17 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
       // What SQLite's automatic checkpoint would do here, except on a caller's event loop.
       log_full = writer->wal_frames() >= checkpoint_frames;
       if (log_full && !on_caller) writer->checkpoint();
-      lk.lock();
+      lk.lock(wmu);
     }
     if (log_full && on_caller) wq.request_checkpoint();
     wq.stop_leading();
     wq.requeue_rehanded(group, [](pending& op) { op.out = outcome{}; });
     hand_over();
-    lk.unlock();
+    lk.unlock(wmu);
     if (on_caller) inline_ops.fetch_add(group.size(), std::memory_order_relaxed);
     for (pending* op : group) finish(op);
     group.clear();
-    lk.lock();
+    lk.lock(wmu);
   }
 
   // After a commit, before it is acknowledged: a write-ahead log deleted or replaced under
@@ -521,49 +524,61 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
   // late the writer thread gets to run.
   // Its riders too: what its group does not take is due to the writer thread.
   void run_deferred_write(write_ticket& t) {
-    std::unique_lock lk(wmu);
+    detail::unique_lock lk(wmu);
     wq.close_carrier(&t.op);
     if (t.op && !wq.leader() && committing_for != this && !wq.checkpoint_due()) {
       std::vector<pending*> group;
       lead_one_group(lk, group, nullptr, /*on_caller=*/true);
     }
-    hand_leftovers_to_writer(lk, t);
+    if (hand_leftovers_to_writer(t)) {
+      lk.unlock();
+      wcv.notify_one();
+    }
   }
 
   // A deferred write's ticket destroyed unrun: the writer thread takes the request and its
   // riders.
   void abandon(write_ticket& t) noexcept {
-    std::unique_lock lk(wmu);
+    detail::unique_lock lk(wmu);
     wq.close_carrier(&t.op);
-    hand_leftovers_to_writer(lk, t);
+    if (hand_leftovers_to_writer(t)) {
+      lk.unlock();
+      wcv.notify_one();
+    }
   }
 
-  // REQUIRES: lk holds wmu; `t` closed. Its request, if no leader took it, and the riders left
-  // are due to the writer thread.
-  void hand_leftovers_to_writer(std::unique_lock<std::mutex>& lk, write_ticket& t) {
+  // REQUIRES: `t` closed. Its request, if no leader took it, and the riders left are due to the
+  // writer thread. True when there was one: the caller wakes the writer thread, once it has
+  // released wmu.
+  bool hand_leftovers_to_writer(write_ticket& t) ENTITY_REQUIRES(wmu) {
     bool due = t.op != nullptr;
     if (t.op) wq.make_due(*static_cast<pending*>(t.op));
     if (wq.release_riders(t.carrier)) due = true;
-    if (!due) return;
-    lk.unlock();
-    wcv.notify_one();
+    return due;
   }
 
-  // REQUIRES: wmu held, leadership just released. Wakes whom the queue says may commit next.
-  void hand_over() {
+  // REQUIRES: leadership just released. Wakes whom the queue says may commit next.
+  void hand_over() ENTITY_REQUIRES(wmu) {
     auto w = wq.hand_over();
     if (w.writer_thread) wcv.notify_one();
     if (w.sync_caller) w.sync_caller->cv.notify_one();
   }
+
+  // The writer queue's counts kept in atomics, to be read without wmu (writer_queue's "read
+  // without the lock"): the analysis cannot tell them from the queue's guarded state.
+  std::size_t writer_due_hint() const ENTITY_NO_THREAD_SAFETY_ANALYSIS {
+    return wq.writer_due_hint();
+  }
+  std::size_t queued_writes_hint() const ENTITY_NO_THREAD_SAFETY_ANALYSIS { return wq.size_hint(); }
 
   void writer_loop() {
     detail::engine_thread_mark mark(this);
     std::vector<pending*> group;
     sqlite_detail::spin_gate spinner;
     while (true) {
-      spinner.spin_while([&] { return wq.writer_due_hint() == 0; });
-      std::unique_lock lk(wmu);
-      wcv.wait(lk, [&] { return wq.writer_may_run(); });
+      spinner.spin_while([&] { return writer_due_hint() == 0; });
+      detail::unique_lock lk(wmu);
+      wcv.wait(lk.native(), [&]() ENTITY_REQUIRES(wmu) { return wq.writer_may_run(); });
       if (wq.take_checkpoint()) {
         wq.lead();
         lk.unlock();
@@ -590,7 +605,7 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
                 op.req.sql);
       return;
     }
-    std::unique_lock lk(wmu);
+    detail::unique_lock lk(wmu);
     if (wq.stopping()) {
       set_error(op.out, make_error_code(errc::shut_down), "the database has been shut down");
       return;
@@ -602,7 +617,8 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
     }
     wq.push_waiting(op);
     while (true) {
-      op.cv.wait(lk, [&] { return op.finished || (op.queued && !wq.leader()); });
+      op.cv.wait(lk.native(),
+                 [&]() ENTITY_REQUIRES(wmu) { return op.finished || (op.queued && !wq.leader()); });
       if (op.finished) return;
       lead_one_group(lk, group, nullptr);
     }
@@ -703,7 +719,7 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
     infrastructure_stats s;
     s.pool_size = p.pool_size + 1;
     {
-      std::lock_guard lk(pmu);
+      detail::lock_guard lk(pmu);
       s.open_connections = open_readers;
       s.idle_connections = idle.size();
     }
@@ -714,7 +730,7 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
       if (!writer_busy.load(std::memory_order_relaxed)) s.idle_connections += 1;
     }
     s.busy_connections = s.open_connections - s.idle_connections;
-    s.queued_operations = wq.size_hint() + rq_size.load();
+    s.queued_operations = queued_writes_hint() + rq_size.load();
     counters.fill(s);
     s.group_commits = committer.groups();
     s.grouped_operations = committer.grouped();
@@ -744,7 +760,7 @@ std::unique_ptr<deferred_work> sqlite_infrastructure::impl::defer(request req, c
   }
   const std::thread::id thread = std::this_thread::get_id();
   {
-    std::lock_guard lk(wmu);
+    detail::lock_guard lk(wmu);
     if (!wq.stopping()) {
       if (wq.push_rider(*op, thread)) {
         op.release();  // a ticket of this thread's, not yet run, carries it
