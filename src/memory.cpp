@@ -3,12 +3,12 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
-#include <mutex>
 #include <string_view>
 #include <unordered_set>
 #include <variant>
 
 #include "common/op_runner.hpp"
+#include "common/thread_safety.hpp"
 #include "vector/kernels.hpp"
 
 namespace entity {
@@ -754,28 +754,35 @@ struct batch_load_op : memory_op<memory::loaded> {
   using memory_op::memory_op;
   std::vector<std::string> keys;
   std::vector<detail::runner> chunk_runs;
-  std::mutex mu;
-  std::size_t remaining = 0;
-  error_code ec;
-  diagnostics first_failure;
-  memory::loaded out;
+  // What the chunks share: each one's completion may run on another thread.
+  detail::mutex mu;
+  std::size_t remaining ENTITY_GUARDED_BY(mu) = 0;
+  error_code ec ENTITY_GUARDED_BY(mu);
+  diagnostics first_failure ENTITY_GUARDED_BY(mu);
+  memory::loaded out ENTITY_GUARDED_BY(mu);
 
   static void start(std::shared_ptr<batch_load_op> op) { with_table(op, &batch_load_op::read); }
   static void read(std::shared_ptr<batch_load_op> op) {
     if (op->keys.empty()) return op->succeed({});
     const std::size_t chunks = (op->keys.size() + memory::load_chunk - 1) / memory::load_chunk;
-    op->out.reserve(op->keys.size());
-    op->remaining = chunks;
+    {
+      detail::lock_guard lk(op->mu);  // no chunk runs yet: uncontended
+      op->out.reserve(op->keys.size());
+      op->remaining = chunks;
+    }
     op->chunk_runs = op->run.fan_out(chunks);
     for (std::size_t i = 0; i < chunks; ++i) {
-      if (!op->run.is_async() && op->ec) {  // inline, a failure ends the reading
-        op->chunk_done(std::unique_lock(op->mu));
-        continue;
+      if (!op->run.is_async()) {  // inline, a failure ends the reading
+        detail::unique_lock lk(op->mu);
+        if (op->ec) {
+          op->chunk_done(lk);
+          continue;
+        }
       }
       op->chunk_runs[i].fetch_all(op->st->db, batch_load_sql(),
                                   chunk_params(op->keys, i * memory::load_chunk, op->prefix),
                                   [op](step_result<database::rows> r) {
-                                    std::unique_lock lk(op->mu);
+                                    detail::unique_lock lk(op->mu);
                                     if (!op->ec && r.ec) {
                                       op->ec = r.ec;
                                       op->first_failure = std::move(r.diag);
@@ -783,15 +790,20 @@ struct batch_load_op : memory_op<memory::loaded> {
                                       collect(r.value, op->prefix, op->out, op->ec,
                                               &op->first_failure);
                                     }
-                                    op->chunk_done(std::move(lk));
+                                    op->chunk_done(lk);
                                   });
     }
   }
-  void chunk_done(std::unique_lock<std::mutex> lk) {
-    if (--remaining > 0) return;
-    lk.unlock();
-    if (ec) return fail_with(ec, std::move(first_failure));
-    succeed(std::move(out));
+  // A chunk is done: `lk` holds mu, which is released. The last chunk ends the operation with
+  // what the chunks found, taken under the lock, completing it without.
+  void chunk_done(detail::unique_lock& lk) ENTITY_RELEASE(mu) {
+    if (--remaining > 0) return lk.unlock(mu);
+    error_code failed = ec;
+    diagnostics failure = std::move(first_failure);
+    memory::loaded found = std::move(out);
+    lk.unlock(mu);
+    if (failed) return fail_with(failed, std::move(failure));
+    succeed(std::move(found));
   }
 };
 
