@@ -12,18 +12,18 @@ namespace entity::vector_detail {
 // ---- bookkeeping of our own writes ----------------------------------------------------------
 
 void collection::claim(std::int64_t version) {
-  std::lock_guard b(book_mu_);
+  detail::lock_guard b(book_mu_);
   claims_.insert(version);
 }
 
 void collection::unclaim(std::int64_t version) {
-  std::lock_guard b(book_mu_);
+  detail::lock_guard b(book_mu_);
   if (auto it = claims_.find(version); it != claims_.end()) claims_.erase(it);
 }
 
 void collection::committed(std::int64_t version, change c) {
-  std::unique_lock lk(mu_);
-  std::lock_guard b(book_mu_);
+  detail::lock_guard lk(mu_);
+  detail::lock_guard b(book_mu_);
   if (auto it = claims_.find(version); it != claims_.end()) claims_.erase(it);
   // Not loaded: the first load reads the table, this write included. Already past it: a
   // reload has read it.
@@ -56,7 +56,7 @@ void collection::drain() {
 bool collection::reflects(std::int64_t stored) {
   if (!loaded_) return false;
   if (stored <= version_) return true;
-  std::lock_guard b(book_mu_);
+  detail::lock_guard b(book_mu_);
   auto gap = static_cast<std::uint64_t>(stored - version_);
   if (gap > claims_.size() + pending_.size()) return false;
   for (std::int64_t v = version_ + 1; v <= stored; ++v)
@@ -101,7 +101,7 @@ void collection::remove_from_graph(position p) {
 void collection::apply(const change& c) {
   {
     // A graph being built from a copy of the rows: these ids are relinked when it is adopted.
-    std::lock_guard b(build_mu_);
+    detail::lock_guard b(build_mu_);
     if (tracking_) {
       if (c.upserts)
         for (const vector_item& item : *c.upserts) touched_.insert(item.id);
@@ -184,7 +184,7 @@ void collection::install(snapshot s) {
   for (std::size_t i = 0; i < n; ++i) pos_of_id.emplace(s.ids[i], static_cast<position>(i));
 
   std::unique_ptr<hnsw_index> old_graph;  // freed after the lock is released
-  std::unique_lock lk(mu_);
+  detail::lock_guard lk(mu_);
   // A snapshot read before one of our own commits was applied is older than the index.
   if (loaded_ && s.version <= version_ && s.dim == dim_ && s.m == metric_) return;
   old_graph = std::move(graph_);
@@ -199,7 +199,7 @@ void collection::install(snapshot s) {
   inv_norms_ = std::move(inv_norms);
   pos_of_id_ = std::move(pos_of_id);
   drop_graph();
-  std::lock_guard b(book_mu_);
+  detail::lock_guard b(book_mu_);
   drain();
 }
 
@@ -211,7 +211,7 @@ collection::~collection() {
 }
 
 void collection::start_build() {
-  std::lock_guard b(build_mu_);
+  detail::lock_guard b(build_mu_);
   if (building_ || closing_) return;
   // The previous build's thread has finished (building_ is cleared as its last step).
   if (builder_.joinable()) builder_.join();
@@ -224,9 +224,9 @@ void collection::start_build() {
 }
 
 void collection::build_and_wait() {
-  std::unique_lock b(build_mu_);
+  detail::unique_lock b(build_mu_);
   if (building_) {
-    build_done_.wait(b, [&] { return !building_; });
+    build_done_.wait(b.native(), [&]() ENTITY_REQUIRES(build_mu_) { return !building_; });
     return;
   }
   building_ = true;
@@ -246,8 +246,8 @@ void collection::run_build() noexcept {
     std::size_t dim = 0;
     std::uint64_t generation = 0;
     {
-      std::shared_lock lk(mu_);
-      std::lock_guard b(build_mu_);
+      detail::shared_lock lk(mu_);
+      detail::lock_guard b(build_mu_);
       if (loaded_ && !graph_ && !closing_) {
         ids = ids_;
         rows = data_;
@@ -268,14 +268,14 @@ void collection::run_build() noexcept {
         if (graph) graph->add(&rows[i * dim], static_cast<hnsw_index::label>(i));
       }
     }
-    std::unique_lock x(mu_);
-    std::lock_guard b(build_mu_);
+    detail::lock_guard x(mu_);
+    detail::lock_guard b(build_mu_);
     if (graph && generation_ == generation && loaded_ && !graph_) adopt(std::move(graph), ids);
   } catch (...) {
     // Out of memory, most likely: no graph this time; the next approximate search tries again.
   }
   {
-    std::lock_guard b(build_mu_);
+    detail::lock_guard b(build_mu_);
     tracking_ = false;
     touched_.clear();
     building_ = false;
@@ -308,14 +308,14 @@ void collection::adopt(std::unique_ptr<hnsw_index> g, const std::vector<std::str
 }
 
 bool collection::indexed() const {
-  std::shared_lock lk(mu_);
+  detail::shared_lock lk(mu_);
   return graph_ != nullptr;
 }
 
 // ---- reading ---------------------------------------------------------------------------------
 
 std::optional<std::int64_t> collection::count(std::int64_t stored, std::size_t dim, metric m) {
-  std::shared_lock lk(mu_);
+  detail::shared_lock lk(mu_);
   if (!loaded_ || dim_ != dim || metric_ != m || !reflects(stored)) return std::nullopt;
   return static_cast<std::int64_t>(ids_.size());
 }
@@ -327,7 +327,7 @@ std::optional<vector_store::matches> collection::search(std::optional<std::int64
   const float* q = query.data();
   const float q_inv = m == metric::cosine ? inverse_norm(q, dim) : 1.0f;
   for (int attempt = 0;; ++attempt) {
-    std::shared_lock lk(mu_);
+    detail::shared_lock lk(mu_);
     if (!loaded_ || dim_ != dim || metric_ != m) return std::nullopt;
     if (stored && !reflects(*stored)) return std::nullopt;
     // Current now; whatever the index holds after this point is newer still.
@@ -416,10 +416,11 @@ collection::scored collection::walk(const float* query, float query_inv_norm, st
 }
 
 vector_store::matches collection::results(scored found, std::size_t k) const {
-  std::sort(found.begin(), found.end(), [&](const auto& a, const auto& b) {
-    if (a.first != b.first) return a.first < b.first;
-    return ids_[a.second] < ids_[b.second];
-  });
+  std::sort(found.begin(), found.end(),
+            [&](const auto& a, const auto& b) ENTITY_REQUIRES_SHARED(mu_) {
+              if (a.first != b.first) return a.first < b.first;
+              return ids_[a.second] < ids_[b.second];
+            });
   if (found.size() > k) found.resize(k);
   vector_store::matches out;
   out.reserve(found.size());

@@ -10,10 +10,8 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <set>
-#include <shared_mutex>
 #include <span>
 #include <string>
 #include <thread>
@@ -21,6 +19,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "common/thread_safety.hpp"
 #include "entity/vector_store.hpp"
 #include "vector/hnsw_index.hpp"
 
@@ -89,39 +88,46 @@ class collection {
   using position = std::uint32_t;
   static constexpr position npos = ~position(0);
 
-  bool reflects(std::int64_t stored);  // mu_ held (shared or exclusive)
-  void drain();                        // mu_ exclusive and book_mu_ held
-  void apply(const change& c);         // mu_ exclusive
-  void apply_upsert(const vector_item& item);
-  void apply_erase(const std::string& id);
-  void unload() noexcept;
-  void drop_graph() noexcept;                       // mu_ exclusive
-  void add_to_graph(position p);                    // mu_ exclusive; gives row p a new label
-  void remove_from_graph(position p);               // mu_ exclusive
-  void start_build();                               // mu_ shared; build in the background
-  void build_and_wait();                            // no lock held; build here, or wait for one
-  void run_build() noexcept;                        // no lock held; the build itself
-  void adopt(std::unique_ptr<hnsw_index> g,         // mu_ exclusive and build_mu_ held
-             const std::vector<std::string>& labelled);
-  float distance_to(const float* query, float query_inv_norm, position p) const;
+  // mu_ is held shared or exclusive (REQUIRES_SHARED), exclusive (REQUIRES), or not at all
+  // (EXCLUDES: the function takes it, or waits for a build that does).
+  bool reflects(std::int64_t stored) ENTITY_REQUIRES_SHARED(mu_) ENTITY_EXCLUDES(book_mu_);
+  void drain() ENTITY_REQUIRES(mu_, book_mu_);
+  void apply(const change& c) ENTITY_REQUIRES(mu_) ENTITY_EXCLUDES(build_mu_);
+  void apply_upsert(const vector_item& item) ENTITY_REQUIRES(mu_);
+  void apply_erase(const std::string& id) ENTITY_REQUIRES(mu_);
+  void unload() noexcept ENTITY_REQUIRES(mu_);
+  void drop_graph() noexcept ENTITY_REQUIRES(mu_);
+  void add_to_graph(position p) ENTITY_REQUIRES(mu_);  // gives row p a new label
+  void remove_from_graph(position p) ENTITY_REQUIRES(mu_);
+  // Builds in the background.
+  void start_build() ENTITY_REQUIRES_SHARED(mu_) ENTITY_EXCLUDES(build_mu_);
+  // Builds here, or waits for the build in progress.
+  void build_and_wait() ENTITY_EXCLUDES(mu_, build_mu_);
+  void run_build() noexcept ENTITY_EXCLUDES(mu_, build_mu_);  // the build itself
+  void adopt(std::unique_ptr<hnsw_index> g, const std::vector<std::string>& labelled)
+      ENTITY_REQUIRES(mu_, build_mu_);
+  float distance_to(const float* query, float query_inv_norm, position p) const
+      ENTITY_REQUIRES_SHARED(mu_);
   using scored = std::vector<std::pair<float, position>>;
-  scored scan(const float* query, float query_inv_norm, std::size_t k, const json& filter) const;
-  scored walk(const float* query, float query_inv_norm, std::size_t k, const json& filter) const;
-  vector_store::matches results(scored found, std::size_t k) const;
+  scored scan(const float* query, float query_inv_norm, std::size_t k, const json& filter) const
+      ENTITY_REQUIRES_SHARED(mu_);
+  scored walk(const float* query, float query_inv_norm, std::size_t k, const json& filter) const
+      ENTITY_REQUIRES_SHARED(mu_);
+  vector_store::matches results(scored found, std::size_t k) const ENTITY_REQUIRES_SHARED(mu_);
 
   const vector_store_params p_;
 
-  // The index, guarded by mu_.
-  mutable std::shared_mutex mu_;
-  bool loaded_ = false;
-  std::int64_t version_ = 0;  // the stored version the index reflects
-  std::size_t dim_ = 0;
-  metric metric_ = metric::cosine;
-  std::vector<std::string> ids_;
-  std::vector<json> meta_;
-  std::vector<float> data_;       // ids_.size() * dim_
-  std::vector<float> inv_norms_;  // 1 / |row|, for cosine only
-  std::unordered_map<std::string, position> pos_of_id_;
+  // The index: read under mu_ shared, written under mu_ exclusive.
+  mutable detail::shared_mutex mu_;
+  bool loaded_ ENTITY_GUARDED_BY(mu_) = false;
+  std::int64_t version_ ENTITY_GUARDED_BY(mu_) = 0;  // the stored version the index reflects
+  std::size_t dim_ ENTITY_GUARDED_BY(mu_) = 0;
+  metric metric_ ENTITY_GUARDED_BY(mu_) = metric::cosine;
+  std::vector<std::string> ids_ ENTITY_GUARDED_BY(mu_);
+  std::vector<json> meta_ ENTITY_GUARDED_BY(mu_);
+  std::vector<float> data_ ENTITY_GUARDED_BY(mu_);       // ids_.size() * dim_
+  std::vector<float> inv_norms_ ENTITY_GUARDED_BY(mu_);  // 1 / |row|, for cosine only
+  std::unordered_map<std::string, position> pos_of_id_ ENTITY_GUARDED_BY(mu_);
   // Raised when the rows are replaced wholesale (a snapshot installed, the index unloaded): a
   // graph built from the rows before that is thrown away. Written under mu_ exclusive; the
   // builder reads it without the lock to stop early.
@@ -130,24 +136,29 @@ class collection {
   // hole it leaves), so each row has a label and each label a row. A label is used once: an
   // erased vector leaves a tombstone in the graph, and once the tombstones outnumber the live
   // vectors the graph is dropped, to be rebuilt by the next approximate search.
-  std::unique_ptr<hnsw_index> graph_;
-  std::vector<hnsw_index::label> label_of_;  // per position; empty while there is no graph
-  std::vector<position> pos_of_label_;       // npos for a tombstone
-  std::size_t tombstones_ = 0;
+  // (The graph is searched under mu_ shared: hnswlib's searches may run side by side.)
+  std::unique_ptr<hnsw_index> graph_ ENTITY_GUARDED_BY(mu_) ENTITY_PT_GUARDED_BY(mu_);
+  // Per position; empty while there is no graph.
+  std::vector<hnsw_index::label> label_of_ ENTITY_GUARDED_BY(mu_);
+  std::vector<position> pos_of_label_ ENTITY_GUARDED_BY(mu_);  // npos for a tombstone
+  std::size_t tombstones_ ENTITY_GUARDED_BY(mu_) = 0;
 
   // The build, guarded by build_mu_ (taken after mu_, or alone).
-  std::mutex build_mu_;
+  detail::mutex build_mu_;
   std::condition_variable build_done_;
-  bool building_ = false;
-  bool tracking_ = false;                    // between the build's copy and its adoption:
-  std::unordered_set<std::string> touched_;  // the ids written meanwhile
-  std::thread builder_;                      // the last background build's thread
-  std::atomic<bool> closing_{false};         // set by the destructor: stop building
+  bool building_ ENTITY_GUARDED_BY(build_mu_) = false;
+  // Between the build's copy and its adoption: the ids written meanwhile.
+  bool tracking_ ENTITY_GUARDED_BY(build_mu_) = false;
+  std::unordered_set<std::string> touched_ ENTITY_GUARDED_BY(build_mu_);
+  // The last background build's thread.
+  std::thread builder_ ENTITY_GUARDED_BY(build_mu_);
+  std::atomic<bool> closing_{false};  // set by the destructor: stop building
 
   // Our writes in flight, guarded by book_mu_ (taken after mu_, or alone).
-  std::mutex book_mu_;
-  std::multiset<std::int64_t> claims_;
-  std::map<std::int64_t, change> pending_;  // committed, waiting for an earlier version
+  detail::mutex book_mu_;
+  std::multiset<std::int64_t> claims_ ENTITY_GUARDED_BY(book_mu_);
+  // Committed, waiting for an earlier version.
+  std::map<std::int64_t, change> pending_ ENTITY_GUARDED_BY(book_mu_);
 };
 
 }  // namespace entity::vector_detail

@@ -12,6 +12,7 @@
 #include <variant>
 
 #include "common/op_runner.hpp"
+#include "common/thread_safety.hpp"
 #include "vector/codec.hpp"
 #include "vector/collection.hpp"
 #include "vector/kernels.hpp"
@@ -60,8 +61,8 @@ struct vector_store::shared {
   const char* blob_type;
   const char* version_type;
   std::atomic<bool> registry_ready{false};
-  std::mutex mu;
-  std::unordered_map<std::string, std::shared_ptr<collection>> collections;
+  detail::mutex mu;
+  std::unordered_map<std::string, std::shared_ptr<collection>> collections ENTITY_GUARDED_BY(mu);
 
   shared(database d, vector_store_params p)
       : db(std::move(d)),
@@ -77,13 +78,13 @@ struct vector_store::shared {
   }
 
   std::shared_ptr<collection> mirror(const std::string& name) {
-    std::lock_guard lk(mu);
+    detail::lock_guard lk(mu);
     auto& c = collections[name];
     if (!c) c = std::make_shared<collection>(params);
     return c;
   }
   std::shared_ptr<collection> find(const std::string& name) {
-    std::lock_guard lk(mu);
+    detail::lock_guard lk(mu);
     auto it = collections.find(name);
     return it == collections.end() ? nullptr : it->second;
   }
@@ -91,7 +92,7 @@ struct vector_store::shared {
   // its destructor waits for a graph build in progress to stop, and other lookups go on.
   void forget(const std::string& name) {
     decltype(collections)::node_type gone;
-    std::lock_guard lk(mu);
+    detail::lock_guard lk(mu);
     gone = collections.extract(name);
   }
 };
