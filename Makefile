@@ -1,5 +1,5 @@
 # The two commands of the README: `make run` and `make test`; `make sanitize` and `make fuzz`
-# test harder.
+# test harder (`make analyze`, part of `make sanitize`, checks the lock rules).
 BUILD ?= build
 JOBS  ?= 2
 BUILD_TYPE ?= RelWithDebInfo
@@ -7,7 +7,7 @@ FUZZ_SECONDS ?= 60
 # ccache, when there is one, makes rebuilding the sanitizer trees cheap.
 LAUNCHER := $(if $(shell command -v ccache),-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
 
-.PHONY: all deps configure build run demo test sanitize asan tsan fuzz clean
+.PHONY: all deps configure build run demo test sanitize asan tsan analyze fuzz clean
 
 all: build
 
@@ -41,9 +41,10 @@ test: build
 
 # Every test under AddressSanitizer + UndefinedBehaviorSanitizer, then the concurrency tests
 # (ctest label `concurrency`: the tests defined with ENTITY_CONCURRENT_TEST*, see
-# tests/support/concurrency.hpp) under ThreadSanitizer. Any report fails the run: UBSan is
-# built not to recover, TSan exits non-zero after a report.
-sanitize: asan tsan
+# tests/support/concurrency.hpp) under ThreadSanitizer, then the lock rules checked by clang
+# (analyze). Any report fails the run: UBSan is built not to recover, TSan exits non-zero after
+# a report, a broken lock rule is a compile error.
+sanitize: asan tsan analyze
 
 ASAN_ENV = ASAN_OPTIONS=detect_leaks=1 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
@@ -62,6 +63,15 @@ tsan: deps
 	@cmake --build build-tsan -j$(JOBS) --target entity_tests entity_reliability_tests
 	@cd build-tsan && $(TSAN_ENV) $(CURDIR)/scripts/with-postgres \
 	  ctest --output-on-failure -j$(JOBS) -L concurrency
+
+# The libraries and the entitydb tool built with clang, whose thread safety analysis
+# (-Wthread-safety, an error in this project's code) checks the lock rules that
+# src/common/thread_safety.hpp's annotations state: a member read without its mutex, a
+# function called without the lock it requires. Compiles only; runs nothing.
+analyze: deps
+	@cmake -S . -B build-analyze -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(LAUNCHER) \
+	  -DCMAKE_CXX_COMPILER=clang++ -DENTITY_BUILD_TESTS=OFF -DENTITY_PYTHON=OFF >/dev/null
+	@cmake --build build-analyze -j$(JOBS) --target entity_core entity_postgres entity_db entitydb
 
 # Every fuzz target of tests/fuzz for FUZZ_SECONDS seconds each with libFuzzer (clang, ASan,
 # UBSan), starting from its seed corpus. Fails on the first crash or broken property; the
