@@ -26,6 +26,7 @@
 #include <thread>
 
 #include "common/engine_core.hpp"
+#include "common/thread_safety.hpp"
 #include "postgres/connection.hpp"
 #include "postgres/placeholders.hpp"
 
@@ -76,11 +77,11 @@ struct tx_state {
   request req;
   completion done;
   clock_type::time_point submitted, deadline;
-  std::mutex mu;
-  std::condition_variable cv;          // cancels_in_flight reached zero
-  pg_conn* running = nullptr;          // GUARDED_BY(mu): the body's connection while it runs
-  int cancels_in_flight = 0;           // GUARDED_BY(mu)
-  bool cancel_sent = false;            // GUARDED_BY(mu)
+  detail::mutex mu;
+  std::condition_variable cv;  // cancels_in_flight reached zero
+  pg_conn* running ENTITY_GUARDED_BY(mu) = nullptr;  // the body's connection while it runs
+  int cancels_in_flight ENTITY_GUARDED_BY(mu) = 0;
+  bool cancel_sent ENTITY_GUARDED_BY(mu) = false;
   std::atomic<bool> abandoned{false};  // the deadline's guard ended a wait for the server
   std::shared_ptr<asio::steady_timer> guard;  // touched on the io thread only
 };
@@ -180,14 +181,14 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
 
   detail::lifecycle life;
 
-  mutable std::mutex mu;
+  mutable detail::mutex mu;
   std::condition_variable idle_cv;  // in_flight reached zero
-  std::vector<std::unique_ptr<pg_conn>> conns;
-  std::deque<pg_conn*> idle;
-  std::list<waiter> waiters;
-  std::size_t opening = 0;
-  std::size_t in_flight = 0;
-  std::uint64_t next_waiter = 1;
+  std::vector<std::unique_ptr<pg_conn>> conns ENTITY_GUARDED_BY(mu);
+  std::deque<pg_conn*> idle ENTITY_GUARDED_BY(mu);
+  std::list<waiter> waiters ENTITY_GUARDED_BY(mu);
+  std::size_t opening ENTITY_GUARDED_BY(mu) = 0;
+  std::size_t in_flight ENTITY_GUARDED_BY(mu) = 0;
+  std::uint64_t next_waiter ENTITY_GUARDED_BY(mu) = 1;
 
   detail::request_counters counters;
   std::atomic<std::uint64_t> pipeline_batches{0};
@@ -207,13 +208,13 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
         diagnostics diag;
         auto c = open_connection(params.url, params.connect_timeout, io, ec, diag);
         if (!c) throw error(ec, diag);
-        std::unique_lock lk(mu);
+        detail::lock_guard lk(mu);
         idle.push_back(c.get());
         conns.push_back(std::move(c));
       }
     } catch (...) {
       stop_threads();
-      std::unique_lock lk(mu);
+      detail::lock_guard lk(mu);
       idle.clear();
       conns.clear();
       life.startup_failed();
@@ -235,7 +236,7 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
     // Queued requests fail; running ones finish (their deadlines bound the wait).
     std::list<waiter> failed;
     {
-      std::unique_lock lk(mu);
+      detail::lock_guard lk(mu);
       failed.swap(waiters);
     }
     for (auto& w : failed) {
@@ -243,16 +244,16 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
       w.cb(nullptr, make_error_code(errc::shut_down), diag);
     }
     {
-      std::unique_lock lk(mu);
-      idle_cv.wait(lk, [&] { return in_flight == 0; });
+      detail::unique_lock lk(mu);
+      idle_cv.wait(lk.native(), [&]() ENTITY_REQUIRES(mu) { return in_flight == 0; });
     }
     tx_workers->join();
     aux_workers->join();
     // Connections are closed on the io thread, which owns their sockets' registrations.
     std::promise<void> closed;
     asio::post(io, [&] {
-      std::unique_lock lk(mu);
-      std::erase_if(conns, [&](const std::unique_ptr<pg_conn>& c) {
+      detail::lock_guard lk(mu);
+      std::erase_if(conns, [&](const std::unique_ptr<pg_conn>& c) ENTITY_REQUIRES(mu) {
         return std::find(idle.begin(), idle.end(), c.get()) != idle.end();
       });
       idle.clear();
@@ -272,7 +273,7 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
     for (;;) {
       pg_conn* c = nullptr;
       {
-        std::unique_lock lk(mu);
+        detail::unique_lock lk(mu);
         if (!life.running()) {
           lk.unlock();
           diagnostics diag;
@@ -324,7 +325,7 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
   void withdraw(const cancellation* cancel) {
     lease_callback cb;
     {
-      std::unique_lock lk(mu);
+      detail::lock_guard lk(mu);
       auto it = std::find_if(waiters.begin(), waiters.end(),
                              [&](const waiter& w) { return w.cancel == cancel; });
       if (it == waiters.end()) return;
@@ -357,7 +358,7 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
   void expire(std::uint64_t id, bool is_query) {
     lease_callback cb;
     {
-      std::unique_lock lk(mu);
+      detail::lock_guard lk(mu);
       auto it = std::find_if(waiters.begin(), waiters.end(), [&](const waiter& w) { return w.id == id; });
       if (it == waiters.end()) return;
       cb = std::move(it->cb);
@@ -374,8 +375,8 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
     }
   }
 
-  // Opens connections for waiters while the pool has room. Caller holds `mu`.
-  void open_more_locked() {
+  // Opens connections for waiters while the pool has room.
+  void open_more_locked() ENTITY_REQUIRES(mu) {
     while (waiters.size() > opening && conns.size() + opening < params.pool_size) {
       ++opening;
       asio::post(*aux_workers, [self = shared_from_this()] { self->open_one(); });
@@ -388,7 +389,7 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
     auto c = open_connection(params.url, params.connect_timeout, io, ec, diag);
     lease_callback failed;
     {
-      std::unique_lock lk(mu);
+      detail::unique_lock lk(mu);
       --opening;
       if (c) {
         pg_conn* raw = c.get();
@@ -414,7 +415,7 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
   void hand_out(pg_conn* c) {
     lease_callback cb;
     {
-      std::unique_lock lk(mu);
+      detail::lock_guard lk(mu);
       if (waiters.empty() || !life.running()) {
         idle.push_back(c);
         return;
@@ -430,7 +431,7 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
     if (!c->broken && PQstatus(c->pg) == CONNECTION_OK) return hand_out(c);
     std::unique_ptr<pg_conn> dead;
     {
-      std::unique_lock lk(mu);
+      detail::lock_guard lk(mu);
       auto it = std::find_if(conns.begin(), conns.end(), [&](auto& p) { return p.get() == c; });
       if (it != conns.end()) {
         dead = std::move(*it);
@@ -462,14 +463,14 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
 
   void finish(outcome&& out, completion& done, clock_type::time_point submitted) {
     detail::complete(this, counters, submitted, std::move(done), std::move(out));
-    std::unique_lock lk(mu);
+    detail::lock_guard lk(mu);
     if (--in_flight == 0) idle_cv.notify_all();
   }
 
   void submit(request req, completion done) {
     auto now = clock_type::now();
     {
-      std::unique_lock lk(mu);
+      detail::unique_lock lk(mu);
       if (!life.running()) {
         lk.unlock();
         outcome out;
@@ -799,7 +800,7 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
       asio::post(*self->tx_workers, [self, t, c] {
         detail::engine_thread_mark mark(self.get());  // the body is the caller's code too
         {
-          std::lock_guard lk(t->mu);
+          detail::lock_guard lk(t->mu);
           t->running = c;
         }
         self->guard_transaction(t);
@@ -815,9 +816,9 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
         }
         {
           // A cancel request still in flight must not reach the connection's next user.
-          std::unique_lock lk(t->mu);
+          detail::unique_lock lk(t->mu);
           t->running = nullptr;
-          t->cv.wait(lk, [&] { return t->cancels_in_flight == 0; });
+          t->cv.wait(lk.native(), [&]() ENTITY_REQUIRES(t->mu) { return t->cancels_in_flight == 0; });
         }
         if (t->req.cancel) t->req.cancel->clear();
         self->give_back_conn(c);
@@ -846,7 +847,7 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
       if (ec || !self) return;
       pg_conn* c = nullptr;
       {
-        std::lock_guard lk(t->mu);
+        detail::lock_guard lk(t->mu);
         c = t->running;
         if (c && c->in_blocking_call.load() && !t->abandoned.exchange(true)) {
           asio::post(*self->aux_workers, [self, pid = c->backend_pid] {
@@ -869,7 +870,7 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
   void cancel_tx(const std::shared_ptr<tx_state>& t) {
     pg_conn* c = nullptr;
     {
-      std::lock_guard lk(t->mu);
+      detail::lock_guard lk(t->mu);
       if (t->running) {
         if (t->cancel_sent) return;
         c = t->running;
@@ -881,7 +882,7 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
     asio::post(*aux_workers, [t, c] {
       char buf[256];
       if (c->cancel) PQcancel(c->cancel, buf, sizeof buf);
-      std::lock_guard lk(t->mu);
+      detail::lock_guard lk(t->mu);
       if (--t->cancels_in_flight == 0) t->cv.notify_all();
     });
   }
@@ -1036,7 +1037,7 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
     infrastructure_stats s;
     s.pool_size = params.pool_size;
     {
-      std::unique_lock lk(mu);
+      detail::lock_guard lk(mu);
       s.open_connections = conns.size();
       s.idle_connections = idle.size();
       s.queued_operations = waiters.size();
