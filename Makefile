@@ -76,7 +76,7 @@ analyze: deps
 # Every fuzz target of tests/fuzz for FUZZ_SECONDS seconds each with libFuzzer (clang, ASan,
 # UBSan), starting from its seed corpus. Fails on the first crash or broken property; the
 # input is left in build-fuzz/artifacts/ (add it to tests/fuzz/corpus/<target>/).
-FUZZ_TARGETS = classify placeholders vector_codec json_lines memory_write
+FUZZ_TARGETS = classify placeholders vector_codec json_lines memory_write json_filter
 fuzz: deps
 	@cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(LAUNCHER) \
 	  -DCMAKE_CXX_COMPILER=clang++ -DENTITY_FUZZ=ON -DENTITY_BUILD_TESTS=OFF \
