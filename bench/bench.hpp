@@ -5,21 +5,20 @@
 
 #include <cstdint>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 namespace entity::bench {
 
 struct bench_params {
-  int ops = 1000;          ///< N: operations per workload
-  int repeat = 3;          ///< runs per workload x variant; the median run is reported
-  std::string db_dir;      ///< where the database files go (empty: a temporary folder)
+  int ops = 1000;      ///< N: operations per workload
+  int repeat = 3;      ///< runs per workload x variant; the median run is reported
+  std::string db_dir;  ///< where the database files go (empty: a temporary folder)
   /// A PostgreSQL server ("postgresql://..."): the benchmark runs there instead of on SQLite
   /// files, in a schema of its own that it drops afterwards. Empty: SQLite.
   std::string pg_url;
-  bool durable = false;    ///< synchronous=FULL (SQLite only)
+  bool durable = false;                ///< synchronous=FULL (SQLite only)
   std::vector<std::string> workloads;  ///< empty: all
   std::vector<std::string> variants;   ///< empty: all
 };

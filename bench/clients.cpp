@@ -258,7 +258,8 @@ class raw_sqlite final : public sync_client {
     int rc = sqlite3_step(s);
     sqlite3_reset(s);
     sqlite3_clear_bindings(s);
-    if (rc != SQLITE_DONE) throw std::runtime_error(std::string("sqlite_c: ") + sqlite3_errmsg(db_));
+    if (rc != SQLITE_DONE)
+      throw std::runtime_error(std::string("sqlite_c: ") + sqlite3_errmsg(db_));
   }
 
   sqlite3* db_ = nullptr;
@@ -287,12 +288,13 @@ class raw_libpq final : public sync_client {
   explicit raw_libpq(const std::string& url) : pg_(PQconnectdb(url.c_str())) {
     if (!pg_ || PQstatus(pg_) != CONNECTION_OK)
       throw std::runtime_error("libpq_sync: cannot connect: " + message());
-    PQsetNoticeProcessor(pg_, [](void*, const char*) {}, nullptr);
+    PQsetNoticeProcessor(
+        pg_, [](void*, const char*) {}, nullptr);
     exec(create_memory);
     const std::string conflict = " ON CONFLICT (key) DO UPDATE SET value = excluded.value";
     const auto numbered = [](std::size_t i) { return "$" + std::to_string(i); };
-    prepare("upsert", upsert_rows_sql("INSERT INTO memory (key, value) VALUES ", conflict, 1,
-                                      numbered));
+    prepare("upsert",
+            upsert_rows_sql("INSERT INTO memory (key, value) VALUES ", conflict, 1, numbered));
     prepare("upsert_many", upsert_rows_sql("INSERT INTO memory (key, value) VALUES ", conflict,
                                            rows_per_insert, numbered));
     prepare("load", "SELECT value FROM memory WHERE key = $1");
@@ -349,12 +351,13 @@ class raw_libpq final : public sync_client {
     for (std::size_t from = 0; from < keys.size(); from += in_chunk) {
       std::size_t to = std::min(keys.size(), from + in_chunk);
       for (std::size_t i = 0; i < in_chunk; ++i) v[i] = keys[std::min(from + i, to - 1)].c_str();
-      PGresult* r = rows(PQexecPrepared(pg_, "in", static_cast<int>(in_chunk), v.data(), nullptr,
-                                        nullptr, 0));
+      PGresult* r = rows(
+          PQexecPrepared(pg_, "in", static_cast<int>(in_chunk), v.data(), nullptr, nullptr, 0));
       for (int i = 0; i < PQntuples(r); ++i) {
         const char* p = PQgetvalue(r, i, 1);
-        out.emplace(std::string(PQgetvalue(r, i, 0), static_cast<std::size_t>(PQgetlength(r, i, 0))),
-                    json::parse(p, p + PQgetlength(r, i, 1)));
+        out.emplace(
+            std::string(PQgetvalue(r, i, 0), static_cast<std::size_t>(PQgetlength(r, i, 0))),
+            json::parse(p, p + PQgetlength(r, i, 1)));
       }
       PQclear(r);
     }
@@ -532,7 +535,9 @@ class entity_sync final : public sync_client {
     return mem_.batch_load(std::move(keys)).size();
   }
   void create_table() override { db_.execute(create_bench_for(db_)); }
-  void insert(int i, const std::string& name) override { db_.execute(insert_sql, row_params(i, name)); }
+  void insert(int i, const std::string& name) override {
+    db_.execute(insert_sql, row_params(i, name));
+  }
   void insert_many(int n) override {
     std::vector<entity::params> rows;
     rows.reserve(static_cast<std::size_t>(n));
@@ -592,7 +597,7 @@ class entity_async final : public async_client {
   awaitable<bool> select(int id) override {
     entity::params args{id};
     auto r = co_await db_.async_fetch_one(select_sql, std::move(args), use_awaitable);
-    co_return r && read_row(*r);
+    co_return r&& read_row(*r);
   }
   awaitable<std::size_t> select_named(std::string name) override {
     entity::params args{std::move(name)};

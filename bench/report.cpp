@@ -42,11 +42,20 @@ std::string escape_xml(const std::string& s) {
   std::string out;
   for (char c : s) {
     switch (c) {
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '&': out += "&amp;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '&':
+        out += "&amp;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -142,17 +151,17 @@ std::string to_svg(const report& r) {
   s << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << width << "\" height=\"" << height
     << "\" font-family=\"sans-serif\" font-size=\"12\">\n";
   s << "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
-  std::string title = std::string("entitydb bench") + (r.postgres ? " on PostgreSQL" : "") +
-                      ": operations per second (log scale), N=" +
-                      r.params.value("ops", nlohmann::json(0)).dump() +
-                      (r.params.value("durable", false) ? ", synchronous=FULL" : "");
+  std::string title =
+      std::string("entitydb bench") + (r.postgres ? " on PostgreSQL" : "") +
+      ": operations per second (log scale), N=" + r.params.value("ops", nlohmann::json(0)).dump() +
+      (r.params.value("durable", false) ? ", synchronous=FULL" : "");
   s << "<text x=\"" << width / 2 << "\" y=\"28\" text-anchor=\"middle\" font-size=\"16\">"
     << escape_xml(title) << "</text>\n";
   // Decade grid lines and labels.
   for (int d = dmin; d <= dmax; ++d) {
     double y = y_of(std::pow(10.0, d));
-    s << "<line x1=\"" << left << "\" x2=\"" << left + plot_w << "\" y1=\"" << y << "\" y2=\""
-      << y << "\" stroke=\"#ddd\"/>\n";
+    s << "<line x1=\"" << left << "\" x2=\"" << left + plot_w << "\" y1=\"" << y << "\" y2=\"" << y
+      << "\" stroke=\"#ddd\"/>\n";
     s << "<text x=\"" << left - 6 << "\" y=\"" << y + 4 << "\" text-anchor=\"end\">"
       << human(std::pow(10.0, d)) << "</text>\n";
   }
@@ -167,8 +176,8 @@ std::string to_svg(const report& r) {
       double y = y_of(x->ops_per_sec);
       s << "<rect x=\"" << gx + static_cast<int>(vi) * 12 << "\" y=\"" << y
         << "\" width=\"11\" height=\"" << top + plot_h - y << "\" fill=\"" << colors[vi % 6]
-        << "\"><title>" << escape_xml(x->workload + " / " + x->variant + ": " +
-                                      human(x->ops_per_sec) + " ops/s")
+        << "\"><title>"
+        << escape_xml(x->workload + " / " + x->variant + ": " + human(x->ops_per_sec) + " ops/s")
         << "</title></rect>\n";
     }
     int cx = left + static_cast<int>(wi) * group_w + group_w / 2;
@@ -184,8 +193,8 @@ std::string to_svg(const report& r) {
   // Legend.
   for (std::size_t vi = 0; vi < variants.size(); ++vi) {
     int ly = top + 10 + static_cast<int>(vi) * 20;
-    s << "<rect x=\"" << left + plot_w + 20 << "\" y=\"" << ly << "\" width=\"14\" height=\"14\" fill=\""
-      << colors[vi % 6] << "\"/>\n";
+    s << "<rect x=\"" << left + plot_w + 20 << "\" y=\"" << ly
+      << "\" width=\"14\" height=\"14\" fill=\"" << colors[vi % 6] << "\"/>\n";
     s << "<text x=\"" << left + plot_w + 40 << "\" y=\"" << ly + 11 << "\">"
       << escape_xml(variants[vi]) << "</text>\n";
   }

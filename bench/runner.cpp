@@ -27,9 +27,9 @@ using clock = std::chrono::steady_clock;
 
 const std::vector<std::string>& workload_names() {
   static const std::vector<std::string> names = {
-      "memory_store",  "memory_load",    "memory_batch_store", "memory_batch_load",
-      "db_insert",     "db_insert_many", "db_select",          "concurrent_1",
-      "concurrent_5",  "concurrent_10",  "concurrent_20",      "group_commit_20"};
+      "memory_store", "memory_load",    "memory_batch_store", "memory_batch_load",
+      "db_insert",    "db_insert_many", "db_select",          "concurrent_1",
+      "concurrent_5", "concurrent_10",  "concurrent_20",      "group_commit_20"};
   return names;
 }
 
@@ -246,9 +246,8 @@ sample run_async(asio::io_context& io, async_client& c, const std::string& w, in
   } else if (w == "memory_load") {
     block_on(io, c.batch_store(items_of(n)));
     std::int64_t found = 0;
-    per_op_async(io, s, n, 1, [&](int i) -> awaitable<> {
-      found += (co_await c.load(key_of(i))) ? 1 : 0;
-    });
+    per_op_async(io, s, n, 1,
+                 [&](int i) -> awaitable<> { found += (co_await c.load(key_of(i))) ? 1 : 0; });
     s.rows = found;
   } else if (w == "memory_batch_store") {
     block_on(io, c.batch_store(warm_up_batch(n)));
@@ -277,9 +276,8 @@ sample run_async(asio::io_context& io, async_client& c, const std::string& w, in
     block_on(io, c.create_table());
     block_on(io, c.insert_many(n));
     std::int64_t found = 0;
-    per_op_async(io, s, select_ops, 1, [&](int i) -> awaitable<> {
-      found += (co_await c.select(i * 7919 % n)) ? 1 : 0;
-    });
+    per_op_async(io, s, select_ops, 1,
+                 [&](int i) -> awaitable<> { found += (co_await c.select(i * 7919 % n)) ? 1 : 0; });
     s.rows = found;
   } else if (w == "group_commit_20") {
     int total = n / k * k;
@@ -322,8 +320,8 @@ std::string with_option(const std::string& url, const std::string& option) {
 }
 
 void reset_schema(const target& t) {
-  database(t.admin).execute_script("DROP SCHEMA IF EXISTS " + t.schema + " CASCADE; CREATE SCHEMA " +
-                                   t.schema);
+  database(t.admin).execute_script("DROP SCHEMA IF EXISTS " + t.schema +
+                                   " CASCADE; CREATE SCHEMA " + t.schema);
 }
 
 sample run_on(const bench_params& p, const std::string& workload, const std::string& variant,

@@ -106,10 +106,18 @@ awaitable<> async_worker(memory mem, vector_store vs, int seed, clock::time_poin
     auto t = clock::now();
     try {
       switch (rng() % 6) {
-        case 0: co_await mem.async_store(key_of(k), value_of(k), asio::use_awaitable); break;
-        case 1: co_await mem.async_load(key_of(k), asio::use_awaitable); break;
-        case 2: co_await mem.async_batch_store(batch_items(rng), asio::use_awaitable); break;
-        case 3: co_await mem.async_batch_load(batch_keys(rng), asio::use_awaitable); break;
+        case 0:
+          co_await mem.async_store(key_of(k), value_of(k), asio::use_awaitable);
+          break;
+        case 1:
+          co_await mem.async_load(key_of(k), asio::use_awaitable);
+          break;
+        case 2:
+          co_await mem.async_batch_store(batch_items(rng), asio::use_awaitable);
+          break;
+        case 3:
+          co_await mem.async_batch_load(batch_keys(rng), asio::use_awaitable);
+          break;
         case 4: {
           std::vector<float> v = vector_of(rng);
           co_await vs.async_upsert(collection_name, vector_id(k % vector_ids), std::move(v),
@@ -138,11 +146,21 @@ void sync_worker(memory mem, vector_store vs, int seed, clock::time_point until,
     auto t = clock::now();
     try {
       switch (rng() % 6) {
-        case 0: mem.store(key_of(k), value_of(k)); break;
-        case 1: mem.load(key_of(k)); break;
-        case 2: mem.batch_store(batch_items(rng)); break;
-        case 3: mem.batch_load(batch_keys(rng)); break;
-        case 4: vs.upsert(collection_name, vector_id(k % vector_ids), vector_of(rng)); break;
+        case 0:
+          mem.store(key_of(k), value_of(k));
+          break;
+        case 1:
+          mem.load(key_of(k));
+          break;
+        case 2:
+          mem.batch_store(batch_items(rng));
+          break;
+        case 3:
+          mem.batch_load(batch_keys(rng));
+          break;
+        case 4:
+          vs.upsert(collection_name, vector_id(k % vector_ids), vector_of(rng));
+          break;
         default: {
           auto found = vs.search(collection_name, vector_of(rng), 10);
           if (found.size() != 10) c.fail("a search found " + std::to_string(found.size()));
@@ -160,9 +178,9 @@ void sync_worker(memory mem, vector_store vs, int seed, clock::time_point until,
 
 soak_result soak(const soak_params& p, const std::function<void(double)>& progress) {
   namespace fs = std::filesystem;
-  fs::path dir = p.db_dir.empty() ? fs::temp_directory_path() /
-                                        ("entitydb-soak-" + std::to_string(::getpid()))
-                                  : fs::path(p.db_dir);
+  fs::path dir = p.db_dir.empty()
+                     ? fs::temp_directory_path() / ("entitydb-soak-" + std::to_string(::getpid()))
+                     : fs::path(p.db_dir);
   fs::create_directories(dir);
   std::string path = (dir / "soak.db").string();
   for (const char* s : {"", "-wal", "-shm"}) fs::remove(path + s);
@@ -201,7 +219,8 @@ soak_result soak(const soak_params& p, const std::function<void(double)>& progre
       if (e) c.fail("a coroutine ended with an exception");
     });
   std::vector<std::thread> threads;
-  for (int i = 0; i < 2; ++i) threads.emplace_back(sync_worker, mem, vs, 100 + i, until, std::ref(c));
+  for (int i = 0; i < 2; ++i)
+    threads.emplace_back(sync_worker, mem, vs, 100 + i, until, std::ref(c));
 
   std::int64_t rss_start = 0, rss_end = 0, mapped_start = 0, mapped_end = 0;
   std::thread watcher([&] {

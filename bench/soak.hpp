@@ -16,7 +16,7 @@ struct soak_params {
 struct soak_result {
   double seconds = 0;
   std::int64_t ops = 0;
-  std::int64_t errors = 0;     ///< must be 0
+  std::int64_t errors = 0;  ///< must be 0
   std::string first_error;
   double p50_us = 0;
   double p99_us = 0;
@@ -28,7 +28,7 @@ struct soak_result {
   /// code): the operating system's cache, reported but not held against the limit.
   std::int64_t mapped_start = 0;
   std::int64_t mapped_end = 0;
-  double growth = 0;           ///< (end - start) / start; must stay at or under 0.10
+  double growth = 0;  ///< (end - start) / start; must stay at or under 0.10
   std::int64_t keys = 0;
 };
 

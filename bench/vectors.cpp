@@ -249,9 +249,8 @@ std::string format_vectors(const vectors_report& r) {
   auto met = [](bool ok) { return ok ? "met" : "MISSED"; };
   std::string out;
   out += "vectors: " + std::to_string(p.n) + " x " + std::to_string(p.dim) + " float32 " + p.data +
-         " (cosine), " +
-         std::to_string(p.queries) + " queries, k=" + std::to_string(p.k) + ", seed " +
-         std::to_string(p.seed) + ", kernels " + r.kernels +
+         " (cosine), " + std::to_string(p.queries) + " queries, k=" + std::to_string(p.k) +
+         ", seed " + std::to_string(p.seed) + ", kernels " + r.kernels +
          ", HNSW M=" + std::to_string(r.hnsw_m) +
          " ef_construction=" + std::to_string(r.hnsw_ef_construction) +
          " ef=" + std::to_string(r.hnsw_ef) + "\n";

@@ -11,11 +11,11 @@
 namespace entity::bench {
 
 struct vectors_params {
-  std::size_t n = 100'000;               ///< vectors stored
-  std::size_t queries = 1000;            ///< queries of each kind
-  std::size_t dim = 384;                 ///< floats per vector
-  std::size_t k = 10;                    ///< neighbours per query (recall@k)
-  std::uint64_t seed = 42;               ///< the vectors and queries are the same in every run
+  std::size_t n = 100'000;     ///< vectors stored
+  std::size_t queries = 1000;  ///< queries of each kind
+  std::size_t dim = 384;       ///< floats per vector
+  std::size_t k = 10;          ///< neighbours per query (recall@k)
+  std::uint64_t seed = 42;     ///< the vectors and queries are the same in every run
   /// How the vectors are drawn: "clustered" (n / 100 clusters, the way embeddings of related
   /// texts group) or "gaussian" (independent components: no structure at all).
   std::string data = "clustered";

@@ -1,11 +1,10 @@
 // A first tour of entity-db: the same memory used from a coroutine and from plain code.
 //   quickstart [DB_PATH]       (default ./var/demo.db)
-#include <entity/entity.hpp>
-
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <entity/entity.hpp>
 #include <iostream>
 
 namespace asio = boost::asio;

@@ -53,9 +53,10 @@ completion bridge(asio::any_completion_handler<void(error_code, T)> h, diagnosti
   return [h = std::move(h), work = std::move(work), diag](outcome&& out) mutable {
     if (out.ec && diag) *diag = std::move(out.diag);
     auto ex = work.get_executor();
-    asio::dispatch(ex, [h = std::move(h), ec = out.ec, v = convert<T>(std::move(out.res))]() mutable {
-      std::move(h)(ec, std::move(v));
-    });
+    asio::dispatch(ex,
+                   [h = std::move(h), ec = out.ec, v = convert<T>(std::move(out.res))]() mutable {
+                     std::move(h)(ec, std::move(v));
+                   });
   };
 }
 
@@ -173,11 +174,12 @@ result run_throwing(infrastructure& infra, request req) {
 }  // namespace
 
 result database::execute(std::string sql, params args) const {
-  return run_throwing(*infra_, make_request(request_kind::execute, std::move(sql), std::move(args)));
+  return run_throwing(*infra_,
+                      make_request(request_kind::execute, std::move(sql), std::move(args)));
 }
 result database::execute(std::string sql, params args, error_code& ec, diagnostics& diag) const {
-  return run_sync(*infra_, make_request(request_kind::execute, std::move(sql), std::move(args)),
-                  ec, diag);
+  return run_sync(*infra_, make_request(request_kind::execute, std::move(sql), std::move(args)), ec,
+                  diag);
 }
 std::optional<row> database::fetch_one(std::string sql, params args) const {
   return convert<std::optional<row>>(run_throwing(

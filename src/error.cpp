@@ -13,21 +13,33 @@ class entity_category_impl final : public boost::system::error_category {
   const char* name() const noexcept override { return "entity"; }
   std::string message(int ev) const override {
     switch (static_cast<errc>(ev)) {
-      case errc::not_started: return "the database has not been started (call startup() first)";
-      case errc::shut_down: return "the database has been shut down";
-      case errc::query_timeout: return "query timeout: the deadline passed";
-      case errc::pool_exhausted: return "pool exhausted: no connection became free in time";
-      case errc::invalid_argument: return "invalid argument";
-      case errc::decode_error: return "stored data could not be decoded";
-      case errc::dimension_mismatch: return "vector dimension does not match the collection";
-      case errc::not_found: return "not found";
-      case errc::connection_error: return "connection error";
-      case errc::open_failed: return "the database could not be opened";
-      case errc::transaction_open: return "a statement left a transaction open; it was rolled back";
+      case errc::not_started:
+        return "the database has not been started (call startup() first)";
+      case errc::shut_down:
+        return "the database has been shut down";
+      case errc::query_timeout:
+        return "query timeout: the deadline passed";
+      case errc::pool_exhausted:
+        return "pool exhausted: no connection became free in time";
+      case errc::invalid_argument:
+        return "invalid argument";
+      case errc::decode_error:
+        return "stored data could not be decoded";
+      case errc::dimension_mismatch:
+        return "vector dimension does not match the collection";
+      case errc::not_found:
+        return "not found";
+      case errc::connection_error:
+        return "connection error";
+      case errc::open_failed:
+        return "the database could not be opened";
+      case errc::transaction_open:
+        return "a statement left a transaction open; it was rolled back";
       case errc::aborted:
         return "an exception ended the operation (a transaction body's, or one met inside the "
                "library); nothing of it was committed";
-      case errc::cancelled: return "the operation was cancelled by its caller";
+      case errc::cancelled:
+        return "the operation was cancelled by its caller";
       case errc::rolled_back:
         return "a statement of the transaction failed; the transaction was rolled back";
       case errc::conflict:
@@ -40,10 +52,12 @@ class entity_category_impl final : public boost::system::error_category {
   boost::system::error_condition default_error_condition(int ev) const noexcept override {
     switch (static_cast<errc>(ev)) {
       case errc::query_timeout:
-      case errc::pool_exhausted: return make_error_condition(condition::timeout);
+      case errc::pool_exhausted:
+        return make_error_condition(condition::timeout);
       case errc::cancelled:
         return make_error_condition(boost::system::errc::operation_canceled);
-      default: return {ev, *this};
+      default:
+        return {ev, *this};
     }
   }
 };
@@ -55,17 +69,23 @@ class sqlite_category_impl final : public boost::system::error_category {
   boost::system::error_condition default_error_condition(int ev) const noexcept override {
     switch (ev & 0xff) {
       case SQLITE_BUSY:
-      case SQLITE_LOCKED: return make_error_condition(condition::busy);
-      case SQLITE_CONSTRAINT: return make_error_condition(condition::constraint);
-      case SQLITE_ERROR: return make_error_condition(condition::syntax);
-      case SQLITE_INTERRUPT: return make_error_condition(condition::timeout);
+      case SQLITE_LOCKED:
+        return make_error_condition(condition::busy);
+      case SQLITE_CONSTRAINT:
+        return make_error_condition(condition::constraint);
+      case SQLITE_ERROR:
+        return make_error_condition(condition::syntax);
+      case SQLITE_INTERRUPT:
+        return make_error_condition(condition::timeout);
       case SQLITE_FULL:
       case SQLITE_IOERR:
       case SQLITE_READONLY:
       case SQLITE_CORRUPT:
       case SQLITE_NOTADB:
-      case SQLITE_CANTOPEN: return make_error_condition(condition::io);
-      default: return {ev, *this};
+      case SQLITE_CANTOPEN:
+        return make_error_condition(condition::io);
+      default:
+        return {ev, *this};
     }
   }
 };
@@ -111,11 +131,16 @@ class condition_category_impl final : public boost::system::error_category {
   const char* name() const noexcept override { return "entity.condition"; }
   std::string message(int ev) const override {
     switch (static_cast<condition>(ev)) {
-      case condition::busy: return "the database is busy";
-      case condition::constraint: return "a constraint failed";
-      case condition::syntax: return "the SQL is invalid";
-      case condition::timeout: return "the operation timed out";
-      case condition::io: return "the storage failed";
+      case condition::busy:
+        return "the database is busy";
+      case condition::constraint:
+        return "a constraint failed";
+      case condition::syntax:
+        return "the SQL is invalid";
+      case condition::timeout:
+        return "the operation timed out";
+      case condition::io:
+        return "the storage failed";
     }
     return "unknown condition";
   }

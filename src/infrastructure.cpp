@@ -1,7 +1,7 @@
+#include "entity/infrastructure.hpp"
+
 #include <string>
 #include <utility>
-
-#include "entity/infrastructure.hpp"
 
 namespace entity {
 

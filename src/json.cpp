@@ -3,8 +3,8 @@
 #include <boost/container/small_vector.hpp>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <cstdio>
+#include <cstring>
 #include <vector>
 
 #include "entity/error.hpp"
@@ -126,10 +126,9 @@ json parse_json(std::string_view text, std::string_view what) {
   json_text_problem problem;
   std::optional<json> j = parse_json(text, problem);
   if (!j)
-    throw error(errc::invalid_argument,
-                {std::string(what) + (problem.too_deep ? " is " : " is not JSON: ") +
-                     problem.reason,
-                 {}});
+    throw error(
+        errc::invalid_argument,
+        {std::string(what) + (problem.too_deep ? " is " : " is not JSON: ") + problem.reason, {}});
   return std::move(*j);
 }
 
@@ -200,8 +199,7 @@ std::optional<std::string> json_storage_problem(const json& j) {
     ++f.next;
     ++f.index;
     if (member.is_structured()) {
-      if (stack.size() == max_json_depth)
-        return "is " + too_deep() + " at " + where(stack.size());
+      if (stack.size() == max_json_depth) return "is " + too_deep() + " at " + where(stack.size());
       stack.push_back({&member, member.cbegin()});
     } else if (member.is_number_float() && !std::isfinite(member.get<double>())) {
       return std::string(std::isnan(member.get<double>()) ? "has a NaN" : "has an infinity") +

@@ -45,15 +45,15 @@ struct memory::shared {
   shared(const database& d, const vector_store_params& recall)
       : db(d),
         upsert(pg(d) ? "INSERT INTO memory (key, value) VALUES (?, ?) "
-                        "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
-                      : "INSERT OR REPLACE INTO memory (key, value) VALUES (?, ?)"),
+                       "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+                     : "INSERT OR REPLACE INTO memory (key, value) VALUES (?, ?)"),
         // Bytes, not characters: SQLite's length() of TEXT counts characters.
         value_bytes(pg(d) ? "octet_length(value)" : "length(CAST(value AS BLOB))"),
         // Any number of keys in one bound parameter (a JSON array of strings).
         values_of_keys(pg(d) ? "SELECT key, value FROM memory WHERE key IN "
-                                "(SELECT jsonb_array_elements_text(CAST(? AS jsonb)))"
-                              : "SELECT key, value FROM memory WHERE key IN "
-                                "(SELECT value FROM json_each(?))"),
+                               "(SELECT jsonb_array_elements_text(CAST(? AS jsonb)))"
+                             : "SELECT key, value FROM memory WHERE key IN "
+                               "(SELECT value FROM json_each(?))"),
         batch(make_batch_sql(upsert, pg(d))),
         vectors(d, recall) {
     if (!vector_store::valid_name(embeddings_collection))
@@ -218,9 +218,9 @@ void encode_into(const json& v, const std::string& key, std::string& text) {
     nlohmann::detail::serializer<json> out(nlohmann::detail::output_adapter<char>(text), ' ');
     out.dump(v, /*pretty_print=*/false, /*ensure_ascii=*/false, /*indent_step=*/0);
   } catch (const json::exception& e) {
-    throw error(errc::invalid_argument, {"the value of key " + printable(key) +
-                                             " cannot be written as JSON: " + e.what(),
-                                         {}});
+    throw error(
+        errc::invalid_argument,
+        {"the value of key " + printable(key) + " cannot be written as JSON: " + e.what(), {}});
   }
 }
 std::string encode(const json& v, const std::string& key) {
@@ -286,7 +286,6 @@ void collect(std::vector<row>& rows, const std::string& prefix, memory::loaded& 
     out.emplace(std::move(key), std::move(j));
   }
 }
-
 
 // ---- the bodies of writes that keep embeddings in step -----------------------------------------
 // Each may run more than once (see database::transaction): they only read what they capture.
@@ -392,7 +391,6 @@ std::int64_t next_round(std::size_t recalled, std::size_t found, std::int64_t as
   return asked * 2;
 }
 
-
 // Items per INSERT of a batch_store: 256 bound values, far under either backend's limit. A
 // power of two (see batch_sql).
 constexpr std::size_t rows_per_insert = 128;
@@ -457,8 +455,8 @@ void batch_store_rows(session& s, const memory::items& values, const std::string
 }
 transaction_body batch_store_body(std::shared_ptr<const memory::items> values, std::string prefix,
                                   std::shared_ptr<const batch_sql> sql) {
-  return [values = std::move(values), prefix = std::move(prefix), sql = std::move(sql)](
-             session& s) { batch_store_rows(s, *values, prefix, *sql); };
+  return [values = std::move(values), prefix = std::move(prefix),
+          sql = std::move(sql)](session& s) { batch_store_rows(s, *values, prefix, *sql); };
 }
 // The same, removing the embeddings the keys had.
 vector_transaction_body batch_store_vector_body(std::shared_ptr<const memory::items> values,
@@ -506,18 +504,20 @@ struct memory_op : detail::operation<std::shared_ptr<memory_shared>, T> {
 template <class Op>
 void with_table(std::shared_ptr<Op> op, void (*next)(std::shared_ptr<Op>)) {
   if (op->st->table_ready.load(std::memory_order_acquire)) return next(std::move(op));
-  op->run.execute(op->st->db, create_sql(op->st->db.dialect()), {}, [op, next](step_result<result> r) mutable {
-    if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
-    op->run.fetch_one(op->st->db, probe_sql, {collection_name()},
-                      [op, next](step_result<std::optional<row>> probe) mutable {
-                        // Cancelled, the probe answered nothing: the next operation asks again.
-                        if (probe.ec == errc::cancelled)
-                          return op->fail_with(probe.ec, std::move(probe.diag));
-                        op->st->probed(probe.ec, probe.value.has_value());
-                        op->st->table_ready.store(true, std::memory_order_release);
-                        next(std::move(op));
-                      });
-  });
+  op->run.execute(op->st->db, create_sql(op->st->db.dialect()), {},
+                  [op, next](step_result<result> r) mutable {
+                    if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
+                    op->run.fetch_one(op->st->db, probe_sql, {collection_name()},
+                                      [op, next](step_result<std::optional<row>> probe) mutable {
+                                        // Cancelled, the probe answered nothing: the next operation
+                                        // asks again.
+                                        if (probe.ec == errc::cancelled)
+                                          return op->fail_with(probe.ec, std::move(probe.diag));
+                                        op->st->probed(probe.ec, probe.value.has_value());
+                                        op->st->table_ready.store(true, std::memory_order_release);
+                                        next(std::move(op));
+                                      });
+                  });
 }
 
 // A vector_store transaction as a step of `op`.
@@ -589,9 +589,9 @@ struct store_embedded_op : memory_op<std::monostate> {
     with_table(op, &store_embedded_op::write);
   }
   static void write(std::shared_ptr<store_embedded_op> op) {
-    auto body = embedded_store_body(
-        op->st->upsert, op->key, op->prefix + op->key, std::move(op->text),
-        std::make_shared<const std::vector<float>>(std::move(op->embedding)));
+    auto body =
+        embedded_store_body(op->st->upsert, op->key, op->prefix + op->key, std::move(op->text),
+                            std::make_shared<const std::vector<float>>(std::move(op->embedding)));
     vector_transaction(op, std::move(body), [op](step_result<std::monostate> r) {
       if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
       op->st->embeddings_present();
@@ -683,8 +683,7 @@ struct clear_op : memory_op<std::int64_t> {
         "DELETE FROM memory" + where_matching(op->st->db.dialect(), op->prefix, op->pattern, args);
     if (op->st->embeddings_possible()) {
       auto removed = std::make_shared<std::int64_t>(0);
-      return vector_write(op, clear_body(std::move(sql), std::move(args), removed), removed,
-                          +done);
+      return vector_write(op, clear_body(std::move(sql), std::move(args), removed), removed, +done);
     }
     plain_write(op, std::move(sql), std::move(args), +done);
   }
@@ -740,8 +739,8 @@ struct batch_store_op : memory_op<std::monostate> {
       op->succeed({});
     };
     if (op->st->embeddings_possible())
-      return vector_transaction(
-          op, batch_store_vector_body(op->values, op->prefix, op->st->batch), std::move(done));
+      return vector_transaction(op, batch_store_vector_body(op->values, op->prefix, op->st->batch),
+                                std::move(done));
     op->run.transaction(op->st->db, batch_store_body(op->values, op->prefix, op->st->batch),
                         std::move(done));
   }
@@ -779,19 +778,18 @@ struct batch_load_op : memory_op<memory::loaded> {
           continue;
         }
       }
-      op->chunk_runs[i].fetch_all(op->st->db, batch_load_sql(),
-                                  chunk_params(op->keys, i * memory::load_chunk, op->prefix),
-                                  [op](step_result<database::rows> r) {
-                                    detail::unique_lock lk(op->mu);
-                                    if (!op->ec && r.ec) {
-                                      op->ec = r.ec;
-                                      op->first_failure = std::move(r.diag);
-                                    } else if (!op->ec) {
-                                      collect(r.value, op->prefix, op->out, op->ec,
-                                              &op->first_failure);
-                                    }
-                                    op->chunk_done(lk);
-                                  });
+      op->chunk_runs[i].fetch_all(
+          op->st->db, batch_load_sql(), chunk_params(op->keys, i * memory::load_chunk, op->prefix),
+          [op](step_result<database::rows> r) {
+            detail::unique_lock lk(op->mu);
+            if (!op->ec && r.ec) {
+              op->ec = r.ec;
+              op->first_failure = std::move(r.diag);
+            } else if (!op->ec) {
+              collect(r.value, op->prefix, op->out, op->ec, &op->first_failure);
+            }
+            op->chunk_done(lk);
+          });
     }
   }
   // A chunk is done: `lk` holds mu, which is released. The last chunk ends the operation with
@@ -831,8 +829,7 @@ struct recall_op : memory_op<memory::recollection> {
     const std::string& name = collection_name();
     op->run.step<vector_store::matches>(
         [&](error_code& ec, diagnostics& d) {
-          return vs.search(name, op->query, op->asked, op->filter, search_mode::approximate, ec,
-                           d);
+          return vs.search(name, op->query, op->asked, op->filter, search_mode::approximate, ec, d);
         },
         [&](diagnostics& d, auto h) {
           vs.async_search(name, op->query, op->asked, op->filter, search_mode::approximate, d,
@@ -848,21 +845,21 @@ struct recall_op : memory_op<memory::recollection> {
   }
   static void fetch(std::shared_ptr<recall_op> op, vector_store::matches found) {
     params args = keys_of(found);
-    op->run.fetch_all(
-        op->st->db, op->st->values_of_keys, std::move(args),
-        [op, found = std::move(found)](step_result<database::rows> r) {
-          if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
-          error_code ec;
-          diagnostics diag;
-          std::size_t stale = 0;
-          memory::recollection out = pick_recalled(found, r.value, op->prefix, stale, ec, &diag);
-          if (ec) return op->fail_with(ec, std::move(diag));
-          op->asked = next_round(out.size(), found.size(), op->asked, op->k);
-          if (op->asked != 0) return search(op);
-          if (out.size() > static_cast<std::size_t>(op->k))
-            out.resize(static_cast<std::size_t>(op->k));
-          op->succeed(std::move(out));
-        });
+    op->run.fetch_all(op->st->db, op->st->values_of_keys, std::move(args),
+                      [op, found = std::move(found)](step_result<database::rows> r) {
+                        if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
+                        error_code ec;
+                        diagnostics diag;
+                        std::size_t stale = 0;
+                        memory::recollection out =
+                            pick_recalled(found, r.value, op->prefix, stale, ec, &diag);
+                        if (ec) return op->fail_with(ec, std::move(diag));
+                        op->asked = next_round(out.size(), found.size(), op->asked, op->k);
+                        if (op->asked != 0) return search(op);
+                        if (out.size() > static_cast<std::size_t>(op->k))
+                          out.resize(static_cast<std::size_t>(op->k));
+                        op->succeed(std::move(out));
+                      });
   }
 };
 
@@ -964,7 +961,8 @@ void memory::store(std::string key, json value, error_code& ec, diagnostics& dia
   run_inline<store_op>(shared_, prefix_, ec, diag, store_inputs(key, value));
 }
 void memory::store(std::string key, json value) const {
-  detail::throwing([&](error_code& ec, diagnostics& d) { store(std::move(key), std::move(value), ec, d); });
+  detail::throwing(
+      [&](error_code& ec, diagnostics& d) { store(std::move(key), std::move(value), ec, d); });
 }
 void memory::start_store(diagnostics* diag, void_handler h, std::string key, json value) const {
   run_async<store_op>(shared_, prefix_, diag, std::move(h), store_inputs(key, value));

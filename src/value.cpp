@@ -1,9 +1,10 @@
+#include "entity/value.hpp"
+
 #include <cstdio>
 #include <cstring>
 
 #include "entity/error.hpp"
 #include "entity/infrastructure.hpp"
-#include "entity/value.hpp"
 
 namespace entity {
 namespace {
@@ -13,8 +14,7 @@ namespace {
                      : v.is_double() ? "a real"
                      : v.is_text()   ? "text"
                                      : "a blob";
-  throw error(errc::decode_error,
-              {std::string("value is ") + held + ", not " + wanted, {}});
+  throw error(errc::decode_error, {std::string("value is ") + held + ", not " + wanted, {}});
 }
 }  // namespace
 
@@ -74,10 +74,10 @@ std::string value::to_string() const {
 
 const value& row::at(std::size_t i) const {
   if (i >= values_.size())
-    throw error(errc::invalid_argument, {"column index " + std::to_string(i) +
-                                             " is out of range (the row has " +
-                                             std::to_string(values_.size()) + " columns)",
-                                         {}});
+    throw error(errc::invalid_argument,
+                {"column index " + std::to_string(i) + " is out of range (the row has " +
+                     std::to_string(values_.size()) + " columns)",
+                 {}});
   return values_[i];
 }
 

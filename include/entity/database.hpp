@@ -192,7 +192,6 @@ class database {
                           std::forward<Token>(token));
   }
 
-
  private:
   /// The compiled bodies behind the templates (one per completion signature).
   void start(request req, diagnostics* diag, handler<result> h) const;

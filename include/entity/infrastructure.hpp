@@ -180,20 +180,20 @@ class connection_lease {
 
 /// A snapshot of an engine's counters.
 struct infrastructure_stats {
-  std::size_t pool_size = 0;           ///< connections the pool may open (readers + writer)
-  std::size_t open_connections = 0;    ///< connections open now
-  std::size_t idle_connections = 0;    ///< open and not in use
-  std::size_t busy_connections = 0;    ///< open and in use
-  std::size_t queued_operations = 0;   ///< submitted, not yet started
-  std::uint64_t operations = 0;        ///< requests finished, successfully or not
-  std::uint64_t errors = 0;            ///< requests that finished with an error
-  std::uint64_t timeouts = 0;          ///< requests that finished with query_timeout
-  std::uint64_t group_commits = 0;     ///< transactions that committed two or more requests
-  std::uint64_t grouped_operations = 0;///< requests committed inside those transactions
-  double mean_group_size = 0;          ///< grouped_operations / group_commits
-  std::uint64_t pipeline_batches = 0;  ///< round trips that carried a pipelined batch (PostgreSQL)
-  std::uint64_t inline_operations = 0; ///< async requests run on their caller's thread (defer)
-  double p50_latency_us = 0;           ///< median time from submit to completion
+  std::size_t pool_size = 0;             ///< connections the pool may open (readers + writer)
+  std::size_t open_connections = 0;      ///< connections open now
+  std::size_t idle_connections = 0;      ///< open and not in use
+  std::size_t busy_connections = 0;      ///< open and in use
+  std::size_t queued_operations = 0;     ///< submitted, not yet started
+  std::uint64_t operations = 0;          ///< requests finished, successfully or not
+  std::uint64_t errors = 0;              ///< requests that finished with an error
+  std::uint64_t timeouts = 0;            ///< requests that finished with query_timeout
+  std::uint64_t group_commits = 0;       ///< transactions that committed two or more requests
+  std::uint64_t grouped_operations = 0;  ///< requests committed inside those transactions
+  double mean_group_size = 0;            ///< grouped_operations / group_commits
+  std::uint64_t pipeline_batches = 0;   ///< round trips that carried a pipelined batch (PostgreSQL)
+  std::uint64_t inline_operations = 0;  ///< async requests run on their caller's thread (defer)
+  double p50_latency_us = 0;            ///< median time from submit to completion
   double p99_latency_us = 0;
 };
 

@@ -148,8 +148,8 @@ class memory {
   /// by key). Approximate (HNSW) once the embeddings outnumber the vector store's
   /// hnsw_threshold, exact below it. Fewer than k when fewer keys of this view have embeddings;
   /// none before the first embedding is stored. Fails with invalid_argument for k < 1, a NaN or
-  /// infinity, an empty query or one without a direction (as store's); dimension_mismatch when the query's dimension is not the
-  /// embeddings'.
+  /// infinity, an empty query or one without a direction (as store's); dimension_mismatch when the
+  /// query's dimension is not the embeddings'.
   recollection recall(std::vector<float> query, std::int64_t k) const;
   recollection recall(std::vector<float> query, std::int64_t k, error_code& ec,
                       diagnostics& diag) const;
@@ -160,76 +160,96 @@ class memory {
   // key, for a value that is not JSON); the caller keeps it alive until the handler runs.
   template <class Token>
   auto async_store(std::string key, json value, Token&& token) const {
-    return detail::initiate(std::forward<Token>(token), *this, &memory::start_store, nullptr, std::move(key), std::move(value));
+    return detail::initiate(std::forward<Token>(token), *this, &memory::start_store, nullptr,
+                            std::move(key), std::move(value));
   }
   template <class Token>
   auto async_store(std::string key, json value, diagnostics& diag, Token&& token) const {
-    return detail::initiate(std::forward<Token>(token), *this, &memory::start_store, &diag, std::move(key), std::move(value));
+    return detail::initiate(std::forward<Token>(token), *this, &memory::start_store, &diag,
+                            std::move(key), std::move(value));
   }
   template <class Token>
   auto async_store(std::string key, json value, std::vector<float> embedding, Token&& token) const {
-    return detail::initiate(std::forward<Token>(token), *this, &memory::start_store_embedded, nullptr, std::move(key), std::move(value), std::move(embedding));
+    return detail::initiate(std::forward<Token>(token), *this, &memory::start_store_embedded,
+                            nullptr, std::move(key), std::move(value), std::move(embedding));
   }
   template <class Token>
-  auto async_store(std::string key, json value, std::vector<float> embedding, diagnostics& diag, Token&& token) const {
-    return detail::initiate(std::forward<Token>(token), *this, &memory::start_store_embedded, &diag, std::move(key), std::move(value), std::move(embedding));
+  auto async_store(std::string key, json value, std::vector<float> embedding, diagnostics& diag,
+                   Token&& token) const {
+    return detail::initiate(std::forward<Token>(token), *this, &memory::start_store_embedded, &diag,
+                            std::move(key), std::move(value), std::move(embedding));
   }
   template <class Token>
   auto async_recall(std::vector<float> query, std::int64_t k, Token&& token) const {
-    return detail::initiate(std::forward<Token>(token), *this, &memory::start_recall, nullptr, std::move(query), k);
+    return detail::initiate(std::forward<Token>(token), *this, &memory::start_recall, nullptr,
+                            std::move(query), k);
   }
   template <class Token>
-  auto async_recall(std::vector<float> query, std::int64_t k, diagnostics& diag, Token&& token) const {
-    return detail::initiate(std::forward<Token>(token), *this, &memory::start_recall, &diag, std::move(query), k);
+  auto async_recall(std::vector<float> query, std::int64_t k, diagnostics& diag,
+                    Token&& token) const {
+    return detail::initiate(std::forward<Token>(token), *this, &memory::start_recall, &diag,
+                            std::move(query), k);
   }
   template <class Token>
   auto async_load(std::string key, Token&& token) const {
-    return detail::initiate(std::forward<Token>(token), *this, &memory::start_load, nullptr, std::move(key));
+    return detail::initiate(std::forward<Token>(token), *this, &memory::start_load, nullptr,
+                            std::move(key));
   }
   template <class Token>
   auto async_load(std::string key, diagnostics& diag, Token&& token) const {
-    return detail::initiate(std::forward<Token>(token), *this, &memory::start_load, &diag, std::move(key));
+    return detail::initiate(std::forward<Token>(token), *this, &memory::start_load, &diag,
+                            std::move(key));
   }
   /// The value, or `default_value` when the key is absent.
   template <class Token>
   auto async_load(std::string key, json default_value, Token&& token) const {
-    return detail::initiate(std::forward<Token>(token), *this, &memory::start_load_or, nullptr, std::move(key), std::move(default_value));
+    return detail::initiate(std::forward<Token>(token), *this, &memory::start_load_or, nullptr,
+                            std::move(key), std::move(default_value));
   }
   template <class Token>
   auto async_load(std::string key, json default_value, diagnostics& diag, Token&& token) const {
-    return detail::initiate(std::forward<Token>(token), *this, &memory::start_load_or, &diag, std::move(key), std::move(default_value));
+    return detail::initiate(std::forward<Token>(token), *this, &memory::start_load_or, &diag,
+                            std::move(key), std::move(default_value));
   }
   template <class Token>
   auto async_erase(std::string key, Token&& token) const {
-    return detail::initiate(std::forward<Token>(token), *this, &memory::start_erase, nullptr, std::move(key));
+    return detail::initiate(std::forward<Token>(token), *this, &memory::start_erase, nullptr,
+                            std::move(key));
   }
   template <class Token>
   auto async_erase(std::string key, diagnostics& diag, Token&& token) const {
-    return detail::initiate(std::forward<Token>(token), *this, &memory::start_erase, &diag, std::move(key));
+    return detail::initiate(std::forward<Token>(token), *this, &memory::start_erase, &diag,
+                            std::move(key));
   }
   template <class Token>
   auto async_exists(std::string key, Token&& token) const {
-    return detail::initiate(std::forward<Token>(token), *this, &memory::start_exists, nullptr, std::move(key));
+    return detail::initiate(std::forward<Token>(token), *this, &memory::start_exists, nullptr,
+                            std::move(key));
   }
   template <class Token>
   auto async_exists(std::string key, diagnostics& diag, Token&& token) const {
-    return detail::initiate(std::forward<Token>(token), *this, &memory::start_exists, &diag, std::move(key));
+    return detail::initiate(std::forward<Token>(token), *this, &memory::start_exists, &diag,
+                            std::move(key));
   }
   template <class Token>
   auto async_keys(std::string pattern, Token&& token) const {
-    return detail::initiate(std::forward<Token>(token), *this, &memory::start_keys, nullptr, std::move(pattern));
+    return detail::initiate(std::forward<Token>(token), *this, &memory::start_keys, nullptr,
+                            std::move(pattern));
   }
   template <class Token>
   auto async_keys(std::string pattern, diagnostics& diag, Token&& token) const {
-    return detail::initiate(std::forward<Token>(token), *this, &memory::start_keys, &diag, std::move(pattern));
+    return detail::initiate(std::forward<Token>(token), *this, &memory::start_keys, &diag,
+                            std::move(pattern));
   }
   template <class Token>
   auto async_clear(std::string pattern, Token&& token) const {
-    return detail::initiate(std::forward<Token>(token), *this, &memory::start_clear, nullptr, std::move(pattern));
+    return detail::initiate(std::forward<Token>(token), *this, &memory::start_clear, nullptr,
+                            std::move(pattern));
   }
   template <class Token>
   auto async_clear(std::string pattern, diagnostics& diag, Token&& token) const {
-    return detail::initiate(std::forward<Token>(token), *this, &memory::start_clear, &diag, std::move(pattern));
+    return detail::initiate(std::forward<Token>(token), *this, &memory::start_clear, &diag,
+                            std::move(pattern));
   }
   template <class Token>
   auto async_size(Token&& token) const {
@@ -249,19 +269,23 @@ class memory {
   }
   template <class Token>
   auto async_batch_store(items values, Token&& token) const {
-    return detail::initiate(std::forward<Token>(token), *this, &memory::start_batch_store, nullptr, std::move(values));
+    return detail::initiate(std::forward<Token>(token), *this, &memory::start_batch_store, nullptr,
+                            std::move(values));
   }
   template <class Token>
   auto async_batch_store(items values, diagnostics& diag, Token&& token) const {
-    return detail::initiate(std::forward<Token>(token), *this, &memory::start_batch_store, &diag, std::move(values));
+    return detail::initiate(std::forward<Token>(token), *this, &memory::start_batch_store, &diag,
+                            std::move(values));
   }
   template <class Token>
   auto async_batch_load(std::vector<std::string> keys, Token&& token) const {
-    return detail::initiate(std::forward<Token>(token), *this, &memory::start_batch_load, nullptr, std::move(keys));
+    return detail::initiate(std::forward<Token>(token), *this, &memory::start_batch_load, nullptr,
+                            std::move(keys));
   }
   template <class Token>
   auto async_batch_load(std::vector<std::string> keys, diagnostics& diag, Token&& token) const {
-    return detail::initiate(std::forward<Token>(token), *this, &memory::start_batch_load, &diag, std::move(keys));
+    return detail::initiate(std::forward<Token>(token), *this, &memory::start_batch_load, &diag,
+                            std::move(keys));
   }
 
  private:
@@ -277,8 +301,7 @@ class memory {
   void start_recall(diagnostics* diag, handler<recollection> h, std::vector<float> query,
                     std::int64_t k) const;
   void start_load(diagnostics* diag, handler<std::optional<json>> h, std::string key) const;
-  void start_load_or(diagnostics* diag, handler<json> h, std::string key,
-                     json default_value) const;
+  void start_load_or(diagnostics* diag, handler<json> h, std::string key, json default_value) const;
   void start_erase(diagnostics* diag, handler<bool> h, std::string key) const;
   void start_exists(diagnostics* diag, handler<bool> h, std::string key) const;
   void start_keys(diagnostics* diag, handler<std::vector<std::string>> h,

@@ -75,8 +75,8 @@ class postgres_infrastructure final : public infrastructure {
   void submit(request req, completion done) override;
   outcome run(request req) override;
   /// A connection in blocking mode for the calling thread; its statements have no deadline.
-  connection_lease acquire(std::optional<std::chrono::milliseconds> acquire_timeout,
-                           error_code& ec, diagnostics& diag) override;
+  connection_lease acquire(std::optional<std::chrono::milliseconds> acquire_timeout, error_code& ec,
+                           diagnostics& diag) override;
   infrastructure_stats stats() const override;
   std::string_view backend_name() const noexcept override { return "postgres"; }
   sql_dialect dialect() const noexcept override { return sql_dialect::postgresql; }

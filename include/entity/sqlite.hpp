@@ -86,8 +86,8 @@ class sqlite_infrastructure final : public infrastructure {
   void submit(request req, completion done) override;
   std::unique_ptr<deferred_work> defer(request req, completion done) override;
   outcome run(request req) override;
-  connection_lease acquire(std::optional<std::chrono::milliseconds> acquire_timeout,
-                           error_code& ec, diagnostics& diag) override;
+  connection_lease acquire(std::optional<std::chrono::milliseconds> acquire_timeout, error_code& ec,
+                           diagnostics& diag) override;
   infrastructure_stats stats() const override;
   std::string_view backend_name() const noexcept override { return "sqlite"; }
   sql_dialect dialect() const noexcept override { return sql_dialect::sqlite; }

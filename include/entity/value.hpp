@@ -37,8 +37,8 @@ class value {
   value(null_t) {}
   value(std::nullptr_t) {}
   template <class I>
-    requires(std::is_integral_v<I> && !std::is_same_v<I, bool>)
-  value(I i) : v_(static_cast<std::int64_t>(i)) {}
+  requires(std::is_integral_v<I> && !std::is_same_v<I, bool>) value(I i)
+      : v_(static_cast<std::int64_t>(i)) {}
   value(bool b) : v_(std::int64_t{b ? 1 : 0}) {}
   value(double d) : v_(d) {}
   value(float f) : v_(static_cast<double>(f)) {}
@@ -87,7 +87,8 @@ using columns = std::shared_ptr<const std::vector<std::string>>;
 class row {
  public:
   row() = default;
-  row(columns names, std::vector<value> values) : names_(std::move(names)), values_(std::move(values)) {}
+  row(columns names, std::vector<value> values)
+      : names_(std::move(names)), values_(std::move(values)) {}
 
   std::size_t size() const noexcept { return values_.size(); }
   const value& operator[](std::size_t i) const { return values_[i]; }
@@ -96,9 +97,13 @@ class row {
   const value& at(std::size_t i) const;
   /// Typed getters, by index or by column name.
   template <class T>
-  T get(std::size_t i) const { return at(i).template get<T>(); }
+  T get(std::size_t i) const {
+    return at(i).template get<T>();
+  }
   template <class T>
-  T get(std::string_view name) const { return at(name).template get<T>(); }
+  T get(std::string_view name) const {
+    return at(name).template get<T>();
+  }
 
   const std::vector<std::string>& column_names() const;
   const std::vector<value>& values() const noexcept { return values_; }

@@ -155,133 +155,136 @@ class vector_store {
 
   template <class Token>
   auto async_transaction(vector_transaction_body body, Token&& token) const {
-    return detail::initiate(std::forward<Token>(token), *this, &vector_store::start_transaction, nullptr,
-                    std::move(body));
+    return detail::initiate(std::forward<Token>(token), *this, &vector_store::start_transaction,
+                            nullptr, std::move(body));
   }
   template <class Token>
   auto async_transaction(vector_transaction_body body, diagnostics& diag, Token&& token) const {
-    return detail::initiate(std::forward<Token>(token), *this, &vector_store::start_transaction, &diag,
-                    std::move(body));
+    return detail::initiate(std::forward<Token>(token), *this, &vector_store::start_transaction,
+                            &diag, std::move(body));
   }
 
   template <class Token>
   auto async_create_collection(std::string name, std::size_t dim, metric m, Token&& token) const {
-    return detail::initiate(std::forward<Token>(token), *this, &vector_store::start_create_collection, nullptr,
-                    std::move(name), dim, m);
+    return detail::initiate(std::forward<Token>(token), *this,
+                            &vector_store::start_create_collection, nullptr, std::move(name), dim,
+                            m);
   }
   template <class Token>
   auto async_create_collection(std::string name, std::size_t dim, metric m, diagnostics& diag,
                                Token&& token) const {
-    return detail::initiate(std::forward<Token>(token), *this, &vector_store::start_create_collection, &diag,
-                    std::move(name), dim, m);
+    return detail::initiate(std::forward<Token>(token), *this,
+                            &vector_store::start_create_collection, &diag, std::move(name), dim, m);
   }
   template <class Token>
   auto async_drop_collection(std::string name, Token&& token) const {
-    return detail::initiate(std::forward<Token>(token), *this, &vector_store::start_drop_collection, nullptr,
-                    std::move(name));
+    return detail::initiate(std::forward<Token>(token), *this, &vector_store::start_drop_collection,
+                            nullptr, std::move(name));
   }
   template <class Token>
   auto async_drop_collection(std::string name, diagnostics& diag, Token&& token) const {
-    return detail::initiate(std::forward<Token>(token), *this, &vector_store::start_drop_collection, &diag,
-                    std::move(name));
+    return detail::initiate(std::forward<Token>(token), *this, &vector_store::start_drop_collection,
+                            &diag, std::move(name));
   }
   template <class Token>
   auto async_list_collections(Token&& token) const {
-    return detail::initiate(std::forward<Token>(token), *this, &vector_store::start_list_collections, nullptr);
+    return detail::initiate(std::forward<Token>(token), *this,
+                            &vector_store::start_list_collections, nullptr);
   }
   template <class Token>
   auto async_list_collections(diagnostics& diag, Token&& token) const {
-    return detail::initiate(std::forward<Token>(token), *this, &vector_store::start_list_collections, &diag);
+    return detail::initiate(std::forward<Token>(token), *this,
+                            &vector_store::start_list_collections, &diag);
   }
   template <class Token>
   auto async_upsert(std::string collection, std::string id, std::vector<float> vector,
                     Token&& token) const {
-    return detail::initiate(std::forward<Token>(token), *this, &vector_store::start_upsert_batch, nullptr,
-                    std::move(collection),
-                    one_item(std::move(id), std::move(vector), json::object()));
+    return detail::initiate(std::forward<Token>(token), *this, &vector_store::start_upsert_batch,
+                            nullptr, std::move(collection),
+                            one_item(std::move(id), std::move(vector), json::object()));
   }
   template <class Token>
   auto async_upsert(std::string collection, std::string id, std::vector<float> vector,
                     json metadata, Token&& token) const {
-    return detail::initiate(std::forward<Token>(token), *this, &vector_store::start_upsert_batch, nullptr,
-                    std::move(collection),
-                    one_item(std::move(id), std::move(vector), std::move(metadata)));
+    return detail::initiate(std::forward<Token>(token), *this, &vector_store::start_upsert_batch,
+                            nullptr, std::move(collection),
+                            one_item(std::move(id), std::move(vector), std::move(metadata)));
   }
   template <class Token>
   auto async_upsert(std::string collection, std::string id, std::vector<float> vector,
                     json metadata, diagnostics& diag, Token&& token) const {
-    return detail::initiate(std::forward<Token>(token), *this, &vector_store::start_upsert_batch, &diag,
-                    std::move(collection),
-                    one_item(std::move(id), std::move(vector), std::move(metadata)));
+    return detail::initiate(std::forward<Token>(token), *this, &vector_store::start_upsert_batch,
+                            &diag, std::move(collection),
+                            one_item(std::move(id), std::move(vector), std::move(metadata)));
   }
   template <class Token>
   auto async_upsert_batch(std::string collection, items batch, Token&& token) const {
-    return detail::initiate(std::forward<Token>(token), *this, &vector_store::start_upsert_batch, nullptr,
-                    std::move(collection), std::move(batch));
+    return detail::initiate(std::forward<Token>(token), *this, &vector_store::start_upsert_batch,
+                            nullptr, std::move(collection), std::move(batch));
   }
   template <class Token>
   auto async_upsert_batch(std::string collection, items batch, diagnostics& diag,
                           Token&& token) const {
-    return detail::initiate(std::forward<Token>(token), *this, &vector_store::start_upsert_batch, &diag,
-                    std::move(collection), std::move(batch));
+    return detail::initiate(std::forward<Token>(token), *this, &vector_store::start_upsert_batch,
+                            &diag, std::move(collection), std::move(batch));
   }
   template <class Token>
   auto async_erase(std::string collection, std::string id, Token&& token) const {
     return detail::initiate(std::forward<Token>(token), *this, &vector_store::start_erase, nullptr,
-                    std::move(collection), std::move(id));
+                            std::move(collection), std::move(id));
   }
   template <class Token>
   auto async_erase(std::string collection, std::string id, diagnostics& diag, Token&& token) const {
     return detail::initiate(std::forward<Token>(token), *this, &vector_store::start_erase, &diag,
-                    std::move(collection), std::move(id));
+                            std::move(collection), std::move(id));
   }
   template <class Token>
   auto async_get(std::string collection, std::string id, Token&& token) const {
     return detail::initiate(std::forward<Token>(token), *this, &vector_store::start_get, nullptr,
-                    std::move(collection), std::move(id));
+                            std::move(collection), std::move(id));
   }
   template <class Token>
   auto async_get(std::string collection, std::string id, diagnostics& diag, Token&& token) const {
     return detail::initiate(std::forward<Token>(token), *this, &vector_store::start_get, &diag,
-                    std::move(collection), std::move(id));
+                            std::move(collection), std::move(id));
   }
   template <class Token>
   auto async_count(std::string collection, Token&& token) const {
     return detail::initiate(std::forward<Token>(token), *this, &vector_store::start_count, nullptr,
-                    std::move(collection));
+                            std::move(collection));
   }
   template <class Token>
   auto async_count(std::string collection, diagnostics& diag, Token&& token) const {
     return detail::initiate(std::forward<Token>(token), *this, &vector_store::start_count, &diag,
-                    std::move(collection));
+                            std::move(collection));
   }
   /// The approximate search with no filter.
   template <class Token>
   auto async_search(std::string collection, std::vector<float> query, std::int64_t k,
                     Token&& token) const {
     return detail::initiate(std::forward<Token>(token), *this, &vector_store::start_search, nullptr,
-                    std::move(collection), std::move(query), k, json::object(),
-                    search_mode::approximate);
+                            std::move(collection), std::move(query), k, json::object(),
+                            search_mode::approximate);
   }
   /// The approximate search with a filter.
   template <class Token>
   auto async_search(std::string collection, std::vector<float> query, std::int64_t k, json filter,
                     Token&& token) const {
     return detail::initiate(std::forward<Token>(token), *this, &vector_store::start_search, nullptr,
-                    std::move(collection), std::move(query), k, std::move(filter),
-                    search_mode::approximate);
+                            std::move(collection), std::move(query), k, std::move(filter),
+                            search_mode::approximate);
   }
   template <class Token>
   auto async_search(std::string collection, std::vector<float> query, std::int64_t k, json filter,
                     search_mode mode, Token&& token) const {
     return detail::initiate(std::forward<Token>(token), *this, &vector_store::start_search, nullptr,
-                    std::move(collection), std::move(query), k, std::move(filter), mode);
+                            std::move(collection), std::move(query), k, std::move(filter), mode);
   }
   template <class Token>
   auto async_search(std::string collection, std::vector<float> query, std::int64_t k, json filter,
                     search_mode mode, diagnostics& diag, Token&& token) const {
     return detail::initiate(std::forward<Token>(token), *this, &vector_store::start_search, &diag,
-                    std::move(collection), std::move(query), k, std::move(filter), mode);
+                            std::move(collection), std::move(query), k, std::move(filter), mode);
   }
 
  private:

@@ -14,14 +14,14 @@ namespace {
 struct classes {
   PyObject* error = nullptr;
   std::map<std::string, PyObject*, std::less<>> errors;  // by class name
-  PyObject* row = nullptr;       // the Row base class
-  PyObject* result = nullptr;    // Result(rows, rows_affected, last_insert_id)
-  PyObject* recalled = nullptr;  // Recalled(key, value, distance)
-  PyObject* match = nullptr;     // Match(id, distance, metadata)
-  PyObject* item = nullptr;      // VectorItem(id, vector, metadata)
-  PyObject* info = nullptr;      // CollectionInfo(name, dim, metric, count, indexed)
+  PyObject* row = nullptr;                               // the Row base class
+  PyObject* result = nullptr;          // Result(rows, rows_affected, last_insert_id)
+  PyObject* recalled = nullptr;        // Recalled(key, value, distance)
+  PyObject* match = nullptr;           // Match(id, distance, metadata)
+  PyObject* item = nullptr;            // VectorItem(id, vector, metadata)
+  PyObject* info = nullptr;            // CollectionInfo(name, dim, metric, count, indexed)
   PyObject* grouped_future = nullptr;  // _GroupedFuture
-  PyObject* row_classes = nullptr;  // dict: tuple of column names -> Row subclass
+  PyObject* row_classes = nullptr;     // dict: tuple of column names -> Row subclass
 };
 classes& cls() {
   static classes c;
@@ -86,7 +86,8 @@ std::string json_key(PyObject* k, const std::string& what) {
     Py_DECREF(r);
     return s;
   }
-  bad(what + ": a dict key of type " + type_name(k) + " is not JSON (keys are str, int, float, "
+  bad(what + ": a dict key of type " + type_name(k) +
+      " is not JSON (keys are str, int, float, "
       "bool or None)");
 }
 
@@ -128,21 +129,29 @@ json to_json_at(PyObject* o, const std::string& what, std::size_t depth) {
     for (Py_ssize_t i = 0; i < n; ++i) j.push_back(to_json_at(items[i], what, depth + 1));
     return j;
   }
-  bad(what + ": an object of type " + type_name(o) + " is not JSON (dict, list, tuple, str, "
+  bad(what + ": an object of type " + type_name(o) +
+      " is not JSON (dict, list, tuple, str, "
       "int, float, bool or None)");
 }
 
 PyObject* from_json_at(const json& j, std::size_t depth) {
   switch (j.type()) {
-    case json::value_t::null: Py_RETURN_NONE;
-    case json::value_t::boolean: return PyBool_FromLong(j.get<bool>() ? 1 : 0);
-    case json::value_t::number_integer: return PyLong_FromLongLong(j.get<std::int64_t>());
+    case json::value_t::null:
+      Py_RETURN_NONE;
+    case json::value_t::boolean:
+      return PyBool_FromLong(j.get<bool>() ? 1 : 0);
+    case json::value_t::number_integer:
+      return PyLong_FromLongLong(j.get<std::int64_t>());
     case json::value_t::number_unsigned:
       return PyLong_FromUnsignedLongLong(j.get<std::uint64_t>());
-    case json::value_t::number_float: return PyFloat_FromDouble(j.get<double>());
-    case json::value_t::string: return text(j.get_ref<const std::string&>());
-    case json::value_t::binary: break;
-    case json::value_t::discarded: break;
+    case json::value_t::number_float:
+      return PyFloat_FromDouble(j.get<double>());
+    case json::value_t::string:
+      return text(j.get_ref<const std::string&>());
+    case json::value_t::binary:
+      break;
+    case json::value_t::discarded:
+      break;
     case json::value_t::array:
     case json::value_t::object: {
       // The engine decodes nothing deeper; this keeps the recursion below bounded regardless.
@@ -183,23 +192,40 @@ PyObject* from_json_at(const json& j, std::size_t depth) {
 std::string code_name(const error_code& ec) {
   if (ec.category() == entity_category()) {
     switch (static_cast<errc>(ec.value())) {
-      case errc::not_started: return "not_started";
-      case errc::shut_down: return "shut_down";
-      case errc::query_timeout: return "query_timeout";
-      case errc::pool_exhausted: return "pool_exhausted";
-      case errc::invalid_argument: return "invalid_argument";
-      case errc::decode_error: return "decode_error";
-      case errc::dimension_mismatch: return "dimension_mismatch";
-      case errc::not_found: return "not_found";
-      case errc::connection_error: return "connection_error";
-      case errc::open_failed: return "open_failed";
-      case errc::transaction_open: return "transaction_open";
-      case errc::aborted: return "aborted";
-      case errc::cancelled: return "cancelled";
-      case errc::rolled_back: return "rolled_back";
-      case errc::conflict: return "conflict";
-      case errc::over_budget: return "over_budget";
-      default: return "entity:" + std::to_string(ec.value());
+      case errc::not_started:
+        return "not_started";
+      case errc::shut_down:
+        return "shut_down";
+      case errc::query_timeout:
+        return "query_timeout";
+      case errc::pool_exhausted:
+        return "pool_exhausted";
+      case errc::invalid_argument:
+        return "invalid_argument";
+      case errc::decode_error:
+        return "decode_error";
+      case errc::dimension_mismatch:
+        return "dimension_mismatch";
+      case errc::not_found:
+        return "not_found";
+      case errc::connection_error:
+        return "connection_error";
+      case errc::open_failed:
+        return "open_failed";
+      case errc::transaction_open:
+        return "transaction_open";
+      case errc::aborted:
+        return "aborted";
+      case errc::cancelled:
+        return "cancelled";
+      case errc::rolled_back:
+        return "rolled_back";
+      case errc::conflict:
+        return "conflict";
+      case errc::over_budget:
+        return "over_budget";
+      default:
+        return "entity:" + std::to_string(ec.value());
     }
   }
   if (ec.category() == postgres_category()) return "postgres:" + postgres_sqlstate(ec);
@@ -210,17 +236,28 @@ std::string code_name(const error_code& ec) {
 const char* class_name(const error_code& ec) {
   if (ec.category() == entity_category()) {
     switch (static_cast<errc>(ec.value())) {
-      case errc::not_started: return "NotStartedError";
-      case errc::shut_down: return "ShutDownError";
-      case errc::query_timeout: return "QueryTimeoutError";
-      case errc::pool_exhausted: return "PoolExhaustedError";
-      case errc::invalid_argument: return "InvalidArgumentError";
-      case errc::decode_error: return "DecodeError";
-      case errc::dimension_mismatch: return "DimensionMismatchError";
-      case errc::not_found: return "NotFoundError";
-      case errc::connection_error: return "DatabaseConnectionError";
-      case errc::open_failed: return "StorageError";
-      default: break;
+      case errc::not_started:
+        return "NotStartedError";
+      case errc::shut_down:
+        return "ShutDownError";
+      case errc::query_timeout:
+        return "QueryTimeoutError";
+      case errc::pool_exhausted:
+        return "PoolExhaustedError";
+      case errc::invalid_argument:
+        return "InvalidArgumentError";
+      case errc::decode_error:
+        return "DecodeError";
+      case errc::dimension_mismatch:
+        return "DimensionMismatchError";
+      case errc::not_found:
+        return "NotFoundError";
+      case errc::connection_error:
+        return "DatabaseConnectionError";
+      case errc::open_failed:
+        return "StorageError";
+      default:
+        break;
     }
   }
   if (ec == condition::timeout) return "QueryTimeoutError";
@@ -238,8 +275,10 @@ PyObject* make_record(PyObject* type, std::initializer_list<PyObject*> fields) {
   bool failed = !args;
   for (PyObject* f : fields) {
     if (!f) failed = true;
-    if (args && f) PyTuple_SET_ITEM(args, i, f);
-    else Py_XDECREF(f);
+    if (args && f)
+      PyTuple_SET_ITEM(args, i, f);
+    else
+      Py_XDECREF(f);
     ++i;
   }
   if (failed) {
@@ -265,8 +304,6 @@ PyObject* list_of(const std::vector<T>& v, F&& one) {
   }
   return list;
 }
-
-
 
 // The Row subclass for one set of column names, made once per distinct set.
 PyObject* row_class(const std::vector<std::string>& names) {
@@ -321,11 +358,10 @@ PyObject* make_row(PyObject* type, const row& r) {
 void register_classes(PyObject* mapping) {
   classes& c = cls();
   c.error = lookup(mapping, "Error");
-  for (const char* name :
-       {"Error", "QueryTimeoutError", "PoolExhaustedError", "BusyError", "ConstraintError",
-        "SQLSyntaxError", "NotStartedError", "ShutDownError", "InvalidArgumentError",
-        "DimensionMismatchError", "DecodeError", "NotFoundError", "StorageError",
-        "DatabaseConnectionError"})
+  for (const char* name : {"Error", "QueryTimeoutError", "PoolExhaustedError", "BusyError",
+                           "ConstraintError", "SQLSyntaxError", "NotStartedError", "ShutDownError",
+                           "InvalidArgumentError", "DimensionMismatchError", "DecodeError",
+                           "NotFoundError", "StorageError", "DatabaseConnectionError"})
     c.errors[name] = lookup(mapping, name);
   c.row = lookup(mapping, "Row");
   c.result = lookup(mapping, "Result");
@@ -381,7 +417,8 @@ value to_value(PyObject* o, std::size_t index) {
   if (PyLong_Check(o)) {
     int overflow = 0;
     long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
-    if (overflow) bad("parameter " + std::to_string(index + 1) + ": the integer does not fit in 64 bits");
+    if (overflow)
+      bad("parameter " + std::to_string(index + 1) + ": the integer does not fit in 64 bits");
     return static_cast<std::int64_t>(v);
   }
   if (PyFloat_Check(o)) return PyFloat_AS_DOUBLE(o);
@@ -418,7 +455,8 @@ params to_params(PyObject* seq) {
   PyObject** items = PySequence_Fast_ITEMS(fast);
   out.reserve(static_cast<std::size_t>(n));
   try {
-    for (Py_ssize_t i = 0; i < n; ++i) out.push_back(to_value(items[i], static_cast<std::size_t>(i)));
+    for (Py_ssize_t i = 0; i < n; ++i)
+      out.push_back(to_value(items[i], static_cast<std::size_t>(i)));
   } catch (...) {
     Py_DECREF(fast);
     throw;
@@ -429,10 +467,14 @@ params to_params(PyObject* seq) {
 
 PyObject* from_value(const value& v) {
   switch (v.raw().index()) {
-    case 0: Py_RETURN_NONE;
-    case 1: return PyLong_FromLongLong(std::get<std::int64_t>(v.raw()));
-    case 2: return PyFloat_FromDouble(std::get<double>(v.raw()));
-    case 3: return text(std::get<std::string>(v.raw()));
+    case 0:
+      Py_RETURN_NONE;
+    case 1:
+      return PyLong_FromLongLong(std::get<std::int64_t>(v.raw()));
+    case 2:
+      return PyFloat_FromDouble(std::get<double>(v.raw()));
+    case 3:
+      return text(std::get<std::string>(v.raw()));
     default: {
       const auto& b = std::get<blob>(v.raw()).bytes;
       return PyBytes_FromStringAndSize(reinterpret_cast<const char*>(b.data()),
@@ -496,31 +538,39 @@ std::vector<float> to_floats(PyObject* o, const std::string& what) {
         double d = PyFloat_Unpack2(reinterpret_cast<const char*>(h + 2 * i), 1);
         out.push_back(static_cast<float>(d));
       }
-    } else if (fmt.size() == 1 && std::string_view("bBhHiIlLqQ?").find(fmt[0]) != std::string_view::npos) {
+    } else if (fmt.size() == 1 &&
+               std::string_view("bBhHiIlLqQ?").find(fmt[0]) != std::string_view::npos) {
       // Integers of any width and signedness (and bools), as numpy and array.array lay them out.
-      const bool is_signed = fmt[0] == 'b' || fmt[0] == 'h' || fmt[0] == 'i' || fmt[0] == 'l' || fmt[0] == 'q';
+      const bool is_signed =
+          fmt[0] == 'b' || fmt[0] == 'h' || fmt[0] == 'i' || fmt[0] == 'l' || fmt[0] == 'q';
       const auto* base = static_cast<const unsigned char*>(view.buf);
       for (std::size_t i = 0; i < n; ++i) {
         const unsigned char* p = base + i * static_cast<std::size_t>(view.itemsize);
         double d = 0;
         switch (view.itemsize) {
-          case 1: d = is_signed ? double(*reinterpret_cast<const std::int8_t*>(p)) : double(*p); break;
+          case 1:
+            d = is_signed ? double(*reinterpret_cast<const std::int8_t*>(p)) : double(*p);
+            break;
           case 2: {
-            std::uint16_t u; std::memcpy(&u, p, 2);
+            std::uint16_t u;
+            std::memcpy(&u, p, 2);
             d = is_signed ? double(static_cast<std::int16_t>(u)) : double(u);
             break;
           }
           case 4: {
-            std::uint32_t u; std::memcpy(&u, p, 4);
+            std::uint32_t u;
+            std::memcpy(&u, p, 4);
             d = is_signed ? double(static_cast<std::int32_t>(u)) : double(u);
             break;
           }
           case 8: {
-            std::uint64_t u; std::memcpy(&u, p, 8);
+            std::uint64_t u;
+            std::memcpy(&u, p, 8);
             d = is_signed ? double(static_cast<std::int64_t>(u)) : double(u);
             break;
           }
-          default: ok = false;
+          default:
+            ok = false;
         }
         if (!ok) break;
         out.push_back(static_cast<float>(d));
@@ -530,8 +580,8 @@ std::vector<float> to_floats(PyObject* o, const std::string& what) {
     }
     PyBuffer_Release(&view);
     if (!ok)
-      bad(what + ": a buffer of format '" + std::string(fmt) +
-          "' and " + std::to_string(view.ndim) + " dimensions is not a vector (use float32)");
+      bad(what + ": a buffer of format '" + std::string(fmt) + "' and " +
+          std::to_string(view.ndim) + " dimensions is not a vector (use float32)");
     return out;
   }
   if (!PyList_Check(o) && !PyTuple_Check(o))

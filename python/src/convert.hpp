@@ -23,9 +23,9 @@ namespace entity::python {
 
 /// self.name(arg) / self.name(): a new reference, or null with a Python error set. The name is
 /// interned once per call site.
-#define ENTITY_PY_CALL(self, name, ...)                                          \
-  ([&]() -> PyObject* {                                                          \
-    static PyObject* interned_name = PyUnicode_InternFromString(name);           \
+#define ENTITY_PY_CALL(self, name, ...)                                                  \
+  ([&]() -> PyObject* {                                                                  \
+    static PyObject* interned_name = PyUnicode_InternFromString(name);                   \
     return ::entity::python::call_named(self, interned_name __VA_OPT__(, ) __VA_ARGS__); \
   }())
 inline PyObject* call_named(PyObject* self, PyObject* name) {

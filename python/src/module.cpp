@@ -12,12 +12,12 @@
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <chrono>
-#include <condition_variable>
 #include <cmath>
+#include <condition_variable>
 #include <mutex>
 #include <optional>
-#include <thread>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -62,7 +62,8 @@ struct completion<void, ToPy> {
   ToPy to_py;
   void operator()(error_code ec) {
     op->ec = ec;
-    if (!ec) op->make_result = [to_py = std::move(to_py)]() mutable -> PyObject* { return to_py(); };
+    if (!ec)
+      op->make_result = [to_py = std::move(to_py)]() mutable -> PyObject* { return to_py(); };
     auto b = op->bridge;
     b->finished(std::move(op));
   }
@@ -196,13 +197,15 @@ class settings {
     if (items_.empty()) return;
     std::string names;
     for (auto& [n, v] : items_) names += (names.empty() ? "" : ", ") + n;
-    throw error(errc::invalid_argument,
-                {std::string(where) + ": unknown setting" + (items_.size() > 1 ? "s " : " ") + names, {}});
+    throw error(
+        errc::invalid_argument,
+        {std::string(where) + ": unknown setting" + (items_.size() > 1 ? "s " : " ") + names, {}});
   }
 
  private:
   static double number(std::string_view name, const py::object& v) {
-    if (py::isinstance<py::bool_>(v) || !(py::isinstance<py::int_>(v) || py::isinstance<py::float_>(v)))
+    if (py::isinstance<py::bool_>(v) ||
+        !(py::isinstance<py::int_>(v) || py::isinstance<py::float_>(v)))
       fail(name, "must be a number of seconds");
     return v.cast<double>();
   }
@@ -327,7 +330,8 @@ transaction_body python_body(py::object fn, std::shared_ptr<body_outcome> out) {
       Py_XDECREF(type);
       Py_XDECREF(tb);
       out->value.reset();
-      throw error(errc::aborted, {"the transaction function raised; the transaction was rolled back", {}});
+      throw error(errc::aborted,
+                  {"the transaction function raised; the transaction was rolled back", {}});
     }
     out->raised.reset();
     out->value = py_ref::steal(r);
@@ -369,17 +373,23 @@ std::shared_ptr<py_database> open_database(const std::string& target, py::dict k
     common_settings(s, p);
     s.seconds("busy_timeout", p.busy_timeout);
     s.choice("journal_mode", p.journal,
-             {{"wal", journal_mode::wal}, {"delete", journal_mode::delete_},
-              {"truncate", journal_mode::truncate}, {"persist", journal_mode::persist},
-              {"memory", journal_mode::memory}, {"off", journal_mode::off}});
+             {{"wal", journal_mode::wal},
+              {"delete", journal_mode::delete_},
+              {"truncate", journal_mode::truncate},
+              {"persist", journal_mode::persist},
+              {"memory", journal_mode::memory},
+              {"off", journal_mode::off}});
     s.choice("synchronous", p.synchronous,
-             {{"off", synchronous_mode::off}, {"normal", synchronous_mode::normal},
-              {"full", synchronous_mode::full}, {"extra", synchronous_mode::extra}});
+             {{"off", synchronous_mode::off},
+              {"normal", synchronous_mode::normal},
+              {"full", synchronous_mode::full},
+              {"extra", synchronous_mode::extra}});
     bool durable = false;
     s.flag("durable", durable);
     if (durable) p.synchronous = synchronous_mode::full;
     s.choice("temp_store", p.temp_store,
-             {{"default", temp_store_mode::default_}, {"file", temp_store_mode::file},
+             {{"default", temp_store_mode::default_},
+              {"file", temp_store_mode::file},
               {"memory", temp_store_mode::memory}});
     s.count("mmap_size", p.mmap_size);
     s.count("statement_cache_size", p.statement_cache_size);
@@ -416,7 +426,8 @@ memory::items to_items(py::handle items) {
     PyObject *k, *v;
     Py_ssize_t pos = 0;
     while (PyDict_Next(items.ptr(), &pos, &k, &v)) {
-      if (!PyUnicode_Check(k)) throw error(errc::invalid_argument, {"a memory key must be a str", {}});
+      if (!PyUnicode_Check(k))
+        throw error(errc::invalid_argument, {"a memory key must be a str", {}});
       std::string key = py::reinterpret_borrow<py::str>(k).cast<std::string>();
       json value = to_json(v, "the value of key '" + key + "'");
       out.emplace_back(std::move(key), std::move(value));
@@ -439,7 +450,8 @@ std::vector<std::string> to_keys(py::handle keys) {
   if (py::isinstance<py::str>(keys))
     throw error(errc::invalid_argument, {"batch_load takes an iterable of keys, not one str", {}});
   for (py::handle k : keys) {
-    if (!py::isinstance<py::str>(k)) throw error(errc::invalid_argument, {"a memory key must be a str", {}});
+    if (!py::isinstance<py::str>(k))
+      throw error(errc::invalid_argument, {"a memory key must be a str", {}});
     out.push_back(k.cast<std::string>());
   }
   return out;
@@ -511,22 +523,24 @@ struct call_signature<R (C::*)(A...) const> {
   using args = std::tuple<A...>;
 };
 
-template <class T, loop_bridge::completes When, class Class, class Prepare, class Async,
-          class Sync, class ToPy, class... A, class... Extra>
+template <class T, loop_bridge::completes When, class Class, class Prepare, class Async, class Sync,
+          class ToPy, class... A, class... Extra>
 void verb_of(Class& c, const char* name, std::tuple<A...>*, Prepare prepare, Async async_call,
              Sync sync_call, ToPy to_py, const Extra&... extra) {
   using Self = typename Class::type;
-  c.def(name,
-        [=](const Self& self, A... a) {
-          auto args = prepare(std::move(a)...);
-          return start_async<T>(
-              [&](diagnostics& diag, auto h) {
-                std::apply([&](auto&... x) { async_call(self.get(), diag, std::move(h), std::move(x)...); },
-                           args);
-              },
-              to_py, When);
-        },
-        extra...);
+  c.def(
+      name,
+      [=](const Self& self, A... a) {
+        auto args = prepare(std::move(a)...);
+        return start_async<T>(
+            [&](diagnostics& diag, auto h) {
+              std::apply(
+                  [&](auto&... x) { async_call(self.get(), diag, std::move(h), std::move(x)...); },
+                  args);
+            },
+            to_py, When);
+      },
+      extra...);
   c.def((std::string(name) + "_sync").c_str(),
         [=](const Self& self, A... a) -> py::object {
           auto args = prepare(std::move(a)...);
@@ -553,11 +567,11 @@ void verb_of(Class& c, const char* name, std::tuple<A...>*, Prepare prepare, Asy
 // together.
 template <class T, loop_bridge::completes When = loop_bridge::completes::at_once, class Class,
           class Prepare, class Async, class Sync, class ToPy, class... Extra>
-void verb(Class& c, const char* name, Prepare prepare, Async async_call, Sync sync_call,
-          ToPy to_py, const Extra&... extra) {
+void verb(Class& c, const char* name, Prepare prepare, Async async_call, Sync sync_call, ToPy to_py,
+          const Extra&... extra) {
   verb_of<T, When>(c, name, static_cast<typename call_signature<Prepare>::args*>(nullptr),
-             std::move(prepare), std::move(async_call), std::move(sync_call), std::move(to_py),
-             extra...);
+                   std::move(prepare), std::move(async_call), std::move(sync_call),
+                   std::move(to_py), extra...);
 }
 
 }  // namespace
@@ -566,7 +580,8 @@ void verb(Class& c, const char* name, Prepare prepare, Async async_call, Sync sy
 PYBIND11_MODULE(_core, mod) {
   using namespace entity;
   using namespace entity::python;
-  mod.doc() = "entity-db's engine: SQLite and PostgreSQL for asyncio, with a blocking twin of every call";
+  mod.doc() =
+      "entity-db's engine: SQLite and PostgreSQL for asyncio, with a blocking twin of every call";
 
   py::register_exception_translator([](std::exception_ptr p) {
     try {
@@ -576,19 +591,20 @@ PYBIND11_MODULE(_core, mod) {
     }
   });
 
-  mod.def("_register", [](py::object mapping) {
-    register_classes(mapping.ptr());
-  });
+  mod.def("_register", [](py::object mapping) { register_classes(mapping.ptr()); });
   mod.def("_at_exit", &at_exit);
-  mod.def("loop_stats", [] {
-    std::shared_ptr<loop_bridge> b = bridge_for_running_loop();
-    if (!b) throw_python();
-    py::dict d;
-    d["wakeups"] = b->stats().wakeups;
-    d["completions"] = b->stats().completions;
-    return d;
-  }, "For the running event loop: how often completions from the engine's threads woke it "
-     "(`wakeups`) and how many operations it has completed (`completions`).");
+  mod.def(
+      "loop_stats",
+      [] {
+        std::shared_ptr<loop_bridge> b = bridge_for_running_loop();
+        if (!b) throw_python();
+        py::dict d;
+        d["wakeups"] = b->stats().wakeups;
+        d["completions"] = b->stats().completions;
+        return d;
+      },
+      "For the running event loop: how often completions from the engine's threads woke it "
+      "(`wakeups`) and how many operations it has completed (`completions`).");
   mod.attr("MAX_JSON_DEPTH") = entity::max_json_depth;
   mod.attr("INLINE_STREAK_SECONDS") =
       std::chrono::duration<double>(loop_bridge::inline_streak).count();
@@ -597,24 +613,27 @@ PYBIND11_MODULE(_core, mod) {
 
   // -- Transaction
   py::class_<py_transaction>(mod, "Transaction")
-      .def("execute",
-           [](const py_transaction& t, const std::string& sql, py::object args) {
-             return tx_query(t, sql, args, std::numeric_limits<std::size_t>::max());
-           },
-           py::arg("sql"), py::arg("params") = py::none())
-      .def("fetch_one",
-           [](const py_transaction& t, const std::string& sql, py::object args) -> py::object {
-             py::object r = tx_query(t, sql, args, 1);
-             py::list rows = r.attr("rows");
-             if (rows.empty()) return py::none();
-             return rows[0];
-           },
-           py::arg("sql"), py::arg("params") = py::none())
-      .def("fetch_all",
-           [](const py_transaction& t, const std::string& sql, py::object args) -> py::object {
-             return tx_query(t, sql, args, std::numeric_limits<std::size_t>::max()).attr("rows");
-           },
-           py::arg("sql"), py::arg("params") = py::none());
+      .def(
+          "execute",
+          [](const py_transaction& t, const std::string& sql, py::object args) {
+            return tx_query(t, sql, args, std::numeric_limits<std::size_t>::max());
+          },
+          py::arg("sql"), py::arg("params") = py::none())
+      .def(
+          "fetch_one",
+          [](const py_transaction& t, const std::string& sql, py::object args) -> py::object {
+            py::object r = tx_query(t, sql, args, 1);
+            py::list rows = r.attr("rows");
+            if (rows.empty()) return py::none();
+            return rows[0];
+          },
+          py::arg("sql"), py::arg("params") = py::none())
+      .def(
+          "fetch_all",
+          [](const py_transaction& t, const std::string& sql, py::object args) -> py::object {
+            return tx_query(t, sql, args, std::numeric_limits<std::size_t>::max()).attr("rows");
+          },
+          py::arg("sql"), py::arg("params") = py::none());
 
   // Writes complete with their group, so that writes started together commit together.
   constexpr auto grouped = loop_bridge::completes::with_its_group;
@@ -624,21 +643,24 @@ PYBIND11_MODULE(_core, mod) {
 
   // -- Database
   auto dbc = py::class_<py_database, std::shared_ptr<py_database>>(mod, "Database");
-  dbc.def_property_readonly("backend",
-                            [](const py_database& d) { return std::string(d.get().backend_name()); })
+  dbc.def_property_readonly(
+         "backend", [](const py_database& d) { return std::string(d.get().backend_name()); })
       .def_property_readonly("closed", [](const py_database& d) { return !d.engine().running(); })
       .def_property_readonly("target", [](const py_database& d) { return d.target; })
-      .def("stats", [](const py_database& d) { return steal_or_throw(from_stats(d.get().stats())); })
-      .def("with_timeout",
-           [](const py_database& d, double seconds) {
-             if (!(seconds > 0) || !std::isfinite(seconds))
-               throw error(errc::invalid_argument, {"a timeout is a positive number of seconds", {}});
-             auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                 std::chrono::duration<double>(seconds));
-             if (ms.count() < 1) ms = std::chrono::milliseconds(1);
-             return std::make_shared<py_database>(d.get().with_timeout(ms), d.target);
-           },
-           py::arg("seconds"))
+      .def("stats",
+           [](const py_database& d) { return steal_or_throw(from_stats(d.get().stats())); })
+      .def(
+          "with_timeout",
+          [](const py_database& d, double seconds) {
+            if (!(seconds > 0) || !std::isfinite(seconds))
+              throw error(errc::invalid_argument,
+                          {"a timeout is a positive number of seconds", {}});
+            auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                std::chrono::duration<double>(seconds));
+            if (ms.count() < 1) ms = std::chrono::milliseconds(1);
+            return std::make_shared<py_database>(d.get().with_timeout(ms), d.target);
+          },
+          py::arg("seconds"))
       .def("memory",
            [](const py_database& d, py::kwargs kw) {
              settings s(kw);
@@ -694,8 +716,8 @@ PYBIND11_MODULE(_core, mod) {
       [](const database& d, diagnostics& diag, auto h, std::string sql) {
         d.async_execute_script(std::move(sql), diag, std::move(h));
       },
-      [](const database& d, std::string sql) { d.execute_script(std::move(sql)); },
-      none_result{}, py::arg("sql"));
+      [](const database& d, std::string sql) { d.execute_script(std::move(sql)); }, none_result{},
+      py::arg("sql"));
   verb<result, grouped>(
       dbc, "execute_many",
       [](std::string sql, py::object seq) {
@@ -713,40 +735,41 @@ PYBIND11_MODULE(_core, mod) {
         return d.execute_many(std::move(sql), std::move(b));
       },
       py_result, py::arg("sql"), py::arg("seq_of_params"));
-  pair(dbc, "transaction",
-       [](const py_database& d, py::object fn) {
-         auto out = std::make_shared<body_outcome>();
-         auto op = std::make_shared<pending_op>();
-         op->make_error = [out]() -> PyObject* { return out->raised.release(); };
-         return start_async<void>(
-             [&](diagnostics& diag, auto h) {
-               d.get().async_transaction(python_body(fn, out), diag, std::move(h));
-             },
-             [out]() -> PyObject* {
-               if (!out->value) Py_RETURN_NONE;
-               return py_ref::borrow(out->value.get()).release();
-             },
-             loop_bridge::completes::at_once, op);
-       },
-       [](const py_database& d, py::object fn) -> py::object {
-         auto out = std::make_shared<body_outcome>();
-         error_code ec;
-         diagnostics diag;
-         run_sync([&] { d.get().transaction(python_body(fn, out), ec, diag); });
-         if (out->raised) {
-           PyObject* exc = out->raised.release();
-           PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(exc)), exc);
-           Py_DECREF(exc);
-           throw_python();
-         }
-         if (ec) {
-           set_error(ec, diag);
-           throw_python();
-         }
-         if (!out->value) return py::none();
-         return py::reinterpret_borrow<py::object>(out->value.get());
-       },
-       py::arg("fn"));
+  pair(
+      dbc, "transaction",
+      [](const py_database& d, py::object fn) {
+        auto out = std::make_shared<body_outcome>();
+        auto op = std::make_shared<pending_op>();
+        op->make_error = [out]() -> PyObject* { return out->raised.release(); };
+        return start_async<void>(
+            [&](diagnostics& diag, auto h) {
+              d.get().async_transaction(python_body(fn, out), diag, std::move(h));
+            },
+            [out]() -> PyObject* {
+              if (!out->value) Py_RETURN_NONE;
+              return py_ref::borrow(out->value.get()).release();
+            },
+            loop_bridge::completes::at_once, op);
+      },
+      [](const py_database& d, py::object fn) -> py::object {
+        auto out = std::make_shared<body_outcome>();
+        error_code ec;
+        diagnostics diag;
+        run_sync([&] { d.get().transaction(python_body(fn, out), ec, diag); });
+        if (out->raised) {
+          PyObject* exc = out->raised.release();
+          PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(exc)), exc);
+          Py_DECREF(exc);
+          throw_python();
+        }
+        if (ec) {
+          set_error(ec, diag);
+          throw_python();
+        }
+        if (!out->value) return py::none();
+        return py::reinterpret_borrow<py::object>(out->value.get());
+      },
+      py::arg("fn"));
   // health_check's answer is a bool: the awaitable form is written in Python over this one,
   // which raises the reason the engine does not answer.
   dbc.def("_health", [](const py_database& d) {
@@ -755,29 +778,33 @@ PYBIND11_MODULE(_core, mod) {
   });
   dbc.def("health_check_sync",
           [](const py_database& d) { return run_sync([&] { return d.get().health_check(); }); });
-  pair(dbc, "close",
-       [](const py_database& d) {
-         // Shutting down waits for the engine's threads: it runs on a thread of its own, and
-         // the future completes once every operation in flight has completed or failed.
-         return start_async<void>(
-             [&](diagnostics&, auto h) {
-               auto infra = d.get().infra_ptr();
-               std::thread([infra, h = std::move(h)]() mutable {
-                 infra->shutdown();
-                 auto ex = asio::get_associated_executor(h);
-                 asio::dispatch(ex, [h = std::move(h)]() mutable { std::move(h)(error_code{}); });
-               }).detach();
-             },
-             none_result{});
-       },
-       [](const py_database& d) { run_sync([&] { d.engine().shutdown(); }); });
+  pair(
+      dbc, "close",
+      [](const py_database& d) {
+        // Shutting down waits for the engine's threads: it runs on a thread of its own, and
+        // the future completes once every operation in flight has completed or failed.
+        return start_async<void>(
+            [&](diagnostics&, auto h) {
+              auto infra = d.get().infra_ptr();
+              std::thread([infra, h = std::move(h)]() mutable {
+                infra->shutdown();
+                auto ex = asio::get_associated_executor(h);
+                asio::dispatch(ex, [h = std::move(h)]() mutable { std::move(h)(error_code{}); });
+              }).detach();
+            },
+            none_result{});
+      },
+      [](const py_database& d) { run_sync([&] { d.engine().shutdown(); }); });
 
   // -- Memory
   auto memc = py::class_<py_memory>(mod, "Memory");
   memc.def_property_readonly("prefix", [](const py_memory& x) { return x.get().prefix(); })
-      .def("scope", [](const py_memory& x, const std::string& name) {
-        return py_memory(x.get().scope(name));
-      }, py::arg("name"));
+      .def(
+          "scope",
+          [](const py_memory& x, const std::string& name) {
+            return py_memory(x.get().scope(name));
+          },
+          py::arg("name"));
   verb<void, grouped>(
       memc, "store",
       [](std::string key, py::object value, py::object embedding) {
@@ -801,24 +828,25 @@ PYBIND11_MODULE(_core, mod) {
           m.store(std::move(key), std::move(v));
       },
       none_result{}, py::arg("key"), py::arg("value"), py::arg("embedding") = py::none());
-  pair(memc, "load",
-       [](const py_memory& x, std::string key, py::object dflt) {
-         auto d = std::make_shared<py_ref>(py_ref::borrow(dflt.ptr()));
-         return start_async<std::optional<json>>(
-             [&](diagnostics& diag, auto h) {
-               x.get().async_load(std::move(key), diag, std::move(h));
-             },
-             [d](std::optional<json>& v) -> PyObject* {
-               if (!v) return py_ref::borrow(d->get()).release();
-               return from_json(*v);
-             });
-       },
-       [](const py_memory& x, std::string key, py::object dflt) -> py::object {
-         auto v = run_sync([&] { return x.get().load(std::move(key)); });
-         if (!v) return dflt;
-         return steal_or_throw(from_json(*v));
-       },
-       py::arg("key"), py::arg("default") = py::none());
+  pair(
+      memc, "load",
+      [](const py_memory& x, std::string key, py::object dflt) {
+        auto d = std::make_shared<py_ref>(py_ref::borrow(dflt.ptr()));
+        return start_async<std::optional<json>>(
+            [&](diagnostics& diag, auto h) {
+              x.get().async_load(std::move(key), diag, std::move(h));
+            },
+            [d](std::optional<json>& v) -> PyObject* {
+              if (!v) return py_ref::borrow(d->get()).release();
+              return from_json(*v);
+            });
+      },
+      [](const py_memory& x, std::string key, py::object dflt) -> py::object {
+        auto v = run_sync([&] { return x.get().load(std::move(key)); });
+        if (!v) return dflt;
+        return steal_or_throw(from_json(*v));
+      },
+      py::arg("key"), py::arg("default") = py::none());
   auto one_key = [](std::string key) { return std::tuple(std::move(key)); };
   auto pattern = [](std::string p) { return std::tuple(std::move(p)); };
   auto nothing = [] { return std::tuple<>(); };
@@ -941,8 +969,9 @@ PYBIND11_MODULE(_core, mod) {
       [](std::string collection, py::object items) {
         return std::tuple(std::move(collection), to_vector_items(items));
       },
-      [](const vector_store& vs, diagnostics& diag, auto h, std::string c,
-         vector_store::items b) { vs.async_upsert_batch(std::move(c), std::move(b), diag, std::move(h)); },
+      [](const vector_store& vs, diagnostics& diag, auto h, std::string c, vector_store::items b) {
+        vs.async_upsert_batch(std::move(c), std::move(b), diag, std::move(h));
+      },
       [](const vector_store& vs, std::string c, vector_store::items b) {
         vs.upsert_batch(std::move(c), std::move(b));
       },
@@ -975,8 +1004,7 @@ PYBIND11_MODULE(_core, mod) {
       py::arg("collection"));
   verb<vector_store::matches>(
       vsc, "search",
-      [](std::string collection, py::object query, std::int64_t k, py::object filter,
-         bool exact) {
+      [](std::string collection, py::object query, std::int64_t k, py::object filter, bool exact) {
         return std::tuple(std::move(collection), to_floats(query.ptr(), "the query"), k,
                           to_metadata(filter, "the filter"),
                           exact ? search_mode::exact : search_mode::approximate);
@@ -986,9 +1014,7 @@ PYBIND11_MODULE(_core, mod) {
         vs.async_search(std::move(c), std::move(q), k, std::move(f), mode, diag, std::move(h));
       },
       [](const vector_store& vs, std::string c, std::vector<float> q, std::int64_t k, json f,
-         search_mode mode) {
-        return vs.search(std::move(c), std::move(q), k, std::move(f), mode);
-      },
+         search_mode mode) { return vs.search(std::move(c), std::move(q), k, std::move(f), mode); },
       [](vector_store::matches& r) { return from_matches(r); }, py::arg("collection"),
       py::arg("query"), py::arg("k") = 10, py::arg("filter") = py::none(),
       py::arg("exact") = false);

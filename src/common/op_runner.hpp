@@ -90,8 +90,8 @@ class runner {
     pending_ = diagnostics{};
     if constexpr (std::is_same_v<R, std::monostate>) {
       async(pending_, (*to_)([self = this, next = std::forward<Next>(next)](error_code ec) mutable {
-        next(step_result<R>{ec, std::move(self->pending_), {}});
-      }));
+              next(step_result<R>{ec, std::move(self->pending_), {}});
+            }));
     } else {
       async(pending_,
             (*to_)([self = this, next = std::forward<Next>(next)](error_code ec, R v) mutable {
@@ -102,14 +102,12 @@ class runner {
 
   template <class Next>
   void execute(const database& db, std::string sql, params args, Next&& next) const {
-    step<result>(
-        [&](error_code& ec, diagnostics& d) {
-          return db.execute(std::move(sql), std::move(args), ec, d);
-        },
-        [&](diagnostics& d, auto h) {
-          db.async_execute(std::move(sql), std::move(args), d, std::move(h));
-        },
-        std::forward<Next>(next));
+    step<result>([&](error_code& ec,
+                     diagnostics& d) { return db.execute(std::move(sql), std::move(args), ec, d); },
+                 [&](diagnostics& d, auto h) {
+                   db.async_execute(std::move(sql), std::move(args), d, std::move(h));
+                 },
+                 std::forward<Next>(next));
   }
 
   template <class Next>
@@ -170,10 +168,9 @@ class runner {
 
 /// The completion handler of an async operation with a value of type T (none: std::monostate).
 template <class T>
-using handler_of =
-    std::conditional_t<std::is_same_v<T, std::monostate>,
-                       boost::asio::any_completion_handler<void(error_code)>,
-                       boost::asio::any_completion_handler<void(error_code, T)>>;
+using handler_of = std::conditional_t<std::is_same_v<T, std::monostate>,
+                                      boost::asio::any_completion_handler<void(error_code)>,
+                                      boost::asio::any_completion_handler<void(error_code, T)>>;
 
 /// Calls `h` with (ec, v), or (ec) for an operation without a value.
 template <class T, class Handler>
@@ -243,13 +240,13 @@ struct operation {
     if (!starting.load(std::memory_order_acquire)) return complete<T>(h, ec, v);
     namespace asio = boost::asio;
     auto work = asio::make_work_guard(h);  // keeps the caller's executor running meanwhile
-    asio::post(asio::system_executor(), [h = std::move(h), work = std::move(work), ec,
-                                         v = std::move(v)]() mutable {
-      auto ex = work.get_executor();
-      asio::dispatch(ex, [h = std::move(h), ec, v = std::move(v)]() mutable {
-        complete<T>(h, ec, v);
-      });
-    });
+    asio::post(asio::system_executor(),
+               [h = std::move(h), work = std::move(work), ec, v = std::move(v)]() mutable {
+                 auto ex = work.get_executor();
+                 asio::dispatch(ex, [h = std::move(h), ec, v = std::move(v)]() mutable {
+                   complete<T>(h, ec, v);
+                 });
+               });
   }
 };
 
@@ -286,8 +283,7 @@ auto throwing(F&& f) {
 /// Starts an operation whose end calls `h` (see operation::end), filling `diag` (when given)
 /// on failure.
 template <class Op, class Owner, class Init>
-void run_async(Owner owner, diagnostics* diag, handler_of<typename Op::value_type> h,
-               Init&& init) {
+void run_async(Owner owner, diagnostics* diag, handler_of<typename Op::value_type> h, Init&& init) {
   auto op = std::make_shared<Op>(std::move(owner), runner{caller_of(h)});
   op->handler.emplace(std::move(h));
   op->caller_diag = diag;

@@ -1,15 +1,15 @@
 #include "postgres/connection.hpp"
 
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
-
-#include <fcntl.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include "postgres/placeholders.hpp"
 
@@ -49,11 +49,14 @@ value convert(const PGresult* r, int row, int col) {
     case int2_oid:
     case int4_oid:
     case int8_oid:
-    case oid_oid: return value(static_cast<std::int64_t>(std::strtoll(text, nullptr, 10)));
+    case oid_oid:
+      return value(static_cast<std::int64_t>(std::strtoll(text, nullptr, 10)));
     case float4_oid:
     case float8_oid:
-    case numeric_oid: return value(std::strtod(text, nullptr));
-    case bool_oid: return value(std::int64_t{text[0] == 't' ? 1 : 0});
+    case numeric_oid:
+      return value(std::strtod(text, nullptr));
+    case bool_oid:
+      return value(std::int64_t{text[0] == 't' ? 1 : 0});
     case bytea_oid: {
       std::size_t n = 0;
       unsigned char* bytes = PQunescapeBytea(reinterpret_cast<const unsigned char*>(text), &n);
@@ -62,7 +65,8 @@ value convert(const PGresult* r, int row, int col) {
       PQfreemem(bytes);
       return value(std::move(b));
     }
-    default: return value(std::string(text, static_cast<std::size_t>(length)));
+    default:
+      return value(std::string(text, static_cast<std::size_t>(length)));
   }
 }
 
@@ -148,12 +152,13 @@ std::unique_ptr<pg_conn> open_connection(const std::string& conninfo,
   }
   if (PQsetnonblocking(c->pg, 1) != 0) {
     ec = make_error_code(errc::connection_error);
-    diag.message = "cannot put the connection in non-blocking mode: " +
-                   trimmed(PQerrorMessage(c->pg));
+    diag.message =
+        "cannot put the connection in non-blocking mode: " + trimmed(PQerrorMessage(c->pg));
     return nullptr;
   }
   // The server's notices (NOTICE, WARNING) are not errors; a library must not print them.
-  PQsetNoticeProcessor(c->pg, [](void*, const char*) {}, nullptr);
+  PQsetNoticeProcessor(
+      c->pg, [](void*, const char*) {}, nullptr);
   c->cancel = PQgetCancel(c->pg);
   c->backend_pid = PQbackendPID(c->pg);
   c->own_fd = ::fcntl(PQsocket(c->pg), F_DUPFD_CLOEXEC, 0);
@@ -249,7 +254,8 @@ void absorb(PGresult* r, PGconn* pg, std::string_view sql, std::size_t max_rows,
     case PGRES_COPY_OUT:
     case PGRES_COPY_IN:
     case PGRES_COPY_BOTH:
-    case PGRES_NONFATAL_ERROR: return;
+    case PGRES_NONFATAL_ERROR:
+      return;
     default:
       if (!ec) error_of(r, pg, sql, ec, diag);
       return;
@@ -262,9 +268,10 @@ bool note_broken(pg_conn& c, error_code& ec, diagnostics& diag) {
   std::string why = diag.message.empty() ? trimmed(PQerrorMessage(c.pg)) : diag.message;
   if (!ec || ec.category() == postgres_category() || ec == errc::connection_error) {
     ec = make_error_code(errc::connection_error);
-    diag.message = "the connection to the PostgreSQL server was lost (the next request gets a "
-                   "fresh one)" +
-                   (why.empty() ? std::string() : ": " + why);
+    diag.message =
+        "the connection to the PostgreSQL server was lost (the next request gets a "
+        "fresh one)" +
+        (why.empty() ? std::string() : ": " + why);
   }
   return true;
 }
@@ -286,8 +293,9 @@ bool refuse_nul(std::string_view sql, const params& args, error_code& ec, diagno
   }
   if (what.empty()) return false;
   ec = make_error_code(errc::invalid_argument);
-  diag.message = what + ": PostgreSQL text cannot hold one (bind bytes as a blob); nothing "
-                        "was sent";
+  diag.message = what +
+                 ": PostgreSQL text cannot hold one (bind bytes as a blob); nothing "
+                 "was sent";
   diag.sql = sql_excerpt(sql);
   return true;
 }
@@ -327,7 +335,9 @@ bool pipelinable(std::string_view sql) {
   std::size_t i = 0;
   while (i < sql.size() && std::isspace(static_cast<unsigned char>(sql[i]))) ++i;
   if (sql.size() - i < 6) return false;
-  auto lower = [](char c) { return static_cast<char>(std::tolower(static_cast<unsigned char>(c))); };
+  auto lower = [](char c) {
+    return static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  };
   std::string head;
   for (std::size_t j = i; j < i + 6; ++j) head += lower(sql[j]);
   if (head != "insert") return false;
@@ -378,8 +388,7 @@ result blocking_session::query(std::string_view sql, const params& args, std::si
   {
     error_code ec;
     diagnostics diag;
-    if (refuse_statement(translated.parameters, translated.several_statements, args, sql, ec,
-                         diag))
+    if (refuse_statement(translated.parameters, translated.several_statements, args, sql, ec, diag))
       throw error(ec, diag);
   }
   const std::string& text = translated.text;

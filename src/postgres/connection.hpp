@@ -5,9 +5,9 @@
 
 #include <libpq-fe.h>
 
+#include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
-#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>

@@ -7,8 +7,7 @@
 // a request waiting for a connection leaves the queue, a running statement gets a cancel
 // request on the server, a transaction body is cancelled on the server and refused its next
 // statement and its COMMIT; each completes with errc::cancelled.
-#include "entity/postgres.hpp"
-
+#include <atomic>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/executor_work_guard.hpp>
@@ -17,7 +16,6 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <future>
@@ -27,6 +25,7 @@
 
 #include "common/engine_core.hpp"
 #include "common/thread_safety.hpp"
+#include "entity/postgres.hpp"
 #include "postgres/connection.hpp"
 #include "postgres/placeholders.hpp"
 
@@ -48,7 +47,6 @@ std::chrono::milliseconds ms_until(clock_type::time_point t) {
   return std::max(ms, std::chrono::milliseconds(1));
 }
 
-
 // One request on the io thread, with what its deadline timer needs to see.
 struct op_state {
   op_state(asio::io_context& io, request r, completion d, clock_type::time_point submitted_at,
@@ -60,29 +58,28 @@ struct op_state {
   clock_type::time_point deadline;
   asio::steady_timer timer;
   pg_conn* conn = nullptr;
-  bool started = false;    ///< run_op has begun
-  bool finished = false;   ///< the statement(s) and their results are done
-  bool timed_out = false;  ///< the deadline passed while the statement ran
-  bool cancelled = false;  ///< the caller cancelled the request while the statement ran
-  bool terminated = false; ///< the cancel went unanswered: the backend was told to terminate
-  int holds = 1;           ///< the request itself, plus a cancel request in flight
+  bool started = false;     ///< run_op has begun
+  bool finished = false;    ///< the statement(s) and their results are done
+  bool timed_out = false;   ///< the deadline passed while the statement ran
+  bool cancelled = false;   ///< the caller cancelled the request while the statement ran
+  bool terminated = false;  ///< the cancel went unanswered: the backend was told to terminate
+  int holds = 1;            ///< the request itself, plus a cancel request in flight
 };
 
 // A transaction body's request. The body runs on a worker; a cancel request for its connection
 // runs on another, and the connection goes back only once none is in flight.
 struct tx_state {
-  tx_state(request r, completion d, clock_type::time_point submitted_at,
-           clock_type::time_point due)
+  tx_state(request r, completion d, clock_type::time_point submitted_at, clock_type::time_point due)
       : req(std::move(r)), done(std::move(d)), submitted(submitted_at), deadline(due) {}
   request req;
   completion done;
   clock_type::time_point submitted, deadline;
   detail::mutex mu;
-  std::condition_variable cv;  // cancels_in_flight reached zero
+  std::condition_variable cv;                        // cancels_in_flight reached zero
   pg_conn* running ENTITY_GUARDED_BY(mu) = nullptr;  // the body's connection while it runs
   int cancels_in_flight ENTITY_GUARDED_BY(mu) = 0;
   bool cancel_sent ENTITY_GUARDED_BY(mu) = false;
-  std::atomic<bool> abandoned{false};  // the deadline's guard ended a wait for the server
+  std::atomic<bool> abandoned{false};         // the deadline's guard ended a wait for the server
   std::shared_ptr<asio::steady_timer> guard;  // touched on the io thread only
 };
 
@@ -359,7 +356,8 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
     lease_callback cb;
     {
       detail::lock_guard lk(mu);
-      auto it = std::find_if(waiters.begin(), waiters.end(), [&](const waiter& w) { return w.id == id; });
+      auto it =
+          std::find_if(waiters.begin(), waiters.end(), [&](const waiter& w) { return w.id == id; });
       if (it == waiters.end()) return;
       cb = std::move(it->cb);
       waiters.erase(it);
@@ -440,8 +438,7 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
       if (life.running()) open_more_locked();
     }
     // Closed on the io thread, which owns the socket's registration.
-    if (dead && life.running())
-      asio::post(io, [d = std::shared_ptr<pg_conn>(std::move(dead))] {});
+    if (dead && life.running()) asio::post(io, [d = std::shared_ptr<pg_conn>(std::move(dead))] {});
   }
 
   // A lease's session comes home.
@@ -481,22 +478,26 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
     }
     auto deadline = detail::deadline_of(req, now, params.query_timeout);
     auto acquire_deadline = detail::deadline_after(now, params.acquire_timeout);
-    if (req.kind == request_kind::transaction) return submit_transaction(std::move(req), std::move(done), now, deadline, acquire_deadline);
+    if (req.kind == request_kind::transaction)
+      return submit_transaction(std::move(req), std::move(done), now, deadline, acquire_deadline);
 
     auto op = std::make_shared<op_state>(io, std::move(req), std::move(done), now, deadline);
     watch_cancellation(op, &impl::cancel_op);
-    lease(acquire_deadline, deadline, [self = shared_from_this(), op](pg_conn* c, error_code ec, diagnostics diag) mutable {
-      if (!c) {
-        if (op->req.cancel) op->req.cancel->clear();
-        outcome out;
-        out.ec = ec;
-        out.diag = std::move(diag);
-        out.diag.sql = sql_excerpt(op->req.sql);
-        return self->finish(std::move(out), op->done, op->submitted);
-      }
-      op->conn = c;
-      asio::co_spawn(self->io, self->run_op(op), asio::detached);
-    }, op->req.cancel);
+    lease(
+        acquire_deadline, deadline,
+        [self = shared_from_this(), op](pg_conn* c, error_code ec, diagnostics diag) mutable {
+          if (!c) {
+            if (op->req.cancel) op->req.cancel->clear();
+            outcome out;
+            out.ec = ec;
+            out.diag = std::move(diag);
+            out.diag.sql = sql_excerpt(op->req.sql);
+            return self->finish(std::move(out), op->done, op->submitted);
+          }
+          op->conn = c;
+          asio::co_spawn(self->io, self->run_op(op), asio::detached);
+        },
+        op->req.cancel);
   }
 
   // The caller cancelled `op` (on the io thread): a running statement is cancelled as at its
@@ -567,7 +568,8 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
     request& req = op->req;
     if (clock_type::now() >= op->deadline) {
       out.ec = make_error_code(errc::query_timeout);
-      out.diag = {"the deadline passed while the request waited for a connection", sql_excerpt(req.sql)};
+      out.diag = {"the deadline passed while the request waited for a connection",
+                  sql_excerpt(req.sql)};
     } else if (req.cancel && req.cancel->requested()) {
       out.ec = make_error_code(errc::cancelled);
       out.diag = {"the caller cancelled the request before it started", sql_excerpt(req.sql)};
@@ -575,9 +577,15 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
       op->started = true;
       arm_deadline(op);
       switch (req.kind) {
-        case request_kind::many: co_await run_many(c, req, op->deadline, out); break;
-        case request_kind::script: co_await run_script(c, req, op->deadline, out); break;
-        default: co_await run_single(c, req, op->deadline, out); break;
+        case request_kind::many:
+          co_await run_many(c, req, op->deadline, out);
+          break;
+        case request_kind::script:
+          co_await run_script(c, req, op->deadline, out);
+          break;
+        default:
+          co_await run_single(c, req, op->deadline, out);
+          break;
       }
     }
     op->finished = true;
@@ -585,7 +593,8 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
     if (req.cancel) req.cancel->clear();
     const bool stopped = op->timed_out || op->cancelled;
     const errc why = op->cancelled ? errc::cancelled : errc::query_timeout;
-    const std::string what = op->cancelled ? "the caller cancelled the request" : "the deadline passed";
+    const std::string what =
+        op->cancelled ? "the caller cancelled the request" : "the deadline passed";
     if (stopped && out.ec && out.ec != errc::connection_error) {
       out.ec = make_error_code(why);
       out.diag.message = what + "; the statement was cancelled on the server" +
@@ -600,8 +609,8 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
                clock_type::now() >= op->deadline - std::chrono::milliseconds(5)) {
       // The server's statement_timeout, which is this deadline, came first.
       out.ec = make_error_code(errc::query_timeout);
-      out.diag.message = "the deadline passed; the server stopped the statement (" +
-                         out.diag.message + ")";
+      out.diag.message =
+          "the deadline passed; the server stopped the statement (" + out.diag.message + ")";
     }
     if (out.ec) out.res = {};
     // Completing before the connection goes back keeps results in submission order for one
@@ -620,8 +629,7 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
     pipeline p(c.pg);
     // The SET's entry names the statement: a connection lost while it is due fails the request.
     bool ok = PQenterPipelineMode(c.pg) == 1 &&
-              send_queued(c.pg, p, pipeline_entry::setting, req.sql, set) &&
-              send_sync(c.pg, p) &&
+              send_queued(c.pg, p, pipeline_entry::setting, req.sql, set) && send_sync(c.pg, p) &&
               send_queued(c.pg, p, pipeline_entry::statement, req.sql, sql, req.args, max_rows) &&
               send_sync(c.pg, p);
     if (ok) ok = co_await flush_out(c);
@@ -639,11 +647,12 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
   asio::awaitable<void> run_single(pg_conn& c, request& req, clock_type::time_point deadline,
                                    outcome& out) {
     translated_sql translated = translate(req.sql);
-    if (refuse_statement(translated.parameters, translated.several_statements, req.args,
-                         req.sql, out.ec, out.diag))
+    if (refuse_statement(translated.parameters, translated.several_statements, req.args, req.sql,
+                         out.ec, out.diag))
       co_return;
     const std::string& sql = translated.text;
-    std::size_t max_rows = req.kind == request_kind::fetch_one ? 1 : std::numeric_limits<std::size_t>::max();
+    std::size_t max_rows =
+        req.kind == request_kind::fetch_one ? 1 : std::numeric_limits<std::size_t>::max();
     for (int attempt = 0;; ++attempt) {
       // The server stops the statement at the deadline too, should the cancel request be
       // lost: its statement_timeout travels with the statement when the session's differs.
@@ -786,45 +795,51 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
   // A transaction body is synchronous user code: it runs on a worker with the connection in
   // blocking mode, its deadline enforced by the server (SET LOCAL statement_timeout).
   void submit_transaction(request req, completion done, clock_type::time_point submitted,
-                          clock_type::time_point deadline, clock_type::time_point acquire_deadline) {
+                          clock_type::time_point deadline,
+                          clock_type::time_point acquire_deadline) {
     auto t = std::make_shared<tx_state>(std::move(req), std::move(done), submitted, deadline);
     watch_cancellation(t, &impl::cancel_tx);
-    lease(acquire_deadline, deadline, [self = shared_from_this(), t](pg_conn* c, error_code ec, diagnostics diag) mutable {
-      if (!c) {
-        if (t->req.cancel) t->req.cancel->clear();
-        outcome out;
-        out.ec = ec;
-        out.diag = std::move(diag);
-        return self->finish(std::move(out), t->done, t->submitted);
-      }
-      asio::post(*self->tx_workers, [self, t, c] {
-        detail::engine_thread_mark mark(self.get());  // the body is the caller's code too
-        {
-          detail::lock_guard lk(t->mu);
-          t->running = c;
-        }
-        self->guard_transaction(t);
-        outcome out = self->run_transaction(c, t->req, t->deadline);
-        asio::post(self->io, [t] {
-          if (t->guard) t->guard->cancel();
-        });
-        if (t->abandoned.load() && out.ec) {  // what committed before the guard stays so
-          out.ec = make_error_code(errc::query_timeout);
-          out.diag.message = "the deadline passed and the server did not answer; its backend "
-                             "was told to terminate and the connection was closed";
-          out.exception = nullptr;
-        }
-        {
-          // A cancel request still in flight must not reach the connection's next user.
-          detail::unique_lock lk(t->mu);
-          t->running = nullptr;
-          t->cv.wait(lk.native(), [&]() ENTITY_REQUIRES(t->mu) { return t->cancels_in_flight == 0; });
-        }
-        if (t->req.cancel) t->req.cancel->clear();
-        self->give_back_conn(c);
-        self->finish(std::move(out), t->done, t->submitted);
-      });
-    }, t->req.cancel);
+    lease(
+        acquire_deadline, deadline,
+        [self = shared_from_this(), t](pg_conn* c, error_code ec, diagnostics diag) mutable {
+          if (!c) {
+            if (t->req.cancel) t->req.cancel->clear();
+            outcome out;
+            out.ec = ec;
+            out.diag = std::move(diag);
+            return self->finish(std::move(out), t->done, t->submitted);
+          }
+          asio::post(*self->tx_workers, [self, t, c] {
+            detail::engine_thread_mark mark(self.get());  // the body is the caller's code too
+            {
+              detail::lock_guard lk(t->mu);
+              t->running = c;
+            }
+            self->guard_transaction(t);
+            outcome out = self->run_transaction(c, t->req, t->deadline);
+            asio::post(self->io, [t] {
+              if (t->guard) t->guard->cancel();
+            });
+            if (t->abandoned.load() && out.ec) {  // what committed before the guard stays so
+              out.ec = make_error_code(errc::query_timeout);
+              out.diag.message =
+                  "the deadline passed and the server did not answer; its backend "
+                  "was told to terminate and the connection was closed";
+              out.exception = nullptr;
+            }
+            {
+              // A cancel request still in flight must not reach the connection's next user.
+              detail::unique_lock lk(t->mu);
+              t->running = nullptr;
+              t->cv.wait(lk.native(),
+                         [&]() ENTITY_REQUIRES(t->mu) { return t->cancels_in_flight == 0; });
+            }
+            if (t->req.cancel) t->req.cancel->clear();
+            self->give_back_conn(c);
+            self->finish(std::move(out), t->done, t->submitted);
+          });
+        },
+        t->req.cancel);
   }
 
   // A transaction body's statements are stopped at the deadline by the server
@@ -889,7 +904,8 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
 
   outcome run_transaction(pg_conn* c, request& req, clock_type::time_point deadline) {
     outcome out;
-    auto remaining = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock_type::now());
+    auto remaining =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock_type::now());
     if (remaining.count() <= 0) {
       out.ec = make_error_code(errc::query_timeout);
       out.diag.message = "the deadline passed while the transaction waited for a connection";
@@ -914,8 +930,8 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
     {
       blocking_session s(c, /*pipeline_inserts=*/true, params.pipeline_chunk, counted);
       s.set_cancellation(cancel);
-      std::string set_timeout =
-          "SET LOCAL statement_timeout = " + std::to_string(std::max<long long>(1, remaining.count()));
+      std::string set_timeout = "SET LOCAL statement_timeout = " +
+                                std::to_string(std::max<long long>(1, remaining.count()));
       s.command("BEGIN", out.ec, out.diag);
       if (!out.ec) s.command(set_timeout.c_str(), out.ec, out.diag);
       if (!out.ec) {
@@ -965,8 +981,10 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
     if (out.ec.category() == postgres_category() && postgres_sqlstate(out.ec) == "57014") {
       if (cancelled()) {
         out.ec = make_error_code(errc::cancelled);
-        out.diag.message = "the caller cancelled the transaction; the statement was cancelled on "
-                           "the server and the transaction rolled back (" + out.diag.message + ")";
+        out.diag.message =
+            "the caller cancelled the transaction; the statement was cancelled on "
+            "the server and the transaction rolled back (" +
+            out.diag.message + ")";
       } else if (clock_type::now() >= deadline - std::chrono::milliseconds(5)) {
         out.ec = make_error_code(errc::query_timeout);
       }
@@ -979,8 +997,9 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
     if (io.get_executor().running_in_this_thread()) {
       outcome out;
       out.ec = make_error_code(errc::invalid_argument);
-      out.diag.message = "a sync call on the engine's io thread would wait for itself; use the "
-                         "async API inside completion handlers";
+      out.diag.message =
+          "a sync call on the engine's io thread would wait for itself; use the "
+          "async API inside completion handlers";
       return out;
     }
     std::promise<outcome> p;
@@ -1029,8 +1048,9 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
         return {};
       }
     }
-    return connection_lease(std::make_unique<blocking_session>(c, false, params.pipeline_chunk, nullptr),
-                            shared_from_this());
+    return connection_lease(
+        std::make_unique<blocking_session>(c, false, params.pipeline_chunk, nullptr),
+        shared_from_this());
   }
 
   infrastructure_stats stats() const {

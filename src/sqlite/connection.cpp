@@ -4,10 +4,10 @@
 
 #include <cerrno>
 #include <iterator>
-#include <tuple>
 #include <string>
 #include <system_error>
 #include <thread>
+#include <tuple>
 
 #include "common/engine_core.hpp"
 #include "sqlite/classify.hpp"
@@ -17,29 +17,42 @@ namespace {
 
 const char* journal_name(journal_mode m) {
   switch (m) {
-    case journal_mode::wal: return "WAL";
-    case journal_mode::delete_: return "DELETE";
-    case journal_mode::truncate: return "TRUNCATE";
-    case journal_mode::persist: return "PERSIST";
-    case journal_mode::memory: return "MEMORY";
-    case journal_mode::off: return "OFF";
+    case journal_mode::wal:
+      return "WAL";
+    case journal_mode::delete_:
+      return "DELETE";
+    case journal_mode::truncate:
+      return "TRUNCATE";
+    case journal_mode::persist:
+      return "PERSIST";
+    case journal_mode::memory:
+      return "MEMORY";
+    case journal_mode::off:
+      return "OFF";
   }
   return "WAL";
 }
 const char* synchronous_name(synchronous_mode m) {
   switch (m) {
-    case synchronous_mode::off: return "OFF";
-    case synchronous_mode::normal: return "NORMAL";
-    case synchronous_mode::full: return "FULL";
-    case synchronous_mode::extra: return "EXTRA";
+    case synchronous_mode::off:
+      return "OFF";
+    case synchronous_mode::normal:
+      return "NORMAL";
+    case synchronous_mode::full:
+      return "FULL";
+    case synchronous_mode::extra:
+      return "EXTRA";
   }
   return "NORMAL";
 }
 const char* temp_store_name(temp_store_mode m) {
   switch (m) {
-    case temp_store_mode::default_: return "DEFAULT";
-    case temp_store_mode::file: return "FILE";
-    case temp_store_mode::memory: return "MEMORY";
+    case temp_store_mode::default_:
+      return "DEFAULT";
+    case temp_store_mode::file:
+      return "FILE";
+    case temp_store_mode::memory:
+      return "MEMORY";
   }
   return "MEMORY";
 }
@@ -57,7 +70,8 @@ int bind_value(sqlite3_stmt* stmt, int index, const value& v) noexcept {
       return sqlite3_bind_text64(s, i, x.data(), x.size(), SQLITE_STATIC, SQLITE_UTF8);
     }
     int operator()(const blob& x) const {
-      return sqlite3_bind_blob64(s, i, x.bytes.empty() ? "" : static_cast<const void*>(x.bytes.data()),
+      return sqlite3_bind_blob64(s, i,
+                                 x.bytes.empty() ? "" : static_cast<const void*>(x.bytes.data()),
                                  x.bytes.size(), SQLITE_STATIC);
     }
   };
@@ -66,8 +80,10 @@ int bind_value(sqlite3_stmt* stmt, int index, const value& v) noexcept {
 
 value column_value(sqlite3_stmt* stmt, int i) {
   switch (sqlite3_column_type(stmt, i)) {
-    case SQLITE_INTEGER: return value(static_cast<std::int64_t>(sqlite3_column_int64(stmt, i)));
-    case SQLITE_FLOAT: return value(sqlite3_column_double(stmt, i));
+    case SQLITE_INTEGER:
+      return value(static_cast<std::int64_t>(sqlite3_column_int64(stmt, i)));
+    case SQLITE_FLOAT:
+      return value(sqlite3_column_double(stmt, i));
     case SQLITE_TEXT: {
       auto* p = reinterpret_cast<const char*>(sqlite3_column_text(stmt, i));
       return value(std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(stmt, i))));
@@ -76,13 +92,16 @@ value column_value(sqlite3_stmt* stmt, int i) {
       const void* p = sqlite3_column_blob(stmt, i);
       return value(blob(p, static_cast<std::size_t>(sqlite3_column_bytes(stmt, i))));
     }
-    default: return value();
+    default:
+      return value();
   }
 }
 
 connection::connection(sqlite3* db, role r, std::size_t cache_size,
                        std::chrono::milliseconds busy_timeout)
-    : db_(db), role_(r), cache_size_(cache_size == 0 ? 1 : cache_size),
+    : db_(db),
+      role_(r),
+      cache_size_(cache_size == 0 ? 1 : cache_size),
       busy_timeout_(busy_timeout) {
   // Every 1000 virtual-machine steps SQLite asks whether to go on: that is where a statement
   // past its deadline, or cancelled by its caller, stops, wherever it is (sorting, a recursive
@@ -214,8 +233,8 @@ std::unique_ptr<connection> connection::open(const std::string& target, bool uri
   int rc = sqlite3_open_v2(name.c_str(), &db, flags, nullptr);
   if (rc != SQLITE_OK) {
     ec = make_sqlite_error(db ? sqlite3_extended_errcode(db) : rc);
-    diag.message = "cannot open database '" + target + "': " +
-                   (db ? sqlite3_errmsg(db) + system_reason(db) : sqlite3_errstr(rc));
+    diag.message = "cannot open database '" + target +
+                   "': " + (db ? sqlite3_errmsg(db) + system_reason(db) : sqlite3_errstr(rc));
     sqlite3_close_v2(db);
     return nullptr;
   }
@@ -232,7 +251,8 @@ std::unique_ptr<connection> connection::open(const std::string& target, bool uri
   }
 
   std::string setup;
-  if (r == role::writer) setup += std::string("PRAGMA journal_mode=") + journal_name(p.journal) + ";";
+  if (r == role::writer)
+    setup += std::string("PRAGMA journal_mode=") + journal_name(p.journal) + ";";
   setup += std::string("PRAGMA synchronous=") + synchronous_name(p.synchronous) + ";";
   setup += std::string("PRAGMA temp_store=") + temp_store_name(p.temp_store) + ";";
   setup += "PRAGMA mmap_size=" + std::to_string(p.mmap_size) + ";";
@@ -310,7 +330,8 @@ connection::cached* connection::prepare(std::string_view sql, error_code& ec, di
       if (it->second.last_used < victim->second.last_used) victim = it;
     cache_.erase(victim);
   }
-  auto [it, inserted] = cache_.emplace(std::string(sql), cached{std::move(stmt), ++use_clock_, nullptr});
+  auto [it, inserted] =
+      cache_.emplace(std::string(sql), cached{std::move(stmt), ++use_clock_, nullptr});
   return &it->second;
 }
 
@@ -334,8 +355,7 @@ int connection::step_all(sqlite3_stmt* stmt, OnRow&& on_row) {
 }
 
 error_code connection::run(std::string_view sql, const params& args, std::size_t max_rows,
-                           result& out, diagnostics& diag, bool readers_only,
-                           bool* needs_writer) {
+                           result& out, diagnostics& diag, bool readers_only, bool* needs_writer) {
   error_code ec;
   cached* c = prepare(sql, ec, diag);
   if (!c) return ec;
@@ -410,11 +430,12 @@ error_code connection::run_script(std::string_view sql, diagnostics& diag) {
     errno = 0;  // see system_reason
     int rc = sqlite3_prepare_v2(db_, p, static_cast<int>(end - p), &raw, &tail);
     statement stmt(raw);
-    if (rc != SQLITE_OK) return fail(rc, std::string_view(p, static_cast<std::size_t>(end - p)), diag);
+    if (rc != SQLITE_OK)
+      return fail(rc, std::string_view(p, static_cast<std::size_t>(end - p)), diag);
     std::string_view text(p, static_cast<std::size_t>((tail ? tail : end) - p));
     p = tail ? tail : end;
     if (!stmt) continue;  // whitespace or a comment
-    errno = 0;  // see system_reason
+    errno = 0;            // see system_reason
     // Only this statement waits for a lock, never the script again: its earlier statements
     // have committed.
     rc = step_all(stmt.get(), [] { return true; });
@@ -429,9 +450,9 @@ error_code connection::exec(std::string_view sql, diagnostics& diag) {
 }
 
 error_code connection::run(control which, diagnostics& diag) {
-  static constexpr std::string_view text[] = {"BEGIN IMMEDIATE",       "SAVEPOINT entity_op",
-                                              "RELEASE entity_op",     "ROLLBACK TO entity_op",
-                                              "ROLLBACK",              "COMMIT"};
+  static constexpr std::string_view text[] = {"BEGIN IMMEDIATE",   "SAVEPOINT entity_op",
+                                              "RELEASE entity_op", "ROLLBACK TO entity_op",
+                                              "ROLLBACK",          "COMMIT"};
   static_assert(std::size(text) == std::tuple_size_v<decltype(controls_)>);
   const auto i = static_cast<std::size_t>(which);
   statement& stmt = controls_[i];

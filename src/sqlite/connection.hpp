@@ -93,8 +93,8 @@ class connection final : public session {
   struct cached {
     statement stmt;
     std::uint64_t last_used = 0;
-    columns names;        // shared by every row this statement returns
-    int reprepares = 0;   // SQLite re-prepares after a schema change; the names may change
+    columns names;       // shared by every row this statement returns
+    int reprepares = 0;  // SQLite re-prepares after a schema change; the names may change
   };
   struct string_hash {
     using is_transparent = void;
@@ -133,8 +133,8 @@ class connection final : public session {
   const cancellation* cancel_ = nullptr;
   clock::time_point budget_ = clock::time_point::max();
   bool over_budget_ = false;
-  bool waits_for_locks_ = true;       // false under a budget
-  bool busy_consulted_ = false;       // SQLite called the busy handler since the last step
+  bool waits_for_locks_ = true;          // false under a budget
+  bool busy_consulted_ = false;          // SQLite called the busy handler since the last step
   bool lock_wait_hit_deadline_ = false;  // the last wait for a lock ended at the deadline
   clock::time_point lock_wait_began_{};
   int wal_frames_ = 0;

@@ -65,7 +65,8 @@ void group_commit::run_on_writer(pending& op) {
       break;
     case request_kind::transaction:
       try {
-        if (!op.req.body) throw error(errc::invalid_argument, {"the transaction body is empty", {}});
+        if (!op.req.body)
+          throw error(errc::invalid_argument, {"the transaction body is empty", {}});
         op.req.body(*writer_);
       } catch (const error& e) {
         out.ec = e.code();
@@ -202,7 +203,7 @@ void group_commit::run_batch(std::vector<pending*>& batch) {
     }
     if (!again) break;
   }
-  if (writer_->autocommit()) return;  // nothing left open (everything was rolled back)
+  if (writer_->autocommit()) return;            // nothing left open (everything was rolled back)
   if (!savepoints && batch[0]->out.ec) return;  // rolled back above
   if (error_code ec = control(connection::control::commit, diag)) {
     diagnostics ignored;

@@ -45,10 +45,13 @@ inline std::size_t max_rows_of(const request& r) {
 inline route route_of(const request& r) {
   switch (r.kind) {
     case request_kind::execute:
-    case request_kind::fetch_one: return classify(r.sql);
-    case request_kind::script: return route::solo;
+    case request_kind::fetch_one:
+      return classify(r.sql);
+    case request_kind::script:
+      return route::solo;
     case request_kind::many:
-    case request_kind::transaction: return route::write;
+    case request_kind::transaction:
+      return route::write;
   }
   return route::write;
 }
@@ -59,7 +62,9 @@ inline void set_error(outcome& out, error_code ec, std::string message, std::str
   out.diag.sql = sql_excerpt(sql);
 }
 
-inline bool cancel_requested(const pending& op) { return op.req.cancel && op.req.cancel->requested(); }
+inline bool cancel_requested(const pending& op) {
+  return op.req.cancel && op.req.cancel->requested();
+}
 
 inline void set_cancelled(pending& op) {
   set_error(op.out, make_error_code(errc::cancelled),

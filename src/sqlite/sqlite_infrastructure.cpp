@@ -22,6 +22,7 @@
 // it while a statement runs, so a cancelled statement stops exactly as one past its deadline
 // does, rolled back alone, wherever it runs. No wake-up is registered.
 #include <sqlite3.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -29,7 +30,6 @@
 #include <deque>
 #include <filesystem>
 #include <thread>
-#include <unistd.h>
 #include <vector>
 
 #include "common/engine_core.hpp"
@@ -44,17 +44,17 @@
 
 namespace entity {
 
+using sqlite_detail::cancel_requested;
 using sqlite_detail::clock;
 using sqlite_detail::connection;
+using sqlite_detail::max_rows_of;
 using sqlite_detail::pending;
 using sqlite_detail::queued_write;
 using sqlite_detail::route;
-using sqlite_detail::set_error;
-using sqlite_detail::set_cancelled;
-using sqlite_detail::cancel_requested;
-using sqlite_detail::runs_inline;
 using sqlite_detail::route_of;
-using sqlite_detail::max_rows_of;
+using sqlite_detail::runs_inline;
+using sqlite_detail::set_cancelled;
+using sqlite_detail::set_error;
 
 namespace {
 
@@ -96,10 +96,9 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
   explicit impl(sqlite_params settings)
       : p(std::move(settings)),
         // A commit that does not wait for the disk is short enough for a caller's thread.
-        inline_writes(p.path == ":memory:" ||
-                      (p.journal == journal_mode::wal &&
-                       (p.synchronous == synchronous_mode::normal ||
-                        p.synchronous == synchronous_mode::off))) {}
+        inline_writes(p.path == ":memory:" || (p.journal == journal_mode::wal &&
+                                               (p.synchronous == synchronous_mode::normal ||
+                                                p.synchronous == synchronous_mode::off))) {}
 
   sqlite_params p;
   const bool inline_writes;
@@ -170,8 +169,7 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
 
   // The writer and min_connections - 1 readers; throws what failed, leaving none open.
   void open_connections() ENTITY_REQUIRES(lifecycle_mu) {
-    if (p.path.empty())
-      throw error(errc::invalid_argument, {"the database path is empty", {}});
+    if (p.path.empty()) throw error(errc::invalid_argument, {"the database path is empty", {}});
     if (p.path == ":memory:") {
       // memdb: one in-memory database that every connection of this process opening the same
       // name shares; the name is unique to this infrastructure.
@@ -186,9 +184,8 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
         std::error_code fec;
         std::filesystem::create_directories(parent, fec);
         if (fec)
-          throw error(errc::open_failed, {"cannot create folder '" + parent.string() +
-                                              "': " + fec.message(),
-                                          {}});
+          throw error(errc::open_failed,
+                      {"cannot create folder '" + parent.string() + "': " + fec.message(), {}});
       }
     }
     error_code ec;
@@ -341,8 +338,8 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
     c.set_deadline(op.deadline);
     c.set_cancellation(op.req.cancel.get());
     bool needs_writer = false;
-    op.out.ec = c.run(op.req.sql, op.req.args, max_rows_of(op.req), op.out.res, op.out.diag,
-                      true, &needs_writer);
+    op.out.ec = c.run(op.req.sql, op.req.args, max_rows_of(op.req), op.out.res, op.out.diag, true,
+                      &needs_writer);
     c.set_cancellation(nullptr);
     c.set_deadline(clock::time_point::max());
     return !needs_writer;
@@ -396,8 +393,8 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
     auto acquire_deadline = detail::deadline_after(now, p.acquire_timeout);
     bool deadline_first = op.deadline < acquire_deadline;
     auto c = acquire_reader(deadline_first ? op.deadline : acquire_deadline,
-                            deadline_first ? errc::query_timeout : errc::pool_exhausted,
-                            op.out.ec, op.out.diag);
+                            deadline_first ? errc::query_timeout : errc::pool_exhausted, op.out.ec,
+                            op.out.diag);
     if (!c) return true;
     bool is_read = read_on(*c, op);
     release_reader(std::move(c));
@@ -647,8 +644,8 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
     std::string_view mode = sqlite_detail::journal_mode_requested(op.req.sql, buf);
     if (mode.empty() || mode == journal_now) return false;
     set_error(op.out, make_error_code(errc::invalid_argument),
-              "the journal mode cannot change while the database is open (it is '" +
-                  journal_now + "'): the change needs the file to itself, and the engine keeps "
+              "the journal mode cannot change while the database is open (it is '" + journal_now +
+                  "'): the change needs the file to itself, and the engine keeps "
                   "its reader connections open; choose it when opening (sqlite_params::journal)",
               op.req.sql);
     return true;
@@ -708,8 +705,9 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
       diag = std::move(out.diag);
       return {};
     }
-    auto c = acquire_reader(detail::deadline_after(clock::now(), timeout.value_or(p.acquire_timeout)),
-                            errc::pool_exhausted, ec, diag);
+    auto c =
+        acquire_reader(detail::deadline_after(clock::now(), timeout.value_or(p.acquire_timeout)),
+                       errc::pool_exhausted, ec, diag);
     if (!c) return {};
     c->set_per_query_timeout(p.query_timeout);
     return connection_lease(std::move(c), shared_from_this());
@@ -742,8 +740,7 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
 };
 
 std::unique_ptr<deferred_work> sqlite_infrastructure::impl::defer(request req, completion done) {
-  if (p.inline_budget.count() <= 0 || !runs_inline(req) ||
-      !life.running()) {
+  if (p.inline_budget.count() <= 0 || !runs_inline(req) || !life.running()) {
     submit(std::move(req), std::move(done));
     return nullptr;
   }
@@ -776,7 +773,9 @@ std::unique_ptr<deferred_work> sqlite_infrastructure::impl::defer(request req, c
   return nullptr;
 }
 
-void sqlite_infrastructure::impl::read_ticket::run() noexcept { self->run_deferred_read(std::move(op)); }
+void sqlite_infrastructure::impl::read_ticket::run() noexcept {
+  self->run_deferred_read(std::move(op));
+}
 sqlite_infrastructure::impl::read_ticket::~read_ticket() {
   if (op) self->push_read(std::move(op));
 }
@@ -788,7 +787,6 @@ sqlite_infrastructure::impl::write_ticket::~write_ticket() {
   if (!ran) self->abandon(*this);
 }
 
-
 sqlite_infrastructure::sqlite_infrastructure(sqlite_params settings)
     : impl_(std::make_shared<impl>(std::move(settings))) {}
 
@@ -798,9 +796,7 @@ void sqlite_infrastructure::startup() { impl_->startup(); }
 void sqlite_infrastructure::shutdown() {
   detail::shut_down(impl_);  // from one of its own threads too
 }
-bool sqlite_infrastructure::running() const noexcept {
-  return impl_->life.running();
-}
+bool sqlite_infrastructure::running() const noexcept { return impl_->life.running(); }
 void sqlite_infrastructure::submit(request req, completion done) {
   impl_->submit(std::move(req), std::move(done));
 }

@@ -21,8 +21,8 @@
 #pragma once
 
 #include <atomic>
-#include <cstdint>
 #include <cstddef>
+#include <cstdint>
 #include <deque>
 #include <thread>
 #include <utility>
@@ -32,9 +32,9 @@ namespace entity::sqlite_detail {
 
 /// What the queue keeps of a write: a request type derives from it.
 struct queued_write {
-  bool waits = false;      ///< a sync caller waits for it, and may lead
-  bool queued = false;     ///< in the queue (a sync caller's wait ends when it is not)
-  bool for_writer = false; ///< the writer thread must take it (counted in writer_due)
+  bool waits = false;       ///< a sync caller waits for it, and may lead
+  bool queued = false;      ///< in the queue (a sync caller's wait ends when it is not)
+  bool for_writer = false;  ///< the writer thread must take it (counted in writer_due)
   /// It may run on a caller's thread (one statement, or one over many parameter sets).
   bool statement = true;
   /// Set by a leader on a caller's thread: it did not finish within the budget and goes back

@@ -1,13 +1,13 @@
 #include "vector/codec.hpp"
 
-#include "entity/vector_store.hpp"
-
 #include <bit>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <limits>
+
+#include "entity/vector_store.hpp"
 
 namespace entity::vector_detail {
 
@@ -61,8 +61,7 @@ std::string encode_metadata(const json& metadata, std::string_view whose) {
                      metadata.type_name() + ")",
                  {}});
   if (auto why = json_storage_problem(metadata))
-    throw error(errc::invalid_argument,
-                {"the metadata of " + std::string(whose) + " " + *why, {}});
+    throw error(errc::invalid_argument, {"the metadata of " + std::string(whose) + " " + *why, {}});
   try {
     return metadata.dump();
   } catch (const json::exception& e) {

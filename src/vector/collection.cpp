@@ -260,8 +260,8 @@ void collection::run_build() noexcept {
     }
     if (!ids.empty()) {
       const std::size_t n = ids.size();
-      graph = std::make_unique<hnsw_index>(m, dim, n + n / 4 + 64, p_.hnsw_m,
-                                           p_.hnsw_ef_construction);
+      graph =
+          std::make_unique<hnsw_index>(m, dim, n + n / 4 + 64, p_.hnsw_m, p_.hnsw_ef_construction);
       for (std::size_t i = 0; i < n && graph; ++i) {
         // Every few hundred vectors: stop when the store closes or the rows were replaced.
         if (i % 256 == 0 && (closing_ || generation_ != generation)) graph.reset();

@@ -228,8 +228,8 @@ void answer_from_index(std::shared_ptr<Op> op, Answer answer,
     error_code ec;
     diagnostics diag;
     std::optional<T> found;
-    bool ok = capture(
-        [&] { found = answer(*op, read_registry(r.value.rows.front(), op->name)); }, ec, diag);
+    bool ok = capture([&] { found = answer(*op, read_registry(r.value.rows.front(), op->name)); },
+                      ec, diag);
     if (!ok) return op->fail_with(ec, std::move(diag));
     if (found) return op->succeed(std::move(*found));
     otherwise(std::move(op));
@@ -437,8 +437,8 @@ void check_against(const std::string& name, const registry_row& r,
            dimension_message(name, r.dim, "the vector of item " + quote(item.id),
                              item.vector.size()));
     if (r.m == metric::cosine && no_direction(item.vector))
-      fail(errc::invalid_argument, "the vector of item " + quote(item.id) + " " +
-                                       no_direction_why + " (a cosine collection needs one)");
+      fail(errc::invalid_argument, "the vector of item " + quote(item.id) + " " + no_direction_why +
+                                       " (a cosine collection needs one)");
   }
 }
 
@@ -669,7 +669,8 @@ struct search_op : operation<vector_store::matches> {
     if (!filter.is_object())
       fail(errc::invalid_argument,
            std::string("a search filter must be a JSON object (it is ") + filter.type_name() + ")");
-    if (auto why = json_storage_problem(filter)) fail(errc::invalid_argument, "the search filter " + *why);
+    if (auto why = json_storage_problem(filter))
+      fail(errc::invalid_argument, "the search filter " + *why);
   }
 
   static void start(std::shared_ptr<search_op> op) {
@@ -868,8 +869,8 @@ void vector_store::upsert(std::string collection, std::string id, std::vector<fl
 }
 void vector_store::upsert(std::string collection, std::string id, std::vector<float> vector,
                           json metadata, error_code& ec, diagnostics& diag) const {
-  upsert_batch(std::move(collection), one_item(std::move(id), std::move(vector), std::move(metadata)),
-               ec, diag);
+  upsert_batch(std::move(collection),
+               one_item(std::move(id), std::move(vector), std::move(metadata)), ec, diag);
 }
 
 void vector_store::upsert_batch(std::string collection, items batch, error_code& ec,
@@ -900,8 +901,8 @@ void vector_store::start_erase(diagnostics* diag, handler<bool> h, std::string c
   detail::run_async<erase_op>(shared_, diag, std::move(h), id_inputs<erase_op>(collection, id));
 }
 
-std::optional<vector_item> vector_store::get(std::string collection, std::string id,
-                                             error_code& ec, diagnostics& diag) const {
+std::optional<vector_item> vector_store::get(std::string collection, std::string id, error_code& ec,
+                                             diagnostics& diag) const {
   return detail::run_inline<get_op>(shared_, ec, diag, id_inputs<get_op>(collection, id));
 }
 std::optional<vector_item> vector_store::get(std::string collection, std::string id) const {
@@ -914,8 +915,7 @@ void vector_store::start_get(diagnostics* diag, handler<std::optional<vector_ite
   detail::run_async<get_op>(shared_, diag, std::move(h), id_inputs<get_op>(collection, id));
 }
 
-std::int64_t vector_store::count(std::string collection, error_code& ec,
-                                 diagnostics& diag) const {
+std::int64_t vector_store::count(std::string collection, error_code& ec, diagnostics& diag) const {
   return detail::run_inline<count_op>(shared_, ec, diag, name_inputs<count_op>(collection));
 }
 std::int64_t vector_store::count(std::string collection) const {

@@ -131,8 +131,9 @@ TEST(CliCheck, PostgresReportsServerPoolAndSchema) {
   EXPECT_NE(r.out.find("\nschema " + pg.name() + ": no entity-db tables\n"), std::string::npos)
       << r.out;
   EXPECT_NE(r.out.find("\nok\n"), std::string::npos) << r.out;
-  auto tables = entitydb({"sql", "--db", pg.url(), "--json",
-                          "SELECT count(*) AS n FROM pg_tables WHERE schemaname = current_schema()"});
+  auto tables =
+      entitydb({"sql", "--db", pg.url(), "--json",
+                "SELECT count(*) AS n FROM pg_tables WHERE schemaname = current_schema()"});
   EXPECT_EQ(tables.out, "{\"n\":0}\n") << tables.err;
 
   // A memory of two keys and a collection of three vectors.

@@ -51,8 +51,8 @@ class cli_postgres_schema {
   bool available() const { return !base_.empty(); }
   const std::string& name() const { return name_; }
   std::string url() const {
-    return base_ + (base_.find('?') == std::string::npos ? "?" : "&") +
-           "options=-csearch_path%3D" + name_;
+    return base_ + (base_.find('?') == std::string::npos ? "?" : "&") + "options=-csearch_path%3D" +
+           name_;
   }
 
  private:

@@ -112,8 +112,8 @@ TEST_F(CliHostile, PutOfAValueNestedPastTheDepthLimitFailsCleanlyOnPostgres) {
   auto r = entitydb({"memory", "put", "--db", url, "cli-hostile-deep", nested(60'000)});
   EXPECT_EQ(r.exit_code, 1) << r.err;
   EXPECT_TRUE(has(r.err, "512")) << r.err;
-  std::string file = write("deep.jsonl", "{\"key\": \"cli-hostile-deep\", \"value\": " +
-                                             nested(70'000) + "}\n");
+  std::string file =
+      write("deep.jsonl", "{\"key\": \"cli-hostile-deep\", \"value\": " + nested(70'000) + "}\n");
   auto i = entitydb({"memory", "import", "--db", url, file});
   EXPECT_EQ(i.exit_code, 1) << i.err;
   EXPECT_TRUE(has(i.err, file + ":1: ")) << i.err;
@@ -121,8 +121,10 @@ TEST_F(CliHostile, PutOfAValueNestedPastTheDepthLimitFailsCleanlyOnPostgres) {
 }
 
 TEST_F(CliHostile, ImportOfAValueNestedPastTheDepthLimitNamesTheLineAndStoresNothing) {
-  std::string file = write("deep.jsonl", "{\"key\": \"a\", \"value\": 1}\n"
-                                         "{\"key\": \"deep\", \"value\": " + nested(70'000) + "}\n");
+  std::string file = write("deep.jsonl",
+                           "{\"key\": \"a\", \"value\": 1}\n"
+                           "{\"key\": \"deep\", \"value\": " +
+                               nested(70'000) + "}\n");
   auto r = memory("import", {file});
   EXPECT_EQ(r.exit_code, 1) << r.err;
   EXPECT_TRUE(has(r.err, file + ":2: ")) << r.err;
@@ -222,8 +224,9 @@ TEST_F(CliHostile, ImportOfDevZeroStopsAtTheLimit) {
 
 TEST_F(CliHostile, VectorImportLineLongerThanTheLimitFails) {
   ASSERT_EQ(entitydb({"vector", "create", "--db", db, "c", "--dim", "2"}).exit_code, 0);
-  std::string file = write("v.jsonl", "{\"id\": \"a\", \"vector\": [1, 2], \"metadata\": {\"s\": \"" +
-                                          std::string(500, 'y') + "\"}}\n");
+  std::string file =
+      write("v.jsonl", "{\"id\": \"a\", \"vector\": [1, 2], \"metadata\": {\"s\": \"" +
+                           std::string(500, 'y') + "\"}}\n");
   auto r = entitydb({"vector", "import", "--db", db, "--max-line-bytes", "100", "c", file});
   EXPECT_EQ(r.exit_code, 1) << r.err;
   EXPECT_TRUE(has(r.err, file + ":1: ")) << r.err;

@@ -211,7 +211,8 @@ TEST(CliSql, AJournalModeChangeSaysWhyAtOnce) {
   ASSERT_EQ(sql(dir.file("t.db"), {"CREATE TABLE t (x)"}).exit_code, 0);
   auto start = std::chrono::steady_clock::now();
   auto r = sql(dir.file("t.db"), {"PRAGMA journal_mode=DELETE"});
-  EXPECT_TRUE(fails_with_one_error_line(r, ".*journal mode cannot change while the database is open.*"));
+  EXPECT_TRUE(
+      fails_with_one_error_line(r, ".*journal mode cannot change while the database is open.*"));
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
   auto mode = sql(dir.file("t.db"), {"PRAGMA journal_mode"});
   EXPECT_NE(mode.out.find("wal"), std::string::npos) << mode.out;

@@ -16,8 +16,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   char buf[17];
   std::string keyword(first_keyword(sql, buf));
   ENTITY_FUZZ_CHECK(keyword.size() <= 16);
-  ENTITY_FUZZ_CHECK(std::all_of(keyword.begin(), keyword.end(),
-                                [](char c) { return c >= 'A' && c <= 'Z'; }));
+  ENTITY_FUZZ_CHECK(
+      std::all_of(keyword.begin(), keyword.end(), [](char c) { return c >= 'A' && c <= 'Z'; }));
 
   // The route depends on the first keyword alone.
   route r = classify(sql);

@@ -43,8 +43,8 @@ void check_vector_item(json& line, const line_failure& bad) {
   ENTITY_FUZZ_CHECK(item.vector.size() == c.dim);
   ENTITY_FUZZ_CHECK(std::all_of(item.vector.begin(), item.vector.end(),
                                 [](float x) { return std::isfinite(x); }));
-  ENTITY_FUZZ_CHECK(std::any_of(item.vector.begin(), item.vector.end(),
-                                [](float x) { return x != 0; }));
+  ENTITY_FUZZ_CHECK(
+      std::any_of(item.vector.begin(), item.vector.end(), [](float x) { return x != 0; }));
   ENTITY_FUZZ_CHECK(item.metadata.is_object());
 }
 
@@ -80,7 +80,8 @@ void import_file(std::string_view text, void (*check)(json&, const line_failure&
     ENTITY_FUZZ_CHECK(what.size() > digits + 2 && what.substr(digits, 2) == ": ");
     // The lines before it were within the limit; it is past it exactly when it says so.
     for (std::size_t i = 0; i + 1 < number; ++i) ENTITY_FUZZ_CHECK(lengths[i] <= max_line_bytes);
-    const bool said_too_long = what.substr(digits + 2).starts_with("the line is longer than 4096 bytes");
+    const bool said_too_long =
+        what.substr(digits + 2).starts_with("the line is longer than 4096 bytes");
     ENTITY_FUZZ_CHECK(said_too_long == (lengths[number - 1] > max_line_bytes));
   }
 }

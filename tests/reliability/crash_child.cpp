@@ -1,9 +1,8 @@
 // The process the crash test kills: stores keys from several threads and prints each key on
 // stdout only after its store has returned (that is, after the commit that holds it).
 //   entity_crash_child DB_PATH normal|durable FIRST_KEY
-#include <entity/entity.hpp>
-
 #include <cstdio>
+#include <entity/entity.hpp>
 #include <mutex>
 #include <string>
 #include <thread>

@@ -1,13 +1,13 @@
 // Crash safety: a child stores keys and reports each one after its store returned; the test
 // kills it with SIGKILL at random moments. Afterwards the database must pass integrity_check
 // and hold every key the child reported, in the default mode and in the durable mode.
-#include <entity/entity.hpp>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <entity/entity.hpp>
 #include <random>
 #include <set>
 #include <string>

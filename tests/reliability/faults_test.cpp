@@ -1,6 +1,5 @@
 // Faults: a full disk, a read-only file, a file that is not a database, a corrupted one. Each
 // gives a clear error, never a crash, and leaves what was stored before intact.
-#include <entity/entity.hpp>
 #include <gtest/gtest.h>
 #include <pwd.h>
 #include <signal.h>
@@ -9,6 +8,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <entity/entity.hpp>
 #include <fstream>
 #include <string>
 #include <system_error>
@@ -44,13 +44,13 @@ int in_child(F body) {
 
 using entity::test::started;
 
-#define CHILD_CHECK(cond, ...)                 \
-  do {                                         \
-    if (!(cond)) {                             \
+#define CHILD_CHECK(cond, ...)                     \
+  do {                                             \
+    if (!(cond)) {                                 \
       std::fprintf(stderr, "child: " __VA_ARGS__); \
-      std::fprintf(stderr, "\n");              \
-      return 1;                                \
-    }                                          \
+      std::fprintf(stderr, "\n");                  \
+      return 1;                                    \
+    }                                              \
   } while (0)
 
 }  // namespace
@@ -82,7 +82,8 @@ TEST(Faults, FullDiskFailsTheWriteKeepsTheDataAndRecovers) {
       }
     }
     CHILD_CHECK(failed, "writing past the limit never failed");
-    CHILD_CHECK(code == entity::condition::io, "the error is not an I/O condition: %s", message.c_str());
+    CHILD_CHECK(code == entity::condition::io, "the error is not an I/O condition: %s",
+                message.c_str());
     CHILD_CHECK(!message.empty(), "the error has no message");
     // The system's reason is in it, not only SQLite's "disk I/O error".
     CHILD_CHECK(message.find(std::generic_category().message(EFBIG)) != std::string::npos,
@@ -127,8 +128,9 @@ TEST(Faults, ReadOnlyFileIsAClearErrorAtStartup) {
       started(db);
     } catch (const entity::error& e) {
       std::string what = e.what();
-      CHILD_CHECK(what.find("read-only") != std::string::npos || what.find("readonly") != std::string::npos,
-                  "the error does not say read-only: %s", what.c_str());
+      CHILD_CHECK(
+          what.find("read-only") != std::string::npos || what.find("readonly") != std::string::npos,
+          "the error does not say read-only: %s", what.c_str());
       return 0;
     }
     CHILD_CHECK(false, "startup on a read-only file succeeded");
@@ -159,7 +161,8 @@ ENTITY_CONCURRENT_TEST(Faults, CorruptedDatabaseIsAClearErrorNotACrash) {
     auto infra = started(path);
     entity::memory mem{entity::database(infra)};
     entity::memory::items items;
-    for (int i = 0; i < 2000; ++i) items.emplace_back("key" + std::to_string(i), std::string(100, 'v'));
+    for (int i = 0; i < 2000; ++i)
+      items.emplace_back("key" + std::to_string(i), std::string(100, 'v'));
     mem.batch_store(std::move(items));
     entity::database(infra).execute("PRAGMA wal_checkpoint(TRUNCATE)");
     infra->shutdown();

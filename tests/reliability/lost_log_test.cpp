@@ -2,15 +2,15 @@
 // process. SQLite cannot survive it: the process would go on committing into the unlinked log,
 // which no other process reads and which vanishes when it ends. The engine fails loudly
 // instead of acknowledging such writes, and `entitydb check` names the process.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <entity/entity.hpp>
-#include <gtest/gtest.h>
-
 #include <filesystem>
 #include <fstream>
 #include <string>
-#include <unistd.h>
 
 #include "library_support.hpp"
 #include "test_support.hpp"
@@ -45,7 +45,8 @@ void expect_refused_everywhere(const opened& o) {
   EXPECT_TRUE(ec == entity::condition::io) << "a read answered from a log no one else sees";
   EXPECT_FALSE(o.db.health_check());
   entity::test::run_coroutine([&]() -> boost::asio::awaitable<void> {
-    auto [aec] = co_await o.mem.async_store("async", 4, boost::asio::as_tuple(boost::asio::use_awaitable));
+    auto [aec] =
+        co_await o.mem.async_store("async", 4, boost::asio::as_tuple(boost::asio::use_awaitable));
     EXPECT_TRUE(aec == entity::condition::io) << aec.message();
     co_return;
   });
@@ -104,7 +105,8 @@ TEST(LostLog, CheckNamesTheProcessThatWritesIntoADeletedLog) {
   temp_dir dir;
   const std::string path = dir.file("m.db");
   auto check = [&] {
-    return entity::test::run_command(entity::test::command_line(ENTITYDB_BIN, {"check", "--db", path}));
+    return entity::test::run_command(
+        entity::test::command_line(ENTITYDB_BIN, {"check", "--db", path}));
   };
   {
     opened o(path);

@@ -60,8 +60,8 @@ inline std::string schema_of_current_test() {
     readable += std::isalnum(static_cast<unsigned char>(c))
                     ? static_cast<char>(std::tolower(static_cast<unsigned char>(c)))
                     : '_';
-  return "t_" + readable + "_" + std::to_string(std::hash<std::string>{}(full) % 1000000007) +
-         "_" + std::to_string(::getpid());
+  return "t_" + readable + "_" + std::to_string(std::hash<std::string>{}(full) % 1000000007) + "_" +
+         std::to_string(::getpid());
 }
 
 /// `url` (a postgresql:// URL) naming the database `name` instead of its own.
@@ -108,8 +108,7 @@ inline std::string icu_database_url() {
   admin->startup();
   database db(admin);
   auto exists = [&] {
-    return db.fetch_one("SELECT 1 FROM pg_database WHERE datname = ?", {icu_database})
-        .has_value();
+    return db.fetch_one("SELECT 1 FROM pg_database WHERE datname = ?", {icu_database}).has_value();
   };
   if (!exists()) {
     error_code ec;
@@ -124,7 +123,8 @@ inline std::string icu_database_url() {
       throw std::runtime_error(
           "the server of ENTITYDB_PG_URL cannot create a database with ICU's en-US collation, "
           "which the PostgreSQL tests of collation-proof SQL need (PostgreSQL 15 or later built "
-          "with ICU, as Debian's is): " + diag.to_string());
+          "with ICU, as Debian's is): " +
+          diag.to_string());
     }
   }
   admin->shutdown();
@@ -255,26 +255,29 @@ class backend_test : public ::testing::TestWithParam<backend> {
 
 inline std::string backend_label(const ::testing::TestParamInfo<backend>& info) {
   switch (info.param) {
-    case backend::postgresql: return "postgresql";
-    case backend::postgresql_icu: return "postgresql_icu";
-    default: return "sqlite";
+    case backend::postgresql:
+      return "postgresql";
+    case backend::postgresql_icu:
+      return "postgresql_icu";
+    default:
+      return "sqlite";
   }
 }
 
 }  // namespace entity::test
 
 /// Runs every TEST_P of `suite` once on SQLite and once on PostgreSQL.
-#define ENTITY_INSTANTIATE_ON_EVERY_BACKEND(suite)                                         \
-  INSTANTIATE_TEST_SUITE_P(Backends, suite,                                                \
-                           ::testing::Values(::entity::test::backend::sqlite,              \
-                                             ::entity::test::backend::postgresql),         \
-                           ::entity::test::backend_label)
+#define ENTITY_INSTANTIATE_ON_EVERY_BACKEND(suite)                                             \
+  INSTANTIATE_TEST_SUITE_P(                                                                    \
+      Backends, suite,                                                                         \
+      ::testing::Values(::entity::test::backend::sqlite, ::entity::test::backend::postgresql), \
+      ::entity::test::backend_label)
 
 /// The same, and once more on PostgreSQL in a database whose collation is ICU's en-US: for
 /// suites whose SQL compares or orders text and must not depend on the database's collation.
-#define ENTITY_INSTANTIATE_ON_EVERY_BACKEND_AND_COLLATION(suite)                           \
-  INSTANTIATE_TEST_SUITE_P(Backends, suite,                                                \
-                           ::testing::Values(::entity::test::backend::sqlite,              \
-                                             ::entity::test::backend::postgresql,          \
-                                             ::entity::test::backend::postgresql_icu),     \
-                           ::entity::test::backend_label)
+#define ENTITY_INSTANTIATE_ON_EVERY_BACKEND_AND_COLLATION(suite)                              \
+  INSTANTIATE_TEST_SUITE_P(                                                                   \
+      Backends, suite,                                                                        \
+      ::testing::Values(::entity::test::backend::sqlite, ::entity::test::backend::postgresql, \
+                        ::entity::test::backend::postgresql_icu),                             \
+      ::entity::test::backend_label)

@@ -1,5 +1,7 @@
 // entitydb bench: every workload in every variant, the backend's raw C client beside entity-db,
 // in one run.
+#include "bench.hpp"
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -7,11 +9,10 @@
 #include <fstream>
 #include <iostream>
 
-#include "bench.hpp"
 #include "commands.hpp"
+#include "entity/error.hpp"
 #include "soak.hpp"
 #include "vectors.hpp"
-#include "entity/error.hpp"
 
 namespace entitydb {
 namespace {
@@ -56,23 +57,29 @@ void run_soak(const bench_options& o) {
   entity::bench::soak_params p;
   p.duration = std::chrono::duration<double>(o.soak_seconds);
   p.db_dir = o.params.db_dir;
-  auto r = entity::bench::soak(p, [](double f) {
-    draw_progress(std::min(99, static_cast<int>(f * 100)), 100, "soak");
-  });
+  auto r = entity::bench::soak(
+      p, [](double f) { draw_progress(std::min(99, static_cast<int>(f * 100)), 100, "soak"); });
   draw_progress(100, 100, "soak");
-  nlohmann::json j = {{"seconds", r.seconds},         {"ops", r.ops},
-                      {"ops_per_sec", r.ops / r.seconds}, {"errors", r.errors},
-                      {"p50_us", r.p50_us},           {"p99_us", r.p99_us},
-                      {"rss_start_bytes", r.rss_start}, {"rss_end_bytes", r.rss_end},
-                      {"rss_growth", r.growth},       {"mapped_start_bytes", r.mapped_start},
-                      {"mapped_end_bytes", r.mapped_end}, {"keys", r.keys}};
+  nlohmann::json j = {{"seconds", r.seconds},
+                      {"ops", r.ops},
+                      {"ops_per_sec", r.ops / r.seconds},
+                      {"errors", r.errors},
+                      {"p50_us", r.p50_us},
+                      {"p99_us", r.p99_us},
+                      {"rss_start_bytes", r.rss_start},
+                      {"rss_end_bytes", r.rss_end},
+                      {"rss_growth", r.growth},
+                      {"mapped_start_bytes", r.mapped_start},
+                      {"mapped_end_bytes", r.mapped_end},
+                      {"keys", r.keys}};
   std::printf("soak: %.1f s, %lld operations (%.0f/s), %lld errors, p50 %.1f us, p99 %.1f us\n",
               r.seconds, static_cast<long long>(r.ops), r.ops / r.seconds,
               static_cast<long long>(r.errors), r.p50_us, r.p99_us);
   std::printf("resident memory (peak): %.1f MiB after the warm-up, %.1f MiB at the end (%+.1f%%)\n",
               r.rss_start / 1048576.0, r.rss_end / 1048576.0, r.growth * 100);
-  std::printf("mapped file pages (database, code): %.1f MiB after the warm-up, %.1f MiB at the end\n",
-              r.mapped_start / 1048576.0, r.mapped_end / 1048576.0);
+  std::printf(
+      "mapped file pages (database, code): %.1f MiB after the warm-up, %.1f MiB at the end\n",
+      r.mapped_start / 1048576.0, r.mapped_end / 1048576.0);
   if (!o.json_file.empty()) write_file(o.json_file, j.dump(2) + "\n");
   if (r.errors > 0) throw std::runtime_error("the soak saw errors, the first: " + r.first_error);
   if (r.growth > 0.10) throw std::runtime_error("resident memory grew by more than 10%");
@@ -123,7 +130,8 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--ops", opts->params.ops, "operations per workload (N)")
       ->default_val(1000)
       ->check(CLI::Range(20, 10'000'000));
-  cmd->add_option("--repeat", opts->params.repeat, "runs per workload and variant; the median is shown")
+  cmd->add_option("--repeat", opts->params.repeat,
+                  "runs per workload and variant; the median is shown")
       ->default_val(3)
       ->check(CLI::Range(1, 100));
   cmd->add_option("--db", opts->params.db_dir,
@@ -134,9 +142,10 @@ void add_bench_command(CLI::App& app) {
   cmd->add_flag("--quick", opts->quick, "N=200, one run each");
   cmd->add_option("--json", opts->json_file, "write the results as JSON to FILE");
   cmd->add_option("--svg", opts->svg_file, "write a bar chart as SVG to FILE");
-  cmd->add_option("--soak", opts->soak_seconds,
-                  "instead of the benchmark, a soak of SECONDS: mixed operations from 20 coroutines "
-                  "and 2 threads; fails on any error or on memory growth over 10%")
+  cmd->add_option(
+         "--soak", opts->soak_seconds,
+         "instead of the benchmark, a soak of SECONDS: mixed operations from 20 coroutines "
+         "and 2 threads; fails on any error or on memory growth over 10%")
       ->check(CLI::Range(1.0, 86400.0));
   cmd->add_flag("--vectors", opts->vectors,
                 "instead of the benchmark, the vector store: exact search against the memory-"

@@ -65,8 +65,8 @@ void report_postgres(const entity::database& db) {
     if (collections.empty()) lines.push_back("vector collections: none");
     for (const entity::collection_info& c : collections)
       lines.push_back("vector collection " + c.name + " (dim " + std::to_string(c.dim) + ", " +
-                      std::string(entity::to_string(c.metric)) + "): " +
-                      std::to_string(c.count) + " vectors");
+                      std::string(entity::to_string(c.metric)) + "): " + std::to_string(c.count) +
+                      " vectors");
   }
   if (lines.empty()) {
     std::cout << "schema " << schema << ": no entity-db tables\n";

@@ -47,8 +47,9 @@ void on_run(CLI::App& cmd, std::function<void()> body) {
 
 CLI::Option* add_db_option(CLI::App& cmd, std::string& url) {
   url = "./entity.db";
-  return cmd.add_option("--db", url,
-                        "the database: a file path, sqlite:PATH, :memory: or a postgresql:// URL")
+  return cmd
+      .add_option("--db", url,
+                  "the database: a file path, sqlite:PATH, :memory: or a postgresql:// URL")
       ->envname("ENTITYDB_PATH")
       ->capture_default_str();
 }
@@ -152,7 +153,8 @@ void for_each_json_line(std::istream& in, const std::string& name,
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     entity::json_text_problem problem;
     std::optional<entity::json> j = entity::parse_json(line, problem);
-    if (!j) throw bad(problem.too_deep ? "the line is " + problem.reason : "not JSON: " + problem.reason);
+    if (!j)
+      throw bad(problem.too_deep ? "the line is " + problem.reason : "not JSON: " + problem.reason);
     if (!j->is_object()) throw bad("not a JSON object");
     each(*j, bad);
   }
@@ -171,7 +173,9 @@ CLI::Option* add_max_line_bytes_option(CLI::App& cmd, std::size_t& max_line_byte
 
 void replace_file(const std::string& file, const std::string& text) {
   namespace fs = std::filesystem;
-  auto cannot = [&](int err) { return failure("cannot write '" + file + "': " + std::strerror(err)); };
+  auto cannot = [&](int err) {
+    return failure("cannot write '" + file + "': " + std::strerror(err));
+  };
   fs::path target(file);
   std::error_code ec;
   if (fs::is_symlink(target, ec)) {
@@ -193,8 +197,8 @@ void replace_file(const std::string& file, const std::string& text) {
   std::string tmp;
   int fd = -1;
   for (int attempt = 0; fd < 0; ++attempt) {
-    tmp = (folder / ("." + target.filename().string() + ".tmp-" + std::to_string(::getpid()) +
-                     "-" + std::to_string(attempt)))
+    tmp = (folder / ("." + target.filename().string() + ".tmp-" + std::to_string(::getpid()) + "-" +
+                     std::to_string(attempt)))
               .string();
     fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
     if (fd < 0 && (errno != EEXIST || attempt == 99)) throw cannot(errno);

@@ -74,14 +74,16 @@ inline constexpr std::size_t default_max_line_bytes = std::size_t{64} << 20;
 /// there), one that is not JSON, is nested deeper than entity::max_json_depth or is not an
 /// object throws a FILE:LINE failure; `each` throws `bad(why)` for a line whose fields are
 /// wrong. Nothing is kept, so the caller decides what to store once every line has passed.
-void for_each_json_line(const std::string& file,
-                        const std::function<void(entity::json& object, const line_failure& bad)>& each,
-                        std::size_t max_line_bytes = default_max_line_bytes);
+void for_each_json_line(
+    const std::string& file,
+    const std::function<void(entity::json& object, const line_failure& bad)>& each,
+    std::size_t max_line_bytes = default_max_line_bytes);
 
 /// The same over a stream already open; `name` is the FILE of the messages.
-void for_each_json_line(std::istream& in, const std::string& name,
-                        const std::function<void(entity::json& object, const line_failure& bad)>& each,
-                        std::size_t max_line_bytes = default_max_line_bytes);
+void for_each_json_line(
+    std::istream& in, const std::string& name,
+    const std::function<void(entity::json& object, const line_failure& bad)>& each,
+    std::size_t max_line_bytes = default_max_line_bytes);
 
 /// Adds `--max-line-bytes N` (default default_max_line_bytes) to an import verb.
 CLI::Option* add_max_line_bytes_option(CLI::App& cmd, std::size_t& max_line_bytes);

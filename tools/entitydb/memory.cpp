@@ -46,8 +46,7 @@ json parse_value(const std::string& key, const std::string& text) {
 entity::memory::items read_items(const std::string& file, std::size_t max_line_bytes) {
   entity::memory::items items;
   for_each_json_line(
-      file,
-      [&](json& j, const line_failure& bad) { items.push_back(memory_item_of_line(j, bad)); },
+      file, [&](json& j, const line_failure& bad) { items.push_back(memory_item_of_line(j, bad)); },
       max_line_bytes);
   return items;
 }

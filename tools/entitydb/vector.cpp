@@ -38,9 +38,9 @@ std::vector<float> parse_vector(const std::string& text) {
   entity::json_text_problem problem;
   std::optional<json> j = entity::parse_json(text, problem);
   if (!j)
-    throw failure(problem.too_deep ? "the vector is " + problem.reason
-                                   : "the vector is not JSON (write it as [0.1, 0.2, ...]): " +
-                                         problem.reason);
+    throw failure(problem.too_deep
+                      ? "the vector is " + problem.reason
+                      : "the vector is not JSON (write it as [0.1, 0.2, ...]): " + problem.reason);
   return to_floats(*j, "the vector");
 }
 

@@ -48,7 +48,7 @@ struct access {
 
 /// The type of a class's shared state (a private member type), found without naming it.
 template <class T>
-using shared_state_t = typename std::remove_cvref_t<decltype(access::shared(
-    std::declval<const T&>()))>::element_type;
+using shared_state_t =
+    typename std::remove_cvref_t<decltype(access::shared(std::declval<const T&>()))>::element_type;
 
 }  // namespace entity::detail

@@ -1,10 +1,9 @@
 // A program that only knows entity-db through its installed package.
-#include <entity/entity.hpp>
-
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <entity/entity.hpp>
 #include <iostream>
 
 int main() {
@@ -15,10 +14,13 @@ int main() {
 
   boost::asio::io_context io;
   std::string seen;
-  boost::asio::co_spawn(io, [&]() -> boost::asio::awaitable<void> {
-    auto v = co_await mem.async_load("greeting", boost::asio::use_awaitable);
-    seen = v ? (*v)["text"].get<std::string>() : "missing";
-  }, boost::asio::detached);
+  boost::asio::co_spawn(
+      io,
+      [&]() -> boost::asio::awaitable<void> {
+        auto v = co_await mem.async_load("greeting", boost::asio::use_awaitable);
+        seen = v ? (*v)["text"].get<std::string>() : "missing";
+      },
+      boost::asio::detached);
   io.run();
   infra->shutdown();
   if (seen != "hello") return 1;

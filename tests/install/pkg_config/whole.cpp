@@ -2,7 +2,6 @@
 // file through make_infrastructure, which names the PostgreSQL engine too, writes and reads back.
 //   whole DB_PATH
 #include <entity/entity.hpp>
-
 #include <iostream>
 #include <string>
 

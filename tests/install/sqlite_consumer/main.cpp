@@ -6,7 +6,6 @@
 #include <entity/memory.hpp>
 #include <entity/sqlite.hpp>
 #include <entity/vector_store.hpp>
-
 #include <iostream>
 #include <string>
 #include <vector>

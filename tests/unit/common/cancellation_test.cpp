@@ -156,9 +156,10 @@ ENTITY_CONCURRENT_TEST_P(AsyncCancel, RunawayQueryStopsWithCancelled) {
     std::int64_t running = 1;
     for (int i = 0; i < 60 && running != 0; ++i) {
       if (i > 0) std::this_thread::sleep_for(50ms);
-      running = db.fetch_one("SELECT count(*) FROM pg_stat_activity WHERE query LIKE "
-                             "'%async-cancel-runaway%' AND state = 'active' AND pid <> "
-                             "pg_backend_pid()")
+      running = db.fetch_one(
+                      "SELECT count(*) FROM pg_stat_activity WHERE query LIKE "
+                      "'%async-cancel-runaway%' AND state = 'active' AND pid <> "
+                      "pg_backend_pid()")
                     ->get<std::int64_t>(0);
     }
     EXPECT_EQ(running, 0) << "the cancelled query still runs on the server after 3 s";

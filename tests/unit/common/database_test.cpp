@@ -61,7 +61,8 @@ TEST_P(Database, Crud) {
   r = db.execute("INSERT INTO people (name) VALUES (?)", {std::string("cy")});
   if (on_sqlite()) EXPECT_EQ(r.last_insert_id, 3);
 
-  auto row = db.fetch_one("SELECT id, name, score, photo, note FROM people WHERE name = ?", {"ada"});
+  auto row =
+      db.fetch_one("SELECT id, name, score, photo, note FROM people WHERE name = ?", {"ada"});
   ASSERT_TRUE(row);
   EXPECT_EQ(row->column_names(),
             (std::vector<std::string>{"id", "name", "score", "photo", "note"}));
@@ -122,8 +123,7 @@ TEST_P(Database, ColumnNamesFollowSchemaChanges) {
   auto db = open({.pool_size = 1});
   db.execute("CREATE TABLE t (a INTEGER, b INTEGER)");
   db.execute("INSERT INTO t VALUES (1, 2)");
-  EXPECT_EQ(db.fetch_one("SELECT * FROM t")->column_names(),
-            (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(db.fetch_one("SELECT * FROM t")->column_names(), (std::vector<std::string>{"a", "b"}));
   db.execute("ALTER TABLE t RENAME COLUMN a TO c");
   auto row = db.fetch_one("SELECT * FROM t");
   EXPECT_EQ(row->column_names(), (std::vector<std::string>{"c", "b"}));
@@ -263,11 +263,12 @@ TEST_P(Database, TransactionRollsBackWhenTheBodyThrows) {
 
   error_code ec;
   entity::diagnostics diag;
-  db.transaction([](entity::session& s) {
-    s.execute("INSERT INTO t VALUES (4)");
-    throw 42;
-  },
-                 ec, diag);
+  db.transaction(
+      [](entity::session& s) {
+        s.execute("INSERT INTO t VALUES (4)");
+        throw 42;
+      },
+      ec, diag);
   EXPECT_EQ(ec, errc::aborted);
   EXPECT_EQ(count_rows(db, "t"), 1);
 }
@@ -276,8 +277,8 @@ ENTITY_CONCURRENT_TEST_P(Database, AsyncTransactionReportsAbortedOrTheErrorsCode
   auto db = open();
   db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)");
   run_coroutine([&]() -> asio::awaitable<void> {
-    co_await db.async_transaction(
-        [](entity::session& s) { s.execute("INSERT INTO t VALUES (1)"); }, asio::use_awaitable);
+    co_await db.async_transaction([](entity::session& s) { s.execute("INSERT INTO t VALUES (1)"); },
+                                  asio::use_awaitable);
 
     entity::diagnostics diag;
     auto [ec] = co_await db.async_transaction(
@@ -365,9 +366,8 @@ ENTITY_CONCURRENT_TEST_P(Database, HealthCheckSyncAndAsync) {
   std::promise<error_code> healthy;
   db.async_health_check([&](error_code ec) { healthy.set_value(ec); });
   EXPECT_FALSE(healthy.get_future().get());
-  run_coroutine([&]() -> asio::awaitable<void> {
-    co_await db.async_health_check(asio::use_awaitable);
-  });
+  run_coroutine(
+      [&]() -> asio::awaitable<void> { co_await db.async_health_check(asio::use_awaitable); });
 
   infra->shutdown();
   EXPECT_FALSE(db.health_check());
@@ -388,8 +388,8 @@ ENTITY_CONCURRENT_TEST_P(Database, WithTimeoutKeepsTheEngine) {
 TEST_P(Database, AnEnormousTimeoutMeansNoDeadlineRatherThanAnExpiredOne) {
   auto db = open();
   // Each of these once wrapped round into the past: the statement timed out before it started.
-  for (std::chrono::milliseconds t : {std::chrono::milliseconds(10'000'000'000'000),
-                                      std::chrono::milliseconds::max()}) {
+  for (std::chrono::milliseconds t :
+       {std::chrono::milliseconds(10'000'000'000'000), std::chrono::milliseconds::max()}) {
     auto patient = db.with_timeout(t);
     EXPECT_EQ(patient.fetch_one("SELECT 1")->get<int>(0), 1) << t.count();
     patient.execute("CREATE TABLE IF NOT EXISTS patient (x INTEGER)");
@@ -483,11 +483,11 @@ ENTITY_CONCURRENT_TEST_P(Database, AsyncWithUseAwaitable) {
     auto one = co_await db.async_fetch_one("SELECT name FROM t WHERE id = ?", std::move(which),
                                            asio::use_awaitable);
     EXPECT_EQ(one->get<std::string>("name"), "bob");
-    auto none = co_await db.async_fetch_one("SELECT name FROM t WHERE id = 99", {},
-                                            asio::use_awaitable);
+    auto none =
+        co_await db.async_fetch_one("SELECT name FROM t WHERE id = 99", {}, asio::use_awaitable);
     EXPECT_FALSE(none);
-    auto all = co_await db.async_fetch_all("SELECT name FROM t ORDER BY id", {},
-                                           asio::use_awaitable);
+    auto all =
+        co_await db.async_fetch_all("SELECT name FROM t ORDER BY id", {}, asio::use_awaitable);
     EXPECT_EQ(all.size(), 3u);
 
     // An error arrives as an exception carrying its code.
@@ -539,7 +539,8 @@ ENTITY_CONCURRENT_TEST_P(Database, AsyncWithDeferred) {
   auto op = db.async_execute("INSERT INTO t VALUES (1)", {}, asio::deferred);
   EXPECT_EQ(count_rows(db, "t"), 0);
   std::promise<std::int64_t> affected;
-  std::move(op)([&](error_code ec, entity::result r) { affected.set_value(ec ? -1 : r.rows_affected); });
+  std::move(op)(
+      [&](error_code ec, entity::result r) { affected.set_value(ec ? -1 : r.rows_affected); });
   EXPECT_EQ(affected.get_future().get(), 1);
 
   run_coroutine([&]() -> asio::awaitable<void> {
@@ -576,9 +577,7 @@ ENTITY_CONCURRENT_TEST_P(Database, ScriptManyAndTransactionWithDeferred) {
   auto script = db.async_execute_script("CREATE TABLE t (a INTEGER); INSERT INTO t VALUES (1)",
                                         asio::deferred);
   auto many = db.async_execute_many("INSERT INTO t VALUES (?)", {{2}, {3}}, asio::deferred);
-  auto tx = db.async_transaction(
-      scale_then_add_four,
-      asio::deferred);
+  auto tx = db.async_transaction(scale_then_add_four, asio::deferred);
   // None of them has run yet: the table does not exist.
   error_code ec;
   entity::diagnostics diag;
@@ -597,7 +596,8 @@ ENTITY_CONCURRENT_TEST_P(Database, ScriptManyAndTransactionWithDeferred) {
 
 ENTITY_CONCURRENT_TEST_P(Database, AsyncWithUseFuture) {
   auto db = open();
-  std::future<entity::result> created = db.async_execute("CREATE TABLE t (a INTEGER)", {}, asio::use_future);
+  std::future<entity::result> created =
+      db.async_execute("CREATE TABLE t (a INTEGER)", {}, asio::use_future);
   created.get();
   auto inserted = db.async_execute("INSERT INTO t VALUES (?)", {5}, asio::use_future);
   EXPECT_EQ(inserted.get().rows_affected, 1);
@@ -625,9 +625,7 @@ ENTITY_CONCURRENT_TEST_P(Database, ScriptManyAndTransactionWithUseFuture) {
       db.async_execute_many("INSERT INTO t VALUES (?)", {{2}, {3}}, asio::use_future);
   EXPECT_EQ(many.get().rows_affected, 2);
   EXPECT_EQ(count_rows(db, "t"), 3);
-  std::future<void> tx = db.async_transaction(
-      scale_then_add_four,
-      asio::use_future);
+  std::future<void> tx = db.async_transaction(scale_then_add_four, asio::use_future);
   tx.get();
   EXPECT_EQ(column_a(db), (std::vector<std::int64_t>{4, 10, 20, 30}));
 
@@ -660,11 +658,12 @@ ENTITY_CONCURRENT_TEST_P(Database, AsyncWithAsTuple) {
     auto [ec3, r3] = co_await db.async_execute("INSERT INTO t VALUES (1)", {},
                                                asio::as_tuple(asio::use_awaitable));
     EXPECT_EQ(ec3, entity::condition::constraint);
-    auto [ec4, rows] = co_await db.async_fetch_all("SELECT a FROM t", {},
-                                                   asio::as_tuple(asio::use_awaitable));
+    auto [ec4, rows] =
+        co_await db.async_fetch_all("SELECT a FROM t", {}, asio::as_tuple(asio::use_awaitable));
     EXPECT_FALSE(ec4);
     EXPECT_EQ(rows.size(), 1u);
-    auto [ec5] = co_await db.async_execute_script("NOT SQL AT ALL", asio::as_tuple(asio::use_awaitable));
+    auto [ec5] =
+        co_await db.async_execute_script("NOT SQL AT ALL", asio::as_tuple(asio::use_awaitable));
     EXPECT_EQ(ec5, entity::condition::syntax);
   });
 }
@@ -672,10 +671,11 @@ ENTITY_CONCURRENT_TEST_P(Database, AsyncWithAsTuple) {
 ENTITY_CONCURRENT_TEST_P(Database, AsyncWithPlainCallback) {
   auto db = open();
   std::promise<void> created;
-  db.async_execute_script("CREATE TABLE t (a INTEGER); INSERT INTO t VALUES (1), (2);", [&](error_code ec) {
-    EXPECT_FALSE(ec);
-    created.set_value();
-  });
+  db.async_execute_script("CREATE TABLE t (a INTEGER); INSERT INTO t VALUES (1), (2);",
+                          [&](error_code ec) {
+                            EXPECT_FALSE(ec);
+                            created.set_value();
+                          });
   created.get_future().get();
   std::promise<std::int64_t> sum;
   db.async_fetch_one("SELECT sum(a) FROM t", {}, [&](error_code ec, std::optional<entity::row> r) {
@@ -726,8 +726,8 @@ ENTITY_CONCURRENT_TEST_P(Database, AsyncDiagnosticsOverloadFillsTheMessage) {
     EXPECT_EQ(ec, errc::invalid_argument);
     EXPECT_NE(d2.message.find("parameter"), std::string::npos) << d2.message;
     entity::diagnostics d3;
-    auto [ec3, rows] = co_await db.async_fetch_all("SELECT 1", {}, d3,
-                                                   asio::as_tuple(asio::use_awaitable));
+    auto [ec3, rows] =
+        co_await db.async_fetch_all("SELECT 1", {}, d3, asio::as_tuple(asio::use_awaitable));
     EXPECT_FALSE(ec3);
     EXPECT_TRUE(d3.message.empty());
   });

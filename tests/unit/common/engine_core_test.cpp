@@ -1,6 +1,8 @@
 // The core both engines share (src/common/engine_core.hpp), tested as plain code: the
 // lifecycle's transitions, the request counters, and the mark that tells an engine's own
 // threads from the others.
+#include "common/engine_core.hpp"
+
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -10,8 +12,6 @@
 #include <thread>
 
 #include "concurrency.hpp"
-
-#include "common/engine_core.hpp"
 
 namespace {
 
@@ -184,13 +184,14 @@ TEST(Complete, CountsTheRequestThenRunsItsCompletionAsTheEngines) {
   entity::error_code seen;
   entity::outcome out;
   out.ec = entity::make_error_code(errc::query_timeout);
-  entity::detail::complete(&engine, counters, std::chrono::steady_clock::now(),
-                           [&](entity::outcome&& o) {
-                             seen = o.ec;
-                             seen_engine = entity::detail::engine_of_this_thread;
-                             counters.fill(during);
-                           },
-                           std::move(out));
+  entity::detail::complete(
+      &engine, counters, std::chrono::steady_clock::now(),
+      [&](entity::outcome&& o) {
+        seen = o.ec;
+        seen_engine = entity::detail::engine_of_this_thread;
+        counters.fill(during);
+      },
+      std::move(out));
   EXPECT_EQ(seen, errc::query_timeout);
   EXPECT_EQ(seen_engine, &engine);
   EXPECT_EQ(during.operations, 1u);  // counted before its caller hears of it

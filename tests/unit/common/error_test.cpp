@@ -17,7 +17,8 @@ TEST(Error, EntityCodesHaveClearMessages) {
   EXPECT_EQ(ec.category(), entity::entity_category());
   EXPECT_STREQ(ec.category().name(), "entity");
   EXPECT_NE(ec.message().find("startup()"), std::string::npos) << ec.message();
-  EXPECT_NE(entity::make_error_code(errc::shut_down).message().find("shut down"), std::string::npos);
+  EXPECT_NE(entity::make_error_code(errc::shut_down).message().find("shut down"),
+            std::string::npos);
   std::set<std::string> messages;
   for (int e = static_cast<int>(errc::not_started); e <= static_cast<int>(errc::over_budget); ++e) {
     std::string m = entity::make_error_code(static_cast<errc>(e)).message();
@@ -61,8 +62,8 @@ ENTITY_CONCURRENT_TEST(Error, CancelledMatchesOperationCanceledAndNoCondition) {
   EXPECT_TRUE(boost::system::error_code(boost::system::errc::operation_canceled,
                                         boost::system::system_category()) ==
               boost::system::errc::operation_canceled);
-  for (condition c : {condition::busy, condition::constraint, condition::syntax,
-                      condition::timeout, condition::io})
+  for (condition c : {condition::busy, condition::constraint, condition::syntax, condition::timeout,
+                      condition::io})
     EXPECT_NE(ec, c);
 }
 

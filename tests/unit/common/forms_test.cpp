@@ -14,14 +14,14 @@
 
 #include "backends.hpp"
 #include "concurrency.hpp"
-#include "library_support.hpp"
 #include "entity/entity.hpp"
+#include "library_support.hpp"
 
 namespace {
 
 using entity::diagnostics;
-using entity::error_code;
 using entity::errc;
+using entity::error_code;
 using entity::json;
 using entity::memory;
 using entity::vector_store;
@@ -78,9 +78,7 @@ TEST_P(Forms, MemoryErrorCodeFormsReturnWhatTheThrowingFormsReturn) {
   EXPECT_EQ(stats.keys, 3);
   EXPECT_EQ(stats.value_bytes, mem.stats().value_bytes);
 
-  ok([&](auto& ec, auto& d) {
-    mem.batch_store({{"x", 1}, {"y", 2}, {"x", 3}}, ec, d);
-  });
+  ok([&](auto& ec, auto& d) { mem.batch_store({{"x", 1}, {"y", 2}, {"x", 3}}, ec, d); });
   auto loaded = ok([&](auto& ec, auto& d) { return mem.batch_load({"x", "y", "nope"}, ec, d); });
   EXPECT_EQ(loaded, (memory::loaded{{"x", 3}, {"y", 2}}));
 
@@ -156,9 +154,15 @@ TEST_P(Forms, AFailedCallDoesNotLeaveAnEarlierFailureBehind) {
 TEST_P(Forms, VectorStoreErrorCodeFormsReturnWhatTheThrowingFormsReturn) {
   auto db = open();
   vector_store vs(db);
-  EXPECT_TRUE(ok([&](auto& ec, auto& d) { return vs.create_collection("docs", 2, entity::metric::l2, ec, d); }));
-  EXPECT_FALSE(ok([&](auto& ec, auto& d) { return vs.create_collection("docs", 2, entity::metric::l2, ec, d); }));
-  ok([&](auto& ec, auto& d) { vs.upsert("docs", "a", std::vector<float>{0, 0}, json{{"t", 1}}, ec, d); });
+  EXPECT_TRUE(ok([&](auto& ec, auto& d) {
+    return vs.create_collection("docs", 2, entity::metric::l2, ec, d);
+  }));
+  EXPECT_FALSE(ok([&](auto& ec, auto& d) {
+    return vs.create_collection("docs", 2, entity::metric::l2, ec, d);
+  }));
+  ok([&](auto& ec, auto& d) {
+    vs.upsert("docs", "a", std::vector<float>{0, 0}, json{{"t", 1}}, ec, d);
+  });
   ok([&](auto& ec, auto& d) {
     vs.upsert_batch("docs", {{"b", {1, 0}, json::object()}, {"c", {5, 5}, json{{"t", 1}}}}, ec, d);
   });
@@ -204,9 +208,9 @@ TEST_P(Forms, VectorStoreErrorCodeFormsReportFailuresAndWriteNothing) {
     vs.upsert("docs", "a", std::vector<float>{1, 2, 3}, json::object(), ec, d);
   });
   fails_with(errc::dimension_mismatch, [&](auto& ec, auto& d) {
-    EXPECT_TRUE(vs.search("docs", {1, 2, 3}, 1, json::object(),
-                          entity::search_mode::approximate, ec, d)
-                    .empty());
+    EXPECT_TRUE(
+        vs.search("docs", {1, 2, 3}, 1, json::object(), entity::search_mode::approximate, ec, d)
+            .empty());
   });
   // A body that throws rolls back its own statements and its vector writes.
   auto diag = fails_with(errc::invalid_argument, [&](auto& ec, auto& d) {

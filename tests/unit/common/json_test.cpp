@@ -42,7 +42,8 @@ TEST(Json, TheParserRefusesTheFirstLevelPastTheLimitWithoutBuildingIt) {
     FAIL() << "parsed";
   } catch (const entity::error& e) {
     EXPECT_EQ(e.code(), entity::errc::invalid_argument);
-    EXPECT_EQ(e.diag().message, "the value of key 'k' is nested deeper than 512 levels (the limit)");
+    EXPECT_EQ(e.diag().message,
+              "the value of key 'k' is nested deeper than 512 levels (the limit)");
   }
 }
 
@@ -69,7 +70,8 @@ TEST(Json, StorageRefusesNaNAndInfinityWhereTheyAre) {
   EXPECT_EQ(entity::json_storage_problem(json(nan)), "is NaN (JSON has no such number)");
   EXPECT_EQ(entity::json_storage_problem(json(-inf)), "is an infinity (JSON has no such number)");
   json j = {{"a", {1, {{"b/c~", {0, inf}}}}}};
-  EXPECT_EQ(entity::json_storage_problem(j), "has an infinity at /a/1/b~1c~0/1 (JSON has no such number)");
+  EXPECT_EQ(entity::json_storage_problem(j),
+            "has an infinity at /a/1/b~1c~0/1 (JSON has no such number)");
   EXPECT_EQ(entity::json_storage_problem(json{{"x", {1, 2, nan}}}),
             "has a NaN at /x/2 (JSON has no such number)");
   EXPECT_FALSE(entity::json_storage_problem(json{{"a", {1, 2.5, "x", nullptr, true}}}));
@@ -87,8 +89,8 @@ TEST(Json, StorageRefusesValuesNestedPastTheLimitAtAnyDepth) {
 }
 
 TEST(Json, Utf8IsCheckedStrictly) {
-  for (const char* good : {"", "plain", "ünïcödé", "日本語", "🐍", "\x7f", "\xef\xbf\xbf",
-                           "\xf4\x8f\xbf\xbf"})
+  for (const char* good :
+       {"", "plain", "ünïcödé", "日本語", "🐍", "\x7f", "\xef\xbf\xbf", "\xf4\x8f\xbf\xbf"})
     EXPECT_TRUE(entity::valid_utf8(good)) << good;
   EXPECT_TRUE(entity::valid_utf8(std::string("a\0b", 3)));
   for (const char* bad : {"\xff", "k\xff", "\x80", "\xc3", "\xc0\xaf", "\xe0\x80\xaf",

@@ -37,9 +37,10 @@ ENTITY_INSTANTIATE_ON_EVERY_BACKEND(MemoryLimits);
 
 // Stores a value behind the memory's back, as raw SQL text: how another program's value gets in.
 void store_raw(const entity::database& db, const std::string& key, const std::string& text) {
-  db.execute("INSERT INTO memory (key, value) VALUES (?, ?) "
-             "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-             {key, text});
+  db.execute(
+      "INSERT INTO memory (key, value) VALUES (?, ?) "
+      "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+      {key, text});
 }
 
 bool says(const entity::error& e, const std::string& text) {
@@ -131,9 +132,13 @@ TEST_P(MemoryLimits, KeysThatAreNotUtf8AreRefusedOnEveryWrite) {
     auto e = error_of([&] { f.mem.store(key, 1); });
     EXPECT_EQ(e.code(), entity::errc::invalid_argument);
     EXPECT_TRUE(says(e, "UTF-8")) << e.what();
-    EXPECT_EQ(error_of([&] { f.mem.batch_store({{"ok", 1}, {key, 2}}); }).code(),
+    EXPECT_EQ(error_of([&] {
+                f.mem.batch_store({{"ok", 1}, {key, 2}});
+              }).code(),
               entity::errc::invalid_argument);
-    EXPECT_EQ(error_of([&] { f.mem.store(key, 1, std::vector<float>{1, 0}); }).code(),
+    EXPECT_EQ(error_of([&] {
+                f.mem.store(key, 1, std::vector<float>{1, 0});
+              }).code(),
               entity::errc::invalid_argument);
   }
   // The message shows the key escaped.
@@ -161,9 +166,9 @@ TEST_P(MemoryLimits, AnEmbeddingWhoseNormUnderflowsIsRefusedLikeAZeroOne) {
   auto f = make();
   f.mem.store("real", 1, std::vector<float>{1, 0, 0});
   const float tiny = std::numeric_limits<float>::denorm_min();
-  for (const std::vector<float>& v : {std::vector<float>{tiny, 0, 0},
-                                      std::vector<float>{1e-30f, 1e-30f, 0},
-                                      std::vector<float>{3e38f, 3e38f, 0}}) {
+  for (const std::vector<float>& v :
+       {std::vector<float>{tiny, 0, 0}, std::vector<float>{1e-30f, 1e-30f, 0},
+        std::vector<float>{3e38f, 3e38f, 0}}) {
     auto e = error_of([&] { f.mem.store("tiny", 2, v); });
     EXPECT_EQ(e.code(), entity::errc::invalid_argument) << v[0];
     auto r = error_of([&] { (void)f.mem.recall(v, 1); });

@@ -26,9 +26,9 @@
 #include <thread>
 #include <vector>
 
+#include "backends.hpp"
 #include "concurrency.hpp"
 #include "entity/entity.hpp"
-#include "backends.hpp"
 #include "library_support.hpp"
 #include "test_support.hpp"
 
@@ -355,9 +355,9 @@ TEST_P(Memory, BatchStoreWritesEachValueWhole) {
   memory::items items;
   for (int i = 0; i < 400; ++i) {
     const bool long_one = (i / 128) % 2 == 0;
-    items.emplace_back(long_one ? "long-key-" + std::string(40, 'k') + std::to_string(i)
-                                : std::to_string(i),
-                       long_one ? json{{"text", std::string(500, 'x')}, {"i", i}} : json(i));
+    items.emplace_back(
+        long_one ? "long-key-" + std::string(40, 'k') + std::to_string(i) : std::to_string(i),
+        long_one ? json{{"text", std::string(500, 'x')}, {"i", i}} : json(i));
   }
   const memory::items expected = items;
   scoped.batch_store(std::move(items));
@@ -377,7 +377,8 @@ TEST_P(Memory, BatchStoreOfAnySizeWritesEveryItem) {
     scoped.batch_store(std::move(items));
     total += n;
     EXPECT_EQ(scoped.size(), n);
-    for (int i : {0, n / 2, n - 1}) EXPECT_EQ(scoped.load(std::to_string(i)), (json{{"n", n}, {"i", i}}));
+    for (int i : {0, n / 2, n - 1})
+      EXPECT_EQ(scoped.load(std::to_string(i)), (json{{"n", n}, {"i", i}}));
   }
   EXPECT_EQ(f.mem.size(), total);
 }

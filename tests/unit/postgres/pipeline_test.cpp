@@ -2,11 +2,11 @@
 // without a server (PQmakeEmptyPGresult): where each result goes, which SQL the first error
 // names, when a round trip is over, and that results out of step end the reading instead of
 // waiting for ever. A made error result has no SQLSTATE, so its error is a connection_error.
+#include "postgres/pipeline.hpp"
+
 #include <gtest/gtest.h>
 
 #include <string>
-
-#include "postgres/pipeline.hpp"
 
 namespace {
 

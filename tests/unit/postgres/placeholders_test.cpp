@@ -1,8 +1,8 @@
 // The `?` to `$n` translator of the PostgreSQL engine: placeholders become numbered parameters,
 // and nothing inside literals, quoted identifiers, comments or dollar-quoted bodies changes.
-#include <gtest/gtest.h>
-
 #include "postgres/placeholders.hpp"
+
+#include <gtest/gtest.h>
 
 namespace {
 

@@ -5,25 +5,24 @@
 // scripts/with-postgres provide a throwaway one); without it every test here fails and says so.
 // Each test works in a schema of its own, so the tests run in parallel.
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/types.h>
 
+#include <atomic>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <signal.h>
-#include <sys/types.h>
-
-#include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
-#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
-#include <iterator>
 #include <functional>
 #include <future>
+#include <iterator>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -46,9 +45,9 @@ using entity::test::postgres_base_url;
 std::string base_url() { return postgres_base_url(); }
 
 // Fails the test when no server is configured (the convention of every PostgreSQL test).
-#define REQUIRE_SERVER()                                                        \
-  do {                                                                          \
-    if (base_url().empty()) FAIL() << entity::test::missing_server_message;     \
+#define REQUIRE_SERVER()                                                    \
+  do {                                                                      \
+    if (base_url().empty()) FAIL() << entity::test::missing_server_message; \
   } while (0)
 
 // A fresh, empty schema named after the running test; returns a URL whose connections use it.
@@ -269,16 +268,17 @@ ENTITY_CONCURRENT_TEST(PostgresInfrastructure, DeadlineCancelsTheQueryOnTheServe
   EXPECT_LT(took, 1s);
   // The one connection of the pool serves the next query, and nothing is still running.
   EXPECT_EQ(db.fetch_one("SELECT 41 + 1")->get<std::int64_t>(0), 42);
-  EXPECT_EQ(db.fetch_one("SELECT count(*) FROM pg_stat_activity WHERE query LIKE "
-                         "'%deadline-cancels-on-server%' AND state = 'active' AND pid <> pg_backend_pid()")
+  EXPECT_EQ(db.fetch_one(
+                  "SELECT count(*) FROM pg_stat_activity WHERE query LIKE "
+                  "'%deadline-cancels-on-server%' AND state = 'active' AND pid <> pg_backend_pid()")
                 ->get<std::int64_t>(0),
             0);
   EXPECT_EQ(infra->stats().timeouts, 1u);
 
   // The same inside a transaction body: the server's statement_timeout stops it.
   t0 = std::chrono::steady_clock::now();
-  db.with_timeout(300ms).transaction(
-      [](entity::session& s) { s.execute("SELECT pg_sleep(10)"); }, ec, diag);
+  db.with_timeout(300ms).transaction([](entity::session& s) { s.execute("SELECT pg_sleep(10)"); },
+                                     ec, diag);
   EXPECT_EQ(ec, entity::errc::query_timeout) << ec.message() << ": " << diag.message;
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 1s);
   EXPECT_TRUE(db.health_check());
@@ -305,9 +305,10 @@ ENTITY_CONCURRENT_TEST(PostgresInfrastructure, DeadlineStopsACpuBoundQueryOnTheS
     std::int64_t running = 1;
     for (int j = 0; j < 60 && running != 0; ++j) {
       running = server
-                    .fetch_one("SELECT count(*) FROM pg_stat_activity WHERE application_name = ? "
-                               "AND state = 'active' AND query LIKE '%generate_series%'",
-                               {app})
+                    .fetch_one(
+                        "SELECT count(*) FROM pg_stat_activity WHERE application_name = ? "
+                        "AND state = 'active' AND query LIKE '%generate_series%'",
+                        {app})
                     ->get<std::int64_t>(0);
       if (running) std::this_thread::sleep_for(50ms);
     }
@@ -331,8 +332,10 @@ class frozen_backend {
       title.assign(std::istreambuf_iterator<char>(in), {});
     }
     if (title.find("(" + std::to_string(port) + ")") == std::string::npos) {
-      why_ = "backend " + std::to_string(pid_) + " is not a process of this machine serving "
-             "our connection (" + title + "): run the tests through scripts/with-postgres";
+      why_ = "backend " + std::to_string(pid_) +
+             " is not a process of this machine serving "
+             "our connection (" +
+             title + "): run the tests through scripts/with-postgres";
       pid_ = 0;
     } else if (::kill(pid_, SIGSTOP) != 0) {
       why_ = "cannot freeze backend " + std::to_string(pid_) + ": " + std::strerror(errno);
@@ -398,8 +401,8 @@ ENTITY_CONCURRENT_TEST(PostgresInfrastructure, DeadlineHoldsWhenTheBackendNeverA
     auto t0 = std::chrono::steady_clock::now();
     entity::error_code ec;
     entity::diagnostics diag;
-    db.with_timeout(2s).transaction(
-        [](entity::session& s) { s.execute("SELECT pg_sleep(30)"); }, ec, diag);
+    db.with_timeout(2s).transaction([](entity::session& s) { s.execute("SELECT pg_sleep(30)"); },
+                                    ec, diag);
     auto took = std::chrono::steady_clock::now() - t0;
     EXPECT_EQ(ec, entity::errc::query_timeout) << ec.message() << ": " << diag.message;
     EXPECT_LT(took, 2s + 3s) << "the transaction waited for a server that never answered";
@@ -488,8 +491,7 @@ TEST(PostgresInfrastructure, TextWithANulByteIsRefusedBeforeAnythingIsSent) {
   EXPECT_FALSE(r);
 
   // The second parameter set of a batch: nothing of the batch is written.
-  db.execute_many("INSERT INTO t VALUES (?, 'batch')",
-                  {{std::string("first")}, {evil}}, ec, diag);
+  db.execute_many("INSERT INTO t VALUES (?, 'batch')", {{std::string("first")}, {evil}}, ec, diag);
   expect_refused(ec, diag, "execute_many");
 
   // A transaction body's statement throws, and the transaction writes nothing.
@@ -552,7 +554,9 @@ TEST(PostgresInfrastructure, TextWithANulByteIsRefusedBeforeAnythingIsSent) {
   // JSON text escapes NUL: such a value is fine.
   auto j = db.fetch_one("SELECT ?::jsonb ->> 'k'", {std::string(R"({"k": "a\u0001b"})")});
   ASSERT_TRUE(j);
-  EXPECT_EQ(j->get<std::string>(0), "a\x01" "b");
+  EXPECT_EQ(j->get<std::string>(0),
+            "a\x01"
+            "b");
 }
 
 // ---- the memory on PostgreSQL -------------------------------------------------------------

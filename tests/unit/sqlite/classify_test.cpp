@@ -1,8 +1,8 @@
+#include "sqlite/classify.hpp"
+
 #include <gtest/gtest.h>
 
 #include <string>
-
-#include "sqlite/classify.hpp"
 
 using entity::sqlite_detail::classify;
 using entity::sqlite_detail::has_several_statements;

@@ -131,7 +131,8 @@ ENTITY_CONCURRENT_TEST_F(DeferredWork,
   std::vector<std::unique_ptr<entity::deferred_work>> tickets;
   for (int i = 0; i < 5; ++i) {
     recs.push_back(std::make_unique<recorder>());
-    tickets.push_back(infra->defer(statement("INSERT INTO t VALUES (?)", {i}), recs.back()->completion()));
+    tickets.push_back(
+        infra->defer(statement("INSERT INTO t VALUES (?)", {i}), recs.back()->completion()));
     // The first gets a ticket; the others, deferred from its thread before it ran, ride on it.
     if (i == 0)
       ASSERT_NE(tickets.back(), nullptr);

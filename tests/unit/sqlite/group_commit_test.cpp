@@ -3,16 +3,16 @@
 // holds) or cancelled run nothing, solo requests keep their place, a transaction SQLite rolled
 // back entirely is run again without the request that failed, and a group on a caller's
 // thread hands back what could not finish there.
+#include "sqlite/group_commit.hpp"
+
 #include <gtest/gtest.h>
 
 #include <memory>
 #include <string>
 #include <vector>
 
-#include "test_support.hpp"
-
 #include "sqlite/connection.hpp"
-#include "sqlite/group_commit.hpp"
+#include "test_support.hpp"
 
 namespace {
 

@@ -54,8 +54,8 @@ class lock_held_elsewhere {
                       const std::string& seconds)
       : locked_(path + ".locked") {
     shell_ = std::thread([=, this] {
-      cli(path, begin + "\n" + inside + ".shell touch " + shell_quote(locked_) +
-                    "\n.shell sleep " + seconds + "\nCOMMIT;\n");
+      cli(path, begin + "\n" + inside + ".shell touch " + shell_quote(locked_) + "\n.shell sleep " +
+                    seconds + "\nCOMMIT;\n");
     });
     held_ = wait_for_file(locked_);
   }
@@ -93,9 +93,9 @@ TEST(Interop, FileWrittenHereReadsInTheSqliteTool) {
     EXPECT_EQ(cli(p.path, "SELECT count(*) FROM things;"), "2\n");
     infra->shutdown();
   }
-  EXPECT_EQ(cli(p.path,
-                "SELECT id, name, weight, hex(tag), typeof(weight) FROM things ORDER BY id;"),
-            "1|anvil|50.5|CAFE|real\n2|it's|||null\n");
+  EXPECT_EQ(
+      cli(p.path, "SELECT id, name, weight, hex(tag), typeof(weight) FROM things ORDER BY id;"),
+      "1|anvil|50.5|CAFE|real\n2|it's|||null\n");
   EXPECT_EQ(cli(p.path, "PRAGMA integrity_check;"), "ok\n");
   EXPECT_EQ(cli(p.path, "PRAGMA journal_mode;"), "wal\n");
 }
@@ -198,10 +198,12 @@ ENTITY_CONCURRENT_TEST(Interop, ATransactionWaitsForAnotherProcessLockOnlyUntilI
   bool ran = false;
   entity::error_code ec;
   entity::diagnostics diag;
-  db.with_timeout(300ms).transaction([&](entity::session& s) {
-    ran = true;
-    s.execute("INSERT INTO t VALUES ('tx')");
-  }, ec, diag);
+  db.with_timeout(300ms).transaction(
+      [&](entity::session& s) {
+        ran = true;
+        s.execute("INSERT INTO t VALUES ('tx')");
+      },
+      ec, diag);
   auto waited = std::chrono::steady_clock::now() - start;
   EXPECT_EQ(ec, entity::condition::busy) << diag.to_string();
   EXPECT_FALSE(ran);

@@ -44,7 +44,7 @@ TEST(LogWatch, SeesAFileDeletedOrReplacedButNotOneWrittenTo) {
   EXPECT_EQ(w.changed(), shm);
 
   fs::remove(wal);
-  EXPECT_EQ(w.changed(), wal);  // the first changed file is named
+  EXPECT_EQ(w.changed(), wal);   // the first changed file is named
   write_file(wal, "a new log");  // a new file of the same name is not the one watched
   EXPECT_EQ(w.changed(), wal);
 }

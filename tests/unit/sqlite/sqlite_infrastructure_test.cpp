@@ -132,7 +132,8 @@ TEST(SqliteInfrastructure, UseBeforeStartupFailsWithNotStarted) {
   EXPECT_NE(diag.message.find("startup()"), std::string::npos) << diag.message;
 
   error_code async_ec;
-  db.async_fetch_one("SELECT 1", {}, [&](error_code e, std::optional<entity::row>) { async_ec = e; });
+  db.async_fetch_one("SELECT 1", {},
+                     [&](error_code e, std::optional<entity::row>) { async_ec = e; });
   EXPECT_EQ(async_ec, errc::not_started);
   run_coroutine([&]() -> asio::awaitable<void> {  // completes before the coroutine suspends
     auto [ec, r] = co_await db.async_execute("SELECT 1", {}, asio::as_tuple(asio::use_awaitable));
@@ -197,7 +198,8 @@ ENTITY_CONCURRENT_TEST(SqliteInfrastructure, UseAfterShutdownFailsWithShutDown) 
   db.fetch_all("SELECT * FROM t", {}, ec, diag);
   EXPECT_EQ(ec, errc::shut_down);
   error_code async_ec;
-  db.async_execute("INSERT INTO t VALUES (1)", {}, [&](error_code e, entity::result) { async_ec = e; });
+  db.async_execute("INSERT INTO t VALUES (1)", {},
+                   [&](error_code e, entity::result) { async_ec = e; });
   EXPECT_EQ(async_ec, errc::shut_down);
   try {
     db.acquire(10ms);
@@ -581,7 +583,8 @@ ENTITY_CONCURRENT_TEST(SqliteInfrastructure, MemoryDatabaseIsSharedByAllConnecti
   std::vector<entity::connection_lease> leases;
   for (std::size_t i = 0; i < p.pool_size; ++i) leases.push_back(db.acquire());
   EXPECT_EQ(db.stats().open_connections, p.pool_size + 1);
-  for (auto& lease : leases) EXPECT_EQ(lease->fetch_one("SELECT sum(a) FROM shared")->get<int>(0), 6);
+  for (auto& lease : leases)
+    EXPECT_EQ(lease->fetch_one("SELECT sum(a) FROM shared")->get<int>(0), 6);
   leases.clear();
 
   // Two infrastructures on ":memory:" are two databases.
@@ -659,9 +662,8 @@ ENTITY_CONCURRENT_TEST(SqliteInfrastructure, TimeoutInterruptsRunawayWrite) {
   EXPECT_EQ(ec, errc::query_timeout) << diag.to_string();
 
   std::promise<error_code> async_ec;
-  db.with_timeout(50ms).async_execute(runaway_insert, {}, [&](error_code e, entity::result) {
-    async_ec.set_value(e);
-  });
+  db.with_timeout(50ms).async_execute(runaway_insert, {},
+                                      [&](error_code e, entity::result) { async_ec.set_value(e); });
   EXPECT_EQ(async_ec.get_future().get(), errc::query_timeout);
 
   auto t1 = steady::now();
@@ -761,7 +763,8 @@ ENTITY_CONCURRENT_TEST(SqliteInfrastructure, FailingWriteInAGroupFailsAlone) {
     for (std::size_t i = 0; i < n; ++i) {
       entity::params args{i == bad ? std::int64_t{-1} : static_cast<std::int64_t>(i)};
       if (i == bad)
-        db.async_execute("INSERT INTO t VALUES (?)", std::move(args), bad_diag, results.callback(i));
+        db.async_execute("INSERT INTO t VALUES (?)", std::move(args), bad_diag,
+                         results.callback(i));
       else
         db.async_execute("INSERT INTO t VALUES (?)", std::move(args), results.callback(i));
     }

@@ -1,13 +1,13 @@
 // The SQLite engine's writer queue (src/sqlite/writer_queue.hpp) on plain structs: who is
 // grouped with whom, what goes back after a budget ran out, whom a finished commit wakes.
 // No threads and no clocks: the engine does the locking and the waking.
+#include "sqlite/writer_queue.hpp"
+
 #include <gtest/gtest.h>
 
 #include <string>
 #include <thread>
 #include <vector>
-
-#include "sqlite/writer_queue.hpp"
 
 namespace {
 

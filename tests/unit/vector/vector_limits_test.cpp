@@ -37,14 +37,14 @@ TEST(VectorLimits, ACosineVectorWhoseNormUnderflowsOrOverflowsIsRefusedLikeAZero
   fixture f;
   f.store.create_collection("c", 3, metric::cosine);
   f.store.upsert("c", "real", {1, 0, 0});
-  std::string zero_message =
-      error_of([&] { f.store.upsert("c", "z", {0, 0, 0}); }).diag().message;
+  std::string zero_message = error_of([&] { f.store.upsert("c", "z", {0, 0, 0}); }).diag().message;
   for (const auto& v : without_direction()) {
     auto e = error_of([&] { f.store.upsert("c", "tiny", v); });
     EXPECT_EQ(e.code(), errc::invalid_argument) << v[0];
     EXPECT_NE(e.diag().message.find("direction"), std::string::npos) << e.diag().message;
-    EXPECT_EQ(error_of([&] { f.store.upsert_batch("c", {{"ok", {0, 1, 0}, {}}, {"tiny", v, {}}}); })
-                  .code(),
+    EXPECT_EQ(error_of([&] {
+                f.store.upsert_batch("c", {{"ok", {0, 1, 0}, {}}, {"tiny", v, {}}});
+              }).code(),
               errc::invalid_argument);
     auto s = error_of([&] { (void)f.store.search("c", v, 1); });
     EXPECT_EQ(s.code(), errc::invalid_argument) << v[0];
@@ -71,8 +71,8 @@ TEST(VectorLimits, MetadataWithNaNOrInfinityIsRefusedNotWrittenAsNull) {
   fixture f;
   f.store.create_collection("c", 2, metric::l2);
   const double inf = std::numeric_limits<double>::infinity();
-  for (const json& meta : {json{{"score", std::numeric_limits<double>::quiet_NaN()}},
-                           json{{"a", {{"b", -inf}}}}}) {
+  for (const json& meta :
+       {json{{"score", std::numeric_limits<double>::quiet_NaN()}}, json{{"a", {{"b", -inf}}}}}) {
     auto e = error_of([&] { f.store.upsert("c", "v", {1, 2}, meta); });
     EXPECT_EQ(e.code(), errc::invalid_argument) << meta;
     EXPECT_NE(std::string(e.what()).find("'v'"), std::string::npos) << e.what();
