@@ -70,6 +70,24 @@ TEST(LatencyHistogram, EveryValueHasABucketTheLargestInBucket495) {
   EXPECT_EQ(edge(last_bucket), pow2(63) + 7 * pow2(60));
 }
 
+// The buckets end with the one holding 2^64 - 1: no edge past it is ever computed (a shift
+// past 63 bits), its midpoint lies between its edge and 2^64, and a q outside [0, 1] (or NaN)
+// is taken into it instead of ranking past the values.
+TEST(LatencyHistogram, TheLastBucketAndQuantilesOutOfRangeAreWellDefined) {
+  EXPECT_EQ(latency_histogram::buckets, last_bucket + 1);
+  const double top = latency_histogram::midpoint(last_bucket);
+  EXPECT_GT(top, static_cast<double>(edge(last_bucket)));
+  EXPECT_LE(top, 18446744073709551616.0);
+  latency_histogram h;
+  h.record(1000);
+  h.record(std::numeric_limits<std::uint64_t>::max());
+  EXPECT_EQ(h.quantile(1.0), top);
+  EXPECT_EQ(h.quantile(2.0), top);
+  EXPECT_EQ(h.quantile(0.0), latency_histogram::midpoint(latency_histogram::index(1000)));
+  EXPECT_EQ(h.quantile(-1.0), h.quantile(0.0));
+  EXPECT_EQ(h.quantile(std::numeric_limits<double>::quiet_NaN()), h.quantile(0.0));
+}
+
 TEST(LatencyHistogram, BucketEdgesAreContiguousAndIncreasing) {
   for (int i = 0; i <= last_bucket; ++i) {
     const std::uint64_t lo = edge(i);
