@@ -7,6 +7,7 @@
 #include <unordered_set>
 #include <variant>
 
+#include "common/json_filter.hpp"
 #include "common/op_runner.hpp"
 #include "common/thread_safety.hpp"
 #include "vector/kernels.hpp"
@@ -671,6 +672,64 @@ struct keys_op : memory_op<std::vector<std::string>> {
   }
 };
 
+struct search_op : memory_op<memory::search_results> {
+  using memory_op::memory_op;
+  search_query query;
+
+  static void start(std::shared_ptr<search_op> op) {
+    // A malformed query is refused before the table is touched.
+    std::string sql;
+    params args;
+    if (!op->attempt([&] { sql = search_sql(*op, args); })) return;
+    op->sql = std::move(sql);
+    op->args = std::move(args);
+    with_table(op, &search_op::read);
+  }
+  static void read(std::shared_ptr<search_op> op) {
+    op->run.fetch_all(op->st->db, std::move(op->sql), std::move(op->args),
+                      [op](step_result<database::rows> r) {
+                        if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
+                        memory::search_results out;
+                        out.reserve(r.value.size());
+                        for (const row& rw : r.value) {
+                          std::string key = rw[0].as_text().substr(op->prefix.size());
+                          error_code ec;
+                          diagnostics diag;
+                          json value = decode(rw[1], key, ec, &diag);
+                          if (ec) return op->fail_with(ec, std::move(diag));
+                          out.push_back({std::move(key), std::move(value)});
+                        }
+                        op->succeed(std::move(out));
+                      });
+  }
+
+ private:
+  // The items of the view, those the filter matches, in key order, one page.
+  static std::string search_sql(const search_op& op, params& args) {
+    const search_query& q = op.query;
+    if (q.limit < 1 || q.limit > memory::max_search_limit)
+      throw error(errc::invalid_argument,
+                  {"search: the limit is " + std::to_string(q.limit) + "; it must be 1 to " +
+                       std::to_string(memory::max_search_limit),
+                   {}});
+    if (q.offset < 0)
+      throw error(
+          errc::invalid_argument,
+          {"search: the offset is " + std::to_string(q.offset) + "; it must be 0 or more", {}});
+    const sql_dialect d = op.st->db.dialect();
+    detail::compiled_filter filter = detail::compile_json_filter(q.filter, d, "value");
+    std::string sql = "SELECT key, value FROM memory" + where_matching(d, op.prefix, "%", args) +
+                      " AND (" + filter.sql + ")" + order_by_key(d) + " LIMIT ? OFFSET ?";
+    for (value& v : filter.bound) args.push_back(std::move(v));
+    args.emplace_back(q.limit);
+    args.emplace_back(q.offset);
+    return sql;
+  }
+
+  std::string sql;
+  params args;
+};
+
 struct clear_op : memory_op<std::int64_t> {
   using memory_op::memory_op;
   std::string pattern;
@@ -1053,6 +1112,23 @@ std::vector<std::string> memory::keys(std::string pattern) const {
 void memory::start_keys(diagnostics* diag, handler<std::vector<std::string>> h,
                         std::string pattern) const {
   run_async<keys_op>(shared_, prefix_, diag, std::move(h), pattern_inputs<keys_op>(pattern));
+}
+
+namespace {
+auto search_inputs(search_query& q) {
+  return [&](search_op& op) { op.query = std::move(q); };
+}
+}  // namespace
+
+memory::search_results memory::search(search_query q, error_code& ec, diagnostics& diag) const {
+  return run_inline<search_op>(shared_, prefix_, ec, diag, search_inputs(q));
+}
+memory::search_results memory::search(search_query q) const {
+  return detail::throwing(
+      [&](error_code& ec, diagnostics& d) { return search(std::move(q), ec, d); });
+}
+void memory::start_search(diagnostics* diag, handler<search_results> h, search_query q) const {
+  run_async<search_op>(shared_, prefix_, diag, std::move(h), search_inputs(q));
 }
 
 std::int64_t memory::clear(std::string pattern, error_code& ec, diagnostics& diag) const {

@@ -48,6 +48,23 @@ struct recalled {
   float distance = 0;
 };
 
+/// What memory::search looks for (see README, "Searching memory", for the filter language).
+struct search_query {
+  /// A filter on the stored value, in the language of mem0 and MongoDB: {"a.b": 1},
+  /// {"n": {"$gte": 3}}, {"$or": [...]}, with $eq $ne $gt $gte $lt $lte $in $nin $exists
+  /// $contains, $and $or $not, on dotted paths of plain names. {} (the default) matches every
+  /// item. Every path and value is a bound parameter.
+  json filter = json::object();
+  std::int64_t limit = 10;  ///< at most this many results, 1 to max_search_limit
+  std::int64_t offset = 0;  ///< results skipped first (0 or more)
+};
+
+/// One result of memory::search: a key (relative to the view searched) and its value.
+struct search_hit {
+  std::string key;
+  json value;
+};
+
 struct memory_stats {
   std::int64_t keys = 0;         ///< keys in this memory (or scope)
   std::int64_t value_bytes = 0;  ///< bytes of JSON text they hold
@@ -69,6 +86,10 @@ class memory {
   using items = std::vector<std::pair<std::string, json>>;
   using loaded = std::unordered_map<std::string, json>;
   using recollection = std::vector<recalled>;
+  using search_results = std::vector<search_hit>;
+
+  /// The largest search_query::limit.
+  static constexpr std::int64_t max_search_limit = 10'000;
 
   /// The vector collection holding the embeddings of the memory table.
   static constexpr std::string_view embeddings_collection = "memory_embeddings";
@@ -153,6 +174,14 @@ class memory {
   recollection recall(std::vector<float> query, std::int64_t k) const;
   recollection recall(std::vector<float> query, std::int64_t k, error_code& ec,
                       diagnostics& diag) const;
+  /// The items of this view whose values match `q.filter`, in key order (byte order, on both
+  /// backends), from `q.offset` on, at most `q.limit`. invalid_argument, naming the problem and
+  /// where it is in the filter, for a filter that is malformed (an unknown operator, $in without
+  /// a list, a path that is not a dotted path of plain names, ...), and for a limit outside 1 to
+  /// max_search_limit or a negative offset; decode_error naming the key for a stored value that
+  /// is not JSON.
+  search_results search(search_query q) const;
+  search_results search(search_query q, error_code& ec, diagnostics& diag) const;
 
   // ---- async ----------------------------------------------------------------------------
   // The handler runs on its associated executor, never inside the call that starts the
@@ -232,6 +261,16 @@ class memory {
                             std::move(key));
   }
   template <class Token>
+  auto async_search(search_query q, Token&& token) const {
+    return detail::initiate(std::forward<Token>(token), *this, &memory::start_search, nullptr,
+                            std::move(q));
+  }
+  template <class Token>
+  auto async_search(search_query q, diagnostics& diag, Token&& token) const {
+    return detail::initiate(std::forward<Token>(token), *this, &memory::start_search, &diag,
+                            std::move(q));
+  }
+  template <class Token>
   auto async_keys(std::string pattern, Token&& token) const {
     return detail::initiate(std::forward<Token>(token), *this, &memory::start_keys, nullptr,
                             std::move(pattern));
@@ -306,6 +345,7 @@ class memory {
   void start_exists(diagnostics* diag, handler<bool> h, std::string key) const;
   void start_keys(diagnostics* diag, handler<std::vector<std::string>> h,
                   std::string pattern) const;
+  void start_search(diagnostics* diag, handler<search_results> h, search_query q) const;
   void start_clear(diagnostics* diag, handler<std::int64_t> h, std::string pattern) const;
   void start_size(diagnostics* diag, handler<std::int64_t> h) const;
   void start_stats(diagnostics* diag, handler<memory_stats> h) const;

@@ -23,7 +23,7 @@ from collections import namedtuple as _namedtuple
 from typing import Any, Iterator, Sequence
 
 __all__ = [
-    "open", "Database", "Memory", "VectorStore", "Transaction", "Row", "Result", "Recalled",
+    "open", "Database", "Memory", "VectorStore", "Transaction", "Row", "Result", "Recalled", "SearchHit",
     "Match", "VectorItem", "CollectionInfo", "Error", "QueryTimeoutError",
     "PoolExhaustedError", "BusyError", "ConstraintError", "SQLSyntaxError", "NotStartedError",
     "ShutDownError", "InvalidArgumentError", "DimensionMismatchError", "DecodeError",
@@ -159,6 +159,7 @@ class Result:
 
 
 Recalled = _namedtuple("Recalled", "key value distance")
+SearchHit = _namedtuple("SearchHit", "key value")
 Match = _namedtuple("Match", "id distance metadata")
 VectorItem = _namedtuple("VectorItem", "id vector metadata")
 CollectionInfo = _namedtuple("CollectionInfo", "name dim metric count indexed")

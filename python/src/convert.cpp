@@ -17,6 +17,7 @@ struct classes {
   PyObject* row = nullptr;                               // the Row base class
   PyObject* result = nullptr;          // Result(rows, rows_affected, last_insert_id)
   PyObject* recalled = nullptr;        // Recalled(key, value, distance)
+  PyObject* search_hit = nullptr;      // SearchHit(key, value)
   PyObject* match = nullptr;           // Match(id, distance, metadata)
   PyObject* item = nullptr;            // VectorItem(id, vector, metadata)
   PyObject* info = nullptr;            // CollectionInfo(name, dim, metric, count, indexed)
@@ -366,6 +367,7 @@ void register_classes(PyObject* mapping) {
   c.row = lookup(mapping, "Row");
   c.result = lookup(mapping, "Result");
   c.recalled = lookup(mapping, "Recalled");
+  c.search_hit = lookup(mapping, "SearchHit");
   c.match = lookup(mapping, "Match");
   c.item = lookup(mapping, "VectorItem");
   c.info = lookup(mapping, "CollectionInfo");
@@ -656,6 +658,12 @@ PyObject* from_recollection(const memory::recollection& r) {
   return list_of(r, [](const recalled& x) {
     return make_record(cls().recalled,
                        {text(x.key), from_json(x.value), PyFloat_FromDouble(x.distance)});
+  });
+}
+
+PyObject* from_search_results(const memory::search_results& r) {
+  return list_of(r, [](const search_hit& x) {
+    return make_record(cls().search_hit, {text(x.key), from_json(x.value)});
   });
 }
 

@@ -85,6 +85,7 @@ PyObject* from_stats(const infrastructure_stats& s);
 PyObject* from_memory_stats(const memory_stats& s);
 PyObject* from_loaded(const memory::loaded& l);
 PyObject* from_recollection(const memory::recollection& r);
+PyObject* from_search_results(const memory::search_results& r);
 PyObject* from_matches(const vector_store::matches& m);
 PyObject* from_item(const std::optional<vector_item>& item);
 PyObject* from_collections(const std::vector<collection_info>& c);

@@ -916,6 +916,21 @@ PYBIND11_MODULE(_core, mod) {
       },
       [](memory::recollection& r) { return from_recollection(r); }, py::arg("query"),
       py::arg("k") = 5);
+  verb<memory::search_results>(
+      memc, "search",
+      [](py::object filter, std::int64_t limit, std::int64_t offset) {
+        search_query q;
+        if (!filter.is_none()) q.filter = to_json(filter.ptr(), "the filter");
+        q.limit = limit;
+        q.offset = offset;
+        return std::tuple(std::move(q));
+      },
+      [](const memory& m, diagnostics& diag, auto h, search_query q) {
+        m.async_search(std::move(q), diag, std::move(h));
+      },
+      [](const memory& m, search_query q) { return m.search(std::move(q)); },
+      [](memory::search_results& r) { return from_search_results(r); },
+      py::arg("filter") = py::none(), py::arg("limit") = 10, py::arg("offset") = 0);
 
   // -- VectorStore
   auto vsc = py::class_<py_vectors>(mod, "VectorStore");

@@ -472,3 +472,34 @@ async def test_embeddings_whose_norm_float32_cannot_hold_are_refused(any_target,
         with pytest.raises(entity_db.InvalidArgumentError):
             await call(mem, "recall", bad, 1)
     assert await call(mem, "exists", "tiny") is False
+
+
+async def test_search_filters_values_in_key_order_one_page_at_a_time(any_target, call):
+    mem = any_target.open().memory()
+    await call(mem, "batch_store", {
+        "ada": {"name": "Ada", "age": 36, "city": "London", "tags": ["math", "code"]},
+        "bob": {"name": "Bob", "age": 17, "city": "Oslo", "tags": ["ski"]},
+        "cy": {"name": "Cy", "age": 52, "city": "Oslo"},
+        "eve": "just a string",
+    })
+    await call(mem.scope("other"), "store", "ada", {"city": "Oslo"})
+
+    hits = await call(mem, "search", {"city": "Oslo"})
+    assert [h.key for h in hits] == ["bob", "cy", "other:ada"]
+    assert hits[0].value == {"name": "Bob", "age": 17, "city": "Oslo", "tags": ["ski"]}
+    assert hits[0] == entity_db.SearchHit(hits[0].key, hits[0].value)
+    assert [h.key for h in await call(mem, "search", {"age": {"$gte": 18, "$lt": 60}})] == \
+        ["ada", "cy"]
+    assert [h.key for h in await call(mem, "search", {"tags": {"$contains": "code"}})] == ["ada"]
+    assert [h.key for h in await call(mem.scope("other"), "search", {"city": "Oslo"})] == ["ada"]
+    assert [h.key for h in await call(mem, "search")] == ["ada", "bob", "cy", "eve", "other:ada"]
+    assert [h.key for h in await call(mem, "search", None, limit=2, offset=1)] == ["bob", "cy"]
+    assert await call(mem, "search", {"city": "Paris"}) == []
+
+    with pytest.raises(entity_db.InvalidArgumentError, match=r"\$regex"):
+        await call(mem, "search", {"name": {"$regex": "A.*"}})
+    with pytest.raises(entity_db.InvalidArgumentError, match="limit"):
+        await call(mem, "search", {}, limit=0)
+    with pytest.raises(entity_db.InvalidArgumentError, match="path"):
+        await call(mem, "search", {"a'); DROP TABLE memory; --": 1})
+    assert await call(mem, "size") == 5

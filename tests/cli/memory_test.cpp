@@ -120,6 +120,32 @@ TEST_F(CliMemory, KeysAreSortedAndFilteredByPattern) {
   EXPECT_EQ(none.out, "");
 }
 
+TEST_F(CliMemory, SearchPrintsTheMatchingItemsAsJsonLinesByKey) {
+  put("b", R"({"city": "Oslo", "age": 17})");
+  put("a", R"({"city": "Oslo", "age": 36})");
+  put("c", R"({"city": "Rome", "age": 52})");
+  put("x", R"({"city": "Oslo"})", {"--scope", "other"});
+  auto r = memory("search", {"--filter", R"({"city": "Oslo"})"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "{\"key\":\"a\",\"value\":{\"age\":36,\"city\":\"Oslo\"}}\n"
+            "{\"key\":\"b\",\"value\":{\"age\":17,\"city\":\"Oslo\"}}\n"
+            "{\"key\":\"other:x\",\"value\":{\"city\":\"Oslo\"}}\n");
+  EXPECT_EQ(memory("search", {"--filter", R"({"age": {"$gte": 30}})", "--limit", "1"}).out,
+            "{\"key\":\"a\",\"value\":{\"age\":36,\"city\":\"Oslo\"}}\n");
+  EXPECT_EQ(memory("search", {"--offset", "3"}).out,
+            "{\"key\":\"other:x\",\"value\":{\"city\":\"Oslo\"}}\n");
+  EXPECT_EQ(memory("search", {"--scope", "other"}).out,
+            "{\"key\":\"x\",\"value\":{\"city\":\"Oslo\"}}\n");
+  auto bad = memory("search", {"--filter", R"({"age": {"$regex": "x"}})"});
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.err.find("$regex"), std::string::npos) << bad.err;
+  auto not_json = memory("search", {"--filter", "{city"});
+  EXPECT_EQ(not_json.exit_code, 1);
+  EXPECT_NE(not_json.err.find("the filter"), std::string::npos) << not_json.err;
+  EXPECT_NE(memory("search", {"--limit", "0"}).exit_code, 0);
+}
+
 TEST_F(CliMemory, ClearPrintsCountRemoved) {
   for (std::string k : {"tmp:1", "tmp:2", "keep"}) put(k, "0");
   auto r = memory("clear", {"tmp:%"});

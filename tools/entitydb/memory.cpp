@@ -20,6 +20,9 @@ struct memory_args {
   std::string key;
   std::string value;
   std::string pattern = "%";
+  std::string filter = "{}";
+  std::int64_t limit = 10;
+  std::int64_t offset = 0;
   std::string file;
   std::size_t max_line_bytes = default_max_line_bytes;
 };
@@ -140,6 +143,34 @@ void add_memory_command(CLI::App& app) {
     on_run(*keys, [a] {
       with_memory(*a, [&](const entity::memory& mem) {
         for (const std::string& k : mem.keys(a->pattern)) std::cout << k << "\n";
+      });
+    });
+  }
+  {
+    auto a = std::make_shared<memory_args>();
+    CLI::App* search = add_verb(
+        *cmd, "search", "Print the items whose values match a filter, as JSON Lines, by key", *a);
+    search->add_option("--filter", a->filter, "a JSON filter on the value")->capture_default_str();
+    search->add_option("--limit", a->limit, "at most this many items")
+        ->capture_default_str()
+        ->check(CLI::Range(std::int64_t{1}, entity::memory::max_search_limit));
+    search->add_option("--offset", a->offset, "items skipped first")
+        ->capture_default_str()
+        ->check(CLI::NonNegativeNumber);
+    search->footer(
+        "The filter is JSON in the language of mem0 and MongoDB: '{\"city\": \"Oslo\"}',\n"
+        "'{\"age\": {\"$gte\": 18}}', '{\"$or\": [{\"tags\": {\"$contains\": \"x\"}}, ...]}'"
+        " with\n$eq $ne $gt $gte $lt $lte $in $nin $exists $contains and $and $or $not on dotted\n"
+        "paths of plain names (see the README). One {\"key\": ..., \"value\": ...} per line, as\n"
+        "'export' writes them; a malformed filter is an error naming what is wrong and where.");
+    on_run(*search, [a] {
+      entity::search_query q;
+      q.filter = entity::parse_json(a->filter, "the filter");
+      q.limit = a->limit;
+      q.offset = a->offset;
+      with_memory(*a, [&](const entity::memory& mem) {
+        for (const entity::search_hit& hit : mem.search(std::move(q)))
+          std::cout << memory_line(hit.key, hit.value) << "\n";
       });
     });
   }
