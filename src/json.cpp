@@ -73,17 +73,10 @@ class bounded_dom {
   std::size_t depth_ = 0;
 };
 
-// `key` as a JSON pointer's reference token.
+// `key` as a JSON pointer's reference token (RFC 6901: '~' as "~0", '/' as "~1").
 void append_token(std::string& pointer, std::string_view key) {
   pointer += '/';
-  for (char c : key) {
-    if (c == '~')
-      pointer += "~0";
-    else if (c == '/')
-      pointer += "~1";
-    else
-      pointer += c;
-  }
+  pointer += nlohmann::detail::escape(std::string(key));
 }
 
 // The length of the UTF-8 sequence at the start of `s`, or 0 when it is not one.

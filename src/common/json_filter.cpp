@@ -47,17 +47,7 @@ std::string kind_of(const json& j) {
 
 // `key` as a JSON pointer's reference token, appended to `pointer`.
 std::string child(const std::string& pointer, std::string_view key) {
-  std::string out = pointer;
-  out += '/';
-  for (char c : key) {
-    if (c == '~')
-      out += "~0";
-    else if (c == '/')
-      out += "~1";
-    else
-      out += c;
-  }
-  return out;
+  return pointer + '/' + nlohmann::detail::escape(std::string(key));  // RFC 6901
 }
 
 std::string child(const std::string& pointer, std::size_t index) {
