@@ -29,6 +29,9 @@ namespace {
 
 constexpr std::size_t in_chunk = memory::load_chunk;
 const char* create_memory = "CREATE TABLE IF NOT EXISTS memory (key TEXT PRIMARY KEY, value TEXT)";
+// On PostgreSQL as entity-db creates it: keys in byte order, whatever the database's collation.
+const char* create_memory_pg =
+    "CREATE TABLE IF NOT EXISTS memory (key TEXT COLLATE \"C\" PRIMARY KEY, value TEXT)";
 const char* create_bench =
     "CREATE TABLE IF NOT EXISTS bench_table "
     "(id INTEGER PRIMARY KEY, name TEXT, value REAL, data TEXT)";
@@ -290,7 +293,7 @@ class raw_libpq final : public sync_client {
       throw std::runtime_error("libpq_sync: cannot connect: " + message());
     PQsetNoticeProcessor(
         pg_, [](void*, const char*) {}, nullptr);
-    exec(create_memory);
+    exec(create_memory_pg);
     const std::string conflict = " ON CONFLICT (key) DO UPDATE SET value = excluded.value";
     const auto numbered = [](std::size_t i) { return "$" + std::to_string(i); };
     prepare("upsert",
