@@ -183,9 +183,14 @@ std::string escape_like(std::string_view s) {
 // this library creates) keeps its index usable for them; one in the database's collation is
 // still searched through the LIKE's fixed prefix when that collation is C, and scanned
 // otherwise, correctly either way.
+// The pattern "%" (every key: size, stats, search, keys() and clear() without a pattern) adds
+// no LIKE to evaluate on every row: the range alone selects a scope's keys, and NOT NULL is
+// all "%" asks of a key.
 std::string where_matching(sql_dialect d, const std::string& prefix, const std::string& pattern,
                            params& args) {
+  const bool every_key = pattern == "%";
   if (prefix.empty()) {
+    if (every_key) return " WHERE key IS NOT NULL";
     args.emplace_back(pattern);
     return " WHERE key LIKE ? ESCAPE '\\'";
   }
@@ -193,10 +198,12 @@ std::string where_matching(sql_dialect d, const std::string& prefix, const std::
   upper.back() = static_cast<char>(upper.back() + 1);
   args.emplace_back(prefix);
   args.emplace_back(upper);
+  std::string range = d == sql_dialect::postgresql
+                          ? " WHERE key COLLATE \"C\" >= ? AND key COLLATE \"C\" < ?"
+                          : " WHERE key >= ? AND key < ?";
+  if (every_key) return range;
   args.emplace_back(escape_like(prefix) + pattern);
-  return d == sql_dialect::postgresql
-             ? " WHERE key COLLATE \"C\" >= ? AND key COLLATE \"C\" < ? AND key LIKE ? ESCAPE '\\'"
-             : " WHERE key >= ? AND key < ? AND key LIKE ? ESCAPE '\\'";
+  return range + " AND key LIKE ? ESCAPE '\\'";
 }
 
 // Keys in the order of their bytes, as SQLite sorts TEXT, on PostgreSQL too.
