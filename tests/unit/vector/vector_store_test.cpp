@@ -44,6 +44,7 @@ constexpr std::size_t scale_down = 8;
 constexpr std::size_t scale_down = 1;
 #endif
 
+using entity::test::error_of;
 using entity::test::random_vector;
 using entity::test::run_coroutine;
 using entity::test::started;
@@ -148,18 +149,6 @@ std::set<std::string> ids(const vector_store::matches& ms) {
   std::set<std::string> out;
   for (const auto& m : ms) out.insert(m.id);
   return out;
-}
-
-// The entity::error a call throws (fails the test when it throws nothing).
-template <class F>
-entity::error error_of(F&& f) {
-  try {
-    f();
-  } catch (const entity::error& e) {
-    return e;
-  }
-  ADD_FAILURE() << "no error was thrown";
-  return entity::error(entity::make_error_code(errc::aborted), {"nothing thrown", {}});
 }
 
 // ---- the basics ---------------------------------------------------------------------------------
