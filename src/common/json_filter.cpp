@@ -470,25 +470,20 @@ class emitter {
       sql() += ", FALSE)";
       glue = " OR ";
     }
-    if (!numbers.empty()) {
+    // The values of one JSON type, compared only where the stored value is of that type.
+    auto of_type = [&](const char* type_test, const std::vector<value>& values) {
+      if (values.empty()) return;
       sql() += glue;
       sql() += "CASE WHEN ";
       type_sql();
-      sql() += " IN ('integer', 'real') THEN ";
+      sql() += type_test;
       value_sql();
-      list(numbers);
+      list(values);
       sql() += " ELSE FALSE END";
       glue = " OR ";
-    }
-    if (!strings.empty()) {
-      sql() += glue;
-      sql() += "CASE WHEN ";
-      type_sql();
-      sql() += " = 'text' THEN ";
-      value_sql();
-      list(strings);
-      sql() += " ELSE FALSE END";
-    }
+    };
+    of_type(" IN ('integer', 'real') THEN ", numbers);
+    of_type(" = 'text' THEN ", strings);
     if (parts > 1) sql() += ')';
   }
 
