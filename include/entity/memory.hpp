@@ -178,8 +178,9 @@ class memory {
   /// backends), from `q.offset` on, at most `q.limit`. invalid_argument, naming the problem and
   /// where it is in the filter, for a filter that is malformed (an unknown operator, $in without
   /// a list, a path that is not a dotted path of plain names, ...), and for a limit outside 1 to
-  /// max_search_limit or a negative offset; decode_error naming the key for a stored value that
-  /// is not JSON.
+  /// max_search_limit or a negative offset. A stored value that is not JSON fails the search:
+  /// with decode_error naming its key, or, when the filter reads it in SQL, with the backend's
+  /// error; it is never skipped.
   search_results search(search_query q) const;
   search_results search(search_query q, error_code& ec, diagnostics& diag) const;
 
