@@ -23,7 +23,9 @@
 
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/async_result.hpp>
+#include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -48,21 +50,87 @@ struct recalled {
   float distance = 0;
 };
 
-/// What memory::search looks for (see README, "Searching memory", for the filter language).
+/// The clock of item times: milliseconds since the Unix epoch, as they are stored.
+using memory_clock = std::chrono::system_clock;
+using memory_time = std::chrono::time_point<memory_clock, std::chrono::milliseconds>;
+
+/// How a memory behaves beyond its table (see README, "Expiry and time" and "Searching memory").
+/// Every field has a documented default.
+struct memory_params {
+  /// `recall` tuning: the embeddings collection's HNSW settings.
+  vector_store_params recall = {};
+  /// The time to live of an item stored without one; none (the default): such items never
+  /// expire.
+  std::optional<std::chrono::milliseconds> default_ttl;
+  /// A load, batch_load or search that returns an item with a time to live starts its time to
+  /// live again from the read. Default false.
+  bool refresh_on_read = false;
+  /// Expired items are deleted in the background at most once per sweep_interval, by a
+  /// sweep an operation of this memory starts when the interval has passed. Zero: only
+  /// memory::sweep() deletes them. Default 60 s. Expired items are invisible either way.
+  std::chrono::milliseconds sweep_interval = std::chrono::seconds(60);
+  /// Items deleted per transaction of a sweep. Default 1000.
+  std::int64_t sweep_batch = 1000;
+  /// The fields of a value the full-text index covers, as dotted paths ("title", "note.body"):
+  /// their string leaves. Empty (the default): every string leaf of the value.
+  std::vector<std::string> text_fields;
+  /// Where "now" comes from (tests set a clock of their own). Default: memory_clock::now.
+  std::function<memory_time()> clock;
+};
+
+/// A window on item times for keys() and search(): an item matches when each bound given
+/// holds (after: strictly later; before: strictly earlier). Items written by another program
+/// that knows nothing of times (the Python original) have none, and match no bound.
+struct time_window {
+  std::optional<memory_time> created_after, created_before;
+  std::optional<memory_time> updated_after, updated_before;
+  bool empty() const noexcept {
+    return !created_after && !created_before && !updated_after && !updated_before;
+  }
+};
+
+/// What memory::search looks for (see README, "Searching memory", for the filter language and
+/// the ranking).
 struct search_query {
   /// A filter on the stored value, in the language of mem0 and MongoDB: {"a.b": 1},
   /// {"n": {"$gte": 3}}, {"$or": [...]}, with $eq $ne $gt $gte $lt $lte $in $nin $exists
   /// $contains, $and $or $not, on dotted paths of plain names. {} (the default) matches every
   /// item. Every path and value is a bound parameter.
   json filter = json::object();
+  /// Full-text: items whose indexed text holds any of the words of `text`, best first (BM25 on
+  /// SQLite, ts_rank on PostgreSQL). Words are runs of letters and digits, compared without
+  /// ASCII case. Empty (the default): no text signal.
+  std::string text;
+  /// Semantic: items whose embeddings are nearest to `vector` (cosine). Empty (the default): no
+  /// vector signal.
+  std::vector<float> vector;
+  /// Only items whose times fall in this window.
+  time_window times;
   std::int64_t limit = 10;  ///< at most this many results, 1 to max_search_limit
   std::int64_t offset = 0;  ///< results skipped first (0 or more)
 };
 
-/// One result of memory::search: a key (relative to the view searched) and its value.
+/// One result of memory::search: a key (relative to the view searched), its value, its times
+/// and how it ranked.
 struct search_hit {
   std::string key;
   json value;
+  /// Higher is better. Filter only: 0. Text only: the text relevance (-bm25 on SQLite, ts_rank
+  /// on PostgreSQL). Vector only: the cosine similarity (1 - distance). Text and vector: the
+  /// reciprocal rank fusion of the two (memory::rrf_k).
+  double score = 0;
+  bool matched_text = false;    ///< found by the text signal
+  bool matched_vector = false;  ///< found by the vector signal
+  std::optional<memory_time> created, updated;
+};
+
+/// An item with its times (memory::load_item).
+struct memory_item {
+  std::string key;
+  json value;
+  std::optional<memory_time> created;  ///< none for an item written by another program
+  std::optional<memory_time> updated;
+  std::optional<memory_time> expires;  ///< none: it never expires
 };
 
 struct memory_stats {
@@ -101,11 +169,21 @@ class memory {
   /// bound parameters).
   static constexpr std::size_t load_chunk = 500;
 
+  /// The default time to live of store() and batch_store(): memory_params::default_ttl.
+  /// A ttl is either positive or no_expiry (the item never expires, whatever the default).
+  using ttl = std::optional<std::chrono::milliseconds>;
+  static constexpr std::chrono::milliseconds no_expiry = std::chrono::milliseconds::max();
+
+  /// The constant k of search's reciprocal rank fusion: an item's score is the sum over the
+  /// signals that found it of 1 / (rrf_k + its rank there), ranks from 1.
+  static constexpr double rrf_k = 60;
+
+  explicit memory(database db, memory_params params = {});
   /// `recall` tuning: the embeddings collection's HNSW settings (vector_store_params).
-  explicit memory(database db, vector_store_params recall = {});
+  memory(database db, vector_store_params recall);
 
   /// A view whose keys live under "<name>:" inside this memory's keyspace, isolated from other
-  /// scopes: keys, clear and size see only its own keys (names are compared byte for byte:
+  /// scopes: every read, clear, sweep, search and recall sees only its own keys (names are compared byte for byte:
   /// "User" and "user" are two scopes, and '%' or '_' in a name are plain characters). A scope
   /// of a scope nests: scope("a").scope("b") is the same view as scope("a:b"), and scope("a")
   /// sees its keys as "b:<key>". The file format does not change.
@@ -123,8 +201,15 @@ class memory {
   /// the key is not UTF-8 (valid_utf8) or the value cannot be written as JSON faithfully: text
   /// that is not UTF-8, a NaN or infinity, nesting deeper than max_json_depth (json.hpp);
   /// nothing is written.
+  /// With a `time_to_live` (or memory_params::default_ttl), the item expires that long after
+  /// the store: from then on no read sees it, and a sweep deletes it. Storing a key again
+  /// replaces its time to live (none given: the default's). invalid_argument for a ttl that
+  /// is zero or negative.
   void store(std::string key, json value) const;
   void store(std::string key, json value, error_code& ec, diagnostics& diag) const;
+  void store(std::string key, json value, std::chrono::milliseconds time_to_live) const;
+  void store(std::string key, json value, std::chrono::milliseconds time_to_live, error_code& ec,
+             diagnostics& diag) const;
   /// Stores `value` under `key` with its `embedding`, both in one transaction. Fails with
   /// dimension_mismatch when the memory's embeddings have another dimension, invalid_argument
   /// for an empty embedding, a NaN or infinity, or a vector without a direction for cosine
@@ -133,6 +218,10 @@ class memory {
   void store(std::string key, json value, std::vector<float> embedding) const;
   void store(std::string key, json value, std::vector<float> embedding, error_code& ec,
              diagnostics& diag) const;
+  void store(std::string key, json value, std::vector<float> embedding,
+             std::chrono::milliseconds time_to_live) const;
+  void store(std::string key, json value, std::vector<float> embedding,
+             std::chrono::milliseconds time_to_live, error_code& ec, diagnostics& diag) const;
   /// The value, or nullopt when the key is absent. A stored value that is not JSON, or is
   /// nested deeper than max_json_depth (written by another program), fails with decode_error
   /// naming the key.
@@ -140,6 +229,9 @@ class memory {
   std::optional<json> load(std::string key, error_code& ec, diagnostics& diag) const;
   json load(std::string key, json default_value) const;
   json load(std::string key, json default_value, error_code& ec, diagnostics& diag) const;
+  /// The item with its times, or nullopt when the key is absent (or expired).
+  std::optional<memory_item> load_item(std::string key) const;
+  std::optional<memory_item> load_item(std::string key, error_code& ec, diagnostics& diag) const;
   /// Removes the key; true when it existed.
   bool erase(std::string key) const;
   bool erase(std::string key, error_code& ec, diagnostics& diag) const;
@@ -149,6 +241,23 @@ class memory {
   /// LIKE has it: SQLite matches ASCII letters of either case), sorted.
   std::vector<std::string> keys(std::string pattern = "%") const;
   std::vector<std::string> keys(std::string pattern, error_code& ec, diagnostics& diag) const;
+  /// The same, only the items whose times fall in `window`.
+  std::vector<std::string> keys(std::string pattern, time_window window) const;
+  std::vector<std::string> keys(std::string pattern, time_window window, error_code& ec,
+                                diagnostics& diag) const;
+  /// The scopes of this view that hold items, like LangGraph's list_namespaces: the scope path
+  /// of every key ("a:b" for the key "a:b:note"), cut to its first `max_depth` names and each
+  /// listed once, sorted. With a `prefix` (a scope path: "user-42" or "user-42:session-7"),
+  /// only that scope and the scopes inside it (by whole names: "user-4" is not a prefix of
+  /// "user-42"). invalid_argument for max_depth 0 or a prefix that is not UTF-8.
+  std::vector<std::string> scopes(std::string prefix = {},
+                                  std::size_t max_depth = static_cast<std::size_t>(-1)) const;
+  std::vector<std::string> scopes(std::string prefix, std::size_t max_depth, error_code& ec,
+                                  diagnostics& diag) const;
+  /// Deletes this view's expired items now, memory_params::sweep_batch per transaction, each
+  /// batch found through the index on the expiry time; returns how many.
+  std::int64_t sweep() const;
+  std::int64_t sweep(error_code& ec, diagnostics& diag) const;
   /// Removes the keys matching a LIKE pattern; returns how many.
   std::int64_t clear(std::string pattern = "%") const;
   std::int64_t clear(std::string pattern, error_code& ec, diagnostics& diag) const;
@@ -160,6 +269,10 @@ class memory {
   /// invalid_argument for a key or value store() refuses (nothing is written).
   void batch_store(items values) const;
   void batch_store(items values, error_code& ec, diagnostics& diag) const;
+  /// The same, every item with this time to live (see store).
+  void batch_store(items values, std::chrono::milliseconds time_to_live) const;
+  void batch_store(items values, std::chrono::milliseconds time_to_live, error_code& ec,
+                   diagnostics& diag) const;
   /// The values of the keys that exist; missing keys are omitted. Any number of keys: they are
   /// looked up load_chunk at a time. decode_error naming the key for a value load() cannot
   /// decode.
@@ -174,8 +287,16 @@ class memory {
   recollection recall(std::vector<float> query, std::int64_t k) const;
   recollection recall(std::vector<float> query, std::int64_t k, error_code& ec,
                       diagnostics& diag) const;
-  /// The items of this view whose values match `q.filter`, in key order (byte order, on both
-  /// backends), from `q.offset` on, at most `q.limit`. invalid_argument, naming the problem and
+  /// The items of this view whose values match `q.filter` (and fall in `q.times`), from
+  /// `q.offset` on, at most `q.limit`. Without text or vector, in key order (byte order, on
+  /// both backends). With one, that signal's items, best first; with both, the union of
+  /// each signal's best `offset + limit` items, ranked by reciprocal rank fusion (rrf_k). Ties
+  /// go by key. Each signal honours the filter before it counts its items, so a filter that
+  /// matches at least offset + limit items yields limit results. A vector search on a memory
+  /// without embeddings finds nothing; dimension_mismatch for a vector of another dimension.
+  /// The first text search of a memory builds its full-text index (every item, in one
+  /// transaction); from then on every write keeps it, in the write's own transaction,
+  /// whichever program writes. invalid_argument, naming the problem and
   /// where it is in the filter, for a filter that is malformed (an unknown operator, $in without
   /// a list, a path that is not a dotted path of plain names, ...), and for a limit outside 1 to
   /// max_search_limit or a negative offset. A stored value that is not JSON fails the search:
@@ -191,23 +312,78 @@ class memory {
   template <class Token>
   auto async_store(std::string key, json value, Token&& token) const {
     return detail::initiate(std::forward<Token>(token), *this, &memory::start_store, nullptr,
-                            std::move(key), std::move(value));
+                            std::move(key), std::move(value), ttl());
   }
   template <class Token>
   auto async_store(std::string key, json value, diagnostics& diag, Token&& token) const {
     return detail::initiate(std::forward<Token>(token), *this, &memory::start_store, &diag,
-                            std::move(key), std::move(value));
+                            std::move(key), std::move(value), ttl());
+  }
+  template <class Token>
+  auto async_store(std::string key, json value, std::chrono::milliseconds time_to_live,
+                   Token&& token) const {
+    return detail::initiate(std::forward<Token>(token), *this, &memory::start_store, nullptr,
+                            std::move(key), std::move(value), ttl(time_to_live));
+  }
+  template <class Token>
+  auto async_store(std::string key, json value, std::chrono::milliseconds time_to_live,
+                   diagnostics& diag, Token&& token) const {
+    return detail::initiate(std::forward<Token>(token), *this, &memory::start_store, &diag,
+                            std::move(key), std::move(value), ttl(time_to_live));
   }
   template <class Token>
   auto async_store(std::string key, json value, std::vector<float> embedding, Token&& token) const {
     return detail::initiate(std::forward<Token>(token), *this, &memory::start_store_embedded,
-                            nullptr, std::move(key), std::move(value), std::move(embedding));
+                            nullptr, std::move(key), std::move(value), std::move(embedding), ttl());
   }
   template <class Token>
   auto async_store(std::string key, json value, std::vector<float> embedding, diagnostics& diag,
                    Token&& token) const {
     return detail::initiate(std::forward<Token>(token), *this, &memory::start_store_embedded, &diag,
-                            std::move(key), std::move(value), std::move(embedding));
+                            std::move(key), std::move(value), std::move(embedding), ttl());
+  }
+  template <class Token>
+  auto async_store(std::string key, json value, std::vector<float> embedding,
+                   std::chrono::milliseconds time_to_live, Token&& token) const {
+    return detail::initiate(std::forward<Token>(token), *this, &memory::start_store_embedded,
+                            nullptr, std::move(key), std::move(value), std::move(embedding),
+                            ttl(time_to_live));
+  }
+  template <class Token>
+  auto async_store(std::string key, json value, std::vector<float> embedding,
+                   std::chrono::milliseconds time_to_live, diagnostics& diag, Token&& token) const {
+    return detail::initiate(std::forward<Token>(token), *this, &memory::start_store_embedded, &diag,
+                            std::move(key), std::move(value), std::move(embedding),
+                            ttl(time_to_live));
+  }
+  template <class Token>
+  auto async_load_item(std::string key, Token&& token) const {
+    return detail::initiate(std::forward<Token>(token), *this, &memory::start_load_item, nullptr,
+                            std::move(key));
+  }
+  template <class Token>
+  auto async_load_item(std::string key, diagnostics& diag, Token&& token) const {
+    return detail::initiate(std::forward<Token>(token), *this, &memory::start_load_item, &diag,
+                            std::move(key));
+  }
+  template <class Token>
+  auto async_scopes(std::string prefix, std::size_t max_depth, Token&& token) const {
+    return detail::initiate(std::forward<Token>(token), *this, &memory::start_scopes, nullptr,
+                            std::move(prefix), max_depth);
+  }
+  template <class Token>
+  auto async_scopes(std::string prefix, std::size_t max_depth, diagnostics& diag,
+                    Token&& token) const {
+    return detail::initiate(std::forward<Token>(token), *this, &memory::start_scopes, &diag,
+                            std::move(prefix), max_depth);
+  }
+  template <class Token>
+  auto async_sweep(Token&& token) const {
+    return detail::initiate(std::forward<Token>(token), *this, &memory::start_sweep, nullptr);
+  }
+  template <class Token>
+  auto async_sweep(diagnostics& diag, Token&& token) const {
+    return detail::initiate(std::forward<Token>(token), *this, &memory::start_sweep, &diag);
   }
   template <class Token>
   auto async_recall(std::vector<float> query, std::int64_t k, Token&& token) const {
@@ -274,12 +450,23 @@ class memory {
   template <class Token>
   auto async_keys(std::string pattern, Token&& token) const {
     return detail::initiate(std::forward<Token>(token), *this, &memory::start_keys, nullptr,
-                            std::move(pattern));
+                            std::move(pattern), time_window{});
   }
   template <class Token>
   auto async_keys(std::string pattern, diagnostics& diag, Token&& token) const {
     return detail::initiate(std::forward<Token>(token), *this, &memory::start_keys, &diag,
-                            std::move(pattern));
+                            std::move(pattern), time_window{});
+  }
+  template <class Token>
+  auto async_keys(std::string pattern, time_window window, Token&& token) const {
+    return detail::initiate(std::forward<Token>(token), *this, &memory::start_keys, nullptr,
+                            std::move(pattern), window);
+  }
+  template <class Token>
+  auto async_keys(std::string pattern, time_window window, diagnostics& diag,
+                  Token&& token) const {
+    return detail::initiate(std::forward<Token>(token), *this, &memory::start_keys, &diag,
+                            std::move(pattern), window);
   }
   template <class Token>
   auto async_clear(std::string pattern, Token&& token) const {
@@ -310,12 +497,24 @@ class memory {
   template <class Token>
   auto async_batch_store(items values, Token&& token) const {
     return detail::initiate(std::forward<Token>(token), *this, &memory::start_batch_store, nullptr,
-                            std::move(values));
+                            std::move(values), ttl());
   }
   template <class Token>
   auto async_batch_store(items values, diagnostics& diag, Token&& token) const {
     return detail::initiate(std::forward<Token>(token), *this, &memory::start_batch_store, &diag,
-                            std::move(values));
+                            std::move(values), ttl());
+  }
+  template <class Token>
+  auto async_batch_store(items values, std::chrono::milliseconds time_to_live,
+                         Token&& token) const {
+    return detail::initiate(std::forward<Token>(token), *this, &memory::start_batch_store, nullptr,
+                            std::move(values), ttl(time_to_live));
+  }
+  template <class Token>
+  auto async_batch_store(items values, std::chrono::milliseconds time_to_live, diagnostics& diag,
+                         Token&& token) const {
+    return detail::initiate(std::forward<Token>(token), *this, &memory::start_batch_store, &diag,
+                            std::move(values), ttl(time_to_live));
   }
   template <class Token>
   auto async_batch_load(std::vector<std::string> keys, Token&& token) const {
@@ -335,22 +534,29 @@ class memory {
   memory(std::string prefix, std::shared_ptr<shared> s);
 
   // The compiled bodies behind the templates. `diag` may be null.
-  void start_store(diagnostics* diag, void_handler h, std::string key, json value) const;
+  void start_store(diagnostics* diag, void_handler h, std::string key, json value,
+                   ttl time_to_live) const;
   void start_store_embedded(diagnostics* diag, void_handler h, std::string key, json value,
-                            std::vector<float> embedding) const;
+                            std::vector<float> embedding, ttl time_to_live) const;
+  void start_load_item(diagnostics* diag, handler<std::optional<memory_item>> h,
+                       std::string key) const;
+  void start_scopes(diagnostics* diag, handler<std::vector<std::string>> h, std::string prefix,
+                    std::size_t max_depth) const;
+  void start_sweep(diagnostics* diag, handler<std::int64_t> h) const;
   void start_recall(diagnostics* diag, handler<recollection> h, std::vector<float> query,
                     std::int64_t k) const;
   void start_load(diagnostics* diag, handler<std::optional<json>> h, std::string key) const;
   void start_load_or(diagnostics* diag, handler<json> h, std::string key, json default_value) const;
   void start_erase(diagnostics* diag, handler<bool> h, std::string key) const;
   void start_exists(diagnostics* diag, handler<bool> h, std::string key) const;
-  void start_keys(diagnostics* diag, handler<std::vector<std::string>> h,
-                  std::string pattern) const;
+  void start_keys(diagnostics* diag, handler<std::vector<std::string>> h, std::string pattern,
+                  time_window window) const;
   void start_search(diagnostics* diag, handler<search_results> h, search_query q) const;
   void start_clear(diagnostics* diag, handler<std::int64_t> h, std::string pattern) const;
   void start_size(diagnostics* diag, handler<std::int64_t> h) const;
   void start_stats(diagnostics* diag, handler<memory_stats> h) const;
-  void start_batch_store(diagnostics* diag, void_handler h, items values) const;
+  void start_batch_store(diagnostics* diag, void_handler h, items values,
+                         ttl time_to_live) const;
   void start_batch_load(diagnostics* diag, handler<loaded> h, std::vector<std::string> keys) const;
 
   std::string prefix_;
