@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <limits>
+#include <map>
+#include <set>
 #include <string_view>
 #include <unordered_set>
 #include <variant>
@@ -10,6 +13,7 @@
 #include "common/json_filter.hpp"
 #include "common/op_runner.hpp"
 #include "common/thread_safety.hpp"
+#include "memory_sql.hpp"
 #include "vector/kernels.hpp"
 
 namespace entity {
@@ -37,28 +41,67 @@ struct batch_sql {
   // later value wins within one statement too.
   bool one_row_per_key = false;
 };
-std::shared_ptr<const batch_sql> make_batch_sql(std::string upsert, bool one_row_per_key);
+std::shared_ptr<const batch_sql> make_batch_sql(const detail::memory_sql& sql);
+
+// What a memory stores of a key's time to live: null for none.
+value ttl_value(const memory::ttl& t, const memory_params& p) {
+  if (!t) return p.default_ttl ? value(p.default_ttl->count()) : value(null);
+  if (*t == memory::no_expiry) return value(null);
+  return value(t->count());
+}
 }  // namespace
 
 struct memory::shared {
   enum class embeddings_state : int { unknown, absent, present };
 
-  shared(const database& d, const vector_store_params& recall)
+  shared(const database& d, memory_params settings)
       : db(d),
-        upsert(pg(d) ? "INSERT INTO memory (key, value) VALUES (?, ?) "
-                       "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
-                     : "INSERT OR REPLACE INTO memory (key, value) VALUES (?, ?)"),
+        params(checked(std::move(settings))),
+        sql(d.dialect(), params.text_fields),
+        upsert(sql.write_rows(1)),
         // Bytes, not characters: SQLite's length() of TEXT counts characters.
-        value_bytes(pg(d) ? "octet_length(value)" : "length(CAST(value AS BLOB))"),
-        // Any number of keys in one bound parameter (a JSON array of strings).
-        values_of_keys(pg(d) ? "SELECT key, value FROM memory WHERE key IN "
-                               "(SELECT jsonb_array_elements_text(CAST(? AS jsonb)))"
-                             : "SELECT key, value FROM memory WHERE key IN "
-                               "(SELECT value FROM json_each(?))"),
-        batch(make_batch_sql(upsert, pg(d))),
-        vectors(d, recall) {
+        stats_columns(std::string("count(*), coalesce(sum(") +
+                      (pg(d) ? "octet_length(m.value)" : "length(CAST(m.value AS BLOB))") +
+                      "), 0)"),
+        batch(make_batch_sql(sql)),
+        vectors(d, params.recall),
+        next_sweep_ms(steady_ms() + params.sweep_interval.count()) {
     if (!vector_store::valid_name(embeddings_collection))
       throw error(errc::invalid_argument, {"the embeddings collection name is not valid", {}});
+  }
+  static memory_params checked(memory_params p) {
+    if (p.default_ttl && *p.default_ttl != memory::no_expiry && p.default_ttl->count() <= 0)
+      throw error(errc::invalid_argument, {"memory_params.default_ttl must be positive (got " +
+                                               std::to_string(p.default_ttl->count()) + " ms)",
+                                           {}});
+    if (p.sweep_interval.count() < 0)
+      throw error(errc::invalid_argument,
+                  {"memory_params.sweep_interval must not be negative", {}});
+    if (p.sweep_batch < 1)
+      throw error(errc::invalid_argument, {"memory_params.sweep_batch must be at least 1", {}});
+    detail::check_text_fields(p.text_fields);
+    return p;
+  }
+  // The items' clock, in ms since the epoch.
+  std::int64_t now_ms() const {
+    memory_time t =
+        params.clock ? params.clock()
+                     : std::chrono::time_point_cast<std::chrono::milliseconds>(memory_clock::now());
+    return t.time_since_epoch().count();
+  }
+  // The background sweep's clock, which a test's item clock does not move.
+  static std::int64_t steady_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+  }
+  // True once per sweep_interval, for the caller that is to start the background sweep.
+  bool sweep_due() noexcept {
+    if (params.sweep_interval.count() == 0) return false;
+    std::int64_t due = next_sweep_ms.load(std::memory_order_relaxed);
+    const std::int64_t now = steady_ms();
+    return now >= due && next_sweep_ms.compare_exchange_strong(
+                             due, now + params.sweep_interval.count(), std::memory_order_relaxed);
   }
   static bool pg(const database& db) { return db.dialect() == sql_dialect::postgresql; }
 
@@ -79,28 +122,24 @@ struct memory::shared {
   }
 
   const database db;
+  const memory_params params;
+  const detail::memory_sql sql;
   const std::string upsert;
-  const std::string value_bytes;
-  const std::string values_of_keys;
+  const std::string stats_columns;  // count and bytes of JSON text
   const std::shared_ptr<const batch_sql> batch;
   const vector_store vectors;
   std::atomic<bool> table_ready{false};
+  std::atomic<bool> text_ready{false};
   std::atomic<embeddings_state> embeddings{embeddings_state::unknown};
+  std::atomic<std::int64_t> next_sweep_ms;
 };
 
 namespace {
+using memory_shared = detail::shared_state_t<memory>;
+}  // namespace
 
-// The seed's table. On PostgreSQL the key column is declared with the "C" collation: keys are
-// bytes and a scope is a byte range (see where_matching), whatever the database's collation,
-// and the primary key's index is then in that order, so scoped reads use it.
-const char* create_sql(sql_dialect d) {
-  return d == sql_dialect::postgresql
-             ? "CREATE TABLE IF NOT EXISTS memory (key TEXT COLLATE \"C\" PRIMARY KEY, value TEXT)"
-             : "CREATE TABLE IF NOT EXISTS memory (key TEXT PRIMARY KEY, value TEXT)";
-}
-constexpr const char* load_sql = "SELECT value FROM memory WHERE key = ?";
-constexpr const char* erase_sql = "DELETE FROM memory WHERE key = ?";
-constexpr const char* exists_sql = "SELECT 1 FROM memory WHERE key = ?";
+namespace {
+
 constexpr const char* probe_sql = "SELECT 1 FROM vector_collections WHERE name = ?";
 
 const std::string& collection_name() {
@@ -163,6 +202,14 @@ void check_k(std::int64_t k) {
                 {"k must be at least 1 (got " + std::to_string(k) + ")", {}});
 }
 
+// The least key above every key that starts with `prefix` (a scope's keys end before it).
+// REQUIRES: prefix ends with ':'.
+std::string upper_bound_of(const std::string& prefix) {
+  std::string upper = prefix;
+  upper.back() = static_cast<char>(upper.back() + 1);
+  return upper;
+}
+
 // '%', '_' and the escape character itself become literal in a LIKE pattern.
 std::string escape_like(std::string_view s) {
   std::string out;
@@ -174,7 +221,7 @@ std::string escape_like(std::string_view s) {
   return out;
 }
 
-// The WHERE clause selecting keys of the view `prefix` that match `pattern`, with its
+// The conditions selecting keys of the view `prefix` that match `pattern`, with their
 // parameters. A scope is a key range [prefix, prefix with its last byte raised): exact byte
 // comparison, unlike LIKE, which ignores ASCII case. SQLite compares TEXT by its bytes;
 // PostgreSQL by the column's collation, which need not be bytewise (under ICU's en-US ';'
@@ -186,29 +233,54 @@ std::string escape_like(std::string_view s) {
 // The pattern "%" (every key: size, stats, search, keys() and clear() without a pattern) adds
 // no LIKE to evaluate on every row: the range alone selects a scope's keys, and NOT NULL is
 // all "%" asks of a key.
+// `key` is the column: "m.key" in a read of items (memory_sql::from_items), "key" in a DELETE.
+// The conditions, for a WHERE.
 std::string where_matching(sql_dialect d, const std::string& prefix, const std::string& pattern,
-                           params& args) {
+                           params& args, const std::string& key = "m.key") {
   const bool every_key = pattern == "%";
   if (prefix.empty()) {
-    if (every_key) return " WHERE key IS NOT NULL";
+    if (every_key) return key + " IS NOT NULL";
     args.emplace_back(pattern);
-    return " WHERE key LIKE ? ESCAPE '\\'";
+    return key + " LIKE ? ESCAPE '\\'";
   }
-  std::string upper = prefix;
-  upper.back() = static_cast<char>(upper.back() + 1);
   args.emplace_back(prefix);
-  args.emplace_back(upper);
+  args.emplace_back(upper_bound_of(prefix));
   std::string range = d == sql_dialect::postgresql
-                          ? " WHERE key COLLATE \"C\" >= ? AND key COLLATE \"C\" < ?"
-                          : " WHERE key >= ? AND key < ?";
+                          ? key + " COLLATE \"C\" >= ? AND " + key + " COLLATE \"C\" < ?"
+                          : key + " >= ? AND " + key + " < ?";
   if (every_key) return range;
   args.emplace_back(escape_like(prefix) + pattern);
-  return range + " AND key LIKE ? ESCAPE '\\'";
+  return range + " AND " + key + " LIKE ? ESCAPE '\\'";
 }
 
 // Keys in the order of their bytes, as SQLite sorts TEXT, on PostgreSQL too.
-const char* order_by_key(sql_dialect d) {
-  return d == sql_dialect::postgresql ? " ORDER BY key COLLATE \"C\"" : " ORDER BY key";
+std::string order_by_key(sql_dialect d) {
+  return d == sql_dialect::postgresql ? " ORDER BY m.key COLLATE \"C\"" : " ORDER BY m.key";
+}
+
+// The conditions of a time window, with their parameters (" AND ..." each).
+std::string window_conditions(const time_window& w, params& args) {
+  std::string sql;
+  auto bound = [&](const std::optional<memory_time>& t, const char* condition) {
+    if (!t) return;
+    sql += condition;
+    args.emplace_back(t->time_since_epoch().count());
+  };
+  bound(w.created_after, " AND t.created_ms > ?");
+  bound(w.created_before, " AND t.created_ms < ?");
+  bound(w.updated_after, " AND t.updated_ms > ?");
+  bound(w.updated_before, " AND t.updated_ms < ?");
+  return sql;
+}
+
+// The live items of a view that match a pattern and a window: " WHERE ..." and its parameters.
+std::string where_items(const memory_shared& s, const std::string& prefix,
+                        const std::string& pattern, const time_window& w, std::int64_t now,
+                        params& args) {
+  std::string sql = where_matching(s.db.dialect(), prefix, pattern, args);
+  sql += std::string(" AND ") + detail::memory_sql::live();
+  args.emplace_back(now);
+  return sql + window_conditions(w, args);
 }
 
 // The JSON text of a value to store, after its key and value are checked (json.hpp): nothing
@@ -263,10 +335,12 @@ json decode(const value& stored, const std::string& key, error_code& ec, diagnos
   return json();
 }
 
+// The live ones of load_chunk keys, then now: key, value, ttl_ms.
 std::string in_list_sql() {
-  std::string sql = "SELECT key, value FROM memory WHERE key IN (";
+  std::string sql = std::string("SELECT m.key, m.value, t.ttl_ms ") +
+                    detail::memory_sql::from_items() + " WHERE m.key IN (";
   for (std::size_t i = 0; i < memory::load_chunk; ++i) sql += i ? ",?" : "?";
-  return sql + ")";
+  return sql + ") AND " + detail::memory_sql::live();
 }
 const std::string& batch_load_sql() {
   static const std::string sql = in_list_sql();
@@ -276,21 +350,25 @@ const std::string& batch_load_sql() {
 // The parameters of one chunk of a batch_load; short chunks repeat their last key so that
 // every chunk shares one prepared statement.
 params chunk_params(const std::vector<std::string>& keys, std::size_t from,
-                    const std::string& prefix) {
+                    const std::string& prefix, std::int64_t now) {
   params args;
-  args.reserve(memory::load_chunk);
+  args.reserve(memory::load_chunk + 1);
   std::size_t to = std::min(keys.size(), from + memory::load_chunk);
   for (std::size_t i = from; i < to; ++i) args.emplace_back(prefix + keys[i]);
   while (args.size() < memory::load_chunk) args.push_back(args.back());
+  args.emplace_back(now);
   return args;
 }
 
-void collect(std::vector<row>& rows, const std::string& prefix, memory::loaded& out, error_code& ec,
-             diagnostics* diag) {
+// Rows (key, value, ttl_ms, ...) read into `out`; the full keys of those with a time to live
+// into `to_refresh`.
+void collect(std::vector<row>& rows, const std::string& prefix, memory::loaded& out,
+             json& to_refresh, error_code& ec, diagnostics* diag) {
   for (row& r : rows) {
     std::string key = r[0].as_text().substr(prefix.size());
     json j = decode(r[1], key, ec, diag);
     if (ec) return;
+    if (!r[2].is_null()) to_refresh.push_back(r[0].as_text());
     out.emplace(std::move(key), std::move(j));
   }
 }
@@ -298,22 +376,22 @@ void collect(std::vector<row>& rows, const std::string& prefix, memory::loaded& 
 // ---- the bodies of writes that keep embeddings in step -----------------------------------------
 // Each may run more than once (see database::transaction): they only read what they capture.
 
-// A value without an embedding: the key's embedding, if any, goes.
-vector_transaction_body plain_store_body(std::string upsert, std::string full_key,
-                                         std::string text) {
-  return [upsert = std::move(upsert), full_key = std::move(full_key), text = std::move(text)](
-             session& s, vector_writes& w) {
-    s.execute(upsert, {full_key, text});
-    w.erase(collection_name(), {full_key});
+// A value without an embedding: the key's embedding, if any, goes. `row`: the parameters of
+// memory_sql::write_rows(1).
+vector_transaction_body plain_store_body(std::string upsert, params row) {
+  return [upsert = std::move(upsert), row = std::move(row)](session& s, vector_writes& w) {
+    s.execute(upsert, row);
+    w.erase(collection_name(), {row[0].as_text()});
   };
 }
 
 // A value with its embedding. The first embedding creates the collection with its dimension.
-vector_transaction_body embedded_store_body(std::string upsert, std::string key,
-                                            std::string full_key, std::string text,
+vector_transaction_body embedded_store_body(std::string upsert, std::string key, params row,
                                             std::shared_ptr<const std::vector<float>> embedding) {
-  return [upsert = std::move(upsert), key = std::move(key), full_key = std::move(full_key),
-          text = std::move(text), embedding = std::move(embedding)](session& s, vector_writes& w) {
+  return [upsert = std::move(upsert), key = std::move(key), row = std::move(row),
+          embedding = std::move(embedding)](session& s, vector_writes& w) {
+    const std::string& full_key = row[0].as_text();
+    const std::string& text = row[1].as_text();
     const std::string& name = collection_name();
     auto info = w.find(name);
     if (!info)
@@ -324,19 +402,20 @@ vector_transaction_body embedded_store_body(std::string upsert, std::string key,
           {"the memory's embeddings have dimension " + std::to_string(info->dim) +
                ", but the embedding of key '" + key + "' has " + std::to_string(embedding->size()),
            {}});
-    s.execute(upsert, {full_key, text});
+    s.execute(upsert, row);
     vector_store::items items;
     items.push_back(vector_item{full_key, *embedding, embedding_metadata(full_key, text)});
     w.upsert(name, std::move(items));
   };
 }
 
-vector_transaction_body erase_body(std::string full_key, std::shared_ptr<std::int64_t> erased) {
-  return
-      [full_key = std::move(full_key), erased = std::move(erased)](session& s, vector_writes& w) {
-        *erased = s.execute(erase_sql, {full_key}).rows_affected;
-        w.erase(collection_name(), {full_key});
-      };
+vector_transaction_body erase_body(std::string sql, params args,
+                                   std::shared_ptr<std::int64_t> erased) {
+  return [sql = std::move(sql), args = std::move(args), erased = std::move(erased)](
+             session& s, vector_writes& w) {
+    *erased = s.execute(sql, args).rows_affected;
+    w.erase(collection_name(), {args[0].as_text()});
+  };
 }
 
 // DELETE ... RETURNING (SQLite 3.35 and later, PostgreSQL) names the keys whose embeddings go.
@@ -355,6 +434,14 @@ vector_transaction_body clear_body(std::string sql, params args,
 
 // ---- recall ------------------------------------------------------------------------------------
 
+// Whether a key's current value `v` is still the value embedding `m` was stored with.
+bool embedding_is_current(const vector_match& m, const value& v) {
+  if (!v.is_text()) return false;
+  auto digest = m.metadata.find(digest_field);
+  return digest != m.metadata.end() && digest->is_string() &&
+         digest->get_ref<const std::string&>() == value_digest(v.as_text());
+}
+
 // The recalled memories among `found` (nearest first) whose key still holds the value their
 // embedding was stored with, given the current values in `rows`. `stale` counts the others.
 memory::recollection pick_recalled(const vector_store::matches& found, std::vector<row>& rows,
@@ -368,17 +455,12 @@ memory::recollection pick_recalled(const vector_store::matches& found, std::vect
   stale = 0;
   for (const vector_match& m : found) {
     auto it = current.find(m.id);
-    const value* v = it == current.end() ? nullptr : it->second;
-    std::string_view text;
-    if (v && v->is_text()) text = v->as_text();
-    auto digest = m.metadata.find(digest_field);
-    if (!v || !v->is_text() || digest == m.metadata.end() || !digest->is_string() ||
-        digest->get_ref<const std::string&>() != value_digest(text)) {
+    if (it == current.end() || !embedding_is_current(m, *it->second)) {
       ++stale;
       continue;
     }
     std::string key = m.id.substr(prefix.size());
-    json j = decode(*v, key, ec, diag);
+    json j = decode(*it->second, key, ec, diag);
     if (ec) return {};
     out.push_back(recalled{std::move(key), std::move(j), m.distance});
   }
@@ -399,35 +481,44 @@ std::int64_t next_round(std::size_t recalled, std::size_t found, std::int64_t as
   return asked * 2;
 }
 
-// Items per INSERT of a batch_store: 256 bound values, far under either backend's limit. A
+// Items per INSERT of a batch_store: 512 bound values, far under either backend's limit. A
 // power of two (see batch_sql).
 constexpr std::size_t rows_per_insert = 128;
 static_assert((rows_per_insert & (rows_per_insert - 1)) == 0);
 
-// `upsert` (one row: "... VALUES (?, ?) ...") made to insert `rows` rows.
-std::string upsert_of_rows(const std::string& upsert, std::size_t rows) {
-  constexpr std::string_view one = "(?, ?)";
-  const std::size_t at = upsert.find(one);
-  std::string sql = upsert.substr(0, at);
-  for (std::size_t i = 0; i < rows; ++i) sql.append(i ? ", " : "").append(one);
-  return sql + upsert.substr(at + one.size());
-}
-
-std::shared_ptr<const batch_sql> make_batch_sql(std::string upsert, bool one_row_per_key) {
+std::shared_ptr<const batch_sql> make_batch_sql(const detail::memory_sql& m) {
   auto sql = std::make_shared<batch_sql>();
   for (std::size_t rows = 1; rows <= rows_per_insert; rows *= 2)
-    sql->sized.push_back(upsert_of_rows(upsert, rows));
-  sql->one_row_per_key = one_row_per_key;
+    sql->sized.push_back(m.write_rows(rows));
+  sql->one_row_per_key = m.dialect == sql_dialect::postgresql;
   return sql;
 }
+
+// What a batch_store writes: its items under the view's prefix, each with the same time.
+struct batch_input {
+  std::shared_ptr<const memory::items> values;
+  std::string prefix;
+  std::int64_t now = 0;
+  value ttl;
+  std::shared_ptr<const batch_sql> sql;
+};
 
 // The body of a batch_store: rows_per_insert items per statement, bound one chunk at a time,
 // so nothing beyond the items and one chunk is held however many there are; the later value of
 // a key given twice wins (see batch_sql).
-void batch_store_rows(session& s, const memory::items& values, const std::string& prefix,
-                      const batch_sql& sql) {
-  // One text per bound value of a full chunk, rewritten in place chunk after chunk.
-  params args(2 * rows_per_insert, value(std::string()));
+void batch_store_rows(session& s, const batch_input& in) {
+  constexpr std::size_t per_row = detail::memory_sql::params_per_row;
+  const batch_sql& sql = *in.sql;
+  // The bound values of a full chunk: a key's and a value's text rewritten in place chunk after
+  // chunk, and the same time in every row.
+  params args;
+  args.reserve(per_row * rows_per_insert);
+  for (std::size_t r = 0; r < rows_per_insert; ++r) {
+    args.emplace_back(std::string());
+    args.emplace_back(std::string());
+    args.emplace_back(in.now);
+    args.push_back(in.ttl);
+  }
   auto text = [&](std::size_t i) -> std::string& { return std::get<std::string>(args[i].raw()); };
   std::size_t rows = 0;
   std::unordered_set<std::string_view> chunk_keys;  // with one_row_per_key
@@ -440,46 +531,42 @@ void batch_store_rows(session& s, const memory::items& values, const std::string
       for (std::size_t i = sql.sized.size(); i-- > 0;) {
         const std::size_t n = std::size_t{1} << i;
         if (!(rows & n)) continue;
-        part.resize(2 * n);
-        for (std::size_t j = 0; j < 2 * n; ++j) std::swap(part[j], args[2 * from + j]);
+        part.resize(per_row * n);
+        for (std::size_t j = 0; j < per_row * n; ++j) std::swap(part[j], args[per_row * from + j]);
         s.execute(sql.sized[i], part);
-        for (std::size_t j = 0; j < 2 * n; ++j) std::swap(part[j], args[2 * from + j]);
+        for (std::size_t j = 0; j < per_row * n; ++j) std::swap(part[j], args[per_row * from + j]);
         from += n;
       }
     }
     rows = 0;
     chunk_keys.clear();
   };
-  for (const auto& [key, v] : values) {
+  for (const auto& [key, v] : *in.values) {
     if (sql.one_row_per_key && !chunk_keys.insert(key).second) {
       write_chunk();
       chunk_keys.insert(key);
     }
-    text(2 * rows).assign(prefix).append(key);
-    encode_into(v, key, text(2 * rows + 1));
+    text(per_row * rows).assign(in.prefix).append(key);
+    encode_into(v, key, text(per_row * rows + 1));
     if (++rows == rows_per_insert) write_chunk();
   }
   if (rows) write_chunk();
 }
-transaction_body batch_store_body(std::shared_ptr<const memory::items> values, std::string prefix,
-                                  std::shared_ptr<const batch_sql> sql) {
-  return [values = std::move(values), prefix = std::move(prefix),
-          sql = std::move(sql)](session& s) { batch_store_rows(s, *values, prefix, *sql); };
+transaction_body batch_store_body(std::shared_ptr<const batch_input> in) {
+  return [in = std::move(in)](session& s) { batch_store_rows(s, *in); };
 }
 // The same, removing the embeddings the keys had.
-vector_transaction_body batch_store_vector_body(std::shared_ptr<const memory::items> values,
-                                                std::string prefix,
-                                                std::shared_ptr<const batch_sql> sql) {
-  return [values = std::move(values), prefix = std::move(prefix), sql = std::move(sql)](
-             session& s, vector_writes& w) {
-    batch_store_rows(s, *values, prefix, *sql);
+vector_transaction_body batch_store_vector_body(std::shared_ptr<const batch_input> in) {
+  return [in = std::move(in)](session& s, vector_writes& w) {
+    batch_store_rows(s, *in);
     // A chunk of keys at a time, so a big batch is not copied whole.
     constexpr std::size_t chunk = 1024;
+    const memory::items& values = *in->values;
     std::vector<std::string> keys;
-    keys.reserve(std::min(chunk, values->size()));
-    for (std::size_t i = 0; i < values->size(); ++i) {
-      keys.push_back(prefix + (*values)[i].first);
-      if (keys.size() == chunk || i + 1 == values->size()) {
+    keys.reserve(std::min(chunk, values.size()));
+    for (std::size_t i = 0; i < values.size(); ++i) {
+      keys.push_back(in->prefix + values[i].first);
+      if (keys.size() == chunk || i + 1 == values.size()) {
         w.erase(collection_name(), keys);
         keys.clear();
       }
@@ -492,7 +579,6 @@ vector_transaction_body batch_store_vector_body(std::shared_ptr<const memory::it
 // inline for the sync and error_code& forms, through the async API with every continuation on
 // the caller's executor for the async form.
 
-using memory_shared = detail::shared_state_t<memory>;
 template <class R>
 using step_result = detail::step_result<R>;
 
@@ -504,28 +590,43 @@ struct memory_op : detail::operation<std::shared_ptr<memory_shared>, T> {
   std::string prefix;
 };
 
+void start_background_sweep(const std::shared_ptr<memory_shared>& st);
+
+// The memory's schema (memory_sql::setup), in one transaction.
+transaction_body setup_body(const detail::memory_sql& sql) {
+  return [probe = sql.setup_probe, setup = sql.setup](session& s) {
+    result complete = s.execute(probe);
+    if (complete.rows.at(0)[0].as_int() == 1) return;
+    for (const std::string& statement : setup) s.execute(statement);
+  };
+}
+
 // Runs `next(op)` once the table exists and whether the embeddings collection exists is known
-// (see memory::shared): the first use of a memory creates the table, and asks. Several callers
+// (see memory::shared): the first use of a memory creates the tables, and asks. Several callers
 // may do so at once: CREATE ... IF NOT EXISTS makes that harmless. An async first use does not
 // wait for the table: waiting would block the caller's executor, and a caller running on the
 // engine's writer thread (a plain callback of a write) would wait for itself forever.
+// Once it has, an operation may start the background sweep (memory::shared::sweep_due).
 template <class Op>
 void with_table(std::shared_ptr<Op> op, void (*next)(std::shared_ptr<Op>)) {
-  if (op->st->table_ready.load(std::memory_order_acquire)) return next(std::move(op));
-  op->run.execute(op->st->db, create_sql(op->st->db.dialect()), {},
-                  [op, next](step_result<result> r) mutable {
-                    if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
-                    op->run.fetch_one(op->st->db, probe_sql, {collection_name()},
-                                      [op, next](step_result<std::optional<row>> probe) mutable {
-                                        // Cancelled, the probe answered nothing: the next operation
-                                        // asks again.
-                                        if (probe.ec == errc::cancelled)
-                                          return op->fail_with(probe.ec, std::move(probe.diag));
-                                        op->st->probed(probe.ec, probe.value.has_value());
-                                        op->st->table_ready.store(true, std::memory_order_release);
-                                        next(std::move(op));
-                                      });
-                  });
+  if (op->st->table_ready.load(std::memory_order_acquire)) {
+    if (op->st->sweep_due()) start_background_sweep(op->st);
+    return next(std::move(op));
+  }
+  op->run.transaction(
+      op->st->db, setup_body(op->st->sql), [op, next](step_result<std::monostate> r) mutable {
+        if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
+        op->run.fetch_one(op->st->db, probe_sql, {collection_name()},
+                          [op, next](step_result<std::optional<row>> probe) mutable {
+                            // Cancelled, the probe answered nothing: the next operation
+                            // asks again.
+                            if (probe.ec == errc::cancelled)
+                              return op->fail_with(probe.ec, std::move(probe.diag));
+                            op->st->probed(probe.ec, probe.value.has_value());
+                            op->st->table_ready.store(true, std::memory_order_release);
+                            next(std::move(op));
+                          });
+      });
 }
 
 // A vector_store transaction as a step of `op`.
@@ -561,23 +662,58 @@ void plain_write(std::shared_ptr<Op> op, std::string sql, params args,
 
 // ---- the operations ----------------------------------------------------------------------------
 
+// What store() and batch_store() refuse of a time to live.
+void check_ttl(const memory::ttl& t) {
+  if (!t || *t == memory::no_expiry) return;
+  constexpr std::int64_t longest = 10'000LL * 366 * 24 * 3600 * 1000;  // 10,000 years
+  if (t->count() <= 0 || t->count() > longest)
+    throw error(errc::invalid_argument,
+                {"a time to live must be positive and at most 10,000 years (memory::no_expiry: "
+                 "never expires); got " +
+                     std::to_string(t->count()) + " ms",
+                 {}});
+}
+
+std::optional<memory_time> time_of(const value& v) {
+  if (v.is_null()) return std::nullopt;
+  return memory_time(std::chrono::milliseconds(v.as_int()));
+}
+
+// Starts the time to live of `keys` (a JSON array of full keys, those read that have one)
+// again when the memory refreshes on read, then `next()`.
+template <class Op, class Next>
+void refresh_then(const std::shared_ptr<Op>& op, json keys, Next&& next) {
+  if (!op->st->params.refresh_on_read || keys.empty()) return next();
+  const std::int64_t now = op->st->now_ms();
+  op->run.execute(op->st->db, op->st->sql.refresh, {now, keys.dump(), now},
+                  [op, next = std::forward<Next>(next)](step_result<result> r) mutable {
+                    if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
+                    next();
+                  });
+}
+
 struct store_op : memory_op<std::monostate> {
   using memory_op::memory_op;
   std::string key;
   json value;
+  memory::ttl ttl;
   std::string text;
 
   static void start(std::shared_ptr<store_op> op) {
-    if (!op->attempt([&] { op->text = encode(op->value, op->key); })) return;
+    if (!op->attempt([&] {
+          check_ttl(op->ttl);
+          op->text = encode(op->value, op->key);
+        }))
+      return;
     with_table(op, &store_op::write);
   }
   static void write(std::shared_ptr<store_op> op) {
     auto done = [](store_op& o, std::int64_t) { o.succeed({}); };
-    std::string full_key = op->prefix + op->key;
+    params row{op->prefix + op->key, std::move(op->text), op->st->now_ms(),
+               ttl_value(op->ttl, op->st->params)};
     if (op->st->embeddings_possible())
-      return vector_write(op, plain_store_body(op->st->upsert, full_key, std::move(op->text)),
-                          nullptr, +done);
-    plain_write(op, op->st->upsert, {std::move(full_key), std::move(op->text)}, +done);
+      return vector_write(op, plain_store_body(op->st->upsert, std::move(row)), nullptr, +done);
+    plain_write(op, op->st->upsert, std::move(row), +done);
   }
 };
 
@@ -586,10 +722,12 @@ struct store_embedded_op : memory_op<std::monostate> {
   std::string key;
   json value;
   std::vector<float> embedding;
+  memory::ttl ttl;
   std::string text;
 
   static void start(std::shared_ptr<store_embedded_op> op) {
     if (!op->attempt([&] {
+          check_ttl(op->ttl);
           check_vector(op->embedding, "the embedding of key '" + op->key + "'");
           op->text = encode(op->value, op->key);
         }))
@@ -597,8 +735,10 @@ struct store_embedded_op : memory_op<std::monostate> {
     with_table(op, &store_embedded_op::write);
   }
   static void write(std::shared_ptr<store_embedded_op> op) {
+    params row{op->prefix + op->key, std::move(op->text), op->st->now_ms(),
+               ttl_value(op->ttl, op->st->params)};
     auto body =
-        embedded_store_body(op->st->upsert, op->key, op->prefix + op->key, std::move(op->text),
+        embedded_store_body(op->st->upsert, op->key, std::move(row),
                             std::make_shared<const std::vector<float>>(std::move(op->embedding)));
     vector_transaction(op, std::move(body), [op](step_result<std::monostate> r) {
       if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
@@ -608,24 +748,62 @@ struct store_embedded_op : memory_op<std::monostate> {
   }
 };
 
-struct load_op : memory_op<std::optional<json>> {
-  using memory_op::memory_op;
+// A read of one key's row: `sql` (memory_sql::load or load_item) with the key and now, then
+// `found(op, row)` for a live key (absent: the operation ends with T{}). Its ttl_ms is the
+// row's column `ttl_column`; a key with one is refreshed first when the memory refreshes on
+// read, and `found` is told when (0: not refreshed).
+template <class T>
+struct key_read_op : memory_op<T> {
+  using memory_op<T>::memory_op;
   std::string key;
+  const std::string* sql = nullptr;
+  std::size_t ttl_column = 0;
+  void (*found)(key_read_op&, row&, std::int64_t refreshed_at) = nullptr;
+  row hit;
 
-  static void start(std::shared_ptr<load_op> op) { with_table(op, &load_op::read); }
-  static void read(std::shared_ptr<load_op> op) {
-    op->run.fetch_one(op->st->db, load_sql, {op->prefix + op->key},
+  static void start(std::shared_ptr<key_read_op> op) { with_table(op, &key_read_op::read); }
+  static void read(std::shared_ptr<key_read_op> op) {
+    op->run.fetch_one(op->st->db, *op->sql, {op->prefix + op->key, op->st->now_ms()},
                       [op](step_result<std::optional<row>> r) {
                         if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
-                        if (!r.value) return op->succeed(std::nullopt);
-                        error_code ec;
-                        diagnostics diag;
-                        json j = decode((*r.value)[0], op->key, ec, &diag);
-                        if (ec) return op->fail_with(ec, std::move(diag));
-                        op->succeed(std::move(j));
+                        if (!r.value) return op->succeed(T{});
+                        op->hit = std::move(*r.value);
+                        json keys = json::array();
+                        if (!op->hit[op->ttl_column].is_null())
+                          keys.push_back(op->prefix + op->key);
+                        const bool refreshing = op->st->params.refresh_on_read && !keys.empty();
+                        const std::int64_t at = refreshing ? op->st->now_ms() : 0;
+                        refresh_then(op, std::move(keys),
+                                     [op, at] { op->found(*op, op->hit, at); });
                       });
   }
 };
+
+// load: value, ttl_ms
+void loaded_value(key_read_op<std::optional<json>>& op, row& r, std::int64_t) {
+  error_code ec;
+  diagnostics diag;
+  json j = decode(r[0], op.key, ec, &diag);
+  if (ec) return op.fail_with(ec, std::move(diag));
+  op.succeed(std::move(j));
+}
+// load_item: value, created_ms, updated_ms, expires_ms, ttl_ms
+void loaded_item(key_read_op<std::optional<memory_item>>& op, row& r, std::int64_t refreshed_at) {
+  error_code ec;
+  diagnostics diag;
+  memory_item item;
+  item.value = decode(r[0], op.key, ec, &diag);
+  if (ec) return op.fail_with(ec, std::move(diag));
+  item.key = op.key;
+  item.created = time_of(r[1]);
+  item.updated = time_of(r[2]);
+  item.expires = time_of(r[3]);
+  if (refreshed_at && !r[4].is_null())
+    item.expires = memory_time(std::chrono::milliseconds(refreshed_at + r[4].as_int()));
+  op.succeed(std::move(item));
+}
+using load_op = key_read_op<std::optional<json>>;
+using load_item_op = key_read_op<std::optional<memory_item>>;
 
 struct erase_op : memory_op<bool> {
   using memory_op::memory_op;
@@ -634,12 +812,13 @@ struct erase_op : memory_op<bool> {
   static void start(std::shared_ptr<erase_op> op) { with_table(op, &erase_op::write); }
   static void write(std::shared_ptr<erase_op> op) {
     auto done = [](erase_op& o, std::int64_t rows) { o.succeed(rows > 0); };
-    std::string full_key = op->prefix + op->key;
+    params args{op->prefix + op->key, op->st->now_ms()};
     if (op->st->embeddings_possible()) {
       auto erased = std::make_shared<std::int64_t>(0);
-      return vector_write(op, erase_body(full_key, erased), erased, +done);
+      return vector_write(op, erase_body(op->st->sql.erase, std::move(args), erased), erased,
+                          +done);
     }
-    plain_write(op, erase_sql, {std::move(full_key)}, +done);
+    plain_write(op, op->st->sql.erase, std::move(args), +done);
   }
 };
 
@@ -649,7 +828,7 @@ struct exists_op : memory_op<bool> {
 
   static void start(std::shared_ptr<exists_op> op) { with_table(op, &exists_op::read); }
   static void read(std::shared_ptr<exists_op> op) {
-    op->run.fetch_one(op->st->db, exists_sql, {op->prefix + op->key},
+    op->run.fetch_one(op->st->db, op->st->sql.exists, {op->prefix + op->key, op->st->now_ms()},
                       [op](step_result<std::optional<row>> r) {
                         if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
                         op->succeed(r.value.has_value());
@@ -660,13 +839,15 @@ struct exists_op : memory_op<bool> {
 struct keys_op : memory_op<std::vector<std::string>> {
   using memory_op::memory_op;
   std::string pattern;
+  time_window window;
 
   static void start(std::shared_ptr<keys_op> op) { with_table(op, &keys_op::read); }
   static void read(std::shared_ptr<keys_op> op) {
     params args;
-    const sql_dialect d = op->st->db.dialect();
-    std::string sql = "SELECT key FROM memory" + where_matching(d, op->prefix, op->pattern, args) +
-                      order_by_key(d);
+    std::string sql =
+        std::string("SELECT m.key ") + detail::memory_sql::from_items() + " WHERE " +
+        where_items(*op->st, op->prefix, op->pattern, op->window, op->st->now_ms(), args) +
+        order_by_key(op->st->db.dialect());
     op->run.fetch_all(op->st->db, std::move(sql), std::move(args),
                       [op](step_result<database::rows> r) {
                         if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
@@ -679,62 +860,303 @@ struct keys_op : memory_op<std::vector<std::string>> {
   }
 };
 
+// The scope paths of the view's live keys, cut to max_depth names, each once, sorted.
+struct scopes_op : memory_op<std::vector<std::string>> {
+  using memory_op::memory_op;
+  std::string within;  // the prefix asked for, as a scope path ("" for all)
+  std::size_t max_depth = 0;
+
+  static void start(std::shared_ptr<scopes_op> op) {
+    if (!op->attempt([&] {
+          if (op->max_depth == 0)
+            throw error(errc::invalid_argument, {"scopes: max_depth must be at least 1", {}});
+          if (!valid_utf8(op->within))
+            throw error(
+                errc::invalid_argument,
+                {"scopes: the prefix " + printable(op->within) + " is not valid UTF-8", {}});
+        }))
+      return;
+    with_table(op, &scopes_op::read);
+  }
+  static void read(std::shared_ptr<scopes_op> op) {
+    params args;
+    const std::string range = op->within.empty() ? op->prefix : op->prefix + op->within + ":";
+    std::string sql = std::string("SELECT m.key ") + detail::memory_sql::from_items() + " WHERE " +
+                      where_items(*op->st, range, "%", {}, op->st->now_ms(), args);
+    op->run.fetch_all(op->st->db, std::move(sql), std::move(args),
+                      [op](step_result<database::rows> r) {
+                        if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
+                        std::set<std::string> found;
+                        for (const row& rw : r.value) {
+                          std::string_view key = rw[0].as_text();
+                          key.remove_prefix(op->prefix.size());
+                          std::size_t end = key.rfind(':');
+                          if (end == std::string_view::npos) continue;  // in no scope
+                          std::size_t cut = 0, depth = 0;
+                          while (cut < end && depth < op->max_depth) {
+                            cut = key.find(':', cut + (depth ? 1 : 0));
+                            ++depth;
+                          }
+                          found.emplace(key.substr(0, std::min(cut, end)));
+                        }
+                        op->succeed(std::vector<std::string>(found.begin(), found.end()));
+                      });
+  }
+};
+
+// ---- search ------------------------------------------------------------------------------------
+
+// A result being ranked, and whether its key has a time to live (refresh_on_read).
+struct candidate {
+  search_hit hit;
+  std::string full_key;
+  bool has_ttl = false;
+};
+
+// Rows key, value, ttl_ms, created_ms, updated_ms[, score] as candidates.
+std::vector<candidate> candidates_of(std::vector<row>& rows, const std::string& prefix,
+                                     error_code& ec, diagnostics& diag) {
+  std::vector<candidate> out;
+  out.reserve(rows.size());
+  for (row& r : rows) {
+    candidate c;
+    c.full_key = r[0].as_text();
+    c.hit.key = c.full_key.substr(prefix.size());
+    c.hit.value = decode(r[1], c.hit.key, ec, &diag);
+    if (ec) return {};
+    c.has_ttl = !r[2].is_null();
+    c.hit.created = time_of(r[3]);
+    c.hit.updated = time_of(r[4]);
+    if (r.size() > 5) c.hit.score = r[5].as_double();
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
+// Text and vector lists fused by reciprocal rank: ranks from 1, best first, ties by key.
+std::vector<candidate> fuse(std::vector<candidate> text, std::vector<candidate> vec) {
+  std::map<std::string, candidate> by_key;
+  auto add = [&](std::vector<candidate>& list, bool is_text) {
+    for (std::size_t i = 0; i < list.size(); ++i) {
+      auto [it, fresh] = by_key.try_emplace(list[i].hit.key, std::move(list[i]));
+      if (fresh) it->second.hit.score = 0;
+      it->second.hit.score += 1.0 / (memory::rrf_k + static_cast<double>(i + 1));
+      (is_text ? it->second.hit.matched_text : it->second.hit.matched_vector) = true;
+    }
+  };
+  add(text, true);
+  add(vec, false);
+  std::vector<candidate> out;
+  out.reserve(by_key.size());
+  for (auto& [key, c] : by_key) out.push_back(std::move(c));
+  std::stable_sort(out.begin(), out.end(), [](const candidate& a, const candidate& b) {
+    return a.hit.score > b.hit.score;
+  });
+  return out;
+}
+
 struct search_op : memory_op<memory::search_results> {
   using memory_op::memory_op;
   search_query query;
+  std::int64_t now = 0;
+  std::string words;       // the text query as the backend's query text
+  std::string conditions;  // the view, liveness, window and filter: " AND ..."
+  params condition_args;   // their parameters
+  std::int64_t need = 0;   // offset + limit: what each signal of a fused search contributes
+  std::int64_t asked = 0;  // neighbours asked of the vector store this round
+  std::vector<candidate> text_hits;
 
   static void start(std::shared_ptr<search_op> op) {
     // A malformed query is refused before the table is touched.
-    std::string sql;
-    params args;
-    if (!op->attempt([&] { sql = search_sql(*op, args); })) return;
-    op->sql = std::move(sql);
-    op->args = std::move(args);
-    with_table(op, &search_op::read);
+    if (!op->attempt([&] { prepare(*op); })) return;
+    with_table(op, &search_op::route);
   }
-  static void read(std::shared_ptr<search_op> op) {
-    op->run.fetch_all(op->st->db, std::move(op->sql), std::move(op->args),
-                      [op](step_result<database::rows> r) {
+  static void route(std::shared_ptr<search_op> op) {
+    if (!op->query.text.empty()) return with_text_index(op);
+    if (!op->query.vector.empty()) return vector_round(op);
+    filter_only(op);
+  }
+
+  static void filter_only(std::shared_ptr<search_op> op) {
+    params args = op->condition_args;
+    args.emplace_back(op->query.limit);
+    args.emplace_back(op->query.offset);
+    fetch(op,
+          std::string("SELECT m.key, m.value, t.ttl_ms, t.created_ms, t.updated_ms ") +
+              detail::memory_sql::from_items() + " WHERE " + op->conditions.substr(5) +
+              order_by_key(op->st->db.dialect()) + " LIMIT ? OFFSET ?",
+          std::move(args), [](std::shared_ptr<search_op> o, std::vector<candidate> found) {
+            finish(std::move(o), std::move(found));
+          });
+  }
+
+  // The text index exists (memory_sql::build_text_index) before the first text search reads it.
+  static void with_text_index(std::shared_ptr<search_op> op) {
+    if (op->st->text_ready.load(std::memory_order_acquire)) return text_search(op);
+    const detail::memory_sql& sql = op->st->sql;
+    transaction_body body = [state = sql.text_index_state(), build = sql.build_text_index(),
+                             want = sql.text_fields_json()](session& s) {
+      s.execute(state[0]);
+      result r = s.execute(state[1]);
+      if (r.rows.size() == 1 && r.rows[0][0].is_text() && r.rows[0][0].as_text() == want) return;
+      for (const std::string& statement : build) s.execute(statement);
+    };
+    op->run.transaction(op->st->db, std::move(body), [op](step_result<std::monostate> r) {
+      if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
+      op->st->text_ready.store(true, std::memory_order_release);
+      text_search(op);
+    });
+  }
+  static void text_search(std::shared_ptr<search_op> op) {
+    const detail::memory_sql& sql = op->st->sql;
+    const bool fused = !op->query.vector.empty();
+    params args{op->words};
+    for (const value& v : op->condition_args) args.push_back(v);
+    args.emplace_back(fused ? op->need : op->query.limit);
+    args.emplace_back(fused ? 0 : op->query.offset);
+    std::string text = "SELECT m.key, m.value, t.ttl_ms, t.created_ms, t.updated_ms, " +
+                       sql.text_score() + " AS score " + sql.text_from() + " WHERE " +
+                       sql.text_condition() + op->conditions + " ORDER BY score DESC, " +
+                       order_by_key(op->st->db.dialect()).substr(10) + " LIMIT ? OFFSET ?";
+    fetch(op, std::move(text), std::move(args),
+          [fused](std::shared_ptr<search_op> o, std::vector<candidate> found) {
+            for (candidate& c : found) c.hit.matched_text = true;
+            if (!fused) return finish(std::move(o), std::move(found));
+            o->text_hits = std::move(found);
+            vector_round(std::move(o));
+          });
+  }
+
+  // Rounds of (nearest neighbours, then which of them are live items that pass the filter)
+  // until `need` are found or there are no more, as recall does.
+  static void vector_round(std::shared_ptr<search_op> op) {
+    const vector_store& vs = op->st->vectors;
+    const std::string& name = collection_name();
+    const json scope = scope_filter(op->prefix);
+    op->run.step<vector_store::matches>(
+        [&](error_code& ec, diagnostics& d) {
+          return vs.search(name, op->query.vector, op->asked, scope, search_mode::approximate, ec,
+                           d);
+        },
+        [&](diagnostics& d, auto h) {
+          vs.async_search(name, op->query.vector, op->asked, scope, search_mode::approximate, d,
+                          std::move(h));
+        },
+        [op](step_result<vector_store::matches> r) {
+          if (r.ec == errc::not_found) return vector_done(op, {});  // no embedding stored yet
+          if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
+          op->st->embeddings_present();
+          if (r.value.empty()) return vector_done(op, {});
+          vector_values(op, std::move(r.value));
+        });
+  }
+  static void vector_values(std::shared_ptr<search_op> op, vector_store::matches found) {
+    params args = keys_of(found);
+    for (const value& v : op->condition_args) args.push_back(v);
+    std::string sql = std::string("SELECT m.key, m.value, t.ttl_ms, t.created_ms, t.updated_ms ") +
+                      detail::memory_sql::from_items() + " WHERE m.key " +
+                      op->st->sql.in_json_array() + op->conditions;
+    auto found_ptr = std::make_shared<vector_store::matches>(std::move(found));
+    op->run.fetch_all(op->st->db, std::move(sql), std::move(args),
+                      [op, found_ptr](step_result<database::rows> r) {
                         if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
-                        memory::search_results out;
-                        out.reserve(r.value.size());
-                        for (const row& rw : r.value) {
-                          std::string key = rw[0].as_text().substr(op->prefix.size());
-                          error_code ec;
-                          diagnostics diag;
-                          json value = decode(rw[1], key, ec, &diag);
-                          if (ec) return op->fail_with(ec, std::move(diag));
-                          out.push_back({std::move(key), std::move(value)});
+                        std::unordered_map<std::string, row*> current;
+                        for (row& rw : r.value) current.emplace(rw[0].as_text(), &rw);
+                        std::vector<row> ranked;
+                        std::vector<float> distances;
+                        for (const vector_match& m : *found_ptr) {
+                          auto it = current.find(m.id);
+                          if (it == current.end() || !embedding_is_current(m, (*it->second)[1]))
+                            continue;
+                          ranked.push_back(std::move(*it->second));
+                          distances.push_back(m.distance);
+                          current.erase(it);
                         }
-                        op->succeed(std::move(out));
+                        error_code ec;
+                        diagnostics diag;
+                        std::vector<candidate> hits = candidates_of(ranked, op->prefix, ec, diag);
+                        if (ec) return op->fail_with(ec, std::move(diag));
+                        for (std::size_t i = 0; i < hits.size(); ++i) {
+                          hits[i].hit.score = 1.0 - static_cast<double>(distances[i]);
+                          hits[i].hit.matched_vector = true;
+                        }
+                        op->asked = next_round(hits.size(), found_ptr->size(), op->asked, op->need);
+                        if (op->asked != 0) return vector_round(op);
+                        vector_done(op, std::move(hits));
                       });
+  }
+  static void vector_done(std::shared_ptr<search_op> op, std::vector<candidate> hits) {
+    if (hits.size() > static_cast<std::size_t>(op->need))
+      hits.resize(static_cast<std::size_t>(op->need));
+    if (!op->query.text.empty()) hits = fuse(std::move(op->text_hits), std::move(hits));
+    // One page of the ranked list.
+    const auto from = std::min(hits.size(), static_cast<std::size_t>(op->query.offset));
+    hits.erase(hits.begin(), hits.begin() + static_cast<std::ptrdiff_t>(from));
+    if (hits.size() > static_cast<std::size_t>(op->query.limit))
+      hits.resize(static_cast<std::size_t>(op->query.limit));
+    finish(std::move(op), std::move(hits));
+  }
+
+  // Runs `sql`, then `then(op, candidates)`.
+  template <class Then>
+  static void fetch(std::shared_ptr<search_op> op, std::string sql, params args, Then then) {
+    op->run.fetch_all(op->st->db, std::move(sql), std::move(args),
+                      [op, then = std::move(then)](step_result<database::rows> r) mutable {
+                        if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
+                        error_code ec;
+                        diagnostics diag;
+                        std::vector<candidate> found = candidates_of(r.value, op->prefix, ec, diag);
+                        if (ec) return op->fail_with(ec, std::move(diag));
+                        then(std::move(op), std::move(found));
+                      });
+  }
+  static void finish(std::shared_ptr<search_op> op, std::vector<candidate> found) {
+    json keys = json::array();
+    for (const candidate& c : found)
+      if (c.has_ttl) keys.push_back(c.full_key);
+    auto hits = std::make_shared<memory::search_results>();
+    hits->reserve(found.size());
+    for (candidate& c : found) hits->push_back(std::move(c.hit));
+    refresh_then(op, std::move(keys), [op, hits] { op->succeed(std::move(*hits)); });
   }
 
  private:
-  // The items of the view, those the filter matches, in key order, one page.
-  static std::string search_sql(const search_op& op, params& args) {
+  // Checks the query and compiles what every signal shares: the view, liveness, the window
+  // and the filter.
+  static void prepare(search_op& op) {
     const search_query& q = op.query;
     if (q.limit < 1 || q.limit > memory::max_search_limit)
       throw error(errc::invalid_argument,
                   {"search: the limit is " + std::to_string(q.limit) + "; it must be 1 to " +
                        std::to_string(memory::max_search_limit),
                    {}});
-    if (q.offset < 0)
+    if (q.offset < 0 || q.offset > std::numeric_limits<std::int64_t>::max() - q.limit)
       throw error(
           errc::invalid_argument,
           {"search: the offset is " + std::to_string(q.offset) + "; it must be 0 or more", {}});
+    if (!q.text.empty()) {
+      if (!valid_utf8(q.text))
+        throw error(errc::invalid_argument, {"search: the text is not valid UTF-8", {}});
+      std::vector<std::string> words = detail::text_words(q.text);
+      if (words.empty())
+        throw error(errc::invalid_argument,
+                    {"search: the text " + printable(q.text) +
+                         " has no words (runs of letters and digits) to search for",
+                     {}});
+      op.words = detail::text_query(op.st->db.dialect(), words);
+    }
+    if (!q.vector.empty()) check_vector(q.vector, "the search vector");
     const sql_dialect d = op.st->db.dialect();
-    detail::compiled_filter filter = detail::compile_json_filter(q.filter, d, "value");
-    std::string sql = "SELECT key, value FROM memory" + where_matching(d, op.prefix, "%", args) +
-                      " AND (" + filter.sql + ")" + order_by_key(d) + " LIMIT ? OFFSET ?";
+    detail::compiled_filter filter = detail::compile_json_filter(q.filter, d, "m.value");
+    op.now = op.st->now_ms();
+    params args;
+    op.conditions = " AND " + where_items(*op.st, op.prefix, "%", q.times, op.now, args) +
+                    " AND (" + filter.sql + ")";
     for (value& v : filter.bound) args.push_back(std::move(v));
-    args.emplace_back(q.limit);
-    args.emplace_back(q.offset);
-    return sql;
+    op.condition_args = std::move(args);
+    op.need = q.offset + q.limit;
+    op.asked = op.need;
   }
-
-  std::string sql;
-  params args;
 };
 
 struct clear_op : memory_op<std::int64_t> {
@@ -745,8 +1167,12 @@ struct clear_op : memory_op<std::int64_t> {
   static void write(std::shared_ptr<clear_op> op) {
     auto done = [](clear_op& o, std::int64_t rows) { o.succeed(rows); };
     params args;
-    std::string sql =
-        "DELETE FROM memory" + where_matching(op->st->db.dialect(), op->prefix, op->pattern, args);
+    // Expired keys stay for the sweep: a clear counts what it took from view.
+    std::string sql = "DELETE FROM memory WHERE " +
+                      where_matching(op->st->db.dialect(), op->prefix, op->pattern, args, "key") +
+                      " AND NOT EXISTS (SELECT 1 FROM memory_meta t WHERE t.key = memory.key AND "
+                      "t.expires_ms <= ?)";
+    args.emplace_back(op->st->now_ms());
     if (op->st->embeddings_possible()) {
       auto removed = std::make_shared<std::int64_t>(0);
       return vector_write(op, clear_body(std::move(sql), std::move(args), removed), removed, +done);
@@ -755,18 +1181,20 @@ struct clear_op : memory_op<std::int64_t> {
   }
 };
 
-// One row of one statement over the view's keys: size and stats.
+// One row of one statement over the view's live items: size and stats.
 template <class T>
 struct count_op : memory_op<T> {
   using memory_op<T>::memory_op;
-  // The statement (given the view's prefix, it adds its parameters) and what its row means.
-  std::string (*sql_of)(const memory_shared&, const std::string& prefix, params&) = nullptr;
+  // What the statement selects (count_op adds the items of the view) and what its row means.
+  const char* columns = nullptr;
   T (*value_of)(const row&, const database&) = nullptr;
 
   static void start(std::shared_ptr<count_op> op) { with_table(op, &count_op::read); }
   static void read(std::shared_ptr<count_op> op) {
     params args;
-    std::string sql = op->sql_of(*op->st, op->prefix, args);
+    std::string sql = std::string("SELECT ") + op->columns + " " +
+                      detail::memory_sql::from_items() + " WHERE " +
+                      where_items(*op->st, op->prefix, "%", {}, op->st->now_ms(), args);
     op->run.fetch_one(op->st->db, std::move(sql), std::move(args),
                       [op](step_result<std::optional<row>> r) {
                         if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
@@ -775,16 +1203,7 @@ struct count_op : memory_op<T> {
   }
 };
 
-std::string size_sql(const memory_shared& s, const std::string& prefix, params& args) {
-  return "SELECT count(*) FROM memory" + where_matching(s.db.dialect(), prefix, "%", args);
-}
 std::int64_t size_of(const row& r, const database&) { return r.get<std::int64_t>(0); }
-
-// The count and JSON bytes of the keys under `prefix`.
-std::string stats_sql(const memory_shared& s, const std::string& prefix, params& args) {
-  return "SELECT count(*), coalesce(sum(" + s.value_bytes + "), 0) FROM memory" +
-         where_matching(s.db.dialect(), prefix, "%", args);
-}
 memory_stats stats_of(const row& r, const database& db) {
   memory_stats s;
   s.keys = r.get<std::int64_t>(0);
@@ -796,19 +1215,24 @@ memory_stats stats_of(const row& r, const database& db) {
 struct batch_store_op : memory_op<std::monostate> {
   using memory_op::memory_op;
   std::shared_ptr<const memory::items> values;
+  memory::ttl ttl;
 
-  static void start(std::shared_ptr<batch_store_op> op) { with_table(op, &batch_store_op::write); }
+  static void start(std::shared_ptr<batch_store_op> op) {
+    if (!op->attempt([&] { check_ttl(op->ttl); })) return;
+    with_table(op, &batch_store_op::write);
+  }
   static void write(std::shared_ptr<batch_store_op> op) {
     if (op->values->empty()) return op->succeed({});
     auto done = [op](step_result<std::monostate> r) {
       if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
       op->succeed({});
     };
+    auto in = std::make_shared<const batch_input>(
+        batch_input{op->values, op->prefix, op->st->now_ms(), ttl_value(op->ttl, op->st->params),
+                    op->st->batch});
     if (op->st->embeddings_possible())
-      return vector_transaction(op, batch_store_vector_body(op->values, op->prefix, op->st->batch),
-                                std::move(done));
-    op->run.transaction(op->st->db, batch_store_body(op->values, op->prefix, op->st->batch),
-                        std::move(done));
+      return vector_transaction(op, batch_store_vector_body(std::move(in)), std::move(done));
+    op->run.transaction(op->st->db, batch_store_body(std::move(in)), std::move(done));
   }
 };
 
@@ -825,6 +1249,7 @@ struct batch_load_op : memory_op<memory::loaded> {
   error_code ec ENTITY_GUARDED_BY(mu);
   diagnostics first_failure ENTITY_GUARDED_BY(mu);
   memory::loaded out ENTITY_GUARDED_BY(mu);
+  json to_refresh ENTITY_GUARDED_BY(mu) = json::array();
 
   static void start(std::shared_ptr<batch_load_op> op) { with_table(op, &batch_load_op::read); }
   static void read(std::shared_ptr<batch_load_op> op) {
@@ -835,39 +1260,43 @@ struct batch_load_op : memory_op<memory::loaded> {
       op->out.reserve(op->keys.size());
       op->remaining = chunks;
     }
+    const std::int64_t now = op->st->now_ms();
     op->chunk_runs = op->run.fan_out(chunks);
     for (std::size_t i = 0; i < chunks; ++i) {
       if (!op->run.is_async()) {  // inline, a failure ends the reading
         detail::unique_lock lk(op->mu);
         if (op->ec) {
-          op->chunk_done(lk);
+          chunk_done(op, lk);
           continue;
         }
       }
-      op->chunk_runs[i].fetch_all(
-          op->st->db, batch_load_sql(), chunk_params(op->keys, i * memory::load_chunk, op->prefix),
-          [op](step_result<database::rows> r) {
-            detail::unique_lock lk(op->mu);
-            if (!op->ec && r.ec) {
-              op->ec = r.ec;
-              op->first_failure = std::move(r.diag);
-            } else if (!op->ec) {
-              collect(r.value, op->prefix, op->out, op->ec, &op->first_failure);
-            }
-            op->chunk_done(lk);
-          });
+      op->chunk_runs[i].fetch_all(op->st->db, batch_load_sql(),
+                                  chunk_params(op->keys, i * memory::load_chunk, op->prefix, now),
+                                  [op](step_result<database::rows> r) {
+                                    detail::unique_lock lk(op->mu);
+                                    if (!op->ec && r.ec) {
+                                      op->ec = r.ec;
+                                      op->first_failure = std::move(r.diag);
+                                    } else if (!op->ec) {
+                                      collect(r.value, op->prefix, op->out, op->to_refresh, op->ec,
+                                              &op->first_failure);
+                                    }
+                                    chunk_done(op, lk);
+                                  });
     }
   }
   // A chunk is done: `lk` holds mu, which is released. The last chunk ends the operation with
   // what the chunks found, taken under the lock, completing it without.
-  void chunk_done(detail::unique_lock& lk) ENTITY_RELEASE(mu) {
-    if (--remaining > 0) return lk.unlock(mu);
-    error_code failed = ec;
-    diagnostics failure = std::move(first_failure);
-    memory::loaded found = std::move(out);
-    lk.unlock(mu);
-    if (failed) return fail_with(failed, std::move(failure));
-    succeed(std::move(found));
+  static void chunk_done(const std::shared_ptr<batch_load_op>& op, detail::unique_lock& lk)
+      ENTITY_RELEASE(op->mu) {
+    if (--op->remaining > 0) return lk.unlock(op->mu);
+    error_code failed = op->ec;
+    diagnostics failure = std::move(op->first_failure);
+    auto found = std::make_shared<memory::loaded>(std::move(op->out));
+    json keys = std::move(op->to_refresh);
+    lk.unlock(op->mu);
+    if (failed) return op->fail_with(failed, std::move(failure));
+    refresh_then(op, std::move(keys), [op, found] { op->succeed(std::move(*found)); });
   }
 };
 
@@ -911,7 +1340,8 @@ struct recall_op : memory_op<memory::recollection> {
   }
   static void fetch(std::shared_ptr<recall_op> op, vector_store::matches found) {
     params args = keys_of(found);
-    op->run.fetch_all(op->st->db, op->st->values_of_keys, std::move(args),
+    args.emplace_back(op->st->now_ms());
+    op->run.fetch_all(op->st->db, op->st->sql.values_of_keys, std::move(args),
                       [op, found = std::move(found)](step_result<database::rows> r) {
                         if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
                         error_code ec;
@@ -928,6 +1358,78 @@ struct recall_op : memory_op<memory::recollection> {
                       });
   }
 };
+
+// ---- sweeps ------------------------------------------------------------------------------------
+
+// One batch of a sweep: the oldest expired keys of the view, their rows (their meta rows and
+// text go with them by trigger), and meta rows left without a memory row. Sets *found to the
+// expired keys found and *deleted to the items deleted; returns the keys.
+std::vector<std::string> sweep_one_batch(session& s, const detail::memory_sql& sql,
+                                         const params& args, bool scoped, std::int64_t& found,
+                                         std::int64_t& deleted) {
+  result expired = s.execute(sql.expired_keys(scoped), args);
+  json keys = json::array();
+  std::vector<std::string> out;
+  for (const row& r : expired.rows) {
+    keys.push_back(r[0].as_text());
+    out.push_back(r[0].as_text());
+  }
+  found = static_cast<std::int64_t>(out.size());
+  deleted = 0;
+  if (out.empty()) return out;
+  const std::string list = keys.dump();
+  deleted = static_cast<std::int64_t>(s.execute(sql.delete_keys, {list}).rows.size());
+  s.execute(sql.delete_meta, {list});
+  return out;
+}
+
+struct sweep_op : memory_op<std::int64_t> {
+  using memory_op::memory_op;
+  std::int64_t total = 0;
+  std::shared_ptr<std::int64_t> found = std::make_shared<std::int64_t>(0);
+  std::shared_ptr<std::int64_t> deleted = std::make_shared<std::int64_t>(0);
+  params args;
+
+  static void start(std::shared_ptr<sweep_op> op) { with_table(op, &sweep_op::begin); }
+  static void begin(std::shared_ptr<sweep_op> op) {
+    op->args.emplace_back(op->st->now_ms());
+    if (!op->prefix.empty()) {
+      op->args.emplace_back(op->prefix);
+      op->args.emplace_back(upper_bound_of(op->prefix));
+    }
+    op->args.emplace_back(op->st->params.sweep_batch);
+    batch(op);
+  }
+  static void batch(std::shared_ptr<sweep_op> op) {
+    auto next = [op](step_result<std::monostate> r) {
+      if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
+      op->total += *op->deleted;
+      if (*op->found < op->st->params.sweep_batch) return op->succeed(op->total);
+      batch(op);
+    };
+    const bool scoped = !op->prefix.empty();
+    if (op->st->embeddings_possible()) {
+      vector_transaction_body body = [st = op->st, args = op->args, scoped, found = op->found,
+                                      deleted = op->deleted](session& s, vector_writes& w) {
+        w.erase(collection_name(), sweep_one_batch(s, st->sql, args, scoped, *found, *deleted));
+      };
+      return vector_transaction(op, std::move(body), std::move(next));
+    }
+    transaction_body body = [st = op->st, args = op->args, scoped, found = op->found,
+                             deleted = op->deleted](session& s) {
+      sweep_one_batch(s, st->sql, args, scoped, *found, *deleted);
+    };
+    op->run.transaction(op->st->db, std::move(body), std::move(next));
+  }
+};
+
+// The background sweep of the whole memory: nobody waits for it, and a failure (the engine
+// shutting down, a busy database) leaves the expired items, invisible, for the next one.
+void start_background_sweep(const std::shared_ptr<memory_shared>& st) {
+  detail::run_async<sweep_op>(st, nullptr,
+                              memory::handler<std::int64_t>([](error_code, std::int64_t) {}),
+                              [](sweep_op&) {});
+}
 
 }  // namespace
 
@@ -955,8 +1457,19 @@ void run_async(const std::shared_ptr<memory_shared>& s, const std::string& prefi
 }
 }  // namespace
 
+memory::memory(database db, memory_params settings)
+    : memory("", std::make_shared<shared>(db, std::move(settings))) {}
+
+namespace {
+memory_params with_recall(vector_store_params recall) {
+  memory_params p;
+  p.recall = std::move(recall);
+  return p;
+}
+}  // namespace
+
 memory::memory(database db, vector_store_params recall)
-    : memory("", std::make_shared<shared>(db, recall)) {}
+    : memory(std::move(db), with_recall(std::move(recall))) {}
 
 memory::memory(std::string prefix, std::shared_ptr<shared> s)
     : prefix_(std::move(prefix)), shared_(std::move(s)) {}
@@ -972,24 +1485,38 @@ memory memory::scope(std::string_view name) const {
   return memory(prefix_ + std::string(name) + ":", shared_);
 }
 
-// store
-
 namespace {
-auto store_inputs(std::string& key, json& value) {
-  return [&](store_op& op) {
+auto store_inputs(std::string& key, json& value, memory::ttl ttl) {
+  return [&key, &value, ttl](store_op& op) {
     op.key = std::move(key);
     op.value = std::move(value);
+    op.ttl = ttl;
   };
 }
-auto store_inputs(std::string& key, json& value, std::vector<float>& embedding) {
-  return [&](store_embedded_op& op) {
+auto store_inputs(std::string& key, json& value, std::vector<float>& embedding, memory::ttl ttl) {
+  return [&key, &value, &embedding, ttl](store_embedded_op& op) {
     op.key = std::move(key);
     op.value = std::move(value);
     op.embedding = std::move(embedding);
+    op.ttl = ttl;
   };
 }
+// load and load_item: which statement, where its ttl_ms is, what a row becomes.
 auto load_inputs(std::string& key) {
-  return [&](load_op& op) { op.key = std::move(key); };
+  return [&](load_op& op) {
+    op.key = std::move(key);
+    op.sql = &op.st->sql.load;
+    op.ttl_column = 1;
+    op.found = &loaded_value;
+  };
+}
+auto load_item_inputs(std::string& key) {
+  return [&](load_item_op& op) {
+    op.key = std::move(key);
+    op.sql = &op.st->sql.load_item;
+    op.ttl_column = 4;
+    op.found = &loaded_item;
+  };
 }
 auto recall_inputs(std::vector<float>& query, std::int64_t k) {
   return [&query, k](recall_op& op) {
@@ -1005,48 +1532,98 @@ template <class Op>
 auto pattern_inputs(std::string& pattern) {
   return [&](Op& op) { op.pattern = std::move(pattern); };
 }
+auto keys_inputs(std::string& pattern, const time_window& window) {
+  return [&](keys_op& op) {
+    op.pattern = std::move(pattern);
+    op.window = window;
+  };
+}
+auto scopes_inputs(std::string& prefix, std::size_t max_depth) {
+  return [&prefix, max_depth](scopes_op& op) {
+    op.within = std::move(prefix);
+    op.max_depth = max_depth;
+  };
+}
 template <class T>
-auto count_inputs(std::string (*sql_of)(const memory_shared&, const std::string&, params&),
-                  T (*value_of)(const row&, const database&)) {
-  return [sql_of, value_of](count_op<T>& op) {
-    op.sql_of = sql_of;
+auto count_inputs(const char* columns, T (*value_of)(const row&, const database&)) {
+  return [columns, value_of](count_op<T>& op) {
+    op.columns = columns;
     op.value_of = value_of;
   };
 }
-auto batch_store_inputs(memory::items& values) {
-  return [&](batch_store_op& op) {
+auto stats_inputs() {
+  return [](count_op<memory_stats>& op) {
+    // value_bytes is the memory's own SQL; the statement lives as long as the operation.
+    op.columns = op.st->stats_columns.c_str();
+    op.value_of = &stats_of;
+  };
+}
+auto batch_store_inputs(memory::items& values, memory::ttl ttl) {
+  return [&values, ttl](batch_store_op& op) {
     op.values = std::make_shared<const memory::items>(std::move(values));
+    op.ttl = ttl;
   };
 }
 auto batch_load_inputs(std::vector<std::string>& keys) {
   return [&](batch_load_op& op) { op.keys = std::move(keys); };
 }
+auto search_inputs(search_query& q) {
+  return [&](search_op& op) { op.query = std::move(q); };
+}
+auto no_inputs() {
+  return [](auto&) {};
+}
 }  // namespace
 
+// store
+
 void memory::store(std::string key, json value, error_code& ec, diagnostics& diag) const {
-  run_inline<store_op>(shared_, prefix_, ec, diag, store_inputs(key, value));
+  run_inline<store_op>(shared_, prefix_, ec, diag, store_inputs(key, value, ttl()));
 }
 void memory::store(std::string key, json value) const {
   detail::throwing(
       [&](error_code& ec, diagnostics& d) { store(std::move(key), std::move(value), ec, d); });
 }
-void memory::start_store(diagnostics* diag, void_handler h, std::string key, json value) const {
-  run_async<store_op>(shared_, prefix_, diag, std::move(h), store_inputs(key, value));
+void memory::store(std::string key, json value, std::chrono::milliseconds time_to_live,
+                   error_code& ec, diagnostics& diag) const {
+  run_inline<store_op>(shared_, prefix_, ec, diag, store_inputs(key, value, time_to_live));
+}
+void memory::store(std::string key, json value, std::chrono::milliseconds time_to_live) const {
+  detail::throwing([&](error_code& ec, diagnostics& d) {
+    store(std::move(key), std::move(value), time_to_live, ec, d);
+  });
+}
+void memory::start_store(diagnostics* diag, void_handler h, std::string key, json value,
+                         ttl time_to_live) const {
+  run_async<store_op>(shared_, prefix_, diag, std::move(h), store_inputs(key, value, time_to_live));
 }
 
 void memory::store(std::string key, json value, std::vector<float> embedding, error_code& ec,
                    diagnostics& diag) const {
-  run_inline<store_embedded_op>(shared_, prefix_, ec, diag, store_inputs(key, value, embedding));
+  run_inline<store_embedded_op>(shared_, prefix_, ec, diag,
+                                store_inputs(key, value, embedding, ttl()));
 }
 void memory::store(std::string key, json value, std::vector<float> embedding) const {
   detail::throwing([&](error_code& ec, diagnostics& d) {
     store(std::move(key), std::move(value), std::move(embedding), ec, d);
   });
 }
+void memory::store(std::string key, json value, std::vector<float> embedding,
+                   std::chrono::milliseconds time_to_live, error_code& ec,
+                   diagnostics& diag) const {
+  run_inline<store_embedded_op>(shared_, prefix_, ec, diag,
+                                store_inputs(key, value, embedding, time_to_live));
+}
+void memory::store(std::string key, json value, std::vector<float> embedding,
+                   std::chrono::milliseconds time_to_live) const {
+  detail::throwing([&](error_code& ec, diagnostics& d) {
+    store(std::move(key), std::move(value), std::move(embedding), time_to_live, ec, d);
+  });
+}
 void memory::start_store_embedded(diagnostics* diag, void_handler h, std::string key, json value,
-                                  std::vector<float> embedding) const {
+                                  std::vector<float> embedding, ttl time_to_live) const {
   run_async<store_embedded_op>(shared_, prefix_, diag, std::move(h),
-                               store_inputs(key, value, embedding));
+                               store_inputs(key, value, embedding, time_to_live));
 }
 
 // load
@@ -1082,6 +1659,19 @@ void memory::start_load_or(diagnostics* diag, handler<json> h, std::string key,
              std::move(key));
 }
 
+std::optional<memory_item> memory::load_item(std::string key, error_code& ec,
+                                             diagnostics& diag) const {
+  return run_inline<load_item_op>(shared_, prefix_, ec, diag, load_item_inputs(key));
+}
+std::optional<memory_item> memory::load_item(std::string key) const {
+  return detail::throwing(
+      [&](error_code& ec, diagnostics& d) { return load_item(std::move(key), ec, d); });
+}
+void memory::start_load_item(diagnostics* diag, handler<std::optional<memory_item>> h,
+                             std::string key) const {
+  run_async<load_item_op>(shared_, prefix_, diag, std::move(h), load_item_inputs(key));
+}
+
 // erase, exists
 
 bool memory::erase(std::string key, error_code& ec, diagnostics& diag) const {
@@ -1106,26 +1696,40 @@ void memory::start_exists(diagnostics* diag, handler<bool> h, std::string key) c
   run_async<exists_op>(shared_, prefix_, diag, std::move(h), key_inputs<exists_op>(key));
 }
 
-// keys, clear
+// keys, scopes, clear, sweep
 
+std::vector<std::string> memory::keys(std::string pattern, time_window window, error_code& ec,
+                                      diagnostics& diag) const {
+  return run_inline<keys_op>(shared_, prefix_, ec, diag, keys_inputs(pattern, window));
+}
+std::vector<std::string> memory::keys(std::string pattern, time_window window) const {
+  return detail::throwing(
+      [&](error_code& ec, diagnostics& d) { return keys(std::move(pattern), window, ec, d); });
+}
 std::vector<std::string> memory::keys(std::string pattern, error_code& ec,
                                       diagnostics& diag) const {
-  return run_inline<keys_op>(shared_, prefix_, ec, diag, pattern_inputs<keys_op>(pattern));
+  return keys(std::move(pattern), time_window{}, ec, diag);
 }
 std::vector<std::string> memory::keys(std::string pattern) const {
-  return detail::throwing(
-      [&](error_code& ec, diagnostics& d) { return keys(std::move(pattern), ec, d); });
+  return keys(std::move(pattern), time_window{});
 }
-void memory::start_keys(diagnostics* diag, handler<std::vector<std::string>> h,
-                        std::string pattern) const {
-  run_async<keys_op>(shared_, prefix_, diag, std::move(h), pattern_inputs<keys_op>(pattern));
+void memory::start_keys(diagnostics* diag, handler<std::vector<std::string>> h, std::string pattern,
+                        time_window window) const {
+  run_async<keys_op>(shared_, prefix_, diag, std::move(h), keys_inputs(pattern, window));
 }
 
-namespace {
-auto search_inputs(search_query& q) {
-  return [&](search_op& op) { op.query = std::move(q); };
+std::vector<std::string> memory::scopes(std::string prefix, std::size_t max_depth, error_code& ec,
+                                        diagnostics& diag) const {
+  return run_inline<scopes_op>(shared_, prefix_, ec, diag, scopes_inputs(prefix, max_depth));
 }
-}  // namespace
+std::vector<std::string> memory::scopes(std::string prefix, std::size_t max_depth) const {
+  return detail::throwing(
+      [&](error_code& ec, diagnostics& d) { return scopes(std::move(prefix), max_depth, ec, d); });
+}
+void memory::start_scopes(diagnostics* diag, handler<std::vector<std::string>> h,
+                          std::string prefix, std::size_t max_depth) const {
+  run_async<scopes_op>(shared_, prefix_, diag, std::move(h), scopes_inputs(prefix, max_depth));
+}
 
 memory::search_results memory::search(search_query q, error_code& ec, diagnostics& diag) const {
   return run_inline<search_op>(shared_, prefix_, ec, diag, search_inputs(q));
@@ -1149,42 +1753,60 @@ void memory::start_clear(diagnostics* diag, handler<std::int64_t> h, std::string
   run_async<clear_op>(shared_, prefix_, diag, std::move(h), pattern_inputs<clear_op>(pattern));
 }
 
+std::int64_t memory::sweep(error_code& ec, diagnostics& diag) const {
+  return run_inline<sweep_op>(shared_, prefix_, ec, diag, no_inputs());
+}
+std::int64_t memory::sweep() const {
+  return detail::throwing([&](error_code& ec, diagnostics& d) { return sweep(ec, d); });
+}
+void memory::start_sweep(diagnostics* diag, handler<std::int64_t> h) const {
+  run_async<sweep_op>(shared_, prefix_, diag, std::move(h), no_inputs());
+}
+
 // size, stats
 
 std::int64_t memory::size(error_code& ec, diagnostics& diag) const {
   return run_inline<count_op<std::int64_t>>(shared_, prefix_, ec, diag,
-                                            count_inputs(&size_sql, &size_of));
+                                            count_inputs("count(*)", &size_of));
 }
 std::int64_t memory::size() const {
   return detail::throwing([&](error_code& ec, diagnostics& d) { return size(ec, d); });
 }
 void memory::start_size(diagnostics* diag, handler<std::int64_t> h) const {
   run_async<count_op<std::int64_t>>(shared_, prefix_, diag, std::move(h),
-                                    count_inputs(&size_sql, &size_of));
+                                    count_inputs("count(*)", &size_of));
 }
 
 memory_stats memory::stats(error_code& ec, diagnostics& diag) const {
-  return run_inline<count_op<memory_stats>>(shared_, prefix_, ec, diag,
-                                            count_inputs(&stats_sql, &stats_of));
+  return run_inline<count_op<memory_stats>>(shared_, prefix_, ec, diag, stats_inputs());
 }
 memory_stats memory::stats() const {
   return detail::throwing([&](error_code& ec, diagnostics& d) { return stats(ec, d); });
 }
 void memory::start_stats(diagnostics* diag, handler<memory_stats> h) const {
-  run_async<count_op<memory_stats>>(shared_, prefix_, diag, std::move(h),
-                                    count_inputs(&stats_sql, &stats_of));
+  run_async<count_op<memory_stats>>(shared_, prefix_, diag, std::move(h), stats_inputs());
 }
 
 // batches
 
 void memory::batch_store(items values, error_code& ec, diagnostics& diag) const {
-  run_inline<batch_store_op>(shared_, prefix_, ec, diag, batch_store_inputs(values));
+  run_inline<batch_store_op>(shared_, prefix_, ec, diag, batch_store_inputs(values, ttl()));
 }
 void memory::batch_store(items values) const {
   detail::throwing([&](error_code& ec, diagnostics& d) { batch_store(std::move(values), ec, d); });
 }
-void memory::start_batch_store(diagnostics* diag, void_handler h, items values) const {
-  run_async<batch_store_op>(shared_, prefix_, diag, std::move(h), batch_store_inputs(values));
+void memory::batch_store(items values, std::chrono::milliseconds time_to_live, error_code& ec,
+                         diagnostics& diag) const {
+  run_inline<batch_store_op>(shared_, prefix_, ec, diag, batch_store_inputs(values, time_to_live));
+}
+void memory::batch_store(items values, std::chrono::milliseconds time_to_live) const {
+  detail::throwing(
+      [&](error_code& ec, diagnostics& d) { batch_store(std::move(values), time_to_live, ec, d); });
+}
+void memory::start_batch_store(diagnostics* diag, void_handler h, items values,
+                               ttl time_to_live) const {
+  run_async<batch_store_op>(shared_, prefix_, diag, std::move(h),
+                            batch_store_inputs(values, time_to_live));
 }
 
 memory::loaded memory::batch_load(std::vector<std::string> keys, error_code& ec,

@@ -178,16 +178,16 @@ class memory {
   /// signals that found it of 1 / (rrf_k + its rank there), ranks from 1.
   static constexpr double rrf_k = 60;
 
-  explicit memory(database db, memory_params params = {});
+  explicit memory(database db, memory_params settings = {});
   /// `recall` tuning: the embeddings collection's HNSW settings (vector_store_params).
   memory(database db, vector_store_params recall);
 
   /// A view whose keys live under "<name>:" inside this memory's keyspace, isolated from other
-  /// scopes: every read, clear, sweep, search and recall sees only its own keys (names are compared byte for byte:
-  /// "User" and "user" are two scopes, and '%' or '_' in a name are plain characters). A scope
-  /// of a scope nests: scope("a").scope("b") is the same view as scope("a:b"), and scope("a")
-  /// sees its keys as "b:<key>". The file format does not change.
-  /// Throws invalid_argument for an empty name or one that is not UTF-8.
+  /// scopes: every read, clear, sweep, search and recall sees only its own keys (names are compared
+  /// byte for byte: "User" and "user" are two scopes, and '%' or '_' in a name are plain
+  /// characters). A scope of a scope nests: scope("a").scope("b") is the same view as scope("a:b"),
+  /// and scope("a") sees its keys as "b:<key>". The file format does not change. Throws
+  /// invalid_argument for an empty name or one that is not UTF-8.
   memory scope(std::string_view name) const;
   /// The key prefix of this view ("" for the whole memory).
   const std::string& prefix() const noexcept { return prefix_; }
@@ -463,8 +463,7 @@ class memory {
                             std::move(pattern), window);
   }
   template <class Token>
-  auto async_keys(std::string pattern, time_window window, diagnostics& diag,
-                  Token&& token) const {
+  auto async_keys(std::string pattern, time_window window, diagnostics& diag, Token&& token) const {
     return detail::initiate(std::forward<Token>(token), *this, &memory::start_keys, &diag,
                             std::move(pattern), window);
   }
@@ -555,8 +554,7 @@ class memory {
   void start_clear(diagnostics* diag, handler<std::int64_t> h, std::string pattern) const;
   void start_size(diagnostics* diag, handler<std::int64_t> h) const;
   void start_stats(diagnostics* diag, handler<memory_stats> h) const;
-  void start_batch_store(diagnostics* diag, void_handler h, items values,
-                         ttl time_to_live) const;
+  void start_batch_store(diagnostics* diag, void_handler h, items values, ttl time_to_live) const;
   void start_batch_load(diagnostics* diag, handler<loaded> h, std::vector<std::string> keys) const;
 
   std::string prefix_;

@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "common/sql_lexer.hpp"
 #include "postgres/placeholders.hpp"
 
 namespace entity::postgres_detail {
@@ -332,19 +333,37 @@ bool lost_creation_race(std::string_view sql, const error_code& ec) {
 }
 
 bool pipelinable(std::string_view sql) {
-  std::size_t i = 0;
-  while (i < sql.size() && std::isspace(static_cast<unsigned char>(sql[i]))) ++i;
-  if (sql.size() - i < 6) return false;
-  auto lower = [](char c) {
-    return static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  };
-  std::string head;
-  for (std::size_t j = i; j < i + 6; ++j) head += lower(sql[j]);
-  if (head != "insert") return false;
-  std::string all;
-  all.reserve(sql.size());
-  for (char c : sql) all += lower(c);
-  return all.find("returning") == std::string::npos;
+  // The first keyword outside parentheses after a WITH's common table expressions is its main
+  // statement; a RETURNING anywhere (in a CTE too) yields rows.
+  detail::sql_lexer lexer(sql, sql_dialect::postgresql);
+  detail::sql_token t;
+  int depth = 0;
+  bool with = false, insert = false, first = true;
+  while (lexer.next(t)) {
+    if (t.blank()) continue;
+    if (t.kind == detail::sql_token_kind::punctuation) {
+      if (t.text == "(") ++depth;
+      if (t.text == ")") --depth;
+    }
+    if (t.kind != detail::sql_token_kind::word) {
+      first = false;
+      continue;
+    }
+    if (t.is_word("returning")) return false;
+    if (first) {
+      with = t.is_word("with");
+      insert = t.is_word("insert");
+      first = false;
+      if (!with && !insert) return false;
+      continue;
+    }
+    if (with && !insert && depth == 0) {
+      for (std::string_view other : {"select", "update", "delete", "merge", "values", "table"})
+        if (t.is_word(other)) return false;
+      insert = t.is_word("insert");
+    }
+  }
+  return insert;
 }
 
 // ---- blocking_session ------------------------------------------------------------------------

@@ -163,7 +163,8 @@ bool refuse_nul(std::string_view sql, const params& args, error_code& ec, diagno
 /// instead of doing nothing. Run again, the statement finds the object and does nothing.
 bool lost_creation_race(std::string_view sql, const error_code& ec);
 
-/// Whether a transaction body's statement may be pipelined: an INSERT without RETURNING.
+/// Whether a transaction body's statement may be pipelined: an INSERT, or a WITH whose main
+/// statement is an INSERT, without RETURNING.
 bool pipelinable(std::string_view sql);
 
 }  // namespace entity::postgres_detail
