@@ -95,7 +95,7 @@ memory_sql::memory_sql(sql_dialect d, std::vector<std::string> fields)
     };
     load =
         std::string("SELECT m.value, t.ttl_ms ") + from_items() + " WHERE m.key = ? AND " + live_t;
-    load_item = std::string("SELECT m.value, t.created_ms, t.updated_ms, t.expires_ms ") +
+    load_item = std::string("SELECT m.value, t.created_ms, t.updated_ms, t.expires_ms, t.ttl_ms ") +
                 from_items() + " WHERE m.key = ? AND " + live_t;
     exists = std::string("SELECT 1 ") + from_items() + " WHERE m.key = ? AND " + live_t;
   } else {
@@ -133,7 +133,7 @@ memory_sql::memory_sql(sql_dialect d, std::vector<std::string> fields)
     };
     load =
         std::string("SELECT m.value, t.ttl_ms ") + from_items() + " WHERE m.key = ? AND " + live_t;
-    load_item = std::string("SELECT m.value, t.created_ms, t.updated_ms, t.expires_ms ") +
+    load_item = std::string("SELECT m.value, t.created_ms, t.updated_ms, t.expires_ms, t.ttl_ms ") +
                 from_items() + " WHERE m.key = ? AND " + live_t;
     exists = std::string("SELECT 1 ") + from_items() + " WHERE m.key = ? AND " + live_t;
   }
@@ -224,10 +224,12 @@ std::vector<std::string> memory_sql::build_text_index() const {
     };
   }
   const std::string body_new = sqlite_body(text_fields, "new.value");
+  // Inside a trigger FTS5 takes the outer statement's conflict handling, not its own OR
+  // REPLACE: the old row goes first.
   const std::string index_new =
-      "INSERT INTO memory_meta (key) VALUES (new.key) "
-      "ON CONFLICT (key) DO NOTHING; "
-      "INSERT OR REPLACE INTO memory_fts (rowid, body) SELECT id, " +
+      "INSERT INTO memory_meta (key) VALUES (new.key) ON CONFLICT (key) DO NOTHING; "
+      "DELETE FROM memory_fts WHERE rowid = (SELECT id FROM memory_meta WHERE key = new.key); "
+      "INSERT INTO memory_fts (rowid, body) SELECT id, " +
       body_new + " FROM memory_meta WHERE key = new.key; ";
   return {
       "CREATE VIRTUAL TABLE IF NOT EXISTS memory_fts USING fts5 "

@@ -49,7 +49,7 @@ struct memory_sql {
 
   /// (key, now) -> value, ttl_ms
   std::string load;
-  /// (key, now) -> value, created_ms, updated_ms, expires_ms
+  /// (key, now) -> value, created_ms, updated_ms, expires_ms, ttl_ms
   std::string load_item;
   /// (key, now) -> 1
   std::string exists;
