@@ -99,6 +99,23 @@ entity::value parse_param(const std::string& text) {
   return text;
 }
 
+const CLI::Validator positive_seconds(
+    [](std::string& text) -> std::string {
+      double s = 0;
+      auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), s);
+      if (ec != std::errc() || p != text.data() + text.size() || !(s > 0) || !std::isfinite(s))
+        return "'" + text + "' is not a positive number of seconds";
+      return {};
+    },
+    "SECONDS > 0");
+
+std::chrono::milliseconds millis_of_seconds(double seconds) {
+  using ms = std::chrono::milliseconds;
+  const double millis = std::ceil(seconds * 1000.0);
+  return millis >= static_cast<double>(ms::max().count()) ? ms::max()
+                                                          : ms(static_cast<ms::rep>(millis));
+}
+
 std::string json_reason(const entity::json::exception& e) {
   std::string_view what = e.what();
   auto tag_end = what.find("] ");

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <chrono>
 #include <entity/entity.hpp>
 #include <functional>
 #include <istream>
@@ -50,6 +51,14 @@ class engine {
 /// Types a command-line parameter: an integer becomes int64, a finite real double, anything
 /// else text. An integer too big for int64 becomes a real, as it does in SQL.
 entity::value parse_param(const std::string& text);
+
+/// Checks an option of SECONDS: a finite number above zero, fractions allowed ("0.5", "1e-3").
+/// Anything else is a usage error: "'TEXT' is not a positive number of seconds".
+extern const CLI::Validator positive_seconds;
+
+/// `seconds` (above zero) as milliseconds, rounded up: a fraction of a millisecond must not
+/// become "no time at all". Saturates at milliseconds::max().
+std::chrono::milliseconds millis_of_seconds(double seconds);
 
 /// JSON text that never throws on invalid UTF-8 (such bytes become U+FFFD): text read back
 /// from SQL is not guaranteed to be UTF-8. For display only: what is exported must not change

@@ -2,9 +2,6 @@
 // table for people or as JSON Lines for programs.
 #include <algorithm>
 #include <cctype>
-#include <charconv>
-#include <chrono>
-#include <cmath>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -119,17 +116,6 @@ void print_table(const std::vector<entity::row>& rows) {
   }
 }
 
-// --timeout: a number of seconds above zero (zero would time every statement out at once).
-const CLI::Validator positive_seconds(
-    [](std::string& text) -> std::string {
-      double s = 0;
-      auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), s);
-      if (ec != std::errc() || p != text.data() + text.size() || !(s > 0) || !std::isfinite(s))
-        return "'" + text + "' is not a positive number of seconds";
-      return {};
-    },
-    "SECONDS > 0");
-
 void run_sql(const sql_args& a) {
   const bool script = holds_several_statements(a.sql);
   if (script && !a.params.empty())
@@ -139,15 +125,9 @@ void run_sql(const sql_args& a) {
 
   engine e(a.db);
   entity::database db = e.db();
-  if (a.timeout > 0) {
-    // Rounded up: a fraction of a millisecond must not become "no time at all". A timeout
-    // beyond what milliseconds can count means "no deadline to speak of": it saturates.
-    using ms = std::chrono::milliseconds;
-    const double millis = std::ceil(a.timeout * 1000.0);
-    db = db.with_timeout(millis >= static_cast<double>(ms::max().count())
-                             ? ms::max()
-                             : ms(static_cast<ms::rep>(millis)));
-  }
+  // A timeout beyond what milliseconds can count means "no deadline to speak of": it
+  // saturates.
+  if (a.timeout > 0) db = db.with_timeout(millis_of_seconds(a.timeout));
   if (script) {
     db.execute_script(a.sql);
     return;
