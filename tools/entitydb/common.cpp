@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <charconv>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -114,6 +115,82 @@ std::chrono::milliseconds millis_of_seconds(double seconds) {
   const double millis = std::ceil(seconds * 1000.0);
   return millis >= static_cast<double>(ms::max().count()) ? ms::max()
                                                           : ms(static_cast<ms::rep>(millis));
+}
+
+namespace {
+// The `n` decimal digits of `s` from `pos` as a number; false unless they are all digits.
+bool read_digits(std::string_view s, std::size_t pos, std::size_t n, int& out) {
+  if (pos + n > s.size()) return false;
+  out = 0;
+  for (std::size_t i = pos; i < pos + n; ++i) {
+    if (s[i] < '0' || s[i] > '9') return false;
+    out = out * 10 + (s[i] - '0');
+  }
+  return true;
+}
+}  // namespace
+
+std::optional<utc_instant> parse_utc_time(std::string_view s) {
+  const char* end = s.data() + s.size();
+  if (std::int64_t millis = 0; !s.empty()) {
+    auto [p, ec] = std::from_chars(s.data(), end, millis);
+    if (ec == std::errc() && p == end) return utc_instant{millis, false};
+  }
+  // YYYY-MM-DDTHH:MM:SS, then an optional fraction, then the offset.
+  int y = 0, mo = 0, d = 0, h = 0, mi = 0, sec = 0;
+  if (!read_digits(s, 0, 4, y) || s[4] != '-' || !read_digits(s, 5, 2, mo) || s[7] != '-' ||
+      !read_digits(s, 8, 2, d) || s[10] != 'T' || !read_digits(s, 11, 2, h) || s[13] != ':' ||
+      !read_digits(s, 14, 2, mi) || s[16] != ':' || !read_digits(s, 17, 2, sec))
+    return std::nullopt;
+  using namespace std::chrono;
+  const year_month_day date{year{y}, month{static_cast<unsigned>(mo)},
+                            day{static_cast<unsigned>(d)}};
+  if (!date.ok() || h > 23 || mi > 59 || sec > 59) return std::nullopt;
+  std::size_t pos = 19;
+  int fraction_millis = 0;
+  bool finer = false;
+  if (pos < s.size() && s[pos] == '.') {
+    const std::size_t first = ++pos;
+    for (; pos < s.size() && s[pos] >= '0' && s[pos] <= '9'; ++pos) {
+      if (pos - first < 3)
+        fraction_millis = fraction_millis * 10 + (s[pos] - '0');
+      else if (s[pos] != '0')
+        finer = true;
+    }
+    if (pos == first) return std::nullopt;  // a '.' without digits
+    for (std::size_t n = pos - first; n < 3; ++n) fraction_millis *= 10;
+  }
+  const std::string_view offset = s.substr(pos);
+  if (offset != "Z" && offset != "+00:00") return std::nullopt;
+  const auto at =
+      sys_days(date) + hours(h) + minutes(mi) + seconds(sec) + milliseconds(fraction_millis);
+  return utc_instant{duration_cast<milliseconds>(at.time_since_epoch()).count(), finer};
+}
+
+const CLI::Validator utc_time(
+    [](std::string& text) -> std::string {
+      if (parse_utc_time(text)) return {};
+      return "'" + text +
+             "' is not a time: write ISO-8601 UTC (2026-12-01T10:00:00Z, "
+             "2026-12-01T10:00:00.250Z) or milliseconds since the Unix epoch";
+    },
+    "TIME");
+
+std::string format_utc_time(std::int64_t millis) {
+  using namespace std::chrono;
+  const sys_time<milliseconds> at{milliseconds(millis)};
+  const sys_days date_of = floor<days>(at);
+  const year_month_day date{date_of};
+  const hh_mm_ss<milliseconds> t{at - date_of};
+  // A year past 9999 (or before year 0) takes ISO-8601's expanded form, a sign and five digits.
+  const int y = int(date.year());
+  char buf[64];
+  std::snprintf(buf, sizeof buf,
+                y >= 0 && y <= 9999 ? "%04d-%02u-%02uT%02d:%02d:%02d.%03dZ"
+                                    : "%+06d-%02u-%02uT%02d:%02d:%02d.%03dZ",
+                y, unsigned(date.month()), unsigned(date.day()), int(t.hours().count()),
+                int(t.minutes().count()), int(t.seconds().count()), int(t.subseconds().count()));
+  return buf;
 }
 
 std::string json_reason(const entity::json::exception& e) {

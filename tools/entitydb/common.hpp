@@ -4,10 +4,12 @@
 
 #include <CLI/CLI.hpp>
 #include <chrono>
+#include <cstdint>
 #include <entity/entity.hpp>
 #include <functional>
 #include <istream>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -59,6 +61,27 @@ extern const CLI::Validator positive_seconds;
 /// `seconds` (above zero) as milliseconds, rounded up: a fraction of a millisecond must not
 /// become "no time at all". Saturates at milliseconds::max().
 std::chrono::milliseconds millis_of_seconds(double seconds);
+
+/// An instant given on the command line, to the millisecond: `millis` since the Unix epoch,
+/// rounded down, and whether the text held a finer fraction that the rounding dropped.
+struct utc_instant {
+  std::int64_t millis = 0;
+  bool finer = false;
+};
+
+/// Reads a TIME: ISO-8601 in UTC, YYYY-MM-DDTHH:MM:SS with an optional fraction of a second
+/// (any number of digits) and "Z" or "+00:00" ("2026-12-01T10:00:00Z",
+/// "2026-12-01T10:00:00.250Z"), or an integer number of milliseconds since the Unix epoch
+/// ("1796119200000"). nullopt for anything else: another offset, a date that does not exist
+/// (2026-02-30), a field out of range, blanks.
+std::optional<utc_instant> parse_utc_time(std::string_view text);
+
+/// Checks an option of TIME (parse_utc_time); anything else is a usage error.
+extern const CLI::Validator utc_time;
+
+/// `millis` since the Unix epoch as ISO-8601 UTC with milliseconds: "2026-12-01T10:00:00.000Z"
+/// (a year past 9999 in the expanded form: "+12026-12-01T10:00:00.000Z").
+std::string format_utc_time(std::int64_t millis);
 
 /// JSON text that never throws on invalid UTF-8 (such bytes become U+FFFD): text read back
 /// from SQL is not guaranteed to be UTF-8. For display only: what is exported must not change
