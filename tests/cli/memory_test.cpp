@@ -1,9 +1,15 @@
 // `entitydb memory`: every verb through the real binary, scopes, and JSON Lines import/export
-// (all or nothing on import, byte-identical round trips).
+// (all or nothing on import, byte-identical round trips), times to live and sweeps, item times.
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
+#include <regex>
 #include <sstream>
+#include <thread>
 
 #include "cli_postgres.hpp"
 #include "test_support.hpp"
@@ -12,6 +18,7 @@ namespace {
 
 using entity::test::command_line;
 using entity::test::command_result;
+using entity::test::lines_of;
 using entity::test::run_command;
 using entity::test::shell_quote;
 using entity::test::temp_dir;
@@ -19,6 +26,42 @@ using nlohmann::json;
 
 command_result entitydb(const std::vector<std::string>& args, const std::string& input = {}) {
   return run_command(command_line(ENTITYDB_BIN, args), input);
+}
+
+// True once `done` holds, asking every 50 ms for at most 10 s: a time to live of 0.3 s has run
+// out well before, even on a loaded machine, and a passing test does not wait longer than it
+// must.
+bool eventually(const std::function<bool()>& done) {
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > give_up) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return true;
+}
+
+// Milliseconds since the Unix epoch of a time the tool prints, after checking its form:
+// 2026-12-01T10:00:00.000Z.
+std::int64_t millis_of(const std::string& iso) {
+  static const std::regex form(R"((\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)\.(\d{3})Z)");
+  std::smatch m;
+  if (!std::regex_match(iso, m, form)) {
+    ADD_FAILURE() << "not an ISO-8601 UTC time with milliseconds: " << iso;
+    return 0;
+  }
+  using namespace std::chrono;
+  auto n = [&](int i) { return std::stoi(m[i].str()); };
+  const sys_days day{year{n(1)} / month{static_cast<unsigned>(n(2))} /
+                     std::chrono::day{static_cast<unsigned>(n(3))}};
+  return duration_cast<milliseconds>(
+             (day + hours(n(4)) + minutes(n(5)) + seconds(n(6)) + milliseconds(n(7)))
+                 .time_since_epoch())
+      .count();
+}
+
+std::int64_t now_millis() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
 }
 
 // A memory file in a fresh folder, driven through `entitydb memory VERB --db FILE ...`.
@@ -144,6 +187,95 @@ TEST_F(CliMemory, SearchPrintsTheMatchingItemsAsJsonLinesByKey) {
   EXPECT_EQ(not_json.exit_code, 1);
   EXPECT_NE(not_json.err.find("the filter"), std::string::npos) << not_json.err;
   EXPECT_NE(memory("search", {"--limit", "0"}).exit_code, 0);
+}
+
+TEST_F(CliMemory, PutWithTtlExpires) {
+  put("brief", R"({"note": "soon gone"})", {"--ttl", "0.3"});
+  put("longer", "1", {"--ttl", "60"});
+  put("forever", "2");
+  // Until it runs out the item is there; afterwards no read sees it.
+  ASSERT_TRUE(eventually([&] { return memory("get", {"brief"}).exit_code == 1; }));
+  auto gone = memory("get", {"brief"});
+  EXPECT_EQ(gone.err, "error: no such key: brief\n");
+  EXPECT_EQ(memory("get", {"brief", "--times"}).exit_code, 1);
+  EXPECT_EQ(memory("keys").out, "forever\nlonger\n");
+  EXPECT_EQ(memory("size").out, "2\n");
+  EXPECT_EQ(memory("get", {"longer"}).out, "1\n");
+
+  // The time to live counts from the put.
+  const std::vector<std::string> t = lines_of(memory("get", {"longer", "--times"}).out);
+  ASSERT_EQ(t.size(), 4u);
+  EXPECT_EQ(millis_of(t[3].substr(8)) - millis_of(t[1].substr(8)), 60'000);
+  // Putting the key again without --ttl makes it permanent.
+  put("longer", "3");
+  EXPECT_EQ(lines_of(memory("get", {"longer", "--times"}).out).at(3), "expires\tnever");
+  // Fractions of a millisecond round up, never to no time at all.
+  put("tiny", "4", {"--ttl", "0.0001"});
+  ASSERT_TRUE(eventually([&] { return memory("get", {"tiny"}).exit_code == 1; }));
+}
+
+TEST_F(CliMemory, BadTtlIsRefused) {
+  for (std::string bad : {"0", "-1", "-0.5", "abc", "nan", "inf", "1s", ""}) {
+    for (std::string verb : {"put", "import"}) {
+      std::vector<std::string> args = {"--ttl", bad};
+      if (verb == "put")
+        args.insert(args.end(), {"k", "1"});
+      else
+        args.push_back("-");
+      auto r = memory(verb, args, "{\"key\":\"k\",\"value\":1}\n");
+      EXPECT_EQ(r.exit_code, 2) << verb << " --ttl " << bad;
+      EXPECT_NE(r.err.find("--ttl: '" + bad + "' is not a positive number of seconds"),
+                std::string::npos)
+          << r.err;
+    }
+  }
+  // At most 10,000 years: the longest time to live there is.
+  auto long_ttl = memory("put", {"--ttl", "1e12", "k", "1"});
+  EXPECT_EQ(long_ttl.exit_code, 2);
+  EXPECT_NE(long_ttl.err.find("--ttl: '1e12' seconds is longer than the longest time to live, "
+                              "10,000 years"),
+            std::string::npos)
+      << long_ttl.err;
+  EXPECT_EQ(memory("size").out, "0\n");
+  put("k", "1", {"--ttl", "316224000000"});
+  EXPECT_EQ(lines_of(memory("get", {"k", "--times"}).out).at(3).rfind("expires\t+12", 0), 0u);
+}
+
+TEST_F(CliMemory, ImportWithTtlExpiresEveryItem) {
+  put("kept", "0");
+  auto r = memory("import", {"--ttl", "0.3", "-"},
+                  "{\"key\":\"a\",\"value\":1}\n{\"key\":\"b\",\"value\":2}\n");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "2\n");
+  ASSERT_TRUE(eventually([&] { return memory("keys").out == "kept\n"; }));
+  EXPECT_EQ(memory("size").out, "1\n");
+}
+
+// Expired items stay in the table, invisible, until a sweep deletes them; sweep says how many
+// it deleted, and a scope sweeps only its own.
+TEST_F(CliMemory, SweepDeletesTheExpiredItemsAndCountsThem) {
+  for (std::string k : {"a", "b", "c"}) put(k, "1", {"--ttl", "0.3"});
+  put("x", "1", {"--ttl", "0.3", "--scope", "s"});
+  put("y", "1", {"--ttl", "0.3", "--scope", "s"});
+  put("kept", "1");
+  put("later", "1", {"--ttl", "600"});
+  auto rows = [&] {
+    return entitydb({"sql", "--db", db, "--json", "SELECT count(*) AS n FROM memory"}).out;
+  };
+  EXPECT_EQ(rows(), "{\"n\":7}\n");
+  ASSERT_TRUE(eventually([&] { return memory("keys").out == "kept\nlater\n"; }));
+  EXPECT_EQ(rows(), "{\"n\":7}\n");  // invisible, not yet deleted
+
+  auto scoped = memory("sweep", {"--scope", "s"});
+  ASSERT_EQ(scoped.exit_code, 0) << scoped.err;
+  EXPECT_EQ(scoped.out, "2\n");
+  EXPECT_EQ(rows(), "{\"n\":5}\n");
+  auto r = memory("sweep");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "3\n");
+  EXPECT_EQ(rows(), "{\"n\":2}\n");
+  EXPECT_EQ(memory("sweep").out, "0\n");
+  EXPECT_EQ(memory("keys").out, "kept\nlater\n");
 }
 
 TEST_F(CliMemory, ClearPrintsCountRemoved) {
@@ -377,6 +509,7 @@ TEST_F(CliMemory, UsageErrorsExitTwo) {
            {"memory", "put", "--db", db, "k"},
            {"memory", "get", "--db", db, "--scope", "", "k"},
            {"memory", "import", "--db", db},
+           {"memory", "sweep", "--db", db, "extra"},
        }) {
     auto r = entitydb(args);
     EXPECT_EQ(r.exit_code, 2) << testing::PrintToString(args) << "\n" << r.err;
@@ -386,12 +519,21 @@ TEST_F(CliMemory, UsageErrorsExitTwo) {
 TEST_F(CliMemory, HelpDescribesEveryVerb) {
   auto r = entitydb({"memory", "--help"});
   EXPECT_EQ(r.exit_code, 0);
-  for (std::string verb : {"put", "get", "del", "keys", "clear", "size", "import", "export"})
+  for (std::string verb :
+       {"put", "get", "del", "keys", "search", "sweep", "clear", "size", "import", "export"})
     EXPECT_NE(r.out.find("  " + verb + " "), std::string::npos) << verb;
-  r = entitydb({"memory", "put", "--help"});
-  EXPECT_EQ(r.exit_code, 0);
-  EXPECT_NE(r.out.find("--scope"), std::string::npos);
-  EXPECT_NE(r.out.find("--db"), std::string::npos);
+  const std::vector<std::pair<std::string, std::vector<std::string>>> options = {
+      {"put", {"--scope", "--db", "--ttl SECONDS"}},
+      {"get", {"--times", "expires"}},
+      {"sweep", {"--scope", "--db"}},
+      {"import", {"--ttl SECONDS", "--max-line-bytes"}},
+  };
+  for (const auto& [verb, expected] : options) {
+    r = entitydb({"memory", verb, "--help"});
+    EXPECT_EQ(r.exit_code, 0) << verb;
+    for (const std::string& text : expected)
+      EXPECT_NE(r.out.find(text), std::string::npos) << verb << ": " << text << "\n" << r.out;
+  }
 }
 
 }  // namespace

@@ -1,5 +1,5 @@
-// entitydb memory: an agent's JSON key/value memory from the shell, and moving it in and out
-// as JSON Lines ({"key": ..., "value": ...} per line).
+// entitydb memory: an agent's JSON key/value memory from the shell: items that expire and carry
+// their times, and moving it in and out as JSON Lines ({"key": ..., "value": ...} per line).
 #include <iostream>
 #include <optional>
 
@@ -25,6 +25,8 @@ struct memory_args {
   std::int64_t offset = 0;
   std::string file;
   std::size_t max_line_bytes = default_max_line_bytes;
+  double ttl = 0;  // seconds; 0: none given
+  bool times = false;
 };
 
 // Opens the memory --db and --scope name and runs `body` on it.
@@ -42,6 +44,12 @@ json parse_value(const std::string& key, const std::string& text) {
     throw failure("the value of key " + entity::printable(key) + " is " + problem.reason);
   throw failure("the value of key " + entity::printable(key) +
                 " is not JSON (a string needs quotes: '\"" + text + "\"'): " + problem.reason);
+}
+
+// The --ttl given, if any.
+std::optional<std::chrono::milliseconds> ttl_of(const memory_args& a) {
+  if (a.ttl > 0) return millis_of_seconds(a.ttl);
+  return std::nullopt;
 }
 
 // Reads JSON Lines of {"key": ..., "value": ...}; any bad line fails naming FILE:LINE, so that
@@ -87,6 +95,23 @@ CLI::App* add_verb(CLI::App& memory_cmd, const std::string& name, const std::str
   return verb;
 }
 
+// The longest time to live memory::store takes.
+constexpr double longest_ttl_seconds = 10'000.0 * 366 * 24 * 3600;
+
+// --ttl SECONDS of the verbs that store: above zero, at most 10,000 years.
+void add_ttl_option(CLI::App& verb, memory_args& a) {
+  const CLI::Validator at_most_the_longest(
+      [](std::string& text) -> std::string {
+        if (std::stod(text) <= longest_ttl_seconds) return {};
+        return "'" + text + "' seconds is longer than the longest time to live, 10,000 years";
+      },
+      "");
+  verb.add_option("--ttl", a.ttl, "the items expire after SECONDS (fractions allowed)")
+      ->option_text("SECONDS")
+      ->check(positive_seconds)
+      ->check(at_most_the_longest);
+}
+
 }  // namespace
 
 void add_memory_command(CLI::App& app) {
@@ -104,23 +129,51 @@ void add_memory_command(CLI::App& app) {
     put->add_option("KEY", a->key, "the key")->required();
     put->add_option("JSON", a->value, "the value as JSON text: 42, true, '\"text\"', '{\"a\":1}'")
         ->required();
+    add_ttl_option(*put, *a);
     put->footer(
-        "Text that is not valid JSON is an error (exit 1); a JSON string needs its quotes.");
+        "Text that is not valid JSON is an error (exit 1); a JSON string needs its quotes.\n"
+        "With --ttl the item expires SECONDS after the put: no read sees it from then on, and\n"
+        "'sweep' deletes it. Putting the key again replaces its time to live (without --ttl:\n"
+        "none).");
     on_run(*put, [a] {
       json value = parse_value(a->key, a->value);
-      with_memory(*a, [&](const entity::memory& mem) { mem.store(a->key, std::move(value)); });
+      const auto ttl = ttl_of(*a);
+      with_memory(*a, [&](const entity::memory& mem) {
+        if (ttl)
+          mem.store(a->key, std::move(value), *ttl);
+        else
+          mem.store(a->key, std::move(value));
+      });
     });
   }
   {
     auto a = std::make_shared<memory_args>();
     CLI::App* get = add_verb(*cmd, "get", "Print the JSON stored under KEY", *a);
     get->add_option("KEY", a->key, "the key")->required();
-    get->footer("A missing key prints 'error: no such key: KEY' and exits 1.");
+    get->add_flag("--times", a->times,
+                  "after the value, print its created, updated and expires times, one a line");
+    get->footer(
+        "A missing (or expired) key prints 'error: no such key: KEY' and exits 1.\n"
+        "--times prints 'created<TAB>TIME', 'updated<TAB>TIME' and 'expires<TAB>TIME' after the\n"
+        "value, in ISO-8601 UTC to the millisecond; 'expires<TAB>never' without a time to live,\n"
+        "'unknown' for an item written by a program that records no times.");
     on_run(*get, [a] {
       with_memory(*a, [&](const entity::memory& mem) {
-        std::optional<json> v = mem.load(a->key);
-        if (!v) throw failure("no such key: " + a->key);
-        std::cout << dump_json(*v) << "\n";
+        if (!a->times) {
+          std::optional<json> v = mem.load(a->key);
+          if (!v) throw failure("no such key: " + a->key);
+          std::cout << dump_json(*v) << "\n";
+          return;
+        }
+        std::optional<entity::memory_item> item = mem.load_item(a->key);
+        if (!item) throw failure("no such key: " + a->key);
+        auto show = [](const std::optional<entity::memory_time>& t, const char* none) {
+          return t ? format_utc_time(t->time_since_epoch().count()) : std::string(none);
+        };
+        std::cout << dump_json(item->value) << "\n"
+                  << "created\t" << show(item->created, "unknown") << "\n"
+                  << "updated\t" << show(item->updated, "unknown") << "\n"
+                  << "expires\t" << show(item->expires, "never") << "\n";
       });
     });
   }
@@ -176,6 +229,17 @@ void add_memory_command(CLI::App& app) {
   }
   {
     auto a = std::make_shared<memory_args>();
+    CLI::App* sweep = add_verb(
+        *cmd, "sweep", "Delete the items whose time to live has run out; print how many", *a);
+    sweep->footer(
+        "Expired items are invisible to every read already; sweeping frees their room. With\n"
+        "--scope, only that scope's items.");
+    on_run(*sweep, [a] {
+      with_memory(*a, [&](const entity::memory& mem) { std::cout << mem.sweep() << "\n"; });
+    });
+  }
+  {
+    auto a = std::make_shared<memory_args>();
     CLI::App* clear =
         add_verb(*cmd, "clear", "Remove the keys matching PATTERN; print how many", *a);
     clear->add_option("PATTERN", a->pattern, "a LIKE pattern")->capture_default_str();
@@ -199,15 +263,23 @@ void add_memory_command(CLI::App& app) {
                      "JSON Lines, one {\"key\": ..., \"value\": ...} per line; - for stdin")
         ->required();
     add_max_line_bytes_option(*import, a->max_line_bytes);
+    add_ttl_option(*import, *a);
     import->footer(
         "All items are stored in one transaction: a bad line (not JSON, nested deeper than 512\n"
         "levels, longer than --max-line-bytes, not an object, no string \"key\", no \"value\")\n"
         "fails with 'error: FILE:LINE: why' and stores nothing. Blank lines are skipped; a key\n"
-        "given twice keeps its last value. Prints how many were stored.");
+        "given twice keeps its last value. Prints how many were stored. With --ttl every item\n"
+        "stored expires SECONDS after the import.");
     on_run(*import, [a] {
       entity::memory::items items = read_items(a->file, a->max_line_bytes);
       std::size_t n = items.size();
-      with_memory(*a, [&](const entity::memory& mem) { mem.batch_store(std::move(items)); });
+      const auto ttl = ttl_of(*a);
+      with_memory(*a, [&](const entity::memory& mem) {
+        if (ttl)
+          mem.batch_store(std::move(items), *ttl);
+        else
+          mem.batch_store(std::move(items));
+      });
       std::cout << n << "\n";
     });
   }
