@@ -1,5 +1,6 @@
 // `entitydb memory`: every verb through the real binary, scopes, and JSON Lines import/export
-// (all or nothing on import, byte-identical round trips), times to live and sweeps, item times.
+// (all or nothing on import, byte-identical round trips), times to live and sweeps, item times,
+// scope listing.
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -278,6 +279,40 @@ TEST_F(CliMemory, SweepDeletesTheExpiredItemsAndCountsThem) {
   EXPECT_EQ(memory("keys").out, "kept\nlater\n");
 }
 
+TEST_F(CliMemory, ScopesListsEveryScopeThatHoldsItems) {
+  for (std::string k : {"user-42:session-7:note", "user-42:session-7:plan", "user-42:prefs",
+                        "user-42:session-9:x:y", "user-4:z", "plain", "a:b:c:d"})
+    put(k, "0");
+  auto r = memory("scopes");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  // The scope of each key, once: a scope that holds only scopes (user-42:session-9, a:b) is
+  // not listed by itself.
+  EXPECT_EQ(r.out, "a:b:c\nuser-4\nuser-42\nuser-42:session-7\nuser-42:session-9:x\n");
+  EXPECT_EQ(memory("scopes", {"--max-depth", "1"}).out, "a\nuser-4\nuser-42\n");
+  EXPECT_EQ(memory("scopes", {"--max-depth", "2"}).out,
+            "a:b\nuser-4\nuser-42\nuser-42:session-7\nuser-42:session-9\n");
+  // A prefix names whole scopes: user-4 is not a prefix of user-42.
+  EXPECT_EQ(memory("scopes", {"user-4"}).out, "user-4\n");
+  EXPECT_EQ(memory("scopes", {"user-42"}).out, "user-42\nuser-42:session-7\nuser-42:session-9:x\n");
+  EXPECT_EQ(memory("scopes", {"user-42:session-9"}).out, "user-42:session-9:x\n");
+  EXPECT_EQ(memory("scopes", {"user-42:session-9", "--max-depth", "2"}).out, "user-42:session-9\n");
+  EXPECT_EQ(memory("scopes", {"nobody"}).out, "");
+  // Inside a scope, relative to it.
+  EXPECT_EQ(memory("scopes", {"--scope", "user-42"}).out, "session-7\nsession-9:x\n");
+  EXPECT_EQ(memory("scopes", {"--scope", "user-42", "--max-depth", "1"}).out,
+            "session-7\nsession-9\n");
+  EXPECT_EQ(memory("scopes", {"--scope", "plain"}).out, "");
+
+  for (std::string bad : {"0", "-1", "x"}) {
+    auto b = memory("scopes", {"--max-depth", bad});
+    EXPECT_EQ(b.exit_code, 2) << bad;
+    EXPECT_NE(b.err.find("--max-depth"), std::string::npos) << b.err;
+  }
+  auto not_utf8 = memory("scopes", {"user-\xff"});
+  EXPECT_EQ(not_utf8.exit_code, 1);
+  EXPECT_NE(not_utf8.err.find("UTF-8"), std::string::npos) << not_utf8.err;
+}
+
 TEST_F(CliMemory, ClearPrintsCountRemoved) {
   for (std::string k : {"tmp:1", "tmp:2", "keep"}) put(k, "0");
   auto r = memory("clear", {"tmp:%"});
@@ -509,6 +544,7 @@ TEST_F(CliMemory, UsageErrorsExitTwo) {
            {"memory", "put", "--db", db, "k"},
            {"memory", "get", "--db", db, "--scope", "", "k"},
            {"memory", "import", "--db", db},
+           {"memory", "scopes", "--db", db, "a", "b"},
            {"memory", "sweep", "--db", db, "extra"},
        }) {
     auto r = entitydb(args);
@@ -519,13 +555,12 @@ TEST_F(CliMemory, UsageErrorsExitTwo) {
 TEST_F(CliMemory, HelpDescribesEveryVerb) {
   auto r = entitydb({"memory", "--help"});
   EXPECT_EQ(r.exit_code, 0);
-  for (std::string verb :
-       {"put", "get", "del", "keys", "search", "sweep", "clear", "size", "import", "export"})
+  for (std::string verb : {"put", "get", "del", "keys", "search", "scopes", "sweep", "clear",
+                           "size", "import", "export"})
     EXPECT_NE(r.out.find("  " + verb + " "), std::string::npos) << verb;
   const std::vector<std::pair<std::string, std::vector<std::string>>> options = {
-      {"put", {"--scope", "--db", "--ttl SECONDS"}},
-      {"get", {"--times", "expires"}},
-      {"sweep", {"--scope", "--db"}},
+      {"put", {"--scope", "--db", "--ttl SECONDS"}},      {"get", {"--times", "expires"}},
+      {"scopes", {"PREFIX", "--max-depth N", "--scope"}}, {"sweep", {"--scope", "--db"}},
       {"import", {"--ttl SECONDS", "--max-line-bytes"}},
   };
   for (const auto& [verb, expected] : options) {

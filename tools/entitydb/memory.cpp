@@ -1,5 +1,6 @@
 // entitydb memory: an agent's JSON key/value memory from the shell: items that expire and carry
-// their times, and moving it in and out as JSON Lines ({"key": ..., "value": ...} per line).
+// their times, scopes, and moving it in and out as JSON Lines ({"key": ..., "value": ...} per
+// line).
 #include <iostream>
 #include <optional>
 
@@ -27,6 +28,8 @@ struct memory_args {
   std::size_t max_line_bytes = default_max_line_bytes;
   double ttl = 0;  // seconds; 0: none given
   bool times = false;
+  std::string prefix;
+  std::size_t max_depth = static_cast<std::size_t>(-1);
 };
 
 // Opens the memory --db and --scope name and runs `body` on it.
@@ -224,6 +227,25 @@ void add_memory_command(CLI::App& app) {
       with_memory(*a, [&](const entity::memory& mem) {
         for (const entity::search_hit& hit : mem.search(std::move(q)))
           std::cout << memory_line(hit.key, hit.value) << "\n";
+      });
+    });
+  }
+  {
+    auto a = std::make_shared<memory_args>();
+    CLI::App* scopes =
+        add_verb(*cmd, "scopes", "List the scopes that hold items, one per line, sorted", *a);
+    scopes->add_option("PREFIX", a->prefix,
+                       "only this scope and the scopes inside it: 'user-42', 'user-42:session-7'");
+    scopes->add_option("--max-depth", a->max_depth, "cut every scope to its first N names")
+        ->option_text("N")
+        ->check(CLI::PositiveNumber);
+    scopes->footer(
+        "The scope of a key is everything before its last ':' (\"a:b\" for the key \"a:b:note\");\n"
+        "keys without a ':' are in no scope. A PREFIX matches whole names: 'user-4' is not a\n"
+        "prefix of 'user-42'. With --scope, the scopes inside that one, named relative to it.");
+    on_run(*scopes, [a] {
+      with_memory(*a, [&](const entity::memory& mem) {
+        for (const std::string& s : mem.scopes(a->prefix, a->max_depth)) std::cout << s << "\n";
       });
     });
   }
