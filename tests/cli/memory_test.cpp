@@ -1,6 +1,6 @@
 // `entitydb memory`: every verb through the real binary, scopes, and JSON Lines import/export
 // (all or nothing on import, byte-identical round trips), times to live and sweeps, item times,
-// scope listing.
+// scope listing, and search by filter, words, vector and time.
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -39,6 +39,20 @@ bool eventually(const std::function<bool()>& done) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   return true;
+}
+
+// Each line of `out` parsed as JSON.
+std::vector<json> parse_lines(const std::string& out) {
+  std::vector<json> parsed;
+  for (const std::string& line : lines_of(out)) parsed.push_back(json::parse(line));
+  return parsed;
+}
+
+// The first field of every line of `out` (fields are separated by tabs).
+std::vector<std::string> first_fields(const std::string& out) {
+  std::vector<std::string> keys;
+  for (const std::string& line : lines_of(out)) keys.push_back(line.substr(0, line.find('\t')));
+  return keys;
 }
 
 // Milliseconds since the Unix epoch of a time the tool prints, after checking its form:
@@ -164,7 +178,7 @@ TEST_F(CliMemory, KeysAreSortedAndFilteredByPattern) {
   EXPECT_EQ(none.out, "");
 }
 
-TEST_F(CliMemory, SearchPrintsTheMatchingItemsAsJsonLinesByKey) {
+TEST_F(CliMemory, SearchByFilterPrintsKeyScoreAndValueByKey) {
   put("b", R"({"city": "Oslo", "age": 17})");
   put("a", R"({"city": "Oslo", "age": 36})");
   put("c", R"({"city": "Rome", "age": 52})");
@@ -172,15 +186,13 @@ TEST_F(CliMemory, SearchPrintsTheMatchingItemsAsJsonLinesByKey) {
   auto r = memory("search", {"--filter", R"({"city": "Oslo"})"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out,
-            "{\"key\":\"a\",\"value\":{\"age\":36,\"city\":\"Oslo\"}}\n"
-            "{\"key\":\"b\",\"value\":{\"age\":17,\"city\":\"Oslo\"}}\n"
-            "{\"key\":\"other:x\",\"value\":{\"city\":\"Oslo\"}}\n");
+            "a\t0\t{\"age\":36,\"city\":\"Oslo\"}\n"
+            "b\t0\t{\"age\":17,\"city\":\"Oslo\"}\n"
+            "other:x\t0\t{\"city\":\"Oslo\"}\n");
   EXPECT_EQ(memory("search", {"--filter", R"({"age": {"$gte": 30}})", "--limit", "1"}).out,
-            "{\"key\":\"a\",\"value\":{\"age\":36,\"city\":\"Oslo\"}}\n");
-  EXPECT_EQ(memory("search", {"--offset", "3"}).out,
-            "{\"key\":\"other:x\",\"value\":{\"city\":\"Oslo\"}}\n");
-  EXPECT_EQ(memory("search", {"--scope", "other"}).out,
-            "{\"key\":\"x\",\"value\":{\"city\":\"Oslo\"}}\n");
+            "a\t0\t{\"age\":36,\"city\":\"Oslo\"}\n");
+  EXPECT_EQ(memory("search", {"--offset", "3"}).out, "other:x\t0\t{\"city\":\"Oslo\"}\n");
+  EXPECT_EQ(memory("search", {"--scope", "other"}).out, "x\t0\t{\"city\":\"Oslo\"}\n");
   auto bad = memory("search", {"--filter", R"({"age": {"$regex": "x"}})"});
   EXPECT_EQ(bad.exit_code, 1);
   EXPECT_NE(bad.err.find("$regex"), std::string::npos) << bad.err;
@@ -188,6 +200,241 @@ TEST_F(CliMemory, SearchPrintsTheMatchingItemsAsJsonLinesByKey) {
   EXPECT_EQ(not_json.exit_code, 1);
   EXPECT_NE(not_json.err.find("the filter"), std::string::npos) << not_json.err;
   EXPECT_NE(memory("search", {"--limit", "0"}).exit_code, 0);
+}
+
+// A key with a line break stays on its line in the text form; --json has it exactly.
+TEST_F(CliMemory, SearchKeepsOneLinePerItem) {
+  put("two\nlines", "1");
+  EXPECT_EQ(memory("search").out, "two\\nlines\t0\t1\n");
+  auto hits = parse_lines(memory("search", {"--json"}).out);
+  ASSERT_EQ(hits.size(), 1u);
+  EXPECT_EQ(hits[0]["key"], "two\nlines");
+}
+
+TEST_F(CliMemory, SearchJsonHasKeyValueScoreMatchedAndTimes) {
+  const std::int64_t before = now_millis();
+  put("a", R"({"note": "aisle seat"})");
+  put("b", R"({"note": "window"})");
+  const std::int64_t after = now_millis();
+  auto r = memory("search", {"--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto hits = parse_lines(r.out);
+  ASSERT_EQ(hits.size(), 2u) << r.out;
+  EXPECT_EQ(hits[0]["key"], "a");
+  EXPECT_EQ(hits[0]["value"], json::parse(R"({"note": "aisle seat"})"));
+  EXPECT_EQ(hits[0]["score"], 0);
+  EXPECT_EQ(hits[0]["matched"], json::array());
+  for (const json& hit : hits) {
+    std::vector<std::string> fields;
+    for (const auto& [name, field] : hit.items()) fields.push_back(name);
+    EXPECT_EQ(fields,
+              (std::vector<std::string>{"created", "key", "matched", "score", "updated", "value"}));
+    ASSERT_TRUE(hit["created"].is_string()) << hit;
+    const std::int64_t created = millis_of(hit["created"]);
+    EXPECT_GE(created, before);
+    EXPECT_LE(created, after);
+    EXPECT_EQ(hit["updated"], hit["created"]);
+  }
+  // The fields come in a fixed order, key and value first.
+  EXPECT_EQ(
+      lines_of(r.out)[1].rfind("{\"key\":\"b\",\"value\":{\"note\":\"window\"},\"score\":", 0), 0u)
+      << r.out;
+
+  auto text = parse_lines(memory("search", {"--json", "--text", "seat"}).out);
+  ASSERT_EQ(text.size(), 1u);
+  EXPECT_EQ(text[0]["key"], "a");
+  EXPECT_EQ(text[0]["matched"], json::array({"text"}));
+  EXPECT_GT(text[0]["score"].get<double>(), 0);
+
+  // The lines read back as an import: the same items.
+  std::string fresh = dir.file("fresh.db");
+  auto imported = memory_in(fresh, "import", {"-"}, r.out);
+  ASSERT_EQ(imported.exit_code, 0) << imported.err;
+  EXPECT_EQ(imported.out, "2\n");
+  EXPECT_EQ(memory_in(fresh, "export", {}).out, memory("export").out);
+}
+
+// An item written by a program that records no times (the Python original writes only key and
+// value) has none: null in --json, "unknown" in get --times, and no time bound matches it.
+TEST_F(CliMemory, ItemsWithoutTimesShowNone) {
+  put("timed", "1");
+  auto ins = entitydb(
+      {"sql", "--db", db, "INSERT INTO memory (key, value) VALUES (?, ?)", "untimed", "2"});
+  ASSERT_EQ(ins.exit_code, 0) << ins.err;
+  auto hits = parse_lines(memory("search", {"--json"}).out);
+  ASSERT_EQ(hits.size(), 2u);
+  EXPECT_EQ(hits[1]["key"], "untimed");
+  EXPECT_TRUE(hits[1]["created"].is_null()) << hits[1];
+  EXPECT_TRUE(hits[1]["updated"].is_null()) << hits[1];
+  EXPECT_EQ(memory("get", {"untimed", "--times"}).out,
+            "2\ncreated\tunknown\nupdated\tunknown\nexpires\tnever\n");
+  EXPECT_EQ(memory("keys", {"--created-after", "0"}).out, "timed\n");
+  EXPECT_EQ(memory("keys", {"--created-before", "9999-12-31T23:59:59Z"}).out, "timed\n");
+}
+
+TEST_F(CliMemory, SearchByTextFindsTheWords) {
+  put("flight", R"({"title": "Flight to Oslo", "note": "aisle seat, please"})");
+  put("hotel", R"({"title": "Hotel in Rome", "tags": ["quiet room"]})");
+  put("train", R"({"title": "Night train", "note": {"body": "window SEAT"}})");
+  put("number", "42");
+  put("other", R"({"title": "seat"})", {"--scope", "s"});
+
+  auto r = memory("search", {"--text", "seat"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::vector<std::string> keys = first_fields(r.out);
+  std::sort(keys.begin(), keys.end());
+  EXPECT_EQ(keys, (std::vector<std::string>{"flight", "s:other", "train"})) << r.out;
+  for (const std::string& line : lines_of(r.out)) {
+    // KEY<TAB>SCORE<TAB>VALUE: a positive score, the value as JSON.
+    const auto tab1 = line.find('\t'), tab2 = line.find('\t', tab1 + 1);
+    ASSERT_NE(tab2, std::string::npos) << line;
+    EXPECT_GT(std::stod(line.substr(tab1 + 1, tab2 - tab1 - 1)), 0) << line;
+    EXPECT_NO_THROW(json::parse(line.substr(tab2 + 1))) << line;
+  }
+  // Any of the words, in any ASCII case; a word inside a list is text too.
+  keys = first_fields(memory("search", {"--text", "OSLO rome"}).out);
+  std::sort(keys.begin(), keys.end());
+  EXPECT_EQ(keys, (std::vector<std::string>{"flight", "hotel"}));
+  EXPECT_EQ(first_fields(memory("search", {"--text", "quiet"}).out),
+            (std::vector<std::string>{"hotel"}));
+  EXPECT_EQ(memory("search", {"--text", "nowhere"}).out, "");
+  // The filter and the scope narrow it.
+  EXPECT_EQ(
+      first_fields(
+          memory("search", {"--text", "seat", "--filter", R"({"title": "Night train"})"}).out),
+      (std::vector<std::string>{"train"}));
+  EXPECT_EQ(first_fields(memory("search", {"--text", "seat", "--scope", "s"}).out),
+            (std::vector<std::string>{"other"}));
+  EXPECT_EQ(lines_of(memory("search", {"--text", "seat", "--limit", "2"}).out).size(), 2u);
+}
+
+// Once a text search has built the index, every write keeps it: a replaced value is found by
+// its new words only, an erased one not at all.
+TEST_F(CliMemory, SearchByTextFollowsEveryWriteAfterTheFirstSearch) {
+  put("hotel", R"({"title": "Hotel in Rome"})");
+  put("gone", R"({"title": "Rome again"})");
+  std::vector<std::string> found = first_fields(memory("search", {"--text", "rome"}).out);
+  std::sort(found.begin(), found.end());
+  EXPECT_EQ(found, (std::vector<std::string>{"gone", "hotel"}));
+  put("hotel", R"({"title": "Hostel"})");
+  ASSERT_EQ(memory("del", {"gone"}).exit_code, 0);
+  put("new", R"({"title": "Rome, at last"})");
+  EXPECT_EQ(first_fields(memory("search", {"--text", "rome"}).out),
+            (std::vector<std::string>{"new"}));
+  EXPECT_EQ(first_fields(memory("search", {"--text", "hostel"}).out),
+            (std::vector<std::string>{"hotel"}));
+}
+
+TEST_F(CliMemory, SearchByVectorFindsTheNearestEmbeddings) {
+  put("east", R"({"dir": "east"})", {"--embedding", "[1, 0, 0]"});
+  put("north", R"({"dir": "north"})", {"--embedding", "[0, 1, 0]"});
+  put("mostly-east", R"({"dir": "east by north"})", {"--embedding", "[0.9, 0.1, 0]"});
+  put("plain", R"({"dir": "none"})");
+
+  auto r = memory("search", {"--vector", "[1, 0, 0]", "--limit", "2"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(first_fields(r.out), (std::vector<std::string>{"east", "mostly-east"})) << r.out;
+  auto hits = parse_lines(memory("search", {"--vector", "[1, 0, 0]", "--json"}).out);
+  ASSERT_EQ(hits.size(), 3u);
+  EXPECT_NEAR(hits[0]["score"].get<double>(), 1.0, 1e-6);  // cosine similarity
+  EXPECT_NEAR(hits[2]["score"].get<double>(), 0.0, 1e-6);  // north is orthogonal
+  EXPECT_EQ(hits[0]["matched"], json::array({"vector"}));
+
+  // Words and a vector: the union, ranked by reciprocal rank fusion; "east" is found by both.
+  hits = parse_lines(memory("search", {"--vector", "[1, 0, 0]", "--text", "east", "--json"}).out);
+  ASSERT_GE(hits.size(), 2u);
+  EXPECT_EQ(hits[0]["key"], "east");
+  EXPECT_EQ(hits[0]["matched"], json::array({"text", "vector"}));
+  EXPECT_NEAR(hits[0]["score"].get<double>(), 2.0 / 61, 1e-9);
+
+  auto wrong_dim = memory("search", {"--vector", "[1, 0]"});
+  EXPECT_EQ(wrong_dim.exit_code, 1);
+  EXPECT_EQ(wrong_dim.err.rfind("error: ", 0), 0u) << wrong_dim.err;
+  for (std::string bad : {"[1, 0", "{}", "[]", "[1, \"x\", 0]"}) {
+    auto v = memory("search", {"--vector", bad});
+    EXPECT_EQ(v.exit_code, 1) << bad;
+    EXPECT_EQ(v.err.rfind("error: --vector ", 0), 0u) << v.err;
+    auto e = memory("put", {"k", "1", "--embedding", bad});
+    EXPECT_EQ(e.exit_code, 1) << bad;
+    EXPECT_EQ(e.err.rfind("error: --embedding ", 0), 0u) << e.err;
+  }
+  EXPECT_EQ(memory("get", {"k"}).exit_code, 1);  // nothing stored
+  auto dim = memory("put", {"k", "1", "--embedding", "[1, 2]"});
+  EXPECT_EQ(dim.exit_code, 1);
+  EXPECT_EQ(memory("get", {"k"}).exit_code, 1);
+}
+
+// Item times, read back with get --times, bound search and keys: strictly after, strictly
+// before, as ISO-8601 or as milliseconds.
+TEST_F(CliMemory, TimeWindowsSelectByCreatedAndUpdated) {
+  put("old", "1");
+  const std::vector<std::string> old_times = lines_of(memory("get", {"old", "--times"}).out);
+  ASSERT_EQ(old_times.size(), 4u);
+  EXPECT_EQ(old_times[0], "1");
+  EXPECT_EQ(old_times[3], "expires\tnever");
+  const std::string t_old = old_times[1].substr(std::string("created\t").size());
+  EXPECT_EQ(old_times[2], "updated\t" + t_old);
+  const std::int64_t old_ms = millis_of(t_old);
+  // The next put starts a process of its own: its time is later than old's.
+  ASSERT_TRUE(eventually([&] { return now_millis() > old_ms; }));
+  put("new", "2");
+  const std::string t_new = lines_of(memory("get", {"new", "--times"}).out).at(1).substr(8);
+  const std::int64_t new_ms = millis_of(t_new);
+  ASSERT_GT(new_ms, old_ms);
+
+  EXPECT_EQ(memory("keys", {"--created-after", t_old}).out, "new\n");
+  EXPECT_EQ(memory("keys", {"--created-after", std::to_string(old_ms - 1)}).out, "new\nold\n");
+  EXPECT_EQ(memory("keys", {"--created-before", t_new}).out, "old\n");
+  EXPECT_EQ(memory("keys", {"--created-before", std::to_string(old_ms)}).out, "");
+  EXPECT_EQ(first_fields(memory("search", {"--created-after", t_old}).out),
+            (std::vector<std::string>{"new"}));
+  EXPECT_EQ(first_fields(memory("search", {"--created-after", std::to_string(old_ms - 1),
+                                           "--created-before", std::to_string(new_ms)})
+                             .out),
+            (std::vector<std::string>{"old"}));
+  // A fraction finer than a millisecond counts: old is before T + 0.0001 ms, not after it.
+  const std::string finer = t_old.substr(0, t_old.size() - 1) + "0001Z";
+  EXPECT_EQ(memory("keys", {"--created-before", finer}).out, "old\n");
+  EXPECT_EQ(memory("keys", {"--created-after", finer}).out, "new\n");
+  EXPECT_EQ(
+      memory("keys", {"--created-after", t_old.substr(0, 19) + "+00:00", "--created-before", t_new})
+          .out,
+      std::string(old_ms % 1000 == 0 ? "" : "old\n"));
+
+  // Putting old again updates it and keeps its creation time.
+  ASSERT_TRUE(eventually([&] { return now_millis() > new_ms; }));
+  put("old", "3");
+  const std::vector<std::string> again = lines_of(memory("get", {"old", "--times"}).out);
+  ASSERT_EQ(again.size(), 4u);
+  EXPECT_EQ(again[1], "created\t" + t_old);
+  EXPECT_GT(millis_of(again[2].substr(8)), new_ms);
+  EXPECT_EQ(memory("keys", {"--updated-after", t_new}).out, "old\n");
+  EXPECT_EQ(memory("keys", {"--updated-before", again[2].substr(8)}).out, "new\n");
+  EXPECT_EQ(memory("search", {"--updated-after", t_new, "--created-after", t_old}).out, "");
+}
+
+TEST_F(CliMemory, BadTimesAreRefused) {
+  for (std::string bad :
+       {"yesterday", "", "2026-12-01", "2026-12-01 10:00:00Z", "2026-12-01T10:00:00",
+        "2026-12-01T10:00:00+01:00", "2026-02-30T10:00:00Z", "2026-12-01T24:00:00Z",
+        "2026-12-01T10:00:00.Z", "1.5", "1e3", "99999999999999999999", " 12"}) {
+    for (std::string option :
+         {"--created-after", "--created-before", "--updated-after", "--updated-before"}) {
+      auto r = memory("search", {option, bad});
+      EXPECT_EQ(r.exit_code, 2) << option << " " << bad;
+      EXPECT_NE(r.err.find(option), std::string::npos) << r.err;
+      EXPECT_NE(r.err.find("'" + bad + "' is not a time: write ISO-8601 UTC"), std::string::npos)
+          << r.err;
+      EXPECT_EQ(r.out, "");
+    }
+    EXPECT_EQ(memory("keys", {"--created-after", bad}).exit_code, 2) << bad;
+  }
+  for (std::string good :
+       {"2026-12-01T10:00:00Z", "2026-12-01T10:00:00.5Z", "2026-12-01T10:00:00.123456789Z",
+        "2026-12-01T10:00:00+00:00", "2024-02-29T00:00:00Z", "1796119200000", "0"}) {
+    auto r = memory("search", {"--created-after", good});
+    EXPECT_EQ(r.exit_code, 0) << good << ": " << r.err;
+  }
 }
 
 TEST_F(CliMemory, PutWithTtlExpires) {
@@ -200,6 +447,7 @@ TEST_F(CliMemory, PutWithTtlExpires) {
   EXPECT_EQ(gone.err, "error: no such key: brief\n");
   EXPECT_EQ(memory("get", {"brief", "--times"}).exit_code, 1);
   EXPECT_EQ(memory("keys").out, "forever\nlonger\n");
+  EXPECT_EQ(first_fields(memory("search").out), (std::vector<std::string>{"forever", "longer"}));
   EXPECT_EQ(memory("size").out, "2\n");
   EXPECT_EQ(memory("get", {"longer"}).out, "1\n");
 
@@ -213,6 +461,8 @@ TEST_F(CliMemory, PutWithTtlExpires) {
   // Fractions of a millisecond round up, never to no time at all.
   put("tiny", "4", {"--ttl", "0.0001"});
   ASSERT_TRUE(eventually([&] { return memory("get", {"tiny"}).exit_code == 1; }));
+  // Text search does not see an expired item either.
+  EXPECT_EQ(memory("search", {"--text", "soon"}).out, "");
 }
 
 TEST_F(CliMemory, BadTtlIsRefused) {
@@ -470,6 +720,69 @@ TEST_F(CliMemory, ImportOfAKeyWithANulByteFailsOnPostgresAndWritesNothing) {
   EXPECT_EQ(memory("size").out, "3\n");
 }
 
+// The verbs of times, expiry, scopes and search on PostgreSQL, as on SQLite.
+TEST_F(CliMemory, TtlSweepScopesAndSearchOnPostgres) {
+  entity::test::cli_postgres_schema pg(ENTITYDB_BIN);
+  ASSERT_TRUE(pg.available()) << entity::test::cli_missing_server_message;
+  auto on_pg = [&](const std::string& verb, std::vector<std::string> args) {
+    return memory_in(pg.url(), verb, std::move(args));
+  };
+  const std::int64_t before = now_millis();
+  ASSERT_EQ(
+      on_pg("put", {"user-1:note", R"({"text": "Aisle seat please"})", "--embedding", "[1, 0]"})
+          .exit_code,
+      0);
+  ASSERT_EQ(on_pg("put", {"user-1:trip:leg", R"({"text": "window seat"})", "--embedding", "[0, 1]"})
+                .exit_code,
+            0);
+  ASSERT_EQ(on_pg("put", {"user-2:brief", R"({"text": "seat"})", "--ttl", "0.3"}).exit_code, 0);
+  auto imported = memory_in(pg.url(), "import", {"--ttl", "0.3", "-"},
+                            "{\"key\":\"user-3:x\",\"value\":{\"text\":\"seat\"}}\n");
+  ASSERT_EQ(imported.exit_code, 0) << imported.err;
+
+  auto scopes = on_pg("scopes", {});
+  ASSERT_EQ(scopes.exit_code, 0) << scopes.err;
+  // user-2 and user-3 may have expired already: they are listed only while they hold items.
+  EXPECT_EQ(scopes.out.rfind("user-1\nuser-1:trip\n", 0), 0u) << scopes.out;
+  EXPECT_EQ(on_pg("scopes", {"user-1", "--max-depth", "1"}).out, "user-1\n");
+
+  ASSERT_TRUE(
+      eventually([&] { return on_pg("keys", {}).out == "user-1:note\nuser-1:trip:leg\n"; }));
+  EXPECT_EQ(on_pg("scopes", {}).out, "user-1\nuser-1:trip\n");
+  EXPECT_EQ(on_pg("search", {"--text", "seat"}).out.find("user-2"), std::string::npos);
+  auto swept = on_pg("sweep", {});
+  ASSERT_EQ(swept.exit_code, 0) << swept.err;
+  EXPECT_EQ(swept.out, "2\n");
+  EXPECT_EQ(on_pg("sweep", {}).out, "0\n");
+
+  auto text = parse_lines(on_pg("search", {"--text", "AISLE", "--json"}).out);
+  ASSERT_EQ(text.size(), 1u);
+  EXPECT_EQ(text[0]["key"], "user-1:note");
+  EXPECT_EQ(text[0]["matched"], json::array({"text"}));
+  EXPECT_GT(text[0]["score"].get<double>(), 0);
+  EXPECT_GE(millis_of(text[0]["created"]), before);
+  EXPECT_LE(millis_of(text[0]["created"]), now_millis());
+
+  ASSERT_EQ(
+      on_pg("put", {"user-1:note", R"({"text": "Aisle seat, thanks"})", "--embedding", "[1, 0]"})
+          .exit_code,
+      0);
+  EXPECT_EQ(first_fields(on_pg("search", {"--text", "thanks"}).out),
+            (std::vector<std::string>{"user-1:note"}));
+  EXPECT_EQ(on_pg("search", {"--text", "please"}).out, "");
+
+  auto both = on_pg("search", {"--scope", "user-1", "--text", "window", "--vector", "[0, 1]"});
+  ASSERT_EQ(both.exit_code, 0) << both.err;
+  EXPECT_EQ(first_fields(both.out).at(0), "trip:leg") << both.out;
+  EXPECT_EQ(first_fields(on_pg("search", {"--created-before", std::to_string(before)}).out),
+            std::vector<std::string>{});
+  EXPECT_EQ(on_pg("keys", {"--created-after", std::to_string(before - 1)}).out,
+            "user-1:note\nuser-1:trip:leg\n");
+  auto item = lines_of(on_pg("get", {"user-1:note", "--times"}).out);
+  ASSERT_EQ(item.size(), 4u);
+  EXPECT_EQ(item[3], "expires\tnever");
+}
+
 TEST_F(CliMemory, ImportOfMissingFileFails) {
   auto r = memory("import", {dir.file("absent.jsonl")});
   EXPECT_EQ(r.exit_code, 1);
@@ -559,8 +872,17 @@ TEST_F(CliMemory, HelpDescribesEveryVerb) {
                            "size", "import", "export"})
     EXPECT_NE(r.out.find("  " + verb + " "), std::string::npos) << verb;
   const std::vector<std::pair<std::string, std::vector<std::string>>> options = {
-      {"put", {"--scope", "--db", "--ttl SECONDS"}},      {"get", {"--times", "expires"}},
-      {"scopes", {"PREFIX", "--max-depth N", "--scope"}}, {"sweep", {"--scope", "--db"}},
+      {"put", {"--scope", "--db", "--ttl SECONDS", "--embedding JSON_ARRAY"}},
+      {"get", {"--times", "expires"}},
+      {"keys",
+       {"--created-after TIME", "--created-before TIME", "--updated-after TIME",
+        "--updated-before TIME"}},
+      {"search",
+       {"--filter", "--text WORDS", "--vector JSON_ARRAY", "--limit", "--offset",
+        "--created-after TIME", "--created-before TIME", "--updated-after TIME",
+        "--updated-before TIME", "--json", "KEY<TAB>SCORE<TAB>VALUE-JSON", "ISO-8601"}},
+      {"scopes", {"PREFIX", "--max-depth N", "--scope"}},
+      {"sweep", {"--scope", "--db"}},
       {"import", {"--ttl SECONDS", "--max-line-bytes"}},
   };
   for (const auto& [verb, expected] : options) {

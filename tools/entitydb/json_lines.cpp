@@ -36,10 +36,16 @@ std::pair<std::string, json> memory_item_of_line(json& line, const line_failure&
 }
 
 std::string memory_line(const std::string& key, const json& value) {
+  return memory_line(key, value, nlohmann::ordered_json::object());
+}
+
+std::string memory_line(const std::string& key, const json& value,
+                        const nlohmann::ordered_json& more) {
   if (!entity::valid_utf8(key))
     throw failure("the key " + entity::printable(key) +
                   " is not valid UTF-8: JSON text cannot hold it unchanged");
   nlohmann::ordered_json line = {{"key", key}, {"value", value}};
+  for (const auto& [name, field] : more.items()) line[name] = field;
   try {
     return line.dump();  // strict: text that is not UTF-8 is refused, never replaced
   } catch (const json::exception& e) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <entity/entity.hpp>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -26,6 +27,9 @@ std::pair<std::string, entity::json> memory_item_of_line(entity::json& line,
 /// Throws a failure naming the key (escaped) when the key or a text of the value is not UTF-8:
 /// the line would not read back as the same item.
 std::string memory_line(const std::string& key, const entity::json& value);
+/// The same line with the fields of `more` after "key" and "value" (`memory search --json`).
+std::string memory_line(const std::string& key, const entity::json& value,
+                        const nlohmann::ordered_json& more);
 
 /// The vector item of one import line, {"id": "...", "vector": [...], "metadata": {...}}, for
 /// collection `c`. Throws bad(why) unless "id" is a non-empty string, "vector" has `c.dim`

@@ -1,7 +1,9 @@
 // entitydb memory: an agent's JSON key/value memory from the shell: items that expire and carry
-// their times, scopes, and moving it in and out as JSON Lines ({"key": ..., "value": ...} per
-// line).
+// their times, scopes, search by filter, words, vector and time, and moving it in and out as
+// JSON Lines ({"key": ..., "value": ...} per line).
+#include <charconv>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <optional>
 
 #include "commands.hpp"
@@ -27,6 +29,11 @@ struct memory_args {
   std::string file;
   std::size_t max_line_bytes = default_max_line_bytes;
   double ttl = 0;  // seconds; 0: none given
+  std::string embedding;
+  std::string text;
+  std::string vector;
+  std::string created_after, created_before, updated_after, updated_before;
+  bool json = false;
   bool times = false;
   std::string prefix;
   std::size_t max_depth = static_cast<std::size_t>(-1);
@@ -53,6 +60,76 @@ json parse_value(const std::string& key, const std::string& text) {
 std::optional<std::chrono::milliseconds> ttl_of(const memory_args& a) {
   if (a.ttl > 0) return millis_of_seconds(a.ttl);
   return std::nullopt;
+}
+
+std::vector<float> parse_vector(const std::string& text, std::string_view what) {
+  entity::json_text_problem problem;
+  std::optional<json> j = entity::parse_json(text, problem);
+  if (!j)
+    throw failure(problem.too_deep
+                      ? std::string(what) + " is " + problem.reason
+                      : std::string(what) +
+                            " is not JSON (write it as [0.1, 0.2, ...]): " + problem.reason);
+  return to_floats(*j, what);
+}
+
+// The time window of --created-after, --created-before, --updated-after and --updated-before.
+// A bound finer than a millisecond is rounded outwards, which keeps "strictly after" and
+// "strictly before" exact on times that are whole milliseconds.
+entity::time_window window_of(const memory_args& a) {
+  auto bound = [](const std::string& text, bool before) -> std::optional<entity::memory_time> {
+    if (text.empty()) return std::nullopt;
+    utc_instant t = parse_utc_time(text).value();  // checked by the option's validator
+    return entity::memory_time(std::chrono::milliseconds(t.millis + (before && t.finer ? 1 : 0)));
+  };
+  entity::time_window w;
+  w.created_after = bound(a.created_after, false);
+  w.created_before = bound(a.created_before, true);
+  w.updated_after = bound(a.updated_after, false);
+  w.updated_before = bound(a.updated_before, true);
+  return w;
+}
+
+void add_window_options(CLI::App& verb, memory_args& a) {
+  const std::pair<const char*, std::string*> bounds[] = {{"--created-after", &a.created_after},
+                                                         {"--created-before", &a.created_before},
+                                                         {"--updated-after", &a.updated_after},
+                                                         {"--updated-before", &a.updated_before}};
+  for (const auto& [name, field] : bounds) {
+    std::string what = std::string(name).substr(2);
+    std::string when = what.substr(0, what.find('-'));
+    std::string side = what.substr(what.find('-') + 1);
+    verb.add_option(name, *field,
+                    "only items " + when + " strictly " + side + " TIME (ISO-8601 UTC or ms)")
+        ->option_text("TIME")
+        ->check(utc_time);
+  }
+}
+
+// An item time as JSON: ISO-8601 UTC with milliseconds, or null when the item has none.
+nlohmann::ordered_json time_json(const std::optional<entity::memory_time>& t) {
+  if (!t) return nullptr;
+  return format_utc_time(t->time_since_epoch().count());
+}
+
+// A score for people: six significant digits (--json has every digit).
+std::string show_score(double score) {
+  char buf[32];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, score, std::chars_format::general, 6);
+  return ec == std::errc() ? std::string(buf, end) : std::to_string(score);
+}
+
+// One hit of `search --json`: the line `export` writes for the item (`import` reads it back),
+// then how it ranked and when it was written.
+std::string hit_line(const entity::search_hit& hit) {
+  auto more = nlohmann::ordered_json::object();
+  more["score"] = hit.score;
+  auto& matched = more["matched"] = nlohmann::ordered_json::array();
+  if (hit.matched_text) matched.push_back("text");
+  if (hit.matched_vector) matched.push_back("vector");
+  more["created"] = time_json(hit.created);
+  more["updated"] = time_json(hit.updated);
+  return memory_line(hit.key, hit.value, more);
 }
 
 // Reads JSON Lines of {"key": ..., "value": ...}; any bad line fails naming FILE:LINE, so that
@@ -133,16 +210,25 @@ void add_memory_command(CLI::App& app) {
     put->add_option("JSON", a->value, "the value as JSON text: 42, true, '\"text\"', '{\"a\":1}'")
         ->required();
     add_ttl_option(*put, *a);
+    put->add_option("--embedding", a->embedding,
+                    "store this embedding with the value, for 'search --vector': '[0.1, ...]'")
+        ->option_text("JSON_ARRAY");
     put->footer(
         "Text that is not valid JSON is an error (exit 1); a JSON string needs its quotes.\n"
         "With --ttl the item expires SECONDS after the put: no read sees it from then on, and\n"
         "'sweep' deletes it. Putting the key again replaces its time to live (without --ttl:\n"
-        "none).");
+        "none). Every embedding of a memory has the dimension of the first one stored.");
     on_run(*put, [a] {
       json value = parse_value(a->key, a->value);
+      std::optional<std::vector<float>> embedding;
+      if (!a->embedding.empty()) embedding = parse_vector(a->embedding, "--embedding");
       const auto ttl = ttl_of(*a);
       with_memory(*a, [&](const entity::memory& mem) {
-        if (ttl)
+        if (embedding && ttl)
+          mem.store(a->key, std::move(value), std::move(*embedding), *ttl);
+        else if (embedding)
+          mem.store(a->key, std::move(value), std::move(*embedding));
+        else if (ttl)
           mem.store(a->key, std::move(value), *ttl);
         else
           mem.store(a->key, std::move(value));
@@ -196,37 +282,68 @@ void add_memory_command(CLI::App& app) {
     CLI::App* keys =
         add_verb(*cmd, "keys", "List the keys matching PATTERN, one per line, sorted", *a);
     keys->add_option("PATTERN", a->pattern, "a LIKE pattern")->capture_default_str();
+    add_window_options(*keys, *a);
+    keys->footer(
+        "TIME is ISO-8601 UTC (2026-12-01T10:00:00Z, a fraction of a second allowed) or\n"
+        "milliseconds since the Unix epoch. Items written by a program that records no times\n"
+        "match no time bound.");
     on_run(*keys, [a] {
+      const entity::time_window window = window_of(*a);
       with_memory(*a, [&](const entity::memory& mem) {
-        for (const std::string& k : mem.keys(a->pattern)) std::cout << k << "\n";
+        for (const std::string& k : mem.keys(a->pattern, window)) std::cout << k << "\n";
       });
     });
   }
   {
     auto a = std::make_shared<memory_args>();
     CLI::App* search = add_verb(
-        *cmd, "search", "Print the items whose values match a filter, as JSON Lines, by key", *a);
+        *cmd, "search", "Print the items that match a filter, words or a vector, best first", *a);
     search->add_option("--filter", a->filter, "a JSON filter on the value")->capture_default_str();
+    search
+        ->add_option("--text", a->text,
+                     "full-text: items whose text holds any of these words, best first")
+        ->option_text("WORDS");
+    search
+        ->add_option("--vector", a->vector,
+                     "semantic: items whose embeddings are nearest to this one: '[0.1, ...]'")
+        ->option_text("JSON_ARRAY");
     search->add_option("--limit", a->limit, "at most this many items")
         ->capture_default_str()
         ->check(CLI::Range(std::int64_t{1}, entity::memory::max_search_limit));
     search->add_option("--offset", a->offset, "items skipped first")
         ->capture_default_str()
         ->check(CLI::NonNegativeNumber);
+    add_window_options(*search, *a);
+    search->add_flag("--json", a->json, "print one JSON object per item instead of a line of text");
     search->footer(
         "The filter is JSON in the language of mem0 and MongoDB: '{\"city\": \"Oslo\"}',\n"
         "'{\"age\": {\"$gte\": 18}}', '{\"$or\": [{\"tags\": {\"$contains\": \"x\"}}, ...]}'"
         " with\n$eq $ne $gt $gte $lt $lte $in $nin $exists $contains and $and $or $not on dotted\n"
-        "paths of plain names (see the README). One {\"key\": ..., \"value\": ...} per line, as\n"
-        "'export' writes them; a malformed filter is an error naming what is wrong and where.");
+        "paths of plain names (see the README); a malformed filter is an error naming what is\n"
+        "wrong and where. Words are runs of letters and digits, in any ASCII case; --vector finds\n"
+        "the embeddings 'put --embedding' stored. Filter only: items in key order, score 0.\n"
+        "Text only: by text relevance; vector only: by cosine similarity; both: by reciprocal\n"
+        "rank fusion. Higher scores are better. TIME is ISO-8601 UTC (2026-12-01T10:00:00Z, a\n"
+        "fraction of a second allowed) or milliseconds since the Unix epoch.\n"
+        "Prints one line per item: KEY<TAB>SCORE<TAB>VALUE-JSON. With --json, one object per\n"
+        "line: {\"key\", \"value\", \"score\", \"matched\": [\"text\", \"vector\"], \"created\",\n"
+        "\"updated\"}, times as ISO-8601 UTC or null; 'import' reads these lines back.");
     on_run(*search, [a] {
       entity::search_query q;
       q.filter = entity::parse_json(a->filter, "the filter");
+      q.text = a->text;
+      if (!a->vector.empty()) q.vector = parse_vector(a->vector, "--vector");
+      q.times = window_of(*a);
       q.limit = a->limit;
       q.offset = a->offset;
       with_memory(*a, [&](const entity::memory& mem) {
-        for (const entity::search_hit& hit : mem.search(std::move(q)))
-          std::cout << memory_line(hit.key, hit.value) << "\n";
+        for (const entity::search_hit& hit : mem.search(std::move(q))) {
+          if (a->json)
+            std::cout << hit_line(hit) << "\n";
+          else
+            std::cout << on_one_line(hit.key) << '\t' << show_score(hit.score) << '\t'
+                      << dump_json(hit.value) << "\n";
+        }
       });
     });
   }
