@@ -51,6 +51,11 @@ const std::vector<std::string>& workload_names();
 const std::vector<std::string>& variant_names(bool postgres = false);
 /// Whether `variant` runs in `workload` (every variant but sqlite_c_autocommit runs in all).
 bool runs_in(const std::string& workload, const std::string& variant);
+/// The workload whose code a workload runs: memory_store for memory_store_ttl (the same
+/// operations, every item stored with a time to live of an hour: memory_params::default_ttl;
+/// the floor, which has no expiry, does the plain workload's work), memory_load for
+/// memory_load_ttl; the workload itself for every other.
+std::string plain_workload_of(const std::string& workload);
 
 /// Called before each run: (runs done, runs in all, "workload/variant").
 using progress_fn = std::function<void(int, int, const std::string&)>;

@@ -529,7 +529,9 @@ bool read_row(const row& r) {
 
 class entity_sync final : public sync_client {
  public:
-  explicit entity_sync(const database& db) : db_(db), mem_(db) { open_memory(mem_); }
+  entity_sync(const database& db, const memory_params& params) : db_(db), mem_(db, params) {
+    open_memory(mem_);
+  }
   bool thread_safe() const override { return true; }
   void store(const std::string& key, const json& value) override { mem_.store(key, value); }
   bool load(const std::string& key) override { return mem_.load(key).has_value(); }
@@ -569,7 +571,9 @@ class entity_sync final : public sync_client {
 
 class entity_async final : public async_client {
  public:
-  explicit entity_async(const database& db) : db_(db), mem_(db) { open_memory(mem_); }
+  entity_async(const database& db, const memory_params& params) : db_(db), mem_(db, params) {
+    open_memory(mem_);
+  }
   awaitable<> store(std::string key, json value) override {
     co_await mem_.async_store(std::move(key), std::move(value), use_awaitable);
   }
@@ -701,11 +705,13 @@ std::unique_ptr<sync_client> make_raw_sqlite_client(const client_config& c) {
 std::unique_ptr<sync_client> make_raw_libpq_client(const std::string& url) {
   return std::make_unique<raw_libpq>(url);
 }
-std::unique_ptr<sync_client> make_entity_sync_client(const database& db) {
-  return std::make_unique<entity_sync>(db);
+std::unique_ptr<sync_client> make_entity_sync_client(const database& db,
+                                                     const memory_params& params) {
+  return std::make_unique<entity_sync>(db, params);
 }
-std::unique_ptr<async_client> make_entity_async_client(const database& db) {
-  return std::make_unique<entity_async>(db);
+std::unique_ptr<async_client> make_entity_async_client(const database& db,
+                                                       const memory_params& params) {
+  return std::make_unique<entity_async>(db, params);
 }
 std::unique_ptr<async_client> make_threadpool_client(std::unique_ptr<sync_client> inner,
                                                      int threads) {

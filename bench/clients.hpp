@@ -80,10 +80,12 @@ std::unique_ptr<sync_client> make_raw_sqlite_client(const client_config& c);
 /// Blocking libpq: one connection to the server at `url`, prepared statements, batches in
 /// pipeline mode. The floor on PostgreSQL.
 std::unique_ptr<sync_client> make_raw_libpq_client(const std::string& url);
-/// entity-db's sync API on an engine that is running.
-std::unique_ptr<sync_client> make_entity_sync_client(const database& db);
+/// entity-db's sync API on an engine that is running, its memory opened with `params`.
+std::unique_ptr<sync_client> make_entity_sync_client(const database& db,
+                                                     const memory_params& params = {});
 /// entity-db's async API.
-std::unique_ptr<async_client> make_entity_async_client(const database& db);
+std::unique_ptr<async_client> make_entity_async_client(const database& db,
+                                                       const memory_params& params = {});
 /// `inner` handed per operation to a thread pool and awaited (the seed's asyncio.to_thread).
 std::unique_ptr<async_client> make_threadpool_client(std::unique_ptr<sync_client> inner,
                                                      int threads);

@@ -16,6 +16,15 @@ const run_result* find(const report& r, const std::string& w, const std::string&
   return nullptr;
 }
 
+// A _ttl workload's time per op as a multiple of its plain workload's, in the same variant and
+// run; 0 when either is missing.
+double vs_plain(const report& r, const run_result& x) {
+  const std::string plain = plain_workload_of(x.workload);
+  if (plain == x.workload) return 0;
+  const run_result* p = find(r, plain, x.variant);
+  return p && x.ops_per_sec > 0 ? p->ops_per_sec / x.ops_per_sec : 0;
+}
+
 std::vector<std::string> present(const report& r, bool workloads) {
   std::vector<std::string> out;
   for (const auto& name : workloads ? workload_names() : variant_names(r.postgres))
@@ -101,6 +110,30 @@ std::string format_table(const report& r) {
   if (find(r, "group_commit_20", "sqlite_c"))
     out << "(group_commit_20: sqlite_c commits the stores in groups of 20, each in a savepoint; "
            "sqlite_c_autocommit commits them one by one)\n";
+  // Expiry: each _ttl workload against its plain one, variant by variant.
+  bool ttl_header = false;
+  for (const auto& w : workloads) {
+    if (plain_workload_of(w) == w) continue;
+    if (!ttl_header) {
+      out << "\nexpiry overhead (time per op with a ttl / without, same run; the floor has no "
+             "expiry and does the same work in both: its figure is the noise)\n";
+      ttl_header = true;
+    }
+    std::snprintf(buf, sizeof buf, "%-20s", w.c_str());
+    out << buf;
+    for (const auto& v : variants) {
+      const run_result* x = find(r, w, v);
+      std::string cell = "-";
+      if (x && vs_plain(r, *x) > 0) {
+        char ratio[32];
+        std::snprintf(ratio, sizeof ratio, "%.2fx", vs_plain(r, *x));
+        cell = ratio;
+      }
+      std::snprintf(buf, sizeof buf, " %20s", cell.c_str());
+      out << buf;
+    }
+    out << "\n";
+  }
   return out.str();
 }
 
@@ -119,6 +152,8 @@ nlohmann::json to_json(const report& r) {
     // The table's x: time per op as a multiple of the floor's, when the floor ran.
     const run_result* floor = find(r, x.workload, floor_variant);
     if (floor && x.ops_per_sec > 0) j["vs_floor"] = floor->ops_per_sec / x.ops_per_sec;
+    // A _ttl workload: time per op as a multiple of its plain workload's in the same variant.
+    if (double ratio = vs_plain(r, x); ratio > 0) j["vs_plain"] = ratio;
     results.push_back(std::move(j));
   }
   return {{"machine", r.machine}, {"params", r.params}, {"results", results}};

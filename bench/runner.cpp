@@ -27,10 +27,19 @@ using clock = std::chrono::steady_clock;
 
 const std::vector<std::string>& workload_names() {
   static const std::vector<std::string> names = {
-      "memory_store", "memory_load",    "memory_batch_store", "memory_batch_load",
-      "db_insert",    "db_insert_many", "db_select",          "concurrent_1",
-      "concurrent_5", "concurrent_10",  "concurrent_20",      "group_commit_20"};
+      "memory_store",       "memory_store_ttl",  "memory_load",  "memory_load_ttl",
+      "memory_batch_store", "memory_batch_load", "db_insert",    "db_insert_many",
+      "db_select",          "concurrent_1",      "concurrent_5", "concurrent_10",
+      "concurrent_20",      "group_commit_20"};
   return names;
+}
+
+std::string plain_workload_of(const std::string& workload) {
+  const std::string suffix = "_ttl";
+  if (workload.size() > suffix.size() &&
+      workload.compare(workload.size() - suffix.size(), suffix.size(), suffix) == 0)
+    return workload.substr(0, workload.size() - suffix.size());
+  return workload;
 }
 
 const std::vector<std::string>& variant_names(bool postgres) {
@@ -48,6 +57,8 @@ namespace {
 
 constexpr int select_ops = 100;  // db_select: point selects per run, as the seed
 constexpr int pool_threads = 4;  // the threadpool variant's workers
+// The time to live of every item in the _ttl workloads (memory_params::default_ttl).
+constexpr std::chrono::milliseconds workload_ttl = std::chrono::hours(1);
 
 // What one run measured.
 struct sample {
@@ -56,6 +67,14 @@ struct sample {
   std::int64_t ops = 0;
   std::int64_t rows = 0;
 };
+
+// How entity-db opens the memory in `workload`: a _ttl workload is its plain one with every item
+// given a time to live.
+memory_params memory_params_of(const std::string& workload) {
+  memory_params mp;
+  if (plain_workload_of(workload) != workload) mp.default_ttl = workload_ttl;
+  return mp;
+}
 
 int concurrency_of(const std::string& w) {
   if (w == "group_commit_20") return 20;
@@ -129,8 +148,9 @@ void per_op(sample& s, int n, int threads, Op op) {
   for (auto& l : lat) s.op_ns.insert(s.op_ns.end(), l.begin(), l.end());
 }
 
-sample run_sync(sync_client& c, const std::string& w, int n) {
+sample run_sync(sync_client& c, const std::string& workload, int n) {
   sample s;
+  const std::string w = plain_workload_of(workload);  // a _ttl workload runs its plain one's code
   int k = concurrency_of(w);
   int threads = c.thread_safe() ? k : 1;  // raw SQLite: back to back on its one connection
   if (w == "memory_store") {
@@ -237,8 +257,9 @@ inline void block_on(asio::io_context& io, awaitable<> a) {
   if (err) std::rethrow_exception(err);
 }
 
-sample run_async(asio::io_context& io, async_client& c, const std::string& w, int n) {
+sample run_async(asio::io_context& io, async_client& c, const std::string& workload, int n) {
   sample s;
+  const std::string w = plain_workload_of(workload);
   int k = concurrency_of(w);
   if (w == "memory_store") {
     per_op_async(io, s, n, 1, [&](int i) { return c.store(key_of(i), value_of(i)); });
@@ -329,12 +350,14 @@ sample run_on(const bench_params& p, const std::string& workload, const std::str
   sample s;
   infra->startup();
   database db(infra);
+  const memory_params mp = memory_params_of(workload);
   if (variant == "sync") {
-    s = run_sync(*make_entity_sync_client(db), workload, p.ops);
+    s = run_sync(*make_entity_sync_client(db, mp), workload, p.ops);
   } else {
     asio::io_context io;
-    auto c = variant == "async" ? make_entity_async_client(db)
-                                : make_threadpool_client(make_entity_sync_client(db), pool_threads);
+    auto c = variant == "async"
+                 ? make_entity_async_client(db, mp)
+                 : make_threadpool_client(make_entity_sync_client(db, mp), pool_threads);
     s = run_async(io, *c, workload, p.ops);
   }
   infra->shutdown();

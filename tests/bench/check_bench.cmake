@@ -3,6 +3,8 @@
 # On SQLite, group_commit_20 also has sqlite_c_autocommit (the floor's stores committed one by
 # one) beside its floor, sqlite_c (the same stores committed in groups of 20); every result
 # states its time per op as a multiple of its workload's floor (vs_floor, 1 for the floor).
+# The _ttl workloads state their time per op as a multiple of their plain workload's (vs_plain)
+# in every variant.
 # With -DBACKEND=postgresql the run is on the server of $ENV{ENTITYDB_PG_URL} (the floor there
 # is libpq_sync); without that variable the check fails and says how to provide a server.
 if(BACKEND STREQUAL "postgresql")
@@ -31,8 +33,9 @@ if(NOT rc EQUAL 0)
   message(FATAL_ERROR "entitydb bench failed (exit ${rc}): ${progress}")
 endif()
 file(READ ${OUT} report)
-set(workloads memory_store memory_load memory_batch_store memory_batch_load db_insert
-  db_insert_many db_select concurrent_1 concurrent_5 concurrent_10 concurrent_20 group_commit_20)
+set(workloads memory_store memory_store_ttl memory_load memory_load_ttl memory_batch_store
+  memory_batch_load db_insert db_insert_many db_select concurrent_1 concurrent_5 concurrent_10
+  concurrent_20 group_commit_20)
 string(JSON backend GET "${report}" params backend)
 if(NOT backend STREQUAL expected_backend)
   message(FATAL_ERROR "params.backend is ${backend}, expected ${expected_backend}")
@@ -86,6 +89,12 @@ foreach(w IN LISTS workloads)
         string(JSON vs_floor GET "${report}" results ${i} vs_floor)
         if(v STREQUAL floor_variant AND NOT vs_floor EQUAL 1)
           message(FATAL_ERROR "${w}/${v}: the floor's vs_floor is ${vs_floor}, not 1")
+        endif()
+        if(w MATCHES "_ttl$")
+          string(JSON vs_plain ERROR_VARIABLE err GET "${report}" results ${i} vs_plain)
+          if(err OR NOT vs_plain GREATER 0)
+            message(FATAL_ERROR "${w}/${v}: no vs_plain (${err})")
+          endif()
         endif()
         if(rows_seen STREQUAL "")
           set(rows_seen ${rows})
