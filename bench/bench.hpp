@@ -18,6 +18,8 @@ struct bench_params {
   /// A PostgreSQL server ("postgresql://..."): the benchmark runs there instead of on SQLite
   /// files, in a schema of its own that it drops afterwards. Empty: SQLite.
   std::string pg_url;
+  /// Items in the memory the memory_search_* workloads search.
+  int items = 100'000;
   bool durable = false;                ///< synchronous=FULL (SQLite only)
   std::vector<std::string> workloads;  ///< empty: all
   std::vector<std::string> variants;   ///< empty: all
@@ -51,6 +53,9 @@ const std::vector<std::string>& workload_names();
 const std::vector<std::string>& variant_names(bool postgres = false);
 /// Whether `variant` runs in `workload` (every variant but sqlite_c_autocommit runs in all).
 bool runs_in(const std::string& workload, const std::string& variant);
+/// memory_search_filter and memory_search_text run on SQLite only: a run on PostgreSQL leaves
+/// them out, and refuses them when they are asked for by name.
+bool sqlite_only(const std::string& workload);
 /// The workload whose code a workload runs: memory_store for memory_store_ttl (the same
 /// operations, every item stored with a time to live of an hour: memory_params::default_ttl;
 /// the floor, which has no expiry, does the plain workload's work), memory_load for

@@ -27,6 +27,84 @@ std::string key_of(int i) { return "key_" + std::to_string(i); }
 
 namespace {
 
+// splitmix64: the same numbers on every platform, unlike the standard distributions.
+std::uint64_t mix(std::uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+// Words of a small made-up language: syllables of a consonant and a vowel. common_word(c) has
+// two syllables (common_words of them), topic words three, so the two sets never meet.
+constexpr std::string_view consonants = "bdfgklmnprstvz";
+constexpr std::string_view vowels = "aeiou";
+constexpr int syllables = 14 * 5;
+constexpr int common_words = 300;
+
+void syllable(std::string& out, int s) {
+  out += consonants[static_cast<std::size_t>(s / 5)];
+  out += vowels[static_cast<std::size_t>(s % 5)];
+}
+std::string common_word(int c) {
+  std::string w;
+  syllable(w, c % syllables);
+  syllable(w, (c / syllables + 7 * c) % syllables);
+  return w;
+}
+std::string topic_word(int t) {
+  std::string w;
+  syllable(w, t % syllables);
+  syllable(w, (t * 13 + 5) % syllables);
+  syllable(w, (t / syllables + 29) % syllables);
+  return w;
+}
+
+}  // namespace
+
+json fact_of(int i) {
+  std::uint64_t r = mix(static_cast<std::uint64_t>(i));
+  auto draw = [&r](int n) {
+    r = mix(r);
+    return static_cast<int>(r % static_cast<std::uint64_t>(n));
+  };
+  const int kind = draw(fact_kinds);
+  const int topic = draw(fact_topics);
+  const int words = 8 + draw(5);
+  const int topic_at = draw(words);
+  std::string text;
+  for (int w = 0; w < words; ++w) {
+    if (w) text += ' ';
+    text += w == topic_at ? topic_word(topic) : common_word(draw(common_words));
+  }
+  json tags = json::array();
+  for (int t = 2 + draw(2); t > 0; --t) tags.push_back(common_word(draw(common_words)));
+  return {{"kind", "k" + std::to_string(kind)},
+          {"text", std::move(text)},
+          {"n", i},
+          {"score", static_cast<double>(draw(1'000'000)) / 1000.0},
+          {"tags", std::move(tags)},
+          {"user", "u" + std::to_string(draw(1000))}};
+}
+
+std::string fact_key_of(int i) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "fact:%06d", i);
+  return buf;
+}
+
+memory::items facts_of(int n) {
+  memory::items items;
+  items.reserve(static_cast<std::size_t>(n));
+  for (int i = 0; i < n; ++i) items.emplace_back(fact_key_of(i), fact_of(i));
+  return items;
+}
+
+std::string kind_of(int i) { return "k" + std::to_string(i % fact_kinds); }
+std::string topic_of(int i) { return topic_word(i % fact_topics); }
+
+namespace {
+
 constexpr std::size_t in_chunk = memory::load_chunk;
 const char* create_memory = "CREATE TABLE IF NOT EXISTS memory (key TEXT PRIMARY KEY, value TEXT)";
 // On PostgreSQL as entity-db creates it: keys in byte order, whatever the database's collation.
@@ -93,6 +171,9 @@ class raw_sqlite final : public sync_client {
                                .c_str());
     load_ = prepare("SELECT value FROM memory WHERE key = ?");
     in_ = prepare(in_sql().c_str());
+    by_kind_ = prepare(
+        "SELECT key, value FROM memory WHERE json_extract(value, '$.kind') = ? ORDER BY key "
+        "LIMIT ?");
     if (group_ > 1) {
       begin_ = prepare("BEGIN IMMEDIATE");
       savepoint_ = prepare("SAVEPOINT bench_op");
@@ -102,7 +183,7 @@ class raw_sqlite final : public sync_client {
   }
   ~raw_sqlite() override {
     for (sqlite3_stmt* s : {upsert_, upsert_many_, load_, in_, insert_, select_, named_, begin_,
-                            savepoint_, release_, commit_})
+                            savepoint_, release_, commit_, by_kind_, by_text_})
       sqlite3_finalize(s);
     sqlite3_close_v2(db_);
   }
@@ -222,6 +303,31 @@ class raw_sqlite final : public sync_client {
     return n;
   }
 
+  std::size_t search_kind(const std::string& kind) override {
+    sqlite3_bind_text(by_kind_, 1, kind.data(), static_cast<int>(kind.size()), SQLITE_STATIC);
+    sqlite3_bind_int(by_kind_, 2, search_limit);
+    return read_hits(by_kind_);
+  }
+
+  // An FTS5 table of every item's string leaves, under the item's rowid.
+  void index_text() override {
+    exec("BEGIN IMMEDIATE");
+    exec("CREATE VIRTUAL TABLE fts USING fts5(body)");
+    exec(
+        "INSERT INTO fts (rowid, body) SELECT m.rowid, (SELECT group_concat(j.value, ' ') FROM "
+        "json_tree(m.value) AS j WHERE j.type = 'text') FROM memory AS m");
+    exec("COMMIT");
+    by_text_ = prepare(
+        "SELECT m.key, m.value FROM (SELECT rowid, rank FROM fts WHERE fts MATCH ? ORDER BY "
+        "rank LIMIT ?) AS f JOIN memory AS m ON m.rowid = f.rowid ORDER BY f.rank");
+  }
+
+  std::size_t search_text(const std::string& word) override {
+    sqlite3_bind_text(by_text_, 1, word.data(), static_cast<int>(word.size()), SQLITE_STATIC);
+    sqlite3_bind_int(by_text_, 2, search_limit);
+    return read_hits(by_text_);
+  }
+
  private:
   // One store, in whatever transaction is open.
   void upsert(const std::string& key, const json& value) {
@@ -231,6 +337,20 @@ class raw_sqlite final : public sync_client {
     step_done(upsert_);
   }
 
+  // A search's results: each key copied out, each value decoded.
+  static std::size_t read_hits(sqlite3_stmt* s) {
+    std::size_t n = 0;
+    while (sqlite3_step(s) == SQLITE_ROW) {
+      std::string key(reinterpret_cast<const char*>(sqlite3_column_text(s, 0)),
+                      static_cast<std::size_t>(sqlite3_column_bytes(s, 0)));
+      auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s, 1));
+      json v = json::parse(p, p + sqlite3_column_bytes(s, 1));
+      n += !key.empty() && !v.is_discarded() ? 1 : 0;
+    }
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    return n;
+  }
   // Reads every column the way a caller would (the text copied out).
   static bool read_row(sqlite3_stmt* s) {
     volatile std::int64_t id = sqlite3_column_int64(s, 0);
@@ -280,6 +400,9 @@ class raw_sqlite final : public sync_client {
   sqlite3_stmt* savepoint_ = nullptr;
   sqlite3_stmt* release_ = nullptr;
   sqlite3_stmt* commit_ = nullptr;
+  // Searches.
+  sqlite3_stmt* by_kind_ = nullptr;
+  sqlite3_stmt* by_text_ = nullptr;
 };
 
 // ---- raw libpq ---------------------------------------------------------------------------
@@ -413,8 +536,17 @@ class raw_libpq final : public sync_client {
     return n;
   }
 
+  // The search workloads run on SQLite only (the runner refuses them here).
+  std::size_t search_kind(const std::string&) override { sqlite_only(); }
+  void index_text() override { sqlite_only(); }
+  std::size_t search_text(const std::string&) override { sqlite_only(); }
+
  private:
   static constexpr std::size_t chunk = 1000;
+
+  [[noreturn]] static void sqlite_only() {
+    throw std::runtime_error("libpq_sync: the memory search workloads run on SQLite only");
+  }
 
   // Reads every column the way a caller would (the text converted or copied out).
   static bool read_row(const PGresult* r, int i) {
@@ -519,6 +651,22 @@ class raw_libpq final : public sync_client {
 // a key never stored. (Statements are still prepared on first use, inside the timed part.)
 void open_memory(const memory& m) { (void)m.load("entitydb-bench: no such key"); }
 
+// The searches of the memory_search_* workloads.
+search_query kind_query(const std::string& kind) {
+  search_query q;
+  q.filter = {{"kind", kind}};
+  q.limit = search_limit;
+  return q;
+}
+search_query text_query(const std::string& word) {
+  search_query q;
+  q.text = word;
+  q.limit = search_limit;
+  return q;
+}
+// The word of the untimed search that builds the full-text index: in no fact.
+const std::string index_word = "entitydb";
+
 bool read_row(const row& r) {
   volatile std::int64_t id = r.get<std::int64_t>(0);
   (void)id;
@@ -560,6 +708,13 @@ class entity_sync final : public sync_client {
   }
   std::int64_t count(const std::string& table) override {
     return db_.fetch_one("SELECT count(*) FROM " + table)->get<std::int64_t>(0);
+  }
+  std::size_t search_kind(const std::string& kind) override {
+    return mem_.search(kind_query(kind)).size();
+  }
+  void index_text() override { (void)mem_.search(text_query(index_word)); }
+  std::size_t search_text(const std::string& word) override {
+    return mem_.search(text_query(word)).size();
   }
 
  private:
@@ -616,6 +771,17 @@ class entity_async final : public async_client {
   awaitable<std::int64_t> count(std::string table) override {
     auto r = co_await db_.async_fetch_one("SELECT count(*) FROM " + table, {}, use_awaitable);
     co_return r->get<std::int64_t>(0);
+  }
+  awaitable<std::size_t> search_kind(std::string kind) override {
+    auto hits = co_await mem_.async_search(kind_query(kind), use_awaitable);
+    co_return hits.size();
+  }
+  awaitable<> index_text() override {
+    (void)co_await mem_.async_search(text_query(index_word), use_awaitable);
+  }
+  awaitable<std::size_t> search_text(std::string word) override {
+    auto hits = co_await mem_.async_search(text_query(word), use_awaitable);
+    co_return hits.size();
   }
 
  private:
@@ -690,6 +856,15 @@ class threadpool_client final : public async_client {
   }
   awaitable<std::int64_t> count(std::string table) override {
     co_return co_await to_thread(pool_, [&] { return inner_->count(table); });
+  }
+  awaitable<std::size_t> search_kind(std::string kind) override {
+    co_return co_await to_thread(pool_, [&] { return inner_->search_kind(kind); });
+  }
+  awaitable<> index_text() override {
+    co_await to_thread(pool_, [&] { inner_->index_text(); });
+  }
+  awaitable<std::size_t> search_text(std::string word) override {
+    co_return co_await to_thread(pool_, [&] { return inner_->search_text(word); });
   }
 
  private:

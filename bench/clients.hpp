@@ -23,6 +23,24 @@ using awaitable = boost::asio::awaitable<T>;
 json value_of(int i);
 std::string key_of(int i);
 
+/// The memory_search_* workloads' items: agent facts, drawn deterministically
+/// from i. {"kind": one of fact_kinds, "text": a sentence of common words with one of
+/// fact_topics rarer words in it, "n": i, "score": a float, "tags": 2 or 3 common words,
+/// "user": "u<id>"}, under "fact:000123". Each kind, and each topic word, is in about 1% of
+/// the facts.
+json fact_of(int i);
+std::string fact_key_of(int i);
+memory::items facts_of(int n);
+inline constexpr int fact_kinds = 100;
+inline constexpr int fact_topics = 100;
+/// The kind the i-th filter search asks for ("k<j>"), the topic word the i-th text search asks
+/// for.
+std::string kind_of(int i);
+std::string topic_of(int i);
+
+/// Results per search (search_query::limit).
+inline constexpr int search_limit = 10;
+
 /// Where a client's database lives and how it is tuned.
 struct client_config {
   std::string path;
@@ -56,6 +74,13 @@ class sync_client {
   /// Rows named `name`, at most 10 (each row's columns are read).
   virtual std::size_t select_named(const std::string& name) = 0;
   virtual std::int64_t count(const std::string& table) = 0;
+  /// The first search_limit items whose "kind" is `kind`, in key order (their values decoded).
+  virtual std::size_t search_kind(const std::string& kind) = 0;
+  /// What the text searches need before the first of them, untimed: entity-db's first text
+  /// search builds its full-text index; the raw client builds an FTS5 table of its own.
+  virtual void index_text() = 0;
+  /// The best search_limit items whose text holds `word` (their values decoded).
+  virtual std::size_t search_text(const std::string& word) = 0;
 };
 
 /// The same operations, as coroutines.
@@ -72,13 +97,17 @@ class async_client {
   virtual awaitable<bool> select(int id) = 0;
   virtual awaitable<std::size_t> select_named(std::string name) = 0;
   virtual awaitable<std::int64_t> count(std::string table) = 0;
+  virtual awaitable<std::size_t> search_kind(std::string kind) = 0;
+  virtual awaitable<> index_text() = 0;
+  virtual awaitable<std::size_t> search_text(std::string word) = 0;
 };
 
 /// Raw SQLite C API: one connection, prepared statements reused. The floor. With
 /// `c.group` > 1, a transaction open between two stores holds until the group is full.
 std::unique_ptr<sync_client> make_raw_sqlite_client(const client_config& c);
 /// Blocking libpq: one connection to the server at `url`, prepared statements, batches in
-/// pipeline mode. The floor on PostgreSQL.
+/// pipeline mode. The floor on PostgreSQL. It has no search: those workloads run on SQLite
+/// only.
 std::unique_ptr<sync_client> make_raw_libpq_client(const std::string& url);
 /// entity-db's sync API on an engine that is running, its memory opened with `params`.
 std::unique_ptr<sync_client> make_entity_sync_client(const database& db,

@@ -110,6 +110,10 @@ std::string format_table(const report& r) {
   if (find(r, "group_commit_20", "sqlite_c"))
     out << "(group_commit_20: sqlite_c commits the stores in groups of 20, each in a savepoint; "
            "sqlite_c_autocommit commits them one by one)\n";
+  if (std::any_of(r.results.begin(), r.results.end(),
+                  [](const run_result& x) { return x.workload.rfind("memory_search_", 0) == 0; }))
+    out << "(memory_search_*: searches of " << r.params.value("search_items", 0)
+        << " facts, the first 10 results of each)\n";
   // Expiry: each _ttl workload against its plain one, variant by variant.
   bool ttl_header = false;
   for (const auto& w : workloads) {

@@ -27,11 +27,17 @@ using clock = std::chrono::steady_clock;
 
 const std::vector<std::string>& workload_names() {
   static const std::vector<std::string> names = {
-      "memory_store",       "memory_store_ttl",  "memory_load",  "memory_load_ttl",
-      "memory_batch_store", "memory_batch_load", "db_insert",    "db_insert_many",
-      "db_select",          "concurrent_1",      "concurrent_5", "concurrent_10",
-      "concurrent_20",      "group_commit_20"};
+      "memory_store",         "memory_store_ttl",   "memory_load",
+      "memory_load_ttl",      "memory_batch_store", "memory_batch_load",
+      "memory_search_filter", "memory_search_text", "db_insert",
+      "db_insert_many",       "db_select",          "concurrent_1",
+      "concurrent_5",         "concurrent_10",      "concurrent_20",
+      "group_commit_20"};
   return names;
+}
+
+bool sqlite_only(const std::string& workload) {
+  return workload == "memory_search_filter" || workload == "memory_search_text";
 }
 
 std::string plain_workload_of(const std::string& workload) {
@@ -66,6 +72,12 @@ struct sample {
   double seconds = 0;
   std::int64_t ops = 0;
   std::int64_t rows = 0;
+};
+
+// What a run needs beyond its workload's name: the sizes.
+struct run_setup {
+  int ops = 0;
+  int items = 0;
 };
 
 // How entity-db opens the memory in `workload`: a _ttl workload is its plain one with every item
@@ -148,8 +160,9 @@ void per_op(sample& s, int n, int threads, Op op) {
   for (auto& l : lat) s.op_ns.insert(s.op_ns.end(), l.begin(), l.end());
 }
 
-sample run_sync(sync_client& c, const std::string& workload, int n) {
+sample run_sync(sync_client& c, const std::string& workload, const run_setup& setup) {
   sample s;
+  const int n = setup.ops;
   const std::string w = plain_workload_of(workload);  // a _ttl workload runs its plain one's code
   int k = concurrency_of(w);
   int threads = c.thread_safe() ? k : 1;  // raw SQLite: back to back on its one connection
@@ -174,6 +187,19 @@ sample run_sync(sync_client& c, const std::string& workload, int n) {
     auto t = clock::now();
     s.rows = static_cast<std::int64_t>(c.batch_load(std::move(keys)));
     batch_sample(s, elapsed_ns(t), n);
+  } else if (w == "memory_search_filter") {
+    c.batch_store(facts_of(setup.items));
+    std::atomic<std::int64_t> hits{0};
+    per_op(s, n, 1,
+           [&](int i, int) { hits += static_cast<std::int64_t>(c.search_kind(kind_of(i))); });
+    s.rows = hits;
+  } else if (w == "memory_search_text") {
+    c.batch_store(facts_of(setup.items));
+    c.index_text();
+    std::atomic<std::int64_t> hits{0};
+    per_op(s, n, 1,
+           [&](int i, int) { hits += static_cast<std::int64_t>(c.search_text(topic_of(i))); });
+    s.rows = hits;
   } else if (w == "db_insert") {
     c.create_table();
     per_op(s, n, 1, [&](int i, int) { c.insert(i, "name_" + std::to_string(i)); });
@@ -257,8 +283,10 @@ inline void block_on(asio::io_context& io, awaitable<> a) {
   if (err) std::rethrow_exception(err);
 }
 
-sample run_async(asio::io_context& io, async_client& c, const std::string& workload, int n) {
+sample run_async(asio::io_context& io, async_client& c, const std::string& workload,
+                 const run_setup& setup) {
   sample s;
+  const int n = setup.ops;
   const std::string w = plain_workload_of(workload);
   int k = concurrency_of(w);
   if (w == "memory_store") {
@@ -283,6 +311,21 @@ sample run_async(asio::io_context& io, async_client& c, const std::string& workl
     auto t = clock::now();
     s.rows = static_cast<std::int64_t>(block_on(io, c.batch_load(std::move(keys))));
     batch_sample(s, elapsed_ns(t), n);
+  } else if (w == "memory_search_filter") {
+    block_on(io, c.batch_store(facts_of(setup.items)));
+    std::int64_t hits = 0;
+    per_op_async(io, s, n, 1, [&](int i) -> awaitable<> {
+      hits += static_cast<std::int64_t>(co_await c.search_kind(kind_of(i)));
+    });
+    s.rows = hits;
+  } else if (w == "memory_search_text") {
+    block_on(io, c.batch_store(facts_of(setup.items)));
+    block_on(io, c.index_text());
+    std::int64_t hits = 0;
+    per_op_async(io, s, n, 1, [&](int i) -> awaitable<> {
+      hits += static_cast<std::int64_t>(co_await c.search_text(topic_of(i)));
+    });
+    s.rows = hits;
   } else if (w == "db_insert") {
     block_on(io, c.create_table());
     per_op_async(io, s, n, 1, [&](int i) { return c.insert(i, "name_" + std::to_string(i)); });
@@ -345,20 +388,20 @@ void reset_schema(const target& t) {
                                    " CASCADE; CREATE SCHEMA " + t.schema);
 }
 
-sample run_on(const bench_params& p, const std::string& workload, const std::string& variant,
+sample run_on(const run_setup& setup, const std::string& workload, const std::string& variant,
               std::shared_ptr<infrastructure> infra) {
   sample s;
   infra->startup();
   database db(infra);
   const memory_params mp = memory_params_of(workload);
   if (variant == "sync") {
-    s = run_sync(*make_entity_sync_client(db, mp), workload, p.ops);
+    s = run_sync(*make_entity_sync_client(db, mp), workload, setup);
   } else {
     asio::io_context io;
     auto c = variant == "async"
                  ? make_entity_async_client(db, mp)
                  : make_threadpool_client(make_entity_sync_client(db, mp), pool_threads);
-    s = run_async(io, *c, workload, p.ops);
+    s = run_async(io, *c, workload, setup);
   }
   infra->shutdown();
   return s;
@@ -367,15 +410,18 @@ sample run_on(const bench_params& p, const std::string& workload, const std::str
 sample run_once(const bench_params& p, const target& t, const std::string& workload,
                 const std::string& variant) {
   sample s;
+  run_setup setup;
+  setup.ops = p.ops;
+  setup.items = p.items;
   if (t.postgres()) {
     reset_schema(t);
     if (variant == "libpq_sync") {
       auto c = make_raw_libpq_client(t.run_url);
-      s = run_sync(*c, workload, p.ops);
+      s = run_sync(*c, workload, setup);
     } else {
       postgres_params pp;
       pp.url = t.run_url;
-      s = run_on(p, workload, variant, std::make_shared<postgres_infrastructure>(pp));
+      s = run_on(setup, workload, variant, std::make_shared<postgres_infrastructure>(pp));
     }
     return s;
   }
@@ -383,12 +429,12 @@ sample run_once(const bench_params& p, const target& t, const std::string& workl
   remove_db(path);
   if (variant == "sqlite_c" || variant == "sqlite_c_autocommit") {
     auto c = make_raw_sqlite_client({path, p.durable, floor_group_of(workload, variant)});
-    s = run_sync(*c, workload, p.ops);
+    s = run_sync(*c, workload, setup);
   } else {
     sqlite_params sp;
     sp.path = path;
     if (p.durable) sp.synchronous = synchronous_mode::full;
-    s = run_on(p, workload, variant, std::make_shared<sqlite_infrastructure>(sp));
+    s = run_on(setup, workload, variant, std::make_shared<sqlite_infrastructure>(sp));
   }
   remove_db(path);
   return s;
@@ -442,10 +488,17 @@ bool selected(const std::vector<std::string>& chosen, const std::string& name) {
 report run(const bench_params& p, const progress_fn& progress) {
   if (p.ops < 20) throw std::invalid_argument("--ops must be at least 20");
   if (p.repeat < 1) throw std::invalid_argument("--repeat must be at least 1");
-  for (const auto& w : p.workloads)
+  if (p.items < 1000) throw std::invalid_argument("--items must be at least 1000");
+  const bool postgres = !p.pg_url.empty();
+  for (const auto& w : p.workloads) {
     if (!selected(workload_names(), w) || w.empty())
       throw std::invalid_argument("unknown workload: " + w);
-  const bool postgres = !p.pg_url.empty();
+    if (postgres && sqlite_only(w))
+      throw std::invalid_argument(
+          w +
+          " runs on SQLite only (its floor is SQLite's own: json_extract, FTS5); on PostgreSQL "
+          "leave it out");
+  }
   for (const auto& v : p.variants)
     if (!selected(variant_names(postgres), v) || v.empty())
       throw std::invalid_argument("unknown variant: " + v + (postgres ? " (on PostgreSQL)" : ""));
@@ -492,6 +545,7 @@ report run(const bench_params& p, const progress_fn& progress) {
   r.machine = machine_info(t);
   r.params = {{"ops", p.ops},
               {"repeat", p.repeat},
+              {"search_items", p.items},
               {"durable", p.durable},
               {"backend", postgres ? "postgresql" : "sqlite"},
               {"threadpool_threads", pool_threads}};
@@ -499,7 +553,7 @@ report run(const bench_params& p, const progress_fn& progress) {
 
   std::vector<std::pair<std::string, std::string>> plan;
   for (const auto& w : workload_names())
-    if (selected(p.workloads, w))
+    if (selected(p.workloads, w) && !(postgres && sqlite_only(w)))
       for (const auto& v : variant_names(postgres))
         if (selected(p.variants, v) && runs_in(w, v)) plan.emplace_back(w, v);
 

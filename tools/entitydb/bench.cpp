@@ -109,6 +109,7 @@ void run_bench(const bench_options& o) {
   if (o.quick) {
     p.ops = 200;
     p.repeat = 1;
+    p.items = std::min(p.items, 20'000);
   }
   auto report = entity::bench::run(p, draw_progress);
   std::cout << format_table(report) << std::flush;
@@ -126,7 +127,7 @@ void add_bench_command(CLI::App& app) {
       "group_commit_20 commits in groups of 20; sqlite_c_autocommit = the same stores committed "
       "one by one, group_commit_20 only; sync; threadpool; async) in one run, on fresh database "
       "files; with --db postgresql://... on a PostgreSQL server, with libpq_sync (blocking "
-      "libpq) as the floor");
+      "libpq) as the floor (the memory_search_* workloads run on SQLite only)");
   cmd->add_option("--ops", opts->params.ops, "operations per workload (N)")
       ->default_val(1000)
       ->check(CLI::Range(20, 10'000'000));
@@ -138,8 +139,12 @@ void add_bench_command(CLI::App& app) {
                   "folder for the database files (default: a temporary folder, removed "
                   "afterwards), or a PostgreSQL URL (postgresql://...): the runs then use a "
                   "schema of their own on that server, dropped afterwards");
+  cmd->add_option("--items", opts->params.items,
+                  "facts in the memory that memory_search_filter and memory_search_text search")
+      ->default_val(100000)
+      ->check(CLI::Range(1000, 10'000'000));
   cmd->add_flag("--durable", opts->params.durable, "synchronous=FULL (survives power loss)");
-  cmd->add_flag("--quick", opts->quick, "N=200, one run each");
+  cmd->add_flag("--quick", opts->quick, "N=200, at most 20,000 --items, one run each");
   cmd->add_option("--json", opts->json_file, "write the results as JSON to FILE");
   cmd->add_option("--svg", opts->svg_file, "write a bar chart as SVG to FILE");
   cmd->add_option(
