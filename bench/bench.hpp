@@ -18,7 +18,8 @@ struct bench_params {
   /// A PostgreSQL server ("postgresql://..."): the benchmark runs there instead of on SQLite
   /// files, in a schema of its own that it drops afterwards. Empty: SQLite.
   std::string pg_url;
-  /// Items in the memory the memory_search_* workloads search.
+  /// Items in the memory the memory_search_* workloads search; memory_sweep sweeps a tenth as
+  /// many.
   int items = 100'000;
   bool durable = false;                ///< synchronous=FULL (SQLite only)
   std::vector<std::string> workloads;  ///< empty: all
@@ -34,7 +35,8 @@ struct run_result {
   double ops_per_sec = 0;
   double p50_us = 0;
   double p99_us = 0;
-  std::int64_t rows = 0;  ///< what the run left behind or found: equal across variants
+  std::int64_t rows = 0;          ///< what the run left behind or found: equal across variants
+  std::int64_t transactions = 0;  ///< memory_sweep: the transactions the sweep committed
 };
 
 struct report {
@@ -53,8 +55,8 @@ const std::vector<std::string>& workload_names();
 const std::vector<std::string>& variant_names(bool postgres = false);
 /// Whether `variant` runs in `workload` (every variant but sqlite_c_autocommit runs in all).
 bool runs_in(const std::string& workload, const std::string& variant);
-/// memory_search_filter and memory_search_text run on SQLite only: a run on PostgreSQL leaves
-/// them out, and refuses them when they are asked for by name.
+/// memory_search_filter, memory_search_text and memory_sweep run on SQLite only: a run on
+/// PostgreSQL leaves them out, and refuses them when they are asked for by name.
 bool sqlite_only(const std::string& workload);
 /// The workload whose code a workload runs: memory_store for memory_store_ttl (the same
 /// operations, every item stored with a time to live of an hour: memory_params::default_ttl;

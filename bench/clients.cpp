@@ -103,9 +103,18 @@ memory::items facts_of(int n) {
 std::string kind_of(int i) { return "k" + std::to_string(i % fact_kinds); }
 std::string topic_of(int i) { return topic_word(i % fact_topics); }
 
+memory_time bench_clock::now() const {
+  return std::chrono::time_point_cast<std::chrono::milliseconds>(memory_clock::now()) +
+         std::chrono::milliseconds(ahead_ms_.load());
+}
+
 namespace {
 
 constexpr std::size_t in_chunk = memory::load_chunk;
+// Items per transaction of a sweep: memory_params::sweep_batch's default.
+const std::int64_t sweep_batch = memory_params{}.sweep_batch;
+// The time to live of batch_store_expiring.
+constexpr std::chrono::milliseconds expiring_ttl = std::chrono::hours(1);
 const char* create_memory = "CREATE TABLE IF NOT EXISTS memory (key TEXT PRIMARY KEY, value TEXT)";
 // On PostgreSQL as entity-db creates it: keys in byte order, whatever the database's collation.
 const char* create_memory_pg =
@@ -154,7 +163,7 @@ entity::params row_params(int i, const std::string& name) {
 
 class raw_sqlite final : public sync_client {
  public:
-  explicit raw_sqlite(const client_config& c) : group_(std::max(c.group, 1)) {
+  explicit raw_sqlite(const client_config& c) : group_(std::max(c.group, 1)), clock_(c.clock) {
     if (sqlite3_open_v2(c.path.c_str(), &db_,
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                         nullptr) != SQLITE_OK)
@@ -182,8 +191,9 @@ class raw_sqlite final : public sync_client {
     }
   }
   ~raw_sqlite() override {
-    for (sqlite3_stmt* s : {upsert_, upsert_many_, load_, in_, insert_, select_, named_, begin_,
-                            savepoint_, release_, commit_, by_kind_, by_text_})
+    for (sqlite3_stmt* s :
+         {upsert_, upsert_many_, load_, in_, insert_, select_, named_, begin_, savepoint_, release_,
+          commit_, by_kind_, by_text_, expiry_, expired_rows_, expired_times_})
       sqlite3_finalize(s);
     sqlite3_close_v2(db_);
   }
@@ -215,24 +225,9 @@ class raw_sqlite final : public sync_client {
     return found;
   }
 
-  // rows_per_insert items per statement; the rest one by one.
   void batch_store(memory::items items) override {
     exec("BEGIN IMMEDIATE");
-    std::size_t i = 0;
-    std::vector<std::string> texts(rows_per_insert);
-    for (; i + rows_per_insert <= items.size(); i += rows_per_insert) {
-      for (std::size_t r = 0; r < rows_per_insert; ++r) {
-        const auto& [key, value] = items[i + r];
-        texts[r] = value.dump();
-        const int at = static_cast<int>(2 * r);
-        sqlite3_bind_text(upsert_many_, at + 1, key.data(), static_cast<int>(key.size()),
-                          SQLITE_STATIC);
-        sqlite3_bind_text(upsert_many_, at + 2, texts[r].data(), static_cast<int>(texts[r].size()),
-                          SQLITE_STATIC);
-      }
-      step_done(upsert_many_);
-    }
-    for (; i < items.size(); ++i) upsert(items[i].first, items[i].second);
+    upsert_all(items);
     exec("COMMIT");
   }
 
@@ -328,7 +323,70 @@ class raw_sqlite final : public sync_client {
     return read_hits(by_text_);
   }
 
+  void batch_store_expiring(memory::items items) override {
+    if (!expiry_) {
+      exec(
+          "CREATE TABLE IF NOT EXISTS expiry (key TEXT PRIMARY KEY, expires INTEGER NOT NULL); "
+          "CREATE INDEX IF NOT EXISTS expiry_by_time ON expiry (expires, key)");
+      expiry_ = prepare("INSERT OR REPLACE INTO expiry (key, expires) VALUES (?, ?)");
+      // One batch: the same keys, the earliest first, for both tables (in one transaction).
+      const char* batch =
+          "key IN (SELECT key FROM expiry WHERE expires <= ?1 ORDER BY expires, key LIMIT ?2)";
+      expired_rows_ = prepare((std::string("DELETE FROM memory WHERE ") + batch).c_str());
+      expired_times_ = prepare((std::string("DELETE FROM expiry WHERE ") + batch).c_str());
+    }
+    const std::int64_t expires = now_ms() + expiring_ttl.count();
+    exec("BEGIN IMMEDIATE");
+    upsert_all(items);
+    for (const auto& [key, value] : items) {
+      sqlite3_bind_text(expiry_, 1, key.data(), static_cast<int>(key.size()), SQLITE_STATIC);
+      sqlite3_bind_int64(expiry_, 2, expires);
+      step_done(expiry_);
+    }
+    exec("COMMIT");
+  }
+
+  // memory_params::sweep_batch (1000) items per transaction, until none is left.
+  swept sweep() override {
+    swept out;
+    const std::int64_t now = now_ms();
+    for (;;) {
+      exec("BEGIN IMMEDIATE");
+      for (sqlite3_stmt* s : {expired_rows_, expired_times_}) {
+        sqlite3_bind_int64(s, 1, now);
+        sqlite3_bind_int64(s, 2, sweep_batch);
+      }
+      step_done(expired_rows_);
+      const std::int64_t n = sqlite3_changes64(db_);
+      step_done(expired_times_);
+      exec("COMMIT");
+      if (n == 0) break;
+      out.items += n;
+      ++out.transactions;
+    }
+    return out;
+  }
+
  private:
+  // rows_per_insert items per statement; the rest one by one; in whatever transaction is open.
+  void upsert_all(const memory::items& items) {
+    std::size_t i = 0;
+    std::vector<std::string> texts(rows_per_insert);
+    for (; i + rows_per_insert <= items.size(); i += rows_per_insert) {
+      for (std::size_t r = 0; r < rows_per_insert; ++r) {
+        const auto& [key, value] = items[i + r];
+        texts[r] = value.dump();
+        const int at = static_cast<int>(2 * r);
+        sqlite3_bind_text(upsert_many_, at + 1, key.data(), static_cast<int>(key.size()),
+                          SQLITE_STATIC);
+        sqlite3_bind_text(upsert_many_, at + 2, texts[r].data(), static_cast<int>(texts[r].size()),
+                          SQLITE_STATIC);
+      }
+      step_done(upsert_many_);
+    }
+    for (; i < items.size(); ++i) upsert(items[i].first, items[i].second);
+  }
+
   // One store, in whatever transaction is open.
   void upsert(const std::string& key, const json& value) {
     std::string text = value.dump();
@@ -351,6 +409,13 @@ class raw_sqlite final : public sync_client {
     sqlite3_clear_bindings(s);
     return n;
   }
+  std::int64_t now_ms() const {
+    memory_time t =
+        clock_ ? clock_->now()
+               : std::chrono::time_point_cast<std::chrono::milliseconds>(memory_clock::now());
+    return t.time_since_epoch().count();
+  }
+
   // Reads every column the way a caller would (the text copied out).
   static bool read_row(sqlite3_stmt* s) {
     volatile std::int64_t id = sqlite3_column_int64(s, 0);
@@ -400,9 +465,13 @@ class raw_sqlite final : public sync_client {
   sqlite3_stmt* savepoint_ = nullptr;
   sqlite3_stmt* release_ = nullptr;
   sqlite3_stmt* commit_ = nullptr;
-  // Searches.
+  // Searches and expiry.
   sqlite3_stmt* by_kind_ = nullptr;
   sqlite3_stmt* by_text_ = nullptr;
+  sqlite3_stmt* expiry_ = nullptr;
+  sqlite3_stmt* expired_rows_ = nullptr;
+  sqlite3_stmt* expired_times_ = nullptr;
+  std::shared_ptr<bench_clock> clock_;
 };
 
 // ---- raw libpq ---------------------------------------------------------------------------
@@ -536,16 +605,18 @@ class raw_libpq final : public sync_client {
     return n;
   }
 
-  // The search workloads run on SQLite only (the runner refuses them here).
+  // The search and sweep workloads run on SQLite only (the runner refuses them here).
   std::size_t search_kind(const std::string&) override { sqlite_only(); }
   void index_text() override { sqlite_only(); }
   std::size_t search_text(const std::string&) override { sqlite_only(); }
+  void batch_store_expiring(memory::items) override { sqlite_only(); }
+  swept sweep() override { sqlite_only(); }
 
  private:
   static constexpr std::size_t chunk = 1000;
 
   [[noreturn]] static void sqlite_only() {
-    throw std::runtime_error("libpq_sync: the memory search workloads run on SQLite only");
+    throw std::runtime_error("libpq_sync: memory search and sweep workloads run on SQLite only");
   }
 
   // Reads every column the way a caller would (the text converted or copied out).
@@ -716,6 +787,16 @@ class entity_sync final : public sync_client {
   std::size_t search_text(const std::string& word) override {
     return mem_.search(text_query(word)).size();
   }
+  void batch_store_expiring(memory::items items) override {
+    mem_.batch_store(std::move(items), expiring_ttl);
+  }
+  swept sweep() override {
+    const auto before = db_.stats().operations;
+    swept out;
+    out.items = mem_.sweep();
+    out.transactions = static_cast<std::int64_t>(db_.stats().operations - before);
+    return out;
+  }
 
  private:
   database db_;
@@ -782,6 +863,16 @@ class entity_async final : public async_client {
   awaitable<std::size_t> search_text(std::string word) override {
     auto hits = co_await mem_.async_search(text_query(word), use_awaitable);
     co_return hits.size();
+  }
+  awaitable<> batch_store_expiring(memory::items items) override {
+    co_await mem_.async_batch_store(std::move(items), expiring_ttl, use_awaitable);
+  }
+  awaitable<swept> sweep() override {
+    const auto before = db_.stats().operations;
+    swept out;
+    out.items = co_await mem_.async_sweep(use_awaitable);
+    out.transactions = static_cast<std::int64_t>(db_.stats().operations - before);
+    co_return out;
   }
 
  private:
@@ -865,6 +956,12 @@ class threadpool_client final : public async_client {
   }
   awaitable<std::size_t> search_text(std::string word) override {
     co_return co_await to_thread(pool_, [&] { return inner_->search_text(word); });
+  }
+  awaitable<> batch_store_expiring(memory::items items) override {
+    co_await to_thread(pool_, [&] { inner_->batch_store_expiring(std::move(items)); });
+  }
+  awaitable<swept> sweep() override {
+    co_return co_await to_thread(pool_, [&] { return inner_->sweep(); });
   }
 
  private:

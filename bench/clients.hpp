@@ -3,8 +3,11 @@
 // async API.
 #pragma once
 
+#include <atomic>
 #include <boost/asio/awaitable.hpp>
+#include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -23,7 +26,7 @@ using awaitable = boost::asio::awaitable<T>;
 json value_of(int i);
 std::string key_of(int i);
 
-/// The memory_search_* workloads' items: agent facts, drawn deterministically
+/// The memory_search_* and memory_sweep workloads' items: agent facts, drawn deterministically
 /// from i. {"kind": one of fact_kinds, "text": a sentence of common words with one of
 /// fact_topics rarer words in it, "n": i, "score": a float, "tags": 2 or 3 common words,
 /// "user": "u<id>"}, under "fact:000123". Each kind, and each topic word, is in about 1% of
@@ -41,6 +44,16 @@ std::string topic_of(int i);
 /// Results per search (search_query::limit).
 inline constexpr int search_limit = 10;
 
+/// A clock that memory_sweep moves forward, instead of waiting for items to expire.
+class bench_clock {
+ public:
+  memory_time now() const;
+  void advance(std::chrono::milliseconds d) { ahead_ms_ += d.count(); }
+
+ private:
+  std::atomic<std::int64_t> ahead_ms_{0};
+};
+
 /// Where a client's database lives and how it is tuned.
 struct client_config {
   std::string path;
@@ -50,6 +63,15 @@ struct client_config {
   /// commits concurrent ones: BEGIN IMMEDIATE, each store inside SAVEPOINT / RELEASE, COMMIT
   /// after the last of the group (every control statement prepared once).
   int group = 1;
+  /// Where the raw clients' "now" comes from for expiry times (memory_sweep). Empty: the
+  /// system clock.
+  std::shared_ptr<bench_clock> clock;
+};
+
+/// What a sweep did: the items it deleted and the transactions it committed to delete them.
+struct swept {
+  std::int64_t items = 0;
+  std::int64_t transactions = 0;
 };
 
 /// Operations that complete before they return.
@@ -81,6 +103,10 @@ class sync_client {
   virtual void index_text() = 0;
   /// The best search_limit items whose text holds `word` (their values decoded).
   virtual std::size_t search_text(const std::string& word) = 0;
+  /// Stores the items in one transaction, each expiring an hour after the store.
+  virtual void batch_store_expiring(memory::items items) = 0;
+  /// Deletes the expired items.
+  virtual swept sweep() = 0;
 };
 
 /// The same operations, as coroutines.
@@ -100,14 +126,18 @@ class async_client {
   virtual awaitable<std::size_t> search_kind(std::string kind) = 0;
   virtual awaitable<> index_text() = 0;
   virtual awaitable<std::size_t> search_text(std::string word) = 0;
+  virtual awaitable<> batch_store_expiring(memory::items items) = 0;
+  virtual awaitable<swept> sweep() = 0;
 };
 
 /// Raw SQLite C API: one connection, prepared statements reused. The floor. With
 /// `c.group` > 1, a transaction open between two stores holds until the group is full.
+/// Expiry times live in a table of its own, expiry(key, expires), indexed on the time; the
+/// stores of the other workloads write none.
 std::unique_ptr<sync_client> make_raw_sqlite_client(const client_config& c);
 /// Blocking libpq: one connection to the server at `url`, prepared statements, batches in
-/// pipeline mode. The floor on PostgreSQL. It has no search: those workloads run on SQLite
-/// only.
+/// pipeline mode. The floor on PostgreSQL. It has no search or sweep: those workloads run on
+/// SQLite only.
 std::unique_ptr<sync_client> make_raw_libpq_client(const std::string& url);
 /// entity-db's sync API on an engine that is running, its memory opened with `params`.
 std::unique_ptr<sync_client> make_entity_sync_client(const database& db,

@@ -138,6 +138,19 @@ std::string format_table(const report& r) {
     }
     out << "\n";
   }
+  // The sweep: items deleted per second (the table's ops/s) and the transactions it took.
+  bool sweep_header = false;
+  for (const auto& v : variants) {
+    const run_result* x = find(r, "memory_sweep", v);
+    if (!x) continue;
+    if (!sweep_header) {
+      out << "\nmemory_sweep: " << x->rows
+          << " expired items deleted (its ops/s: items deleted per second); transactions:";
+      sweep_header = true;
+    }
+    out << " " << v << " " << x->transactions;
+  }
+  if (sweep_header) out << "\n";
   return out.str();
 }
 
@@ -158,6 +171,7 @@ nlohmann::json to_json(const report& r) {
     if (floor && x.ops_per_sec > 0) j["vs_floor"] = floor->ops_per_sec / x.ops_per_sec;
     // A _ttl workload: time per op as a multiple of its plain workload's in the same variant.
     if (double ratio = vs_plain(r, x); ratio > 0) j["vs_plain"] = ratio;
+    if (x.workload == "memory_sweep") j["transactions"] = x.transactions;
     results.push_back(std::move(j));
   }
   return {{"machine", r.machine}, {"params", r.params}, {"results", results}};

@@ -27,17 +27,17 @@ using clock = std::chrono::steady_clock;
 
 const std::vector<std::string>& workload_names() {
   static const std::vector<std::string> names = {
-      "memory_store",         "memory_store_ttl",   "memory_load",
-      "memory_load_ttl",      "memory_batch_store", "memory_batch_load",
-      "memory_search_filter", "memory_search_text", "db_insert",
-      "db_insert_many",       "db_select",          "concurrent_1",
-      "concurrent_5",         "concurrent_10",      "concurrent_20",
+      "memory_store",       "memory_store_ttl",  "memory_load",          "memory_load_ttl",
+      "memory_batch_store", "memory_batch_load", "memory_search_filter", "memory_search_text",
+      "memory_sweep",       "db_insert",         "db_insert_many",       "db_select",
+      "concurrent_1",       "concurrent_5",      "concurrent_10",        "concurrent_20",
       "group_commit_20"};
   return names;
 }
 
 bool sqlite_only(const std::string& workload) {
-  return workload == "memory_search_filter" || workload == "memory_search_text";
+  return workload == "memory_search_filter" || workload == "memory_search_text" ||
+         workload == "memory_sweep";
 }
 
 std::string plain_workload_of(const std::string& workload) {
@@ -72,21 +72,33 @@ struct sample {
   double seconds = 0;
   std::int64_t ops = 0;
   std::int64_t rows = 0;
+  std::int64_t transactions = 0;  // memory_sweep
 };
 
-// What a run needs beyond its workload's name: the sizes.
+// What a run needs beyond its workload's name: the sizes, and for memory_sweep the clock that
+// the clients' expiry times come from.
 struct run_setup {
   int ops = 0;
   int items = 0;
+  std::shared_ptr<bench_clock> clock;
 };
 
 // How entity-db opens the memory in `workload`: a _ttl workload is its plain one with every item
-// given a time to live.
-memory_params memory_params_of(const std::string& workload) {
+// given a time to live; in memory_sweep the clock is the benchmark's, and only sweep() deletes.
+memory_params memory_params_of(const std::string& workload, const run_setup& setup) {
   memory_params mp;
   if (plain_workload_of(workload) != workload) mp.default_ttl = workload_ttl;
+  if (workload == "memory_sweep") {
+    mp.sweep_interval = std::chrono::milliseconds(0);
+    mp.clock = [clock = setup.clock] { return clock->now(); };
+  }
   return mp;
 }
+
+// memory_sweep stores a tenth of the searches' items, each to expire; then the clock moves on
+// past their time to live, and the sweep is timed.
+int sweep_items_of(int items) { return std::max(1, items / 10); }
+constexpr std::chrono::milliseconds sweep_advance = std::chrono::hours(2);
 
 int concurrency_of(const std::string& w) {
   if (w == "group_commit_20") return 20;
@@ -130,6 +142,13 @@ void batch_sample(sample& s, double ns, std::int64_t n) {
 
 double elapsed_ns(clock::time_point since) {
   return std::chrono::duration<double, std::nano>(clock::now() - since).count();
+}
+
+// A sweep counts as one operation per item it deleted.
+void sweep_sample(sample& s, double ns, const swept& sw) {
+  batch_sample(s, ns, std::max<std::int64_t>(sw.items, 1));
+  s.rows = sw.items;
+  s.transactions = sw.transactions;
 }
 
 // ---- sync variants (sqlite_c, sync) ---------------------------------------------------------
@@ -200,6 +219,12 @@ sample run_sync(sync_client& c, const std::string& workload, const run_setup& se
     per_op(s, n, 1,
            [&](int i, int) { hits += static_cast<std::int64_t>(c.search_text(topic_of(i))); });
     s.rows = hits;
+  } else if (w == "memory_sweep") {
+    c.batch_store_expiring(facts_of(sweep_items_of(setup.items)));
+    setup.clock->advance(sweep_advance);
+    auto t = clock::now();
+    swept sw = c.sweep();
+    sweep_sample(s, elapsed_ns(t), sw);
   } else if (w == "db_insert") {
     c.create_table();
     per_op(s, n, 1, [&](int i, int) { c.insert(i, "name_" + std::to_string(i)); });
@@ -326,6 +351,12 @@ sample run_async(asio::io_context& io, async_client& c, const std::string& workl
       hits += static_cast<std::int64_t>(co_await c.search_text(topic_of(i)));
     });
     s.rows = hits;
+  } else if (w == "memory_sweep") {
+    block_on(io, c.batch_store_expiring(facts_of(sweep_items_of(setup.items))));
+    setup.clock->advance(sweep_advance);
+    auto t = clock::now();
+    swept sw = block_on(io, c.sweep());
+    sweep_sample(s, elapsed_ns(t), sw);
   } else if (w == "db_insert") {
     block_on(io, c.create_table());
     per_op_async(io, s, n, 1, [&](int i) { return c.insert(i, "name_" + std::to_string(i)); });
@@ -393,7 +424,7 @@ sample run_on(const run_setup& setup, const std::string& workload, const std::st
   sample s;
   infra->startup();
   database db(infra);
-  const memory_params mp = memory_params_of(workload);
+  const memory_params mp = memory_params_of(workload, setup);
   if (variant == "sync") {
     s = run_sync(*make_entity_sync_client(db, mp), workload, setup);
   } else {
@@ -413,6 +444,7 @@ sample run_once(const bench_params& p, const target& t, const std::string& workl
   run_setup setup;
   setup.ops = p.ops;
   setup.items = p.items;
+  setup.clock = std::make_shared<bench_clock>();
   if (t.postgres()) {
     reset_schema(t);
     if (variant == "libpq_sync") {
@@ -428,7 +460,8 @@ sample run_once(const bench_params& p, const target& t, const std::string& workl
   const std::string path = (t.dir / (workload + "-" + variant + ".db")).string();
   remove_db(path);
   if (variant == "sqlite_c" || variant == "sqlite_c_autocommit") {
-    auto c = make_raw_sqlite_client({path, p.durable, floor_group_of(workload, variant)});
+    auto c =
+        make_raw_sqlite_client({path, p.durable, floor_group_of(workload, variant), setup.clock});
     s = run_sync(*c, workload, setup);
   } else {
     sqlite_params sp;
@@ -496,8 +529,8 @@ report run(const bench_params& p, const progress_fn& progress) {
     if (postgres && sqlite_only(w))
       throw std::invalid_argument(
           w +
-          " runs on SQLite only (its floor is SQLite's own: json_extract, FTS5); on PostgreSQL "
-          "leave it out");
+          " runs on SQLite only (its floor is SQLite's own: json_extract, FTS5, an expiry "
+          "table); on PostgreSQL leave it out");
   }
   for (const auto& v : p.variants)
     if (!selected(variant_names(postgres), v) || v.empty())
@@ -546,6 +579,7 @@ report run(const bench_params& p, const progress_fn& progress) {
   r.params = {{"ops", p.ops},
               {"repeat", p.repeat},
               {"search_items", p.items},
+              {"sweep_items", sweep_items_of(p.items)},
               {"durable", p.durable},
               {"backend", postgres ? "postgresql" : "sqlite"},
               {"threadpool_threads", pool_threads}};
@@ -579,6 +613,7 @@ report run(const bench_params& p, const progress_fn& progress) {
       res.p50_us = quantile(m.op_ns, 0.50) / 1000.0;
       res.p99_us = quantile(m.op_ns, 0.99) / 1000.0;
       res.rows = m.rows;
+      res.transactions = m.transactions;
       r.results.push_back(res);
     }
   } catch (...) {

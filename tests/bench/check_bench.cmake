@@ -4,9 +4,9 @@
 # one) beside its floor, sqlite_c (the same stores committed in groups of 20); every result
 # states its time per op as a multiple of its workload's floor (vs_floor, 1 for the floor).
 # The _ttl workloads state their time per op as a multiple of their plain workload's (vs_plain)
-# in every variant.
+# in every variant; memory_sweep deleted what it stored and states the transactions it took.
 # With -DBACKEND=postgresql the run is on the server of $ENV{ENTITYDB_PG_URL} (the floor there
-# is libpq_sync), without the SQLite-only workloads (memory_search_*), which it
+# is libpq_sync), without the SQLite-only workloads (memory_search_*, memory_sweep), which it
 # refuses by name; without that variable the check fails and says how to provide a server.
 if(BACKEND STREQUAL "postgresql")
   if("$ENV{ENTITYDB_PG_URL}" STREQUAL "")
@@ -32,7 +32,7 @@ else()
   set(expected_backend sqlite)
   # workload/variant pairs beyond every workload x every variant above
   set(extra_results group_commit_20/sqlite_c_autocommit)
-  set(sqlite_only_workloads memory_search_filter memory_search_text)
+  set(sqlite_only_workloads memory_search_filter memory_search_text memory_sweep)
 endif()
 execute_process(COMMAND ${ENTITYDB} bench --quick ${db_args} --json ${OUT}
   RESULT_VARIABLE rc OUTPUT_VARIABLE table ERROR_VARIABLE progress)
@@ -102,6 +102,16 @@ foreach(w IN LISTS workloads)
           string(JSON vs_plain ERROR_VARIABLE err GET "${report}" results ${i} vs_plain)
           if(err OR NOT vs_plain GREATER 0)
             message(FATAL_ERROR "${w}/${v}: no vs_plain (${err})")
+          endif()
+        endif()
+        if(w STREQUAL "memory_sweep")
+          string(JSON transactions ERROR_VARIABLE err GET "${report}" results ${i} transactions)
+          string(JSON swept GET "${report}" params sweep_items)
+          if(err OR transactions LESS 1)
+            message(FATAL_ERROR "${w}/${v}: transactions '${transactions}' ${err}")
+          endif()
+          if(NOT rows EQUAL swept)
+            message(FATAL_ERROR "${w}/${v}: deleted ${rows} of the ${swept} expired items")
           endif()
         endif()
         if(rows_seen STREQUAL "")

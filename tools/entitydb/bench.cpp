@@ -127,7 +127,8 @@ void add_bench_command(CLI::App& app) {
       "group_commit_20 commits in groups of 20; sqlite_c_autocommit = the same stores committed "
       "one by one, group_commit_20 only; sync; threadpool; async) in one run, on fresh database "
       "files; with --db postgresql://... on a PostgreSQL server, with libpq_sync (blocking "
-      "libpq) as the floor (the memory_search_* workloads run on SQLite only)");
+      "libpq) as the floor (the memory_search_* and memory_sweep workloads run on SQLite "
+      "only)");
   cmd->add_option("--ops", opts->params.ops, "operations per workload (N)")
       ->default_val(1000)
       ->check(CLI::Range(20, 10'000'000));
@@ -140,7 +141,8 @@ void add_bench_command(CLI::App& app) {
                   "afterwards), or a PostgreSQL URL (postgresql://...): the runs then use a "
                   "schema of their own on that server, dropped afterwards");
   cmd->add_option("--items", opts->params.items,
-                  "facts in the memory that memory_search_filter and memory_search_text search")
+                  "facts in the memory that memory_search_filter and memory_search_text search "
+                  "(memory_sweep sweeps a tenth as many)")
       ->default_val(100000)
       ->check(CLI::Range(1000, 10'000'000));
   cmd->add_flag("--durable", opts->params.durable, "synchronous=FULL (survives power loss)");
