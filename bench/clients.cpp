@@ -346,21 +346,21 @@ class raw_sqlite final : public sync_client {
     exec("COMMIT");
   }
 
-  // memory_params::sweep_batch (1000) items per transaction, until none is left.
+  // memory_params::sweep_batch (1000) items per transaction, until a batch finds fewer (as
+  // entity-db's sweep goes: a last batch that finds none, when the items are a multiple).
   swept sweep() override {
     swept out;
     const std::int64_t now = now_ms();
-    for (;;) {
+    for (std::int64_t n = sweep_batch; n == sweep_batch;) {
       exec("BEGIN IMMEDIATE");
       for (sqlite3_stmt* s : {expired_rows_, expired_times_}) {
         sqlite3_bind_int64(s, 1, now);
         sqlite3_bind_int64(s, 2, sweep_batch);
       }
       step_done(expired_rows_);
-      const std::int64_t n = sqlite3_changes64(db_);
+      n = sqlite3_changes64(db_);
       step_done(expired_times_);
       exec("COMMIT");
-      if (n == 0) break;
       out.items += n;
       ++out.transactions;
     }
