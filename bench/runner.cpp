@@ -594,19 +594,25 @@ report run(const bench_params& p, const progress_fn& progress) {
   int total = static_cast<int>(plan.size()) * p.repeat;
   int done = 0;
   try {
-    for (const auto& [w, v] : plan) {
-      std::vector<sample> runs;
-      for (int rep = 0; rep < p.repeat; ++rep) {
+    // Round after round of the whole plan, not every repeat of one run back to back: a drift
+    // in what else the machine does then falls on every workload and variant alike, and the
+    // ratios within the run (to the floor, ttl to plain) stay fair.
+    std::vector<std::vector<sample>> runs(plan.size());
+    for (int rep = 0; rep < p.repeat; ++rep)
+      for (std::size_t k = 0; k < plan.size(); ++k) {
+        const auto& [w, v] = plan[k];
         if (progress) progress(done, total, w + "/" + v);
-        runs.push_back(run_once(p, t, w, v));
+        runs[k].push_back(run_once(p, t, w, v));
         ++done;
       }
-      std::sort(runs.begin(), runs.end(),
+    for (std::size_t k = 0; k < plan.size(); ++k) {
+      std::vector<sample>& done_runs = runs[k];
+      std::sort(done_runs.begin(), done_runs.end(),
                 [](const sample& a, const sample& b) { return a.seconds < b.seconds; });
-      const sample& m = runs[runs.size() / 2];
+      const sample& m = done_runs[done_runs.size() / 2];
       run_result res;
-      res.workload = w;
-      res.variant = v;
+      res.workload = plan[k].first;
+      res.variant = plan[k].second;
       res.ops = m.ops;
       res.seconds = m.seconds;
       res.ops_per_sec = m.seconds > 0 ? static_cast<double>(m.ops) / m.seconds : 0;
