@@ -276,8 +276,8 @@ std::string window_conditions(const time_window& w, params& args) {
 // The live items of a view that match a pattern and a window: " WHERE ..." and its parameters.
 std::string where_items(const memory_shared& s, const std::string& prefix,
                         const std::string& pattern, const time_window& w, std::int64_t now,
-                        params& args) {
-  std::string sql = where_matching(s.db.dialect(), prefix, pattern, args);
+                        params& args, const std::string& key = "m.key") {
+  std::string sql = where_matching(s.db.dialect(), prefix, pattern, args, key);
   sql += std::string(" AND ") + detail::memory_sql::live();
   args.emplace_back(now);
   return sql + window_conditions(w, args);
@@ -613,20 +613,32 @@ void with_table(std::shared_ptr<Op> op, void (*next)(std::shared_ptr<Op>)) {
     if (op->st->sweep_due()) start_background_sweep(op->st);
     return next(std::move(op));
   }
-  op->run.transaction(
-      op->st->db, setup_body(op->st->sql), [op, next](step_result<std::monostate> r) mutable {
-        if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
-        op->run.fetch_one(op->st->db, probe_sql, {collection_name()},
-                          [op, next](step_result<std::optional<row>> probe) mutable {
-                            // Cancelled, the probe answered nothing: the next operation
-                            // asks again.
-                            if (probe.ec == errc::cancelled)
-                              return op->fail_with(probe.ec, std::move(probe.diag));
-                            op->st->probed(probe.ec, probe.value.has_value());
-                            op->st->table_ready.store(true, std::memory_order_release);
-                            next(std::move(op));
+  // Whether the embeddings collection exists, then next.
+  auto probe_embeddings = [](std::shared_ptr<Op> o, void (*then)(std::shared_ptr<Op>)) {
+    o->run.fetch_one(o->st->db, probe_sql, {collection_name()},
+                     [o, then](step_result<std::optional<row>> probe) mutable {
+                       // Cancelled, the probe answered nothing: the next operation asks again.
+                       if (probe.ec == errc::cancelled)
+                         return o->fail_with(probe.ec, std::move(probe.diag));
+                       o->st->probed(probe.ec, probe.value.has_value());
+                       o->st->table_ready.store(true, std::memory_order_release);
+                       then(std::move(o));
+                     });
+  };
+  // A read first: a memory whose schema is complete (every use but a database's first) needs
+  // no write, so a read-only database or user can read it.
+  op->run.fetch_one(op->st->db, op->st->sql.setup_probe, {},
+                    [op, next, probe_embeddings](step_result<std::optional<row>> r) mutable {
+                      if (r.ec == errc::cancelled) return op->fail_with(r.ec, std::move(r.diag));
+                      if (!r.ec && r.value && (*r.value)[0].as_int() == 1)
+                        return probe_embeddings(std::move(op), next);
+                      op->run.transaction(
+                          op->st->db, setup_body(op->st->sql),
+                          [op, next, probe_embeddings](step_result<std::monostate> t) mutable {
+                            if (t.ec) return op->fail_with(t.ec, std::move(t.diag));
+                            probe_embeddings(std::move(op), next);
                           });
-      });
+                    });
 }
 
 // A vector_store transaction as a step of `op`.
@@ -959,9 +971,12 @@ struct search_op : memory_op<memory::search_results> {
   using memory_op::memory_op;
   search_query query;
   std::int64_t now = 0;
-  std::string words;       // the text query as the backend's query text
-  std::string conditions;  // the view, liveness, window and filter: " AND ..."
-  params condition_args;   // their parameters
+  std::string words;              // the text query as the backend's query text
+  std::string conditions;         // the view, liveness, window and filter: " AND ..."
+  params condition_args;          // their parameters
+  bool unfiltered = false;        // no filter on the values: text ranks on its index alone
+  std::string ranked_conditions;  // the view, liveness and window on the text index's rows
+  params ranked_args;
   std::int64_t need = 0;   // offset + limit: what each signal of a fused search contributes
   std::int64_t asked = 0;  // neighbours asked of the vector store this round
   std::vector<candidate> text_hits;
@@ -1010,14 +1025,27 @@ struct search_op : memory_op<memory::search_results> {
   static void text_search(std::shared_ptr<search_op> op) {
     const detail::memory_sql& sql = op->st->sql;
     const bool fused = !op->query.vector.empty();
+    const bool pg = op->st->db.dialect() == sql_dialect::postgresql;
     params args{op->words};
-    for (const value& v : op->condition_args) args.push_back(v);
+    for (const value& v : op->unfiltered ? op->ranked_args : op->condition_args) args.push_back(v);
     args.emplace_back(fused ? op->need : op->query.limit);
     args.emplace_back(fused ? 0 : op->query.offset);
-    std::string text = "SELECT m.key, m.value, t.ttl_ms, t.created_ms, t.updated_ms, " +
-                       sql.text_score() + " AS score " + sql.text_from() + " WHERE " +
-                       sql.text_condition() + op->conditions + " ORDER BY score DESC, " +
-                       order_by_key(op->st->db.dialect()).substr(10) + " LIMIT ? OFFSET ?";
+    const std::string by_m_key = order_by_key(op->st->db.dialect()).substr(10);
+    std::string text;
+    if (op->unfiltered) {
+      // One page of matches ranked on the index, then the values of that page only.
+      const std::string key = sql.text_key();
+      const std::string by_key = key + (pg ? " COLLATE \"C\"" : "");
+      text = "SELECT m.key, m.value, t.ttl_ms, t.created_ms, t.updated_ms, r.score FROM (SELECT " +
+             key + " AS key, " + sql.text_score() + " AS score " + sql.text_ranked_from() +
+             " WHERE " + sql.text_condition() + op->ranked_conditions + " ORDER BY score DESC, " +
+             by_key + " LIMIT ? OFFSET ?) AS r JOIN memory m ON m.key = r.key " +
+             "LEFT JOIN memory_meta t ON t.key = m.key ORDER BY r.score DESC, " + by_m_key;
+    } else {
+      text = "SELECT m.key, m.value, t.ttl_ms, t.created_ms, t.updated_ms, " + sql.text_score() +
+             " AS score " + sql.text_from() + " WHERE " + sql.text_condition() + op->conditions +
+             " ORDER BY score DESC, " + by_m_key + " LIMIT ? OFFSET ?";
+    }
     fetch(op, std::move(text), std::move(args),
           [fused](std::shared_ptr<search_op> o, std::vector<candidate> found) {
             for (candidate& c : found) c.hit.matched_text = true;
@@ -1154,6 +1182,10 @@ struct search_op : memory_op<memory::search_results> {
                     " AND (" + filter.sql + ")";
     for (value& v : filter.bound) args.push_back(std::move(v));
     op.condition_args = std::move(args);
+    op.unfiltered = q.filter.is_object() && q.filter.empty();
+    if (op.unfiltered && !q.text.empty())
+      op.ranked_conditions = " AND " + where_items(*op.st, op.prefix, "%", q.times, op.now,
+                                                   op.ranked_args, op.st->sql.text_key());
     op.need = q.offset + q.limit;
     op.asked = op.need;
   }

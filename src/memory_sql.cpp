@@ -105,9 +105,9 @@ memory_sql::memory_sql(sql_dialect d, std::vector<std::string> fields)
         "('trigger', 'memory_gone'), ('trigger', 'memory_rewritten'), ('trigger', 'memory_put'))";
     setup = {
         "CREATE TABLE IF NOT EXISTS memory (key TEXT PRIMARY KEY, value TEXT)",
-        // id: the rowid of the key's full-text row (an INTEGER PRIMARY KEY survives VACUUM).
-        "CREATE TABLE IF NOT EXISTS memory_meta (id INTEGER PRIMARY KEY, key TEXT NOT NULL "
-        "UNIQUE, created_ms INTEGER, updated_ms INTEGER, expires_ms INTEGER, ttl_ms INTEGER)",
+        // Keyed by the key alone (WITHOUT ROWID): a store writes one b-tree of it, not two.
+        "CREATE TABLE IF NOT EXISTS memory_meta (key TEXT PRIMARY KEY, created_ms INTEGER, "
+        "updated_ms INTEGER, expires_ms INTEGER, ttl_ms INTEGER) WITHOUT ROWID",
         "CREATE INDEX IF NOT EXISTS memory_meta_expiry ON memory_meta (expires_ms) "
         "WHERE expires_ms IS NOT NULL",
         "CREATE TRIGGER IF NOT EXISTS memory_gone AFTER DELETE ON memory BEGIN "
@@ -226,12 +226,16 @@ std::vector<std::string> memory_sql::build_text_index() const {
   const std::string body_new = sqlite_body(text_fields, "new.value");
   // Inside a trigger FTS5 takes the outer statement's conflict handling, not its own OR
   // REPLACE: the old row goes first.
+  // The full-text rows are keyed by memory_text_ids.id, an INTEGER PRIMARY KEY: VACUUM keeps
+  // it (it may renumber memory's own rowids).
   const std::string index_new =
-      "INSERT INTO memory_meta (key) VALUES (new.key) ON CONFLICT (key) DO NOTHING; "
-      "DELETE FROM memory_fts WHERE rowid = (SELECT id FROM memory_meta WHERE key = new.key); "
+      "INSERT INTO memory_text_ids (key) VALUES (new.key) ON CONFLICT (key) DO NOTHING; "
+      "DELETE FROM memory_fts WHERE rowid = (SELECT id FROM memory_text_ids WHERE key = new.key); "
       "INSERT INTO memory_fts (rowid, body) SELECT id, " +
-      body_new + " FROM memory_meta WHERE key = new.key; ";
+      body_new + " FROM memory_text_ids WHERE key = new.key; ";
   return {
+      "CREATE TABLE IF NOT EXISTS memory_text_ids (id INTEGER PRIMARY KEY, key TEXT NOT NULL "
+      "UNIQUE)",
       "CREATE VIRTUAL TABLE IF NOT EXISTS memory_fts USING fts5 "
       "(body, tokenize = 'unicode61 remove_diacritics 0')",
       "DROP TRIGGER IF EXISTS memory_text_insert",
@@ -240,13 +244,14 @@ std::vector<std::string> memory_sql::build_text_index() const {
       "CREATE TRIGGER memory_text_insert AFTER INSERT ON memory BEGIN " + index_new + "END",
       "CREATE TRIGGER memory_text_update AFTER UPDATE OF value ON memory BEGIN " + index_new +
           "END",
-      "CREATE TRIGGER memory_text_gone AFTER DELETE ON memory_meta BEGIN "
-      "DELETE FROM memory_fts WHERE rowid = old.id; END",
+      "CREATE TRIGGER memory_text_gone AFTER DELETE ON memory BEGIN "
+      "DELETE FROM memory_fts WHERE rowid = (SELECT id FROM memory_text_ids WHERE key = old.key); "
+      "DELETE FROM memory_text_ids WHERE key = old.key; END",
       "DELETE FROM memory_fts",
-      "INSERT INTO memory_meta (key) SELECT key FROM memory WHERE true "
-      "ON CONFLICT (key) DO NOTHING",
-      "INSERT INTO memory_fts (rowid, body) SELECT t.id, " + sqlite_body(text_fields, "m.value") +
-          " FROM memory m JOIN memory_meta t ON t.key = m.key",
+      "DELETE FROM memory_text_ids",
+      "INSERT INTO memory_text_ids (key) SELECT key FROM memory",
+      "INSERT INTO memory_fts (rowid, body) SELECT i.id, " + sqlite_body(text_fields, "m.value") +
+          " FROM memory m JOIN memory_text_ids i ON i.key = m.key",
       "DELETE FROM memory_text_config",
       record,
   };
@@ -256,9 +261,15 @@ std::string memory_sql::text_from() const {
   if (pg(dialect))
     return "FROM memory m JOIN memory_meta t ON t.key = m.key, "
            "to_tsquery('simple', ?) AS q";
-  return "FROM memory_fts JOIN memory_meta t ON t.id = memory_fts.rowid "
-         "JOIN memory m ON m.key = t.key";
+  return "FROM memory_fts JOIN memory_text_ids i ON i.id = memory_fts.rowid "
+         "JOIN memory m ON m.key = i.key LEFT JOIN memory_meta t ON t.key = m.key";
 }
+std::string memory_sql::text_ranked_from() const {
+  if (pg(dialect)) return "FROM memory_meta t, to_tsquery('simple', ?) AS q";
+  return "FROM memory_fts JOIN memory_text_ids i ON i.id = memory_fts.rowid "
+         "LEFT JOIN memory_meta t ON t.key = i.key";
+}
+const char* memory_sql::text_key() const { return pg(dialect) ? "t.key" : "i.key"; }
 std::string memory_sql::text_condition() const {
   return pg(dialect) ? "t.tsv @@ q" : "memory_fts MATCH ?";
 }

@@ -7,7 +7,7 @@
 //     with a partial index on expires_ms (the sweeps' and nothing else's), and a trigger that
 //     deletes a key's row with the key, whoever deletes it.
 //   the full-text index, made by the first text search: on SQLite the FTS5 table memory_fts
-//     (rowid = memory_meta.id, which VACUUM keeps), on PostgreSQL memory_meta.tsv with a GIN
+//     (rowid = memory_text_ids.id, which VACUUM keeps), on PostgreSQL memory_meta.tsv with a GIN
 //     index; kept by triggers on memory, so it follows every write of every program, in that
 //     write's own transaction.
 // A write of this library is one statement (so it is group-committed like any other): on
@@ -82,6 +82,11 @@ struct memory_sql {
 
   /// FROM, the text condition and the score of a text search; binds the query (text_query).
   std::string text_from() const;
+  /// The same without the values, for a search without a filter on them: it ranks the
+  /// matches on the index alone and reads the values of one page. `text_key` names the key
+  /// column there.
+  std::string text_ranked_from() const;
+  const char* text_key() const;
   std::string text_condition() const;
   std::string text_score() const;
 };
