@@ -43,11 +43,24 @@ struct batch_sql {
 };
 std::shared_ptr<const batch_sql> make_batch_sql(const detail::memory_sql& sql);
 
-// What a memory stores of a key's time to live: null for none.
+// What store(), batch_store() and memory_params::default_ttl refuse of a time to live.
+void check_ttl(const memory::ttl& t, const char* what = "a time to live") {
+  if (!t || *t == memory::no_expiry) return;
+  constexpr std::int64_t longest = 10'000LL * 366 * 24 * 3600 * 1000;  // 10,000 years
+  if (t->count() <= 0 || t->count() > longest)
+    throw error(errc::invalid_argument,
+                {std::string(what) +
+                     " must be positive and at most 10,000 years (memory::no_expiry: never "
+                     "expires); got " +
+                     std::to_string(t->count()) + " ms",
+                 {}});
+}
+
+// What a memory stores of a key's time to live (`t`, or the default): null for none.
 value ttl_value(const memory::ttl& t, const memory_params& p) {
-  if (!t) return p.default_ttl ? value(p.default_ttl->count()) : value(null);
-  if (*t == memory::no_expiry) return value(null);
-  return value(t->count());
+  const memory::ttl& chosen = t ? t : p.default_ttl;
+  if (!chosen || *chosen == memory::no_expiry) return value(null);
+  return value(chosen->count());
 }
 }  // namespace
 
@@ -70,10 +83,7 @@ struct memory::shared {
       throw error(errc::invalid_argument, {"the embeddings collection name is not valid", {}});
   }
   static memory_params checked(memory_params p) {
-    if (p.default_ttl && *p.default_ttl != memory::no_expiry && p.default_ttl->count() <= 0)
-      throw error(errc::invalid_argument, {"memory_params.default_ttl must be positive (got " +
-                                               std::to_string(p.default_ttl->count()) + " ms)",
-                                           {}});
+    check_ttl(p.default_ttl, "memory_params.default_ttl");
     if (p.sweep_interval.count() < 0)
       throw error(errc::invalid_argument,
                   {"memory_params.sweep_interval must not be negative", {}});
@@ -674,20 +684,13 @@ void plain_write(std::shared_ptr<Op> op, std::string sql, params args,
 
 // ---- the operations ----------------------------------------------------------------------------
 
-// What store() and batch_store() refuse of a time to live.
-void check_ttl(const memory::ttl& t) {
-  if (!t || *t == memory::no_expiry) return;
-  constexpr std::int64_t longest = 10'000LL * 366 * 24 * 3600 * 1000;  // 10,000 years
-  if (t->count() <= 0 || t->count() > longest)
-    throw error(errc::invalid_argument,
-                {"a time to live must be positive and at most 10,000 years (memory::no_expiry: "
-                 "never expires); got " +
-                     std::to_string(t->count()) + " ms",
-                 {}});
-}
-
+// A time of memory_meta; one another program wrote as something else than an integer is a
+// decode_error (thrown: the callers run it inside attempt).
 std::optional<memory_time> time_of(const value& v) {
   if (v.is_null()) return std::nullopt;
+  if (!v.is_int())
+    throw error(errc::decode_error,
+                {"a time in memory_meta is not an integer of milliseconds", {}});
   return memory_time(std::chrono::milliseconds(v.as_int()));
 }
 
@@ -807,11 +810,14 @@ void loaded_item(key_read_op<std::optional<memory_item>>& op, row& r, std::int64
   item.value = decode(r[0], op.key, ec, &diag);
   if (ec) return op.fail_with(ec, std::move(diag));
   item.key = op.key;
-  item.created = time_of(r[1]);
-  item.updated = time_of(r[2]);
-  item.expires = time_of(r[3]);
-  if (refreshed_at && !r[4].is_null())
-    item.expires = memory_time(std::chrono::milliseconds(refreshed_at + r[4].as_int()));
+  if (!op.attempt([&] {
+        item.created = time_of(r[1]);
+        item.updated = time_of(r[2]);
+        item.expires = time_of(r[3]);
+        if (refreshed_at && !r[4].is_null())
+          item.expires = *time_of(r[4]) + std::chrono::milliseconds(refreshed_at);
+      }))
+    return;
   op.succeed(std::move(item));
 }
 using load_op = key_read_op<std::optional<json>>;
@@ -1085,33 +1091,34 @@ struct search_op : memory_op<memory::search_results> {
                       detail::memory_sql::from_items() + " WHERE m.key " +
                       op->st->sql.in_json_array() + op->conditions;
     auto found_ptr = std::make_shared<vector_store::matches>(std::move(found));
-    op->run.fetch_all(op->st->db, std::move(sql), std::move(args),
-                      [op, found_ptr](step_result<database::rows> r) {
-                        if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
-                        std::unordered_map<std::string, row*> current;
-                        for (row& rw : r.value) current.emplace(rw[0].as_text(), &rw);
-                        std::vector<row> ranked;
-                        std::vector<float> distances;
-                        for (const vector_match& m : *found_ptr) {
-                          auto it = current.find(m.id);
-                          if (it == current.end() || !embedding_is_current(m, (*it->second)[1]))
-                            continue;
-                          ranked.push_back(std::move(*it->second));
-                          distances.push_back(m.distance);
-                          current.erase(it);
-                        }
-                        error_code ec;
-                        diagnostics diag;
-                        std::vector<candidate> hits = candidates_of(ranked, op->prefix, ec, diag);
-                        if (ec) return op->fail_with(ec, std::move(diag));
-                        for (std::size_t i = 0; i < hits.size(); ++i) {
-                          hits[i].hit.score = 1.0 - static_cast<double>(distances[i]);
-                          hits[i].hit.matched_vector = true;
-                        }
-                        op->asked = next_round(hits.size(), found_ptr->size(), op->asked, op->need);
-                        if (op->asked != 0) return vector_round(op);
-                        vector_done(op, std::move(hits));
-                      });
+    op->run.fetch_all(
+        op->st->db, std::move(sql), std::move(args),
+        [op, found_ptr](step_result<database::rows> r) {
+          if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
+          std::unordered_map<std::string, row*> current;
+          for (row& rw : r.value) current.emplace(rw[0].as_text(), &rw);
+          std::vector<row> ranked;
+          std::vector<float> distances;
+          for (const vector_match& m : *found_ptr) {
+            auto it = current.find(m.id);
+            if (it == current.end() || !embedding_is_current(m, (*it->second)[1])) continue;
+            ranked.push_back(std::move(*it->second));
+            distances.push_back(m.distance);
+            current.erase(it);
+          }
+          error_code ec;
+          diagnostics diag;
+          std::vector<candidate> hits;
+          if (!op->attempt([&] { hits = candidates_of(ranked, op->prefix, ec, diag); })) return;
+          if (ec) return op->fail_with(ec, std::move(diag));
+          for (std::size_t i = 0; i < hits.size(); ++i) {
+            hits[i].hit.score = 1.0 - static_cast<double>(distances[i]);
+            hits[i].hit.matched_vector = true;
+          }
+          op->asked = next_round(hits.size(), found_ptr->size(), op->asked, op->need);
+          if (op->asked != 0) return vector_round(op);
+          vector_done(op, std::move(hits));
+        });
   }
   static void vector_done(std::shared_ptr<search_op> op, std::vector<candidate> hits) {
     if (hits.size() > static_cast<std::size_t>(op->need))
@@ -1128,15 +1135,17 @@ struct search_op : memory_op<memory::search_results> {
   // Runs `sql`, then `then(op, candidates)`.
   template <class Then>
   static void fetch(std::shared_ptr<search_op> op, std::string sql, params args, Then then) {
-    op->run.fetch_all(op->st->db, std::move(sql), std::move(args),
-                      [op, then = std::move(then)](step_result<database::rows> r) mutable {
-                        if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
-                        error_code ec;
-                        diagnostics diag;
-                        std::vector<candidate> found = candidates_of(r.value, op->prefix, ec, diag);
-                        if (ec) return op->fail_with(ec, std::move(diag));
-                        then(std::move(op), std::move(found));
-                      });
+    op->run.fetch_all(
+        op->st->db, std::move(sql), std::move(args),
+        [op, then = std::move(then)](step_result<database::rows> r) mutable {
+          if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
+          error_code ec;
+          diagnostics diag;
+          std::vector<candidate> found;
+          if (!op->attempt([&] { found = candidates_of(r.value, op->prefix, ec, diag); })) return;
+          if (ec) return op->fail_with(ec, std::move(diag));
+          then(std::move(op), std::move(found));
+        });
   }
   static void finish(std::shared_ptr<search_op> op, std::vector<candidate> found) {
     json keys = json::array();

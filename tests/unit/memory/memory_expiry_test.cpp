@@ -95,6 +95,17 @@ TEST_P(MemoryExpiry, TheDefaultTtlAppliesToItemsStoredWithoutOne) {
   EXPECT_EQ(mem.keys(), (std::vector<std::string>{"b"}));
 }
 
+TEST_P(MemoryExpiry, ADefaultOfNoExpiryMeansNever) {
+  memory_params p;
+  p.default_ttl = memory::no_expiry;
+  memory mem = make(p);
+  mem.store("a", 1);
+  mem.batch_store({{"b", 2}});
+  clock.advance(100'000h);
+  EXPECT_EQ(mem.keys(), (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(mem.load_item("a")->expires, std::nullopt);
+}
+
 TEST_P(MemoryExpiry, StoringAgainReplacesTheTimeToLive) {
   memory mem = make();
   mem.store("k", 1, 10s);
@@ -266,6 +277,8 @@ TEST_P(MemoryExpiry, ABadTimeToLiveIsRefusedAndNothingIsWritten) {
   EXPECT_EQ(mem.size(), 0);
   memory_params p;
   p.default_ttl = 0ms;
+  EXPECT_EQ(code([&] { make(p); }), errc::invalid_argument);
+  p.default_ttl = std::chrono::hours(24 * 366 * 10'001);  // past 10,000 years
   EXPECT_EQ(code([&] { make(p); }), errc::invalid_argument);
   p = {};
   p.sweep_batch = 0;
