@@ -24,7 +24,7 @@ from typing import Any, Iterator, Sequence
 
 __all__ = [
     "open", "Database", "Memory", "VectorStore", "Transaction", "Row", "Result", "Recalled", "SearchHit",
-    "Match", "VectorItem", "CollectionInfo", "Error", "QueryTimeoutError",
+    "Item", "Match", "VectorItem", "CollectionInfo", "Error", "QueryTimeoutError",
     "PoolExhaustedError", "BusyError", "ConstraintError", "SQLSyntaxError", "NotStartedError",
     "ShutDownError", "InvalidArgumentError", "DimensionMismatchError", "DecodeError",
     "NotFoundError", "StorageError", "DatabaseConnectionError", "MAX_JSON_DEPTH",
@@ -159,7 +159,38 @@ class Result:
 
 
 Recalled = _namedtuple("Recalled", "key value distance")
-SearchHit = _namedtuple("SearchHit", "key value")
+
+
+class SearchHit(_namedtuple("SearchHit", "key value")):
+    """One result of ``Memory.search``: the pair ``(key, value)`` (it unpacks, indexes and
+    compares as that pair), with how it ranked and its times as attributes.
+
+    ``score``: higher is better (0 for a filter alone; the text relevance, the cosine similarity,
+    or the reciprocal rank fusion of both). ``matched_text`` / ``matched_vector``: which signal
+    found it. ``created`` / ``updated``: UTC datetimes, or None for an item written by a program
+    that records no times.
+    """
+
+    def __new__(cls, key, value, score=0.0, matched_text=False, matched_vector=False,
+                created=None, updated=None):
+        self = super().__new__(cls, key, value)
+        self.score = score
+        self.matched_text = matched_text
+        self.matched_vector = matched_vector
+        self.created = created
+        self.updated = updated
+        return self
+
+    def __repr__(self) -> str:
+        return (f"SearchHit(key={self.key!r}, value={self.value!r}, score={self.score!r}, "
+                f"matched_text={self.matched_text!r}, matched_vector={self.matched_vector!r}, "
+                f"created={self.created!r}, updated={self.updated!r})")
+
+
+# An item with its times (``Memory.load_item``): UTC datetimes; ``created`` and ``updated`` are
+# None for an item written by a program that records no times, ``expires`` for one that never
+# expires.
+Item = _namedtuple("Item", "key value created updated expires")
 Match = _namedtuple("Match", "id distance metadata")
 VectorItem = _namedtuple("VectorItem", "id vector metadata")
 CollectionInfo = _namedtuple("CollectionInfo", "name dim metric count indexed")

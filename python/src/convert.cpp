@@ -1,5 +1,8 @@
 #include "convert.hpp"
 
+#include <datetime.h>
+
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -17,12 +20,16 @@ struct classes {
   PyObject* row = nullptr;                               // the Row base class
   PyObject* result = nullptr;          // Result(rows, rows_affected, last_insert_id)
   PyObject* recalled = nullptr;        // Recalled(key, value, distance)
-  PyObject* search_hit = nullptr;      // SearchHit(key, value)
+  PyObject* search_hit = nullptr;      // SearchHit(key, value, score, matched_text, ...)
+  PyObject* memory_item = nullptr;     // Item(key, value, created, updated, expires)
   PyObject* match = nullptr;           // Match(id, distance, metadata)
   PyObject* item = nullptr;            // VectorItem(id, vector, metadata)
   PyObject* info = nullptr;            // CollectionInfo(name, dim, metric, count, indexed)
   PyObject* grouped_future = nullptr;  // _GroupedFuture
   PyObject* row_classes = nullptr;     // dict: tuple of column names -> Row subclass
+  PyObject* epoch = nullptr;           // 1970-01-01 00:00 UTC, an aware datetime
+  PyObject* first_time = nullptr;      // datetime.min and datetime.max, in UTC
+  PyObject* last_time = nullptr;
 };
 classes& cls() {
   static classes c;
@@ -368,11 +375,23 @@ void register_classes(PyObject* mapping) {
   c.result = lookup(mapping, "Result");
   c.recalled = lookup(mapping, "Recalled");
   c.search_hit = lookup(mapping, "SearchHit");
+  c.memory_item = lookup(mapping, "Item");
   c.match = lookup(mapping, "Match");
   c.item = lookup(mapping, "VectorItem");
   c.info = lookup(mapping, "CollectionInfo");
   c.grouped_future = lookup(mapping, "_GroupedFuture");
   c.row_classes = PyDict_New();
+  PyDateTime_IMPORT;
+  if (!PyDateTimeAPI) throw error(errc::invalid_argument, {"_register: no datetime module", {}});
+  auto utc_datetime = [](int y, int mo, int d, int h, int mi, int s, int us) {
+    return PyDateTimeAPI->DateTime_FromDateAndTime(y, mo, d, h, mi, s, us, PyDateTime_TimeZone_UTC,
+                                                   PyDateTimeAPI->DateTimeType);
+  };
+  c.epoch = utc_datetime(1970, 1, 1, 0, 0, 0, 0);
+  c.first_time = utc_datetime(1, 1, 1, 0, 0, 0, 0);
+  c.last_time = utc_datetime(9999, 12, 31, 23, 59, 59, 999999);
+  if (!c.epoch || !c.first_time || !c.last_time)
+    throw error(errc::invalid_argument, {"_register: cannot make the epoch", {}});
 }
 
 PyObject* grouped_future_class() noexcept { return cls().grouped_future; }
@@ -605,6 +624,78 @@ std::vector<float> to_floats(PyObject* o, const std::string& what) {
   return out;
 }
 
+std::optional<double> to_seconds(PyObject* o) {
+  if (PyDelta_Check(o))
+    return PyDateTime_DELTA_GET_DAYS(o) * 86400.0 + PyDateTime_DELTA_GET_SECONDS(o) +
+           PyDateTime_DELTA_GET_MICROSECONDS(o) / 1e6;
+  if (PyFloat_Check(o)) return PyFloat_AS_DOUBLE(o);
+  if (PyLong_Check(o) && !PyBool_Check(o)) {
+    double d = PyLong_AsDouble(o);
+    if (d == -1.0 && PyErr_Occurred()) {  // beyond a double: as far as a double goes
+      PyErr_Clear();
+      PyObject* zero = PyLong_FromLong(0);
+      bool positive = zero && PyObject_RichCompareBool(o, zero, Py_GT) == 1;
+      Py_XDECREF(zero);
+      PyErr_Clear();
+      return positive ? std::numeric_limits<double>::infinity()
+                      : -std::numeric_limits<double>::infinity();
+    }
+    return d;
+  }
+  return std::nullopt;
+}
+
+memory_time to_time(PyObject* o, bool round_up, const std::string& what) {
+  if (!PyDateTime_Check(o))
+    bad(what + ": a " + type_name(o) + " is not a datetime (give a timezone-aware datetime)");
+  PyObject* offset = ENTITY_PY_CALL(o, "utcoffset");
+  if (!offset) {
+    PyErr_Clear();
+    bad(what + ": the datetime's utcoffset() failed");
+  }
+  bool naive = offset == Py_None;
+  Py_DECREF(offset);
+  if (naive)
+    bad(what + ": a naive datetime names no instant (give it a tzinfo: datetime.timezone.utc)");
+  PyObject* delta = PyNumber_Subtract(o, cls().epoch);
+  if (!delta || !PyDelta_Check(delta)) {
+    PyErr_Clear();
+    Py_XDECREF(delta);
+    bad(what + ": the datetime cannot be compared with the epoch");
+  }
+  std::int64_t days = PyDateTime_DELTA_GET_DAYS(delta);
+  std::int64_t secs = PyDateTime_DELTA_GET_SECONDS(delta);
+  std::int64_t us = PyDateTime_DELTA_GET_MICROSECONDS(delta);  // 0 to 999999
+  Py_DECREF(delta);
+  std::int64_t ms = (days * 86400 + secs) * 1000 + (round_up ? (us + 999) / 1000 : us / 1000);
+  return memory_time(std::chrono::milliseconds(ms));
+}
+
+PyObject* from_time(const std::optional<memory_time>& t) {
+  if (!t) Py_RETURN_NONE;
+  constexpr std::int64_t ms_per_day = 86'400'000;
+  // The days a datetime holds around the epoch: 0001-01-01 is 719162 days before it, 9999-12-31
+  // 2932896 days after it.
+  constexpr std::int64_t first_day = -719'162, last_day = 2'932'896;
+  std::int64_t ms = t->time_since_epoch().count();
+  std::int64_t days = ms / ms_per_day, rest = ms % ms_per_day;
+  if (rest < 0) {
+    rest += ms_per_day;
+    --days;
+  }
+  if (days < first_day || days > last_day) {
+    PyObject* bound = days < first_day ? cls().first_time : cls().last_time;
+    Py_INCREF(bound);
+    return bound;
+  }
+  PyObject* delta = PyDelta_FromDSU(static_cast<int>(days), static_cast<int>(rest / 1000),
+                                    static_cast<int>(rest % 1000) * 1000);
+  if (!delta) return nullptr;
+  PyObject* r = PyNumber_Add(cls().epoch, delta);
+  Py_DECREF(delta);
+  return r;
+}
+
 PyObject* from_stats(const infrastructure_stats& s) {
   PyObject* d = PyDict_New();
   if (!d) return nullptr;
@@ -663,8 +754,19 @@ PyObject* from_recollection(const memory::recollection& r) {
 
 PyObject* from_search_results(const memory::search_results& r) {
   return list_of(r, [](const search_hit& x) {
-    return make_record(cls().search_hit, {text(x.key), from_json(x.value)});
+    return make_record(
+        cls().search_hit,
+        {text(x.key), from_json(x.value), PyFloat_FromDouble(x.score),
+         PyBool_FromLong(x.matched_text ? 1 : 0), PyBool_FromLong(x.matched_vector ? 1 : 0),
+         from_time(x.created), from_time(x.updated)});
   });
+}
+
+PyObject* from_memory_item(const std::optional<memory_item>& item) {
+  if (!item) Py_RETURN_NONE;
+  return make_record(cls().memory_item,
+                     {text(item->key), from_json(item->value), from_time(item->created),
+                      from_time(item->updated), from_time(item->expires)});
 }
 
 PyObject* from_matches(const vector_store::matches& m) {

@@ -79,6 +79,20 @@ PyObject* from_result(const result& r);
 /// errors.
 std::vector<float> to_floats(PyObject* o, const std::string& what);
 
+// ---- times and durations -----------------------------------------------------------------
+
+/// A number of seconds (int or float, not bool) or a datetime.timedelta, as seconds; nullopt
+/// for any other object.
+std::optional<double> to_seconds(PyObject* o);
+/// A timezone-aware datetime as an item time (milliseconds since the Unix epoch). A bound
+/// finer than a millisecond is rounded so that "strictly after" and "strictly before" compare
+/// item times as the datetime itself would: down for an `after` bound, up for a `before` one.
+/// A naive datetime, or anything else: invalid_argument naming `what`.
+memory_time to_time(PyObject* o, bool round_up, const std::string& what);
+/// An item time as a timezone-aware UTC datetime (None for none); a time past the years a
+/// datetime holds is the first or last datetime.
+PyObject* from_time(const std::optional<memory_time>& t);
+
 // ---- records -------------------------------------------------------------------------------
 
 PyObject* from_stats(const infrastructure_stats& s);
@@ -86,6 +100,8 @@ PyObject* from_memory_stats(const memory_stats& s);
 PyObject* from_loaded(const memory::loaded& l);
 PyObject* from_recollection(const memory::recollection& r);
 PyObject* from_search_results(const memory::search_results& r);
+/// An Item(key, value, created, updated, expires), or None.
+PyObject* from_memory_item(const std::optional<memory_item>& item);
 PyObject* from_matches(const vector_store::matches& m);
 PyObject* from_item(const std::optional<vector_item>& item);
 PyObject* from_collections(const std::vector<collection_info>& c);
