@@ -14,6 +14,8 @@
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
+#include <cstdint>
+#include <limits>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -131,6 +133,18 @@ auto run_sync(F&& f) {
 inline PyObject* py_bool(bool b) { return PyBool_FromLong(b ? 1 : 0); }
 inline PyObject* py_int(std::int64_t i) { return PyLong_FromLongLong(i); }
 
+// ---- durations and times ----------------------------------------------------------------------
+
+// Seconds as milliseconds, to the nearest; a positive duration under a millisecond is one
+// millisecond, never zero. nullopt for NaN and for what milliseconds cannot hold.
+std::optional<std::chrono::milliseconds> to_milliseconds(double seconds) {
+  double ms = seconds * 1000;
+  if (!(std::fabs(ms) < 9e18)) return std::nullopt;
+  auto n = static_cast<std::int64_t>(std::llround(ms));
+  if (seconds > 0 && n < 1) n = 1;
+  return std::chrono::milliseconds(n);
+}
+
 // ---- settings ---------------------------------------------------------------------------------
 
 // The keyword settings of open() / memory() / vector_store(): each read at most once; what is
@@ -160,6 +174,45 @@ class settings {
       if (!(s >= 0) || !std::isfinite(s))
         fail(name, "must be a finite number of seconds, zero or more");
       out = std::chrono::duration_cast<Duration>(std::chrono::duration<double>(s));
+    }
+  }
+  // A duration of zero or more, as milliseconds (see to_milliseconds).
+  void milliseconds(std::string_view name, std::chrono::milliseconds& out) {
+    if (auto v = take(name)) {
+      double s = number(name, *v);
+      auto ms = s >= 0 ? to_milliseconds(s) : std::nullopt;
+      if (!ms) fail(name, "must be a finite number of seconds, zero or more");
+      out = *ms;
+    }
+  }
+  // A time to live: positive; None or infinity: none.
+  void ttl(std::string_view name, std::optional<std::chrono::milliseconds>& out) {
+    if (auto v = take(name)) {
+      if (v->is_none()) {
+        out.reset();
+        return;
+      }
+      double s = number(name, *v);
+      if (s == std::numeric_limits<double>::infinity()) {
+        out.reset();
+        return;
+      }
+      if (!(s > 0)) fail(name, "must be a positive number of seconds (None: items never expire)");
+      auto ms = to_milliseconds(s);
+      if (!ms) fail(name, "is out of the range of milliseconds (None: items never expire)");
+      out = *ms;
+    }
+  }
+  // A list or tuple of str.
+  void strings(std::string_view name, std::vector<std::string>& out) {
+    if (auto v = take(name)) {
+      if (!py::isinstance<py::list>(*v) && !py::isinstance<py::tuple>(*v))
+        fail(name, "must be a list of str");
+      out.clear();
+      for (py::handle x : *v) {
+        if (!py::isinstance<py::str>(x)) fail(name, "must be a list of str");
+        out.push_back(x.cast<std::string>());
+      }
     }
   }
   template <class Int>
@@ -204,10 +257,9 @@ class settings {
 
  private:
   static double number(std::string_view name, const py::object& v) {
-    if (py::isinstance<py::bool_>(v) ||
-        !(py::isinstance<py::int_>(v) || py::isinstance<py::float_>(v)))
-      fail(name, "must be a number of seconds");
-    return v.cast<double>();
+    auto s = to_seconds(v.ptr());
+    if (!s) fail(name, "must be a number of seconds or a datetime.timedelta");
+    return *s;
   }
   [[noreturn]] static void fail(std::string_view name, const std::string& why) {
     throw error(errc::invalid_argument, {"setting " + std::string(name) + " " + why, {}});
@@ -222,6 +274,17 @@ vector_store_params vector_settings(settings& s) {
   s.count("hnsw_m", p.hnsw_m, 2);
   s.count("hnsw_ef_construction", p.hnsw_ef_construction, 1);
   s.count("hnsw_ef", p.hnsw_ef, 1);
+  return p;
+}
+
+memory_params memory_settings(settings& s) {
+  memory_params p;
+  p.recall = vector_settings(s);
+  s.ttl("default_ttl", p.default_ttl);
+  s.flag("refresh_on_read", p.refresh_on_read);
+  s.milliseconds("sweep_interval", p.sweep_interval);
+  s.count("sweep_batch", p.sweep_batch, 1);
+  s.strings("text_fields", p.text_fields);
   return p;
 }
 
@@ -664,9 +727,9 @@ PYBIND11_MODULE(_core, mod) {
       .def("memory",
            [](const py_database& d, py::kwargs kw) {
              settings s(kw);
-             vector_store_params p = vector_settings(s);
+             memory_params p = memory_settings(s);
              s.finish("memory");
-             return py_memory(memory(d.get(), p));
+             return py_memory(memory(d.get(), std::move(p)));
            })
       .def("vector_store", [](const py_database& d, py::kwargs kw) {
         settings s(kw);
