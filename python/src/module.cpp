@@ -145,6 +145,42 @@ std::optional<std::chrono::milliseconds> to_milliseconds(double seconds) {
   return std::chrono::milliseconds(n);
 }
 
+// The `ttl` of store and batch_store: seconds (int or float) or a timedelta; None: the
+// memory's default_ttl; infinity: never expires. Zero and negative ones reach the engine, which
+// refuses them.
+memory::ttl to_ttl(py::handle v) {
+  if (v.is_none()) return std::nullopt;
+  auto s = to_seconds(v.ptr());
+  if (!s || std::isnan(*s))
+    throw error(errc::invalid_argument,
+                {"ttl must be a number of seconds or a datetime.timedelta (None: the memory's "
+                 "default_ttl; math.inf: never expires)",
+                 {}});
+  if (*s == std::numeric_limits<double>::infinity()) return memory::no_expiry;
+  auto ms = to_milliseconds(*s);
+  if (!ms || *ms >= memory::no_expiry)
+    throw error(errc::invalid_argument,
+                {"ttl is out of the range of milliseconds (math.inf: never expires)", {}});
+  return *ms;
+}
+
+// Calls f(x...) with the value of each optional that holds one, in order: the C++ API has an
+// overload with and one without each optional argument (an embedding, a time to live).
+template <class F>
+decltype(auto) with_present(F&& f) {
+  return std::forward<F>(f)();
+}
+template <class F, class T, class... Rest>
+decltype(auto) with_present(F&& f, std::optional<T>& first, Rest&... rest) {
+  if (first)
+    return with_present(
+        [&](auto&&... x) -> decltype(auto) {
+          return f(std::move(*first), std::forward<decltype(x)>(x)...);
+        },
+        rest...);
+  return with_present(std::forward<F>(f), rest...);
+}
+
 // ---- settings ---------------------------------------------------------------------------------
 
 // The keyword settings of open() / memory() / vector_store(): each read at most once; what is
@@ -870,27 +906,28 @@ PYBIND11_MODULE(_core, mod) {
           py::arg("name"));
   verb<void, grouped>(
       memc, "store",
-      [](std::string key, py::object value, py::object embedding) {
+      [](std::string key, py::object value, py::object embedding, py::object ttl) {
         json v = to_json(value.ptr(), "the value of key '" + key + "'");
         std::optional<std::vector<float>> e;
         if (!embedding.is_none())
           e = to_floats(embedding.ptr(), "the embedding of key '" + key + "'");
-        return std::tuple(std::move(key), std::move(v), std::move(e));
+        return std::tuple(std::move(key), std::move(v), std::move(e), to_ttl(ttl));
       },
       [](const memory& m, diagnostics& diag, auto h, std::string key, json v,
-         std::optional<std::vector<float>> e) {
-        if (e)
-          m.async_store(std::move(key), std::move(v), std::move(*e), diag, std::move(h));
-        else
-          m.async_store(std::move(key), std::move(v), diag, std::move(h));
+         std::optional<std::vector<float>> e, memory::ttl t) {
+        with_present(
+            [&](auto&&... x) {
+              m.async_store(std::move(key), std::move(v), std::move(x)..., diag, std::move(h));
+            },
+            e, t);
       },
-      [](const memory& m, std::string key, json v, std::optional<std::vector<float>> e) {
-        if (e)
-          m.store(std::move(key), std::move(v), std::move(*e));
-        else
-          m.store(std::move(key), std::move(v));
+      [](const memory& m, std::string key, json v, std::optional<std::vector<float>> e,
+         memory::ttl t) {
+        with_present([&](auto&&... x) { m.store(std::move(key), std::move(v), std::move(x)...); },
+                     e, t);
       },
-      none_result{}, py::arg("key"), py::arg("value"), py::arg("embedding") = py::none());
+      none_result{}, py::arg("key"), py::arg("value"), py::arg("embedding") = py::none(),
+      py::kw_only(), py::arg("ttl") = py::none());
   pair(
       memc, "load",
       [](const py_memory& x, std::string key, py::object dflt) {
@@ -936,6 +973,13 @@ PYBIND11_MODULE(_core, mod) {
       },
       [](const memory& m, std::string p) { return m.keys(std::move(p)); },
       [](std::vector<std::string>& k) { return from_strings(k); }, py::arg("pattern") = "%");
+  verb<std::optional<memory_item>>(
+      memc, "load_item", one_key,
+      [](const memory& m, diagnostics& diag, auto h, std::string key) {
+        m.async_load_item(std::move(key), diag, std::move(h));
+      },
+      [](const memory& m, std::string key) { return m.load_item(std::move(key)); },
+      [](std::optional<memory_item>& i) { return from_memory_item(i); }, py::arg("key"));
   verb<std::int64_t, grouped>(
       memc, "clear", pattern,
       [](const memory& m, diagnostics& diag, auto h, std::string p) {
@@ -953,12 +997,16 @@ PYBIND11_MODULE(_core, mod) {
       [](const memory& m) { return m.stats(); },
       [](memory_stats& st) { return from_memory_stats(st); });
   verb<void, grouped>(
-      memc, "batch_store", [](py::object items) { return std::tuple(to_items(items)); },
-      [](const memory& m, diagnostics& diag, auto h, memory::items v) {
-        m.async_batch_store(std::move(v), diag, std::move(h));
+      memc, "batch_store",
+      [](py::object items, py::object ttl) { return std::tuple(to_items(items), to_ttl(ttl)); },
+      [](const memory& m, diagnostics& diag, auto h, memory::items v, memory::ttl t) {
+        with_present(
+            [&](auto&&... x) { m.async_batch_store(std::move(v), x..., diag, std::move(h)); }, t);
       },
-      [](const memory& m, memory::items v) { m.batch_store(std::move(v)); }, none_result{},
-      py::arg("items"));
+      [](const memory& m, memory::items v, memory::ttl t) {
+        with_present([&](auto&&... x) { m.batch_store(std::move(v), x...); }, t);
+      },
+      none_result{}, py::arg("items"), py::kw_only(), py::arg("ttl") = py::none());
   verb<memory::loaded>(
       memc, "batch_load", [](py::object keys) { return std::tuple(to_keys(keys)); },
       [](const memory& m, diagnostics& diag, auto h, std::vector<std::string> k) {
