@@ -164,6 +164,18 @@ memory::ttl to_ttl(py::handle v) {
   return *ms;
 }
 
+// The time-window keywords of keys() and search(); None: no bound.
+time_window to_window(py::handle created_after, py::handle created_before, py::handle updated_after,
+                      py::handle updated_before) {
+  auto bound = [](py::handle t, bool before, const char* name) -> std::optional<memory_time> {
+    if (t.is_none()) return std::nullopt;
+    return to_time(t.ptr(), before, name);
+  };
+  return {
+      bound(created_after, false, "created_after"), bound(created_before, true, "created_before"),
+      bound(updated_after, false, "updated_after"), bound(updated_before, true, "updated_before")};
+}
+
 // Calls f(x...) with the value of each optional that holds one, in order: the C++ API has an
 // overload with and one without each optional argument (an embedding, a time to live).
 template <class F>
@@ -966,13 +978,22 @@ PYBIND11_MODULE(_core, mod) {
       },
       [](const memory& m, std::string key) { return m.exists(std::move(key)); }, as_bool,
       py::arg("key"));
+  // The time-window keywords of keys() and search().
+  auto created_after = py::arg("created_after") = py::none();
+  auto created_before = py::arg("created_before") = py::none();
+  auto updated_after = py::arg("updated_after") = py::none();
+  auto updated_before = py::arg("updated_before") = py::none();
   verb<std::vector<std::string>>(
-      memc, "keys", pattern,
-      [](const memory& m, diagnostics& diag, auto h, std::string p) {
-        m.async_keys(std::move(p), diag, std::move(h));
+      memc, "keys",
+      [](std::string p, py::object ca, py::object cb, py::object ua, py::object ub) {
+        return std::tuple(std::move(p), to_window(ca, cb, ua, ub));
       },
-      [](const memory& m, std::string p) { return m.keys(std::move(p)); },
-      [](std::vector<std::string>& k) { return from_strings(k); }, py::arg("pattern") = "%");
+      [](const memory& m, diagnostics& diag, auto h, std::string p, time_window w) {
+        m.async_keys(std::move(p), w, diag, std::move(h));
+      },
+      [](const memory& m, std::string p, time_window w) { return m.keys(std::move(p), w); },
+      [](std::vector<std::string>& k) { return from_strings(k); }, py::arg("pattern") = "%",
+      py::kw_only(), created_after, created_before, updated_after, updated_before);
   verb<std::optional<memory_item>>(
       memc, "load_item", one_key,
       [](const memory& m, diagnostics& diag, auto h, std::string key) {
@@ -1029,9 +1050,17 @@ PYBIND11_MODULE(_core, mod) {
       py::arg("k") = 5);
   verb<memory::search_results>(
       memc, "search",
-      [](py::object filter, std::int64_t limit, std::int64_t offset) {
+      [](py::object filter, std::int64_t limit, std::int64_t offset, py::object text,
+         py::object vector, py::object ca, py::object cb, py::object ua, py::object ub) {
         search_query q;
         if (!filter.is_none()) q.filter = to_json(filter.ptr(), "the filter");
+        if (!text.is_none()) {
+          if (!py::isinstance<py::str>(text))
+            throw error(errc::invalid_argument, {"text must be a str (None: no text)", {}});
+          q.text = text.cast<std::string>();
+        }
+        if (!vector.is_none()) q.vector = to_floats(vector.ptr(), "the vector");
+        q.times = to_window(ca, cb, ua, ub);
         q.limit = limit;
         q.offset = offset;
         return std::tuple(std::move(q));
@@ -1041,7 +1070,9 @@ PYBIND11_MODULE(_core, mod) {
       },
       [](const memory& m, search_query q) { return m.search(std::move(q)); },
       [](memory::search_results& r) { return from_search_results(r); },
-      py::arg("filter") = py::none(), py::arg("limit") = 10, py::arg("offset") = 0);
+      py::arg("filter") = py::none(), py::arg("limit") = 10, py::arg("offset") = 0, py::kw_only(),
+      py::arg("text") = py::none(), py::arg("vector") = py::none(), created_after, created_before,
+      updated_after, updated_before);
 
   // -- VectorStore
   auto vsc = py::class_<py_vectors>(mod, "VectorStore");
