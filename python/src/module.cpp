@@ -1001,6 +1001,33 @@ PYBIND11_MODULE(_core, mod) {
       },
       [](const memory& m, std::string key) { return m.load_item(std::move(key)); },
       [](std::optional<memory_item>& i) { return from_memory_item(i); }, py::arg("key"));
+  verb<std::vector<std::string>>(
+      memc, "scopes",
+      [](std::string prefix, py::object max_depth) {
+        std::size_t depth = static_cast<std::size_t>(-1);
+        if (!max_depth.is_none()) {
+          if (!py::isinstance<py::int_>(max_depth) || py::isinstance<py::bool_>(max_depth) ||
+              max_depth.cast<py::int_>() < py::int_(0))
+            throw error(errc::invalid_argument,
+                        {"max_depth must be an int of 1 or more (None: every level)", {}});
+          unsigned long long n = PyLong_AsUnsignedLongLong(max_depth.ptr());
+          if (n == static_cast<unsigned long long>(-1) && PyErr_Occurred()) PyErr_Clear();
+          depth = static_cast<std::size_t>(n);  // past size_t: every level
+        }
+        return std::tuple(std::move(prefix), depth);
+      },
+      [](const memory& m, diagnostics& diag, auto h, std::string prefix, std::size_t depth) {
+        m.async_scopes(std::move(prefix), depth, diag, std::move(h));
+      },
+      [](const memory& m, std::string prefix, std::size_t depth) {
+        return m.scopes(std::move(prefix), depth);
+      },
+      [](std::vector<std::string>& k) { return from_strings(k); }, py::arg("prefix") = "",
+      py::arg("max_depth") = py::none());
+  verb<std::int64_t, grouped>(
+      memc, "sweep", nothing,
+      [](const memory& m, diagnostics& diag, auto h) { m.async_sweep(diag, std::move(h)); },
+      [](const memory& m) { return m.sweep(); }, as_int);
   verb<std::int64_t, grouped>(
       memc, "clear", pattern,
       [](const memory& m, diagnostics& diag, auto h, std::string p) {
