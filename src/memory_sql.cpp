@@ -93,11 +93,6 @@ memory_sql::memory_sql(sql_dialect d, std::vector<std::string> fields)
         "CREATE INDEX IF NOT EXISTS memory_meta_expiry ON memory_meta (expires_ms) "
         "WHERE expires_ms IS NOT NULL",
     };
-    load =
-        std::string("SELECT m.value, t.ttl_ms ") + from_items() + " WHERE m.key = ? AND " + live_t;
-    load_item = std::string("SELECT m.value, t.created_ms, t.updated_ms, t.expires_ms, t.ttl_ms ") +
-                from_items() + " WHERE m.key = ? AND " + live_t;
-    exists = std::string("SELECT 1 ") + from_items() + " WHERE m.key = ? AND " + live_t;
   } else {
     setup_probe =
         "SELECT CASE WHEN count(*) = 6 THEN 1 ELSE 0 END FROM sqlite_schema WHERE (type, name) IN "
@@ -131,12 +126,11 @@ memory_sql::memory_sql(sql_dialect d, std::vector<std::string> fields)
         "ELSE memory_meta.created_ms END, updated_ms = excluded.updated_ms, "
         "expires_ms = excluded.expires_ms, ttl_ms = excluded.ttl_ms; END",
     };
-    load =
-        std::string("SELECT m.value, t.ttl_ms ") + from_items() + " WHERE m.key = ? AND " + live_t;
-    load_item = std::string("SELECT m.value, t.created_ms, t.updated_ms, t.expires_ms, t.ttl_ms ") +
-                from_items() + " WHERE m.key = ? AND " + live_t;
-    exists = std::string("SELECT 1 ") + from_items() + " WHERE m.key = ? AND " + live_t;
   }
+  load = std::string("SELECT m.value, t.ttl_ms ") + from_items() + " WHERE m.key = ? AND " + live_t;
+  load_item = std::string("SELECT m.value, t.created_ms, t.updated_ms, t.expires_ms, t.ttl_ms ") +
+              from_items() + " WHERE m.key = ? AND " + live_t;
+  exists = std::string("SELECT 1 ") + from_items() + " WHERE m.key = ? AND " + live_t;
   const std::string not_expired_here =
       " AND NOT EXISTS (SELECT 1 FROM memory_meta t WHERE t.key = memory.key AND "
       "t.expires_ms <= ?)";
