@@ -371,14 +371,14 @@ params chunk_params(const std::vector<std::string>& keys, std::size_t from,
 }
 
 // Rows (key, value, ttl_ms, ...) read into `out`; the full keys of those with a time to live
-// into `to_refresh`.
+// into `to_refresh`, unless it is null (the memory does not refresh on read).
 void collect(std::vector<row>& rows, const std::string& prefix, memory::loaded& out,
-             json& to_refresh, error_code& ec, diagnostics* diag) {
+             json* to_refresh, error_code& ec, diagnostics* diag) {
   for (row& r : rows) {
     std::string key = r[0].as_text().substr(prefix.size());
     json j = decode(r[1], key, ec, diag);
     if (ec) return;
-    if (!r[2].is_null()) to_refresh.push_back(r[0].as_text());
+    if (to_refresh && !r[2].is_null()) to_refresh->push_back(r[0].as_text());
     out.emplace(std::move(key), std::move(j));
   }
 }
@@ -694,16 +694,17 @@ std::optional<memory_time> time_of(const value& v) {
   return memory_time(std::chrono::milliseconds(v.as_int()));
 }
 
-// Starts the time to live of `keys` (a JSON array of full keys, those read that have one)
-// again when the memory refreshes on read, then `next()`.
+// Starts the time to live of `keys` (a JSON array of the full keys read that have one; a read
+// collects them only when the memory refreshes on read) again from now, then `next(now)`; with
+// no keys, `next(0)` at once.
 template <class Op, class Next>
 void refresh_then(const std::shared_ptr<Op>& op, json keys, Next&& next) {
-  if (!op->st->params.refresh_on_read || keys.empty()) return next();
+  if (keys.empty()) return next(std::int64_t{0});
   const std::int64_t now = op->st->now_ms();
   op->run.execute(op->st->db, op->st->sql.refresh, {now, keys.dump(), now},
-                  [op, next = std::forward<Next>(next)](step_result<result> r) mutable {
+                  [op, now, next = std::forward<Next>(next)](step_result<result> r) mutable {
                     if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
-                    next();
+                    next(now);
                   });
 }
 
@@ -784,12 +785,11 @@ struct key_read_op : memory_op<T> {
                         if (!r.value) return op->succeed(T{});
                         op->hit = std::move(*r.value);
                         json keys = json::array();
-                        if (!op->hit[op->ttl_column].is_null())
+                        if (op->st->params.refresh_on_read && !op->hit[op->ttl_column].is_null())
                           keys.push_back(op->prefix + op->key);
-                        const bool refreshing = op->st->params.refresh_on_read && !keys.empty();
-                        const std::int64_t at = refreshing ? op->st->now_ms() : 0;
-                        refresh_then(op, std::move(keys),
-                                     [op, at] { op->found(*op, op->hit, at); });
+                        refresh_then(op, std::move(keys), [op](std::int64_t refreshed_at) {
+                          op->found(*op, op->hit, refreshed_at);
+                        });
                       });
   }
 };
@@ -1149,12 +1149,13 @@ struct search_op : memory_op<memory::search_results> {
   }
   static void finish(std::shared_ptr<search_op> op, std::vector<candidate> found) {
     json keys = json::array();
-    for (const candidate& c : found)
-      if (c.has_ttl) keys.push_back(c.full_key);
+    if (op->st->params.refresh_on_read)
+      for (const candidate& c : found)
+        if (c.has_ttl) keys.push_back(c.full_key);
     auto hits = std::make_shared<memory::search_results>();
     hits->reserve(found.size());
     for (candidate& c : found) hits->push_back(std::move(c.hit));
-    refresh_then(op, std::move(keys), [op, hits] { op->succeed(std::move(*hits)); });
+    refresh_then(op, std::move(keys), [op, hits](std::int64_t) { op->succeed(std::move(*hits)); });
   }
 
  private:
@@ -1311,19 +1312,21 @@ struct batch_load_op : memory_op<memory::loaded> {
           continue;
         }
       }
-      op->chunk_runs[i].fetch_all(op->st->db, batch_load_sql(),
-                                  chunk_params(op->keys, i * memory::load_chunk, op->prefix, now),
-                                  [op](step_result<database::rows> r) {
-                                    detail::unique_lock lk(op->mu);
-                                    if (!op->ec && r.ec) {
-                                      op->ec = r.ec;
-                                      op->first_failure = std::move(r.diag);
-                                    } else if (!op->ec) {
-                                      collect(r.value, op->prefix, op->out, op->to_refresh, op->ec,
-                                              &op->first_failure);
-                                    }
-                                    chunk_done(op, lk);
-                                  });
+      op->chunk_runs[i].fetch_all(
+          op->st->db, batch_load_sql(),
+          chunk_params(op->keys, i * memory::load_chunk, op->prefix, now),
+          [op](step_result<database::rows> r) {
+            detail::unique_lock lk(op->mu);
+            if (!op->ec && r.ec) {
+              op->ec = r.ec;
+              op->first_failure = std::move(r.diag);
+            } else if (!op->ec) {
+              collect(r.value, op->prefix, op->out,
+                      op->st->params.refresh_on_read ? &op->to_refresh : nullptr, op->ec,
+                      &op->first_failure);
+            }
+            chunk_done(op, lk);
+          });
     }
   }
   // A chunk is done: `lk` holds mu, which is released. The last chunk ends the operation with
@@ -1337,7 +1340,8 @@ struct batch_load_op : memory_op<memory::loaded> {
     json keys = std::move(op->to_refresh);
     lk.unlock(op->mu);
     if (failed) return op->fail_with(failed, std::move(failure));
-    refresh_then(op, std::move(keys), [op, found] { op->succeed(std::move(*found)); });
+    refresh_then(op, std::move(keys),
+                 [op, found](std::int64_t) { op->succeed(std::move(*found)); });
   }
 };
 
@@ -1594,7 +1598,7 @@ auto count_inputs(const char* columns, T (*value_of)(const row&, const database&
 }
 auto stats_inputs() {
   return [](count_op<memory_stats>& op) {
-    // value_bytes is the memory's own SQL; the statement lives as long as the operation.
+    // The memory's own columns, which live as long as the operation's shared state.
     op.columns = op.st->stats_columns.c_str();
     op.value_of = &stats_of;
   };
