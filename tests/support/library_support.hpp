@@ -114,4 +114,13 @@ entity::error error_of(F&& f) {
   return entity::error(entity::error_code(), {});
 }
 
+/// The keys of what a search or a recall returned, in its order.
+template <class Results>
+std::vector<std::string> keys_of(const Results& results) {
+  std::vector<std::string> keys;
+  keys.reserve(results.size());
+  for (const auto& r : results) keys.push_back(r.key);
+  return keys;
+}
+
 }  // namespace entity::test

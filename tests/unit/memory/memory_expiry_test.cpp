@@ -10,6 +10,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "backends.hpp"
@@ -226,6 +227,27 @@ TEST_P(MemoryExpiry, SweepDeletesExpiredItemsInBoundedBatches) {
             20);
 }
 
+TEST_P(MemoryExpiry, AnOperationStartsTheBackgroundSweepOncePerInterval) {
+  memory_params p;
+  p.sweep_interval = 1ms;
+  memory mem = make(p);
+  memory::items items;
+  for (int i = 0; i < 30; ++i) items.emplace_back("k" + std::to_string(i), i);
+  mem.batch_store(items, 1s);
+  mem.store("kept", 1);
+  clock.advance(1s);
+  auto rows = [&] { return db().fetch_one("SELECT count(*) FROM memory")->get<std::int64_t>(0); };
+  EXPECT_EQ(rows(), 31);  // expired, invisible, not yet deleted
+  // Nothing but operations of the memory: once the interval has passed, one starts a sweep
+  // that nobody waits for.
+  for (int i = 0; i < 2000 && rows() != 1; ++i) {
+    std::this_thread::sleep_for(2ms);
+    EXPECT_EQ(mem.size(), 1);
+  }
+  EXPECT_EQ(rows(), 1);
+  EXPECT_EQ(mem.keys(), (std::vector<std::string>{"kept"}));
+}
+
 TEST_P(MemoryExpiry, AScopeSweepsOnlyItsOwnItems) {
   memory_params p;
   p.sweep_interval = 0ms;
@@ -259,14 +281,7 @@ TEST_P(MemoryExpiry, TheSweepFindsItsBatchThroughTheExpiryIndex) {
 
 TEST_P(MemoryExpiry, ABadTimeToLiveIsRefusedAndNothingIsWritten) {
   memory mem = make();
-  auto code = [](auto&& f) {
-    try {
-      f();
-    } catch (const entity::error& e) {
-      return e.code();
-    }
-    return entity::error_code();
-  };
+  auto code = [](auto&& f) { return entity::test::error_of(f).code(); };
   EXPECT_EQ(code([&] { mem.store("k", 1, 0ms); }), errc::invalid_argument);
   EXPECT_EQ(code([&] { mem.store("k", 1, -5s); }), errc::invalid_argument);
   EXPECT_EQ(code([&] { mem.batch_store({{"k", 1}}, 0ms); }), errc::invalid_argument);

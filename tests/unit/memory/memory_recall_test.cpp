@@ -101,11 +101,7 @@ bool has_embedding(const memory& m, const std::string& full_key) {
   return m.vectors().get(std::string(memory::embeddings_collection), full_key).has_value();
 }
 
-std::vector<std::string> keys_of(const memory::recollection& r) {
-  std::vector<std::string> out;
-  for (const auto& x : r) out.push_back(x.key);
-  return out;
-}
+using entity::test::keys_of;
 
 constexpr std::size_t dim = 16;
 

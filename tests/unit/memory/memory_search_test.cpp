@@ -19,6 +19,7 @@ using entity::errc;
 using entity::json;
 using entity::memory;
 using entity::search_query;
+using entity::test::keys_of;
 
 class MemorySearch : public entity::test::backend_test {
  protected:
@@ -37,11 +38,6 @@ class MemorySearch : public entity::test::backend_test {
     return mem;
   }
 
-  static std::vector<std::string> keys_of(const memory::search_results& hits) {
-    std::vector<std::string> keys;
-    for (const auto& h : hits) keys.push_back(h.key);
-    return keys;
-  }
   static search_query where(json filter, std::int64_t limit = 10, std::int64_t offset = 0) {
     search_query q;
     q.filter = std::move(filter);

@@ -27,6 +27,7 @@ using entity::errc;
 using entity::json;
 using entity::memory;
 using entity::search_query;
+using entity::test::keys_of;
 
 class MemoryTextSearch : public entity::test::backend_test {
  protected:
@@ -43,11 +44,6 @@ class MemoryTextSearch : public entity::test::backend_test {
     q.limit = limit;
     q.offset = offset;
     return q;
-  }
-  static std::vector<std::string> keys_of(const memory::search_results& hits) {
-    std::vector<std::string> keys;
-    for (const auto& h : hits) keys.push_back(h.key);
-    return keys;
   }
   static std::set<std::string> set_of(const memory::search_results& hits) {
     std::set<std::string> keys;
