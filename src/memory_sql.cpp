@@ -137,8 +137,8 @@ memory_sql::memory_sql(sql_dialect d, std::vector<std::string> fields)
   erase = "DELETE FROM memory WHERE key = ?" + not_expired_here;
   refresh = "UPDATE memory_meta SET expires_ms = ? + ttl_ms WHERE key " + in_json_array() +
             " AND ttl_ms IS NOT NULL AND expires_ms > ?";
-  values_of_keys = std::string("SELECT m.key, m.value, t.ttl_ms ") + from_items() +
-                   " WHERE m.key " + in_json_array() + " AND " + live_t;
+  values_of_keys = std::string("SELECT m.key, m.value ") + from_items() + " WHERE m.key " +
+                   in_json_array() + " AND " + live_t;
   delete_keys = "DELETE FROM memory WHERE key " + in_json_array() + " RETURNING key";
   delete_meta = "DELETE FROM memory_meta WHERE key " + in_json_array();
 }

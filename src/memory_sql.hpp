@@ -58,7 +58,7 @@ struct memory_sql {
   /// (now, keys as a JSON array, now): starts the time to live of the live keys that have one
   /// again from now.
   std::string refresh;
-  /// (keys as a JSON array, now) -> key, value, ttl_ms: the live ones of the keys.
+  /// (keys as a JSON array, now) -> key, value: the live ones of the keys (recall).
   std::string values_of_keys;
   /// `IN (...)` of keys given as one bound JSON array.
   std::string in_json_array() const;
