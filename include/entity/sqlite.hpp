@@ -57,9 +57,11 @@ struct sqlite_params {
   /// held longer than this. Handing work to another thread costs tens of microseconds, more
   /// than most statements take. Writes run there only where a commit does not wait for the
   /// disk (WAL with synchronous NORMAL or OFF, the default; or ":memory:") and are still
-  /// committed as groups. Transaction bodies
-  /// and scripts always run on the engine's threads. Zero: every async request goes to the
-  /// engine's threads. Default 250 µs.
+  /// committed as groups. A statement that ran past the budget goes straight to the engine's
+  /// threads the next times it is asked for (tried on the loop again one time in 16, and
+  /// forgotten once it fits), so a known long query does not pay the budget first.
+  /// Transaction bodies and scripts always run on the engine's threads. Zero: every async
+  /// request goes to the engine's threads. Default 250 µs.
   std::chrono::microseconds inline_budget{250};
 
   /// The durable mode: synchronous=FULL.

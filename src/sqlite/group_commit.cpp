@@ -85,7 +85,8 @@ void group_commit::run_on_writer(pending& op) {
   if (leading_inline_) {
     // Interrupted at the budget, or another process holds the lock: the writer thread runs
     // it again (what it did was rolled back with its savepoint or its transaction).
-    if (writer_->over_budget() || out.ec == condition::busy) op.rehand = true;
+    op.over_budget = writer_->over_budget();
+    if (op.over_budget || out.ec == condition::busy) op.rehand = true;
     writer_->set_budget(clock::time_point::max());
   }
 }

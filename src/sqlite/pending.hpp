@@ -3,6 +3,7 @@
 #pragma once
 
 #include <condition_variable>
+#include <cstdint>
 #include <limits>
 #include <string>
 #include <string_view>
@@ -18,14 +19,15 @@ namespace entity::sqlite_detail {
 // lives on its caller's stack. Who touches what (no member is annotated: the one lock in play
 // is the engine's wmu, which is no member here, and the rest goes from thread to thread with
 // the request itself):
-//   - req, submitted, deadline, path and `statement`: written by prepare() before the request
+//   - req, submitted, deadline, path, sql_hash and `statement`: written by prepare() before the
+//   request
 //     is queued anywhere, only read after;
 //   - out and done: whichever thread holds the request (the one that runs it: a reader
 //     thread, a caller's, the leader whose group took it; then the one that completes it); it
 //     is handed on through a queue, under the queue's mutex, or in a ticket;
 //   - `finished`, and what the writer queue keeps of a write (queued_write, but `rehand`, the
-//     leader's alone): under the engine's wmu. A sync write queued behind a leader waits on
-//     `cv` with wmu, for its completion or for the chance to lead.
+//     leader's alone, and over_budget): under the engine's wmu. A sync write queued behind a leader
+//     waits on `cv` with wmu, for its completion or for the chance to lead.
 struct pending : queued_write {
   request req;
   completion done;
@@ -36,6 +38,10 @@ struct pending : queued_write {
   bool finished = false;       // under wmu: a waiting sync write was completed
   // Where the request goes, classified once when it arrives (the classifier reads the SQL).
   route path = route::write;
+  // Set by defer() before the request is queued (never 0 then): the SQL's overrun_memory hash.
+  std::uint64_t sql_hash = 0;
+  // Set by the group commit: the inline budget stopped the request's statement.
+  bool over_budget = false;
 };
 
 inline std::size_t max_rows_of(const request& r) {

@@ -39,6 +39,7 @@
 #include "sqlite/connection.hpp"
 #include "sqlite/group_commit.hpp"
 #include "sqlite/log_watch.hpp"
+#include "sqlite/overrun_memory.hpp"
 #include "sqlite/pending.hpp"
 #include "sqlite/spin.hpp"
 
@@ -48,6 +49,7 @@ using sqlite_detail::cancel_requested;
 using sqlite_detail::clock;
 using sqlite_detail::connection;
 using sqlite_detail::max_rows_of;
+using sqlite_detail::overrun_memory;
 using sqlite_detail::pending;
 using sqlite_detail::queued_write;
 using sqlite_detail::route;
@@ -148,6 +150,8 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
   // Counters: the engine's own, beside every request's (counters).
   detail::request_counters counters;
   std::atomic<std::uint64_t> inline_ops{0};
+  // The deferred statements that lately ran past the inline budget (see overrun_memory).
+  sqlite_detail::overrun_memory overruns;
   std::atomic<bool> writer_busy{false};
 
   // ---- lifecycle ----------------------------------------------------------------------
@@ -366,6 +370,10 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
     if (!c) return push_read(std::move(op));
     c->set_budget(clock::now() + p.inline_budget);
     bool is_read = read_on(*c, *op);
+    if (c->over_budget())
+      overruns.overran(op->sql_hash);
+    else
+      overruns.fit(op->sql_hash);
     bool over = c->over_budget() || op->out.ec == condition::busy;
     c->clear_budget();
     release_reader(std::move(c));
@@ -470,6 +478,8 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
       committer.commit(*writer, group, on_caller);
       writer_busy.store(false, std::memory_order_relaxed);
       committing_for = nullptr;
+      if (on_caller)
+        for (const pending* op : group) remember_budget(*op);
       check_log(group);
       // What SQLite's automatic checkpoint would do here, except on a caller's event loop.
       log_full = writer->wal_frames() >= checkpoint_frames;
@@ -485,6 +495,15 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
     for (pending* op : group) finish(op);
     group.clear();
     lk.lock(wmu);
+  }
+
+  // What a deferred write's run on its caller's thread says of its statement.
+  void remember_budget(const pending& op) noexcept {
+    if (op.sql_hash == 0) return;  // not deferred
+    if (op.over_budget)
+      overruns.overran(op.sql_hash);
+    else if (!op.rehand)
+      overruns.fit(op.sql_hash);
   }
 
   // After a commit, before it is acknowledged: a write-ahead log deleted or replaced under
@@ -740,11 +759,15 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
 };
 
 std::unique_ptr<deferred_work> sqlite_infrastructure::impl::defer(request req, completion done) {
-  if (p.inline_budget.count() <= 0 || !runs_inline(req) || !life.running()) {
+  // A statement that ran past the budget last time goes straight to the engine's threads.
+  const std::uint64_t hash = overrun_memory::hash_of(req.sql);
+  if (p.inline_budget.count() <= 0 || !runs_inline(req) || !life.running() ||
+      overruns.expect_overrun(hash)) {
     submit(std::move(req), std::move(done));
     return nullptr;
   }
   std::unique_ptr<pending> op = make_pending(std::move(req), std::move(done));
+  op->sql_hash = hash;
   if (refused(*op)) {
     finish(std::move(op));
     return nullptr;

@@ -23,6 +23,7 @@
 
 #include "concurrency.hpp"
 #include "library_support.hpp"
+#include "sqlite/overrun_memory.hpp"
 #include "test_support.hpp"
 
 namespace asio = boost::asio;
@@ -119,6 +120,94 @@ ENTITY_CONCURRENT_TEST_F(DeferredWork, AReadPastTheBudgetIsInterruptedAndRunAgai
   EXPECT_EQ(out.res.rows.at(0).get<std::int64_t>(0), 3000000);
   EXPECT_NE(r.thread, std::this_thread::get_id()) << "finished by a reader thread";
   EXPECT_EQ(infra->stats().inline_operations, 0u);
+}
+
+ENTITY_CONCURRENT_TEST_F(DeferredWork, AReadThatRanPastTheBudgetGoesStraightToAReaderNextTime) {
+  auto p = params();
+  p.inline_budget = 200us;
+  auto infra = started(p);
+  auto first = std::make_unique<recorder>();
+  auto ticket = infra->defer(statement(long_count), first->completion());
+  ASSERT_NE(ticket, nullptr);
+  ticket->run();
+  ASSERT_FALSE(first->get().ec);
+  // The same statement again: no inline run that would cost the budget first, except one
+  // retry in every retry_every.
+  int tickets = 0;
+  for (unsigned i = 0; i < entity::sqlite_detail::overrun_memory::retry_every; ++i) {
+    recorder r;
+    auto t = infra->defer(statement(long_count), r.completion());
+    if (t) {
+      ++tickets;
+      t->run();
+    }
+    auto out = r.get();
+    ASSERT_FALSE(out.ec) << out.diag.message;
+    EXPECT_EQ(out.res.rows.at(0).get<std::int64_t>(0), 3000000);
+    EXPECT_NE(r.thread, std::this_thread::get_id());
+  }
+  EXPECT_EQ(tickets, 1) << "one retry inline in retry_every";
+  // Other statements still run inline.
+  recorder short_one;
+  auto t = infra->defer(statement("SELECT 1"), short_one.completion());
+  ASSERT_NE(t, nullptr);
+  t->run();
+  EXPECT_EQ(short_one.thread, std::this_thread::get_id());
+}
+
+ENTITY_CONCURRENT_TEST_F(DeferredWork, AReadThatBecameShortRunsInlineAgainAfterItsRetry) {
+  auto p = params();
+  p.inline_budget = 200us;
+  auto infra = started(p);
+  entity::database db(infra);
+  db.execute("CREATE TABLE n(x INTEGER)");
+  db.execute(
+      "INSERT INTO n WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c "
+      "WHERE x < 2000000) SELECT x FROM c");
+  // A full scan with a function on every row: far past the budget while the table is big.
+  const std::string sum = "SELECT sum(abs(x) + length(x)) FROM n";
+  auto run_deferred = [&] {
+    recorder r;
+    auto t = infra->defer(statement(sum), r.completion());
+    const bool had_ticket = t != nullptr;
+    if (t) t->run();
+    auto out = r.get();
+    EXPECT_FALSE(out.ec) << out.diag.message;
+    return std::pair{had_ticket, r.thread == std::this_thread::get_id()};
+  };
+  EXPECT_EQ(run_deferred(), std::pair(true, false)) << "tried inline, finished on a reader";
+  db.execute("DELETE FROM n WHERE x > 1");
+  // Sent to the readers until the retry, which now fits the budget: from then on, inline.
+  bool retried = false;
+  for (unsigned i = 0; i < entity::sqlite_detail::overrun_memory::retry_every && !retried; ++i)
+    retried = run_deferred().first;
+  ASSERT_TRUE(retried);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(run_deferred(), std::pair(true, true)) << i;
+}
+
+ENTITY_CONCURRENT_TEST_F(DeferredWork, AWriteThatRanPastTheBudgetGoesStraightToTheWriterNextTime) {
+  auto p = params();
+  p.inline_budget = 200us;
+  auto infra = started(p);
+  entity::database db(infra);
+  db.execute("CREATE TABLE t(x INTEGER)");
+  const std::string big =
+      "INSERT INTO t WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c "
+      "WHERE x < 300000) SELECT x FROM c";
+  {
+    recorder r;
+    auto t = infra->defer(statement(big), r.completion());
+    ASSERT_NE(t, nullptr);
+    t->run();
+    ASSERT_FALSE(r.get().ec);
+  }
+  recorder again;
+  auto t = infra->defer(statement(big), again.completion());
+  EXPECT_EQ(t, nullptr) << "no ticket: the writer thread takes it at once";
+  auto out = again.get();
+  ASSERT_FALSE(out.ec) << out.diag.message;
+  EXPECT_EQ(out.res.rows_affected, 300000);
+  EXPECT_EQ(db.fetch_one("SELECT count(*) FROM t")->get<std::int64_t>(0), 600000);
 }
 
 ENTITY_CONCURRENT_TEST_F(DeferredWork,
