@@ -685,7 +685,7 @@ void plain_write(std::shared_ptr<Op> op, std::string sql, params args,
 // ---- the operations ----------------------------------------------------------------------------
 
 // A time of memory_meta; one another program wrote as something else than an integer is a
-// decode_error (thrown: the callers run it inside attempt).
+// decode_error (thrown: it ends the operation, see op_runner.hpp).
 std::optional<memory_time> time_of(const value& v) {
   if (v.is_null()) return std::nullopt;
   if (!v.is_int())
@@ -716,11 +716,8 @@ struct store_op : memory_op<std::monostate> {
   std::string text;
 
   static void start(std::shared_ptr<store_op> op) {
-    if (!op->attempt([&] {
-          check_ttl(op->ttl);
-          op->text = encode(op->value, op->key);
-        }))
-      return;
+    check_ttl(op->ttl);
+    op->text = encode(op->value, op->key);
     with_table(op, &store_op::write);
   }
   static void write(std::shared_ptr<store_op> op) {
@@ -742,12 +739,9 @@ struct store_embedded_op : memory_op<std::monostate> {
   std::string text;
 
   static void start(std::shared_ptr<store_embedded_op> op) {
-    if (!op->attempt([&] {
-          check_ttl(op->ttl);
-          check_vector(op->embedding, "the embedding of key '" + op->key + "'");
-          op->text = encode(op->value, op->key);
-        }))
-      return;
+    check_ttl(op->ttl);
+    check_vector(op->embedding, "the embedding of key '" + op->key + "'");
+    op->text = encode(op->value, op->key);
     with_table(op, &store_embedded_op::write);
   }
   static void write(std::shared_ptr<store_embedded_op> op) {
@@ -810,14 +804,11 @@ void loaded_item(key_read_op<std::optional<memory_item>>& op, row& r, std::int64
   item.value = decode(r[0], op.key, ec, &diag);
   if (ec) return op.fail_with(ec, std::move(diag));
   item.key = op.key;
-  if (!op.attempt([&] {
-        item.created = time_of(r[1]);
-        item.updated = time_of(r[2]);
-        item.expires = time_of(r[3]);
-        if (refreshed_at && !r[4].is_null())
-          item.expires = *time_of(r[4]) + std::chrono::milliseconds(refreshed_at);
-      }))
-    return;
+  item.created = time_of(r[1]);
+  item.updated = time_of(r[2]);
+  item.expires = time_of(r[3]);
+  if (refreshed_at && !r[4].is_null())
+    item.expires = *time_of(r[4]) + std::chrono::milliseconds(refreshed_at);
   op.succeed(std::move(item));
 }
 using load_op = key_read_op<std::optional<json>>;
@@ -885,15 +876,11 @@ struct scopes_op : memory_op<std::vector<std::string>> {
   std::size_t max_depth = 0;
 
   static void start(std::shared_ptr<scopes_op> op) {
-    if (!op->attempt([&] {
-          if (op->max_depth == 0)
-            throw error(errc::invalid_argument, {"scopes: max_depth must be at least 1", {}});
-          if (!valid_utf8(op->within))
-            throw error(
-                errc::invalid_argument,
-                {"scopes: the prefix " + printable(op->within) + " is not valid UTF-8", {}});
-        }))
-      return;
+    if (op->max_depth == 0)
+      throw error(errc::invalid_argument, {"scopes: max_depth must be at least 1", {}});
+    if (!valid_utf8(op->within))
+      throw error(errc::invalid_argument,
+                  {"scopes: the prefix " + printable(op->within) + " is not valid UTF-8", {}});
     with_table(op, &scopes_op::read);
   }
   static void read(std::shared_ptr<scopes_op> op) {
@@ -989,7 +976,7 @@ struct search_op : memory_op<memory::search_results> {
 
   static void start(std::shared_ptr<search_op> op) {
     // A malformed query is refused before the table is touched.
-    if (!op->attempt([&] { prepare(*op); })) return;
+    prepare(*op);
     with_table(op, &search_op::route);
   }
   static void route(std::shared_ptr<search_op> op) {
@@ -1091,34 +1078,34 @@ struct search_op : memory_op<memory::search_results> {
                       detail::memory_sql::from_items() + " WHERE m.key " +
                       op->st->sql.in_json_array() + op->conditions;
     auto found_ptr = std::make_shared<vector_store::matches>(std::move(found));
-    op->run.fetch_all(
-        op->st->db, std::move(sql), std::move(args),
-        [op, found_ptr](step_result<database::rows> r) {
-          if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
-          std::unordered_map<std::string, row*> current;
-          for (row& rw : r.value) current.emplace(rw[0].as_text(), &rw);
-          std::vector<row> ranked;
-          std::vector<float> distances;
-          for (const vector_match& m : *found_ptr) {
-            auto it = current.find(m.id);
-            if (it == current.end() || !embedding_is_current(m, (*it->second)[1])) continue;
-            ranked.push_back(std::move(*it->second));
-            distances.push_back(m.distance);
-            current.erase(it);
-          }
-          error_code ec;
-          diagnostics diag;
-          std::vector<candidate> hits;
-          if (!op->attempt([&] { hits = candidates_of(ranked, op->prefix, ec, diag); })) return;
-          if (ec) return op->fail_with(ec, std::move(diag));
-          for (std::size_t i = 0; i < hits.size(); ++i) {
-            hits[i].hit.score = 1.0 - static_cast<double>(distances[i]);
-            hits[i].hit.matched_vector = true;
-          }
-          op->asked = next_round(hits.size(), found_ptr->size(), op->asked, op->need);
-          if (op->asked != 0) return vector_round(op);
-          vector_done(op, std::move(hits));
-        });
+    op->run.fetch_all(op->st->db, std::move(sql), std::move(args),
+                      [op, found_ptr](step_result<database::rows> r) {
+                        if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
+                        std::unordered_map<std::string, row*> current;
+                        for (row& rw : r.value) current.emplace(rw[0].as_text(), &rw);
+                        std::vector<row> ranked;
+                        std::vector<float> distances;
+                        for (const vector_match& m : *found_ptr) {
+                          auto it = current.find(m.id);
+                          if (it == current.end() || !embedding_is_current(m, (*it->second)[1]))
+                            continue;
+                          ranked.push_back(std::move(*it->second));
+                          distances.push_back(m.distance);
+                          current.erase(it);
+                        }
+                        error_code ec;
+                        diagnostics diag;
+                        std::vector<candidate> hits;
+                        hits = candidates_of(ranked, op->prefix, ec, diag);
+                        if (ec) return op->fail_with(ec, std::move(diag));
+                        for (std::size_t i = 0; i < hits.size(); ++i) {
+                          hits[i].hit.score = 1.0 - static_cast<double>(distances[i]);
+                          hits[i].hit.matched_vector = true;
+                        }
+                        op->asked = next_round(hits.size(), found_ptr->size(), op->asked, op->need);
+                        if (op->asked != 0) return vector_round(op);
+                        vector_done(op, std::move(hits));
+                      });
   }
   static void vector_done(std::shared_ptr<search_op> op, std::vector<candidate> hits) {
     if (hits.size() > static_cast<std::size_t>(op->need))
@@ -1135,17 +1122,16 @@ struct search_op : memory_op<memory::search_results> {
   // Runs `sql`, then `then(op, candidates)`.
   template <class Then>
   static void fetch(std::shared_ptr<search_op> op, std::string sql, params args, Then then) {
-    op->run.fetch_all(
-        op->st->db, std::move(sql), std::move(args),
-        [op, then = std::move(then)](step_result<database::rows> r) mutable {
-          if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
-          error_code ec;
-          diagnostics diag;
-          std::vector<candidate> found;
-          if (!op->attempt([&] { found = candidates_of(r.value, op->prefix, ec, diag); })) return;
-          if (ec) return op->fail_with(ec, std::move(diag));
-          then(std::move(op), std::move(found));
-        });
+    op->run.fetch_all(op->st->db, std::move(sql), std::move(args),
+                      [op, then = std::move(then)](step_result<database::rows> r) mutable {
+                        if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
+                        error_code ec;
+                        diagnostics diag;
+                        std::vector<candidate> found;
+                        found = candidates_of(r.value, op->prefix, ec, diag);
+                        if (ec) return op->fail_with(ec, std::move(diag));
+                        then(std::move(op), std::move(found));
+                      });
   }
   static void finish(std::shared_ptr<search_op> op, std::vector<candidate> found) {
     json keys = json::array();
@@ -1260,7 +1246,7 @@ struct batch_store_op : memory_op<std::monostate> {
   memory::ttl ttl;
 
   static void start(std::shared_ptr<batch_store_op> op) {
-    if (!op->attempt([&] { check_ttl(op->ttl); })) return;
+    check_ttl(op->ttl);
     with_table(op, &batch_store_op::write);
   }
   static void write(std::shared_ptr<batch_store_op> op) {
@@ -1355,11 +1341,8 @@ struct recall_op : memory_op<memory::recollection> {
   json filter;
 
   static void start(std::shared_ptr<recall_op> op) {
-    if (!op->attempt([&] {
-          check_k(op->k);
-          check_vector(op->query, "the query vector");
-        }))
-      return;
+    check_k(op->k);
+    check_vector(op->query, "the query vector");
     op->asked = op->k;
     op->filter = scope_filter(op->prefix);
     with_table(op, &recall_op::search);

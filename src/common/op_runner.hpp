@@ -8,7 +8,11 @@
 //   - through the async API of the layer below for async callers (run_async): each
 //     continuation runs on the caller's executor and takes the caller's cancellation slot
 //     along, so cancelling the caller's operation stops the statement it waits for.
-// The operation ends with succeed(v) or fail_with(ec, diag), once.
+// The operation ends with succeed(v) or fail_with(ec, diag), once. Whatever its code throws
+// (in start or in a continuation) ends it the same way: capture() turns the exception into
+// (ec, diag), so a throwing check or decode fails the operation instead of escaping into the
+// caller's event loop with the caller's handler lost. An exception thrown once the operation
+// has ended (by the caller's own handler, called from a continuation) goes on as it came.
 //
 // Included only by translation units that already use asio (memory.cpp, vector_store.cpp).
 #pragma once
@@ -52,6 +56,11 @@ bool capture(F&& f, error_code& ec, diagnostics& diag) noexcept {
   return false;
 }
 
+/// capture() of an exception already thrown.
+inline void capture_current(error_code& ec, diagnostics& diag) noexcept {
+  capture([] { throw; }, ec, diag);
+}
+
 /// What a step hands to its continuation. An operation without a value uses std::monostate.
 template <class R>
 struct step_result {
@@ -66,11 +75,33 @@ struct step_result {
 /// side by side give each a runner of its own (fan_out).
 class runner {
  public:
+  /// Ends the operation `op` with the exception being handled; false when it had ended
+  /// already. (Ending it may call the caller's handler, which may throw.)
+  using failure = bool (*)(void* op);
+
   runner() = default;  // inline
   explicit runner(caller_binding to) : to_(std::move(to)) {}
-  // A copy runs steps of its own: the pending step's diagnostics stay with the original.
-  runner(const runner& other) : to_(other.to_), group_(other.group_) {}
+  // A copy runs steps of its own (the pending step's diagnostics stay with the original) for
+  // the same operation.
+  runner(const runner& other)
+      : to_(other.to_), group_(other.group_), op_(other.op_), fail_(other.fail_) {}
   runner& operator=(const runner&) = delete;
+
+  /// Set by the operation that owns this runner (see operation).
+  void fails(void* op, failure f) noexcept {
+    op_ = op;
+    fail_ = f;
+  }
+  /// Runs `f`; what it throws ends the operation, unless the operation had ended already: then
+  /// the exception goes on.
+  template <class F>
+  void guarded(F&& f) const {
+    try {
+      f();
+    } catch (...) {
+      if (!fail_ || !fail_(op_)) throw;
+    }
+  }
 
   bool is_async() const noexcept { return to_.has_value(); }
 
@@ -85,17 +116,19 @@ class runner {
         sync(r.ec, r.diag);
       else
         r.value = sync(r.ec, r.diag);
-      return next(std::move(r));
+      return guarded([&] { next(std::move(r)); });
     }
     pending_ = diagnostics{};
     if constexpr (std::is_same_v<R, std::monostate>) {
       async(pending_, (*to_)([self = this, next = std::forward<Next>(next)](error_code ec) mutable {
-              next(step_result<R>{ec, std::move(self->pending_), {}});
+              self->guarded([&] { next(step_result<R>{ec, std::move(self->pending_), {}}); });
             }));
     } else {
       async(pending_,
             (*to_)([self = this, next = std::forward<Next>(next)](error_code ec, R v) mutable {
-              next(step_result<R>{ec, std::move(self->pending_), std::move(v)});
+              self->guarded([&] {
+                next(step_result<R>{ec, std::move(self->pending_), std::move(v)});
+              });
             }));
     }
   }
@@ -155,6 +188,7 @@ class runner {
     for (std::size_t i = 0; i < n; ++i) {
       runner r(caller_binding{to_->executor, group->slot(i)});
       r.group_ = group;
+      r.fails(op_, fail_);
       out.push_back(std::move(r));
     }
     return out;
@@ -164,6 +198,8 @@ class runner {
   std::optional<caller_binding> to_;
   mutable diagnostics pending_;  // the diagnostics of the async step in progress
   std::shared_ptr<cancellation_fan_out> group_;
+  void* op_ = nullptr;
+  failure fail_ = nullptr;
 };
 
 /// The completion handler of an async operation with a value of type T (none: std::monostate).
@@ -206,22 +242,29 @@ struct operation {
   diagnostics* caller_diag = nullptr;
   std::atomic<bool> starting{true};
 
-  operation(Owner o, runner r) : st(std::move(o)), run(std::move(r)) {}
+  operation(Owner o, runner r) : st(std::move(o)), run(std::move(r)) {
+    run.fails(this, [](void* self) {
+      auto& op = *static_cast<operation*>(self);
+      if (op.ended.load(std::memory_order_acquire)) return false;
+      error_code ec;
+      diagnostics diag;
+      capture_current(ec, diag);
+      op.fail_with(ec, std::move(diag));
+      return true;
+    });
+  }
+  operation(const operation&) = delete;
+  operation& operator=(const operation&) = delete;
 
+  /// Ends the operation; the first end counts, later ones do nothing.
   void succeed(T v) { end(error_code{}, diagnostics{}, std::move(v)); }
   void fail_with(error_code ec, diagnostics diag) { end(ec, std::move(diag), T{}); }
-  /// Runs `f`; what it throws ends the operation. True when it threw nothing.
-  template <class F>
-  bool attempt(F&& f) {
-    error_code ec;
-    diagnostics diag;
-    if (capture(std::forward<F>(f), ec, diag)) return true;
-    fail_with(ec, std::move(diag));
-    return false;
-  }
 
  private:
+  std::atomic<bool> ended{false};
+
   void end(error_code ec, diagnostics diag, T v) {
+    if (ended.exchange(true, std::memory_order_acq_rel)) return;
     st = Owner{};
     if (sink) {
       sink->ec = ec;
@@ -260,8 +303,10 @@ typename Op::value_type run_inline(Owner owner, error_code& ec, diagnostics& dia
   inline_end<T> end{ec, diag, std::nullopt};
   Op op(std::move(owner), runner{});
   op.sink = &end;
-  init(op);
-  Op::start(std::shared_ptr<Op>(std::shared_ptr<void>(), &op));
+  op.run.guarded([&] {
+    init(op);
+    Op::start(std::shared_ptr<Op>(std::shared_ptr<void>(), &op));
+  });
   return end.value ? std::move(*end.value) : T{};
 }
 
@@ -287,8 +332,10 @@ void run_async(Owner owner, diagnostics* diag, handler_of<typename Op::value_typ
   auto op = std::make_shared<Op>(std::move(owner), runner{caller_of(h)});
   op->handler.emplace(std::move(h));
   op->caller_diag = diag;
-  init(*op);
-  Op::start(op);
+  op->run.guarded([&] {
+    init(*op);
+    Op::start(op);
+  });
   op->starting.store(false, std::memory_order_release);
 }
 

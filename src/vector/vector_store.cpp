@@ -181,7 +181,6 @@ constexpr const char* no_direction_why =
 // Every operation's state, from step to step (see common/op_runner.hpp).
 template <class T>
 using operation = detail::operation<std::shared_ptr<store_shared>, T>;
-using detail::capture;
 using step_result = detail::step_result<result>;
 using tx_result = detail::step_result<std::monostate>;
 
@@ -225,12 +224,7 @@ void answer_from_index(std::shared_ptr<Op> op, Answer answer,
   op->run.execute(db, lookup_sql, {op->name}, [op, answer, otherwise](step_result r) mutable {
     if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
     if (r.value.rows.empty()) return fail_gone(*op);
-    error_code ec;
-    diagnostics diag;
-    std::optional<T> found;
-    bool ok = capture([&] { found = answer(*op, read_registry(r.value.rows.front(), op->name)); },
-                      ec, diag);
-    if (!ok) return op->fail_with(ec, std::move(diag));
+    std::optional<T> found = answer(*op, read_registry(r.value.rows.front(), op->name));
     if (found) return op->succeed(std::move(*found));
     otherwise(std::move(op));
   });
@@ -293,10 +287,7 @@ struct create_op : operation<bool> {
   std::shared_ptr<bool> created = std::make_shared<bool>(false);
 
   static void start(std::shared_ptr<create_op> op) {
-    error_code ec;
-    diagnostics diag;
-    if (!capture([&] { check_create(op->name, op->dim); }, ec, diag))
-      return op->fail_with(ec, std::move(diag));
+    check_create(op->name, op->dim);
     with_registry(op, &create_op::write);
   }
 
@@ -319,10 +310,7 @@ struct drop_op : operation<bool> {
   std::shared_ptr<bool> existed = std::make_shared<bool>(false);
 
   static void start(std::shared_ptr<drop_op> op) {
-    error_code ec;
-    diagnostics diag;
-    if (!capture([&] { check_name(op->name); }, ec, diag))
-      return op->fail_with(ec, std::move(diag));
+    check_name(op->name);
     with_registry(op, &drop_op::write);
   }
 
@@ -463,9 +451,7 @@ struct upsert_op : operation<std::monostate> {
 
   static void start(std::shared_ptr<upsert_op> op) {
     op->rows = std::make_shared<std::vector<params>>();
-    error_code ec;
-    diagnostics diag;
-    if (!capture([&] { op->check(); }, ec, diag)) return op->fail_with(ec, std::move(diag));
+    op->check();
     if (op->batch->empty()) return op->succeed({});
     op->mirror = op->st->mirror(op->name);
     with_registry(op, &upsert_op::write);
@@ -503,10 +489,7 @@ struct erase_op : operation<bool> {
   std::shared_ptr<write_ticket> ticket = std::make_shared<write_ticket>();
 
   static void start(std::shared_ptr<erase_op> op) {
-    error_code ec;
-    diagnostics diag;
-    if (!capture([&] { check_name(op->name); }, ec, diag))
-      return op->fail_with(ec, std::move(diag));
+    check_name(op->name);
     op->mirror = op->st->mirror(op->name);
     with_registry(op, &erase_op::write);
   }
@@ -572,10 +555,7 @@ struct get_op : operation<std::optional<vector_item>> {
   std::string id;
 
   static void start(std::shared_ptr<get_op> op) {
-    error_code ec;
-    diagnostics diag;
-    if (!capture([&] { check_name(op->name); }, ec, diag))
-      return op->fail_with(ec, std::move(diag));
+    check_name(op->name);
     with_registry(op, &get_op::read);
   }
 
@@ -593,26 +573,17 @@ struct get_op : operation<std::optional<vector_item>> {
         return op->fail_with(make_ec(errc::not_found), {no_collection(op->name), {}});
       const row& rw = r.value.rows.front();
       if (rw[1].is_null()) return op->succeed(std::nullopt);
-      std::optional<vector_item> item;
-      error_code ec;
-      diagnostics diag;
-      bool ok = capture(
-          [&] {
-            auto dim = static_cast<std::size_t>(rw.get<std::int64_t>(0));
-            vector_item out;
-            out.id = op->id;
-            out.vector.resize(dim);
-            if (!rw[1].is_blob() ||
-                !vector_detail::decode_vector(rw[1].as_blob(), dim, out.vector.data()))
-              fail(errc::decode_error, "the stored vector of " + quote(op->id) + " in collection " +
-                                           quote(op->name) + " is not " + std::to_string(dim) +
-                                           " float32 values");
-            out.metadata = vector_detail::decode_metadata(rw[2], quote(op->id));
-            item = std::move(out);
-          },
-          ec, diag);
-      if (!ok) return op->fail_with(ec, std::move(diag));
-      op->succeed(std::move(item));
+      auto dim = static_cast<std::size_t>(rw.get<std::int64_t>(0));
+      vector_item out;
+      out.id = op->id;
+      out.vector.resize(dim);
+      if (!rw[1].is_blob() ||
+          !vector_detail::decode_vector(rw[1].as_blob(), dim, out.vector.data()))
+        fail(errc::decode_error, "the stored vector of " + quote(op->id) + " in collection " +
+                                     quote(op->name) + " is not " + std::to_string(dim) +
+                                     " float32 values");
+      out.metadata = vector_detail::decode_metadata(rw[2], quote(op->id));
+      op->succeed(std::move(out));
     });
   }
 };
@@ -622,10 +593,7 @@ struct count_op : operation<std::int64_t> {
   std::string name;
 
   static void start(std::shared_ptr<count_op> op) {
-    error_code ec;
-    diagnostics diag;
-    if (!capture([&] { check_name(op->name); }, ec, diag))
-      return op->fail_with(ec, std::move(diag));
+    check_name(op->name);
     with_registry(op, &count_op::lookup);
   }
 
@@ -674,9 +642,7 @@ struct search_op : operation<vector_store::matches> {
   }
 
   static void start(std::shared_ptr<search_op> op) {
-    error_code ec;
-    diagnostics diag;
-    if (!capture([&] { op->check(); }, ec, diag)) return op->fail_with(ec, std::move(diag));
+    op->check();
     with_registry(op, &search_op::lookup);
   }
 
@@ -716,19 +682,11 @@ struct search_op : operation<vector_store::matches> {
       missing_table_is_not_found(r, op->name);
       if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
       if (r.value.rows.empty()) return fail_gone(*op);
-      error_code ec;
-      diagnostics diag;
-      std::optional<vector_store::matches> found;
-      bool ok = capture(
-          [&] {
-            vector_detail::snapshot s = decode(r.value.rows, op->name);
-            op->reg = registry_row{s.dim, s.m, s.version};
-            op->check_against_registry();
-            op->mirror->install(std::move(s));
-            found = op->search(std::nullopt);
-          },
-          ec, diag);
-      if (!ok) return op->fail_with(ec, std::move(diag));
+      vector_detail::snapshot s = decode(r.value.rows, op->name);
+      op->reg = registry_row{s.dim, s.m, s.version};
+      op->check_against_registry();
+      op->mirror->install(std::move(s));
+      std::optional<vector_store::matches> found = op->search(std::nullopt);
       if (found) return op->succeed(std::move(*found));
       // Another load of another shape (the collection was created anew) won the race.
       if (++op->attempts < 3) return lookup(std::move(op));
