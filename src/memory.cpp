@@ -565,22 +565,68 @@ void batch_store_rows(session& s, const batch_input& in) {
 transaction_body batch_store_body(std::shared_ptr<const batch_input> in) {
   return [in = std::move(in)](session& s) { batch_store_rows(s, *in); };
 }
+// Removes the embeddings of the `count` keys key_of(i) (under `prefix`) had, a chunk of keys
+// at a time, so that a big batch is not copied whole.
+template <class KeyOf>
+void erase_embeddings(vector_writes& w, const std::string& prefix, std::size_t count,
+                      KeyOf key_of) {
+  constexpr std::size_t chunk = 1024;
+  std::vector<std::string> keys;
+  keys.reserve(std::min(chunk, count));
+  for (std::size_t i = 0; i < count; ++i) {
+    keys.push_back(prefix + key_of(i));
+    if (keys.size() == chunk || i + 1 == count) {
+      w.erase(collection_name(), keys);
+      keys.clear();
+    }
+  }
+}
+
 // The same, removing the embeddings the keys had.
 vector_transaction_body batch_store_vector_body(std::shared_ptr<const batch_input> in) {
   return [in = std::move(in)](session& s, vector_writes& w) {
     batch_store_rows(s, *in);
-    // A chunk of keys at a time, so a big batch is not copied whole.
-    constexpr std::size_t chunk = 1024;
     const memory::items& values = *in->values;
-    std::vector<std::string> keys;
-    keys.reserve(std::min(chunk, values.size()));
-    for (std::size_t i = 0; i < values.size(); ++i) {
-      keys.push_back(in->prefix + values[i].first);
-      if (keys.size() == chunk || i + 1 == values.size()) {
-        w.erase(collection_name(), keys);
-        keys.clear();
-      }
-    }
+    erase_embeddings(w, in->prefix, values.size(),
+                     [&](std::size_t i) -> const std::string& { return values[i].first; });
+  };
+}
+
+// What a restore writes: its items under the view's prefix, with the time it runs at.
+struct restore_input {
+  std::shared_ptr<const std::vector<memory_item>> items;
+  std::string prefix;
+  std::int64_t now = 0;
+  std::string value_sql, times_sql;  // memory_sql::restore_value and restore_times
+};
+
+// The body of a restore: each item's value, then its times (memory_sql::restore_times).
+void restore_rows(session& s, const restore_input& in) {
+  auto ms = [](const std::optional<memory_time>& t) {
+    return t ? value(t->time_since_epoch().count()) : value(null);
+  };
+  std::string text;
+  for (const memory_item& item : *in.items) {
+    std::string full_key = in.prefix + item.key;
+    encode_into(item.value, item.key, text);
+    s.execute(in.value_sql, {full_key, text});
+    value expires = item.expires ? ms(item.expires)
+                    : item.ttl   ? value(in.now + item.ttl->count())
+                                 : value(null);
+    s.execute(in.times_sql, {std::move(full_key), ms(item.created), in.now,
+                             item.updated ? ms(item.updated) : value(in.now), std::move(expires),
+                             item.ttl ? value(item.ttl->count()) : value(null)});
+  }
+}
+transaction_body restore_body(std::shared_ptr<const restore_input> in) {
+  return [in = std::move(in)](session& s) { restore_rows(s, *in); };
+}
+vector_transaction_body restore_vector_body(std::shared_ptr<const restore_input> in) {
+  return [in = std::move(in)](session& s, vector_writes& w) {
+    restore_rows(s, *in);
+    const std::vector<memory_item>& items = *in->items;
+    erase_embeddings(w, in->prefix, items.size(),
+                     [&](std::size_t i) -> const std::string& { return items[i].key; });
   };
 }
 
@@ -809,6 +855,7 @@ void loaded_item(key_read_op<std::optional<memory_item>>& op, row& r, std::int64
   item.expires = time_of(r[3]);
   if (refreshed_at && !r[4].is_null())
     item.expires = *time_of(r[4]) + std::chrono::milliseconds(refreshed_at);
+  if (!r[4].is_null()) item.ttl = time_of(r[4])->time_since_epoch();
   op.succeed(std::move(item));
 }
 using load_op = key_read_op<std::optional<json>>;
@@ -1264,6 +1311,30 @@ struct batch_store_op : memory_op<std::monostate> {
   }
 };
 
+struct restore_op : memory_op<std::monostate> {
+  using memory_op::memory_op;
+  std::shared_ptr<const std::vector<memory_item>> items;
+
+  static void start(std::shared_ptr<restore_op> op) {
+    for (const memory_item& item : *op->items)
+      if (item.ttl) check_ttl(item.ttl, "the time to live of a restored item");
+    with_table(op, &restore_op::write);
+  }
+  static void write(std::shared_ptr<restore_op> op) {
+    if (op->items->empty()) return op->succeed({});
+    auto done = [op](step_result<std::monostate> r) {
+      if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
+      op->succeed({});
+    };
+    const detail::memory_sql& sql = op->st->sql;
+    auto in = std::make_shared<const restore_input>(restore_input{
+        op->items, op->prefix, op->st->now_ms(), sql.restore_value, sql.restore_times});
+    if (op->st->embeddings_possible())
+      return vector_transaction(op, restore_vector_body(std::move(in)), std::move(done));
+    op->run.transaction(op->st->db, restore_body(std::move(in)), std::move(done));
+  }
+};
+
 // The keys are read load_chunk at a time: one after the other inline, side by side on the
 // readers for an async caller (each chunk with a runner, and so a cancellation slot, of its
 // own). The last chunk to finish ends the operation, with the first failure if any.
@@ -1592,6 +1663,11 @@ auto batch_store_inputs(memory::items& values, memory::ttl ttl) {
     op.ttl = ttl;
   };
 }
+auto restore_inputs(std::vector<memory_item>& restored) {
+  return [&](restore_op& op) {
+    op.items = std::make_shared<const std::vector<memory_item>>(std::move(restored));
+  };
+}
 auto batch_load_inputs(std::vector<std::string>& keys) {
   return [&](batch_load_op& op) { op.keys = std::move(keys); };
 }
@@ -1835,6 +1911,17 @@ void memory::start_batch_store(diagnostics* diag, void_handler h, items values,
                                ttl time_to_live) const {
   run_async<batch_store_op>(shared_, prefix_, diag, std::move(h),
                             batch_store_inputs(values, time_to_live));
+}
+
+void memory::restore(std::vector<memory_item> restored, error_code& ec, diagnostics& diag) const {
+  run_inline<restore_op>(shared_, prefix_, ec, diag, restore_inputs(restored));
+}
+void memory::restore(std::vector<memory_item> restored) const {
+  detail::throwing([&](error_code& ec, diagnostics& d) { restore(std::move(restored), ec, d); });
+}
+void memory::start_restore(diagnostics* diag, void_handler h,
+                           std::vector<memory_item> restored) const {
+  run_async<restore_op>(shared_, prefix_, diag, std::move(h), restore_inputs(restored));
 }
 
 memory::loaded memory::batch_load(std::vector<std::string> keys, error_code& ec,

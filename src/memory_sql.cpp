@@ -127,6 +127,21 @@ memory_sql::memory_sql(sql_dialect d, std::vector<std::string> fields)
         "expires_ms = excluded.expires_ms, ttl_ms = excluded.ttl_ms; END",
     };
   }
+  // The n-th parameter (from 1), which the restore's times use twice.
+  auto n = [&](int i, const char* type = "bigint") {
+    return pg(d) ? "CAST($" + std::to_string(i) + " AS " + type + ")" : "?" + std::to_string(i);
+  };
+  restore_value =
+      "INSERT INTO memory (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = "
+      "excluded.value";
+  restore_times =
+      "INSERT INTO memory_meta AS t (key, created_ms, updated_ms, expires_ms, ttl_ms) "
+      "VALUES (" +
+      n(1, "text") + ", coalesce(" + n(2) + ", " + n(3) + "), " + n(4) + ", " + n(5) + ", " + n(6) +
+      ") ON CONFLICT (key) DO UPDATE SET created_ms = CASE WHEN " + n(2) +
+      " IS NOT NULL OR t.created_ms IS NULL OR t.expires_ms <= " + n(3) +
+      " THEN excluded.created_ms ELSE t.created_ms END, updated_ms = "
+      "excluded.updated_ms, expires_ms = excluded.expires_ms, ttl_ms = excluded.ttl_ms";
   load = std::string("SELECT m.value, t.ttl_ms ") + from_items() + " WHERE m.key = ? AND " + live_t;
   load_item = std::string("SELECT m.value, t.created_ms, t.updated_ms, t.expires_ms, t.ttl_ms ") +
               from_items() + " WHERE m.key = ? AND " + live_t;

@@ -42,6 +42,11 @@ struct memory_sql {
   /// The write of `rows` rows (1 to the most a statement holds).
   std::string write_rows(std::size_t rows) const;
 
+  /// A restored item (memory::restore), two statements: (key, value), then (key, created_ms or
+  /// null: as a store would, now_ms, updated_ms, expires_ms, ttl_ms).
+  std::string restore_value;
+  std::string restore_times;
+
   /// "FROM memory m LEFT JOIN memory_meta t ON t.key = m.key"
   static const char* from_items();
   /// The condition that `t` is not expired; binds now_ms.

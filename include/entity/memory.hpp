@@ -124,13 +124,15 @@ struct search_hit {
   std::optional<memory_time> created, updated;
 };
 
-/// An item with its times (memory::load_item).
+/// An item with its times (memory::load_item, memory::restore).
 struct memory_item {
   std::string key;
   json value;
   std::optional<memory_time> created;  ///< none for an item written by another program
   std::optional<memory_time> updated;
   std::optional<memory_time> expires;  ///< none: it never expires
+  /// The time to live it was stored with, which refresh_on_read starts again; none without.
+  std::optional<std::chrono::milliseconds> ttl;
 };
 
 struct memory_stats {
@@ -273,6 +275,16 @@ class memory {
   void batch_store(items values, std::chrono::milliseconds time_to_live) const;
   void batch_store(items values, std::chrono::milliseconds time_to_live, error_code& ec,
                    diagnostics& diag) const;
+  /// Stores items as they were (what load_item returned, a backup), in one transaction: all or
+  /// nothing, any number of items, the later of a key given twice winning. Each keeps its
+  /// created and updated times and its expiry; a time not given is what store() would give
+  /// (created: now, or kept when the key holds a live item; updated: now), and an expiry not
+  /// given is `ttl` from now when the item has a ttl, else none. An expiry in the past stores
+  /// an item no read sees (the next sweep deletes it). invalid_argument for a key or value
+  /// store() refuses and for a ttl it refuses (nothing is written). The keys' embeddings go,
+  /// as with store().
+  void restore(std::vector<memory_item> restored) const;
+  void restore(std::vector<memory_item> restored, error_code& ec, diagnostics& diag) const;
   /// The values of the keys that exist; missing keys are omitted. Any number of keys: they are
   /// looked up load_chunk at a time. decode_error naming the key for a value load() cannot
   /// decode.
@@ -516,6 +528,16 @@ class memory {
                             std::move(values), ttl(time_to_live));
   }
   template <class Token>
+  auto async_restore(std::vector<memory_item> restored, Token&& token) const {
+    return detail::initiate(std::forward<Token>(token), *this, &memory::start_restore, nullptr,
+                            std::move(restored));
+  }
+  template <class Token>
+  auto async_restore(std::vector<memory_item> restored, diagnostics& diag, Token&& token) const {
+    return detail::initiate(std::forward<Token>(token), *this, &memory::start_restore, &diag,
+                            std::move(restored));
+  }
+  template <class Token>
   auto async_batch_load(std::vector<std::string> keys, Token&& token) const {
     return detail::initiate(std::forward<Token>(token), *this, &memory::start_batch_load, nullptr,
                             std::move(keys));
@@ -556,6 +578,7 @@ class memory {
   void start_stats(diagnostics* diag, handler<memory_stats> h) const;
   void start_batch_store(diagnostics* diag, void_handler h, items values, ttl time_to_live) const;
   void start_batch_load(diagnostics* diag, handler<loaded> h, std::vector<std::string> keys) const;
+  void start_restore(diagnostics* diag, void_handler h, std::vector<memory_item> restored) const;
 
   std::string prefix_;
   std::shared_ptr<shared> shared_;

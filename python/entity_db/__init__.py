@@ -187,10 +187,23 @@ class SearchHit(_namedtuple("SearchHit", "key value")):
                 f"created={self.created!r}, updated={self.updated!r})")
 
 
-# An item with its times (``Memory.load_item``): UTC datetimes; ``created`` and ``updated`` are
-# None for an item written by a program that records no times, ``expires`` for one that never
-# expires.
-Item = _namedtuple("Item", "key value created updated expires")
+class Item(_namedtuple("Item", "key value created updated expires")):
+    """An item with its times (``Memory.load_item``, ``Memory.restore``): UTC datetimes;
+    ``created`` and ``updated`` are None for an item written by a program that records no times,
+    ``expires`` for one that never expires. The attribute ``ttl`` (a timedelta, or None) is the
+    time to live it was stored with, which ``refresh_on_read`` starts again.
+    """
+
+    def __new__(cls, key, value, created=None, updated=None, expires=None, ttl=None):
+        self = super().__new__(cls, key, value, created, updated, expires)
+        self.ttl = ttl
+        return self
+
+    def __repr__(self) -> str:
+        return (f"Item(key={self.key!r}, value={self.value!r}, created={self.created!r}, "
+                f"updated={self.updated!r}, expires={self.expires!r}, ttl={self.ttl!r})")
+
+
 Match = _namedtuple("Match", "id distance metadata")
 VectorItem = _namedtuple("VectorItem", "id vector metadata")
 CollectionInfo = _namedtuple("CollectionInfo", "name dim metric count indexed")

@@ -21,7 +21,7 @@ struct classes {
   PyObject* result = nullptr;          // Result(rows, rows_affected, last_insert_id)
   PyObject* recalled = nullptr;        // Recalled(key, value, distance)
   PyObject* search_hit = nullptr;      // SearchHit(key, value, score, matched_text, ...)
-  PyObject* memory_item = nullptr;     // Item(key, value, created, updated, expires)
+  PyObject* memory_item = nullptr;     // Item(key, value, created, updated, expires, ttl)
   PyObject* match = nullptr;           // Match(id, distance, metadata)
   PyObject* item = nullptr;            // VectorItem(id, vector, metadata)
   PyObject* info = nullptr;            // CollectionInfo(name, dim, metric, count, indexed)
@@ -764,9 +764,18 @@ PyObject* from_search_results(const memory::search_results& r) {
 
 PyObject* from_memory_item(const std::optional<memory_item>& item) {
   if (!item) Py_RETURN_NONE;
+  PyObject* ttl = Py_None;
+  if (item->ttl) {
+    const std::int64_t ms = item->ttl->count();  // above zero, at most 10,000 years
+    ttl =
+        PyDelta_FromDSU(static_cast<int>(ms / 86'400'000), static_cast<int>(ms % 86'400'000 / 1000),
+                        static_cast<int>(ms % 1000) * 1000);
+  } else {
+    Py_INCREF(ttl);
+  }
   return make_record(cls().memory_item,
                      {text(item->key), from_json(item->value), from_time(item->created),
-                      from_time(item->updated), from_time(item->expires)});
+                      from_time(item->updated), from_time(item->expires), ttl});
 }
 
 PyObject* from_matches(const vector_store::matches& m) {

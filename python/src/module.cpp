@@ -556,6 +556,47 @@ memory::items to_items(py::handle items) {
   return out;
 }
 
+// The items of restore: Items (Memory.load_item) or (key, value[, created[, updated[,
+// expires]]]) tuples, times as timezone-aware datetimes or None; an item's `ttl` attribute
+// (seconds or a timedelta), when it has one, is its time to live.
+std::vector<memory_item> to_memory_items(py::handle items) {
+  const char* shape =
+      "restore takes Items (Memory.load_item) or (key, value[, created[, updated[, expires]]]) "
+      "tuples";
+  std::vector<memory_item> out;
+  for (py::handle x : items) {
+    if (!PyTuple_Check(x.ptr())) throw error(errc::invalid_argument, {shape, {}});
+    auto t = py::reinterpret_borrow<py::tuple>(x);
+    if (t.size() < 2 || t.size() > 5 || !py::isinstance<py::str>(t[0]))
+      throw error(errc::invalid_argument, {shape, {}});
+    memory_item item;
+    item.key = t[0].cast<std::string>();
+    const std::string of_key = " of key '" + item.key + "'";
+    item.value = to_json(t[1].ptr(), "the value" + of_key);
+    auto time_at = [&](std::size_t i, const char* name) -> std::optional<memory_time> {
+      if (t.size() <= i || t[i].is_none()) return std::nullopt;
+      return to_time(t[i].ptr(), false, name + of_key);
+    };
+    item.created = time_at(2, "created");
+    item.updated = time_at(3, "updated");
+    item.expires = time_at(4, "expires");
+    if (py::hasattr(x, "ttl")) {
+      py::object ttl = x.attr("ttl");
+      if (!ttl.is_none()) {
+        auto seconds = to_seconds(ttl.ptr());
+        auto ms = seconds && *seconds > 0 ? to_milliseconds(*seconds) : std::nullopt;
+        if (!ms || *ms >= memory::no_expiry)
+          throw error(
+              errc::invalid_argument,
+              {"the ttl" + of_key + " must be a positive number of seconds or a timedelta", {}});
+        item.ttl = *ms;
+      }
+    }
+    out.push_back(std::move(item));
+  }
+  return out;
+}
+
 std::vector<std::string> to_keys(py::handle keys) {
   std::vector<std::string> out;
   if (py::isinstance<py::str>(keys))
@@ -1055,6 +1096,13 @@ PYBIND11_MODULE(_core, mod) {
         with_present([&](auto&&... x) { m.batch_store(std::move(v), x...); }, t);
       },
       none_result{}, py::arg("items"), py::kw_only(), py::arg("ttl") = py::none());
+  verb<void, grouped>(
+      memc, "restore", [](py::object items) { return std::tuple(to_memory_items(items)); },
+      [](const memory& m, diagnostics& diag, auto h, std::vector<memory_item> v) {
+        m.async_restore(std::move(v), diag, std::move(h));
+      },
+      [](const memory& m, std::vector<memory_item> v) { m.restore(std::move(v)); }, none_result{},
+      py::arg("items"));
   verb<memory::loaded>(
       memc, "batch_load", [](py::object keys) { return std::tuple(to_keys(keys)); },
       [](const memory& m, diagnostics& diag, auto h, std::vector<std::string> k) {

@@ -175,6 +175,40 @@ async def test_load_item_times_are_plausible_utc_datetimes(any_target, call):
     assert raw == entity_db.Item("raw", {"old": True}, None, None, None)
 
 
+async def test_restore_gives_back_items_with_their_times(any_target, call):
+    mem = any_target.open().memory()
+    await call(mem, "store", "kept", {"a": 1})
+    await call(mem, "store", "short", "milk", ttl=timedelta(hours=1))
+    backup = [await call(mem, "load_item", k) for k in ("kept", "short")]
+    assert backup[0].ttl is None
+    assert backup[1].ttl == timedelta(hours=1)
+    assert await call(mem, "clear") == 2
+    await asyncio.sleep(0.05)
+    assert await call(mem, "restore", backup) is None
+    for was in backup:
+        item = await call(mem, "load_item", was.key)
+        assert item == was  # the same value and times
+        assert item.ttl == was.ttl
+    # Tuples too, with the times not given taken as a store would give them.
+    created = datetime(2020, 1, 2, 3, 4, 5, 6000, tzinfo=timezone.utc)
+    await call(mem, "restore", [("old", [1, 2], created), ("new", None)])
+    old = await call(mem, "load_item", "old")
+    assert old.created == created and old.value == [1, 2]
+    assert old.updated >= now() - timedelta(seconds=5) and old.expires is None
+    assert (await call(mem, "load_item", "new")).value is None
+
+
+async def test_restore_refuses_bad_items_and_writes_nothing(any_target, call):
+    mem = any_target.open().memory()
+    naive = datetime(2020, 1, 1)
+    with_bad_ttl = entity_db.Item("b", 2, None, None, None, ttl=timedelta(0))
+    for bad in ([("a", 1), "not a tuple"], [("a", 1), (1, 2)], [("a", 1), ("b", 2, naive)],
+                [("a", 1), with_bad_ttl], [("a", 1), ("b", math.nan)], [("a",)]):
+        with pytest.raises(entity_db.InvalidArgumentError):
+            await call(mem, "restore", bad)
+    assert await call(mem, "size") == 0
+
+
 async def test_keys_and_search_in_a_time_window(any_target, call):
     db = any_target.open()
     mem = db.memory()

@@ -670,6 +670,10 @@ TEST_F(CliMemory, ImportWithBadLineStoresNothing) {
       {"{\"value\": 3}", "no \"key\""},
       {"{\"key\": 3, \"value\": 3}", "\"key\" is not a string"},
       {"{\"key\": \"c\"}", "no \"value\""},
+      {"{\"key\": \"c\", \"value\": 1, \"created\": \"yesterday\"}", "\"created\" is not a time"},
+      {"{\"key\": \"c\", \"value\": 1, \"expires\": true}", "\"expires\" is not a time"},
+      {"{\"key\": \"c\", \"value\": 1, \"ttl\": 0}", "\"ttl\" is not a number of seconds"},
+      {"{\"key\": \"c\", \"value\": 1, \"ttl\": \"1h\"}", "\"ttl\" is not a number of seconds"},
   };
   for (const auto& [line, why] : bad_lines) {
     SCOPED_TRACE(line);
@@ -816,6 +820,39 @@ TEST_F(CliMemory, ExportImportExportIsIdentical) {
   ASSERT_EQ(second.exit_code, 0) << second.err;
   EXPECT_EQ(second.out, first.out);
   EXPECT_EQ(memory_in(fresh, "get", {"--scope", "s", "note"}).out, "\"scoped\"\n");
+}
+
+// With --times each line keeps the item's times and expiry, and an import restores them: the
+// round trip gives the same bytes. Without it, the lines are what they always were.
+TEST_F(CliMemory, ExportWithTimesKeepsThemThroughAnImport) {
+  put("plain", "1");
+  put("short", "2", {"--ttl", "3600"});
+  auto first = memory("export", {"--times"});
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  auto lines = parse_lines(first.out);
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_TRUE(lines[0]["created"].is_string());
+  EXPECT_TRUE(lines[0]["updated"].is_string());
+  EXPECT_FALSE(lines[0].contains("expires"));
+  EXPECT_TRUE(lines[1]["expires"].is_string());
+  EXPECT_EQ(lines[1]["ttl"], 3600.0);
+  EXPECT_EQ(memory("export").out,
+            "{\"key\":\"plain\",\"value\":1}\n{\"key\":\"short\",\"value\":2}\n");
+
+  std::string fresh = dir.file("fresh.db");
+  auto imported = memory_in(fresh, "import", {"-"}, first.out);
+  ASSERT_EQ(imported.exit_code, 0) << imported.err;
+  EXPECT_EQ(memory_in(fresh, "export", {"--times"}).out, first.out);
+  EXPECT_EQ(memory_in(fresh, "get", {"short", "--times"}).out,
+            memory("get", {"short", "--times"}).out);
+  // --ttl gives every item a new expiry, whatever its line says; its creation stays.
+  std::string other = dir.file("other.db");
+  ASSERT_EQ(memory_in(other, "import", {"--ttl", "60", "-"}, first.out).exit_code, 0);
+  auto relines = parse_lines(memory_in(other, "export", {"--times"}).out);
+  ASSERT_EQ(relines.size(), 2u);
+  EXPECT_EQ(relines[0]["created"], lines[0]["created"]);
+  EXPECT_EQ(relines[0]["ttl"], 60.0);
+  EXPECT_EQ(relines[1]["ttl"], 60.0);
 }
 
 TEST_F(CliMemory, ScopedExportImportsIntoScope) {

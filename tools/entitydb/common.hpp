@@ -58,6 +58,9 @@ entity::value parse_param(const std::string& text);
 /// Anything else is a usage error: "'TEXT' is not a positive number of seconds".
 extern const CLI::Validator positive_seconds;
 
+/// The longest time to live memory::store takes, in seconds (10,000 years).
+inline constexpr double longest_ttl_seconds = 10'000.0 * 366 * 24 * 3600;
+
 /// `seconds` (above zero) as milliseconds, rounded up: a fraction of a millisecond must not
 /// become "no time at all". Saturates at milliseconds::max().
 std::chrono::milliseconds millis_of_seconds(double seconds);

@@ -26,13 +26,64 @@ std::vector<float> to_floats(const json& j, std::string_view what) {
   return out;
 }
 
-std::pair<std::string, json> memory_item_of_line(json& line, const line_failure& bad) {
+namespace {
+
+std::optional<entity::memory_time> time_field(const json& line, const char* name,
+                                              const line_failure& bad) {
+  auto f = line.find(name);
+  if (f == line.end() || f->is_null()) return std::nullopt;
+  std::optional<std::int64_t> millis;
+  if (f->is_number_integer()) {
+    millis = f->get<std::int64_t>();
+  } else if (f->is_string()) {
+    if (auto t = parse_utc_time(f->get_ref<const std::string&>())) millis = t->millis;
+  }
+  if (!millis)
+    throw bad("\"" + std::string(name) +
+              "\" is not a time (ISO-8601 UTC, or milliseconds since the epoch)");
+  return entity::memory_time(std::chrono::milliseconds(*millis));
+}
+
+}  // namespace
+
+entity::memory_item memory_item_of_line(json& line, const line_failure& bad) {
   auto key = line.find("key");
   if (key == line.end()) throw bad("no \"key\"");
   if (!key->is_string()) throw bad("\"key\" is not a string");
   auto value = line.find("value");
   if (value == line.end()) throw bad("no \"value\"");
-  return {key->get<std::string>(), std::move(*value)};
+  entity::memory_item item;
+  item.key = key->get<std::string>();
+  item.created = time_field(line, "created", bad);
+  item.updated = time_field(line, "updated", bad);
+  item.expires = time_field(line, "expires", bad);
+  if (auto ttl = line.find("ttl"); ttl != line.end() && !ttl->is_null()) {
+    const double seconds = ttl->is_number() ? ttl->get<double>() : 0;
+    if (!(seconds > 0 && seconds <= longest_ttl_seconds))
+      throw bad("\"ttl\" is not a number of seconds above zero and at most 10,000 years");
+    // To the nearest millisecond (what export wrote), and never none at all.
+    item.ttl = std::max(std::chrono::milliseconds(1),
+                        std::chrono::milliseconds(std::llround(seconds * 1000.0)));
+  }
+  item.value = std::move(*value);
+  return item;
+}
+
+nlohmann::ordered_json time_json(const std::optional<entity::memory_time>& t) {
+  if (!t) return nullptr;
+  return format_utc_time(t->time_since_epoch().count());
+}
+
+std::string memory_item_line(const entity::memory_item& item) {
+  auto more = nlohmann::ordered_json::object();
+  more["created"] = time_json(item.created);
+  more["updated"] = time_json(item.updated);
+  if (item.expires) {
+    more["expires"] = time_json(item.expires);
+    more["ttl"] = item.ttl ? nlohmann::ordered_json(static_cast<double>(item.ttl->count()) / 1000.0)
+                           : nlohmann::ordered_json(nullptr);
+  }
+  return memory_line(item.key, item.value, more);
 }
 
 std::string memory_line(const std::string& key, const json& value) {

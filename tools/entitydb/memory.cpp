@@ -107,10 +107,6 @@ void add_window_options(CLI::App& verb, memory_args& a) {
 }
 
 // An item time as JSON: ISO-8601 UTC with milliseconds, or null when the item has none.
-nlohmann::ordered_json time_json(const std::optional<entity::memory_time>& t) {
-  if (!t) return nullptr;
-  return format_utc_time(t->time_since_epoch().count());
-}
 
 // A score for people: six significant digits (--json has every digit).
 std::string show_score(double score) {
@@ -132,23 +128,32 @@ std::string hit_line(const entity::search_hit& hit) {
   return memory_line(hit.key, hit.value, more);
 }
 
-// Reads JSON Lines of {"key": ..., "value": ...}; any bad line fails naming FILE:LINE, so that
-// nothing is stored from a file that is not entirely right. Blank lines are skipped.
-entity::memory::items read_items(const std::string& file, std::size_t max_line_bytes) {
-  entity::memory::items items;
+// Reads JSON Lines of {"key": ..., "value": ...} (and times); any bad line fails naming
+// FILE:LINE, so that nothing is stored from a file that is not entirely right. Blank lines are
+// skipped.
+std::vector<entity::memory_item> read_items(const std::string& file, std::size_t max_line_bytes) {
+  std::vector<entity::memory_item> items;
   for_each_json_line(
       file, [&](json& j, const line_failure& bad) { items.push_back(memory_item_of_line(j, bad)); },
       max_line_bytes);
   return items;
 }
 
-// Every item of the memory as JSON Lines, sorted by key, in the form read_items reads. Stops
-// at the first item that cannot be exported unchanged (a value that does not decode, a key
-// that is not UTF-8), naming it: a backup with a hole would look whole.
-std::string export_lines(const entity::memory& mem) {
+// Every item of the memory as JSON Lines, sorted by key, in the form read_items reads, with
+// each item's times when `times`. Stops at the first item that cannot be exported unchanged (a
+// value that does not decode, a key that is not UTF-8), naming it: a backup with a hole would
+// look whole.
+std::string export_lines(const entity::memory& mem, bool times) {
   std::vector<std::string> keys = mem.keys();
-  entity::memory::loaded values = mem.batch_load(keys);
   std::string out;
+  if (times) {
+    for (const std::string& key : keys) {
+      std::optional<entity::memory_item> item = mem.load_item(key);
+      if (item) out += memory_item_line(*item) + "\n";  // else erased meanwhile, or expired
+    }
+    return out;
+  }
+  entity::memory::loaded values = mem.batch_load(keys);
   for (const std::string& key : keys) {
     auto v = values.find(key);
     if (v == values.end()) continue;  // erased by someone else between the two reads
@@ -174,9 +179,6 @@ CLI::App* add_verb(CLI::App& memory_cmd, const std::string& name, const std::str
       ->check(non_empty);
   return verb;
 }
-
-// The longest time to live memory::store takes.
-constexpr double longest_ttl_seconds = 10'000.0 * 366 * 24 * 3600;
 
 // --ttl SECONDS of the verbs that store: above zero, at most 10,000 years.
 void add_ttl_option(CLI::App& verb, memory_args& a) {
@@ -407,18 +409,19 @@ void add_memory_command(CLI::App& app) {
         "All items are stored in one transaction: a bad line (not JSON, nested deeper than 512\n"
         "levels, longer than --max-line-bytes, not an object, no string \"key\", no \"value\")\n"
         "fails with 'error: FILE:LINE: why' and stores nothing. Blank lines are skipped; a key\n"
-        "given twice keeps its last value. Prints how many were stored. With --ttl every item\n"
-        "stored expires SECONDS after the import.");
+        "given twice keeps its last value. Prints how many were stored. The times a line of\n"
+        "'export --times' holds (\"created\", \"updated\", \"expires\", \"ttl\") are restored; a\n"
+        "time a line does not hold is what 'put' would give. With --ttl every item stored\n"
+        "expires SECONDS after the import, whatever its line says.");
     on_run(*import, [a] {
-      entity::memory::items items = read_items(a->file, a->max_line_bytes);
+      std::vector<entity::memory_item> items = read_items(a->file, a->max_line_bytes);
       std::size_t n = items.size();
-      const auto ttl = ttl_of(*a);
-      with_memory(*a, [&](const entity::memory& mem) {
-        if (ttl)
-          mem.batch_store(std::move(items), *ttl);
-        else
-          mem.batch_store(std::move(items));
-      });
+      if (const auto ttl = ttl_of(*a))
+        for (entity::memory_item& item : items) {
+          item.ttl = *ttl;
+          item.expires.reset();
+        }
+      with_memory(*a, [&](const entity::memory& mem) { mem.restore(std::move(items)); });
       std::cout << n << "\n";
     });
   }
@@ -426,8 +429,13 @@ void add_memory_command(CLI::App& app) {
     auto a = std::make_shared<memory_args>();
     CLI::App* exp = add_verb(*cmd, "export", "Write every item as JSON Lines, sorted by key", *a);
     exp->add_option("FILE", a->file, "where to write; standard output when not given");
+    exp->add_flag("--times", a->times,
+                  "with each item's created and updated times, and its expiry and ttl when it "
+                  "has one");
     exp->footer(
         "The output is what 'import' reads: export, import and export again give the same bytes.\n"
+        "With --times each line also holds \"created\" and \"updated\" (null when unknown) and,\n"
+        "for an item that expires, \"expires\" and \"ttl\" (seconds): import restores them.\n"
         "FILE is written whole or not at all (through a temporary file renamed over it); it may\n"
         "not be the database or its -wal/-shm file. An item that cannot be exported unchanged (a\n"
         "stored value that is not JSON or is nested deeper than 512 levels, a key that is not\n"
@@ -435,7 +443,7 @@ void add_memory_command(CLI::App& app) {
     on_run(*exp, [a] {
       if (!a->file.empty()) refuse_database_file(a->db, a->file);
       with_memory(*a, [&](const entity::memory& mem) {
-        std::string text = export_lines(mem);
+        std::string text = export_lines(mem, a->times);
         if (a->file.empty()) {
           std::cout << text;
           return;

@@ -7,6 +7,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
 #include <chrono>
+#include <cmath>
 #include <memory>
 #include <optional>
 #include <string>
@@ -140,6 +141,140 @@ TEST_P(MemoryExpiry, ItemsKnowWhenTheyWereCreatedAndUpdated) {
   EXPECT_EQ(item->created, t0 + 30s + 2h);
   EXPECT_EQ(item->expires, std::nullopt);
   EXPECT_EQ(mem.load_item("absent"), std::nullopt);
+}
+
+TEST_P(MemoryExpiry, ARestoreGivesBackItemsAsTheyWere) {
+  memory_params p;
+  p.refresh_on_read = true;
+  memory mem = make(p);
+  const memory_time t0 = clock.now();
+  mem.store("kept", json{{"a", 1}});
+  clock.advance(1min);
+  mem.store("kept", json{{"a", 2}});
+  mem.scope("s").store("short", "milk", 1h);
+  std::vector<entity::memory_item> backup;
+  for (const char* key : {"kept", "s:short"}) backup.push_back(*mem.load_item(key));
+  EXPECT_EQ(backup[1].ttl, std::chrono::milliseconds(1h));
+  EXPECT_EQ(backup[0].ttl, std::nullopt);
+  EXPECT_EQ(mem.clear(), 2);
+  clock.advance(10min);
+  mem.restore(backup);
+  for (const entity::memory_item& was : backup) {
+    auto now = mem.load_item(was.key);
+    ASSERT_TRUE(now) << was.key;
+    EXPECT_EQ(now->value, was.value);
+    EXPECT_EQ(now->created, was.created) << was.key;
+    EXPECT_EQ(now->updated, was.updated) << was.key;
+    // Read with refresh_on_read: the expiry starts again from now, as it would have.
+    EXPECT_EQ(now->ttl, was.ttl) << was.key;
+  }
+  EXPECT_EQ(mem.load_item("kept")->created, t0);
+  EXPECT_EQ(mem.load_item("kept")->updated, t0 + 1min);
+  EXPECT_EQ(mem.load_item("s:short")->expires, clock.now() + 1h);
+  // Into a scope: the keys are the scope's.
+  memory other = mem.scope("other");
+  other.restore({backup[0]});
+  EXPECT_EQ(other.load_item("kept")->created, t0);
+}
+
+TEST_P(MemoryExpiry, ARestoredTimeNotGivenIsWhatAStoreWouldGive) {
+  memory mem = make();
+  const memory_time t0 = clock.now();
+  mem.store("existing", 1);
+  clock.advance(1h);
+  entity::memory_item a;
+  a.key = "existing";
+  a.value = 2;
+  entity::memory_item b;
+  b.key = "fresh";
+  b.value = 3;
+  b.ttl = 10s;  // no expiry given: ten seconds from now
+  entity::memory_item c;
+  c.key = "deadline";
+  c.value = 4;
+  c.expires = clock.now() + 5s;  // an expiry without a ttl: a fixed deadline
+  mem.restore({a, b, c});
+  auto item = mem.load_item("existing");
+  EXPECT_EQ(item->created, t0) << "a live item keeps its creation, as with store()";
+  EXPECT_EQ(item->updated, t0 + 1h);
+  EXPECT_EQ(item->expires, std::nullopt);
+  item = mem.load_item("fresh");
+  EXPECT_EQ(item->created, t0 + 1h);
+  EXPECT_EQ(item->expires, t0 + 1h + 10s);
+  EXPECT_EQ(item->ttl, std::chrono::milliseconds(10s));
+  item = mem.load_item("deadline");
+  EXPECT_EQ(item->expires, t0 + 1h + 5s);
+  EXPECT_EQ(item->ttl, std::nullopt);
+  clock.advance(5s);
+  EXPECT_EQ(mem.keys(), (std::vector<std::string>{"existing", "fresh"}));
+  // An expiry already past: stored, and no read sees it.
+  entity::memory_item gone;
+  gone.key = "gone";
+  gone.value = 5;
+  gone.expires = clock.now() - 1ms;
+  mem.restore({gone});
+  EXPECT_EQ(mem.load("gone"), std::nullopt);
+  EXPECT_EQ(mem.keys(), (std::vector<std::string>{"existing", "fresh"}));
+  // The later of a key given twice wins.
+  a.value = "first";
+  b.key = "existing";
+  b.value = "second";
+  mem.restore({a, b});
+  EXPECT_EQ(mem.load("existing"), json("second"));
+  EXPECT_EQ(mem.load_item("existing")->ttl, std::chrono::milliseconds(10s));
+}
+
+TEST_P(MemoryExpiry, ARestoreIsAllOrNothing) {
+  memory mem = make();
+  mem.store("k", "before");
+  entity::memory_item good;
+  good.key = "k";
+  good.value = "after";
+  entity::memory_item bad_ttl = good;
+  bad_ttl.key = "other";
+  bad_ttl.ttl = 0ms;
+  auto code = [](auto&& f) { return entity::test::error_of(f).code(); };
+  EXPECT_EQ(code([&] { mem.restore({good, bad_ttl}); }), errc::invalid_argument);
+  entity::memory_item bad_key = good;
+  bad_key.key = std::string("\xff", 1);
+  EXPECT_EQ(code([&] { mem.restore({good, bad_key}); }), errc::invalid_argument);
+  entity::memory_item bad_value = good;
+  bad_value.key = "nan";
+  bad_value.value = std::nan("");
+  EXPECT_EQ(code([&] { mem.restore({good, bad_value}); }), errc::invalid_argument);
+  EXPECT_EQ(mem.load("k"), json("before"));
+  EXPECT_EQ(mem.keys(), (std::vector<std::string>{"k"}));
+  mem.restore({});  // nothing to do
+  EXPECT_EQ(mem.size(), 1);
+}
+
+TEST_P(MemoryExpiry, ARestoredKeyLosesItsEmbeddingAsAStoreWould) {
+  memory mem = make();
+  mem.store("k", "with", std::vector<float>{1, 0});
+  mem.store("other", "kept", std::vector<float>{0, 1});
+  ASSERT_EQ(mem.recall({1, 0}, 2).size(), 2u);
+  entity::memory_item item;
+  item.key = "k";
+  item.value = "without";
+  mem.restore({item});
+  auto found = mem.recall({1, 0}, 2);
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_EQ(found[0].key, "other");
+}
+
+TEST_P(MemoryExpiry, TheAsyncRestore) {
+  memory mem = make();
+  entity::memory_item item;
+  item.key = "k";
+  item.value = 1;
+  item.created = clock.now() - 1h;
+  mem.async_restore({item}, asio::use_future).get();
+  EXPECT_EQ(mem.load_item("k")->created, clock.now() - 1h);
+  item.ttl = 0ms;
+  entity::diagnostics diag;
+  auto failed = mem.async_restore({item}, diag, asio::use_future);
+  EXPECT_THROW(failed.get(), boost::system::system_error);
+  EXPECT_FALSE(diag.message.empty());
 }
 
 TEST_P(MemoryExpiry, KeysAndSearchFilterOnTimes) {
