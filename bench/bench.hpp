@@ -50,10 +50,13 @@ struct report {
 /// others are compared with: sqlite_c, or libpq_sync on PostgreSQL. In group_commit_20,
 /// sqlite_c commits its stores in groups of 20 (BEGIN IMMEDIATE, a SAVEPOINT around each,
 /// COMMIT), as entity-db's group commit does; sqlite_c_autocommit, which runs in that workload
-/// only, commits the same stores one by one.
+/// only, commits the same stores one by one. sqlite_c_times, in memory_store,
+/// memory_batch_store and group_commit_20, is sqlite_c writing each item's times too, in a
+/// side table in the store's transaction, as entity-db keeps them (client_config::times).
 const std::vector<std::string>& workload_names();
 const std::vector<std::string>& variant_names(bool postgres = false);
-/// Whether `variant` runs in `workload` (every variant but sqlite_c_autocommit runs in all).
+/// Whether `variant` runs in `workload` (every variant but sqlite_c_autocommit and
+/// sqlite_c_times runs in all).
 bool runs_in(const std::string& workload, const std::string& variant);
 /// memory_search_filter, memory_search_text and memory_sweep run on SQLite only: a run on
 /// PostgreSQL leaves them out, and refuses them when they are asked for by name.

@@ -163,7 +163,8 @@ entity::params row_params(int i, const std::string& name) {
 
 class raw_sqlite final : public sync_client {
  public:
-  explicit raw_sqlite(const client_config& c) : group_(std::max(c.group, 1)), clock_(c.clock) {
+  explicit raw_sqlite(const client_config& c)
+      : group_(std::max(c.group, 1)), times_(c.times), clock_(c.clock) {
     if (sqlite3_open_v2(c.path.c_str(), &db_,
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                         nullptr) != SQLITE_OK)
@@ -183,7 +184,25 @@ class raw_sqlite final : public sync_client {
     by_kind_ = prepare(
         "SELECT key, value FROM memory WHERE json_extract(value, '$.kind') = ? ORDER BY key "
         "LIMIT ?");
-    if (group_ > 1) {
+    if (times_) {
+      exec(
+          "CREATE TABLE IF NOT EXISTS memory_times (key TEXT PRIMARY KEY, created_ms INTEGER, "
+          "updated_ms INTEGER, expires_ms INTEGER, ttl_ms INTEGER) WITHOUT ROWID; CREATE INDEX "
+          "IF NOT EXISTS memory_times_expiry ON memory_times (expires_ms) WHERE expires_ms IS "
+          "NOT NULL");
+      // One row, and rows_per_insert rows with one time (?1) for all, as a batch writes them.
+      const std::string conflict =
+          " ON CONFLICT (key) DO UPDATE SET updated_ms = excluded.updated_ms, expires_ms = NULL, "
+          "ttl_ms = NULL";
+      std::string many = "INSERT INTO memory_times (key, created_ms, updated_ms) VALUES ";
+      for (std::size_t r = 0; r < rows_per_insert; ++r)
+        many += (r ? ", (?" : "(?") + std::to_string(r + 2) + ", ?1, ?1)";
+      times_upsert_ = prepare(
+          ("INSERT INTO memory_times (key, created_ms, updated_ms) VALUES (?2, ?1, ?1)" + conflict)
+              .c_str());
+      times_upsert_many_ = prepare((many + conflict).c_str());
+    }
+    if (group_ > 1 || times_) {
       begin_ = prepare("BEGIN IMMEDIATE");
       savepoint_ = prepare("SAVEPOINT bench_op");
       release_ = prepare("RELEASE bench_op");
@@ -191,9 +210,9 @@ class raw_sqlite final : public sync_client {
     }
   }
   ~raw_sqlite() override {
-    for (sqlite3_stmt* s :
-         {upsert_, upsert_many_, load_, in_, insert_, select_, named_, begin_, savepoint_, release_,
-          commit_, by_kind_, by_text_, expiry_, expired_rows_, expired_times_})
+    for (sqlite3_stmt* s : {upsert_, upsert_many_, load_, in_, insert_, select_, named_, begin_,
+                            savepoint_, release_, commit_, by_kind_, by_text_, expiry_,
+                            expired_rows_, expired_times_, times_upsert_, times_upsert_many_})
       sqlite3_finalize(s);
     sqlite3_close_v2(db_);
   }
@@ -202,6 +221,12 @@ class raw_sqlite final : public sync_client {
 
   // In groups: the first store of a group begins its transaction, the last one commits it.
   void store(const std::string& key, const json& value) override {
+    if (group_ == 1 && times_) {
+      step_done(begin_);
+      upsert(key, value);
+      step_done(commit_);
+      return;
+    }
     if (group_ == 1) return upsert(key, value);
     if (in_group_ == 0) step_done(begin_);
     step_done(savepoint_);
@@ -384,15 +409,34 @@ class raw_sqlite final : public sync_client {
       }
       step_done(upsert_many_);
     }
-    for (; i < items.size(); ++i) upsert(items[i].first, items[i].second);
+    for (; i < items.size(); ++i) upsert(items[i].first, items[i].second, false);
+    if (!times_) return;
+    const std::int64_t now = now_ms();
+    std::size_t t = 0;
+    for (; t + rows_per_insert <= items.size(); t += rows_per_insert) {
+      sqlite3_bind_int64(times_upsert_many_, 1, now);
+      for (std::size_t r = 0; r < rows_per_insert; ++r) {
+        const std::string& key = items[t + r].first;
+        sqlite3_bind_text(times_upsert_many_, static_cast<int>(r + 2), key.data(),
+                          static_cast<int>(key.size()), SQLITE_STATIC);
+      }
+      step_done(times_upsert_many_);
+    }
+    for (; t < items.size(); ++t) upsert_times(items[t].first);
   }
 
-  // One store, in whatever transaction is open.
-  void upsert(const std::string& key, const json& value) {
+  // One store (and its times, with times_), in whatever transaction is open.
+  void upsert(const std::string& key, const json& value, bool with_times = true) {
     std::string text = value.dump();
     sqlite3_bind_text(upsert_, 1, key.data(), static_cast<int>(key.size()), SQLITE_STATIC);
     sqlite3_bind_text(upsert_, 2, text.data(), static_cast<int>(text.size()), SQLITE_STATIC);
     step_done(upsert_);
+    if (times_ && with_times) upsert_times(key);
+  }
+  void upsert_times(const std::string& key) {
+    sqlite3_bind_int64(times_upsert_, 1, now_ms());
+    sqlite3_bind_text(times_upsert_, 2, key.data(), static_cast<int>(key.size()), SQLITE_STATIC);
+    step_done(times_upsert_);
   }
 
   // A search's results: each key copied out, each value decoded.
@@ -460,6 +504,9 @@ class raw_sqlite final : public sync_client {
   sqlite3_stmt* named_ = nullptr;
   // Group commit: stores per transaction, how many the open one holds, its control statements.
   const int group_;
+  const bool times_;
+  sqlite3_stmt* times_upsert_ = nullptr;
+  sqlite3_stmt* times_upsert_many_ = nullptr;
   int in_group_ = 0;
   sqlite3_stmt* begin_ = nullptr;
   sqlite3_stmt* savepoint_ = nullptr;

@@ -63,6 +63,11 @@ struct client_config {
   /// commits concurrent ones: BEGIN IMMEDIATE, each store inside SAVEPOINT / RELEASE, COMMIT
   /// after the last of the group (every control statement prepared once).
   int group = 1;
+  /// Raw SQLite only: each store also writes the item's times, as entity-db keeps them, in a
+  /// row of a side table (key, created_ms, updated_ms, expires_ms, ttl_ms; WITHOUT ROWID, with
+  /// a partial index on expires_ms), in the store's own transaction: the floor of a store that
+  /// keeps its times beside the seed's two-column table.
+  bool times = false;
   /// Where the raw clients' "now" comes from for expiry times (memory_sweep). Empty: the
   /// system clock.
   std::shared_ptr<bench_clock> clock;

@@ -113,6 +113,9 @@ std::string format_table(const report& r) {
   if (find(r, "group_commit_20", "sqlite_c"))
     out << "(group_commit_20: sqlite_c commits the stores in groups of 20, each in a savepoint; "
            "sqlite_c_autocommit commits them one by one)\n";
+  if (find(r, "memory_store", "sqlite_c_times"))
+    out << "(sqlite_c_times: sqlite_c also writing each item's times in a side table, in the "
+           "store's transaction, as entity-db keeps them)\n";
   if (std::any_of(r.results.begin(), r.results.end(),
                   [](const run_result& x) { return x.workload.rfind("memory_search_", 0) == 0; }))
     out << "(memory_search_*: searches of " << r.params.value("search_items", 0)

@@ -49,14 +49,18 @@ std::string plain_workload_of(const std::string& workload) {
 }
 
 const std::vector<std::string>& variant_names(bool postgres) {
-  static const std::vector<std::string> sqlite = {"sqlite_c", "sqlite_c_autocommit", "sync",
-                                                  "threadpool", "async"};
+  static const std::vector<std::string> sqlite = {
+      "sqlite_c", "sqlite_c_autocommit", "sqlite_c_times", "sync", "threadpool", "async"};
   static const std::vector<std::string> pg = {"libpq_sync", "sync", "threadpool", "async"};
   return postgres ? pg : sqlite;
 }
 
 bool runs_in(const std::string& workload, const std::string& variant) {
-  return variant != "sqlite_c_autocommit" || workload == "group_commit_20";
+  if (variant == "sqlite_c_autocommit") return workload == "group_commit_20";
+  if (variant == "sqlite_c_times")
+    return workload == "memory_store" || workload == "memory_batch_store" ||
+           workload == "group_commit_20";
+  return true;
 }
 
 namespace {
@@ -110,7 +114,9 @@ int concurrency_of(const std::string& w) {
 // of 20, what entity-db's group commit does with 20 concurrent ones (sqlite_c_autocommit, one by
 // one, is shown beside it); everywhere else each statement commits by itself.
 int floor_group_of(const std::string& w, const std::string& variant) {
-  return w == "group_commit_20" && variant == "sqlite_c" ? concurrency_of(w) : 1;
+  return w == "group_commit_20" && (variant == "sqlite_c" || variant == "sqlite_c_times")
+             ? concurrency_of(w)
+             : 1;
 }
 
 memory::items items_of(int n, const std::string& key_prefix = "") {
@@ -459,9 +465,9 @@ sample run_once(const bench_params& p, const target& t, const std::string& workl
   }
   const std::string path = (t.dir / (workload + "-" + variant + ".db")).string();
   remove_db(path);
-  if (variant == "sqlite_c" || variant == "sqlite_c_autocommit") {
-    auto c =
-        make_raw_sqlite_client({path, p.durable, floor_group_of(workload, variant), setup.clock});
+  if (variant.rfind("sqlite_c", 0) == 0) {
+    auto c = make_raw_sqlite_client({path, p.durable, floor_group_of(workload, variant),
+                                     variant == "sqlite_c_times", setup.clock});
     s = run_sync(*c, workload, setup);
   } else {
     sqlite_params sp;

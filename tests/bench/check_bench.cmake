@@ -2,7 +2,9 @@
 # variant is present, each ran its operations, and all variants of a workload agree on the rows
 # they left.
 # On SQLite, group_commit_20 also has sqlite_c_autocommit (the floor's stores committed one by
-# one) beside its floor, sqlite_c (the same stores committed in groups of 20); every result
+# one) beside its floor, sqlite_c (the same stores committed in groups of 20), and the stores of
+# memory_store, memory_batch_store and group_commit_20 have sqlite_c_times (the floor that also
+# writes each item's times in a side table, as entity-db does); every result
 # states its time per op as a multiple of its workload's floor (vs_floor, 1 for the floor).
 # The _ttl workloads state their time per op, and their median op's latency, as multiples of
 # their plain workload's (vs_plain, vs_plain_p50) in every variant; memory_sweep deleted what it
@@ -33,7 +35,8 @@ else()
   set(machine_keys cpus cpu sqlite)
   set(expected_backend sqlite)
   # workload/variant pairs beyond every workload x every variant above
-  set(extra_results group_commit_20/sqlite_c_autocommit)
+  set(extra_results group_commit_20/sqlite_c_autocommit memory_store/sqlite_c_times
+    memory_batch_store/sqlite_c_times group_commit_20/sqlite_c_times)
   set(sqlite_only_workloads memory_search_filter memory_search_text memory_sweep)
 endif()
 # --items 5000: the memory searches search 5,000 facts and the sweep deletes 500, a size that

@@ -125,7 +125,9 @@ void add_bench_command(CLI::App& app) {
       "bench",
       "Measure every workload in every variant (sqlite_c = raw SQLite, the floor, which in "
       "group_commit_20 commits in groups of 20; sqlite_c_autocommit = the same stores committed "
-      "one by one, group_commit_20 only; sync; threadpool; async) in one run, on fresh database "
+      "one by one, group_commit_20 only; sqlite_c_times = sqlite_c also writing each item's "
+      "times in a side table, as entity-db keeps them, in the store workloads; sync; "
+      "threadpool; async) in one run, on fresh database "
       "files; with --db postgresql://... on a PostgreSQL server, with libpq_sync (blocking "
       "libpq) as the floor (the memory_search_* and memory_sweep workloads run on SQLite "
       "only)");
