@@ -562,35 +562,6 @@ void batch_store_rows(session& s, const batch_input& in) {
   }
   if (rows) write_chunk();
 }
-transaction_body batch_store_body(std::shared_ptr<const batch_input> in) {
-  return [in = std::move(in)](session& s) { batch_store_rows(s, *in); };
-}
-// Removes the embeddings of the `count` keys key_of(i) (under `prefix`) had, a chunk of keys
-// at a time, so that a big batch is not copied whole.
-template <class KeyOf>
-void erase_embeddings(vector_writes& w, const std::string& prefix, std::size_t count,
-                      KeyOf key_of) {
-  constexpr std::size_t chunk = 1024;
-  std::vector<std::string> keys;
-  keys.reserve(std::min(chunk, count));
-  for (std::size_t i = 0; i < count; ++i) {
-    keys.push_back(prefix + key_of(i));
-    if (keys.size() == chunk || i + 1 == count) {
-      w.erase(collection_name(), keys);
-      keys.clear();
-    }
-  }
-}
-
-// The same, removing the embeddings the keys had.
-vector_transaction_body batch_store_vector_body(std::shared_ptr<const batch_input> in) {
-  return [in = std::move(in)](session& s, vector_writes& w) {
-    batch_store_rows(s, *in);
-    const memory::items& values = *in->values;
-    erase_embeddings(w, in->prefix, values.size(),
-                     [&](std::size_t i) -> const std::string& { return values[i].first; });
-  };
-}
 
 // What a restore writes: its items under the view's prefix, with the time it runs at.
 struct restore_input {
@@ -617,17 +588,6 @@ void restore_rows(session& s, const restore_input& in) {
                              item.updated ? ms(item.updated) : value(in.now), std::move(expires),
                              item.ttl ? value(item.ttl->count()) : value(null)});
   }
-}
-transaction_body restore_body(std::shared_ptr<const restore_input> in) {
-  return [in = std::move(in)](session& s) { restore_rows(s, *in); };
-}
-vector_transaction_body restore_vector_body(std::shared_ptr<const restore_input> in) {
-  return [in = std::move(in)](session& s, vector_writes& w) {
-    restore_rows(s, *in);
-    const std::vector<memory_item>& items = *in->items;
-    erase_embeddings(w, in->prefix, items.size(),
-                     [&](std::size_t i) -> const std::string& { return items[i].key; });
-  };
 }
 
 // ---- how operations run ------------------------------------------------------------------------
@@ -726,6 +686,37 @@ void plain_write(std::shared_ptr<Op> op, std::string sql, params args,
     if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
     done(*op, r.value.rows_affected);
   });
+}
+
+// A write of many items in one transaction (batch_store, restore) that ends `op`: rows(s, *in)
+// writes them. Once embeddings may exist, it runs as a vector_store transaction that also
+// removes the embeddings of the keys (under in->prefix) key_of(*in, i), i < count, a chunk of
+// keys at a time so that a big batch is not copied whole.
+template <class Op, class Input>
+void write_items(std::shared_ptr<Op> op, std::shared_ptr<const Input> in, std::size_t count,
+                 void (*rows)(session&, const Input&),
+                 const std::string& (*key_of)(const Input&, std::size_t)) {
+  auto done = [op](step_result<std::monostate> r) {
+    if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
+    op->succeed({});
+  };
+  if (!op->st->embeddings_possible())
+    return op->run.transaction(
+        op->st->db, [in, rows](session& s) { rows(s, *in); }, std::move(done));
+  vector_transaction_body body = [in, count, rows, key_of](session& s, vector_writes& w) {
+    rows(s, *in);
+    constexpr std::size_t chunk = 1024;
+    std::vector<std::string> keys;
+    keys.reserve(std::min(chunk, count));
+    for (std::size_t i = 0; i < count; ++i) {
+      keys.push_back(in->prefix + key_of(*in, i));
+      if (keys.size() == chunk || i + 1 == count) {
+        w.erase(collection_name(), keys);
+        keys.clear();
+      }
+    }
+  };
+  vector_transaction(op, std::move(body), std::move(done));
 }
 
 // ---- the operations ----------------------------------------------------------------------------
@@ -1298,16 +1289,14 @@ struct batch_store_op : memory_op<std::monostate> {
   }
   static void write(std::shared_ptr<batch_store_op> op) {
     if (op->values->empty()) return op->succeed({});
-    auto done = [op](step_result<std::monostate> r) {
-      if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
-      op->succeed({});
-    };
     auto in = std::make_shared<const batch_input>(
         batch_input{op->values, op->prefix, op->st->now_ms(), ttl_value(op->ttl, op->st->params),
                     op->st->batch});
-    if (op->st->embeddings_possible())
-      return vector_transaction(op, batch_store_vector_body(std::move(in)), std::move(done));
-    op->run.transaction(op->st->db, batch_store_body(std::move(in)), std::move(done));
+    write_items<batch_store_op, batch_input>(
+        op, std::move(in), op->values->size(), &batch_store_rows,
+        [](const batch_input& i, std::size_t n) -> const std::string& {
+          return (*i.values)[n].first;
+        });
   }
 };
 
@@ -1322,16 +1311,14 @@ struct restore_op : memory_op<std::monostate> {
   }
   static void write(std::shared_ptr<restore_op> op) {
     if (op->items->empty()) return op->succeed({});
-    auto done = [op](step_result<std::monostate> r) {
-      if (r.ec) return op->fail_with(r.ec, std::move(r.diag));
-      op->succeed({});
-    };
     const detail::memory_sql& sql = op->st->sql;
     auto in = std::make_shared<const restore_input>(restore_input{
         op->items, op->prefix, op->st->now_ms(), sql.restore_value, sql.restore_times});
-    if (op->st->embeddings_possible())
-      return vector_transaction(op, restore_vector_body(std::move(in)), std::move(done));
-    op->run.transaction(op->st->db, restore_body(std::move(in)), std::move(done));
+    write_items<restore_op, restore_input>(
+        op, std::move(in), op->items->size(), &restore_rows,
+        [](const restore_input& i, std::size_t n) -> const std::string& {
+          return (*i.items)[n].key;
+        });
   }
 };
 
