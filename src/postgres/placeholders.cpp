@@ -14,7 +14,10 @@ translated_sql translate(std::string_view sql) {
   out.text.reserve(sql.size() + 16);
   std::size_t next = 1;
   std::size_t highest_dollar = 0;
-  bool ended = false;  // a ';' was seen: anything but blanks and comments after it is more SQL
+  bool ended = false;   // a ';' was seen: anything but blanks and comments after it is more SQL
+  bool first = true;    // no token but blanks seen yet
+  bool select = false;  // the statement starts with SELECT
+  int depth = 0;        // parentheses open
   // out.text holds sql up to `copied`, then each `?` from there on as it comes.
   std::size_t copied = 0;
   detail::sql_lexer lexer(sql, sql_dialect::postgresql);
@@ -32,6 +35,17 @@ translated_sql translate(std::string_view sql) {
         highest_dollar = std::max(highest_dollar, n);
       }
     }
+    if (first && !t.blank()) {
+      first = false;
+      if (t.kind == sql_token_kind::word)
+        for (std::string_view keyword :
+             {"select", "insert", "update", "delete", "merge", "values", "table"})
+          if (t.is_word(keyword)) out.preparable = true;
+      select = t.is_word("select");
+    }
+    if (t.kind == sql_token_kind::punctuation) depth += t.text == "(" ? 1 : t.text == ")" ? -1 : 0;
+    // SELECT ... INTO creates a table: DDL, whatever its first word.
+    if (select && depth == 0 && t.is_word("into")) out.preparable = false;
     if (t.kind == sql_token_kind::separator)
       ended = true;
     else if (!t.blank() && ended)

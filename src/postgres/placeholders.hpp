@@ -26,6 +26,16 @@ struct translated_sql {
   /// A `;` outside literals and comments is followed by more SQL: several statements, which
   /// the extended query protocol refuses (the caller wants execute_script).
   bool several_statements = false;
+  /// The statement starts with SELECT, INSERT, UPDATE, DELETE, MERGE, VALUES or TABLE (and is
+  /// no SELECT ... INTO): a query or a data change, which the server may keep prepared and run
+  /// again. Anything else (BEGIN, COMMIT, SET, SHOW, DDL, DISCARD, ...) changes the session or
+  /// the schema, or is run once: it never goes through the statement cache. Nor does a WITH:
+  /// run again by name, a statement takes its tables' locks in the order of its range table,
+  /// which puts the tables of a WITH's common table expressions after the main statement's,
+  /// the reverse of a fresh parse. DDL that takes them in the parse's order, so that a write
+  /// running meanwhile waits for it (the memory's schema setup and its text index do), would
+  /// deadlock with the prepared form instead.
+  bool preparable = false;
 };
 translated_sql translate(std::string_view sql);
 

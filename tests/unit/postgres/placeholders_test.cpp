@@ -121,6 +121,21 @@ TEST(PlaceholderTranslation, NoticesSeveralStatements) {
   EXPECT_TRUE(translate("INSERT INTO t VALUES (1);INSERT INTO t VALUES (2)").several_statements);
 }
 
+TEST(PlaceholderTranslation, SaysWhichStatementsMayBePrepared) {
+  EXPECT_TRUE(translate("SELECT v FROM t WHERE k = ?").preparable);
+  EXPECT_TRUE(translate("  -- a comment\n insert into t values (?)").preparable);
+  EXPECT_TRUE(translate("UPDATE t SET v = $1").preparable);
+  EXPECT_TRUE(translate("DELETE FROM t WHERE k = ?").preparable);
+  EXPECT_TRUE(translate("VALUES (?)").preparable);
+  EXPECT_FALSE(translate("WITH a AS (SELECT ?) SELECT * FROM a").preparable);
+  EXPECT_FALSE(translate("SELECT ? INTO newtable").preparable);
+  EXPECT_TRUE(translate("SELECT (SELECT x FROM (SELECT ? AS x) s) FROM t").preparable);
+  for (const char* sql :
+       {"BEGIN", "COMMIT", "SET statement_timeout = 5", "SHOW x", "CREATE TABLE t (k int)",
+        "DEALLOCATE ALL", "DISCARD ALL", "EXPLAIN SELECT ?", "(SELECT ?)"})
+    EXPECT_FALSE(translate(sql).preparable) << sql;
+}
+
 TEST(ScriptSplitting, SplitsAtSemicolonsOutsideLiteralsAndComments) {
   EXPECT_EQ(split_statements("CREATE TABLE a (x int); INSERT INTO a VALUES (1);"),
             (pieces{"CREATE TABLE a (x int);", "INSERT INTO a VALUES (1);"}));
