@@ -193,7 +193,11 @@ struct infrastructure_stats {
   double mean_group_size = 0;            ///< grouped_operations / group_commits
   std::uint64_t pipeline_batches = 0;   ///< round trips that carried a pipelined batch (PostgreSQL)
   std::uint64_t inline_operations = 0;  ///< async requests run on their caller's thread (defer)
-  double p50_latency_us = 0;            ///< median time from submit to completion
+  /// Statements run by a name their connection already held prepared (PostgreSQL; 0 on SQLite)
+  std::uint64_t statement_cache_hits = 0;
+  /// Statements prepared on their connection before they ran (PostgreSQL; 0 on SQLite)
+  std::uint64_t statement_cache_misses = 0;
+  double p50_latency_us = 0;  ///< median time from submit to completion
   double p99_latency_us = 0;
 };
 

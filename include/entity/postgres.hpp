@@ -19,6 +19,14 @@
 // int2/int4/int8/oid -> integer, float4/float8/numeric -> double, bytea -> blob,
 // bool -> 0 or 1, NULL -> null, every other type -> its text form. result::last_insert_id is
 // always 0 (use INSERT ... RETURNING).
+//
+// Each connection keeps the statements it runs prepared (postgres_params::statement_cache_size):
+// a statement the server refuses as prepared (a table it reads was altered so that its result
+// type changed, 0A000; the connection lost it to DEALLOCATE ALL or DISCARD ALL, 26000) failed
+// before it ran, and outside a transaction block it is prepared again and run once more,
+// unseen by the caller. Inside a transaction body the error has aborted the transaction: the
+// body fails with it (no statement of it is run again behind its back), and the statement is
+// prepared again by its next use.
 #pragma once
 
 #include <chrono>
@@ -49,6 +57,17 @@ struct postgres_params {
   std::chrono::milliseconds connect_timeout = std::chrono::seconds(10);
   /// Statements a pipelined batch sends per round trip. Default 1000.
   std::size_t pipeline_chunk = 1000;
+  /// Prepared statements each connection keeps, least recently used given up first. A
+  /// statement with parameters that reads or changes data (SELECT, INSERT, UPDATE, DELETE,
+  /// MERGE, VALUES, TABLE) is prepared on its connection the first time it runs there, in the
+  /// same round trip, and then runs by name: the server neither parses nor plans it again.
+  /// Other statements always go unnamed: those without parameters, DDL, BEGIN, SET, scripts,
+  /// and WITH (prepared, it would lock its tables in another order than a fresh one, and could
+  /// deadlock with DDL that a fresh one only waits for).
+  /// 0 turns the cache off: every statement goes unnamed, as through a proxy that pools
+  /// connections per transaction (pgbouncer's pool_mode=transaction), which does not keep a
+  /// session's prepared statements; set 0 there. Default 100.
+  std::size_t statement_cache_size = 100;
 };
 
 /// The PostgreSQL engine. Construct, startup(), use through entity::database, shutdown() (or let

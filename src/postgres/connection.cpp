@@ -135,14 +135,15 @@ std::string terminate_backend(const std::string& conninfo, int pid,
 
 std::unique_ptr<pg_conn> open_connection(const std::string& conninfo,
                                          std::chrono::milliseconds connect_timeout,
-                                         boost::asio::io_context& io, error_code& ec,
-                                         diagnostics& diag) {
+                                         std::size_t statement_cache_size,
+                                         statement_counters* counters, boost::asio::io_context& io,
+                                         error_code& ec, diagnostics& diag) {
   // libpq's connect_timeout is whole seconds and treats 1 as 2; the caller's URL may override.
   auto seconds = std::chrono::duration_cast<std::chrono::seconds>(connect_timeout).count();
   std::string timeout = std::to_string(seconds < 2 ? 2 : seconds);
   const char* keys[] = {"connect_timeout", "dbname", nullptr};
   const char* values[] = {timeout.c_str(), conninfo.c_str(), nullptr};
-  auto c = std::make_unique<pg_conn>();
+  auto c = std::make_unique<pg_conn>(statement_cache_size, counters);
   c->pg = PQconnectdbParams(keys, values, /*expand_dbname=*/1);
   if (!c->pg || PQstatus(c->pg) != CONNECTION_OK) {
     ec = make_error_code(errc::connection_error);
@@ -203,6 +204,71 @@ bool send_statement(PGconn* pg, const std::string& sql, const params& args) {
   bound_params b(args);
   return PQsendQueryParams(pg, sql.c_str(), b.count(), b.types(), b.values(), b.lengths(),
                            b.formats(), /*resultFormat=*/0) == 1;
+}
+
+bool send_prepared(PGconn* pg, const std::string& name, const params& args) {
+  bound_params b(args);
+  return PQsendQueryPrepared(pg, name.c_str(), b.count(), b.values(), b.lengths(), b.formats(),
+                             /*resultFormat=*/0) == 1;
+}
+
+bool cacheable(const pg_conn& c, const translated_sql& translated) {
+  return c.statements.enabled() && translated.preparable && translated.parameters > 0;
+}
+
+std::string statement_key(const std::string& text, const params& args) {
+  std::string key;
+  key.reserve(text.size() + 1 + args.size());
+  key = text;
+  key += '\0';
+  for (const value& v : args) key += std::holds_alternative<blob>(v.raw()) ? 'b' : '-';
+  return key;
+}
+
+bool send_prepare_if_new(pg_conn& c, pipeline& p, std::string_view sql, const std::string& text,
+                         const params& args, std::string& name) {
+  statement_cache::use use = c.statements.lookup(statement_key(text, args));
+  name.assign(use.name);
+  if (!use.prepare) return true;
+  bound_params b(args);
+  if (PQsendPrepare(c.pg, name.c_str(), text.c_str(), b.count(), b.types()) != 1) {
+    c.statements.prepared(name, false);
+    return false;
+  }
+  p.sent(pipeline_entry::prepare, sql, 0, name);
+  return true;
+}
+
+bool send_cached(pg_conn& c, pipeline& p, pipeline_entry kind, std::string_view sql,
+                 const std::string& text, const params& args, std::size_t max_rows, bool cached) {
+  if (!cached) return send_queued(c.pg, p, kind, sql, text, args, max_rows);
+  std::string name;
+  return send_prepare_if_new(c, p, sql, text, args, name) &&
+         send_queued_prepared(c.pg, p, kind, sql, name, args, max_rows);
+}
+
+bool send_closing(pg_conn& c, pipeline& p) {
+  for (const std::string& name : c.statements.closing()) {
+    const std::string sql = "DEALLOCATE " + name;  // our own name: letters, digits, '_'
+    if (!send_queued(c.pg, p, pipeline_entry::cleanup, sql) || !send_sync(c.pg, p)) return false;
+  }
+  c.statements.closed();
+  return true;
+}
+
+bool stale_statement(const PGresult* r) {
+  if (!r) return false;
+  const char* state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+  if (!state) return false;
+  // The server's function that raised the error tells these from the same codes raised by
+  // the statement's own work (a function it calls); a server that does not say is believed
+  // on the code alone.
+  const char* where = PQresultErrorField(r, PG_DIAG_SOURCE_FUNCTION);
+  if (std::strcmp(state, "26000") == 0)
+    return !where || std::strcmp(where, "FetchPreparedStatement") == 0;
+  if (std::strcmp(state, "0A000") == 0)
+    return !where || std::strcmp(where, "RevalidateCachedQuery") == 0;
+  return false;
 }
 
 void error_of(PGresult* r, PGconn* pg, std::string_view sql, error_code& ec, diagnostics& diag) {
@@ -411,11 +477,12 @@ result blocking_session::query(std::string_view sql, const params& args, std::si
       throw error(ec, diag);
   }
   const std::string& text = translated.text;
+  const bool cached = cacheable(*c_, translated);
   if (pipeline_inserts_ && pipelinable(sql)) {
     bool sent = !queued_.empty() || PQenterPipelineMode(c_->pg) == 1;
     if (sent) {
       blocking_call waiting(c_);
-      sent = send_queued(c_->pg, queued_, pipeline_entry::statement, sql, text, args);
+      sent = send_cached(*c_, queued_, pipeline_entry::statement, sql, text, args, 0, cached);
     }
     if (!sent) {
       error_code ec;
@@ -428,25 +495,78 @@ result blocking_session::query(std::string_view sql, const params& args, std::si
     return {};
   }
   flush();
-  bound_params b(args);
-  PGresult* r;
+  for (int attempt = 0;; ++attempt) {
+    result out;
+    error_code ec;
+    diagnostics diag;
+    // A stale statement failed before it ran: run again, it cannot do anything twice. Inside
+    // a transaction block the failure aborted the transaction, so there it is the caller's.
+    const bool idle = PQtransactionStatus(c_->pg) == PQTRANS_IDLE;
+    bool stale = false;
+    bound_params b(args);
+    const std::string key = cached ? statement_key(text, args) : std::string();
+    if ((cached && !c_->statements.holds(key)) || (idle && !c_->statements.closing().empty())) {
+      stale = run_pipelined(sql, text, args, max_rows, cached, idle, out, ec, diag);
+    } else {
+      PGresult* r;
+      std::string name;
+      {
+        blocking_call waiting(c_);
+        if (cached) {
+          name = c_->statements.lookup(key).name;
+          r = PQexecPrepared(c_->pg, name.c_str(), b.count(), b.values(), b.lengths(), b.formats(),
+                             0);
+        } else {
+          r = PQexecParams(c_->pg, text.c_str(), b.count(), b.types(), b.values(), b.lengths(),
+                           b.formats(), 0);
+        }
+      }
+      if (!r) {
+        error_of(nullptr, c_->pg, sql, ec, diag);
+      } else {
+        if (cached && stale_statement(r)) {
+          stale = true;
+          c_->statements.forget(name);
+        }
+        absorb(r, c_->pg, sql, max_rows, out, ec, diag);
+        PQclear(r);
+      }
+    }
+    note_broken(*c_, ec, diag);
+    if (!ec) return out;
+    if (stale && idle && attempt == 0 && !c_->broken) continue;
+    throw error(ec, diag);
+  }
+}
+
+bool blocking_session::run_pipelined(std::string_view sql, const std::string& text,
+                                     const params& args, std::size_t max_rows, bool cached,
+                                     bool idle, result& res, error_code& ec, diagnostics& diag) {
+  pipeline p(c_->pg);
+  outcome out;
   {
     blocking_call waiting(c_);
-    r = PQexecParams(c_->pg, text.c_str(), b.count(), b.types(), b.values(), b.lengths(),
-                     b.formats(), 0);
+    // In blocking mode each sync point flushes what was sent before it. The DEALLOCATEs due
+    // go first; the one the statement's own prepare gives up after it.
+    bool ok = PQenterPipelineMode(c_->pg) == 1 && (!idle || send_closing(*c_, p)) &&
+              send_cached(*c_, p, pipeline_entry::statement, sql, text, args, max_rows, cached) &&
+              send_sync(c_->pg, p) && (!idle || send_closing(*c_, p));
+    if (ok) {
+      while (p.awaiting()) p.take(PQgetResult(c_->pg), out);
+    } else {
+      // Half a pipeline may have gone: the connection is not trusted again.
+      error_of(nullptr, c_->pg, sql, out.ec, out.diag);
+      c_->broken = true;
+    }
+    if (!c_->broken && !p.failed() && PQexitPipelineMode(c_->pg) != 1) c_->broken = true;
   }
-  result out;
-  error_code ec;
-  diagnostics diag;
-  if (!r) {
-    error_of(nullptr, c_->pg, sql, ec, diag);
-  } else {
-    absorb(r, c_->pg, sql, max_rows, out, ec, diag);
-    PQclear(r);
-  }
-  note_broken(*c_, ec, diag);
-  if (ec) throw error(ec, diag);
-  return out;
+  if (p.failed()) c_->broken = true;
+  const bool stale = p.saw_stale();
+  p.settle(c_->statements);
+  res = std::move(out.res);
+  ec = out.ec;
+  diag = std::move(out.diag);
+  return stale;
 }
 
 void blocking_session::flush() {
@@ -462,6 +582,9 @@ void blocking_session::flush() {
     }
     PQexitPipelineMode(c_->pg);
   }
+  // A stale statement here aborted the transaction: it is forgotten, and the error is the
+  // body's (see run_transaction).
+  queued_.settle(c_->statements);
   if (queued_.failed()) c_->broken = true;
   note_broken(*c_, out.ec, out.diag);
   if (out.ec) throw error(out.ec, out.diag);

@@ -20,8 +20,11 @@
 #include "entity/infrastructure.hpp"
 #include "entity/value.hpp"
 #include "postgres/pipeline.hpp"
+#include "postgres/statement_cache.hpp"
 
 namespace entity::postgres_detail {
+
+struct translated_sql;
 
 /// One connection of the pool. Used by one party at a time (an async request on the io thread,
 /// a transaction on a worker, a lease on its caller's thread); the pool's mutex guards only
@@ -42,8 +45,12 @@ struct pg_conn {
   int own_fd = -1;
   /// Whether a blocking call (a transaction body's statement) is waiting for the server.
   std::atomic<bool> in_blocking_call{false};
+  /// The statements this connection prepared on the server (see send_cached). A new
+  /// connection's is empty, as the server's side is. Used by the connection's one user.
+  statement_cache statements;
 
-  pg_conn() = default;
+  explicit pg_conn(std::size_t statement_cache_size = 0, statement_counters* counters = nullptr)
+      : statements(statement_cache_size, counters) {}
   pg_conn(const pg_conn&) = delete;
   pg_conn& operator=(const pg_conn&) = delete;
   ~pg_conn();
@@ -72,12 +79,14 @@ long long statement_timeout_to_set(const pg_conn& c, std::chrono::milliseconds r
 std::string terminate_backend(const std::string& conninfo, int pid,
                               std::chrono::milliseconds connect_timeout);
 
-/// Opens a connection in non-blocking mode with its socket registered on `io`. Blocks for the
+/// Opens a connection in non-blocking mode with its socket registered on `io`, with a
+/// statement cache of `statement_cache_size` statements counted in `counters`. Blocks for the
 /// connect. On failure returns null and sets `ec` (connection_error) and `diag`.
 std::unique_ptr<pg_conn> open_connection(const std::string& conninfo,
                                          std::chrono::milliseconds connect_timeout,
-                                         boost::asio::io_context& io, error_code& ec,
-                                         diagnostics& diag);
+                                         std::size_t statement_cache_size,
+                                         statement_counters* counters, boost::asio::io_context& io,
+                                         error_code& ec, diagnostics& diag);
 
 /// Parameters in libpq's form: text for integers, doubles and text, binary bytea for blobs.
 class bound_params {
@@ -99,6 +108,48 @@ class bound_params {
 
 /// Sends one statement with `PQsendQueryParams` (`sql` already translated). False on failure.
 bool send_statement(PGconn* pg, const std::string& sql, const params& args);
+/// Sends `args` to run the prepared statement `name` (`PQsendQueryPrepared`). False on failure.
+bool send_prepared(PGconn* pg, const std::string& name, const params& args);
+
+/// Whether `c` keeps the statement `translated` prepared: its cache is on and the statement is
+/// one worth preparing and safe to run again by name (translated_sql::preparable) that takes
+/// parameters. A statement without any is most often written once with its values inline, and
+/// would only push the statements used again out of the cache.
+bool cacheable(const pg_conn& c, const translated_sql& translated);
+
+/// The key a statement is cached under: its translated text, and the types its parameters are
+/// bound with, which a prepared statement fixes (a blob binds bytea; every other value lets
+/// the server infer the type, as for an unnamed statement). SQL never holds a NUL byte (it is
+/// refused before anything is sent), so the NUL between the two cannot be part of the text.
+std::string statement_key(const std::string& text, const params& args);
+
+/// Looks `text` (`sql` translated) up in `c`'s statement cache and sets `name` to its prepared
+/// statement; on a miss, first sends its PQsendPrepare in pipeline mode and records it in `p`
+/// (`p.settle()` then tells the cache whether the server took it). False when libpq refused
+/// to send.
+bool send_prepare_if_new(pg_conn& c, pipeline& p, std::string_view sql, const std::string& text,
+                         const params& args, std::string& name);
+
+/// Sends `text` (`sql` translated) with `args` in pipeline mode and records it in `p` as `kind`
+/// (see send_queued). With `cached`, through `c`'s statement cache: a miss sends the
+/// statement's prepare first, in the same round trip (send_prepare_if_new), and it runs by
+/// name. False when libpq refused to send.
+bool send_cached(pg_conn& c, pipeline& p, pipeline_entry kind, std::string_view sql,
+                 const std::string& text, const params& args, std::size_t max_rows, bool cached);
+
+/// Sends a DEALLOCATE for each statement `c`'s cache gave up, each followed by a sync point (a
+/// name the server no longer knows fails alone, and is no one's error), and empties the list.
+/// REQUIRES: `c` is in pipeline mode and outside a transaction block, where a failing
+/// DEALLOCATE cannot abort anyone's transaction. False when libpq refused to send.
+bool send_closing(pg_conn& c, pipeline& p);
+
+/// Whether `r` is the server refusing to run a prepared statement it cannot use as prepared:
+/// SQLSTATE 0A000 "cached plan must not change result type" (a table the statement reads was
+/// altered) or 26000 (the server does not know the name: DEALLOCATE ALL, DISCARD ALL). Both are
+/// raised before the statement runs, so nothing of it was done: outside a transaction block
+/// the statement is prepared afresh and runs once more; inside one the transaction is aborted,
+/// and the error is the caller's.
+bool stale_statement(const PGresult* r);
 
 /// Folds one PGresult into `out`: rows (at most `max_rows` in all), rows_affected, or the first
 /// error into `ec`/`diag`. Pipeline markers are ignored.
@@ -134,6 +185,13 @@ class blocking_session final : public session {
   pg_conn* conn() const noexcept { return c_; }
 
  private:
+  /// Runs a statement in pipeline mode, in one round trip: with `cached`, its prepare on a
+  /// miss; with `idle` (outside a transaction block), the DEALLOCATEs due. Returns whether the
+  /// server refused the statement as stale.
+  bool run_pipelined(std::string_view sql, const std::string& text, const params& args,
+                     std::size_t max_rows, bool cached, bool idle, result& res, error_code& ec,
+                     diagnostics& diag);
+
   pg_conn* c_;
   bool pipeline_inserts_;
   std::size_t chunk_;

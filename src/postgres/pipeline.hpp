@@ -18,10 +18,12 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "entity/infrastructure.hpp"
 #include "entity/value.hpp"
+#include "postgres/statement_cache.hpp"
 
 namespace entity::postgres_detail {
 
@@ -33,6 +35,10 @@ enum class pipeline_entry : std::uint8_t {
   setting,      ///< a session setting the caller's work does not need (the engine's
                 ///< statement_timeout): a failure is no error of the caller's, only
                 ///< settings_applied() tells
+  prepare,      ///< the engine's PQsendPrepare of a cached statement: its error is the
+                ///< caller's (the statement's own, a syntax error say), and settle() tells the
+                ///< cache whether the server took it
+  cleanup,      ///< a DEALLOCATE of a statement the cache gave up: results and errors dropped
   sync,         ///< a sync point (PQpipelineSync): it ends what the server runs as one unit
 };
 
@@ -43,8 +49,10 @@ class pipeline {
 
   /// Records a command just sent: `sql` is what its errors name, and a statement keeps rows up
   /// to `max_rows` of the caller's result (in all). Consecutive commands of one SQL text
-  /// share its copy.
-  void sent(pipeline_entry kind, std::string_view sql, std::size_t max_rows = 0);
+  /// share its copy. `name` is the prepared statement a prepare entry creates or a statement
+  /// runs, empty for an unnamed one.
+  void sent(pipeline_entry kind, std::string_view sql, std::size_t max_rows = 0,
+            std::string_view name = {});
   /// Records a sync point just sent.
   void synced();
 
@@ -71,11 +79,20 @@ class pipeline {
   /// Whether every setting recorded was answered with success.
   bool settings_applied() const noexcept { return settings_applied_ == settings_; }
 
+  /// Tells `cache` what the server answered of the prepared statements this pipeline carried
+  /// since the last settle(): which prepares it took or refused (one skipped after an earlier
+  /// error was refused too), and which statements it refused as stale (stale_statement).
+  void settle(statement_cache& cache);
+  /// Whether a statement run by name was refused as stale since the last settle(): it failed
+  /// before it ran, so it wrote nothing.
+  bool saw_stale() const noexcept { return !stale_.empty(); }
+
  private:
   struct entry {
     pipeline_entry kind;
     std::size_t max_rows;
     std::size_t text;  ///< in texts_; a sync point has its command before's (no_text if none)
+    std::size_t name;  ///< in names_, or no_text
   };
   static constexpr std::size_t no_text = static_cast<std::size_t>(-1);
 
@@ -89,16 +106,25 @@ class pipeline {
   std::vector<entry> entries_;  ///< in sending order; entries_[next_] is the one due
   std::size_t next_ = 0;
   std::vector<std::string> texts_;
+  std::vector<std::string> names_;
   std::size_t syncs_ = 0;  ///< sync points recorded and not come back
   std::size_t settings_ = 0;
   std::size_t settings_applied_ = 0;
   bool failed_ = false;
+  // What settle() hands to the cache; kept past clear(), which ends a round trip.
+  std::vector<std::pair<std::string, bool>> prepares_;  ///< name, taken
+  std::vector<std::string> stale_;
 };
 
 /// Sends `text` (already translated) with `args` in pipeline mode and records it in `p` as
 /// `kind`, its errors naming `sql`. False when libpq refused it; nothing is recorded then.
 bool send_queued(PGconn* pg, pipeline& p, pipeline_entry kind, std::string_view sql,
                  const std::string& text, const params& args = {}, std::size_t max_rows = 0);
+/// Sends `args` to run the prepared statement `name` in pipeline mode and records it in `p`
+/// as `kind`, its errors naming `sql`. False when libpq refused it; nothing is recorded then.
+bool send_queued_prepared(PGconn* pg, pipeline& p, pipeline_entry kind, std::string_view sql,
+                          const std::string& name, const params& args = {},
+                          std::size_t max_rows = 0);
 /// The engine's own command `sql`, without parameters (errors name it).
 inline bool send_queued(PGconn* pg, pipeline& p, pipeline_entry kind, const std::string& sql) {
   return send_queued(pg, p, kind, sql, sql);

@@ -133,9 +133,10 @@ asio::awaitable<void> read_pipeline(pg_conn& c, pipeline& p, outcome& out) {
   if (p.failed()) c.broken = true;
 }
 
-// Reads every result of the statement in flight into `out`.
+// Reads every result of the statement in flight into `out`. With `stale`, notes whether the
+// server refused a prepared statement as stale (stale_statement).
 asio::awaitable<void> collect(pg_conn& c, std::string_view sql, std::size_t max_rows, result& out,
-                              error_code& ec, diagnostics& diag) {
+                              error_code& ec, diagnostics& diag, bool* stale = nullptr) {
   for (;;) {
     bool ok = true;
     PGresult* r = co_await next_result(c, ok);
@@ -145,6 +146,7 @@ asio::awaitable<void> collect(pg_conn& c, std::string_view sql, std::size_t max_
       co_return;
     }
     if (!r) co_return;
+    if (stale && stale_statement(r)) *stale = true;
     absorb(r, c.pg, sql, max_rows, out, ec, diag);
     PQclear(r);
   }
@@ -189,6 +191,7 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
 
   detail::request_counters counters;
   std::atomic<std::uint64_t> pipeline_batches{0};
+  statement_counters statement_counts;  // every connection's statement cache counts here
 
   // ---- lifecycle ----------------------------------------------------------------------------
 
@@ -203,7 +206,8 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
       for (std::size_t i = 0; i < params.min_connections; ++i) {
         error_code ec;
         diagnostics diag;
-        auto c = open_connection(params.url, params.connect_timeout, io, ec, diag);
+        auto c = open_connection(params.url, params.connect_timeout, params.statement_cache_size,
+                                 &statement_counts, io, ec, diag);
         if (!c) throw error(ec, diag);
         detail::lock_guard lk(mu);
         idle.push_back(c.get());
@@ -384,7 +388,8 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
   void open_one() {
     error_code ec;
     diagnostics diag;
-    auto c = open_connection(params.url, params.connect_timeout, io, ec, diag);
+    auto c = open_connection(params.url, params.connect_timeout, params.statement_cache_size,
+                             &statement_counts, io, ec, diag);
     lease_callback failed;
     {
       detail::unique_lock lk(mu);
@@ -619,29 +624,45 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
     finish(std::move(out), op->done, op->submitted);
   }
 
-  // Runs `sql` (`req.sql` translated) with SET statement_timeout before it, in one round trip:
-  // pipeline mode, the SET and the statement each followed by a sync point, so that the SET
-  // stays whatever becomes of the statement. A SET that fails is not the statement's error:
-  // the session's timeout is then unknown, and the next request sets it again.
-  asio::awaitable<void> run_timed(pg_conn& c, request& req, const std::string& sql,
-                                  std::size_t max_rows, long long timeout_ms, outcome& out) {
-    const std::string set = "SET statement_timeout = " + std::to_string(timeout_ms);
+  // Runs `sql` (`req.sql` translated) in one round trip in pipeline mode, with what must
+  // travel with it:
+  // - with `timeout_ms`, SET statement_timeout before it, each followed by a sync point so
+  //   that the SET stays whatever becomes of the statement. A SET that fails is not the
+  //   statement's error: the session's timeout is then unknown, and the next request sets it
+  //   again;
+  // - with `cached`, its prepare when the connection's cache does not hold it yet (it then
+  //   runs by name);
+  // - with `outside_tx` (no transaction block open), the DEALLOCATEs of the statements the
+  //   cache gave up, each with a sync point of its own: those due go before the statement,
+  //   the one its own prepare gives up after it. They cost no round trip of their own.
+  // Returns whether the server refused the statement as stale.
+  asio::awaitable<bool> run_pipelined(pg_conn& c, request& req, const std::string& sql,
+                                      std::size_t max_rows, long long timeout_ms, bool cached,
+                                      bool outside_tx, outcome& out) {
     pipeline p(c.pg);
-    // The SET's entry names the statement: a connection lost while it is due fails the request.
-    bool ok = PQenterPipelineMode(c.pg) == 1 &&
-              send_queued(c.pg, p, pipeline_entry::setting, req.sql, set) && send_sync(c.pg, p) &&
-              send_queued(c.pg, p, pipeline_entry::statement, req.sql, sql, req.args, max_rows) &&
-              send_sync(c.pg, p);
+    bool ok = PQenterPipelineMode(c.pg) == 1 && (!outside_tx || send_closing(c, p));
+    if (ok && timeout_ms > 0) {
+      // The SET's entry names the statement: a connection lost while it is due fails the
+      // request.
+      const std::string set = "SET statement_timeout = " + std::to_string(timeout_ms);
+      ok = send_queued(c.pg, p, pipeline_entry::setting, req.sql, set) && send_sync(c.pg, p);
+    }
+    ok = ok &&
+         send_cached(c, p, pipeline_entry::statement, req.sql, sql, req.args, max_rows, cached) &&
+         send_sync(c.pg, p) && (!outside_tx || send_closing(c, p));
     if (ok) ok = co_await flush_out(c);
     if (!ok) {
       // Half a pipeline may have gone: the connection is not trusted again.
       error_of(nullptr, c.pg, req.sql, out.ec, out.diag);
       c.broken = true;
-      co_return;
+      co_return false;
     }
     co_await read_pipeline(c, p, out);
-    c.statement_timeout_ms = p.settings_applied() ? timeout_ms : -1;
+    if (timeout_ms > 0) c.statement_timeout_ms = p.settings_applied() ? timeout_ms : -1;
     if (!c.broken && PQexitPipelineMode(c.pg) != 1) c.broken = true;
+    const bool stale = p.saw_stale();
+    p.settle(c.statements);
+    co_return stale;
   }
 
   asio::awaitable<void> run_single(pg_conn& c, request& req, clock_type::time_point deadline,
@@ -651,26 +672,47 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
                          out.ec, out.diag))
       co_return;
     const std::string& sql = translated.text;
+    const bool cached = cacheable(c, translated);
+    const std::string key = cached ? statement_key(sql, req.args) : std::string();
     std::size_t max_rows =
         req.kind == request_kind::fetch_one ? 1 : std::numeric_limits<std::size_t>::max();
     for (int attempt = 0;; ++attempt) {
       // The server stops the statement at the deadline too, should the cancel request be
       // lost: its statement_timeout travels with the statement when the session's differs.
       const long long timeout_ms = statement_timeout_to_set(c, ms_until(deadline));
-      if (timeout_ms > 0) {
-        co_await run_timed(c, req, sql, max_rows, timeout_ms, out);
-      } else if (bool sent = send_statement(c.pg, sql, req.args); !sent) {
-        // Refused before anything was sent (a bad parameter): the connection is fine.
-        error_of(nullptr, c.pg, req.sql, out.ec, out.diag);
-        if (PQstatus(c.pg) == CONNECTION_OK) out.ec = make_error_code(errc::invalid_argument);
-      } else if (!(sent = co_await flush_out(c))) {
-        error_of(nullptr, c.pg, req.sql, out.ec, out.diag);
-        c.broken = true;
+      const bool outside_tx = PQtransactionStatus(c.pg) == PQTRANS_IDLE;
+      bool stale = false;
+      if (timeout_ms > 0 || (cached && !c.statements.holds(key)) ||
+          (outside_tx && !c.statements.closing().empty())) {
+        stale = co_await run_pipelined(c, req, sql, max_rows, timeout_ms, cached, outside_tx, out);
       } else {
-        co_await collect(c, req.sql, max_rows, out.res, out.ec, out.diag);
+        // One statement alone, unnamed or by a name the connection holds prepared.
+        std::string name;
+        if (cached) name.assign(c.statements.lookup(key).name);
+        if (bool sent =
+                cached ? send_prepared(c.pg, name, req.args) : send_statement(c.pg, sql, req.args);
+            !sent) {
+          // Refused before anything was sent (a bad parameter): the connection is fine.
+          error_of(nullptr, c.pg, req.sql, out.ec, out.diag);
+          if (PQstatus(c.pg) == CONNECTION_OK) out.ec = make_error_code(errc::invalid_argument);
+        } else if (!(sent = co_await flush_out(c))) {
+          error_of(nullptr, c.pg, req.sql, out.ec, out.diag);
+          c.broken = true;
+        } else {
+          co_await collect(c, req.sql, max_rows, out.res, out.ec, out.diag,
+                           cached ? &stale : nullptr);
+          if (stale) c.statements.forget(name);
+        }
       }
       // CREATE ... IF NOT EXISTS racing another session's: does nothing, as on SQLite.
       if (attempt == 0 && !c.broken && lost_creation_race(req.sql, out.ec)) {
+        out = outcome{};
+        continue;
+      }
+      // A prepared statement the server could not use as prepared failed before it ran: it
+      // is prepared again and run once more. Outside a transaction block nothing of the first
+      // attempt can remain (see stale_statement).
+      if (attempt == 0 && !c.broken && stale && outside_tx && out.ec) {
         out = outcome{};
         continue;
       }
@@ -740,7 +782,9 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
 
   // execute_many: BEGIN, the statements and COMMIT in pipeline mode, pipeline_chunk statements
   // per round trip. The first error aborts the rest (the server skips them up to the sync
-  // point) and the transaction is rolled back.
+  // point) and the transaction is rolled back. A statement the cache holds but the server
+  // refuses as stale fails before the batch's first row runs, in a transaction rolled back
+  // whole: the batch runs once more, its statement prepared again.
   asio::awaitable<void> run_many(pg_conn& c, request& req, clock_type::time_point deadline,
                                  outcome& out) {
     translated_sql translated = translate(req.sql);
@@ -749,23 +793,44 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
       if (refuse_statement(translated.parameters, translated.several_statements, args, req.sql,
                            out.ec, out.diag))
         co_return;
+    for (int attempt = 0;; ++attempt) {
+      const bool stale = co_await run_batch(c, req, translated, deadline, out);
+      if (!(stale && attempt == 0 && out.ec && !c.broken)) break;
+      out = outcome{};
+    }
+    note_broken(c, out.ec, out.diag);
+  }
+
+  // One attempt of run_many. Returns whether the server refused the statement as stale.
+  asio::awaitable<bool> run_batch(pg_conn& c, request& req, const translated_sql& translated,
+                                  clock_type::time_point deadline, outcome& out) {
     const std::string& sql = translated.text;
+    const bool cached = !req.batch.empty() && cacheable(c, translated);
     if (PQenterPipelineMode(c.pg) != 1) {
       error_of(nullptr, c.pg, req.sql, out.ec, out.diag);
-      co_return;
+      co_return false;
     }
     pipeline p(c.pg);
     // The server stops the batch's statements at the deadline too (SET LOCAL: for this
     // transaction only), should the cancel request be lost.
     const std::string set =
         "SET LOCAL statement_timeout = " + std::to_string(ms_until(deadline).count());
-    bool ok = send_queued(c.pg, p, pipeline_entry::own_command, "BEGIN") &&
+    // Statements the cache gave up go first, before the transaction (where a DEALLOCATE that
+    // failed would abort it).
+    bool ok = (PQtransactionStatus(c.pg) != PQTRANS_IDLE || send_closing(c, p)) &&
+              send_queued(c.pg, p, pipeline_entry::own_command, "BEGIN") &&
               send_queued(c.pg, p, pipeline_entry::own_command, set);
+    // Every row runs the one prepared statement: looked up (and prepared) once per batch.
+    std::string name;
+    if (ok && cached) ok = send_prepare_if_new(c, p, req.sql, sql, req.batch.front(), name);
     const std::size_t n = req.batch.size();
     for (std::size_t next = 0; ok;) {
       const std::size_t end = std::min(n, next + params.pipeline_chunk);
       for (; ok && next < end; ++next)
-        ok = send_queued(c.pg, p, pipeline_entry::statement, req.sql, sql, req.batch[next]);
+        ok = cached
+                 ? send_queued_prepared(c.pg, p, pipeline_entry::statement, req.sql, name,
+                                        req.batch[next])
+                 : send_queued(c.pg, p, pipeline_entry::statement, req.sql, sql, req.batch[next]);
       if (ok && next == n) ok = send_queued(c.pg, p, pipeline_entry::own_command, "COMMIT");
       if (ok) ok = send_sync(c.pg, p);
       if (ok) ok = co_await flush_out(c);
@@ -789,7 +854,9 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
         c.broken = true;
     }
     if (!c.broken) PQexitPipelineMode(c.pg);
-    note_broken(c, out.ec, out.diag);
+    const bool stale = p.saw_stale();
+    p.settle(c.statements);
+    co_return stale;
   }
 
   // A transaction body is synchronous user code: it runs on a worker with the connection in
@@ -1065,6 +1132,8 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
     s.busy_connections = s.open_connections - s.idle_connections;
     counters.fill(s);
     s.pipeline_batches = pipeline_batches.load(std::memory_order_relaxed);
+    s.statement_cache_hits = statement_counts.hits.load(std::memory_order_relaxed);
+    s.statement_cache_misses = statement_counts.misses.load(std::memory_order_relaxed);
     return s;
   }
 };

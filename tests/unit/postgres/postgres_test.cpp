@@ -559,6 +559,342 @@ TEST(PostgresInfrastructure, TextWithANulByteIsRefusedBeforeAnythingIsSent) {
             "b");
 }
 
+// ---- the statement cache ------------------------------------------------------------------
+
+std::shared_ptr<entity::postgres_infrastructure> cached(std::string url, std::size_t cache_size,
+                                                        std::size_t pool = 1) {
+  entity::postgres_params p;
+  p.url = std::move(url);
+  p.pool_size = pool;
+  p.min_connections = 1;
+  p.statement_cache_size = cache_size;
+  auto infra = std::make_shared<entity::postgres_infrastructure>(p);
+  infra->startup();
+  return infra;
+}
+
+// The statements prepared on the server, counted on a connection of the pool (the one
+// connection of a pool of one).
+std::int64_t prepared_on_server(entity::database& db) {
+  auto lease = db.acquire();
+  return lease->fetch_one("SELECT count(*) FROM pg_prepared_statements")->get<std::int64_t>(0);
+}
+
+struct cache_counts {
+  std::uint64_t hits, misses;
+};
+cache_counts counts(const entity::postgres_infrastructure& infra) {
+  auto s = infra.stats();
+  return {s.statement_cache_hits, s.statement_cache_misses};
+}
+
+TEST(PostgresStatementCache, RepeatedStatementsRunByNameAndCountAsHits) {
+  REQUIRE_SERVER();
+  auto infra = cached(schema_url(), 100);
+  entity::database db(infra);
+  db.execute("CREATE TABLE t (k int PRIMARY KEY, v text)");
+  db.execute("INSERT INTO t VALUES (1, 'one'), (2, 'two')");
+  const cache_counts before = counts(*infra);
+  for (int i = 0; i < 10; ++i)
+    EXPECT_EQ(db.fetch_one("SELECT v FROM t WHERE k = ?", {1 + i % 2})->get<std::string>(0),
+              i % 2 ? "two" : "one");
+  cache_counts after = counts(*infra);
+  EXPECT_EQ(after.misses - before.misses, 1u);
+  EXPECT_EQ(after.hits - before.hits, 9u);
+  // The async form and a lease (the same connection) use the same prepared statement.
+  std::promise<entity::result> got;
+  entity::diagnostics diag;
+  db.async_execute("SELECT v FROM t WHERE k = ?", {2}, diag,
+                   [&](entity::error_code, entity::result r) { got.set_value(std::move(r)); });
+  EXPECT_EQ(got.get_future().get().rows.at(0).get<std::string>(0), "two");
+  {
+    auto lease = db.acquire();
+    EXPECT_EQ(lease->fetch_one("SELECT v FROM t WHERE k = ?", {1})->get<std::string>(0), "one");
+  }
+  after = counts(*infra);
+  EXPECT_EQ(after.misses - before.misses, 1u);
+  EXPECT_EQ(after.hits - before.hits, 11u);
+  // Statements without parameters, and those that are not queries or data changes, go
+  // unnamed: they count as neither.
+  db.fetch_one("SELECT count(*) FROM t");
+  db.fetch_one("SHOW statement_timeout");
+  db.execute("CREATE INDEX IF NOT EXISTS t_v ON t (v)");
+  after = counts(*infra);
+  EXPECT_EQ(after.misses - before.misses, 1u);
+  EXPECT_EQ(after.hits - before.hits, 11u);
+  EXPECT_EQ(prepared_on_server(db), 1);
+  // A blob binds bytea where text lets the server infer the type: one text, two statements.
+  auto text = db.fetch_one("SELECT length(?)", {std::string("abc")});
+  auto bytes = db.fetch_one("SELECT length(?)", {entity::blob(std::vector<std::byte>(5))});
+  EXPECT_EQ(text->get<std::int64_t>(0), 3);
+  EXPECT_EQ(bytes->get<std::int64_t>(0), 5);
+  EXPECT_EQ(counts(*infra).misses - before.misses, 3u);
+}
+
+// With room for two statements, five used in turn are prepared and given up again and again:
+// every result is still right, and the statements given up are deallocated on the server with
+// the next statement sent (no round trip of their own), so the server holds at most two.
+TEST(PostgresStatementCache, EvictionKeepsResultsRightAndTheServerWithinTheSize) {
+  REQUIRE_SERVER();
+  auto infra = cached(schema_url(), 2);
+  entity::database db(infra);
+  db.execute("CREATE TABLE t (k int PRIMARY KEY, v int)");
+  for (int k = 0; k < 5; ++k) db.execute("INSERT INTO t VALUES (?, ?)", {k, k * 10});
+  auto query = [](int n) {
+    return "SELECT v + " + std::to_string(n) + " FROM t WHERE k = ?";  // five texts
+  };
+  for (int round = 0; round < 3; ++round)
+    for (int n = 0; n < 5; ++n)
+      EXPECT_EQ(db.fetch_one(query(n), {n})->get<std::int64_t>(0), n * 10 + n);
+  EXPECT_LE(prepared_on_server(db), 2);
+  // A lease (no transaction block) deallocates as it goes too, counted on its own connection.
+  {
+    auto lease = db.acquire();
+    for (int n = 0; n < 5; ++n)
+      EXPECT_EQ(lease->fetch_one(query(n), {n})->get<std::int64_t>(0), n * 10 + n);
+    EXPECT_LE(lease->fetch_one("SELECT count(*) FROM pg_prepared_statements")->get<std::int64_t>(0),
+              2);
+  }
+  // Inside a transaction block a DEALLOCATE that failed would abort the transaction: the
+  // statements a body gives up are deallocated after it, with the connection's next
+  // statement.
+  db.transaction([&](entity::session& s) {
+    for (int n = 0; n < 5; ++n)
+      EXPECT_EQ(s.fetch_one(query(n), {n})->get<std::int64_t>(0), n * 10 + n);
+  });
+  EXPECT_EQ(db.fetch_one(query(0), {0})->get<std::int64_t>(0), 0);
+  EXPECT_LE(prepared_on_server(db), 2);
+  // Writes through a full cache: an execute_many and a body's pipelined INSERTs.
+  std::vector<entity::params> rows;
+  for (int k = 100; k < 110; ++k) rows.push_back({k, k});
+  db.execute_many("INSERT INTO t VALUES (?, ?)", rows);
+  db.transaction([](entity::session& s) {
+    for (int k = 200; k < 210; ++k) {
+      s.execute("INSERT INTO t VALUES (?, ?)", {k, k});
+      s.execute("INSERT INTO t VALUES (?, ? + 1)", {k + 1000, k});
+      s.execute("INSERT INTO t VALUES (?, ? + 2)", {k + 2000, k});
+    }
+  });
+  EXPECT_EQ(db.fetch_one("SELECT count(*) FROM t WHERE k >= 100")->get<std::int64_t>(0), 40);
+  EXPECT_LE(prepared_on_server(db), 2);
+}
+
+// A prepare the server refuses (here: a column that does not exist yet) leaves no name behind:
+// the statement is prepared again, under a new name, once it can be.
+TEST(PostgresStatementCache, AFailedPrepareLeavesNoName) {
+  REQUIRE_SERVER();
+  auto infra = cached(schema_url(), 100);
+  entity::database db(infra);
+  db.execute("CREATE TABLE t (k int PRIMARY KEY)");
+  db.execute("INSERT INTO t VALUES (1)");
+  entity::error_code ec;
+  entity::diagnostics diag;
+  const std::string sql = "SELECT later FROM t WHERE k = ?";
+  db.fetch_one(sql, {1}, ec, diag);
+  EXPECT_EQ(entity::postgres_sqlstate(ec), "42703") << ec.message() << ": " << diag.message;
+  EXPECT_EQ(diag.sql, sql);
+  EXPECT_EQ(prepared_on_server(db), 0);
+  db.execute("ALTER TABLE t ADD COLUMN later int DEFAULT 5");
+  EXPECT_EQ(db.fetch_one(sql, {1})->get<std::int64_t>(0), 5);
+  EXPECT_EQ(db.fetch_one(sql, {1})->get<std::int64_t>(0), 5);
+  EXPECT_EQ(prepared_on_server(db), 1);
+  // The same in execute_many, whose prepare travels inside its transaction.
+  db.execute_many("INSERT INTO t (k, nothing) VALUES (?, ?)", {{2, 2}, {3, 3}}, ec, diag);
+  EXPECT_EQ(entity::postgres_sqlstate(ec), "42703") << ec.message() << ": " << diag.message;
+  EXPECT_EQ(prepared_on_server(db), 1);
+  EXPECT_EQ(db.fetch_one("SELECT count(*) FROM t")->get<std::int64_t>(0), 1);
+}
+
+// ALTER TABLE changes what SELECT * returns: the server refuses the prepared statement
+// ("cached plan must not change result type", 0A000) before it runs, and the engine prepares
+// it again and runs it once more, on every path outside a transaction block.
+TEST(PostgresStatementCache, AnAlteredTableIsPreparedAgainTransparently) {
+  REQUIRE_SERVER();
+  auto infra = cached(schema_url(), 100);
+  entity::database db(infra);
+  db.execute("CREATE TABLE t (k int PRIMARY KEY, v text)");
+  db.execute("INSERT INTO t VALUES (1, 'one'), (2, 'two')");
+  const std::string sql = "SELECT * FROM t WHERE k >= ? ORDER BY k";
+  EXPECT_EQ(db.fetch_all(sql, {0}).size(), 2u);
+  EXPECT_EQ(db.fetch_all(sql, {0}).size(), 2u);
+  const cache_counts before = counts(*infra);
+
+  db.execute("ALTER TABLE t ADD COLUMN w int DEFAULT 7");
+  auto rows = db.fetch_all(sql, {0});  // sync
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[1].get<std::string>("v"), "two");
+  EXPECT_EQ(rows[1].get<std::int64_t>("w"), 7);
+  EXPECT_EQ(counts(*infra).misses - before.misses, 1u);  // prepared again
+
+  db.execute("ALTER TABLE t ADD COLUMN x text DEFAULT 'x'");
+  std::promise<std::pair<entity::error_code, entity::result>> got;
+  entity::diagnostics diag;
+  db.async_execute(sql, {0}, diag, [&](entity::error_code ec, entity::result r) {
+    got.set_value({ec, std::move(r)});
+  });
+  auto [ec, res] = got.get_future().get();
+  ASSERT_FALSE(ec) << ec.message() << ": " << diag.message;
+  ASSERT_EQ(res.rows.size(), 2u);
+  EXPECT_EQ(res.rows[0].get<std::string>("x"), "x");
+
+  db.execute("ALTER TABLE t DROP COLUMN w");
+  {
+    auto lease = db.acquire();
+    auto leased = lease->fetch_all(sql, {0});
+    ASSERT_EQ(leased.size(), 2u);
+    EXPECT_EQ(leased[0].size(), 3u);
+  }
+  EXPECT_EQ(infra->stats().errors, 0u);
+  EXPECT_EQ(prepared_on_server(db), 1);  // the stale statements were deallocated
+}
+
+// DEALLOCATE ALL (or DISCARD ALL) on a connection leaves its cache naming statements the
+// server no longer has (26000): each is prepared again when next used.
+TEST(PostgresStatementCache, StatementsTheServerLostArePreparedAgain) {
+  REQUIRE_SERVER();
+  auto infra = cached(schema_url(), 100);
+  entity::database db(infra);
+  db.execute("CREATE TABLE t (k int PRIMARY KEY, v int)");
+  db.execute("INSERT INTO t VALUES (1, 10)");
+  const std::string select = "SELECT v FROM t WHERE k = ?";
+  const std::string update = "UPDATE t SET v = v + ? WHERE k = 1";
+  EXPECT_EQ(db.fetch_one(select, {1})->get<std::int64_t>(0), 10);
+  db.execute(update, {1});
+  db.execute_many(update, {{1}, {1}});
+  EXPECT_EQ(prepared_on_server(db), 2);
+
+  db.execute("DEALLOCATE ALL");  // the pool's one connection
+  EXPECT_EQ(prepared_on_server(db), 0);
+  EXPECT_EQ(db.fetch_one(select, {1})->get<std::int64_t>(0), 13);
+  // Once: an UPDATE refused as stale wrote nothing, so running it again adds 1, not 2.
+  EXPECT_EQ(db.execute(update, {1}).rows_affected, 1);
+  EXPECT_EQ(db.fetch_one(select, {1})->get<std::int64_t>(0), 14);
+
+  db.execute("DISCARD ALL");
+  db.execute_many(update, {{1}, {1}, {1}});  // the whole batch again, once
+  EXPECT_EQ(db.fetch_one(select, {1})->get<std::int64_t>(0), 17);
+
+  {
+    auto lease = db.acquire();
+    lease->execute("DEALLOCATE ALL");
+    EXPECT_EQ(lease->fetch_one(select, {1})->get<std::int64_t>(0), 17);
+  }
+  EXPECT_EQ(infra->stats().errors, 0u);
+}
+
+// Inside a transaction body the cache serves as outside; a stale statement there has aborted
+// the transaction, so it is not run again: the body fails with the server's error, and the
+// statement is prepared again by the next use.
+TEST(PostgresStatementCache, InsideATransactionBodyAStaleStatementFailsTheTransaction) {
+  REQUIRE_SERVER();
+  auto infra = cached(schema_url(), 100);
+  entity::database db(infra);
+  db.execute("CREATE TABLE t (k int PRIMARY KEY, v text)");
+  const std::string insert = "INSERT INTO t VALUES (?, ?)";
+  const std::string select = "SELECT * FROM t WHERE k = ?";
+  const cache_counts before = counts(*infra);
+  db.transaction([&](entity::session& s) {
+    for (int k = 0; k < 10; ++k) s.execute(insert, {k, "v"});  // pipelined
+    for (int k = 0; k < 10; ++k) EXPECT_EQ(s.fetch_one(select, {k})->get<std::string>(1), "v");
+  });
+  cache_counts after = counts(*infra);
+  EXPECT_EQ(after.misses - before.misses, 2u);
+  EXPECT_EQ(after.hits - before.hits, 18u);
+  EXPECT_EQ(db.fetch_one("SELECT count(*) FROM t")->get<std::int64_t>(0), 10);
+
+  db.execute("ALTER TABLE t ADD COLUMN w int");
+  entity::error_code ec;
+  entity::diagnostics diag;
+  db.transaction(
+      [&](entity::session& s) {
+        s.execute(insert, {100, "in the failed transaction"});
+        s.fetch_one(select, {0});
+      },
+      ec, diag);
+  EXPECT_EQ(entity::postgres_sqlstate(ec), "0A000") << ec.message() << ": " << diag.message;
+  EXPECT_FALSE(db.fetch_one("SELECT 1 FROM t WHERE k = ?", {100}));
+  // The next transaction prepares it again.
+  db.transaction([&](entity::session& s) {
+    auto r = s.fetch_one(select, {0});
+    EXPECT_EQ(r->size(), 3u);
+  });
+  // A pipelined INSERT whose name the server lost fails its transaction too, at the flush.
+  db.transaction(
+      [&](entity::session& s) {
+        s.execute("DEALLOCATE ALL");
+        s.execute(insert, {101, "x"});
+        s.execute(insert, {102, "y"});
+      },
+      ec, diag);
+  EXPECT_EQ(entity::postgres_sqlstate(ec), "26000") << ec.message() << ": " << diag.message;
+  EXPECT_FALSE(db.fetch_one("SELECT 1 FROM t WHERE k = ?", {101}));
+  db.transaction([&](entity::session& s) { s.execute(insert, {101, "x"}); });
+  EXPECT_TRUE(db.fetch_one("SELECT 1 FROM t WHERE k = ?", {101}));
+}
+
+// statement_cache_size = 0 (for transaction-pooling proxies) prepares nothing: every path
+// sends unnamed statements, as without a cache.
+TEST(PostgresStatementCache, SizeZeroPreparesNothingOnTheServer) {
+  REQUIRE_SERVER();
+  auto infra = cached(schema_url(), 0);
+  entity::database db(infra);
+  db.execute("CREATE TABLE t (k int PRIMARY KEY, v text)");
+  for (int k = 0; k < 5; ++k) db.execute("INSERT INTO t VALUES (?, ?)", {k, "v"});
+  for (int k = 0; k < 5; ++k) db.fetch_one("SELECT v FROM t WHERE k = ?", {k});
+  db.execute_many("INSERT INTO t VALUES (?, ?)", {{10, "a"}, {11, "b"}});
+  db.transaction([](entity::session& s) {
+    s.execute("INSERT INTO t VALUES (?, ?)", {20, "c"});
+    s.fetch_one("SELECT v FROM t WHERE k = ?", {20});
+  });
+  std::promise<void> done;
+  entity::diagnostics diag;
+  db.async_execute("SELECT v FROM t WHERE k = ?", {1}, diag,
+                   [&](entity::error_code, entity::result) { done.set_value(); });
+  done.get_future().get();
+  {
+    auto lease = db.acquire();
+    lease->fetch_one("SELECT v FROM t WHERE k = ?", {1});
+    EXPECT_EQ(lease->fetch_one("SELECT count(*) FROM pg_prepared_statements")->get<std::int64_t>(0),
+              0);
+  }
+  EXPECT_EQ(counts(*infra).hits, 0u);
+  EXPECT_EQ(counts(*infra).misses, 0u);
+  EXPECT_EQ(db.fetch_one("SELECT count(*) FROM t")->get<std::int64_t>(0), 8);
+}
+
+// execute_many runs its rows by the statement's one prepared name; a row in the middle that
+// fails still takes the whole batch with it, and the statement stays usable.
+TEST(PostgresStatementCache, ExecuteManyByNameIsStillAllOrNothing) {
+  REQUIRE_SERVER();
+  entity::postgres_params p;
+  p.url = schema_url();
+  p.pool_size = 1;
+  p.pipeline_chunk = 50;
+  auto infra = std::make_shared<entity::postgres_infrastructure>(p);
+  infra->startup();
+  entity::database db(infra);
+  db.execute("CREATE TABLE m (k int PRIMARY KEY, v text)");
+  const std::string insert = "INSERT INTO m VALUES (?, ?)";
+  std::vector<entity::params> batch;
+  for (int i = 0; i < 200; ++i) batch.push_back({i, "v"});
+  EXPECT_EQ(db.execute_many(insert, batch).rows_affected, 200);
+  const cache_counts before = counts(*infra);
+  std::vector<entity::params> bad;
+  for (int i = 200; i < 320; ++i) bad.push_back({i, "x"});
+  bad.push_back({7, "dup"});  // in the third chunk
+  for (int i = 320; i < 400; ++i) bad.push_back({i, "x"});
+  entity::error_code ec;
+  entity::diagnostics diag;
+  db.execute_many(insert, bad, ec, diag);
+  EXPECT_TRUE(ec == entity::condition::constraint) << ec.message() << ": " << diag.message;
+  EXPECT_EQ(diag.sql, insert);
+  EXPECT_EQ(counts(*infra).hits - before.hits, 1u);  // by the name prepared before
+  EXPECT_EQ(db.fetch_one("SELECT count(*) FROM m")->get<std::int64_t>(0), 200);
+  EXPECT_EQ(db.execute(insert, {1000, "after"}).rows_affected, 1);
+  EXPECT_EQ(counts(*infra).hits - before.hits, 2u);
+  EXPECT_EQ(prepared_on_server(db), 1);
+}
+
 // ---- the memory on PostgreSQL -------------------------------------------------------------
 
 ENTITY_CONCURRENT_TEST(PostgresMemory, ConcurrentCoroutinesStoreTenThousandKeysOnAPoolOfFour) {
