@@ -712,6 +712,8 @@ PyObject* from_stats(const infrastructure_stats& s) {
       set_item(d, "mean_group_size", PyFloat_FromDouble(s.mean_group_size)) < 0 ||
       set_item(d, "pipeline_batches", u(s.pipeline_batches)) < 0 ||
       set_item(d, "inline_operations", u(s.inline_operations)) < 0 ||
+      set_item(d, "statement_cache_hits", u(s.statement_cache_hits)) < 0 ||
+      set_item(d, "statement_cache_misses", u(s.statement_cache_misses)) < 0 ||
       set_item(d, "p50_latency_us", PyFloat_FromDouble(s.p50_latency_us)) < 0 ||
       set_item(d, "p99_latency_us", PyFloat_FromDouble(s.p99_latency_us)) < 0) {
     Py_DECREF(d);

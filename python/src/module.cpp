@@ -476,6 +476,7 @@ std::shared_ptr<py_database> open_database(const std::string& target, py::dict k
     common_settings(s, p);
     s.seconds("connect_timeout", p.connect_timeout);
     s.count("pipeline_chunk", p.pipeline_chunk, 1);
+    s.count("statement_cache_size", p.statement_cache_size);
     s.finish("open");
     infra = std::make_shared<postgres_infrastructure>(std::move(p));
   } else {

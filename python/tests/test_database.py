@@ -22,6 +22,8 @@ STATS_KEYS = {
     "mean_group_size",
     "pipeline_batches",
     "inline_operations",
+    "statement_cache_hits",
+    "statement_cache_misses",
     "p50_latency_us",
     "p99_latency_us",
 }
@@ -145,6 +147,25 @@ async def test_postgres_execute_many_is_pipelined(pg_target, call):
     r = await call(db, "execute_many", "INSERT INTO t VALUES (?)", [(i,) for i in range(200)])
     assert r.rows_affected == 200
     assert db.stats()["pipeline_batches"] > before
+
+
+async def test_postgres_statement_cache(pg_target, call):
+    db = pg_target.open(pool_size=1)
+    await call(db, "execute", "CREATE TABLE t (id BIGINT PRIMARY KEY)")
+    await call(db, "execute", "INSERT INTO t VALUES (1)")
+    before = db.stats()
+    for _ in range(5):
+        assert (await call(db, "fetch_one", "SELECT id FROM t WHERE id = ?", (1,)))[0] == 1
+    after = db.stats()
+    assert after["statement_cache_misses"] - before["statement_cache_misses"] == 1
+    assert after["statement_cache_hits"] - before["statement_cache_hits"] == 4
+
+    off = pg_target.open(pool_size=1, statement_cache_size=0)
+    for _ in range(3):
+        assert (await call(off, "fetch_one", "SELECT id FROM t WHERE id = ?", (1,)))[0] == 1
+    assert (await call(off, "fetch_one", "SELECT count(*) FROM pg_prepared_statements"))[0] == 0
+    assert off.stats()["statement_cache_hits"] == 0
+    assert off.stats()["statement_cache_misses"] == 0
 
 
 async def test_postgres_tests_run_in_their_own_schema(pg_target, call):

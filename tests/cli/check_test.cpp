@@ -128,6 +128,11 @@ TEST(CliCheck, PostgresReportsServerPoolAndSchema) {
   EXPECT_NE(r.out.find("\npool: size 5, open "), std::string::npos) << r.out;
   EXPECT_NE(r.out.find(", idle "), std::string::npos) << r.out;
   EXPECT_NE(r.out.find(", in use "), std::string::npos) << r.out;
+  // The check's own statements: its to_regclass(?) probes are prepared where they run.
+  const std::size_t cache = r.out.find("\nstatement cache: ");
+  ASSERT_NE(cache, std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(" hits, ", cache), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find(" 0 misses\n", cache), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("\nschema " + pg.name() + ": no entity-db tables\n"), std::string::npos)
       << r.out;
   EXPECT_NE(r.out.find("\nok\n"), std::string::npos) << r.out;

@@ -78,6 +78,8 @@ void report_postgres(const entity::database& db) {
   entity::infrastructure_stats s = db.stats();
   std::cout << "pool: size " << s.pool_size << ", open " << s.open_connections << ", idle "
             << s.idle_connections << ", in use " << s.busy_connections << "\n";
+  std::cout << "statement cache: " << s.statement_cache_hits << " hits, "
+            << s.statement_cache_misses << " misses\n";
 }
 
 void run_check(const std::string& url) {
@@ -140,8 +142,9 @@ void add_check_command(CLI::App& app) {
   cmd->footer(
       "Opens the database and checks that it answers. SQLite: runs PRAGMA integrity_check.\n"
       "PostgreSQL (--db postgresql://...): reports the server's version, entity-db's tables\n"
-      "in the connection's schema (memory keys, vector collections and their vectors) and the\n"
-      "pool (size, open, idle, in use). Prints 'ok' last and exits 0, or says what is wrong on\n"
+      "in the connection's schema (memory keys, vector collections and their vectors), the\n"
+      "pool (size, open, idle, in use) and the prepared-statement cache (hits, misses) of the\n"
+      "check's own statements. Prints 'ok' last and exits 0, or says what is wrong on\n"
       "stderr and exits 1 (also for a file that is missing or is not a database, or a server\n"
       "that cannot be reached, or a SQLite database whose write-ahead log was deleted while a\n"
       "process of this user still has it open).");
