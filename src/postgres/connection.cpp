@@ -225,6 +225,16 @@ std::string statement_key(const std::string& text, const params& args) {
   return key;
 }
 
+bool same_parameter_types(const std::vector<params>& batch) {
+  auto is_blob = [](const value& v) { return std::holds_alternative<blob>(v.raw()); };
+  for (const params& row : batch) {
+    if (row.size() != batch.front().size()) return false;
+    for (std::size_t i = 0; i < row.size(); ++i)
+      if (is_blob(row[i]) != is_blob(batch.front()[i])) return false;
+  }
+  return true;
+}
+
 bool send_prepare_if_new(pg_conn& c, pipeline& p, std::string_view sql, const std::string& text,
                          const params& args, std::string& name) {
   statement_cache::use use = c.statements.lookup(statement_key(text, args));

@@ -123,6 +123,10 @@ bool cacheable(const pg_conn& c, const translated_sql& translated);
 /// refused before anything is sent), so the NUL between the two cannot be part of the text.
 std::string statement_key(const std::string& text, const params& args);
 
+/// Whether every parameter set of `batch` has the same statement_key as the first (given the
+/// same text): whether one prepared statement may run them all.
+bool same_parameter_types(const std::vector<params>& batch);
+
 /// Looks `text` (`sql` translated) up in `c`'s statement cache and sets `name` to its prepared
 /// statement; on a miss, first sends its PQsendPrepare in pipeline mode and records it in `p`
 /// (`p.settle()` then tells the cache whether the server took it). False when libpq refused

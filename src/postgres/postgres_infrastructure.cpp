@@ -805,7 +805,10 @@ struct postgres_infrastructure::impl final : connection_lease::owner,
   asio::awaitable<bool> run_batch(pg_conn& c, request& req, const translated_sql& translated,
                                   clock_type::time_point deadline, outcome& out) {
     const std::string& sql = translated.text;
-    const bool cached = !req.batch.empty() && cacheable(c, translated);
+    // One prepared statement fixes one set of parameter types: a batch that binds a blob in
+    // one row where another row binds something else goes unnamed, each row typed its own way.
+    const bool cached =
+        !req.batch.empty() && cacheable(c, translated) && same_parameter_types(req.batch);
     if (PQenterPipelineMode(c.pg) != 1) {
       error_of(nullptr, c.pg, req.sql, out.ec, out.diag);
       co_return false;

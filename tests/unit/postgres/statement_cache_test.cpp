@@ -97,6 +97,15 @@ TEST(StatementCache, ABlobParameterIsPartOfTheKey) {
             statement_key(text, {entity::blob(std::vector<std::byte>(3))}));
 }
 
+TEST(StatementCache, ABatchMixingBlobsAndTextIsNoOneStatement) {
+  using entity::postgres_detail::same_parameter_types;
+  const entity::blob b(std::vector<std::byte>(2));
+  EXPECT_TRUE(same_parameter_types({{1, "a"}, {2, "b"}, {3, entity::null}}));
+  EXPECT_TRUE(same_parameter_types({{1, b}, {2, b}}));
+  EXPECT_FALSE(same_parameter_types({{1, b}, {2, "b"}}));
+  EXPECT_FALSE(same_parameter_types({{1, "a"}, {2, b}}));
+}
+
 // The pipeline's part: the server's answer to each prepare goes to the cache; a prepare
 // skipped after an earlier error was not prepared either.
 TEST(StatementCache, APipelineSettlesItsPrepares) {
