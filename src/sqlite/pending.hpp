@@ -22,12 +22,12 @@ namespace entity::sqlite_detail {
 //   - req, submitted, deadline, path, sql_hash and `statement`: written by prepare() before the
 //   request
 //     is queued anywhere, only read after;
-//   - out and done: whichever thread holds the request (the one that runs it: a reader
+//   - out, done and over_budget: whichever thread holds the request (the one that runs it: a reader
 //     thread, a caller's, the leader whose group took it; then the one that completes it); it
 //     is handed on through a queue, under the queue's mutex, or in a ticket;
 //   - `finished`, and what the writer queue keeps of a write (queued_write, but `rehand`, the
-//     leader's alone, and over_budget): under the engine's wmu. A sync write queued behind a leader
-//     waits on `cv` with wmu, for its completion or for the chance to lead.
+//     leader's alone): under the engine's wmu. A sync write queued behind a leader waits on
+//     `cv` with wmu, for its completion or for the chance to lead.
 struct pending : queued_write {
   request req;
   completion done;
@@ -40,7 +40,7 @@ struct pending : queued_write {
   route path = route::write;
   // Set by defer() before the request is queued (never 0 then): the SQL's overrun_memory hash.
   std::uint64_t sql_hash = 0;
-  // Set by the group commit: the inline budget stopped the request's statement.
+  // Set by the group commit (or a deferred read): the inline budget stopped the statement.
   bool over_budget = false;
 };
 

@@ -370,11 +370,9 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
     if (!c) return push_read(std::move(op));
     c->set_budget(clock::now() + p.inline_budget);
     bool is_read = read_on(*c, *op);
-    if (c->over_budget())
-      overruns.overran(op->sql_hash);
-    else
-      overruns.fit(op->sql_hash);
-    bool over = c->over_budget() || op->out.ec == condition::busy;
+    op->over_budget = c->over_budget();
+    remember_budget(*op);
+    bool over = op->over_budget || op->out.ec == condition::busy;
     c->clear_budget();
     release_reader(std::move(c));
     if (over || !is_read) {
@@ -497,7 +495,9 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
     lk.lock(wmu);
   }
 
-  // What a deferred write's run on its caller's thread says of its statement.
+  // What a deferred request's run on its caller's thread says of its statement: a read's
+  // (run_deferred_read) or a write's in a group led there (the group commit sets over_budget
+  // and rehand).
   void remember_budget(const pending& op) noexcept {
     if (op.sql_hash == 0) return;  // not deferred
     if (op.over_budget)
@@ -759,10 +759,11 @@ struct sqlite_infrastructure::impl final : connection_lease::owner,
 };
 
 std::unique_ptr<deferred_work> sqlite_infrastructure::impl::defer(request req, completion done) {
-  // A statement that ran past the budget last time goes straight to the engine's threads.
-  const std::uint64_t hash = overrun_memory::hash_of(req.sql);
+  // A statement that ran past the budget last time goes straight to the engine's threads (its
+  // SQL hashed only for a request that could run inline).
+  std::uint64_t hash = 0;
   if (p.inline_budget.count() <= 0 || !runs_inline(req) || !life.running() ||
-      overruns.expect_overrun(hash)) {
+      overruns.expect_overrun(hash = overrun_memory::hash_of(req.sql))) {
     submit(std::move(req), std::move(done));
     return nullptr;
   }
