@@ -844,9 +844,11 @@ void loaded_item(key_read_op<std::optional<memory_item>>& op, row& r, std::int64
   item.created = time_of(r[1]);
   item.updated = time_of(r[2]);
   item.expires = time_of(r[3]);
-  if (refreshed_at && !r[4].is_null())
-    item.expires = *time_of(r[4]) + std::chrono::milliseconds(refreshed_at);
-  if (!r[4].is_null()) item.ttl = time_of(r[4])->time_since_epoch();
+  // The ttl column holds milliseconds, read as time_of reads a time (and refused the same way).
+  if (std::optional<memory_time> ttl = time_of(r[4])) {
+    item.ttl = ttl->time_since_epoch();
+    if (refreshed_at) item.expires = *ttl + std::chrono::milliseconds(refreshed_at);
+  }
   op.succeed(std::move(item));
 }
 using load_op = key_read_op<std::optional<json>>;
